@@ -1,0 +1,47 @@
+"""Configuration of core nodes: frozen dataclasses passed in, never globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Every timer of the protocol, in seconds."""
+
+    heartbeat_interval: float = 0.05  # leader -> servers
+    leader_timeout: float = 0.25  # a backup suspects a silent leader
+    backup_timeout: float = 0.25  # the leader drops a silent backup from its view
+    hop_timeout: float = 0.06  # LCR: wait for a hop's ack before skipping the neighbour
+    election_timeout: float = 0.6  # plus one hop_timeout per server: then a fresh round
+    sync_timeout: float = 0.3  # a leader-elect gives up on a silent server's sync
+    retransmit_interval: float = 0.1  # unacknowledged Append batches are resent
+    client_heartbeat_interval: float = 0.5  # leader -> clients
+    client_timeout: float = 3.0  # the leader logs out a silent client
+    client_leader_timeout: float = 1.5  # a client suspects a silent leader
+    client_retry_interval: float = 0.25  # client resends register / discover / submits
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    server_id: int
+    addr: str
+    timing: Timing = field(default_factory=Timing)
+    multicast_base: str = "239.255.42.0"  # first group address of the room range
+    multicast_count: int = 1024  # groups in the range
+    multicast_port: int = 47471
+    batch_max: int = 256  # entries per Append
+    sync_chunk_bytes: int = 24_000  # payload budget of one SyncData / Replay frame
+    wall_offset: float = 0.0  # added to ``now`` for entry timestamps (wall clock)
+    max_clients: int = 100_000
+    room_frame_buffer: int = 0  # reserved
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    name: str
+    client_id: str
+    addr: str
+    timing: Timing = field(default_factory=Timing)
+    multicast: bool = True  # False: ask for rooms over the session
+    wall_offset: float = 0.0

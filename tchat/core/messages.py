@@ -1,0 +1,584 @@
+"""Every wire message and log entry of the protocol, one frozen dataclass each.
+
+The codec (``tchat.core.codec``) turns these into msgpack frames and back, validating
+every field against the annotations declared here. Field order is wire order: append
+new fields at the end and bump ``PROTOCOL_VERSION`` when changing an existing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tchat.core.vclock import VectorClock
+
+PROTOCOL_VERSION = 1
+
+MAX_NAME = 32
+MAX_ROOM = 32
+MAX_TEXT = 4000
+MAX_ADDR = 64
+MAX_REASON = 200
+
+
+# --------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True, order=True)
+class Dot:
+    """Unique ID of a log entry: the server that sequenced it and that server's counter."""
+
+    server: int
+    counter: int
+
+    def __str__(self) -> str:
+        return f"{self.server}.{self.counter}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Epoch:
+    """A leader's term. Ordered by (term, leader), so two partitions never share one."""
+
+    term: int
+    leader: int
+
+    def __str__(self) -> str:
+        return f"{self.term}:{self.leader}"
+
+
+NO_EPOCH = Epoch(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who asked for an entry: used to deduplicate resent client operations."""
+
+    client_id: str
+    cmid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    server_id: int
+    addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    name: str
+    addr: str
+    status: str  # "online" | "away"
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """A room as a member sees it when joining or resuming."""
+
+    room: str
+    group: str  # multicast "ip:port"
+    members: tuple[str, ...]
+    head: int  # gsn of the room's last frame in this epoch: the member's chain start
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """A room member that got entries through another channel since the room's last frame."""
+
+    name: str
+    gsn: int
+
+
+# --------------------------------------------------------------------------- entry bodies
+class EntryBody:
+    """Base of what a log entry records."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerJoined(EntryBody):
+    server_id: int
+    addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLeft(EntryBody):
+    server_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserOnline(EntryBody):
+    name: str
+    addr: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserOffline(EntryBody):
+    name: str
+    client_id: str
+    reason: str
+    cursor: VectorClock  # what the session had been sent: where its next login resumes
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatus(EntryBody):
+    name: str
+    away: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined(EntryBody):
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft(EntryBody):
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chat(EntryBody):
+    sender: str
+    room: str | None
+    to: str | None
+    text: str
+    action: bool  # "/me" message
+    sender_clock: VectorClock  # what the sender had delivered when it sent
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One element of the replicated, grow-only log."""
+
+    dot: Dot
+    clock: VectorClock
+    ts: float
+    origin: Origin | None
+    body: EntryBody
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """Deterministic total order extending happened-before (clock sum first)."""
+        return (self.clock.total, self.dot.server, self.dot.counter)
+
+    @property
+    def id(self) -> str:
+        return str(self.dot)
+
+
+# --------------------------------------------------------------------------- messages
+class Message:
+    """Base of every wire message."""
+
+    __slots__ = ()
+    from_server: ClassVar[bool] = False  # signed with the cluster key when one is set
+
+
+# discovery ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Discover(Message):
+    addr: str
+    role: str  # "client" | "server"
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverReply(Message):
+    server_id: int
+    addr: str
+    leader_id: int  # 0 when no leader is known
+    leader_addr: str
+    epoch: Epoch
+    servers: tuple[ServerInfo, ...]
+    nonce: int
+    from_server: ClassVar[bool] = True
+
+
+# server <-> server -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class JoinRequest(Message):
+    src: int
+    addr: str
+    epoch: Epoch
+    clock: VectorClock
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest(Message):
+    """Send me the entries my clock lacks. ``token`` matches the reply to the round."""
+
+    src: int
+    epoch: Epoch
+    token: int
+    clock: VectorClock
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncData(Message):
+    src: int
+    epoch: Epoch
+    token: int
+    entries: tuple[Entry, ...]
+    clock: VectorClock  # the sender's whole log
+    more: bool
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Append(Message):
+    """Leader -> backup: batch ``seq`` of this epoch (batches before it must be stored)."""
+
+    src: int
+    epoch: Epoch
+    seq: int
+    entries: tuple[Entry, ...]
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class AppendAck(Message):
+    """Backup -> leader: every batch up to ``seq`` is durably stored. Also a heartbeat reply."""
+
+    src: int
+    epoch: Epoch
+    seq: int
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    src: int
+    addr: str
+    epoch: Epoch
+    seq: int  # last batch sent in this epoch: lets a backup notice a lost tail
+    servers: tuple[ServerInfo, ...]
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Election(Message):
+    """LCR token: the largest server ID seen so far in round ``term``."""
+
+    src: int
+    term: int
+    candidate: int
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionAck(Message):
+    src: int
+    term: int
+    candidate: int
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class NewLeader(Message):
+    """Announced by a freshly elected leader to every server and client."""
+
+    src: int
+    addr: str
+    epoch: Epoch
+    servers: tuple[ServerInfo, ...]
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepDown(Message):
+    """A stopping leader hands over: elect a successor now, without waiting for a timeout."""
+
+    src: int
+    epoch: Epoch
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Leaving(Message):
+    """A stopping backup: drop me from the view now."""
+
+    src: int
+    epoch: Epoch
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class StaleEpoch(Message):
+    """Your frame's epoch is older than the one I follow."""
+
+    src: int
+    epoch: Epoch
+    leader_addr: str
+    from_server: ClassVar[bool] = True
+
+
+# client -> server --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Register(Message):
+    """Log in (``cursor`` None) or resume a session after failover or a gap."""
+
+    name: str
+    client_id: str
+    addr: str
+    cursor: VectorClock | None
+    multicast: bool  # the client can receive multicast
+
+
+class Operation:
+    """Base of what a client asks the leader to write."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SendChat(Operation):
+    room: str | None
+    to: str | None
+    text: str
+    action: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom(Operation):
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRoom(Operation):
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetAway(Operation):
+    away: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Logout(Operation):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Message):
+    """A client operation, resent with the same ``cmid`` until acknowledged."""
+
+    client_id: str
+    cmid: int
+    op: Operation
+    clock: VectorClock  # what the client had delivered
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBeat(Message):
+    client_id: str
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderSuspect(Message):
+    """A client hears nothing from the leader: please check, and elect if it is gone."""
+
+    client_id: str
+    addr: str
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest(Message):
+    """Scrollback: up to ``limit`` chat entries of a room or private chat before ``before``."""
+
+    client_id: str
+    request_id: int
+    room: str | None
+    peer: str | None
+    before: Dot | None
+    limit: int
+
+
+# server -> client --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Rejected(Message):
+    reason: str
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class NotLeader(Message):
+    leader_id: int
+    leader_addr: str
+    epoch: Epoch
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Replay(Message):
+    """Catch-up chat entries a resuming client missed, in log order, before ``Welcome``."""
+
+    epoch: Epoch
+    entries: tuple[Entry, ...]
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class UserList(Message):
+    """The whole user list, in chunks, before ``Welcome``."""
+
+    epoch: Epoch
+    users: tuple[UserInfo, ...]
+    first: bool
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    """Registered (or resumed): the session's stream starts after ``gsn``."""
+
+    epoch: Epoch
+    leader_id: int
+    leader_addr: str
+    name: str
+    gsn: int
+    rooms: tuple[RoomInfo, ...]
+    servers: tuple[ServerInfo, ...]
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    epoch: Epoch
+    cmid: int
+    entry_id: str
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class OpError(Message):
+    """The operation ``cmid`` was refused (unknown user, bad room name...)."""
+
+    epoch: Epoch
+    cmid: int
+    reason: str
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFrame(Message):
+    """One entry of this client's own stream (private messages, users, memberships)."""
+
+    epoch: Epoch
+    gsn: int
+    prev: int  # gsn of this session's previous frame
+    other: int  # latest gsn this client got through room channels in (prev, gsn)
+    entry: Entry
+    room: RoomInfo | None  # set when the entry makes this client join a room
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class RoomFrame(Message):
+    """One room message, multicast once to the room's group (or sent over the session)."""
+
+    epoch: Epoch
+    gsn: int
+    prev: int  # gsn of the room's previous frame
+    room: str
+    other_all: int  # latest gsn in (prev, gsn) that every member got through another channel
+    touched: tuple[Touch, ...]  # members with other-channel entries in (prev, gsn)
+    entry: Entry
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHeartbeat(Message):
+    """Leader -> client: the heads of the client's channels, so lost tails are noticed."""
+
+    epoch: Epoch
+    leader_id: int
+    gsn: int
+    session_head: int
+    room_heads: tuple[Touch, ...]  # (room, gsn of its last frame)
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderAlive(Message):
+    """Reply to LeaderSuspect when this server still hears the leader."""
+
+    src: int
+    leader_id: int
+    leader_addr: str
+    epoch: Epoch
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class NameClash(Message):
+    """After a partition healed, this client's name was also taken on the other side."""
+
+    epoch: Epoch
+    name: str
+    reason: str
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReply(Message):
+    epoch: Epoch
+    request_id: int
+    entries: tuple[Entry, ...]
+    from_server: ClassVar[bool] = True
+
+
+# The wire tag of each type is its position here: append, never reorder.
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Discover,
+    DiscoverReply,
+    JoinRequest,
+    SyncRequest,
+    SyncData,
+    Append,
+    AppendAck,
+    Heartbeat,
+    Election,
+    ElectionAck,
+    NewLeader,
+    StepDown,
+    Leaving,
+    StaleEpoch,
+    Register,
+    Submit,
+    ClientBeat,
+    LeaderSuspect,
+    HistoryRequest,
+    Rejected,
+    NotLeader,
+    Replay,
+    UserList,
+    Welcome,
+    Ack,
+    OpError,
+    SessionFrame,
+    RoomFrame,
+    ClientHeartbeat,
+    LeaderAlive,
+    NameClash,
+    HistoryReply,
+)
+
+ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
+    ServerJoined,
+    ServerLeft,
+    UserOnline,
+    UserOffline,
+    UserStatus,
+    RoomJoined,
+    RoomLeft,
+    Chat,
+)
+
+OPERATION_TYPES: tuple[type[Operation], ...] = (SendChat, JoinRoom, LeaveRoom, SetAway, Logout)

@@ -1,0 +1,134 @@
+"""Sparse, immutable vector clocks keyed by server ID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from enum import Enum
+
+
+class Order(Enum):
+    """How two clocks relate under happened-before."""
+
+    EQUAL = "equal"
+    BEFORE = "before"
+    AFTER = "after"
+    CONCURRENT = "concurrent"
+
+
+class VectorClock:
+    """An immutable map server ID -> counter; missing entries are zero.
+
+    One entry per server that ever sequenced a message, so its size grows with the
+    number of servers, not of users.
+    """
+
+    __slots__ = ("_entries", "_hash", "_total")
+
+    def __init__(self, entries: Mapping[int, int] | Iterable[tuple[int, int]] = ()) -> None:
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        cleaned: dict[int, int] = {}
+        for key, value in items:
+            if value < 0:
+                raise ValueError(f"vector clock entry {key} is negative: {value}")
+            if value:
+                cleaned[key] = value
+        self._entries = cleaned
+        self._hash: int | None = None
+        self._total = sum(cleaned.values())
+
+    # -- reading -------------------------------------------------------------
+    def __getitem__(self, server_id: int) -> int:
+        return self._entries.get(server_id, 0)
+
+    def get(self, server_id: int) -> int:
+        return self._entries.get(server_id, 0)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """Entries in ascending server-ID order (never hash order)."""
+        return iter(sorted(self._entries.items()))
+
+    def as_dict(self) -> dict[int, int]:
+        return dict(sorted(self._entries.items()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    @property
+    def total(self) -> int:
+        """Sum of all entries: grows strictly along happened-before (a Lamport time)."""
+        return self._total
+
+    # -- building ------------------------------------------------------------
+    def increment(self, server_id: int) -> VectorClock:
+        entries = dict(self._entries)
+        entries[server_id] = entries.get(server_id, 0) + 1
+        return VectorClock(entries)
+
+    def merge(self, other: VectorClock) -> VectorClock:
+        if not other._entries:
+            return self
+        if not self._entries:
+            return other
+        if other <= self:
+            return self
+        entries = dict(self._entries)
+        for key, value in other._entries.items():
+            if value > entries.get(key, 0):
+                entries[key] = value
+        return VectorClock(entries)
+
+    # -- comparing -----------------------------------------------------------
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        theirs = other._entries
+        return all(value <= theirs.get(key, 0) for key, value in self._entries.items())
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return self <= other and self._entries != other._entries
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return other <= self
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return other < self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return self._entries == other._entries
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self._entries.items())))
+        return self._hash
+
+    def compare(self, other: VectorClock) -> Order:
+        le = self <= other
+        ge = other <= self
+        if le and ge:
+            return Order.EQUAL
+        if le:
+            return Order.BEFORE
+        if ge:
+            return Order.AFTER
+        return Order.CONCURRENT
+
+    def concurrent(self, other: VectorClock) -> bool:
+        return self.compare(other) is Order.CONCURRENT
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {v}" for k, v in self.items())
+        return f"VectorClock({{{inner}}})"
+
+
+EMPTY_CLOCK = VectorClock()
