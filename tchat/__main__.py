@@ -1,0 +1,5 @@
+"""``python -m tchat``: the same as the ``tchat`` command."""
+
+from tchat.cli import main
+
+raise SystemExit(main())
