@@ -534,6 +534,32 @@ class HistoryReply(Message):
     from_server: ClassVar[bool] = True
 
 
+# status ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Message):
+    """``tchat status``: any server answers with its view of the cluster."""
+
+    addr: str
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply(Message):
+    server_id: int
+    addr: str
+    role: str
+    epoch: Epoch
+    leader_id: int
+    leader_addr: str
+    servers: tuple[ServerInfo, ...]
+    live: tuple[int, ...]  # server IDs the answering server believes alive
+    users: tuple[UserInfo, ...]
+    rooms: tuple[RoomInfo, ...]
+    log_size: int
+    nonce: int
+    from_server: ClassVar[bool] = True
+
+
 # The wire tag of each type is its position here: append, never reorder.
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Discover,
@@ -568,6 +594,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     LeaderAlive,
     NameClash,
     HistoryReply,
+    StatusRequest,
+    StatusReply,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
