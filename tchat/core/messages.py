@@ -241,11 +241,28 @@ class Append(Message):
 
 @dataclass(frozen=True, slots=True)
 class AppendAck(Message):
-    """Backup -> leader: every batch up to ``seq`` is durably stored. Also a heartbeat reply."""
+    """Backup -> leader: every batch up to ``seq`` is durably stored. Also a heartbeat reply.
+
+    ``clock`` is the backup's whole log (causally closed), so the leader knows exactly
+    which entries it holds.
+    """
 
     src: int
     epoch: Epoch
     seq: int
+    clock: VectorClock
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Admit(Message):
+    """Leader -> (re)joining backup: the entries it lacks; then batches after ``base_seq``."""
+
+    src: int
+    epoch: Epoch
+    base_seq: int
+    entries: tuple[Entry, ...]
+    done: bool
     from_server: ClassVar[bool] = True
 
 
@@ -517,6 +534,15 @@ class LeaderAlive(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Resync(Message):
+    """The leader's log changed under the stream (a merge): resume with your cursor."""
+
+    epoch: Epoch
+    reason: str
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
 class NameClash(Message):
     """After a partition healed, this client's name was also taken on the other side."""
 
@@ -596,6 +622,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     HistoryReply,
     StatusRequest,
     StatusReply,
+    Admit,
+    Resync,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
