@@ -1,0 +1,167 @@
+"""Wire codec: messages to versioned, optionally HMAC-signed msgpack frames and back, validated."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import struct
+from typing import Any
+
+import msgpack
+
+from tchat.core.errors import (
+    BadSignature,
+    LocalProtocolError,
+    MalformedFrame,
+    OversizedFrame,
+    TruncatedFrame,
+    UnknownVersion,
+)
+from tchat.core.messages import PROTOCOL_VERSION, Entry, Message
+from tchat.core.schema import ENCODERS, decode_message
+from tchat.core.schema import decode_entry as schema_decode_entry
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME = 64 * 1024
+MAC_SIZE = 32
+FLAG_SIGNED = 0x01
+HEADER_SIZE = 2  # version byte + flags byte
+
+_LENGTH = struct.Struct(">I")
+_UNSIGNED_HEAD = bytes((PROTOCOL_VERSION, 0))
+_SIGNED_HEAD = bytes((PROTOCOL_VERSION, FLAG_SIGNED))
+
+
+def _to_msgpack(obj: Any) -> Any:
+    """msgpack's hook for the types it does not know: our dataclasses and clocks."""
+    try:
+        encoder = ENCODERS[type(obj)]
+    except KeyError:
+        raise TypeError(f"cannot encode {type(obj).__name__}") from None
+    return encoder(obj)
+
+
+def _pack(obj: Any) -> bytes:
+    try:
+        return msgpack.packb(obj, default=_to_msgpack, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+
+def _unpack(body: bytes | bytearray | memoryview) -> Any:
+    if not body:
+        raise TruncatedFrame("empty body")
+    try:
+        return msgpack.unpackb(body, use_list=False, raw=False, strict_map_key=False)
+    except msgpack.ExtraData as exc:
+        raise MalformedFrame("trailing bytes after the body") from exc
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        # UnicodeDecodeError is a ValueError. msgpack reports running out of input as
+        # "incomplete input" or as a length that exceeds what is left.
+        text = str(exc)
+        if "incomplete" in text or "exceeds max" in text:
+            raise TruncatedFrame(f"body ends early: {text}") from exc
+        raise MalformedFrame(f"bad msgpack: {type(exc).__name__}: {text[:100]}") from exc
+
+
+# --------------------------------------------------------------------------- API
+def encode(message: Message, key: bytes | None = None) -> bytes:
+    """A frame for ``message``, signed when ``key`` is set and the message is a server's."""
+    if type(message) not in ENCODERS or not isinstance(message, Message):
+        raise LocalProtocolError(f"not a wire message: {type(message).__name__}")
+    body = _pack(message)
+    if key is not None and message.from_server:
+        return _SIGNED_HEAD + hmac.digest(key, _SIGNED_HEAD + body, "sha256") + body
+    return _UNSIGNED_HEAD + body
+
+
+def decode(
+    data: bytes | bytearray | memoryview, key: bytes | None = None, max_size: int = MAX_FRAME
+) -> Message:
+    """The message in frame ``data``; raises a RemoteProtocolError subclass for any bad input.
+
+    With ``key`` set, a server message must carry a valid signature (BadSignature otherwise).
+    """
+    size = len(data)
+    if size > max_size:
+        raise OversizedFrame(f"frame of {size} bytes exceeds {max_size}")
+    if size < HEADER_SIZE:
+        raise TruncatedFrame(f"frame of {size} bytes has no header")
+    version = data[0]
+    if version != PROTOCOL_VERSION:
+        raise UnknownVersion(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+    flags = data[1]
+    if flags & ~FLAG_SIGNED:
+        raise MalformedFrame(f"unknown flags {flags:#04x}")
+    signed = bool(flags & FLAG_SIGNED)
+    if signed:
+        if size < HEADER_SIZE + MAC_SIZE:
+            raise TruncatedFrame(f"signed frame of {size} bytes has no room for its MAC")
+        body = data[HEADER_SIZE + MAC_SIZE :]
+        if key is not None:
+            expected = hmac.digest(key, bytes(data[:HEADER_SIZE]) + body, "sha256")
+            if not hmac.compare_digest(expected, bytes(data[HEADER_SIZE : HEADER_SIZE + MAC_SIZE])):
+                raise BadSignature("signature does not match the cluster key")
+    else:
+        body = data[HEADER_SIZE:]
+    message = decode_message(_unpack(body))
+    if key is not None and not signed and message.from_server:
+        raise BadSignature(f"unsigned {type(message).__name__} while a cluster key is set")
+    return message
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """An entry as the store keeps it: msgpack of its field values, no frame header."""
+    if type(entry) is not Entry:
+        raise LocalProtocolError(f"not an Entry: {type(entry).__name__}")
+    return _pack(entry)
+
+
+def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
+    """Inverse of ``encode_entry``; raises a RemoteProtocolError subclass for bad bytes."""
+    entry: Entry = schema_decode_entry(_unpack(data))
+    return entry
+
+
+# --------------------------------------------------------------------------- stream framing
+def frame(data: bytes) -> bytes:
+    """``data`` with its 4-byte big-endian length prefix, for a byte stream."""
+    return _LENGTH.pack(len(data)) + data
+
+
+class FrameDecoder:
+    """Splits a byte stream of length-prefixed frames; sans-IO, feed it what the socket read."""
+
+    __slots__ = ("_buffer", "max_size")
+
+    def __init__(self, max_size: int = MAX_FRAME) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Every frame ``data`` completes, in order. Raises OversizedFrame on a too-long prefix.
+
+        After OversizedFrame the stream cannot be resynchronised: drop the connection.
+        """
+        buffer = self._buffer
+        buffer += data
+        frames: list[bytes] = []
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (length,) = _LENGTH.unpack_from(buffer, start)
+            if length > self.max_size:
+                raise OversizedFrame(f"length prefix {length} exceeds {self.max_size}")
+            if end - start - 4 < length:
+                break
+            frames.append(bytes(buffer[start + 4 : start + 4 + length]))
+            start += 4 + length
+        if start:
+            del buffer[:start]  # once per feed, so a burst of small frames stays linear
+        return frames
