@@ -81,7 +81,7 @@ class RoomInfo:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """A room member that got entries through another channel since the room's last frame."""
+    """A member (or a room) that got frames through another channel since a frame's ``prev``."""
 
     name: str
     gsn: int
@@ -504,8 +504,9 @@ class RoomFrame(Message):
     gsn: int
     prev: int  # gsn of the room's previous frame
     room: str
-    other_all: int  # latest gsn in (prev, gsn) that every member got through another channel
-    touched: tuple[Touch, ...]  # members with other-channel entries in (prev, gsn)
+    other_all: int  # latest gsn in (prev, gsn) that every member got through its session
+    touched: tuple[Touch, ...]  # members with session entries in (prev, gsn), and the latest
+    rooms_touched: tuple[Touch, ...]  # rooms sharing members with frames in (prev, gsn), latest
     entry: Entry
     from_server: ClassVar[bool] = True
 
