@@ -1,0 +1,389 @@
+"""tchat's invariants: cheap checks after every simulated step, full ones once faults stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tchat.core.effects import ChatDelivered, ClientEvent, Failed, Renamed, Sent
+from tchat.core.messages import (
+    Chat,
+    Election,
+    Entry,
+    Epoch,
+    RoomJoined,
+    RoomLeft,
+    UserOffline,
+    UserOnline,
+)
+
+if TYPE_CHECKING:
+    from tchat.sim.world import ClientSlot, ServerSlot, World
+
+Problem = tuple[str, str]  # (invariant, detail)
+
+
+class Violation(Exception):
+    """An invariant broke: the seed stops here."""
+
+    def __init__(self, invariant: str, detail: str) -> None:
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant = invariant
+        self.detail = detail
+
+
+def election_bound(n: int) -> int:
+    """LCR worst case for a ring of n: every candidate's token travels at most its distance,
+    n(n+1)/2 in all, plus one skipped (dead) neighbour per server."""
+    return n * (n + 1) // 2 + n
+
+
+@dataclass(slots=True)
+class ElectionRound:
+    term: int
+    started: float
+    ring: int  # servers in the world: the ring's size for the bound
+    messages: int = 0
+    clean: bool = True  # no Election frame lost, duplicated or cut by a partition
+    completed: float | None = None
+    leader: int = 0
+
+    @property
+    def duration(self) -> float:
+        return (self.completed if self.completed is not None else self.started) - self.started
+
+    @property
+    def bound(self) -> int:
+        return election_bound(self.ring)
+
+
+class Checker:
+    """Watches one world: incremental invariants as it runs, convergence at the end."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.leader_of_epoch: dict[Epoch, int] = {}
+        self.max_epoch: dict[int, Epoch] = {}
+        self.acked: dict[str, str] = {}  # entry id -> client id it was acknowledged to
+        self.rounds: dict[int, ElectionRound] = {}
+
+    # -- invariant 1: one leader per epoch, epochs only grow ------------------------
+    def after_server_step(self, slot: ServerSlot) -> None:
+        node = slot.node
+        epoch = node.epoch
+        sid = slot.server_id
+        prev = self.max_epoch.get(sid)
+        if prev is not None and epoch < prev:
+            raise Violation(
+                "epoch-monotonic", f"s{sid} epoch went from {prev} to {epoch} ({node.role.name})"
+            )
+        self.max_epoch[sid] = epoch
+        if node.role.name != "LEADER":
+            return
+        if epoch.leader != sid:
+            raise Violation("leader-epoch", f"s{sid} is LEADER with epoch {epoch} of another id")
+        holder = self.leader_of_epoch.setdefault(epoch, sid)
+        if holder != sid:
+            raise Violation("one-leader-per-epoch", f"s{sid} and s{holder} both lead {epoch}")
+        rnd = self.rounds.get(epoch.term)
+        if rnd is not None and rnd.completed is None:
+            rnd.completed = self.world.now
+            rnd.leader = sid
+
+    # -- invariant 9: election message counts ---------------------------------------
+    def on_election_send(self, slot: Any, message: Election) -> None:
+        rnd = self.rounds.get(message.term)
+        if rnd is None:
+            rnd = ElectionRound(message.term, self.world.now, len(self.world.servers))
+            self.rounds[message.term] = rnd
+        rnd.messages += 1
+
+    def taint_election(self, term: int) -> None:
+        rnd = self.rounds.get(term)
+        if rnd is not None:
+            rnd.clean = False
+
+    def on_fault(self, kind: str) -> None:
+        # A partition splits the ring mid-round: its count says nothing about LCR's bound.
+        if kind in ("partition", "heal"):
+            for rnd in self.rounds.values():
+                if rnd.completed is None:
+                    rnd.clean = False
+
+    def completed_rounds(self) -> list[ElectionRound]:
+        return [r for _, r in sorted(self.rounds.items()) if r.completed is not None]
+
+    def check_election_bounds(self) -> list[Problem]:
+        return [
+            ("election-bound", f"round {r.term} used {r.messages} Election messages, "
+             f"bound {r.bound} for {r.ring} servers")
+            for r in self.completed_rounds()
+            if r.clean and r.messages > r.bound
+        ]  # fmt: skip
+
+    # -- invariants 3-5 as clients deliver ------------------------------------------
+    def on_client_event(self, slot: Any, event: ClientEvent) -> None:
+        kind = type(event)
+        if kind is ChatDelivered:
+            self._delivered(slot, event.entry)  # type: ignore[attr-defined]
+        elif kind is Sent:
+            self._sent(slot, event)  # type: ignore[arg-type]
+        elif kind is Renamed:
+            slot.renamed = True
+            slot.names.append(event.new)  # type: ignore[attr-defined]
+        elif kind is Failed:
+            slot.failed = True
+
+    def _delivered(self, slot: ClientSlot, entry: Entry) -> None:
+        eid = entry.id
+        if eid in slot.delivered_ids:
+            raise Violation("exactly-once", f"{slot.client_id} delivered {eid} twice")
+        clock = entry.clock
+        total = clock.total
+        if total < slot.max_total:
+            # Only an entry with a larger clock sum can be causally after this one.
+            for earlier in slot.delivered:
+                if clock < earlier.clock:
+                    raise Violation(
+                        "causal-order",
+                        f"{slot.client_id} delivered {eid} {clock} after {earlier.id} "
+                        f"{earlier.clock}, which it happened before",
+                    )
+        else:
+            slot.max_total = total
+        slot.delivered.append(entry)
+        slot.delivered_ids.add(eid)
+
+    def _sent(self, slot: ClientSlot, event: Sent) -> None:
+        eid = event.entry_id
+        if not any(eid in s.durable_ids for s in self.world.servers.values()):
+            raise Violation(
+                "ack-durable", f"{slot.client_id} got Sent({event.cmid}, {eid}) before any "
+                "server stored the entry"
+            )  # fmt: skip
+        prev = slot.acked.get(event.cmid)
+        if prev is not None and prev != eid:
+            raise Violation(
+                "exactly-once", f"{slot.client_id} cmid {event.cmid} acked as {prev} and {eid}"
+            )
+        slot.acked[event.cmid] = eid
+        self.acked[eid] = slot.client_id
+
+    # -- invariants 2, 3, 7, 8: convergence once faults stop ------------------------
+    def convergence(self) -> list[Problem]:
+        """What still keeps the world from having converged (empty when it has)."""
+        world = self.world
+        running = world.running_servers()
+        if not running:
+            return [("liveness", "no server is running")]
+        leaders = [s for s in running if s.node.role.name == "LEADER"]
+        if len(leaders) != 1:
+            roles = ", ".join(f"s{s.server_id}={s.node.role.name}" for s in running)
+            return [("one-leader", f"{len(leaders)} leaders among running servers: {roles}")]
+        leader = leaders[0]
+        lnode = leader.node
+        epoch = lnode.epoch
+        problems: list[Problem] = []
+        lentries = list(lnode.log.entries())
+        lids = [e.id for e in lentries]
+        lfold = fold_view(lnode.state)
+        for s in running:
+            node = s.node
+            if s is not leader and (
+                node.role.name != "BACKUP" or node.leader_id != leader.server_id
+                or node.epoch != epoch
+            ):  # fmt: skip
+                problems.append(("leader-known", f"s{s.server_id} is {node.role.name} "
+                                 f"following {node.leader_id} in {node.epoch}; leader "
+                                 f"s{leader.server_id} in {epoch}"))  # fmt: skip
+                continue
+            ids = lids if s is leader else [e.id for e in node.log.entries()]
+            if ids != lids:
+                problems.append(("log-converged", _log_diff(s.server_id, ids, leader.server_id,
+                                                            lids)))  # fmt: skip
+            elif s is not leader and fold_view(node.state) != lfold:
+                problems.append(("fold-converged", f"s{s.server_id} fold {fold_view(node.state)}"
+                                 f" != leader's {lfold}"))  # fmt: skip
+        problems.extend(self._log_sanity(lentries))
+        lid_set = set(lids)
+        for s in running:
+            ids_set = lid_set if s is leader else {e.id for e in s.node.log.entries()}
+            lost = sorted(eid for eid in self.acked if eid not in ids_set)
+            if lost:
+                problems.append(("ack-lost", f"s{s.server_id} lacks acknowledged {lost[:8]}"))
+        problems.extend(self._clients_converged(leader, lfold))
+        if not problems:
+            problems.extend(self._completeness(lentries))
+        return problems
+
+    def _log_sanity(self, entries: list[Entry]) -> list[Problem]:
+        problems: list[Problem] = []
+        keys = [e.key for e in entries]
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            problems.append(("log-order", "leader's log.entries() is not strictly in key order"))
+        origins: dict[tuple[str, int], str] = {}
+        for e in entries:
+            if e.origin is None:
+                continue
+            key = (e.origin.client_id, e.origin.cmid)
+            if key in origins:
+                problems.append(("exactly-once", f"op {key} is in the log twice: "
+                                 f"{origins[key]} and {e.id}"))  # fmt: skip
+            origins[key] = e.id
+        return problems
+
+    def _clients_converged(self, leader: ServerSlot, lfold: Any) -> list[Problem]:
+        problems: list[Problem] = []
+        lnode = leader.node
+        user_names = sorted(lnode.state.users)
+        rooms = lfold[1]
+        names_seen: dict[str, str] = {}
+        for c in self.world.clients.values():
+            if not c.alive or c.logged_out or c.failed:
+                continue
+            node = c.node
+            state = node.state.name
+            if state != "SERVING":
+                problems.append(("client-serving", f"{c.client_id} ({node.name}) is {state}"))
+                continue
+            if node.leader_id != leader.server_id or node.epoch != lnode.epoch:
+                problems.append(("leader-known", f"{c.client_id} follows {node.leader_id} in "
+                                 f"{node.epoch}, leader s{leader.server_id} in {lnode.epoch}"))
+                continue  # fmt: skip
+            if node.pending:
+                problems.append(("client-pending", f"{c.client_id} still has unacknowledged "
+                                 f"cmids {sorted(node.pending)[:8]}"))  # fmt: skip
+            if sorted(node.users) != user_names:
+                problems.append(("users-converged", f"{c.client_id} sees users "
+                                 f"{sorted(node.users)}, leader {user_names}"))  # fmt: skip
+            name = node.name
+            if name in names_seen:
+                problems.append(("names-unique", f"{c.client_id} and {names_seen[name]} both "
+                                 f"serve as {name!r}"))  # fmt: skip
+            names_seen[name] = c.client_id
+            mine = {r: m for r, (_, m) in rooms.items() if name in m}
+            theirs = {r: tuple(sorted(_members(info))) for r, info in node.rooms.items()}
+            if mine != theirs:
+                problems.append(("rooms-converged", f"{c.client_id} ({name}) sees rooms "
+                                 f"{theirs}, leader's fold says {mine}"))  # fmt: skip
+        return problems
+
+    # -- invariant 7: completeness --------------------------------------------------
+    def _completeness(self, entries: list[Entry]) -> list[Problem]:
+        eligible = {
+            c.client_id: c
+            for c in self.world.serving_clients()
+            if not c.renamed and not c.logged_out
+        }
+        expected = expected_deliveries(entries, set(eligible))
+        problems: list[Problem] = []
+        for cid, ids in sorted(expected.items()):
+            missing = [eid for eid in ids if eid not in eligible[cid].delivered_ids]
+            if missing:
+                problems.append(("completeness", f"{cid} ({eligible[cid].node.name}) never got "
+                                 f"{len(missing)} of its {len(ids)} entries: {missing[:8]}"))
+        return problems  # fmt: skip
+
+    # -- invariant 6: same order in a room ------------------------------------------
+    def same_order(self) -> list[Problem]:
+        by_room: dict[str, list[tuple[str, list[Entry]]]] = {}
+        for cid, c in sorted(self.world.clients.items()):
+            rooms: dict[str, list[Entry]] = {}
+            for e in c.delivered:
+                body = e.body
+                if type(body) is Chat and body.room is not None:
+                    rooms.setdefault(body.room, []).append(e)
+            for room, seq in rooms.items():
+                by_room.setdefault(room, []).append((cid, seq))
+        problems: list[Problem] = []
+        for room, seqs in sorted(by_room.items()):
+            for i, (ca, sa) in enumerate(seqs):
+                for cb, sb in seqs[i + 1 :]:
+                    bad = _order_conflict(sa, sb)
+                    if bad:
+                        problems.append(("same-order", f"room {room}: {ca} and {cb} deliver "
+                                         f"{bad[0]} and {bad[1]} in opposite orders"))
+                        break  # fmt: skip
+        return problems
+
+
+def _members(info: Any) -> Any:
+    if isinstance(info, tuple) and len(info) == 2 and not isinstance(info[1], str):
+        return info[1]
+    return info.members
+
+
+def fold_view(state: Any) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[str, ...]]]]:
+    """A server's fold reduced to comparable values: users and rooms (group, members)."""
+    users = {name: state.users[name] for name in sorted(state.users)}
+    rooms: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name in sorted(state.rooms):
+        value = state.rooms[name]
+        if isinstance(value, tuple):
+            group, members = value
+        else:
+            group, members = value.group, value.members
+        rooms[name] = (group, tuple(sorted(members)))
+    return users, rooms
+
+
+def _log_diff(sid: int, ids: list[str], lid: int, lids: list[str]) -> str:
+    mine, theirs = set(ids), set(lids)
+    if mine == theirs:
+        first = next(i for i, (a, b) in enumerate(zip(ids, lids, strict=False)) if a != b)
+        return f"s{sid} orders its log differently from s{lid} from position {first}"
+    return (
+        f"s{sid} has {len(ids)} entries, leader s{lid} {len(lids)}; only s{sid}: "
+        f"{sorted(mine - theirs)[:6]}, only s{lid}: {sorted(theirs - mine)[:6]}"
+    )
+
+
+def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, list[str]]:
+    """Chat entries each of ``clients`` must have delivered, by replaying the log in key order.
+
+    A room message goes to the room's members at that point of the log, a private one to
+    its addressee and its sender; names map to sessions through UserOnline / UserOffline.
+    """
+    session: dict[str, str] = {}  # name -> client_id online under it
+    members: dict[str, set[str]] = {}  # room -> names
+    expected: dict[str, list[str]] = {}
+    for e in entries:
+        body = e.body
+        kind = type(body)
+        if kind is UserOnline:
+            # A second session under a name already online lost a merge clash: ignored.
+            session.setdefault(body.name, body.client_id)
+        elif kind is UserOffline:
+            if session.get(body.name) == body.client_id:
+                del session[body.name]
+                for names in members.values():
+                    names.discard(body.name)
+        elif kind is RoomJoined:
+            if body.name in session:
+                members.setdefault(body.room, set()).add(body.name)
+        elif kind is RoomLeft:
+            members.get(body.room, set()).discard(body.name)
+        elif kind is Chat:
+            if body.room is not None:
+                names = sorted(members.get(body.room, ()))
+            else:
+                names = sorted({body.sender, body.to or ""})
+            for name in names:
+                cid = session.get(name)
+                if cid in clients:
+                    expected.setdefault(cid, []).append(e.id)
+    return expected
+
+
+def _order_conflict(sa: list[Entry], sb: list[Entry]) -> tuple[str, str] | None:
+    """Two entries both clients delivered in opposite orders without being concurrent."""
+    pos_b = {e.id: i for i, e in enumerate(sb)}
+    common = [e for e in sa if e.id in pos_b]
+    positions = [pos_b[e.id] for e in common]
+    if positions == sorted(positions):
+        return None
+    for i, x in enumerate(common):
+        for y in common[i + 1 :]:
+            if pos_b[y.id] < pos_b[x.id] and not x.clock.concurrent(y.clock):
+                return x.id, y.id
+    return None

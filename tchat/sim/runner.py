@@ -1,0 +1,121 @@
+"""Run one seed: build the world, drive the workload, check every invariant, report."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tchat.sim.invariants import Problem, Violation
+from tchat.sim.workload import Workload, WorkloadConfig, random_faults
+from tchat.sim.world import World
+
+CHECK_EVERY = 0.25  # simulated seconds between convergence checks in the quiescent phase
+STABLE_FOR = 1.0  # once converged, keep running this long and check it still holds
+
+
+@dataclass(slots=True)
+class RoundReport:
+    term: int
+    messages: int
+    duration: float
+    bound: int
+    clean: bool
+
+
+@dataclass(slots=True)
+class SeedResult:
+    """What one seed did: picklable, so worker processes can send it back."""
+
+    seed: int
+    servers: int
+    clients: int
+    duration: float
+    fingerprint: str = ""
+    invariant: str = ""
+    detail: str = ""
+    trace: list[str] = field(default_factory=list)
+    rounds: list[RoundReport] = field(default_factory=list)
+    sim_time: float = 0.0
+    wall_time: float = 0.0
+    steps: int = 0
+    converged_after: float | None = None  # simulated seconds after faults stopped
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invariant
+
+    def replay_command(self) -> str:
+        cmd = f"tchat sim --seed {self.seed} --servers {self.servers} --clients {self.clients}"
+        if self.duration != WorkloadConfig.duration:
+            cmd += f" --duration {self.duration:g}"
+        return cmd
+
+
+def build(seed: int, config: WorkloadConfig) -> tuple[World, Workload]:
+    """The world and workload of one seed, installed but not yet run."""
+    rng = random.Random(seed ^ 0x5EED5EED)
+    world = World(seed, faults=random_faults(rng) if config.faults else None)
+    workload = Workload(world, rng, config)
+    workload.install()
+    return world, workload
+
+
+def settle(world: World, start: float, bound: float) -> float:
+    """Run until the world has converged (returns how long it took) or raise a Violation."""
+    problems: list[Problem] = []
+    while world.now < start + bound:
+        world.run_for(CHECK_EVERY)
+        problems = world.checker.convergence()
+        if not problems:
+            break
+    if problems:
+        invariant, detail = problems[0]
+        more = f" (+{len(problems) - 1} more: {sorted({p[0] for p in problems[1:]})})"
+        raise Violation(
+            invariant, f"not converged {bound:g}s after faults stopped: {detail}"
+            + (more if len(problems) > 1 else "")
+        )  # fmt: skip
+    took = world.now - start
+    world.run_for(STABLE_FOR)
+    problems = world.checker.convergence()
+    problems += world.checker.same_order()
+    problems += world.checker.check_election_bounds()
+    if problems:
+        invariant, detail = problems[0]
+        raise Violation(invariant, f"after convergence: {detail}")
+    return took
+
+
+def run_seed(seed: int, config: WorkloadConfig | None = None) -> SeedResult:
+    config = config or WorkloadConfig()
+    result = SeedResult(seed, config.servers, config.clients, config.duration)
+    started = time.perf_counter()
+    world, _ = build(seed, config)
+    try:
+        world.run_until(config.duration)
+        result.converged_after = settle(world, config.duration, config.settle)
+    except Violation as violation:
+        result.invariant = violation.invariant
+        result.detail = violation.detail
+        result.trace = world.format_trace(30)
+    result.wall_time = time.perf_counter() - started
+    result.sim_time = world.now
+    result.steps = world.steps
+    result.rounds = [
+        RoundReport(r.term, r.messages, r.duration, r.bound, r.clean)
+        for r in world.checker.completed_rounds()
+    ]
+    result.stats = {
+        "sent": world.net.sent,
+        "dropped": world.net.dropped,
+        "duplicated": world.net.duplicated,
+        "acked": len(world.checker.acked),
+    }
+    try:
+        result.fingerprint = world.fingerprint()
+    except Exception as exc:  # a broken node must not hide the violation that broke it
+        result.fingerprint = f"unavailable ({type(exc).__name__})"
+    return result

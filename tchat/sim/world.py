@@ -1,0 +1,478 @@
+"""The simulated world: virtual clock, event heap, nodes, crashes and restarts, effect routing."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import random
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tchat.core.config import ClientConfig, ServerConfig, Timing
+from tchat.core.effects import (
+    Broadcast,
+    Deliver,
+    DurableState,
+    Effect,
+    JoinGroup,
+    LeaderChanged,
+    LeaveGroup,
+    LogEvent,
+    Multicast,
+    Persist,
+    Send,
+    Stopped,
+)
+from tchat.core.messages import Election, ElectionAck, Message, Operation
+from tchat.sim.invariants import Checker, Violation
+from tchat.sim.network import Network, NetworkFaults
+
+log = logging.getLogger(__name__)
+
+INF = float("inf")
+WALL_BASE = 1_700_000_000.0  # entry timestamps look like wall-clock seconds
+_DELIVER, _TICK, _ACTION = 0, 1, 2
+
+NodeFactory = Callable[..., Any]
+
+
+def server_addr(server_id: int) -> str:
+    return f"10.0.{server_id // 250}.{server_id % 250 + 1}:4747"
+
+
+def client_addr(number: int) -> str:
+    return f"10.9.{number // 250}.{number % 250 + 1}:5000"
+
+
+class ServerSlot:
+    """A server as the world sees it: its node (when running) and its durable store."""
+
+    __slots__ = (
+        "server_id", "addr", "config", "durable", "durable_ids", "node", "alive",
+        "incarnation", "timer_at", "spin", "last_tick", "crashes", "kind",
+    )  # fmt: skip
+
+    def __init__(self, server_id: int, config: ServerConfig) -> None:
+        self.kind = "server"
+        self.server_id = server_id
+        self.addr = config.addr
+        self.config = config
+        self.durable = DurableState()
+        self.durable_ids: set[str] = set()
+        self.node: Any = None
+        self.alive = False
+        self.incarnation = 0
+        self.timer_at = INF
+        self.spin = 0
+        self.last_tick = -1.0
+        self.crashes = 0
+
+    @property
+    def label(self) -> str:
+        return f"s{self.server_id}"
+
+
+class ClientSlot:
+    """A client as the world sees it, with everything it delivered to its user."""
+
+    __slots__ = (
+        "client_id", "addr", "config", "node", "alive", "incarnation", "timer_at", "spin",
+        "last_tick", "logged_out", "failed", "renamed", "delivered", "delivered_ids",
+        "max_total", "acked", "kind", "names",
+    )  # fmt: skip
+
+    def __init__(self, client_id: str, config: ClientConfig) -> None:
+        self.kind = "client"
+        self.client_id = client_id
+        self.addr = config.addr
+        self.config = config
+        self.node: Any = None
+        self.alive = False
+        self.incarnation = 0
+        self.timer_at = INF
+        self.spin = 0
+        self.last_tick = -1.0
+        self.logged_out = False
+        self.failed = False
+        self.renamed = False
+        self.delivered: list[Any] = []  # Entry objects, in delivery order
+        self.delivered_ids: set[str] = set()
+        self.max_total = 0
+        self.acked: dict[int, str] = {}  # cmid -> entry id
+        self.names = [config.name]
+
+    @property
+    def label(self) -> str:
+        return self.client_id
+
+
+Slot = ServerSlot | ClientSlot
+
+
+def _real_server_factory() -> NodeFactory:
+    from tchat.core.server import ServerNode
+
+    return ServerNode
+
+
+def _real_client_factory() -> NodeFactory:
+    from tchat.core.client import ClientNode
+
+    return ClientNode
+
+
+class World:
+    """Runs nodes on a virtual clock; every random choice comes from the seed."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        faults: NetworkFaults | None = None,
+        timing: Timing | None = None,
+        server_factory: NodeFactory | None = None,
+        client_factory: NodeFactory | None = None,
+        trace_len: int = 60,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)  # seeds of the nodes' own generators
+        self.net = Network(random.Random(seed * 2654435761 + 1), faults)
+        self.timing = timing or Timing()
+        self.server_factory = server_factory or _real_server_factory()
+        self.client_factory = client_factory or _real_client_factory()
+        self.now = 0.0
+        self.steps = 0
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self.servers: dict[int, ServerSlot] = {}
+        self.clients: dict[str, ClientSlot] = {}
+        self._by_addr: dict[str, Slot] = {}
+        self._client_count = 0
+        self.trace: deque[tuple[float, str, str, str, Any]] = deque(maxlen=trace_len)
+        self.checker = Checker(self)
+        self.faults_active = True  # False in the quiescent phase
+
+    # -- scheduling -------------------------------------------------------------------
+    def _push(self, at: float, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, payload))
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` (a workload step or a fault) at simulated time ``when``."""
+        self._push(max(when, self.now), _ACTION, action)
+
+    def after(self, delay: float, action: Callable[[], None]) -> None:
+        self.at(self.now + delay, action)
+
+    def run_until(self, end: float, check_every: float = 0.0) -> None:
+        """Process every event up to ``end``; the clock then reads ``end``."""
+        heap = self._heap
+        while heap and heap[0][0] <= end:
+            at, _, kind, payload = heapq.heappop(heap)
+            self.now = at
+            self.steps += 1
+            if kind == _DELIVER:
+                self._deliver(*payload)
+            elif kind == _TICK:
+                self._tick(*payload)
+            else:
+                payload()
+        self.now = max(self.now, end)
+
+    def run_for(self, duration: float) -> None:
+        self.run_until(self.now + duration)
+
+    def note(self, text: str) -> None:
+        """Put a line about a fault or workload step into the trace."""
+        self.trace.append((self.now, "*", "", text, None))
+
+    # -- servers ----------------------------------------------------------------------
+    def add_server(self, server_id: int, start: bool = True) -> ServerSlot:
+        if server_id in self.servers:
+            raise ValueError(f"server {server_id} exists")
+        config = ServerConfig(server_id=server_id, addr=server_addr(server_id), timing=self.timing)
+        slot = ServerSlot(server_id, config)
+        self.servers[server_id] = slot
+        self._by_addr[slot.addr] = slot
+        if start:
+            self.start_server(server_id)
+        return slot
+
+    def start_server(self, server_id: int) -> None:
+        slot = self.servers[server_id]
+        if slot.alive:
+            return
+        durable = DurableState(list(slot.durable.entries), dict(slot.durable.meta))
+        slot.incarnation += 1
+        slot.alive = True
+        slot.timer_at = INF
+        self.note(f"start {slot.label} #{slot.incarnation} ({len(durable.entries)} entries)")
+        rng = random.Random(self.rng.getrandbits(64))
+        slot.node = self._call(slot, self.server_factory, slot.config, durable, rng)
+        self._step(slot, "start", slot.node.start, self.now)
+
+    def crash_server(self, server_id: int) -> None:
+        slot = self.servers[server_id]
+        if not slot.alive:
+            return
+        self.note(f"crash {slot.label} (role {self.role(slot)})")
+        slot.alive = False
+        slot.crashes += 1
+        slot.node = None
+        self.net.forget(slot.addr)
+        self.checker.on_fault("crash")
+
+    def stop_server(self, server_id: int) -> None:
+        """Graceful stop (SIGTERM): the node says goodbye, then vanishes."""
+        slot = self.servers[server_id]
+        if not slot.alive:
+            return
+        self.note(f"stop {slot.label} (role {self.role(slot)})")
+        self._step(slot, "stop", slot.node.stop, self.now)
+        slot.alive = False
+        slot.node = None
+        self.net.forget(slot.addr)
+        self.checker.on_fault("stop")
+
+    def running_servers(self) -> list[ServerSlot]:
+        return [s for _, s in sorted(self.servers.items()) if s.alive]
+
+    def leaders(self) -> list[ServerSlot]:
+        return [s for s in self.running_servers() if self.role(s) == "LEADER"]
+
+    @staticmethod
+    def role(slot: ServerSlot) -> str:
+        return slot.node.role.name if slot.node is not None else "DOWN"
+
+    # -- clients ----------------------------------------------------------------------
+    def add_client(self, name: str) -> ClientSlot:
+        self._client_count += 1
+        number = self._client_count
+        client_id = f"c{number}"
+        config = ClientConfig(
+            name=name, client_id=client_id, addr=client_addr(number), timing=self.timing
+        )
+        slot = ClientSlot(client_id, config)
+        self.clients[client_id] = slot
+        self._by_addr[slot.addr] = slot
+        if self.net.partitioned:
+            self.net.place(slot.addr, self.rng.randrange(2))
+        slot.incarnation = 1
+        slot.alive = True
+        self.note(f"login {client_id} as {name!r}")
+        rng = random.Random(self.rng.getrandbits(64))
+        slot.node = self._call(slot, self.client_factory, config, rng)
+        self._step(slot, "start", slot.node.start, self.now)
+        return slot
+
+    def crash_client(self, client_id: str) -> None:
+        slot = self.clients[client_id]
+        if not slot.alive:
+            return
+        self.note(f"client crash {client_id}")
+        slot.alive = False
+        slot.node = None
+        self.net.forget(slot.addr)
+
+    def submit(self, client_id: str, op: Operation) -> int | None:
+        """Have a client ask for ``op``; None if the client refused (not serving)."""
+        slot = self.clients[client_id]
+        if not slot.alive:
+            return None
+        from tchat.core.errors import LocalProtocolError
+
+        try:
+            cmid, effects = slot.node.submit(op, self.now, WALL_BASE + self.now)
+        except LocalProtocolError as exc:
+            self.note(f"{client_id} refused {op!r}: {exc}")
+            return None
+        except Exception:
+            self._crashed(slot, "submit")
+            raise
+        self.trace.append((self.now, client_id, "submit", f"cmid={cmid}", op))
+        self._apply(slot, effects)
+        self._schedule_timer(slot)
+        return cmid
+
+    def serving_clients(self) -> list[ClientSlot]:
+        return [
+            c
+            for c in self.clients.values()
+            if c.alive and not c.logged_out and not c.failed and c.node.state.name == "SERVING"
+        ]
+
+    # -- stepping nodes ---------------------------------------------------------------
+    def _call(self, slot: Slot, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Violation:
+            raise
+        except Exception:
+            self._crashed(slot, getattr(fn, "__name__", "call"))
+            raise
+
+    def _crashed(self, slot: Slot, what: str) -> None:
+        tb = traceback.format_exc(limit=-6)
+        raise Violation("node-exception", f"{slot.label} raised in {what}:\n{tb}")
+
+    def _step(self, slot: Slot, what: str, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        try:
+            effects = fn(*args)
+        except Violation:
+            raise
+        except Exception:
+            self._crashed(slot, what)
+        self._apply(slot, effects)
+        if slot.alive:
+            self._schedule_timer(slot)
+            if slot.kind == "server":
+                self.checker.after_server_step(slot)
+
+    def _deliver(self, dst: str, incarnation: int, src: str, message: Message) -> None:
+        slot = self._by_addr.get(dst)
+        if slot is None or not slot.alive or slot.incarnation != incarnation:
+            return  # in flight to a node that crashed: lost
+        if not self.net.reachable(src, dst):
+            return  # the partition or cut came up while it was in flight
+        self.trace.append((self.now, src, dst, "", message))
+        self._step(slot, "handle", slot.node.handle, message, src, self.now)
+
+    def _tick(self, slot: Slot, incarnation: int) -> None:
+        if not slot.alive or slot.incarnation != incarnation:
+            return
+        if slot.timer_at == self.now:
+            slot.timer_at = INF
+        deadline = slot.node.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            if slot.last_tick == self.now:
+                slot.spin += 1
+                if slot.spin > 1000:
+                    raise Violation(
+                        "timer-livelock",
+                        f"{slot.label}: next_deadline stays at {deadline} <= now after tick",
+                    )
+            else:
+                slot.spin = 0
+            slot.last_tick = self.now
+            self._step(slot, "tick", slot.node.tick, self.now)
+        else:
+            self._schedule_timer(slot)
+
+    def _schedule_timer(self, slot: Slot) -> None:
+        deadline = slot.node.next_deadline()
+        if deadline is None or deadline >= slot.timer_at:
+            return
+        deadline = max(deadline, self.now)
+        slot.timer_at = deadline
+        self._push(deadline, _TICK, (slot, slot.incarnation))
+
+    # -- effects ----------------------------------------------------------------------
+    def _apply(self, slot: Slot, effects: list[Effect]) -> None:
+        src = slot.addr
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self._send(src, effect.addr, effect.message, slot)
+            elif kind is Multicast:
+                message = effect.message
+                for member in self.net.members(effect.group):
+                    self._send(src, member, message, slot, multicast=True)
+            elif kind is Broadcast:
+                message = effect.message
+                for addr, other in list(self._by_addr.items()):
+                    if addr != src and other.alive:
+                        self._send(src, addr, message, slot)
+            elif kind is Persist:
+                if slot.kind != "server":
+                    raise Violation("bad-effect", f"{slot.label} (a client) asked to Persist")
+                slot.durable.apply(effect)
+                ids = slot.durable_ids
+                for entry in effect.entries:
+                    ids.add(entry.id)
+            elif kind is Deliver:
+                self.checker.on_client_event(slot, effect.event)
+            elif kind is JoinGroup:
+                self.net.join(src, effect.group)
+            elif kind is LeaveGroup:
+                self.net.leave(src, effect.group)
+            elif kind is LeaderChanged:
+                self.trace.append((self.now, src, "", "leader-changed", effect))
+            elif kind is LogEvent:
+                if effect.kind in ("election", "leader", "error", "warning"):
+                    self.trace.append((self.now, src, "", "log", effect))
+            elif kind is Stopped:
+                self.trace.append((self.now, src, "", "stopped", effect))
+            else:
+                raise Violation("bad-effect", f"{slot.label} returned {effect!r}")
+
+    def _send(
+        self, src: str, dst: str, message: Message, sender: Slot, multicast: bool = False
+    ) -> None:
+        kind = type(message)
+        if kind is Election and not multicast:
+            self.checker.on_election_send(sender, message)
+        target = self._by_addr.get(dst)
+        if target is None or not target.alive:
+            return  # nobody there: a hop to a dead neighbour is part of the LCR bound
+        if not self.net.reachable(src, dst):
+            if kind is Election or kind is ElectionAck:
+                self.checker.taint_election(message.term)
+            return
+        times = self.net.arrivals(src, dst, self.now, multicast)
+        if len(times) != 1 and (kind is Election or kind is ElectionAck):
+            self.checker.taint_election(message.term)
+        payload = (dst, target.incarnation, src, message)
+        for at in times:
+            self._push(at, _DELIVER, payload)
+
+    # -- faults -----------------------------------------------------------------------
+    def partition(self, side_b: list[str]) -> None:
+        self.note(f"partition: {sorted(side_b)} | rest")
+        self.net.partition(side_b)
+        self.checker.on_fault("partition")
+
+    def heal(self) -> None:
+        if self.net.partitioned:
+            self.note("heal partition")
+            self.net.heal()
+            self.checker.on_fault("heal")
+
+    def cut(self, a: str, b: str) -> None:
+        self.note(f"cut link {a} <-> {b}")
+        self.net.cut(a, b)
+
+    def uncut(self, a: str, b: str) -> None:
+        self.note(f"restore link {a} <-> {b}")
+        self.net.uncut(a, b)
+
+    # -- results ----------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """sha256 of a canonical dump of the final state: equal seeds give equal prints."""
+        dump: dict[str, Any] = {"servers": [], "clients": []}
+        for sid, slot in sorted(self.servers.items()):
+            if slot.node is None:
+                dump["servers"].append([sid, "DOWN", len(slot.durable.entries)])
+                continue
+            node = slot.node
+            ids = [e.id for e in node.log.entries()]
+            dump["servers"].append([sid, node.role.name, str(node.epoch), ids])
+        for cid, slot in sorted(self.clients.items()):
+            dump["clients"].append([cid, [e.id for e in slot.delivered]])
+        text = json.dumps(dump, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def format_trace(self, lines: int = 30) -> list[str]:
+        out = []
+        for at, src, dst, text, obj in list(self.trace)[-lines:]:
+            if src == "*":
+                out.append(f"{at:10.6f} * {text}")
+                continue
+            body = text if obj is None else f"{text} {obj!r}".strip()
+            arrow = f"{src} -> {dst}" if dst else src
+            line = f"{at:10.6f} {arrow} {body}"
+            out.append(line if len(line) <= 400 else line[:397] + "...")
+        return out
