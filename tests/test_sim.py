@@ -97,8 +97,13 @@ class FakeServer:
         if isinstance(message, Heartbeat):
             self.known.add(message.src)
             n = len(self.log.items) + 1
-            entry = Entry(Dot(self.server_id, n), VectorClock({self.server_id: n}), now, None,
-                          ServerJoined(message.src, message.addr))
+            entry = Entry(
+                Dot(self.server_id, n),
+                VectorClock({self.server_id: n}),
+                now,
+                None,
+                ServerJoined(message.src, message.addr),
+            )
             self.log.items.append(entry)
             return [Persist((entry,)), Send(src, ClientBeat("x", self.epoch))]
         return []
@@ -199,8 +204,9 @@ def test_broadcast_and_multicast_reach_the_right_nodes() -> None:
         world.add_server(sid)
     client = world.add_client("ann")
     world.run_until(0.2)
-    assert all(s.node.role.name == ("LEADER" if sid == 3 else "BACKUP")
-               for sid, s in world.servers.items())
+    assert all(
+        s.node.role.name == ("LEADER" if sid == 3 else "BACKUP") for sid, s in world.servers.items()
+    )
     # Every server's heartbeat reached the client twice per beat: broadcast + multicast.
     srcs = {src for src, _ in client.node.heard}
     assert srcs == {world.servers[sid].addr for sid in (1, 2, 3)}
@@ -227,8 +233,10 @@ def test_partition_isolates_and_crash_loses_in_flight() -> None:
     world.crash_server(3)
     assert world.running_servers() == [world.servers[1], world.servers[2]]
     world.run_until(1.5)
-    assert all(s.node.role.name == ("LEADER" if s.server_id == 3 else "BACKUP")
-               for s in world.running_servers())  # fake nodes never forget
+    assert all(
+        s.node.role.name == ("LEADER" if s.server_id == 3 else "BACKUP")
+        for s in world.running_servers()
+    )  # fake nodes never forget
 
 
 def test_restart_gets_durable_state_back() -> None:

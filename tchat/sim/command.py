@@ -25,9 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=4, help="clients per run (default 4)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument(
-        "--duration", type=float, default=WorkloadConfig.duration,
+        "--duration",
+        type=float,
+        default=WorkloadConfig.duration,
         help="simulated seconds of faults before the quiescent phase",
-    )  # fmt: skip
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     return parser
 
@@ -37,9 +39,7 @@ def _run(job: tuple[int, WorkloadConfig]) -> SeedResult:
     return run_seed(seed, config)
 
 
-def _results(
-    seeds: list[int], config: WorkloadConfig, jobs: int
-) -> Iterator[SeedResult]:
+def _results(seeds: list[int], config: WorkloadConfig, jobs: int) -> Iterator[SeedResult]:
     work = [(seed, config) for seed in seeds]
     if jobs <= 1 or len(seeds) == 1:
         yield from map(_run, work)
@@ -88,14 +88,19 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if result.ok else f"VIOLATION {result.invariant}"
             conv = (
                 f" converged {result.converged_after:.2f}s"
-                if result.converged_after is not None else ""
-            )  # fmt: skip
-            print(f"seed {result.seed} {status} fingerprint {result.fingerprint}{conv} "
-                  f"({result.steps} steps, {result.wall_time:.2f}s wall)")  # fmt: skip
+                if result.converged_after is not None
+                else ""
+            )
+            print(
+                f"seed {result.seed} {status} fingerprint {result.fingerprint}{conv} "
+                f"({result.steps} steps, {result.wall_time:.2f}s wall)"
+            )
             if single:
                 for rnd in result.rounds:
-                    print(f"  election term {rnd.term}: {rnd.messages} msgs (bound {rnd.bound}"
-                          f"{'' if rnd.clean else ', lossy'}) in {rnd.duration * 1000:.1f} ms")
+                    print(
+                        f"  election term {rnd.term}: {rnd.messages} msgs (bound {rnd.bound}"
+                        f"{'' if rnd.clean else ', lossy'}) in {rnd.duration * 1000:.1f} ms"
+                    )
         if not result.ok:
             violations += 1
             _print_violation(result)

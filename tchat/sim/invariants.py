@@ -115,11 +115,14 @@ class Checker:
 
     def check_election_bounds(self) -> list[Problem]:
         return [
-            ("election-bound", f"round {r.term} used {r.messages} Election messages, "
-             f"bound {r.bound} for {r.ring} servers")
+            (
+                "election-bound",
+                f"round {r.term} used {r.messages} Election messages, "
+                f"bound {r.bound} for {r.ring} servers",
+            )
             for r in self.completed_rounds()
             if r.clean and r.messages > r.bound
-        ]  # fmt: skip
+        ]
 
     # -- invariants 3-5 as clients deliver ------------------------------------------
     def on_client_event(self, slot: Any, event: ClientEvent) -> None:
@@ -158,9 +161,10 @@ class Checker:
         eid = event.entry_id
         if not any(eid in s.durable_ids for s in self.world.servers.values()):
             raise Violation(
-                "ack-durable", f"{slot.client_id} got Sent({event.cmid}, {eid}) before any "
-                "server stored the entry"
-            )  # fmt: skip
+                "ack-durable",
+                f"{slot.client_id} got Sent({event.cmid}, {eid}) before any "
+                "server stored the entry",
+            )
         prev = slot.acked.get(event.cmid)
         if prev is not None and prev != eid:
             raise Violation(
@@ -190,20 +194,31 @@ class Checker:
         for s in running:
             node = s.node
             if s is not leader and (
-                node.role.name != "BACKUP" or node.leader_id != leader.server_id
+                node.role.name != "BACKUP"
+                or node.leader_id != leader.server_id
                 or node.epoch != epoch
-            ):  # fmt: skip
-                problems.append(("leader-known", f"s{s.server_id} is {node.role.name} "
-                                 f"following {node.leader_id} in {node.epoch}; leader "
-                                 f"s{leader.server_id} in {epoch}"))  # fmt: skip
+            ):
+                problems.append(
+                    (
+                        "leader-known",
+                        f"s{s.server_id} is {node.role.name} "
+                        f"following {node.leader_id} in {node.epoch}; leader "
+                        f"s{leader.server_id} in {epoch}",
+                    )
+                )
                 continue
             ids = lids if s is leader else [e.id for e in node.log.entries()]
             if ids != lids:
-                problems.append(("log-converged", _log_diff(s.server_id, ids, leader.server_id,
-                                                            lids)))  # fmt: skip
+                problems.append(
+                    ("log-converged", _log_diff(s.server_id, ids, leader.server_id, lids))
+                )
             elif s is not leader and fold_view(node.state) != lfold:
-                problems.append(("fold-converged", f"s{s.server_id} fold {fold_view(node.state)}"
-                                 f" != leader's {lfold}"))  # fmt: skip
+                problems.append(
+                    (
+                        "fold-converged",
+                        f"s{s.server_id} fold {fold_view(node.state)} != leader's {lfold}",
+                    )
+                )
         problems.extend(self._log_sanity(lentries))
         lid_set = set(lids)
         for s in running:
@@ -227,8 +242,9 @@ class Checker:
                 continue
             key = (e.origin.client_id, e.origin.cmid)
             if key in origins:
-                problems.append(("exactly-once", f"op {key} is in the log twice: "
-                                 f"{origins[key]} and {e.id}"))  # fmt: skip
+                problems.append(
+                    ("exactly-once", f"op {key} is in the log twice: {origins[key]} and {e.id}")
+                )
             origins[key] = e.id
         return problems
 
@@ -247,25 +263,43 @@ class Checker:
                 problems.append(("client-serving", f"{c.client_id} ({node.name}) is {state}"))
                 continue
             if node.leader_id != leader.server_id or node.epoch != lnode.epoch:
-                problems.append(("leader-known", f"{c.client_id} follows {node.leader_id} in "
-                                 f"{node.epoch}, leader s{leader.server_id} in {lnode.epoch}"))
-                continue  # fmt: skip
+                problems.append(
+                    (
+                        "leader-known",
+                        f"{c.client_id} follows {node.leader_id} in "
+                        f"{node.epoch}, leader s{leader.server_id} in {lnode.epoch}",
+                    )
+                )
+                continue
             if node.pending:
-                problems.append(("client-pending", f"{c.client_id} still has unacknowledged "
-                                 f"cmids {sorted(node.pending)[:8]}"))  # fmt: skip
+                problems.append(
+                    (
+                        "client-pending",
+                        f"{c.client_id} still has unacknowledged cmids {sorted(node.pending)[:8]}",
+                    )
+                )
             if sorted(node.users) != user_names:
-                problems.append(("users-converged", f"{c.client_id} sees users "
-                                 f"{sorted(node.users)}, leader {user_names}"))  # fmt: skip
+                problems.append(
+                    (
+                        "users-converged",
+                        f"{c.client_id} sees users {sorted(node.users)}, leader {user_names}",
+                    )
+                )
             name = node.name
             if name in names_seen:
-                problems.append(("names-unique", f"{c.client_id} and {names_seen[name]} both "
-                                 f"serve as {name!r}"))  # fmt: skip
+                problems.append(
+                    ("names-unique", f"{c.client_id} and {names_seen[name]} both serve as {name!r}")
+                )
             names_seen[name] = c.client_id
             mine = {r: m for r, (_, m) in rooms.items() if name in m}
             theirs = {r: tuple(sorted(_members(info))) for r, info in node.rooms.items()}
             if mine != theirs:
-                problems.append(("rooms-converged", f"{c.client_id} ({name}) sees rooms "
-                                 f"{theirs}, leader's fold says {mine}"))  # fmt: skip
+                problems.append(
+                    (
+                        "rooms-converged",
+                        f"{c.client_id} ({name}) sees rooms {theirs}, leader's fold says {mine}",
+                    )
+                )
         return problems
 
     # -- invariant 7: completeness --------------------------------------------------
@@ -280,9 +314,14 @@ class Checker:
         for cid, ids in sorted(expected.items()):
             missing = [eid for eid in ids if eid not in eligible[cid].delivered_ids]
             if missing:
-                problems.append(("completeness", f"{cid} ({eligible[cid].node.name}) never got "
-                                 f"{len(missing)} of its {len(ids)} entries: {missing[:8]}"))
-        return problems  # fmt: skip
+                problems.append(
+                    (
+                        "completeness",
+                        f"{cid} ({eligible[cid].node.name}) never got "
+                        f"{len(missing)} of its {len(ids)} entries: {missing[:8]}",
+                    )
+                )
+        return problems
 
     # -- invariant 6: same order in a room ------------------------------------------
     def same_order(self) -> list[Problem]:
@@ -301,9 +340,14 @@ class Checker:
                 for cb, sb in seqs[i + 1 :]:
                     bad = _order_conflict(sa, sb)
                     if bad:
-                        problems.append(("same-order", f"room {room}: {ca} and {cb} deliver "
-                                         f"{bad[0]} and {bad[1]} in opposite orders"))
-                        break  # fmt: skip
+                        problems.append(
+                            (
+                                "same-order",
+                                f"room {room}: {ca} and {cb} deliver "
+                                f"{bad[0]} and {bad[1]} in opposite orders",
+                            )
+                        )
+                        break
         return problems
 
 

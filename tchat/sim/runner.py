@@ -75,9 +75,10 @@ def settle(world: World, start: float, bound: float) -> float:
         invariant, detail = problems[0]
         more = f" (+{len(problems) - 1} more: {sorted({p[0] for p in problems[1:]})})"
         raise Violation(
-            invariant, f"not converged {bound:g}s after faults stopped: {detail}"
-            + (more if len(problems) > 1 else "")
-        )  # fmt: skip
+            invariant,
+            f"not converged {bound:g}s after faults stopped: {detail}"
+            + (more if len(problems) > 1 else ""),
+        )
     took = world.now - start
     world.run_for(STABLE_FOR)
     problems = world.checker.convergence()

@@ -64,9 +64,7 @@ class Workload:
     # -- users ------------------------------------------------------------------------
     def login(self) -> None:
         rng = self.rng
-        used = {
-            c.node.name for c in self.world.clients.values() if c.alive and not c.logged_out
-        }
+        used = {c.node.name for c in self.world.clients.values() if c.alive and not c.logged_out}
         free = [n for n in NAMES if n not in used]
         # Now and then on purpose a name someone holds: refused, or a clash after a heal.
         name = rng.choice(sorted(used)) if used and (rng.random() < 0.15 or not free) else None

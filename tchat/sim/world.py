@@ -52,9 +52,20 @@ class ServerSlot:
     """A server as the world sees it: its node (when running) and its durable store."""
 
     __slots__ = (
-        "server_id", "addr", "config", "durable", "durable_ids", "node", "alive",
-        "incarnation", "timer_at", "spin", "last_tick", "crashes", "kind",
-    )  # fmt: skip
+        "server_id",
+        "addr",
+        "config",
+        "durable",
+        "durable_ids",
+        "node",
+        "alive",
+        "incarnation",
+        "timer_at",
+        "spin",
+        "last_tick",
+        "crashes",
+        "kind",
+    )
 
     def __init__(self, server_id: int, config: ServerConfig) -> None:
         self.kind = "server"
@@ -80,10 +91,25 @@ class ClientSlot:
     """A client as the world sees it, with everything it delivered to its user."""
 
     __slots__ = (
-        "client_id", "addr", "config", "node", "alive", "incarnation", "timer_at", "spin",
-        "last_tick", "logged_out", "failed", "renamed", "delivered", "delivered_ids",
-        "max_total", "acked", "kind", "names",
-    )  # fmt: skip
+        "client_id",
+        "addr",
+        "config",
+        "node",
+        "alive",
+        "incarnation",
+        "timer_at",
+        "spin",
+        "last_tick",
+        "logged_out",
+        "failed",
+        "renamed",
+        "delivered",
+        "delivered_ids",
+        "max_total",
+        "acked",
+        "kind",
+        "names",
+    )
 
     def __init__(self, client_id: str, config: ClientConfig) -> None:
         self.kind = "client"
