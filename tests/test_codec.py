@@ -121,7 +121,16 @@ ENTRY = Entry(
     Origin("c-7f3a", 42),
     Chat("alice", "general", None, "x" * 64, False, CLOCK),
 )
-ROOM_FRAME = RoomFrame(Epoch(3, 1), 1000, 998, "general", 997, (Touch("bob", 999),), ENTRY)
+ROOM_FRAME = RoomFrame(
+    epoch=Epoch(3, 1),
+    gsn=1000,
+    prev=998,
+    room="general",
+    other_all=997,
+    touched=(Touch("bob", 999),),
+    rooms_touched=(),
+    entry=ENTRY,
+)
 
 
 # --------------------------------------------------------------------------- round trips
