@@ -1,0 +1,1 @@
+"""The real network runtime: uvloop transports, durable store, daemon, headless client, CLI glue."""

@@ -1,0 +1,167 @@
+"""ClientService: a user's client node on the network, for the Textual UI and headless client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tchat.core.config import ClientConfig
+from tchat.core.effects import Deliver, Effect, Sent
+from tchat.core.messages import Dot, Logout, Message, Operation
+from tchat.runtime import multicast
+from tchat.runtime.driver import NodeDriver
+from tchat.runtime.multicast import MulticastGroups
+from tchat.runtime.options import NetOptions
+from tchat.runtime.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+ClientListener = Callable[[Any], None]  # receives tchat.core.effects.ClientEvent
+
+
+class ClientService:
+    """Runs a ClientNode inside the caller's event loop; never prints."""
+
+    def __init__(
+        self,
+        options: NetOptions,
+        name: str,
+        listener: ClientListener | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self.name = name
+        self.rng = rng or random.Random()
+        self.client_id = uuid.uuid4().hex
+        self.transport: Transport | None = None
+        self.groups: MulticastGroups | None = None
+        self.driver: NodeDriver | None = None
+        self.node: Any = None  # ClientNode
+        self.multicast = False  # rooms arrive by multicast (else over the session)
+        self.multicast_detail = ""
+        self._listeners: list[ClientListener] = [listener] if listener else []
+        self._effect_listeners: list[Callable[[Effect], None]] = []
+        self._acked: dict[int, asyncio.Future[str]] = {}
+
+    @property
+    def addr(self) -> str:
+        return self.transport.addr if self.transport is not None else ""
+
+    @property
+    def connection(self) -> str:
+        """ "multicast" or "unicast": how this client receives room messages."""
+        return "multicast" if self.multicast else "unicast"
+
+    def add_listener(self, listener: ClientListener) -> None:
+        """``listener(event)`` for every ClientEvent the node delivers."""
+        self._listeners.append(listener)
+
+    def add_effect_listener(self, listener: Callable[[Effect], None]) -> None:
+        self._effect_listeners.append(listener)
+
+    async def start(self) -> None:
+        from tchat.core.client import ClientNode  # the core lands separately; import late
+
+        loop = asyncio.get_running_loop()
+        opts = self.options
+        self.transport = Transport(opts, self._on_message)
+        await self.transport.start()
+        if opts.multicast:
+            self.multicast = await multicast.probe(opts.host, opts.multicast_base)
+            self.multicast_detail = (
+                "multicast works on this interface"
+                if self.multicast
+                else f"multicast probe on {opts.host} failed: rooms come over the session"
+            )
+        else:
+            self.multicast_detail = "multicast disabled: rooms come over the session"
+        (logger.info if self.multicast else logger.warning)("%s", self.multicast_detail)
+        self.groups = MulticastGroups(self.transport) if self.multicast else None
+        config = ClientConfig(
+            name=self.name,
+            client_id=self.client_id,
+            addr=self.transport.addr,
+            timing=opts.timing,
+            multicast=self.multicast,
+            wall_offset=time.time() - loop.time(),
+        )
+        self.node = ClientNode(config, self.rng)
+        self.driver = NodeDriver(self.node, self.transport, None, self.groups)
+        self.driver.listeners.append(self._on_effect)
+        self.driver.start()
+
+    def _on_message(self, message: Message, src: str) -> None:
+        if self.driver is not None:
+            self.driver.on_message(message, src)
+
+    def _on_effect(self, effect: Effect) -> None:
+        for listener in self._effect_listeners:
+            listener(effect)
+        if not isinstance(effect, Deliver):
+            return
+        event = effect.event
+        if isinstance(event, Sent):
+            future = self._acked.pop(event.cmid, None)
+            if future is not None and not future.done():
+                future.set_result(event.entry_id)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("client listener failed")
+
+    # -- commands -----------------------------------------------------------------
+    def submit(self, op: Operation) -> int:
+        """Queue ``op`` for the leader; it is resent until acknowledged. Returns its cmid."""
+        assert self.driver is not None, "start() first"
+        now = asyncio.get_running_loop().time()
+        cmid, _effects = self.driver.call(self.node.submit, op, now, time.time())
+        return int(cmid)
+
+    def acked(self, cmid: int) -> asyncio.Future[str]:
+        """A future resolved with the entry ID once operation ``cmid`` is acknowledged."""
+        future = self._acked.get(cmid)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._acked[cmid] = future
+        return future
+
+    def request_history(
+        self, room: str | None, peer: str | None, before: Dot | None = None, limit: int = 50
+    ) -> int:
+        """Ask for older chat entries; the answer arrives as a HistoryLoaded event."""
+        assert self.driver is not None, "start() first"
+        now = asyncio.get_running_loop().time()
+        request_id, _effects = self.driver.call(
+            self.node.request_history, room, peer, before, limit, now
+        )
+        return int(request_id)
+
+    async def stop(self, timeout: float = 2.0) -> bool:
+        """Log out (waiting, bounded, for the leader's ack) and close. True if acknowledged."""
+        ok = False
+        if self.driver is not None and self.node is not None:
+            try:
+                cmid = self.submit(Logout())
+                await asyncio.wait_for(self.acked(cmid), timeout)
+                ok = True
+            except TimeoutError:
+                logger.warning("logout not acknowledged within %.1f s", timeout)
+            except Exception:
+                logger.exception("logout failed")
+            await asyncio.sleep(0)
+        await self.close()
+        return ok
+
+    async def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
+        if self.groups is not None:
+            self.groups.close()
+        if self.transport is not None:
+            await self.transport.close()

@@ -1,0 +1,63 @@
+"""``tchat --daemon``: a headless server node; logs to stderr, stops gracefully on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from tchat.runtime.options import NetOptions
+from tchat.runtime.server_service import ServerService
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 3.0
+DROP_SUMMARY_INTERVAL = 10.0
+
+
+async def run_daemon(options: NetOptions) -> int:
+    service = ServerService(options)
+    try:
+        await service.start()
+    except Exception as exc:
+        logger.exception("daemon failed to start")
+        await service.close()
+        print(f"tchat: daemon failed to start: {exc}", file=sys.stderr)
+        return 1
+    assert service.driver is not None
+    print(
+        f"tchat daemon id={service.server_id} addr={service.addr} data={service.data_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    summary = loop.create_task(_drop_summaries(service))
+    stopped_by_node = asyncio.ensure_future(asyncio.shield(service.driver.stopped))
+    waiter = loop.create_task(stop.wait())
+    await asyncio.wait({waiter, stopped_by_node}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    summary.cancel()
+    logger.info("stopping: handing over")
+    started = loop.time()
+    await service.stop(STOP_TIMEOUT)
+    logger.info(
+        "stopped in %.0f ms; dropped frames: %s",
+        (loop.time() - started) * 1000,
+        service.drops or "none",
+    )
+    return 0
+
+
+async def _drop_summaries(service: ServerService) -> None:
+    """Every few seconds, one line with the drop counters when they changed."""
+    last: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(DROP_SUMMARY_INTERVAL)
+        now = service.drops
+        if now != last:
+            logger.info("dropped frames so far: %s", now)
+            last = now

@@ -1,0 +1,219 @@
+"""NodeDriver: runs a sans-IO core node on the event loop and carries out its effects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from tchat.core.effects import (
+    Broadcast,
+    Deliver,
+    Effect,
+    JoinGroup,
+    LeaderChanged,
+    LeaveGroup,
+    LogEvent,
+    Multicast,
+    Persist,
+    Send,
+    Stopped,
+)
+from tchat.core.messages import Message
+from tchat.runtime import discovery, multicast
+from tchat.runtime.multicast import MulticastGroups
+from tchat.runtime.transport import Transport
+
+logger = logging.getLogger(__name__)
+node_log = logging.getLogger("tchat.node")
+
+
+class CoreNode(Protocol):
+    def start(self, now: float) -> list[Effect]: ...
+    def handle(self, message: Message, src_addr: str, now: float) -> list[Effect]: ...
+    def tick(self, now: float) -> list[Effect]: ...
+    def flush(self, now: float) -> list[Effect]: ...
+    def next_deadline(self) -> float | None: ...
+
+
+class Store(Protocol):
+    def write(self, effect: Persist) -> None: ...
+    def commit(self) -> None: ...
+
+
+EffectListener = Callable[[Effect], None]
+
+
+class NodeDriver:
+    """Feeds a core node frames and time; group-commits its Persists, then sends.
+
+    Frames handled in one loop iteration queue their effects; one callback scheduled with
+    call_soon (it runs after every I/O callback of the iteration) flushes the node, writes
+    every Persist, commits the store once, and only then carries out the other effects in
+    order. Persists moved before Sends that preceded them are harmless: being durable early
+    never breaks "durable before any later Send".
+    """
+
+    def __init__(
+        self,
+        node: CoreNode,
+        transport: Transport,
+        store: Store | None = None,
+        groups: MulticastGroups | None = None,
+    ) -> None:
+        self.node = node
+        self.transport = transport
+        self.store = store
+        self.groups = groups
+        self.loop = asyncio.get_running_loop()
+        self.listeners: list[EffectListener] = []
+        self.stopped: asyncio.Future[str] = self.loop.create_future()
+        self.errors = 0
+        self.commits = 0
+        self._queued: list[Effect] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+
+    # -- inputs -------------------------------------------------------------------
+    def start(self) -> None:
+        self._run(self.node.start, self.loop.time())
+
+    def on_message(self, message: Message, src: str) -> None:
+        if self._closed:
+            return
+        self._run(self.node.handle, message, src, self.loop.time())
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a node command (submit, stop...) whose result is or ends with a list of effects."""
+        result = fn(*args)
+        if isinstance(result, tuple):
+            self._queue(result[-1])
+        else:
+            self._queue(result)
+        return result
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- internals ----------------------------------------------------------------
+    def _run(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        try:
+            effects = fn(*args)
+        except Exception:  # a core bug must not take the node down with it
+            self.errors += 1
+            logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+            return
+        self._queue(effects)
+
+    def _queue(self, effects: list[Effect]) -> None:
+        if effects:
+            self._queued.extend(effects)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        flush = getattr(self.node, "flush", None)
+        if flush is not None:
+            self._run_into_queue(flush, self.loop.time())
+        effects, self._queued = self._queued, []
+        self._execute(effects)
+        self._arm_timer()
+
+    def _run_into_queue(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        try:
+            self._queued.extend(fn(*args))
+        except Exception:
+            self.errors += 1
+            logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+
+    def _execute(self, effects: list[Effect]) -> None:
+        persists = [e for e in effects if isinstance(e, Persist)]
+        if persists and self.store is not None:
+            started = time.perf_counter()
+            for effect in persists:
+                self.store.write(effect)
+            self.store.commit()  # one fsync for everything this iteration produced
+            self.commits += 1
+            elapsed = time.perf_counter() - started
+            if elapsed > 0.1:
+                logger.warning("slow store commit: %.0f ms", elapsed * 1000)
+        for effect in effects:
+            try:
+                self._carry_out(effect)
+            except Exception:
+                self.errors += 1
+                logger.exception("carrying out %s failed", type(effect).__name__)
+
+    def _carry_out(self, effect: Effect) -> None:
+        match effect:
+            case Send(addr=addr, message=message):
+                self.transport.send(addr, message)
+            case Broadcast(message=message):
+                discovery.broadcast(self.transport, message)
+            case Multicast(group=group, message=message):
+                multicast.send(self.transport, group, message)
+            case JoinGroup(group=group):
+                if self.groups is not None:
+                    self.loop.create_task(self.groups.join(group))
+            case LeaveGroup(group=group):
+                if self.groups is not None:
+                    self.groups.leave(group)
+            case Persist():
+                pass  # done above
+            case LogEvent(kind=kind, text=text, fields=fields):
+                extra = " ".join(f"{k}={v}" for k, v in fields)
+                node_log.info("[%s] %s%s", kind, text, f" ({extra})" if extra else "")
+                self._notify(effect)
+            case LeaderChanged(leader_id=leader_id, addr=addr, epoch=epoch):
+                node_log.info("leader is now %s at %s (epoch %s)", leader_id, addr, epoch)
+                self._notify(effect)
+            case Stopped(reason=reason):
+                node_log.info("node stopped: %s", reason)
+                self._notify(effect)
+                if not self.stopped.done():
+                    self.stopped.set_result(reason)
+            case Deliver():
+                self._notify(effect)
+            case _:
+                logger.warning("unknown effect %r", effect)
+
+    def _notify(self, effect: Effect) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(effect)
+            except Exception:
+                logger.exception("effect listener failed")
+
+    def _arm_timer(self) -> None:
+        try:
+            deadline = self.node.next_deadline()
+        except Exception:
+            self.errors += 1
+            logger.exception("core node raised in next_deadline")
+            deadline = self.loop.time() + 0.05
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed:
+            return
+        self._run(self.node.tick, self.loop.time())

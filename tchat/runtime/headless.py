@@ -1,0 +1,260 @@
+"""``tchat --headless``: a scriptable client, commands on stdin and JSON-lines events on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from tchat.core.effects import (
+    ChatDelivered,
+    ConnectionChanged,
+    Failed,
+    HistoryLoaded,
+    LeaderLearned,
+    MembersChanged,
+    OpFailed,
+    Ready,
+    Renamed,
+    RoomEntered,
+    RoomExited,
+    Sent,
+    UsersChanged,
+)
+from tchat.core.messages import Chat, Entry, JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.runtime.client_service import ClientService
+from tchat.runtime.options import NetOptions
+
+logger = logging.getLogger(__name__)
+
+QUIT_TIMEOUT = 5.0  # outstanding operations + logout, across one failover
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    body = entry.body
+    assert isinstance(body, Chat)
+    return {
+        "id": entry.id,
+        "room": body.room,
+        "from": body.sender,
+        "to": body.to,
+        "text": body.text,
+        "action": body.action,
+        "clock": {str(k): v for k, v in entry.clock.items()},
+        "ts": entry.ts,
+    }
+
+
+def event_json(event: object) -> dict[str, Any] | None:
+    """The CONTRACT.md JSON object for a client event (None: not shown)."""
+    match event:
+        case Ready(name=name, leader_id=leader, epoch=epoch):
+            return {"event": "ready", "user": name, "leader": leader, "epoch": str(epoch)}
+        case UsersChanged(users=users):
+            return {
+                "event": "users",
+                "users": [{"name": u.name, "addr": u.addr, "status": u.status} for u in users],
+            }
+        case RoomEntered(info=info):
+            return {
+                "event": "joined",
+                "room": info.room,
+                "group": info.group,
+                "members": list(info.members),
+            }
+        case RoomExited(room=room):
+            return {"event": "left", "room": room}
+        case MembersChanged(room=room, members=members):
+            return {"event": "members", "room": room, "members": list(members)}
+        case ChatDelivered(entry=entry) if isinstance(entry.body, Chat):
+            return {"event": "message", **entry_json(entry)}
+        case Sent(cmid=cmid, entry_id=entry_id):
+            return {"event": "sent", "id": entry_id, "cmid": cmid}
+        case LeaderLearned(leader_id=leader, leader_addr=addr, epoch=epoch):
+            return {"event": "leader", "leader": leader, "addr": addr, "epoch": str(epoch)}
+        case OpFailed(cmid=cmid, reason=reason):
+            return {"event": "error", "message": reason, "cmid": cmid}
+        case Failed(reason=reason):
+            return {"event": "error", "message": reason, "fatal": True}
+        case ConnectionChanged(state=state, detail=detail):
+            return {"event": "status", "state": state, "detail": detail}
+        case Renamed(old=old, new=new, reason=reason):
+            return {"event": "renamed", "old": old, "new": new, "reason": reason}
+        case HistoryLoaded(request_id=rid, entries=entries):
+            return {
+                "event": "history",
+                "request_id": rid,
+                "messages": [entry_json(e) for e in entries if isinstance(e.body, Chat)],
+            }
+    return None
+
+
+class Command:
+    """A parsed stdin line: an operation, a local action, or an error message."""
+
+    def __init__(self, op: Operation | None = None, action: str = "", error: str = "") -> None:
+        self.op = op
+        self.action = action
+        self.error = error
+
+
+def parse(line: str, last_room: str | None) -> Command:
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return Command(action="noop")
+    if not text.startswith("/"):
+        if last_room is None:
+            return Command(error="no room joined: use /join ROOM or /say ROOM TEXT")
+        return Command(SendChat(room=last_room, to=None, text=text, action=False))
+    head, _, rest = text.partition(" ")
+    match head:
+        case "/join" | "/leave":
+            room = rest.strip()
+            if not room or " " in room:
+                return Command(error=f"usage: {head} ROOM")
+            return Command(JoinRoom(room) if head == "/join" else LeaveRoom(room))
+        case "/say" | "/msg":
+            target, _, body = rest.strip().partition(" ")
+            if not target or not body:
+                what = "ROOM" if head == "/say" else "USER"
+                return Command(error=f"usage: {head} {what} TEXT")
+            if head == "/say":
+                return Command(SendChat(room=target, to=None, text=body, action=False))
+            return Command(SendChat(room=None, to=target, text=body, action=False))
+        case "/me":
+            if last_room is None or not rest.strip():
+                return Command(error="usage: /me TEXT (after /join ROOM)")
+            return Command(SendChat(room=last_room, to=None, text=rest.strip(), action=True))
+        case "/away" | "/back":
+            return Command(SetAway(head == "/away"))
+        case "/who" | "/quit" | "/status":
+            return Command(action=head[1:])
+    return Command(error=f"unknown command {head!r}")
+
+
+class HeadlessClient:
+    def __init__(self, options: NetOptions, name: str, out: TextIO) -> None:
+        self.options = options
+        self.out = out
+        self.service = ClientService(options, name, self._on_event)
+        self.ready = asyncio.Event()
+        self.failed = False
+        self.last_room: str | None = None
+        self.outstanding: dict[int, asyncio.Future[str]] = {}
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("ts", round(time.time(), 6))
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def _on_event(self, event: object) -> None:
+        obj = event_json(event)
+        if isinstance(event, Ready):
+            self.ready.set()
+        elif isinstance(event, Failed):
+            self.failed = True
+            self.ready.set()
+        elif isinstance(event, RoomEntered):
+            self.last_room = event.info.room
+        elif isinstance(event, RoomExited) and self.last_room == event.room:
+            self.last_room = None
+        if obj is not None:
+            self.emit(obj)
+
+    def _users(self) -> dict[str, Any]:
+        users = getattr(self.service.node, "users", {}) or {}
+        infos = users.values() if isinstance(users, dict) else users
+        return {
+            "event": "users",
+            "users": [{"name": u.name, "addr": u.addr, "status": u.status} for u in infos],
+        }
+
+    async def run(self, lines: asyncio.Queue[str | None]) -> int:
+        await self.service.start()
+        self.emit(
+            {
+                "event": "status",
+                "state": "started",
+                "addr": self.service.addr,
+                "connection": self.service.connection,
+                "detail": self.service.multicast_detail,
+            }
+        )
+        quitting = False
+        while not quitting:
+            line = await lines.get()
+            if line is None:
+                break
+            if self.failed:
+                break
+            command = parse(line, self.last_room)
+            if command.error:
+                self.emit({"event": "error", "message": command.error})
+                continue
+            if command.action == "quit":
+                quitting = True
+            elif command.action == "who":
+                self.emit(self._users())
+            elif command.action == "status":
+                node = self.service.node
+                self.emit(
+                    {
+                        "event": "status",
+                        "state": str(getattr(node, "state", "")),
+                        "connection": self.service.connection,
+                        "pending": len(getattr(node, "pending", {}) or {}),
+                    }
+                )
+            elif command.op is not None:
+                if isinstance(command.op, JoinRoom):
+                    self.last_room = command.op.room  # "the last joined room", as typed
+                cmid = self.service.submit(command.op)
+                self.outstanding[cmid] = self.service.acked(cmid)
+        return await self._quit()
+
+    async def _quit(self) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIT_TIMEOUT
+        waiting = [f for f in self.outstanding.values() if not f.done()]
+        if waiting and not self.failed:
+            await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
+            left = sum(1 for f in waiting if not f.done())
+            if left:
+                self.emit({"event": "error", "message": f"{left} operation(s) not acknowledged"})
+        if self.failed:
+            await self.service.close()
+            return 2
+        ok = await self.service.stop(max(0.5, deadline - loop.time()))
+        self.emit({"event": "bye", "logged_out": ok})
+        return 0
+
+
+def _read_stdin(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None], stream: TextIO
+) -> None:
+    """A thread: blocking reads work for pipes, files and terminals alike."""
+    try:
+        for line in stream:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: the loop closed first
+        logger.debug("stdin reader ends", exc_info=True)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def run_headless(options: NetOptions, name: str) -> int:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    client = HeadlessClient(options, name, sys.stdout)
+    reader = threading.Thread(target=_read_stdin, args=(loop, queue, sys.stdin), daemon=True)
+    reader.start()
+    try:
+        return await client.run(queue)
+    finally:
+        await client.service.close()

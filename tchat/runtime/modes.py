@@ -1,0 +1,86 @@
+"""The node modes of ``tchat``: Textual client, ``--server``, ``--daemon`` and ``--headless``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tchat.runtime import eventloop
+from tchat.runtime.options import (
+    NetOptions,
+    add_network_arguments,
+    add_node_arguments,
+    options_from_args,
+)
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tchat",
+        description="Distributed LAN chat. Subcommands: status, sim, bench.",
+    )
+    add_node_arguments(parser)
+    add_network_arguments(parser)
+    parser.add_argument("--log-file", type=Path, help="log here (Textual modes log nowhere else)")
+    return parser
+
+
+def setup_logging(options: NetOptions, log_file: Path | None, to_stderr: bool) -> None:
+    level = getattr(logging, options.log_level, None)
+    if not isinstance(level, int):
+        raise SystemExit(f"tchat: unknown --log-level {options.log_level}")
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if not handlers:
+        handlers.append(logging.NullHandler())  # a TUI owns the terminal: no stray lines
+    logging.basicConfig(
+        level=level, format=LOG_FORMAT, datefmt="%H:%M:%S", handlers=handlers, force=True
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.daemon:
+        mode = "daemon"
+    elif args.headless:
+        mode = "headless"
+    elif args.server:
+        mode = "server"
+    else:
+        mode = "client"
+    options = options_from_args(args, mode)
+    setup_logging(options, args.log_file, to_stderr=mode in ("daemon", "headless"))
+    if mode == "daemon":
+        from tchat.runtime.daemon import run_daemon
+
+        return eventloop.run(run_daemon(options))
+    if mode == "headless":
+        if not options.user:
+            parser.error("--headless needs --user NAME")
+        from tchat.runtime.headless import run_headless
+
+        return eventloop.run(run_headless(options, options.user))
+    return _run_ui(options, mode)
+
+
+def _run_ui(options: NetOptions, mode: str) -> int:
+    try:
+        from tchat.ui import app
+    except ImportError as exc:
+        print(
+            f"tchat: the Textual interface is not available ({exc}); use --daemon or --headless",
+            file=sys.stderr,
+        )
+        return 2
+    eventloop.install()
+    runner = app.run_dashboard if mode == "server" else app.run_client
+    return int(runner(options) or 0)

@@ -1,0 +1,121 @@
+"""IP multicast for rooms: send one datagram per group, join groups on the --host interface only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+
+from tchat.core.messages import Message
+from tchat.runtime.transport import Datagrams, Transport, split_addr
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 0.15
+
+
+def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
+    """A socket bound to the group's port that several processes of one host can share."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # Bound to the group address, so datagrams of other groups on the same port stay out.
+        sock.bind((group_ip, port))
+        mreq = socket.inet_aton(group_ip) + socket.inet_aton(iface_ip)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class MulticastGroups:
+    """The room groups a client has joined, each a UDP socket feeding the node."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.groups: dict[str, asyncio.DatagramTransport] = {}
+        self.failed: set[str] = set()
+
+    async def join(self, group: str) -> bool:
+        if group in self.groups:
+            return True
+        try:
+            ip, port = split_addr(group)
+            sock = group_socket(ip, port, self.transport.options.host)
+        except (OSError, ValueError) as exc:
+            logger.warning("cannot join multicast group %s: %s", group, exc)
+            self.failed.add(group)
+            return False
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: Datagrams(self.transport, f"multicast {group}"), sock=sock
+        )
+        self.groups[group] = udp  # type: ignore[assignment]
+        return True
+
+    def leave(self, group: str) -> None:
+        udp = self.groups.pop(group, None)
+        if udp is not None:
+            udp.close()
+
+    def close(self) -> None:
+        for group in list(self.groups):
+            self.leave(group)
+
+
+def send(transport: Transport, group: str, message: Message) -> None:
+    """One datagram to ``group`` from our UDP socket (IP_MULTICAST_IF = --host, TTL 1)."""
+    try:
+        ip, port = split_addr(group)
+    except ValueError:
+        transport.drops.count("bad-group", group, "cannot multicast")
+        return
+    transport.send_datagram(ip, port, message)
+
+
+class _ProbeProtocol(asyncio.DatagramProtocol):
+    def __init__(self, token: bytes, done: asyncio.Future[bool]) -> None:
+        self.token = token
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if data == self.token and not self.done.done():
+            self.done.set_result(True)
+
+
+async def probe(host: str, base: str = "239.255.42.0", timeout: float = PROBE_TIMEOUT) -> bool:
+    """Can this host receive multicast on ``host``'s interface? Join a probe group, send, wait."""
+    rng = random.Random()
+    octets = base.split(".")
+    group_ip = f"{octets[0]}.{octets[1]}.255.{rng.randrange(1, 255)}"
+    loop = asyncio.get_running_loop()
+    token = rng.randbytes(16)
+    done: asyncio.Future[bool] = loop.create_future()
+    sender: socket.socket | None = None
+    udp: asyncio.BaseTransport | None = None
+    try:
+        sock = group_socket(group_ip, 0, host)
+        port = sock.getsockname()[1]
+        udp, _ = await loop.create_datagram_endpoint(lambda: _ProbeProtocol(token, done), sock=sock)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(host))
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        for _ in range(3):  # three tries over the timeout: one lost datagram is not a verdict
+            sender.sendto(token, (group_ip, port))
+            with contextlib.suppress(asyncio.TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(done), timeout / 3)
+        return False
+    except OSError as exc:
+        logger.info("multicast probe on %s failed: %s", host, exc)
+        return False
+    finally:
+        if sender is not None:
+            sender.close()
+        if udp is not None:
+            udp.close()

@@ -1,0 +1,209 @@
+"""Network and node options: one frozen dataclass from the command line, TOML config and env."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import socket
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tchat.core.codec import MAX_FRAME
+from tchat.core.config import Timing
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DISCOVERY_PORT = 47470
+KEY_ENV = "TCHAT_CLUSTER_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class NetOptions:
+    """Everything the runtime needs to run one node; command line > config file > defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    discovery_port: int = DEFAULT_DISCOVERY_PORT
+    broadcast: str = "127.255.255.255"
+    cluster_key: bytes | None = None
+    mode: str = "client"  # client | server | daemon | headless
+    user: str | None = None
+    theme: str | None = None
+    server_id: int | None = None
+    data_dir: Path | None = None
+    log_level: str = "INFO"
+    rate_limit: float = 50.0  # Submit frames per second per client session; 0 = unlimited
+    rate_burst: float = 200.0
+    max_frame: int = MAX_FRAME
+    write_buffer_limit: int = 4 * 1024 * 1024  # a peer that lets this much pile up is dropped
+    connect_timeout: float = 1.0
+    multicast: bool = True  # False: never try multicast, rooms come over the session
+    multicast_base: str = "239.255.42.0"
+    multicast_port: int = 47471
+    timing: Timing = field(default_factory=Timing)
+    config_path: Path | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        return self.cluster_key
+
+
+# --------------------------------------------------------------------------- defaults
+def primary_address() -> str:
+    """The address the default route leaves from (no packet is sent), else loopback."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP only picks a route
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+def broadcast_for(host: str) -> str:
+    """The broadcast address of the interface that holds ``host``."""
+    addr = ipaddress.IPv4Address(host)
+    if addr.is_loopback:
+        return "127.255.255.255"
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=2, check=True
+        ).stdout
+        for iface in json.loads(out):
+            for info in iface.get("addr_info", []):
+                if info.get("local") == host:
+                    if info.get("broadcast"):
+                        return str(info["broadcast"])
+                    net = ipaddress.IPv4Network(f"{host}/{info.get('prefixlen', 24)}", strict=False)
+                    return str(net.broadcast_address)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        logger.debug("ip -j addr failed; assuming a /24", exc_info=True)
+    return str(ipaddress.IPv4Network(f"{host}/24", strict=False).broadcast_address)
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "tchat" / "config.toml"
+
+
+def default_data_dir(server_id: int | None, host: str, port: int) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    name = str(server_id) if server_id else f"{host}-{port}"
+    return Path(base) / "tchat" / name
+
+
+# --------------------------------------------------------------------------- argparse
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of CONTRACT.md that every mode (and ``tchat status``) takes."""
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", help="address to bind and advertise")
+    net.add_argument("--port", type=int, help="TCP/UDP port of this node (0 = any free port)")
+    net.add_argument("--discovery-port", type=int, help="UDP port for broadcast discovery")
+    net.add_argument("--broadcast", help="broadcast address for discovery")
+    net.add_argument("--cluster-key", help=f"shared secret of the servers (or ${KEY_ENV})")
+    net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
+    net.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    net.add_argument(
+        "--no-multicast", action="store_true", default=None, help="receive rooms over the session"
+    )
+    net.add_argument("--multicast-base", help="first multicast group of the room range")
+    net.add_argument("--multicast-port", type=int, help="UDP port of the room groups")
+    net.add_argument("--max-frame", type=int, help="largest accepted frame in bytes")
+    net.add_argument("--heartbeat", type=float, help="leader heartbeat interval (s)")
+    net.add_argument("--leader-timeout", type=float, help="backups suspect a silent leader (s)")
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--server", action="store_true", help="server with the Textual dashboard")
+    modes.add_argument("--daemon", action="store_true", help="headless server node")
+    modes.add_argument("--headless", action="store_true", help="scriptable JSON-lines client")
+    parser.add_argument("--user", help="user name (client modes)")
+    parser.add_argument("--theme", help="Textual theme name")
+    parser.add_argument("--id", type=int, dest="server_id", help="unique server ID")
+    parser.add_argument("--data-dir", type=Path, help="server data directory")
+    parser.add_argument(
+        "--rate-limit", type=float, help="Submit frames/s per client session (0 = off)"
+    )
+    parser.add_argument("--rate-burst", type=float, help="token bucket size for --rate-limit")
+
+
+def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
+    if path is None or not path.exists():
+        if explicit:
+            raise SystemExit(f"tchat: config file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
+
+
+# config-file key (also the dest of the argparse option) -> NetOptions field
+_SIMPLE = {
+    "host": "host",
+    "port": "port",
+    "discovery_port": "discovery_port",
+    "broadcast": "broadcast",
+    "log_level": "log_level",
+    "user": "user",
+    "theme": "theme",
+    "server_id": "server_id",
+    "id": "server_id",
+    "data_dir": "data_dir",
+    "rate_limit": "rate_limit",
+    "rate_burst": "rate_burst",
+    "max_frame": "max_frame",
+    "multicast_base": "multicast_base",
+    "multicast_port": "multicast_port",
+}
+
+
+def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
+    """Merge defaults < TOML config < environment (key) < command line into NetOptions."""
+    explicit = getattr(args, "config", None)
+    config_path = explicit or default_config_path()
+    conf = _load_toml(config_path, explicit is not None)
+    values: dict[str, Any] = {"mode": mode, "config_path": config_path if conf else None}
+    flat = {k.replace("-", "_"): v for k, v in conf.items() if not isinstance(v, dict)}
+    for source in (flat, vars(args)):
+        for key, name in _SIMPLE.items():
+            if source.get(key) is not None:
+                values[name] = source[key]
+    if values.get("data_dir") is not None:
+        values["data_dir"] = Path(values["data_dir"]).expanduser()
+    key = os.environ.get(KEY_ENV) or conf.get("cluster_key")
+    if getattr(args, "cluster_key", None):
+        key = args.cluster_key
+    values["cluster_key"] = key.encode() if key else None
+    if flat.get("multicast") is False or getattr(args, "no_multicast", None):
+        values["multicast"] = False
+    timing = dict(conf.get("timing", {}))
+    if getattr(args, "heartbeat", None):
+        timing["heartbeat_interval"] = args.heartbeat
+    if getattr(args, "leader_timeout", None):
+        timing["leader_timeout"] = args.leader_timeout
+    known = {f.name for f in dataclasses.fields(Timing)}
+    unknown = set(timing) - known
+    if unknown:
+        raise SystemExit(f"tchat: unknown [timing] keys: {', '.join(sorted(unknown))}")
+    values["timing"] = Timing(**{k: float(v) for k, v in timing.items()})
+    if "host" not in values:
+        values["host"] = primary_address()
+    try:
+        ipaddress.IPv4Address(values["host"])
+    except ValueError as exc:
+        raise SystemExit(f"tchat: --host must be an IPv4 address: {exc}") from exc
+    if "broadcast" not in values:
+        values["broadcast"] = broadcast_for(values["host"])
+    values["log_level"] = str(values.get("log_level", "INFO")).upper()
+    return NetOptions(**values)

@@ -1,0 +1,42 @@
+"""Token bucket for per-session rate limiting of client operations."""
+
+from __future__ import annotations
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``rate <= 0`` means unlimited."""
+
+    __slots__ = ("burst", "rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._tokens = self.burst
+        self._stamp = now
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate <= 0
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        if self.unlimited:
+            return True
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def ready_at(self, now: float) -> float:
+        """When the next token will be there (``now`` if one already is)."""
+        if self.unlimited:
+            return now
+        self._refill(now)
+        missing = 1.0 - self._tokens
+        return now if missing <= 0 else now + missing / self.rate

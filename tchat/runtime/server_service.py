@@ -1,0 +1,152 @@
+"""ServerService: a server node with its transport, discovery listener and SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tchat.core.config import ServerConfig
+from tchat.core.effects import Effect
+from tchat.core.messages import Message
+from tchat.runtime.discovery import DiscoveryListener
+from tchat.runtime.driver import NodeDriver
+from tchat.runtime.options import NetOptions, default_data_dir
+from tchat.runtime.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+SERVER_ID_META = "server_id"
+MAX_SERVER_ID = 2**31
+
+
+class ServerService:
+    """Usable from a running loop (the dashboard) or by the daemon; never prints."""
+
+    def __init__(self, options: NetOptions, rng: random.Random | None = None) -> None:
+        self.options = options
+        self.rng = rng or random.Random()
+        self.transport: Transport | None = None
+        self.discovery: DiscoveryListener | None = None
+        self.driver: NodeDriver | None = None
+        self.store: object | None = None
+        self.node: object | None = None  # ServerNode
+        self.data_dir: Path | None = None
+        self.server_id = 0
+        self._listeners: list[Callable[[Effect], None]] = []
+        self._stopping = False
+
+    @property
+    def addr(self) -> str:
+        return self.transport.addr if self.transport is not None else ""
+
+    @property
+    def drops(self) -> dict[str, int]:
+        return self.transport.drops.snapshot() if self.transport is not None else {}
+
+    def add_listener(self, listener: Callable[[Effect], None]) -> None:
+        """``listener(effect)`` for every LogEvent / LeaderChanged / Stopped the node emits."""
+        self._listeners.append(listener)
+        if self.driver is not None:
+            self.driver.listeners.append(listener)
+
+    async def start(self) -> None:
+        from tchat.core.server import ServerNode  # the core lands separately; import late
+
+        opts = self.options
+        self.transport = Transport(opts, self._on_message, rate_limited=True)
+        await self.transport.start()
+        self.store, durable = self._open_store()
+        self.server_id = self._server_id()
+        config = ServerConfig(
+            server_id=self.server_id,
+            addr=self.transport.addr,
+            timing=opts.timing,
+            multicast_base=opts.multicast_base,
+            multicast_port=opts.multicast_port,
+            wall_offset=time.time() - asyncio.get_running_loop().time(),
+        )
+        self.node = ServerNode(config, durable, self.rng)
+        self.driver = NodeDriver(self.node, self.transport, self.store)  # type: ignore[arg-type]
+        self.driver.listeners.extend(self._listeners)
+        self.discovery = DiscoveryListener(self.transport)
+        await self.discovery.start()
+        self.driver.start()
+
+    def _open_store(self) -> tuple[object, object]:
+        from tchat.runtime.store import SqliteStore
+
+        opts = self.options
+        assert self.transport is not None
+        self.data_dir = opts.data_dir or default_data_dir(
+            opts.server_id, opts.host, self.transport.port
+        )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(self.data_dir)
+        durable = store.load()
+        return store, durable
+
+    def _server_id(self) -> int:
+        store = self.store
+        stored = store.get_meta(SERVER_ID_META)  # type: ignore[attr-defined]
+        wanted = self.options.server_id
+        if wanted:
+            if stored and int(stored) != wanted:
+                logger.warning(
+                    "data dir belonged to server %s; now running as --id %s", stored, wanted
+                )
+            server_id = wanted
+        elif stored:
+            server_id = int(stored)
+        else:
+            server_id = self.rng.randrange(1, MAX_SERVER_ID)
+        if stored is None or int(stored) != server_id:
+            store.set_meta(SERVER_ID_META, server_id)  # type: ignore[attr-defined]
+            store.commit()  # type: ignore[attr-defined]
+        return server_id
+
+    def _on_message(self, message: Message, src: str) -> None:
+        if self.driver is not None:
+            self.driver.on_message(message, src)
+
+    def step_down(self) -> bool:
+        """Hand leadership over now if the core supports it; False when it does not."""
+        fn = getattr(self.node, "step_down", None)
+        if fn is None or self.driver is None:
+            return False
+        self.driver.call(fn, asyncio.get_running_loop().time())
+        return True
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Graceful stop: leadership handed over, then sockets and store closed."""
+        if self._stopping:
+            return
+        self._stopping = True
+        driver = self.driver
+        if driver is not None and self.node is not None:
+            driver.call(self.node.stop, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+            try:
+                await asyncio.wait_for(asyncio.shield(driver.stopped), timeout)
+            except TimeoutError:
+                logger.warning("graceful stop did not finish in %.1f s", timeout)
+            await asyncio.sleep(0)  # let the last Sends reach the sockets
+            driver.close()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close everything without a handover (after stop, or on a failed start)."""
+        if self.driver is not None:
+            self.driver.close()
+        if self.discovery is not None:
+            self.discovery.close()
+        if self.transport is not None:
+            await self.transport.close()
+        if self.store is not None:
+            try:
+                self.store.close()  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("closing the store failed")
+            self.store = None

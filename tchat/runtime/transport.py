@@ -1,0 +1,396 @@
+"""TCP framed sessions and UDP datagrams on one host:port, with drop counting and backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tchat.core import codec
+from tchat.core.errors import OversizedFrame, RemoteProtocolError
+from tchat.core.messages import Message, Submit
+from tchat.runtime.options import NetOptions
+from tchat.runtime.ratelimit import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+# First frame of a connection we open: names our own address so the peer can answer us by it.
+# Version byte 0 never starts a codec frame, so a hello cannot be mistaken for a message.
+HELLO = b"\x00tchat-hello\x00"
+BIND_ATTEMPTS = 50
+
+MessageHandler = Callable[[Message, str], None]
+
+
+class DropCounters:
+    """Frames dropped or refused, by reason; logged with a clear reason, throttled per reason."""
+
+    LOGGED_PER_REASON = 20
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.listeners: list[Callable[[str, str, str], None]] = []
+
+    def count(self, reason: str, peer: str, detail: str = "") -> None:
+        n = self.counts.get(reason, 0) + 1
+        self.counts[reason] = n
+        if n <= self.LOGGED_PER_REASON or n % 1000 == 0:
+            logger.warning("dropped frame from %s: %s (%s) [%s so far]", peer, reason, detail, n)
+        for listener in self.listeners:
+            listener(reason, peer, detail)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"bad address {addr!r}")
+    return host, int(port)
+
+
+class Session(asyncio.Protocol):
+    """One TCP connection carrying length-prefixed frames, in or out."""
+
+    def __init__(self, owner: Transport, peer_addr: str | None, outbound: bool) -> None:
+        self.owner = owner
+        self.peer_addr = peer_addr  # the peer's advertised "host:port" (from its hello)
+        self.outbound = outbound
+        self.transport: Any = None  # asyncio.Transport once connected
+        self.decoder = codec.FrameDecoder(owner.options.max_frame + 4)
+        self.pending: list[bytes] = []  # frames written while still connecting
+        self.pending_bytes = 0
+        self.closed = False
+        self.first = True
+        self.socket_peer = "?"
+        self.bucket: TokenBucket | None = None
+        self.held: deque[Message] = deque()  # decoded frames waiting for rate-limit tokens
+        self.resume_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def label(self) -> str:
+        return self.peer_addr or self.socket_peer
+
+    # -- asyncio.Protocol ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.socket_peer = f"{peer[0]}:{peer[1]}"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.owner.rate_limited and not self.outbound:
+            opts = self.owner.options
+            self.bucket = TokenBucket(opts.rate_limit, opts.rate_burst, self.owner.loop.time())
+        if self.outbound:
+            transport.write(codec.frame(HELLO + self.owner.addr.encode()))
+            for data in self.pending:
+                transport.write(data)
+            self.pending.clear()
+            self.pending_bytes = 0
+            self._check_buffer()
+        else:
+            self.owner.inbound.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except OversizedFrame as exc:
+            self.owner.drops.count(exc.reason, self.label, f"tcp: {exc}")
+            self.abort()
+            return
+        for raw in frames:
+            if self.closed:
+                return
+            if self.first:
+                self.first = False
+                if raw.startswith(HELLO):
+                    self._hello(raw[len(HELLO) :])
+                    continue
+            try:
+                message = codec.decode(
+                    raw, self.owner.options.cluster_key, self.owner.options.max_frame
+                )
+            except RemoteProtocolError as exc:
+                # A byte stream with a bad frame in it cannot be trusted any further.
+                self.owner.drops.count(exc.reason, self.label, f"tcp: {exc}")
+                self.abort()
+                return
+            if self.held or (
+                self.bucket is not None
+                and isinstance(message, Submit)
+                and not self.bucket.take(self.owner.loop.time())
+            ):
+                self._hold(message)
+                continue
+            self.owner.dispatch(message, self.label)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.resume_handle is not None:
+            self.resume_handle.cancel()
+        self.owner.forget(self)
+        logger.debug("session %s closed (%s)", self.label, exc)
+
+    def pause_writing(self) -> None:  # flow control is by buffer size in _check_buffer
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- writing ----------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.transport is None:
+            if self.pending_bytes + len(data) > self.owner.options.write_buffer_limit:
+                self.owner.drops.count("send-buffer-full", self.label, "still connecting")
+                return
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            return
+        self.transport.write(data)
+        self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size() > self.owner.options.write_buffer_limit:
+            self.owner.drops.count("slow-peer", self.label, "write buffer full: disconnected")
+            self.abort()
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.owner.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- internals --------------------------------------------------------------
+    def _hello(self, payload: bytes) -> None:
+        try:
+            addr = payload.decode("ascii")
+            split_addr(addr)
+        except (UnicodeDecodeError, ValueError):
+            self.owner.drops.count("bad-hello", self.socket_peer, repr(payload[:40]))
+            self.abort()
+            return
+        self.peer_addr = addr
+        self.owner.adopt(self)
+
+    def _hold(self, message: Message) -> None:
+        """Backpressure: stop reading this session until its bucket has a token again."""
+        self.held.append(message)
+        if self.resume_handle is None and self.transport is not None and self.bucket is not None:
+            self.transport.pause_reading()
+            loop = self.owner.loop
+            self.resume_handle = loop.call_at(self.bucket.ready_at(loop.time()), self._release)
+
+    def _release(self) -> None:
+        self.resume_handle = None
+        if self.closed or self.bucket is None or self.transport is None:
+            return
+        loop = self.owner.loop
+        while self.held:
+            message = self.held[0]
+            if isinstance(message, Submit) and not self.bucket.take(loop.time()):
+                self.resume_handle = loop.call_at(self.bucket.ready_at(loop.time()), self._release)
+                return
+            self.held.popleft()
+            self.owner.dispatch(message, self.label)
+        self.transport.resume_reading()
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    """A UDP socket whose datagrams are one frame each (node port, discovery, multicast)."""
+
+    def __init__(self, owner: Transport, channel: str) -> None:
+        self.owner = owner
+        self.channel = channel
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        peer = f"{addr[0]}:{addr[1]}"
+        try:
+            message = codec.decode(
+                data, self.owner.options.cluster_key, self.owner.options.max_frame
+            )
+        except RemoteProtocolError as exc:
+            self.owner.drops.count(exc.reason, peer, f"{self.channel}: {exc}")
+            return
+        self.owner.dispatch(message, peer)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("%s socket error: %s", self.channel, exc)
+
+
+class Transport:
+    """Binds TCP and UDP on host:port and moves frames; callers get (message, sender addr)."""
+
+    def __init__(
+        self,
+        options: NetOptions,
+        on_message: MessageHandler,
+        *,
+        rate_limited: bool = False,
+        drops: DropCounters | None = None,
+    ) -> None:
+        self.options = options
+        self.on_message = on_message
+        self.rate_limited = rate_limited and options.rate_limit > 0
+        self.drops = drops or DropCounters()
+        self.loop = asyncio.get_running_loop()
+        self.sessions: dict[str, Session] = {}  # peer addr -> the session we send on
+        self.inbound: set[Session] = set()
+        self.server: asyncio.Server | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.sent_frames = 0
+        self.connect_failures = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def addr(self) -> str:
+        return f"{self.options.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind TCP, then UDP on the same port number (retrying when port 0 picks a taken one)."""
+        host = self.options.host
+        for _attempt in range(BIND_ATTEMPTS):
+            server = await self.loop.create_server(
+                lambda: Session(self, None, outbound=False),
+                host,
+                self.options.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            port = server.sockets[0].getsockname()[1]
+            try:
+                udp, _ = await self.loop.create_datagram_endpoint(
+                    lambda: Datagrams(self, "udp"), local_addr=(host, port)
+                )
+            except OSError:
+                server.close()
+                if self.options.port:
+                    raise
+                continue
+            sock = udp.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(host))
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            self.server, self.udp, self.port = server, udp, port  # type: ignore[assignment]
+            return
+        raise OSError(f"no port on {host} is free for both TCP and UDP")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for session in list(self.sessions.values()) + list(self.inbound):
+            if session.transport is not None:
+                session.transport.close()
+            session.closed = True
+        self.sessions.clear()
+        self.inbound.clear()
+        if self.udp is not None:
+            self.udp.close()
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 0.5)
+
+    # -- receiving --------------------------------------------------------------
+    def dispatch(self, message: Message, src: str) -> None:
+        try:
+            self.on_message(message, src)
+        except Exception:  # the node must survive anything one frame does
+            logger.exception("error handling %s from %s", type(message).__name__, src)
+
+    def adopt(self, session: Session) -> None:
+        """An inbound session said who it is: answer that peer over it unless we have one."""
+        assert session.peer_addr is not None
+        current = self.sessions.get(session.peer_addr)
+        if current is None or current.closed:
+            self.sessions[session.peer_addr] = session
+
+    def forget(self, session: Session) -> None:
+        self.inbound.discard(session)
+        if session.peer_addr is not None and self.sessions.get(session.peer_addr) is session:
+            del self.sessions[session.peer_addr]
+
+    # -- sending ----------------------------------------------------------------
+    def decode(self, data: bytes) -> Message:
+        """Raises a RemoteProtocolError subclass for anything we cannot accept."""
+        return codec.decode(data, self.options.cluster_key, self.options.max_frame)
+
+    def encode(self, message: Message) -> bytes:
+        return codec.encode(message, self.options.cluster_key)
+
+    def send(self, addr: str, message: Message) -> None:
+        """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
+        if addr == self.addr:
+            self.loop.call_soon(self.dispatch, message, addr)
+            return
+        data = codec.frame(self.encode(message))
+        session = self.sessions.get(addr)
+        if session is None or session.closed:
+            session = self._connect(addr)
+            if session is None:
+                return
+        self.sent_frames += 1
+        session.write(data)
+
+    def send_datagram(self, host: str, port: int, message: Message) -> None:
+        self.send_raw_datagram(self.encode(message), host, port)
+
+    def send_raw_datagram(self, data: bytes, host: str, port: int) -> None:
+        if self.udp is None:
+            return
+        try:
+            self.udp.sendto(data, (host, port))
+        except OSError as exc:
+            logger.debug("datagram to %s:%s failed: %s", host, port, exc)
+
+    def _connect(self, addr: str) -> Session | None:
+        try:
+            host, port = split_addr(addr)
+        except ValueError:
+            self.drops.count("bad-address", addr, "cannot send")
+            return None
+        session = Session(self, addr, outbound=True)
+        self.sessions[addr] = session
+        task = self.loop.create_task(self._open(session, host, port))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return session
+
+    async def _open(self, session: Session, host: str, port: int) -> None:
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: session, host, port),
+                self.options.connect_timeout,
+            )
+        except (TimeoutError, OSError) as exc:
+            # The core retransmits what matters; the next Send reconnects.
+            self.connect_failures += 1
+            logger.debug(
+                "connect to %s:%s failed (%s): %d frame(s) dropped",
+                host,
+                port,
+                exc,
+                len(session.pending),
+            )
+            session.pending.clear()
+            session.closed = True
+            self.forget(session)

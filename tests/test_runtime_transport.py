@@ -1,0 +1,299 @@
+"""Loopback tests of the runtime's transports, discovery, multicast and driver (no core nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import random
+import socket
+import struct
+
+import pytest
+import uvloop
+
+from tchat.core import codec
+from tchat.core.effects import Persist, Send
+from tchat.core.messages import (
+    NO_EPOCH,
+    Discover,
+    Heartbeat,
+    SendChat,
+    StatusRequest,
+    Submit,
+)
+from tchat.core.vclock import VectorClock
+from tchat.runtime import discovery, multicast
+from tchat.runtime.discovery import DiscoveryListener
+from tchat.runtime.driver import NodeDriver
+from tchat.runtime.multicast import MulticastGroups
+from tchat.runtime.options import NetOptions
+from tchat.runtime.transport import Transport
+
+TIMEOUT = 3.0
+
+
+def on_uvloop(test):  # type: ignore[no-untyped-def]
+    """Run an async test on uvloop, like the product (pytest-asyncio would use asyncio's loop)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return uvloop.run(test(*args, **kwargs))
+
+    return run
+
+
+def options(**kw: object) -> NetOptions:
+    base = NetOptions(host="127.0.0.1", discovery_port=random.randrange(20000, 40000))
+    return dataclasses.replace(base, **kw)
+
+
+class Inbox:
+    """Collects (message, src) pairs and lets a test wait for a count with a deadline."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[object, str]] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, message: object, src: str) -> None:
+        self.items.append((message, src))
+        self.changed.set()
+
+    async def wait(self, count: int, timeout: float = TIMEOUT) -> list[tuple[object, str]]:
+        async with asyncio.timeout(timeout):
+            while len(self.items) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.items
+
+
+async def wait_until(predicate, timeout: float = TIMEOUT) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def pair():  # type: ignore[no-untyped-def]
+    opts = options()
+    inbox_a, inbox_b = Inbox(), Inbox()
+    a, b = Transport(opts, inbox_a), Transport(opts, inbox_b, rate_limited=True)
+    await a.start()
+    await b.start()
+    try:
+        yield a, inbox_a, b, inbox_b
+    finally:
+        await a.close()
+        await b.close()
+
+
+@on_uvloop
+async def test_hello_maps_session_to_sender_and_replies_reuse_it() -> None:
+    async with pair() as (a, inbox_a, b, inbox_b):
+        a.send(b.addr, Discover(addr=a.addr, role="client", nonce=1))
+        items = await inbox_b.wait(1)
+        assert items[0] == (Discover(addr=a.addr, role="client", nonce=1), a.addr)
+        b.send(a.addr, Discover(addr=b.addr, role="server", nonce=2))
+        items = await inbox_a.wait(1)
+        assert items[0][1] == b.addr
+        assert not a.inbound, "the reply must come over the session a opened"
+
+
+@on_uvloop
+async def test_garbage_and_oversized_tcp_frames_are_counted_and_disconnected() -> None:
+    async with pair() as (a, _inbox_a, b, inbox_b):
+        host, port = b.addr.split(":")
+        for payload, reason in (
+            (codec.frame(b"\x07rubbish"), "unknown-version"),
+            (codec.frame(b"\x01\x00\xc1\xc1"), "malformed"),
+            (struct.pack(">I", 10_000_000) + b"x", "oversized"),
+        ):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(payload)
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.read(10) == b"", "the node must hang up on a bad stream"
+            writer.close()
+            assert b.drops.counts.get(reason) == 1, b.drops.counts
+        a.send(b.addr, Discover(addr=a.addr, role="client", nonce=3))
+        assert (await inbox_b.wait(1))[0][0] == Discover(addr=a.addr, role="client", nonce=3)
+
+
+@on_uvloop
+async def test_udp_garbage_is_counted_and_good_datagrams_still_arrive() -> None:
+    async with pair() as (a, _inbox_a, b, inbox_b):
+        host, port = b.addr.split(":")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"\x01", (host, int(port)))
+            sock.sendto(b"\x01\x00" + b"\x92\x05", (host, int(port)))
+        a.send_datagram(host, int(port), StatusRequest(addr=a.addr, nonce=9))
+        items = await inbox_b.wait(1)
+        assert items[0] == (StatusRequest(addr=a.addr, nonce=9), a.addr)
+        assert sum(b.drops.counts.values()) == 2, b.drops.counts
+
+
+@on_uvloop
+async def test_cluster_key_rejects_unsigned_and_forged_server_frames() -> None:
+    key = b"k" * 16
+    inbox = Inbox()
+    keyed = Transport(options(cluster_key=key), inbox)
+    plain = Transport(options(), Inbox())
+    forger = Transport(options(cluster_key=b"wrong key"), Inbox())
+    for t in (keyed, plain, forger):
+        await t.start()
+    try:
+        beat = Heartbeat(src=1, addr=plain.addr, epoch=NO_EPOCH, seq=0, servers=())
+        plain.send(keyed.addr, beat)
+        await wait_until(lambda: keyed.drops.counts.get("bad-signature") == 1)
+        forger.send(keyed.addr, beat)
+        await wait_until(lambda: keyed.drops.counts.get("bad-signature") == 2)
+        plain.send_datagram("127.0.0.1", keyed.port, beat)
+        await wait_until(lambda: keyed.drops.counts.get("bad-signature") == 3)
+        signer = Transport(options(cluster_key=key), Inbox())
+        await signer.start()
+        signer.send(keyed.addr, beat)
+        assert (await inbox.wait(1))[0][0] == beat
+        await signer.close()
+    finally:
+        for t in (keyed, plain, forger):
+            await t.close()
+
+
+@on_uvloop
+async def test_rate_limit_delays_submits_without_dropping_them() -> None:
+    inbox = Inbox()
+    server = Transport(options(rate_limit=100.0, rate_burst=5.0), inbox, rate_limited=True)
+    client = Transport(options(), Inbox())
+    await server.start()
+    await client.start()
+    try:
+        loop = asyncio.get_running_loop()
+        op = SendChat(room="r", to=None, text="x", action=False)
+        started = loop.time()
+        for cmid in range(25):
+            client.send(server.addr, Submit("c", cmid, op, VectorClock(), 0.0))
+        items = await inbox.wait(25)
+        elapsed = loop.time() - started
+        assert [m.cmid for m, _ in items] == list(range(25))  # type: ignore[attr-defined]
+        assert elapsed >= 0.15, f"20 submits over the burst took only {elapsed:.3f}s at 100/s"
+    finally:
+        await server.close()
+        await client.close()
+
+
+@on_uvloop
+async def test_three_discovery_listeners_on_one_host_all_hear_a_broadcast() -> None:
+    opts = options()
+    inboxes = [Inbox() for _ in range(3)]
+    nodes = [Transport(opts, inbox) for inbox in inboxes]
+    listeners = []
+    for node in nodes:
+        await node.start()
+        listener = DiscoveryListener(node)
+        await listener.start()
+        listeners.append(listener)
+    sender = Transport(opts, Inbox())
+    await sender.start()
+    try:
+        discovery.broadcast(sender, Discover(addr=sender.addr, role="client", nonce=5))
+        for inbox in inboxes:
+            items = await inbox.wait(1)
+            assert items[0] == (Discover(addr=sender.addr, role="client", nonce=5), sender.addr)
+    finally:
+        for listener in listeners:
+            listener.close()
+        for node in [*nodes, sender]:
+            await node.close()
+
+
+@on_uvloop
+async def test_multicast_reaches_every_joined_socket_on_loopback() -> None:
+    if not await multicast.probe("127.0.0.1"):
+        pytest.skip("loopback multicast does not work here (the client falls back to unicast)")
+    opts = options()
+    octet, port = random.randrange(1, 250), random.randrange(40000, 50000)
+    group = f"239.255.{octet}.{random.randrange(1, 250)}:{port}"
+    inboxes = [Inbox() for _ in range(2)]
+    nodes = [Transport(opts, inbox) for inbox in inboxes]
+    groups = []
+    for node in nodes:
+        await node.start()
+        g = MulticastGroups(node)
+        assert await g.join(group)
+        groups.append(g)
+    sender = Transport(opts, Inbox())
+    await sender.start()
+    try:
+        message = StatusRequest(addr=sender.addr, nonce=77)
+        multicast.send(sender, group, message)
+        for inbox in inboxes:
+            assert (await inbox.wait(1))[0][0] == message
+    finally:
+        for g in groups:
+            g.close()
+        for node in [*nodes, sender]:
+            await node.close()
+
+
+class FakeNode:
+    """Answers every frame with a Persist then a Send, to check the driver's group commit."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.flushes = 0
+
+    def start(self, now: float) -> list:  # type: ignore[type-arg]
+        return []
+
+    def handle(self, message, src, now):  # type: ignore[no-untyped-def]
+        return [Persist(meta=(("n", message.nonce),)), Send(self.peer, message)]
+
+    def tick(self, now: float) -> list:  # type: ignore[type-arg]
+        return []
+
+    def flush(self, now: float) -> list:  # type: ignore[type-arg]
+        self.flushes += 1
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+
+class FakeStore:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def write(self, effect: Persist) -> None:
+        self.log.append(f"write {effect.meta[0][1]}")
+
+    def commit(self) -> None:
+        self.log.append("commit")
+
+
+@on_uvloop
+async def test_driver_commits_once_per_iteration_before_sending() -> None:
+    log: list[str] = []
+    sink = Inbox()
+    peer = Transport(options(), sink)
+    await peer.start()
+    relay = Transport(options(), lambda m, s: driver.on_message(m, s))
+    await relay.start()
+    node = FakeNode(peer.addr)
+    driver = NodeDriver(node, relay, FakeStore(log))  # type: ignore[arg-type]
+    orig_send = relay.send
+
+    def logged_send(addr: str, message: object) -> None:
+        log.append(f"send {message.nonce}")  # type: ignore[attr-defined]
+        orig_send(addr, message)  # type: ignore[arg-type]
+
+    relay.send = logged_send  # type: ignore[method-assign]
+    try:
+        for n in range(3):
+            driver.on_message(Discover(addr="x:1", role="client", nonce=n), "x:1")
+        await sink.wait(3)
+        assert log == ["write 0", "write 1", "write 2", "commit", "send 0", "send 1", "send 2"]
+        assert node.flushes == 1
+    finally:
+        driver.close()
+        await relay.close()
+        await peer.close()
