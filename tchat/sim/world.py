@@ -181,6 +181,8 @@ class World:
         self.trace: deque[tuple[float, str, str, str, Any]] = deque(maxlen=trace_len)
         self.checker = Checker(self)
         self.faults_active = True  # False in the quiescent phase
+        # Scripted scenarios look at (and may swallow) deliveries: return True to drop one.
+        self.intercept: Callable[[str, str, Message], bool] | None = None
 
     # -- scheduling -------------------------------------------------------------------
     def _push(self, at: float, kind: int, payload: Any) -> None:
@@ -269,6 +271,9 @@ class World:
 
     def leaders(self) -> list[ServerSlot]:
         return [s for s in self.running_servers() if self.role(s) == "LEADER"]
+
+    def slot_at(self, addr: str) -> Slot | None:
+        return self._by_addr.get(addr)
 
     @staticmethod
     def role(slot: ServerSlot) -> str:
@@ -364,6 +369,8 @@ class World:
             return  # in flight to a node that crashed: lost
         if not self.net.reachable(src, dst):
             return  # the partition or cut came up while it was in flight
+        if self.intercept is not None and self.intercept(src, dst, message):
+            return
         self.trace.append((self.now, src, dst, "", message))
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
 
