@@ -1,0 +1,1 @@
+"""Benchmarks: fan-out, throughput, failover, election, memory, and the IRC baseline."""

@@ -1,0 +1,157 @@
+"""Drives the load processes (tchat.bench.worker) of one run and merges what they measured."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+from tchat.bench.ledger import Workload
+from tchat.bench.stats import CpuWindow, summarize_ms
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class LoadGroup:
+    """``workers`` processes sharing ``work.clients`` clients (contiguous index slices)."""
+
+    def __init__(
+        self, kind: str, work: Workload, workers: int, cfg: dict[str, Any], tmpdir: Path
+    ) -> None:
+        self.kind = kind
+        self.work = work
+        self.workers = max(1, min(workers, work.clients))
+        self.cfg = cfg
+        self.tmpdir = tmpdir
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.results: list[str] = []
+
+    async def _reply(self, proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        if not line:
+            raise WorkerError(f"load process {proc.pid} exited (rc={await proc.wait()})")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(f"load process {proc.pid}: {reply['error']}")
+        return reply
+
+    async def _all(self, timeout: float) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._reply(p, timeout) for p in self.procs)))
+
+    def _tell(self, cmd: dict[str, Any]) -> None:
+        data = (json.dumps(cmd) + "\n").encode()
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(data)
+
+    async def start(self, connect_timeout: float = 120.0) -> float:
+        """Spawn the workers and wait until every client is connected; returns the seconds."""
+        began = time.monotonic()
+        n, w = self.work.clients, self.workers
+        bounds = [(i * n // w, (i + 1) * n // w) for i in range(w)]
+        env = dict(os.environ)
+        env.setdefault("PYTHONHASHSEED", "0")
+        for i, (lo, hi) in enumerate(bounds):
+            result = str(self.tmpdir / f"lat-{self.kind}-{i}.bin")
+            self.results.append(result)
+            cfg = dict(self.cfg)
+            cfg.update(
+                kind=self.kind,
+                work={
+                    "clients": self.work.clients,
+                    "senders": self.work.senders,
+                    "rate": self.work.rate,
+                    "duration": self.work.duration,
+                    "size": self.work.size,
+                },
+                indices=[lo, hi],
+                results=result,
+                connect_timeout=connect_timeout,
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tchat.bench.worker",
+                json.dumps(cfg),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                limit=1 << 20,
+            )
+            self.procs.append(proc)
+        await self._all(connect_timeout + 10)
+        return time.monotonic() - began
+
+    async def run(self, measured_pid: int | None, drain: float = 10.0) -> dict[str, Any]:
+        """One paced run; CPU of ``measured_pid`` from the first send to the last receipt."""
+        work = self.work
+        start = time.monotonic() + 0.3
+        self._tell({"go": start})
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        cpu = CpuWindow(measured_pid) if measured_pid else None
+        if cpu:
+            cpu.start()
+        sent_replies = await self._all(work.duration + 60)
+        sent = sum(int(r["sent"]) for r in sent_replies)
+        late = max(float(r["late_s"]) for r in sent_replies)
+        self._tell({"expect": sent, "deadline": time.monotonic() + drain})
+        done = await self._all(drain + 30)
+        ended = time.monotonic()
+        used = cpu.stop() if cpu else None
+        tally = {k: sum(int(r["done"][k]) for r in done) for k in done[0]["done"]}
+        last = max(float(r["last_receipt"]) for r in done)
+        latencies = array("d")
+        acks = array("d")
+        for path in self.results:
+            for dst, name in ((latencies, path), (acks, path + ".ack")):
+                raw = Path(name).read_bytes()
+                dst.frombytes(raw)
+        deliveries = tally["deliveries"]
+        window = (last - start) if last > start else ended - start
+        out: dict[str, Any] = {
+            "offered": work.total,
+            "sent": sent,
+            "sender_late_s": late,
+            "acked": sum(int(r["acks"]) for r in done),
+            **tally,
+            "window_s": round(window, 3),
+            "deliveries_per_s": round(deliveries / window, 1) if window > 0 else None,
+            "latency": summarize_ms(latencies),
+            "commit_latency": summarize_ms(acks),
+        }
+        if cpu is not None:
+            out["leader_cpu_s"] = round(used or 0.0, 3)
+            out["leader_cpu_us_per_delivery"] = (
+                round((used or 0.0) * 1e6 / deliveries, 3) if deliveries else None
+            )
+        return out
+
+    async def rss(self) -> list[int]:
+        self._tell({"stats": 1})
+        return [int(r["rss"]) for r in await self._all(30)]
+
+    async def close(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(b'{"quit": 1}\n')
+                    proc.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -1,0 +1,159 @@
+"""A load process: hosts a slice of the bench clients, sends its senders' share, counts receipts.
+
+Run as ``python -m tchat.bench.worker CONFIG_JSON``; commands arrive as JSON lines on
+stdin and replies leave as JSON lines on stdout, so a bench can spread its clients over
+several processes when one cannot keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from typing import Any, Protocol
+
+from tchat.bench.ledger import Ledger, Workload, make_text, run_schedule
+from tchat.bench.stats import rss_bytes
+
+logger = logging.getLogger(__name__)
+
+
+class Driver(Protocol):
+    """How one kind of client (IRC, tchat) connects, sends and reports receipts."""
+
+    async def open(self, index: int) -> None: ...
+
+    def say(self, index: int, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class IrcDriver:
+    def __init__(self, cfg: dict[str, Any], ledger: Ledger) -> None:
+        self.port = int(cfg["port"])
+        self.ledger = ledger
+        self.clients: dict[int, Any] = {}
+
+    async def open(self, index: int) -> None:
+        from tchat.bench import irc
+
+        def on_text(text: str, index: int = index) -> None:
+            self.ledger.receipt(index, text)
+
+        self.clients[index] = await irc.connect(self.port, f"b{index}", on_text)
+
+    def say(self, index: int, text: str) -> None:
+        self.clients[index].say(text)
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        await asyncio.sleep(0.05)  # let the QUITs leave before the loop closes
+
+
+def make_driver(cfg: dict[str, Any], ledger: Ledger) -> Driver:
+    if cfg["kind"] == "irc":
+        return IrcDriver(cfg, ledger)
+    from tchat.bench.tchat_driver import TchatDriver
+
+    return TchatDriver(cfg, ledger)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def raise_nofile() -> int:
+    """Lift the soft open-files limit to the hard one (10,000 clients need 10,000+ fds)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def _commands() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def serve(cfg: dict[str, Any]) -> int:
+    work = Workload(**cfg["work"])
+    lo, hi = cfg["indices"]
+    ledger = Ledger(work, range(lo, hi))
+    driver = make_driver(cfg, ledger)
+    reader = await _commands()
+    began = time.monotonic()
+    gate = asyncio.Semaphore(int(cfg.get("connect_parallel", 64)))
+
+    async def open_one(index: int) -> None:
+        async with gate:
+            await driver.open(index)
+
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(open_one(i) for i in range(lo, hi))), float(cfg["connect_timeout"])
+        )
+    except Exception as exc:  # report any failure to the parent instead of dying silently
+        _emit({"error": f"connect: {exc!r}"})
+        await driver.close()
+        return 1
+    _emit({"ready": hi - lo, "connect_s": round(time.monotonic() - began, 3)})
+    for _ in range(16):  # go, expect, stats..., quit: a bounded conversation
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        if "go" in cmd:
+            start = float(cmd["go"])
+            sent, late = await run_schedule(
+                work,
+                start,
+                lambda s: lo <= s < hi,
+                lambda k, s: driver.say(s, make_text(k, work.size)),
+            )
+            _emit({"sent": sent, "late_s": round(late, 4)})
+        elif "expect" in cmd:
+            total, deadline = int(cmd["expect"]), float(cmd["deadline"])
+            want = ledger.expected(total)
+            while ledger.first < want and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            path = cfg["results"]
+            with open(path, "wb") as f:
+                ledger.latency.values.tofile(f)
+            with open(path + ".ack", "wb") as f:
+                ledger.ack_latency.values.tofile(f)
+            _emit(
+                {
+                    "done": ledger.tally(total),
+                    "acks": ledger.acks,
+                    "last_receipt": ledger.last_receipt,
+                }
+            )
+        elif "stats" in cmd:
+            _emit({"rss": rss_bytes(os.getpid())})
+        elif "quit" in cmd:
+            break
+    await driver.close()
+    return 0
+
+
+def main() -> int:
+    cfg = json.loads(sys.argv[1])
+    logging.basicConfig(level=cfg.get("log_level", "WARNING"), stream=sys.stderr)
+    raise_nofile()
+    if cfg.get("uvloop", True):
+        import uvloop
+
+        uvloop.install()
+    return asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
