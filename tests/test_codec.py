@@ -6,7 +6,6 @@ import dataclasses
 import math
 import types
 import typing
-from functools import cache
 from typing import Any
 
 import msgpack
@@ -52,7 +51,7 @@ from tchat.core.vclock import VectorClock
 
 KEY = b"cluster-secret-0123456789abcdef"
 SETTINGS = settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
 
 
@@ -83,15 +82,20 @@ def strategy_for(tp: Any, field: str) -> st.SearchStrategy[Any]:
         return st.sampled_from(ENTRY_BODY_TYPES).flatmap(record_strategy)
     if tp is Operation:
         return st.sampled_from(OPERATION_TYPES).flatmap(record_strategy)
-    assert dataclasses.is_dataclass(tp), tp
+    assert isinstance(tp, type) and dataclasses.is_dataclass(tp), tp
     return record_strategy(tp)
 
 
-@cache
+_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {}
+
+
 def record_strategy(cls: type) -> st.SearchStrategy[Any]:
-    hints = typing.get_type_hints(cls, vars(messages))
-    fields = dataclasses.fields(cls)
-    return st.builds(cls, *[strategy_for(hints[f.name], f.name) for f in fields])
+    """Valid instances of a message dataclass, built from its annotations (memoised)."""
+    if cls not in _STRATEGIES:
+        hints = typing.get_type_hints(cls, vars(messages))
+        fields = dataclasses.fields(cls)
+        _STRATEGIES[cls] = st.builds(cls, *[strategy_for(hints[f.name], f.name) for f in fields])
+    return _STRATEGIES[cls]
 
 
 def raw_frame(*items: Any, version: int = PROTOCOL_VERSION, flags: int = 0) -> bytes:
@@ -269,10 +273,12 @@ def test_the_good_twins_of_the_bad_frames_decode() -> None:
     assert decode(raw_frame(tag(Discover), "a" * 64, "c" * 256, MAX_INT)) == Discover(
         "a" * 64, "c" * 256, MAX_INT
     )
-    assert decode(raw_frame(tag(Submit), "c", 1, [4], {}, 1.0)).op == messages.Logout()
-    assert decode(raw_frame(tag(messages.NameClash), GOOD_EPOCH, "n" * 32, "r")).name == "n" * 32
-    clock = decode(raw_frame(tag(messages.JoinRequest), 1, "a", GOOD_EPOCH, {3: 1, 1: 0})).clock
-    assert clock == VectorClock({3: 1})
+    submit = decode(raw_frame(tag(Submit), "c", 1, [4], {}, 1.0))
+    assert isinstance(submit, Submit) and submit.op == messages.Logout()
+    clash = decode(raw_frame(tag(messages.NameClash), GOOD_EPOCH, "n" * 32, "r"))
+    assert isinstance(clash, messages.NameClash) and clash.name == "n" * 32
+    join = decode(raw_frame(tag(messages.JoinRequest), 1, "a", GOOD_EPOCH, {3: 1, 1: 0}))
+    assert isinstance(join, messages.JoinRequest) and join.clock == VectorClock({3: 1})
 
 
 def test_oversized_frames_are_rejected_before_parsing() -> None:
@@ -327,7 +333,7 @@ def test_well_formed_msgpack_with_wrong_content_is_rejected_cleanly(
     decodes_or_rejects(raw_frame(message_tag, *fields))
 
 
-@settings(max_examples=250, deadline=None, database=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(
     message=st.sampled_from(MESSAGE_TYPES).flatmap(record_strategy),
     signed=st.booleans(),

@@ -150,10 +150,10 @@ class _Compiler:
         """An expression that is ``var`` checked and converted, or raises InvalidField."""
         origin = typing.get_origin(tp)
         if origin is types.UnionType or origin is typing.Union:
-            args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-            if len(args) != 1:
+            options = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+            if len(options) != 1:
                 raise TypeError(f"{where}: only `X | None` unions are supported, not {tp}")
-            return f"(None if {var} is None else {self.expression(args[0], field, where, var)})"
+            return f"(None if {var} is None else {self.expression(options[0], field, where, var)})"
         if origin is tuple:
             args = typing.get_args(tp)
             if len(args) != 2 or args[1] is not Ellipsis:
