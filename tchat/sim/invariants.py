@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tchat.core.effects import ChatDelivered, ClientEvent, Failed, Renamed, Sent
@@ -47,6 +47,8 @@ class ElectionRound:
     clean: bool = True  # no Election frame lost, duplicated or cut by a partition
     completed: float | None = None
     leader: int = 0
+    initiators: list[int] = field(default_factory=list)  # sent a token before receiving one
+    received: set[int] = field(default_factory=set)
 
     @property
     def duration(self) -> float:
@@ -97,6 +99,14 @@ class Checker:
             rnd = ElectionRound(message.term, self.world.now, len(self.world.servers))
             self.rounds[message.term] = rnd
         rnd.messages += 1
+        sid = slot.server_id
+        if sid not in rnd.received and sid not in rnd.initiators:
+            rnd.initiators.append(sid)
+
+    def on_election_received(self, slot: Any, message: Election) -> None:
+        rnd = self.rounds.get(message.term)
+        if rnd is not None:
+            rnd.received.add(slot.server_id)
 
     def taint_election(self, term: int) -> None:
         rnd = self.rounds.get(term)

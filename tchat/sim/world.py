@@ -280,7 +280,7 @@ class World:
         return slot.node.role.name if slot.node is not None else "DOWN"
 
     # -- clients ----------------------------------------------------------------------
-    def add_client(self, name: str) -> ClientSlot:
+    def add_client(self, name: str, side: int | None = None) -> ClientSlot:
         self._client_count += 1
         number = self._client_count
         client_id = f"c{number}"
@@ -290,7 +290,9 @@ class World:
         slot = ClientSlot(client_id, config)
         self.clients[client_id] = slot
         self._by_addr[slot.addr] = slot
-        if self.net.partitioned:
+        if side is not None:
+            self.net.place(slot.addr, side)
+        elif self.net.partitioned:
             self.net.place(slot.addr, self.rng.randrange(2))
         slot.incarnation = 1
         slot.alive = True
@@ -372,6 +374,8 @@ class World:
         if self.intercept is not None and self.intercept(src, dst, message):
             return
         self.trace.append((self.now, src, dst, "", message))
+        if type(message) is Election:
+            self.checker.on_election_received(slot, message)
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
 
     def _tick(self, slot: Slot, incarnation: int) -> None:
