@@ -97,10 +97,13 @@ def event_json(event: object) -> dict[str, Any] | None:
 class Command:
     """A parsed stdin line: an operation, a local action, or an error message."""
 
-    def __init__(self, op: Operation | None = None, action: str = "", error: str = "") -> None:
+    def __init__(
+        self, op: Operation | None = None, action: str = "", error: str = "", arg: Any = None
+    ) -> None:
         self.op = op
         self.action = action
         self.error = error
+        self.arg = arg
 
 
 def parse(line: str, last_room: str | None) -> Command:
@@ -134,6 +137,11 @@ def parse(line: str, last_room: str | None) -> Command:
             return Command(SetAway(head == "/away"))
         case "/who" | "/quit" | "/status":
             return Command(action=head[1:])
+        case "/history":
+            target, _, limit = rest.strip().partition(" ")
+            if not target or (limit and not limit.strip().isdigit()):
+                return Command(error="usage: /history ROOM|@USER [LIMIT]")
+            return Command(action="history", arg=(target, int(limit or 50)))
     return Command(error=f"unknown command {head!r}")
 
 
@@ -210,6 +218,11 @@ class HeadlessClient:
                         "pending": len(getattr(node, "pending", {}) or {}),
                     }
                 )
+            elif command.action == "history":
+                target, limit = command.arg
+                room, peer = (None, target[1:]) if target.startswith("@") else (target, None)
+                rid = self.service.request_history(room, peer, None, limit)
+                self.emit({"event": "history_requested", "request_id": rid})
             elif command.op is not None:
                 if isinstance(command.op, JoinRoom):
                     self.last_room = command.op.room  # "the last joined room", as typed

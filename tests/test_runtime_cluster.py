@@ -1,0 +1,232 @@
+"""End-to-end loopback tests: real daemons and headless clients as processes (cluster_harness)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tchat.core import codec
+from tchat.core.messages import NO_EPOCH, Discover, Heartbeat
+from tests.cluster_harness import Client, Cluster, Daemon, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+pytest.importorskip("tchat.core.server", reason="the core server node has not landed yet")
+pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
+
+
+def start_daemons(cluster: Cluster, ids: list[int]) -> list[Daemon]:
+    daemons = [cluster.daemon(server_id=i, wait=False) for i in ids]
+    return [d.started() for d in daemons]
+
+
+def ready(*clients: Client, timeout: float = 15.0) -> None:
+    for client in clients:
+        client.wait_event("ready", timeout)
+
+
+def users_converge(clients: list[Client], names: set[str], timeout: float = 10.0) -> None:
+    for client in clients:
+        wait_for(lambda c=client: c.user_names() == names, timeout, f"{client.name} sees {names}")
+
+
+def texts_from(client: Client, sender: str) -> list[str]:
+    return [e["text"] for e in client.of("message") if e["from"] == sender]
+
+
+def test_users_rooms_private_messages_and_logout(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        daemons = start_daemons(cluster, [1, 2, 3])
+        alice, bob, carol = (cluster.client(n) for n in ("alice", "bob", "carol"))
+        ready(alice, bob, carol)
+        users_converge([alice, bob, carol], {"alice", "bob", "carol"})
+
+        alice.send("/join lobby")
+        bob.send("/join lobby")
+        alice.wait_event("joined", room="lobby")
+        bob.wait_event("joined", room="lobby")
+        alice.send("/say lobby hello room")
+        sent = alice.wait_event("sent")
+        for member in (alice, bob):
+            got = member.wait_event("message", text="hello room")
+            assert got["room"] == "lobby" and got["from"] == "alice" and got["id"] == sent["id"]
+            assert got["clock"] and all(k.isdigit() for k in got["clock"])
+        bob.send("/msg carol psst")
+        private = carol.wait_event("message", text="psst")
+        assert private["to"] == "carol" and private["from"] == "bob" and private["room"] is None
+        bob.send("just typed")  # goes to the last joined room
+        alice.wait_event("message", text="just typed", room="lobby")
+        bob.send("/bogus")
+        bob.wait_event("error", where=lambda e: "bogus" in e["message"])
+
+        status = cluster.status()
+        assert status is not None
+        assert {s["id"] for s in status["servers"]} == {d.server_id for d in daemons}
+        assert status["leader"] in {1, 2, 3}
+        assert {u["name"] for u in status["users"]} == {"alice", "bob", "carol"}
+        assert "hello room" not in texts_from(carol, "alice"), "carol is not in the room"
+
+        carol.send("/quit")
+        assert carol.wait_exit(10) == 0
+        users_converge([alice, bob], {"alice", "bob"})
+        wait_for(
+            lambda: (
+                {u["name"] for u in (cluster.status() or {"users": []})["users"]}
+                == {"alice", "bob"}
+            ),
+            10,
+            "status without carol",
+        )
+
+
+def stream(client: Client, room: str, count: int, interval: float, stop: threading.Event) -> None:
+    for i in range(count):
+        if stop.is_set():
+            return
+        client.send(f"/say {room} m{i:03d}")
+        time.sleep(interval)  # pacing a steady stream, not waiting for a condition
+
+
+def test_kill9_leader_failover_delivers_everything_once_and_restart_rejoins(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path) as cluster:
+        daemons = start_daemons(cluster, [1, 2, 3])
+        alice, bob = cluster.client("alice"), cluster.client("bob")
+        ready(alice, bob)
+        for c in (alice, bob):
+            c.send("/join lobby")
+            c.wait_event("joined", room="lobby")
+        leader = cluster.leader_of(daemons)
+        old_epoch = alice.of("ready")[-1]["epoch"]
+
+        count = 80
+        stop = threading.Event()
+        sender = threading.Thread(target=stream, args=(alice, "lobby", count, 0.01, stop))
+        sender.start()
+        try:
+            alice.wait_event("sent", where=lambda e: len(alice.of("sent")) >= 20)
+            killed_at = time.time()
+            leader.kill()
+            new_leader = bob.wait_event(
+                "leader", 15, where=lambda e: e["leader"] != leader.server_id
+            )
+        finally:
+            sender.join(5)
+            stop.set()
+        failover = new_leader["ts"] - killed_at
+        print(
+            f"\nkill -9 failover: client learned leader {new_leader['leader']} "
+            f"{failover * 1000:.0f} ms after the kill"
+        )
+        assert new_leader["epoch"] != old_epoch
+
+        wait_for(lambda: len(alice.of("sent")) >= count, 20, f"{count} acks")
+        acked = [e["id"] for e in alice.of("sent")]
+        assert len(set(acked)) == count
+        wait_for(lambda: len(texts_from(bob, "alice")) >= count, 10, "bob gets every message")
+        for member in (alice, bob):
+            msgs = [e for e in member.of("message") if e["from"] == "alice"]
+            ids = [e["id"] for e in msgs]
+            assert len(ids) == len(set(ids)), f"{member.name} got a duplicate"
+            assert set(acked) <= set(ids), f"{member.name} lost acknowledged messages"
+            assert [e["text"] for e in msgs] == [f"m{i:03d}" for i in range(count)]
+
+        restarted = cluster.daemon(server_id=leader.server_id, data_dir=leader.data_dir)
+        assert restarted.addr
+        wait_for(
+            lambda: any(
+                s["id"] == leader.server_id and s["role"] == "backup" and s["answered"]
+                for s in (cluster.status(0.3) or {"servers": []})["servers"]
+            ),
+            15,
+            "the restarted server rejoins as backup",
+        )
+
+
+def test_sigterm_of_leader_hands_over_quickly(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        daemons = start_daemons(cluster, [1, 2, 3])
+        alice = cluster.client("alice")
+        ready(alice)
+        leader = cluster.leader_of(daemons)
+        stopped_at = time.time()
+        leader.signal(signal.SIGTERM)
+        learned = alice.wait_event("leader", 10, where=lambda e: e["leader"] != leader.server_id)
+        handover = learned["ts"] - stopped_at
+        assert leader.wait_exit(5) == 0
+        print(
+            f"\nSIGTERM handover: client learned leader {learned['leader']} "
+            f"{handover * 1000:.0f} ms after the signal"
+        )
+        # The failure path needs the client to notice silence first (client_leader_timeout).
+        assert handover < 1.0, f"handover took {handover:.2f}s"
+        alice.send("/join after")
+        alice.wait_event("joined", room="after")
+
+
+def test_full_cluster_restart_keeps_history(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        daemons = start_daemons(cluster, [1, 2])
+        alice = cluster.client("alice")
+        ready(alice)
+        alice.send("/join lobby")
+        for i in range(3):
+            alice.send(f"/say lobby kept {i}")
+        wait_for(lambda: len(alice.of("sent")) >= 4, 10, "acks")
+        for d in daemons:
+            d.kill()
+        alice.kill()
+        again = [
+            cluster.daemon(server_id=d.server_id, data_dir=d.data_dir, wait=False) for d in daemons
+        ]
+        for d in again:
+            d.started()
+        bob = cluster.client("bob")
+        ready(bob)
+        bob.send("/join lobby")
+        bob.wait_event("joined", room="lobby")
+        bob.send("/history lobby 10")
+        history = bob.wait_event("history")
+        assert [m["text"] for m in history["messages"]] == [f"kept {i}" for i in range(3)]
+
+
+def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path) -> None:
+    with Cluster(tmp_path, key="sekrit") as cluster:
+        (daemon,) = start_daemons(cluster, [5])
+        host, port = daemon.addr.split(":")
+        tcp_cases = [
+            codec.frame(b"\x01\x00\xc1junk"),  # malformed msgpack
+            struct.pack(">I", 50_000_000),  # oversized length prefix
+            codec.frame(codec.encode(Heartbeat(9, "127.0.0.1:1", NO_EPOCH, 0, ()))),  # unsigned
+        ]
+        for payload in tcp_cases:
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(payload)
+                sock.settimeout(5)
+                assert sock.recv(10) == b"", "the daemon hangs up on a bad stream"
+        forged = codec.encode(Heartbeat(9, "127.0.0.1:1", NO_EPOCH, 0, ()), b"not the key")
+        discover = codec.encode(Discover("127.0.0.1:1", "client", 1))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            udp.sendto(b"\x01", (host, int(port)))  # truncated
+            udp.sendto(forged, (host, int(port)))
+            udp.sendto(b"\x09" + discover[1:], ("127.255.255.255", cluster.discovery_port))
+            udp.sendto(discover[:-3], ("127.255.255.255", cluster.discovery_port))
+        expected = {
+            "malformed": 1,
+            "oversized": 1,
+            "bad-signature": 2,
+            "truncated": 2,
+            "unknown-version": 1,
+        }
+        for reason, n in expected.items():
+            wait_for(lambda r=reason, n=n: daemon.drop_count(r) >= n, 5, f"{n} x {reason}")
+        client = cluster.client("alice")
+        ready(client)
+        assert daemon.alive()
