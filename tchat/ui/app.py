@@ -1,0 +1,222 @@
+"""The Textual apps: wire a client or server service to its screens, themes and settings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from tchat.ui.node_messages import NodeEvent, ServerEffect
+from tchat.ui.service import ClientServiceLike, ServerServiceLike
+from tchat.ui.settings import config_path, read_settings, save_setting
+from tchat.ui.themes import DEFAULT_THEME, load_themes
+
+log = logging.getLogger(__name__)
+ServiceFactory = Callable[[str], ClientServiceLike]
+
+
+class ThemedApp(App[int]):
+    """Registers tchat's themes and remembers the user's choice in the config file."""
+
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, *, theme: str | None, config: Path | None, save: bool = True) -> None:
+        super().__init__()
+        self.config_file = config
+        self._save = save and config is not None
+        for item in load_themes():
+            self.register_theme(item)
+        settings = read_settings(config) if config else {}
+        wanted = theme or str(settings.get("theme") or DEFAULT_THEME)
+        if wanted not in self.available_themes:
+            log.warning("unknown theme %r, using %s", wanted, DEFAULT_THEME)
+            wanted = DEFAULT_THEME
+        self.theme = wanted
+        if theme and theme == wanted:
+            self.remember("theme", wanted)
+
+    def theme_names(self) -> list[str]:
+        return sorted(self.available_themes)
+
+    def choose_theme(self, name: str) -> None:
+        self.theme = name
+        self.remember("theme", name)
+
+    def remember(self, key: str, value: str) -> None:
+        if not self._save or self.config_file is None:
+            return
+        try:
+            save_setting(self.config_file, key, value)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot save %s to %s: %s", key, self.config_file, exc)
+
+
+class ClientApp(ThemedApp):
+    """``tchat``: asks for a name if needed, then runs the client screen over a service."""
+
+    CSS_PATH = "tchat.tcss"
+    TITLE = "tchat"
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self,
+        factory: ServiceFactory,
+        *,
+        user: str | None = None,
+        theme: str | None = None,
+        config: Path | None = None,
+        save_settings: bool = True,
+        wall: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+    ) -> None:
+        super().__init__(theme=theme, config=config, save=save_settings)
+        self.factory = factory
+        self.user = user or str(read_settings(config).get("user") or "") if config else user
+        self.wall = wall
+        self.tz = tz
+        self.service: ClientServiceLike | None = None
+        self._stopping = False
+
+    def on_mount(self) -> None:
+        from tchat.ui.screens.name_prompt import NamePrompt
+
+        if self.user:
+            self.start_session(self.user)
+        else:
+            self.push_screen(NamePrompt(), self._named)
+
+    def _named(self, name: str | None) -> None:
+        if name:
+            self.remember("user", name)
+            self.start_session(name)
+
+    def start_session(self, name: str) -> None:
+        from tchat.ui.screens.client import ClientScreen
+
+        service = self.factory(name)
+        self.service = service
+        screen = ClientScreen(service, name, wall=self.wall, tz=self.tz, themes=self.theme_names)
+        # Called on the event loop's thread by the runtime; post_message is thread-safe anyway.
+        service.add_listener(lambda event: screen.post_message(NodeEvent(event, self.wall())))
+        self.push_screen(screen)
+        self.run_worker(self._start(service), name="service", exit_on_error=False)
+
+    async def _start(self, service: ClientServiceLike) -> None:
+        try:
+            await service.start()
+        except Exception as exc:
+            log.exception("service failed to start")
+            self.notify(f"cannot start: {exc}", severity="error", markup=False, timeout=30)
+
+    async def action_quit(self) -> None:
+        await self.shutdown_service()
+        self.exit(0)
+
+    async def shutdown_service(self) -> None:
+        if self.service is not None and not self._stopping:
+            self._stopping = True
+            try:
+                await self.service.stop()
+            except Exception:
+                log.exception("service stop failed")
+
+
+class DashboardApp(ThemedApp):
+    """``tchat --server``: the server node's dashboard."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "tchat server"
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self,
+        service: ServerServiceLike,
+        *,
+        theme: str | None = None,
+        config: Path | None = None,
+        save_settings: bool = True,
+        wall: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        start_service: bool = True,
+    ) -> None:
+        super().__init__(theme=theme, config=config, save=save_settings)
+        self.service = service
+        self.wall = wall
+        self.tz = tz
+        self.start_service = start_service
+        self._stopping = False
+
+    def on_mount(self) -> None:
+        from tchat.ui.screens.dashboard import DashboardScreen
+
+        screen = DashboardScreen(self.service, wall=self.wall, tz=self.tz)
+        self.service.add_listener(
+            lambda effect: screen.post_message(ServerEffect(effect, self.wall()))
+        )
+        self.push_screen(screen)
+        if self.start_service:
+            self.run_worker(self.service.start(), name="service", exit_on_error=False)
+
+    async def action_quit(self) -> None:
+        """Leave gracefully: a leader hands over before the process goes."""
+        if not self._stopping:
+            self._stopping = True
+            try:
+                await self.service.stop()
+            except Exception:
+                log.exception("service stop failed")
+        self.exit(0)
+
+
+def _config_of(options: Any) -> Path:
+    explicit = getattr(options, "config", None) or getattr(options, "config_path", None)
+    return config_path(explicit)
+
+
+def _run(app: App[int]) -> int:
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        loop = None
+    try:
+        return int(app.run(loop=loop) or 0)
+    finally:
+        if loop is not None:
+            loop.close()
+
+
+def run_client(options: Any) -> int:
+    """``tchat [--user NAME] [--theme NAME]``."""
+    from tchat.runtime.client_service import ClientService
+
+    def factory(name: str) -> ClientServiceLike:
+        return ClientService(options, name)  # type: ignore[return-value]
+
+    app = ClientApp(
+        factory,
+        user=getattr(options, "user", None),
+        theme=getattr(options, "theme", None),
+        config=_config_of(options),
+    )
+    return _run(app)
+
+
+def run_dashboard(options: Any) -> int:
+    """``tchat --server``: the daemon's node, with the dashboard on top."""
+    from tchat.runtime.server_service import ServerService
+
+    service = ServerService(options)
+    app = DashboardApp(
+        service,
+        theme=getattr(options, "theme", None),  # type: ignore[arg-type]
+        config=_config_of(options),
+    )
+    return _run(app)

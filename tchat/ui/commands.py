@@ -1,0 +1,144 @@
+"""The composer's slash commands: parsing into intents, help text and Tab completion."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tchat.core.messages import MAX_NAME, MAX_ROOM, MAX_TEXT
+
+_NAME = re.compile(r"^[^\s#@/][^\s]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    usage: str
+    summary: str
+    min_args: int = 0
+    max_args: int | None = 0  # None: the rest of the line is one free-text argument
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("join", "/join ROOM", "join ROOM, creating it if needed", 1, 1),
+        CommandSpec("leave", "/leave [ROOM]", "leave ROOM (default: the current room)", 0, 1),
+        CommandSpec("msg", "/msg USER [TEXT]", "open a private chat with USER, send TEXT", 1, None),
+        CommandSpec("who", "/who", "list the users online"),
+        CommandSpec("me", "/me ACTION", "send an action to this conversation", 1, None),
+        CommandSpec("away", "/away [on|off]", "mark yourself away (or back)", 0, 1),
+        CommandSpec("search", "/search TEXT", "find TEXT in this conversation", 1, None),
+        CommandSpec("theme", "/theme NAME", "switch the colour theme (saved)", 1, 1),
+        CommandSpec("help", "/help", "show this help"),
+        CommandSpec("quit", "/quit", "log out and exit"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    args: tuple[str, ...]
+    rest: str = ""  # free text after the fixed arguments
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    message: str
+
+
+Parsed = Command | Plain | Invalid
+
+
+def parse(line: str) -> Parsed:
+    """Turn a composer line into a command, plain text or an explanation of what is wrong."""
+    text = line.rstrip("\r\n")
+    if not text.startswith("/") or text.startswith("//"):
+        # "//x" sends "/x" literally, as in IRC clients.
+        body = text[1:] if text.startswith("//") else text
+        if not body.strip():
+            return Invalid("nothing to send")
+        if len(body) > MAX_TEXT:
+            return Invalid(f"message too long ({len(body)} > {MAX_TEXT} characters)")
+        return Plain(body)
+    head, _, tail = text[1:].partition(" ")
+    name = head.lower()
+    spec = COMMANDS.get(name)
+    if spec is None:
+        hint = ", ".join(c for c in COMMANDS if c.startswith(name[:1])) if name else ""
+        extra = f" (did you mean: {hint}?)" if hint else ""
+        return Invalid(f"unknown command /{head}{extra}; /help lists them")
+    tail = tail.strip()
+    if spec.max_args is None:
+        first, _, rest = tail.partition(" ")
+        if spec.min_args and not tail:
+            return Invalid(f"usage: {spec.usage}")
+        if name == "msg":
+            if not valid_name(first, MAX_NAME):
+                return Invalid(f"not a user name: {first!r}; usage: {spec.usage}")
+            return Command(name, (first,), rest.strip())
+        return Command(name, (), tail)
+    args = tuple(tail.split()) if tail else ()
+    if not spec.min_args <= len(args) <= spec.max_args:
+        return Invalid(f"usage: {spec.usage}")
+    if name in ("join", "leave") and args and not valid_name(args[0].lstrip("#"), MAX_ROOM):
+        return Invalid(f"not a room name: {args[0]!r}")
+    if name in ("join", "leave"):
+        args = tuple(a.lstrip("#") for a in args)
+    if name == "away" and args and args[0].lower() not in ("on", "off"):
+        return Invalid("usage: /away [on|off]")
+    return Command(name, args)
+
+
+def valid_name(name: str, limit: int) -> bool:
+    return bool(name) and len(name) <= limit and bool(_NAME.match(name))
+
+
+def help_lines() -> list[str]:
+    width = max(len(s.usage) for s in COMMANDS.values())
+    lines = [f"{s.usage.ljust(width)}  {s.summary}" for s in COMMANDS.values()]
+    lines.append("plain text goes to the current conversation; //text sends '/text'")
+    return lines
+
+
+def complete(
+    line: str, cursor: int, users: Iterable[str], rooms: Iterable[str], themes: Iterable[str] = ()
+) -> list[str]:
+    """Candidates for the word before ``cursor``: commands, then rooms or user names."""
+    before = line[:cursor]
+    start = before.rfind(" ") + 1
+    word = before[start:]
+    if start == 0 and word.startswith("/"):
+        return [f"/{c}" for c in COMMANDS if c.startswith(word[1:].lower())]
+    command = before.split(" ", 1)[0].lower() if before.startswith("/") else ""
+    lowered = word.lower()
+    room_words = [f"#{r}" for r in sorted(rooms)]
+    user_words = sorted(users)
+    if command in ("/join", "/leave"):
+        pool = [r[1:] for r in room_words] if not word.startswith("#") else room_words
+    elif command == "/theme":
+        pool = sorted(themes)
+    elif word.startswith("#"):
+        pool = room_words
+    elif word.startswith("@"):
+        pool = [f"@{u}" for u in user_words]
+    else:
+        pool = user_words
+    return [w for w in pool if w.lower().startswith(lowered)]
+
+
+def common_prefix(words: list[str]) -> str:
+    if not words:
+        return ""
+    first, last = min(words), max(words)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]

@@ -1,0 +1,110 @@
+"""Carries out composer lines on the client screen: slash commands and plain text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tchat.core.messages import SetAway
+from tchat.ui.chat_model import Kind, peer_key
+from tchat.ui.commands import Command, Invalid, Plain, help_lines, parse
+
+if TYPE_CHECKING:
+    from tchat.ui.screens.client import ClientScreen
+
+
+class CommandRunner:
+    """One method per command; errors become notices that explain themselves."""
+
+    def __init__(self, screen: ClientScreen) -> None:
+        self.screen = screen
+        self.away = False
+
+    def run(self, line: str) -> None:
+        if not line.strip():
+            return
+        parsed = parse(line)
+        match parsed:
+            case Invalid(message=message):
+                self.screen.say(message)
+            case Plain(text=text):
+                self.screen.send_chat(self.screen.model.active, text)
+            case Command(name=name):
+                getattr(self, f"do_{name}")(parsed)
+
+    def do_join(self, cmd: Command) -> None:
+        self.screen.join(cmd.args[0])
+
+    def do_leave(self, cmd: Command) -> None:
+        screen = self.screen
+        if cmd.args:
+            screen.leave(cmd.args[0])
+            return
+        conv = screen.model.conversation(screen.model.active)
+        if conv.kind is not Kind.ROOM:
+            screen.say("usage: /leave ROOM (this conversation is not a room)")
+            return
+        screen.leave(conv.name)
+
+    def do_msg(self, cmd: Command) -> None:
+        screen = self.screen
+        peer = cmd.args[0]
+        if peer == screen.model.me:
+            screen.say("that is you")
+            return
+        if peer not in screen.model.online_names():
+            screen.say(f"{peer} is not online (/who lists who is)")
+            return
+        key = peer_key(peer)
+        screen.open_conversation(key)
+        if cmd.rest:
+            screen.send_chat(key, cmd.rest)
+
+    def do_who(self, _cmd: Command) -> None:
+        model = self.screen.model
+        online = [row for row in model.users.values() if row.status != "gone"]
+        names = ", ".join(
+            f"{row.name}{' (away)' if row.status == 'away' else ''}"
+            for row in sorted(online, key=lambda r: r.name.lower())
+        )
+        self.screen.say(f"{len(online)} online: {names or 'nobody'}")
+
+    def do_me(self, cmd: Command) -> None:
+        self.screen.send_chat(self.screen.model.active, cmd.rest, action=True)
+
+    def do_away(self, cmd: Command) -> None:
+        away = (cmd.args[0].lower() == "on") if cmd.args else not self.away
+        if self.screen.submit(SetAway(away), "away" if away else "back") is not None:
+            self.away = away
+            self.screen.say("you are marked away" if away else "you are back")
+
+    def do_search(self, cmd: Command) -> None:
+        screen = self.screen
+        hits = screen.messages.search(cmd.rest)
+        screen._refresh_topic(
+            f"search {cmd.rest!r}: {hits} match{'es' if hits != 1 else ''} (Esc clears)"
+        )
+
+    def do_theme(self, cmd: Command) -> None:
+        screen = self.screen
+        name = cmd.args[0]
+        if name not in screen.themes():
+            screen.say(f"no theme {name!r}; themes: {', '.join(screen.themes())}")
+            return
+        choose = getattr(screen.app, "choose_theme", None)
+        if choose is not None:
+            choose(name)
+        else:
+            screen.app.theme = name
+        screen.say(f"theme {name}")
+
+    def do_help(self, _cmd: Command) -> None:
+        for line in help_lines():
+            self.screen.say(line)
+        self.screen.say(
+            "keys: F1-F5 tabs, Ctrl+N/Ctrl+P next/previous chat, Tab completes, "
+            "Up/Down history, PgUp loads older messages, Ctrl+Q quits"
+        )
+
+    def do_quit(self, _cmd: Command) -> None:
+        app = self.screen.app
+        app.call_later(app.action_quit)

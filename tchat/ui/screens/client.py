@@ -1,0 +1,480 @@
+"""The client's main screen: tabs Chat, Rooms, Members, Elections, Clocks over one node."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from tchat.core import effects as ev
+from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat
+from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
+from tchat.ui.commands import complete
+from tchat.ui.node_messages import NodeEvent, StatusTick
+from tchat.ui.sanitize import safe_text, sanitize
+from tchat.ui.screens.chat_commands import CommandRunner
+from tchat.ui.service import ClientServiceLike, delivery_mode, rtt_ms, state_name
+from tchat.ui.timeline import ElectionTimeline, TimelineEntry
+from tchat.ui.widgets.clock_view import ClockView
+from tchat.ui.widgets.composer import Composer
+from tchat.ui.widgets.conversation_list import ConversationList
+from tchat.ui.widgets.message_view import MessageView
+from tchat.ui.widgets.status_bar import Status, StatusBar
+
+log = logging.getLogger(__name__)
+HISTORY_PAGE = 100
+TABS = ("chat", "rooms", "members", "elections", "clocks")
+
+
+class RefreshLists(Message):
+    """Side lists are stale; one queued refresh stands for many events."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RefreshLists)
+
+
+class ClientScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
+    BINDINGS = [
+        Binding("f1", "tab('chat')", "Chat"),
+        Binding("f2", "tab('rooms')", "Rooms"),
+        Binding("f3", "tab('members')", "Members"),
+        Binding("f4", "tab('elections')", "Elections"),
+        Binding("f5", "tab('clocks')", "Clocks"),
+        Binding("ctrl+n", "cycle(1)", "Next chat", show=False),
+        Binding("ctrl+p", "cycle(-1)", "Prev chat", show=False),
+        Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("ctrl+q", "app.quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        service: ClientServiceLike,
+        me: str,
+        *,
+        wall: Callable[[], float],
+        tz: tzinfo | None = None,
+        themes: Callable[[], list[str]] = list,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.model = ChatModel(me)
+        self.timeline = ElectionTimeline()
+        self.wall = wall
+        self.tz = tz
+        self.themes = themes
+        self.commands = CommandRunner(self)
+        self.ops: dict[int, str] = {}  # cmid -> what a non-chat operation was, for errors
+        self.history_requests: dict[int, str] = {}  # request id -> conversation key
+        self.join_wanted: set[str] = set()  # rooms to open once entered
+        self._lists_dirty = True
+        self._clocks_dirty = True
+
+    # -- layout -----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")
+        with TabbedContent(id="tabs", initial="chat"):
+            with TabPane("Chat", id="chat"):
+                with Horizontal(id="chat-body"):
+                    yield ConversationList(id="conversations")
+                    with Vertical(id="conversation"):
+                        yield Label(id="topic")
+                        yield MessageView(id="messages", tz=self.tz)
+                    yield Static(id="members")
+                yield Composer(
+                    completer=self._complete, id="composer", placeholder="message, or /help"
+                )
+            with TabPane("Rooms", id="rooms"):
+                yield DataTable(id="rooms-table", cursor_type="row", zebra_stripes=True)
+                with Horizontal(id="room-actions"):
+                    yield Input(placeholder="room name", id="room-name")
+                    yield Button("Join / create", id="room-join", variant="primary")
+                    yield Button("Leave", id="room-leave")
+            with TabPane("Members", id="members-tab"):
+                yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Elections", id="elections"):
+                yield RichLog(id="timeline", markup=False, wrap=True, auto_scroll=True)
+            with TabPane("Clocks", id="clocks"):
+                yield ClockView(id="clock-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#rooms-table", DataTable).add_columns(
+            "room", "group", "members", "who", "messages", "last activity", "joined"
+        )
+        self.query_one("#users-table", DataTable).add_columns("user", "address", "status", "since")
+        self.open_conversation(STATUS_KEY)
+        self.model.notice(
+            f"welcome, {self.model.me}: /join a room, /msg someone, /help", self.wall(), STATUS_KEY
+        )
+        self.messages.appended(1)
+        self.query_one(Composer).focus()
+        self.set_interval(1.0, self._tick)
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+        self._refresh_all()
+
+    @property
+    def messages(self) -> MessageView:
+        return self.query_one("#messages", MessageView)
+
+    # -- node events ------------------------------------------------------------------
+    def on_node_event(self, message: NodeEvent) -> None:
+        event = message.event
+        wall = message.received if message.received is not None else self.wall()
+        change = Change()
+        match event:
+            case ev.ChatDelivered(entry=entry):
+                change = self.model.deliver(entry)
+                self._clocks_dirty = True
+            case ev.Sent(cmid=cmid, entry_id=entry_id):
+                self.ops.pop(cmid, None)
+                change = self.model.mark_sent(cmid, entry_id)
+            case ev.OpFailed(cmid=cmid, reason=reason):
+                what = self.ops.pop(cmid, None)
+                change = self.model.mark_failed(cmid, reason, wall)
+                if what is not None:
+                    change = self.model.notice(f"{what} failed: {reason}", wall)
+            case ev.Ready(name=name):
+                if name != self.model.me:
+                    self.model.rename_me(name)
+                change = self.model.notice(f"connected as {name}", wall, STATUS_KEY)
+            case ev.UsersChanged(users=users):
+                arrived, left = self.model.users_changed(users, wall)
+                self._timeline(self.timeline.users(arrived, left, wall))
+                change = Change(users=True)
+            case ev.RoomEntered(info=info):
+                change = self.model.room_entered(info)
+                key = room_key(info.room)
+                self.model.notice(f"joined {key} (multicast group {info.group})", wall, key)
+                if info.room in self.join_wanted:
+                    self.join_wanted.discard(info.room)
+                    self.open_conversation(key)
+            case ev.RoomExited(room=room):
+                change = self.model.room_exited(room)
+                self.model.notice(f"left #{room}", wall, room_key(room))
+            case ev.MembersChanged(room=room, members=members):
+                key = room_key(room)
+                before = set(self.model.conversation(key).members)
+                change = self.model.members_changed(room, members)
+                for name in sorted(set(members) - before):
+                    change = self._merge(change, self.model.notice(f"{name} joined", wall, key))
+                for name in sorted(before - set(members)):
+                    change = self._merge(change, self.model.notice(f"{name} left", wall, key))
+            case ev.Renamed(old=old, new=new, reason=reason):
+                if old == self.model.me:
+                    self.model.rename_me(new)
+                change = self.model.notice(f"{old} is now {new}: {reason}", wall, STATUS_KEY)
+            case ev.HistoryLoaded(request_id=rid, entries=entries):
+                key = self.history_requests.pop(rid, None)
+                if key is not None:
+                    change = self.model.history(key, entries, HISTORY_PAGE)
+            case ev.Failed(reason=reason):
+                change = self.model.notice(f"cannot log in: {reason}", wall, STATUS_KEY)
+                self.notify(sanitize(reason), title="login refused", severity="error", markup=False)
+            case ev.ClockAdvanced():
+                self._clocks_dirty = True
+        self._timeline(self.timeline.observe(event, wall))
+        self._apply(change)
+        self.post_message(StatusTick())
+
+    @staticmethod
+    def _merge(a: Change, b: Change) -> Change:
+        return Change(
+            conversations=a.conversations | b.conversations,
+            appended=a.appended + b.appended,
+            prepended=a.prepended + b.prepended,
+            users=a.users or b.users,
+            rooms=a.rooms or b.rooms,
+        )
+
+    def _apply(self, change: Change) -> None:
+        view = self.messages
+        if change.prepended:
+            view.prepended(change.prepended)
+        if change.appended:
+            view.appended(change.appended)
+        elif self.model.active in change.conversations:
+            view.changed()
+        if change.conversations or change.users or change.rooms:
+            self._lists_dirty = True
+            self.post_message(RefreshLists())
+
+    def _timeline(self, entries: list[TimelineEntry]) -> None:
+        log_view = self.query_one("#timeline", RichLog)
+        for entry in entries:
+            log_view.write(self._timeline_text(entry))
+
+    def _timeline_text(self, entry: TimelineEntry) -> Text:
+        style = self.app.theme_variables
+        colour = {
+            "election": "accent",
+            "lost": "error",
+            "down": "error",
+            "netsplit": "warning",
+            "reconnect": "success",
+            "netjoin": "success",
+        }.get(entry.kind, "primary")
+        stamp = datetime.fromtimestamp(entry.ts, self.tz).strftime("%H:%M:%S")
+        text = Text(end="")
+        text.append(stamp + "  ", style.get("text-muted", ""))
+        text.append(f"{entry.kind:<9}", f"bold {style.get(colour, '')}")
+        text.append(" " + entry.text)  # already sanitised; appended as plain text
+        return text
+
+    def on_status_tick(self, _message: StatusTick) -> None:
+        node = self.service.node
+        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id else ""
+        self.query_one(StatusBar).status = Status(
+            state=state_name(node.state),
+            user=self.model.me,
+            leader=leader,
+            epoch=str(node.epoch) if node.leader_id else "",
+            rtt_ms=rtt_ms(self.service),
+            delivery=delivery_mode(self.service),
+            pending=len(getattr(node, "pending", ()) or ()),
+        )
+
+    def _tick(self) -> None:
+        self.post_message(StatusTick())
+        if self._clocks_dirty:
+            self._refresh_clocks()
+
+    def on_refresh_lists(self, _message: RefreshLists) -> None:
+        if self._lists_dirty:
+            self._refresh_all()
+
+    # -- refreshing the side views ----------------------------------------------------
+    def _refresh_all(self) -> None:
+        self._lists_dirty = False
+        self.query_one(ConversationList).show(self.model.ordered(), self.model.active)
+        self._refresh_members()
+        self._refresh_rooms()
+        self._refresh_users()
+        self._refresh_topic()
+        if self._clocks_dirty:
+            self._refresh_clocks()
+
+    def _refresh_topic(self, extra: str = "") -> None:
+        conv = self.model.conversation(self.model.active)
+        label = Text(no_wrap=True, overflow="ellipsis", end="")
+        label.append(conv.title if conv.kind is Kind.SYSTEM else sanitize(conv.key), "bold")
+        if conv.kind is Kind.ROOM:
+            label.append(f"  {len(conv.members)} members  {conv.group}")
+            if not conv.joined:
+                label.append("  (not joined: /join " + sanitize(conv.name) + ")")
+        if extra:
+            label.append("  " + extra)
+        self.query_one("#topic", Label).update(label)
+
+    def _refresh_members(self) -> None:
+        conv = self.model.conversation(self.model.active)
+        if conv.kind is Kind.ROOM:
+            names = sorted(conv.members, key=str.lower)
+        elif conv.kind is Kind.PRIVATE:
+            names = sorted({self.model.me, conv.name}, key=str.lower)
+        else:
+            names = self.model.online_names()
+        text = Text(end="")
+        text.append(f"{len(names)} here\n", "bold")
+        for name in names:
+            row = self.model.users.get(name)
+            mark = {"away": "~", "gone": "x"}.get(row.status if row else "", " ")
+            text.append(f"{mark}{sanitize(name)}\n")
+        self.query_one("#members", Static).update(text)
+
+    def _refresh_rooms(self) -> None:
+        table = self.query_one("#rooms-table", DataTable)
+        table.clear()
+        for conv in self.model.rooms():
+            last = (
+                datetime.fromtimestamp(conv.last_activity, self.tz).strftime("%H:%M:%S")
+                if conv.last_activity
+                else "–"
+            )
+            who = ", ".join(sorted(conv.members)[:6]) + ("…" if len(conv.members) > 6 else "")
+            table.add_row(
+                safe_text("#" + conv.name),
+                Text(conv.group or "–"),
+                Text(str(len(conv.members))),
+                safe_text(who),
+                Text(str(conv.messages)),
+                Text(last),
+                Text("yes" if conv.joined else "no"),
+                key=conv.key,
+            )
+
+    def _refresh_users(self) -> None:
+        table = self.query_one("#users-table", DataTable)
+        table.clear()
+        for name in sorted(self.model.users, key=str.lower):
+            row = self.model.users[name]
+            since = datetime.fromtimestamp(row.since, self.tz).strftime("%H:%M:%S")
+            table.add_row(
+                safe_text(row.name), safe_text(row.addr), Text(row.status), Text(since), key=name
+            )
+
+    def _refresh_clocks(self) -> None:
+        self._clocks_dirty = False
+        view = self.query_one(ClockView)
+        view.clock = self.service.node.clock
+        view.entries = list(self.model.recent)
+        view.refresh()
+
+    def _restyle(self) -> None:
+        """Theme switched: redraw what was rendered with the old colours."""
+        log_view = self.query_one("#timeline", RichLog)
+        log_view.clear()
+        for entry in self.timeline.entries:
+            log_view.write(self._timeline_text(entry))
+        self.messages.changed()
+        self._refresh_all()
+
+    # -- conversations ----------------------------------------------------------------
+    def open_conversation(self, key: str) -> None:
+        conv = self.model.activate(key)
+        self.messages.show(conv.lines, self.model.me)
+        self._lists_dirty = True
+        self.post_message(RefreshLists())
+        if not conv.lines and conv.kind is not Kind.SYSTEM:
+            self.load_history(key)
+
+    def load_history(self, key: str) -> None:
+        conv = self.model.conversation(key)
+        if conv.kind is Kind.SYSTEM or conv.history_done or key in self.history_requests.values():
+            return
+        room = conv.name if conv.kind is Kind.ROOM else None
+        peer = conv.name if conv.kind is Kind.PRIVATE else None
+        rid = self.service.request_history(room, peer, conv.oldest, HISTORY_PAGE)
+        self.history_requests[rid] = key
+
+    def on_message_view_need_history(self, _message: MessageView.NeedHistory) -> None:
+        self.load_history(self.model.active)
+
+    @on(OptionList.OptionSelected, "#conversations")
+    def _picked(self, message: OptionList.OptionSelected) -> None:
+        if message.option.id and message.option.id != self.model.active:
+            self.open_conversation(message.option.id)
+        self.query_one(Composer).focus()
+
+    def action_cycle(self, step: int) -> None:
+        keys = [c.key for c in self.model.ordered()]
+        index = keys.index(self.model.active) if self.model.active in keys else 0
+        self.open_conversation(keys[(index + step) % len(keys)])
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        if tab == "chat":
+            self.query_one(Composer).focus()
+        if tab == "clocks":
+            self._refresh_clocks()
+
+    def action_clear_search(self) -> None:
+        if self.messages.highlight:
+            self.messages.search("")
+            self._refresh_topic()
+
+    # -- sending ----------------------------------------------------------------------
+    def submit(self, op: Operation, what: str = "") -> int | None:
+        try:
+            cmid = self.service.submit(op)
+        except Exception as exc:  # the runtime refuses (closed, not serving): say so
+            log.warning("submit failed: %s", exc)
+            self.say(f"{what or 'operation'} not sent: {exc}")
+            return None
+        if what:
+            self.ops[cmid] = what
+        return cmid
+
+    def send_chat(self, key: str, text: str, action: bool = False) -> None:
+        conv = self.model.conversation(key)
+        if conv.kind is Kind.ROOM:
+            if not conv.joined:
+                self.say(f"you are not in #{conv.name}: /join {conv.name}")
+                return
+            op = SendChat(room=conv.name, to=None, text=text, action=action)
+        elif conv.kind is Kind.PRIVATE:
+            op = SendChat(room=None, to=conv.name, text=text, action=action)
+        else:
+            self.say("this is the status window: /join a room or /msg someone first")
+            return
+        cmid = self.submit(op)
+        if cmid is not None:
+            self._apply(self.model.add_pending(key, cmid, text, action, self.wall()))
+
+    def join(self, room: str) -> None:
+        key = room_key(room)
+        if self.model.conversation(key).joined:
+            self.open_conversation(key)
+            return
+        self.join_wanted.add(room)
+        self.submit(JoinRoom(room), f"join #{room}")
+
+    def leave(self, room: str) -> None:
+        if not self.model.conversation(room_key(room)).joined:
+            self.say(f"you are not in #{room}")
+            return
+        self.submit(LeaveRoom(room), f"leave #{room}")
+
+    def say(self, text: str) -> None:
+        """A local notice in the current conversation."""
+        self._apply(self.model.notice(text, self.wall()))
+
+    @on(Input.Submitted, "#composer")
+    def _composed(self, message: Input.Submitted) -> None:
+        composer = self.query_one(Composer)
+        line = message.value
+        composer.remember(line)
+        composer.value = ""
+        self.commands.run(line)
+
+    def _complete(self, value: str, cursor: int) -> list[str]:
+        rooms = [c.name for c in self.model.rooms()]
+        return complete(value, cursor, self.model.online_names(), rooms, self.themes())
+
+    # -- rooms tab --------------------------------------------------------------------
+    @on(Button.Pressed, "#room-join")
+    @on(Input.Submitted, "#room-name")
+    def _room_join(self) -> None:
+        self.commands.run("/join " + self._room_field())
+
+    @on(Button.Pressed, "#room-leave")
+    def _room_leave(self) -> None:
+        self.commands.run("/leave " + self._room_field())
+
+    def _room_field(self) -> str:
+        field = self.query_one("#room-name", Input)
+        name = field.value.strip()
+        if not name:
+            table = self.query_one("#rooms-table", DataTable)
+            if table.row_count:
+                key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+                name = (key or "")[1:]
+        field.value = ""
+        return name
+
+    @on(DataTable.RowSelected, "#rooms-table")
+    def _room_picked(self, message: DataTable.RowSelected) -> None:
+        key = message.row_key.value
+        if key:
+            self.open_conversation(key)
+            self.action_tab("chat")

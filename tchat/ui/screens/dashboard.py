@@ -1,0 +1,205 @@
+"""The server dashboard: ring, users, rooms, election log and clocks of the local server node."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from itertools import islice
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, RichLog, TabbedContent, TabPane
+
+from tchat.core.messages import Chat
+from tchat.ui.node_messages import ServerEffect
+from tchat.ui.sanitize import safe_text
+from tchat.ui.service import ServerServiceLike, state_name
+from tchat.ui.timeline import ElectionTimeline, TimelineEntry
+from tchat.ui.widgets.clock_view import ClockView
+from tchat.ui.widgets.status_bar import Status, StatusBar
+
+log = logging.getLogger(__name__)
+RECENT = 40
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("f1", "tab('ring')", "Ring"),
+        Binding("f2", "tab('users')", "Users"),
+        Binding("f3", "tab('rooms')", "Rooms"),
+        Binding("f4", "tab('elections')", "Elections"),
+        Binding("f5", "tab('clocks')", "Clocks"),
+        Binding("s", "step_down", "Step down"),
+        Binding("l", "app.quit", "Leave"),
+    ]
+
+    def __init__(
+        self, service: ServerServiceLike, *, wall: Callable[[], float], tz: tzinfo | None = None
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.wall = wall
+        self.tz = tz
+        self.timeline = ElectionTimeline()
+        self._seen: dict[str, object] = {}
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")
+        with TabbedContent(id="tabs", initial="ring"):
+            with TabPane("Ring", id="ring"):
+                yield DataTable(id="ring-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Users", id="users"):
+                yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Rooms", id="rooms"):
+                yield DataTable(id="rooms-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Elections", id="elections"):
+                yield RichLog(id="timeline", markup=False, wrap=True)
+            with TabPane("Clocks", id="clocks"):
+                yield ClockView(id="clock-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#ring-table", DataTable).add_columns(
+            "id", "address", "role", "epoch", "live", "lag"
+        )
+        self.query_one("#users-table", DataTable).add_columns("user", "address", "status", "since")
+        self.query_one("#rooms-table", DataTable).add_columns("room", "group", "members", "who")
+        self.query_one(ClockView).title = "log clock"
+        self.refresh_views()
+        self.set_interval(0.5, self.refresh_views)
+
+    # -- effects ----------------------------------------------------------------------
+    def on_server_effect(self, message: ServerEffect) -> None:
+        wall = message.received if message.received is not None else self.wall()
+        self._timeline(self.timeline.server_effect(message.effect, wall))
+        self.refresh_views()
+
+    def _timeline(self, entries: list[TimelineEntry]) -> None:
+        view = self.query_one("#timeline", RichLog)
+        colours = self.app.theme_variables
+        for entry in entries:
+            stamp = datetime.fromtimestamp(entry.ts, self.tz).strftime("%H:%M:%S")
+            text = Text(end="")
+            text.append(stamp + "  ", colours.get("text-muted", ""))
+            text.append(f"{entry.kind[:12]:<13}", f"bold {colours.get('primary', '')}")
+            text.append(entry.text)
+            view.write(text)
+
+    # -- polling the node (cheap reads; rebuilt only when something changed) ----------
+    def refresh_views(self) -> None:
+        node = self.service.node
+        role = state_name(node.role)
+        leader = node.leader_id
+        addr = next((s.addr for s in node.servers if s.server_id == leader), "")
+        self.query_one(StatusBar).status = Status(
+            state=role,
+            user=f"server {node.server_id}",
+            leader=f"{leader}@{addr}" if leader else "",
+            epoch=str(node.epoch),
+            delivery=f"log {len(node.log)}",
+        )
+        self._ring(node)
+        self._users(node)
+        self._rooms(node)
+        self._clocks(node)
+
+    def _changed(self, key: str, value: object) -> bool:
+        if self._seen.get(key) == value:
+            return False
+        self._seen[key] = value
+        return True
+
+    def _ring(self, node: object) -> None:
+        lag: dict[int, int] = dict(getattr(node, "lag", None) or {})
+        live = set(getattr(node, "live_backups", ()) or ())
+        rows = []
+        for server in sorted(node.servers, key=lambda s: s.server_id):  # type: ignore[attr-defined]
+            sid = server.server_id
+            me = sid == node.server_id  # type: ignore[attr-defined]
+            is_leader = sid == node.leader_id  # type: ignore[attr-defined]
+            role = state_name(node.role) if me else "LEADER" if is_leader else "BACKUP"  # type: ignore[attr-defined]
+            alive = "self" if me else "yes" if (sid in live or is_leader) else "no"
+            rows.append(
+                (
+                    str(sid) + (" *" if me else ""),
+                    server.addr,
+                    role,
+                    str(node.epoch),
+                    alive,
+                    str(lag.get(sid, "–")) if not me else "–",
+                )
+            )  # type: ignore[attr-defined]
+        if self._changed("ring", rows):
+            table = self.query_one("#ring-table", DataTable)
+            table.clear()
+            for row in rows:
+                table.add_row(*(safe_text(cell) for cell in row))
+
+    def _users(self, node: object) -> None:
+        users = getattr(node.state, "users", {})  # type: ignore[attr-defined]
+        rows = [
+            (
+                u.name,
+                u.addr,
+                u.status,
+                datetime.fromtimestamp(u.since, self.tz).strftime("%H:%M:%S"),
+            )
+            for _, u in sorted(users.items())
+        ]
+        if self._changed("users", rows):
+            table = self.query_one("#users-table", DataTable)
+            table.clear()
+            for row in rows:
+                table.add_row(*(safe_text(cell) for cell in row))
+
+    def _rooms(self, node: object) -> None:
+        rooms = getattr(node.state, "rooms", {})  # type: ignore[attr-defined]
+        rows = []
+        for name, value in sorted(rooms.items()):
+            group, members = _room_parts(value)
+            rows.append(("#" + name, group, str(len(members)), ", ".join(sorted(members))[:60]))
+        if self._changed("rooms", rows):
+            table = self.query_one("#rooms-table", DataTable)
+            table.clear()
+            for row in rows:
+                table.add_row(*(safe_text(cell) for cell in row))
+
+    def _clocks(self, node: object) -> None:
+        node_log = node.log  # type: ignore[attr-defined]
+        if not self._changed("clock", (node_log.clock, len(node_log))):
+            return
+        entries = node_log.entries()
+        recent = [e for e in islice(reversed(entries), 0, 4 * RECENT) if isinstance(e.body, Chat)]
+        view = self.query_one(ClockView)
+        view.clock = node_log.clock
+        view.entries = list(reversed(recent[:RECENT]))
+        view.refresh()
+
+    # -- keys -------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    async def action_step_down(self) -> None:
+        step_down = getattr(self.service, "step_down", None)
+        if step_down is None:
+            self.notify("this server build cannot step down on request", severity="warning")
+            return
+        if state_name(self.service.node.role) != "LEADER":
+            self.notify("only the leader can step down", severity="warning")
+            return
+        result = step_down()
+        if inspect.isawaitable(result):
+            await result
+        self.notify("stepping down: the ring elects a successor")
+
+
+def _room_parts(value: object) -> tuple[str, tuple[str, ...]]:
+    """``state.rooms`` values are (group, members) pairs or RoomInfo-like objects."""
+    if isinstance(value, tuple) and len(value) == 2:
+        group, members = value
+        return str(group), tuple(members)
+    return str(getattr(value, "group", "")), tuple(getattr(value, "members", ()))

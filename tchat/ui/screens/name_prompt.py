@@ -1,0 +1,39 @@
+"""First start without --user: ask for a name (validated like the protocol validates it)."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+from tchat.core.messages import MAX_NAME
+from tchat.ui.commands import valid_name
+
+
+class NamePrompt(ModalScreen[str]):
+    """Dismisses with the chosen name."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="name-box"):
+            yield Label("Welcome to tchat. Pick a user name:", id="name-title")
+            yield Input(
+                placeholder="name (no spaces, no leading # @ /)",
+                id="name-input",
+                max_length=MAX_NAME,
+            )
+            yield Label("", id="name-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _chosen(self, message: Input.Submitted) -> None:
+        name = message.value.strip()
+        if not valid_name(name, MAX_NAME):
+            self.query_one("#name-error", Label).update(
+                "a name is 1 to 32 characters, no spaces, not starting with # @ /"
+            )
+            return
+        self.dismiss(name)

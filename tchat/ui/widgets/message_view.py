@@ -1,0 +1,283 @@
+"""A virtualised conversation view: renders only the visible rows of any number of messages."""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_right
+from datetime import datetime, tzinfo
+from math import ceil
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tchat.ui.chat_model import ChatLine
+
+SENDER_COLOURS = 8
+PREFIX = 8  # "HH:MM x " before the sender
+
+
+def sender_slot(name: str) -> int:
+    """A stable colour slot per name (crc32: the same on every run and machine)."""
+    return zlib.crc32(name.encode("utf-8", "replace")) % SENDER_COLOURS
+
+
+def fold(text: Text, width: int) -> list[Text]:
+    """Split ``text`` into rows of at most ``width`` cells (character wrap: heights stay exact)."""
+    plain = text.plain
+    if width <= 0 or cell_len(plain) <= width:
+        return [text]
+    offsets: list[int] = []
+    col = 0
+    for index, char in enumerate(plain):
+        size = get_character_cell_size(char)
+        if col + size > width and col:
+            offsets.append(index)
+            col = 0
+        col += size
+    return list(text.divide(offsets))
+
+
+def rows_needed(plain_cells: int, plain: str, width: int) -> int:
+    if width <= 0 or plain_cells <= width:
+        return 1
+    if plain.isascii():
+        return ceil(plain_cells / width)
+    rows, col = 1, 0
+    for char in plain:
+        size = get_character_cell_size(char)
+        if col + size > width and col:
+            rows += 1
+            col = 0
+        col += size
+    return rows
+
+
+class MessageView(ScrollView, can_focus=True):
+    """Shows a list of ``ChatLine``s owned by the model; the screen says what changed."""
+
+    COMPONENT_CLASSES = {
+        "message-view--time",
+        "message-view--day",
+        "message-view--notice",
+        "message-view--pending",
+        "message-view--failed",
+        "message-view--mention",
+        "message-view--own",
+        "message-view--match",
+        *(f"message-view--sender-{i}" for i in range(SENDER_COLOURS)),
+    }
+    BINDINGS = [
+        Binding("home", "scroll_home", "Top", show=False),
+        Binding("end", "scroll_end", "Bottom", show=False),
+    ]
+
+    class NeedHistory(Message):
+        """The user reached the top: load older messages."""
+
+    def __init__(self, *, tz: tzinfo | None = None, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.tz = tz
+        self.me = ""
+        self.highlight = ""
+        self._lines: list[ChatLine] = []
+        self._day: list[int] = []  # ordinal day of each line
+        self._cells: list[int] = []  # cell width of each line's plain row
+        self._starts: list[int] = []
+        self._total = 0
+        self._width = 0
+        self._cache: LRUCache[tuple[int, bool, bool, int, str], list[Strip]] = LRUCache(512)
+
+    # -- what the screen calls --------------------------------------------------------
+    def show(self, lines: list[ChatLine], me: str) -> None:
+        """Display another conversation (the list is shared with the model, not copied)."""
+        self._lines = lines
+        self.me = me
+        self.highlight = ""
+        self._day = [self._ordinal(line.ts) for line in lines]
+        self._cells = [self._plain_cells(line) for line in lines]
+        self._relayout()
+        self.scroll_end(animate=False, immediate=True)
+
+    def appended(self, count: int) -> None:
+        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        for line in self._lines[len(self._cells) :]:
+            self._day.append(self._ordinal(line.ts))
+            self._cells.append(self._plain_cells(line))
+        self._layout_from(len(self._starts))
+        if at_end:
+            self.scroll_end(animate=False, immediate=True)
+        self.refresh()
+
+    def prepended(self, count: int) -> None:
+        """Older lines went in at the top: keep the rows on screen where they are."""
+        before = self._total
+        head = self._lines[:count]
+        self._day[0:0] = [self._ordinal(line.ts) for line in head]
+        self._cells[0:0] = [self._plain_cells(line) for line in head]
+        self._relayout()
+        self.scroll_to(y=self.scroll_y + (self._total - before), animate=False, immediate=True)
+
+    def changed(self) -> None:
+        """Lines changed in place (pending -> sent): heights are unchanged."""
+        self._cache.clear()
+        self.refresh()
+
+    def search(self, needle: str) -> int:
+        """Highlight ``needle`` and scroll to its last occurrence; returns the match count."""
+        self.highlight = needle
+        self._cache.clear()
+        lowered = needle.lower()
+        hits = [i for i, line in enumerate(self._lines) if lowered in line.text.lower()]
+        if hits:
+            self.scroll_to(y=self._starts[hits[-1]], animate=False, immediate=True)
+        self.refresh()
+        return len(hits)
+
+    @property
+    def row_count(self) -> int:
+        return self._total
+
+    # -- layout -----------------------------------------------------------------------
+    def _ordinal(self, ts: float) -> int:
+        return datetime.fromtimestamp(ts, self.tz).toordinal()
+
+    def _plain_cells(self, line: ChatLine) -> int:
+        return PREFIX + cell_len(self._nick(line)) + cell_len(line.text)
+
+    def _nick(self, line: ChatLine) -> str:
+        if line.notice:
+            return "-*- "
+        return f"* {line.sender} " if line.action else f"<{line.sender}> "
+
+    def _height(self, index: int, width: int) -> int:
+        line = self._lines[index]
+        sep = 1 if index == 0 or self._day[index] != self._day[index - 1] else 0
+        cells = self._cells[index]
+        if cells <= width:
+            return sep + 1
+        plain = " " * PREFIX + self._nick(line) + line.text
+        return sep + rows_needed(cells, plain, width)
+
+    def _relayout(self) -> None:
+        self._starts = []
+        self._total = 0
+        self._layout_from(0)
+
+    def _layout_from(self, start: int) -> None:
+        width = max(1, self._width or self.scrollable_content_region.width or 80)
+        starts = self._starts
+        total = self._total
+        height = self._height
+        for index in range(start, len(self._lines)):
+            starts.append(total)
+            total += height(index, width)
+        self._total = total
+        self.virtual_size = Size(width, total)
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            at_end = self.is_vertical_scroll_end
+            self._width = width
+            self._cache.clear()
+            self._relayout()
+            if at_end:
+                self.scroll_end(animate=False, immediate=True)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value <= 0 < old_value and self._lines:
+            self.post_message(self.NeedHistory())
+
+    def action_scroll_home(self) -> None:
+        if self.scroll_y <= 0:
+            self.post_message(self.NeedHistory())
+        self.scroll_home(animate=False, immediate=True)
+
+    def action_scroll_up(self) -> None:
+        if self.scroll_y <= 0:
+            self.post_message(self.NeedHistory())
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        if self.scroll_y <= 0:
+            self.post_message(self.NeedHistory())
+        super().action_page_up()
+
+    # -- rendering --------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        row = round(self.scroll_y) + y
+        base = self.rich_style
+        if row >= self._total or not self._starts:
+            return Strip.blank(width, base)
+        index = bisect_right(self._starts, row) - 1
+        strips = self._item_strips(index, width)
+        sub = row - self._starts[index]
+        strip = strips[sub] if sub < len(strips) else Strip.blank(width, base)
+        return strip.crop_extend(0, width, base)
+
+    def _item_strips(self, index: int, width: int) -> list[Strip]:
+        line = self._lines[index]
+        key = (id(line), line.pending, line.failed, width, self.highlight)
+        cached = self._cache.get(key)
+        sep = index == 0 or self._day[index] != self._day[index - 1]
+        if cached is not None and (len(cached) == self._height(index, width)):
+            return cached
+        console = self.app.console
+        rows: list[Text] = []
+        if sep:
+            rows.append(self._day_row(line.ts, width))
+        rows.extend(fold(self._text(line), width))
+        base = self.rich_style
+        strips = [Strip(row.render(console), cell_len(row.plain)).apply_style(base) for row in rows]
+        self._cache[key] = strips
+        return strips
+
+    def _day_row(self, ts: float, width: int) -> Text:
+        label = datetime.fromtimestamp(ts, self.tz).strftime(" %A %d %B %Y ")
+        style = self.get_component_rich_style("message-view--day")
+        return Text(label.center(width, "─"), style=style, end="")
+
+    def _text(self, line: ChatLine) -> Text:
+        style = self.get_component_rich_style
+        stamp = datetime.fromtimestamp(line.ts, self.tz).strftime("%H:%M")
+        mark = "…" if line.pending else "✗" if line.failed else " "
+        text = Text(end="")
+        text.append(stamp, style("message-view--time"))
+        text.append(" ")
+        text.append(mark, style("message-view--pending") if line.pending else Style())
+        text.append(" ")
+        if line.notice:
+            text.append(self._nick(line), style("message-view--notice"))
+            text.append(line.text, style("message-view--notice"))
+            return text
+        own = line.sender == self.me
+        nick_style = style(f"message-view--sender-{sender_slot(line.sender)}")
+        if own:
+            nick_style = style("message-view--own")
+        text.append(self._nick(line), nick_style)
+        body_style = Style()
+        if line.pending:
+            body_style = style("message-view--pending")
+        elif line.failed:
+            body_style = style("message-view--failed")
+        elif line.mention:
+            body_style = style("message-view--mention")
+        text.append(line.text, body_style)  # plain append: network text is never markup
+        if self.highlight:
+            text.highlight_words(
+                [self.highlight], style("message-view--match"), case_sensitive=False
+            )
+        return text
