@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +23,7 @@ pytestmark = [
 # A tiny UDP agent run inside a namespace: commands on stdin, what it receives on stdout.
 #   listen PORT [GROUP]   bind 0.0.0.0:PORT (joining GROUP on this host's address); prints "ok"
 #   send ADDR PORT TEXT   one datagram (broadcast and multicast allowed, multicast TTL 1)
-# Received datagrams print as "got PORT SRC TEXT".
+# Received datagrams print as "got PORT SRC HEX" (hex: tchat's frames are binary).
 AGENT = r"""
 import select, socket, struct, sys
 me = sys.argv[1]
@@ -51,7 +55,7 @@ while True:
             print("ok", flush=True)
         else:
             data, src = r.recvfrom(2048)
-            print("got", r.getsockname()[1], src[0], data.decode(), flush=True)
+            print("got", r.getsockname()[1], src[0], data.hex(), flush=True)
 """
 
 HOSTS = ["h1", "h2", "h3", "h4"]
@@ -80,9 +84,9 @@ class Agent:
         self.reader.wait_for(lambda s: s == "ok", 5.0, start=start)
 
     def expect(self, text: str, timeout: float = 3.0) -> str:
-        """The source address of the datagram carrying text."""
-        _, line = self.reader.wait_for(lambda s: s.startswith("got ") and s.endswith(" " + text),
-                                       timeout)
+        """The source address of a datagram whose bytes contain text."""
+        needle = text.encode().hex()
+        _, line = self.reader.wait_for(lambda s: s.startswith("got ") and needle in s, timeout)
         return line.split()[2]
 
     def received(self, text: str, within: float = QUIET) -> bool:
@@ -179,3 +183,196 @@ def _root_links() -> set[str]:
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
                          check=True).stdout
     return {line.split(":")[1].strip() for line in out.splitlines()}
+
+
+# --------------------------------------------------------------------------------------------
+# tchat across hosts: real broadcast discovery, real multicast, real partitions.
+
+NODE_PORT = 47480
+ROOM = "lobby"
+UP = 25.0  # generous: a leader and registered clients well within this on a loaded CI box
+
+
+class TchatLan:
+    """Daemons and headless clients of one Lan, each on its host, logs in tmp_path."""
+
+    def __init__(self, lan: netns.Lan, tmp_path: Path) -> None:
+        self.lan = lan
+        self.tmp = tmp_path
+        self.logs: dict[str, Path] = {}
+        self.clients: dict[str, netns.JsonEvents] = {}
+
+    def _tchat(self, label: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tchat", *args, "--host", self.lan.hosts[label].addr]
+
+    def daemon(self, label: str, server_id: int) -> subprocess.Popen[bytes]:
+        log = self.logs[label] = self.tmp / f"{label}.log"
+        argv = self._tchat(label, "--daemon", "--port", str(NODE_PORT), "--id", str(server_id),
+                           "--data-dir", str(self.tmp / label), "--log-level", "info")
+        with log.open("wb") as err:
+            return self.lan.popen(label, argv, stdout=err, stderr=subprocess.STDOUT)
+
+    def client(self, label: str, user: str) -> netns.JsonEvents:
+        log = self.logs[label] = self.tmp / f"{label}.log"
+        with log.open("wb") as err:
+            proc = self.lan.popen(label, self._tchat(label, "--headless", "--user", user),
+                                  stdin=subprocess.PIPE, stderr=err)
+        events = self.clients[user] = netns.JsonEvents(proc, user)
+        return events
+
+    def status(self, label: str) -> dict[str, Any] | None:
+        done = self.lan.run(label, self._tchat(label, "status", "--json", "--wait", "0.4"),
+                            timeout=15)
+        if done.returncode != 0:
+            return None
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    def wait_status(self, label: str, predicate: Callable[[dict[str, Any]], bool],
+                    timeout: float, what: str) -> dict[str, Any]:
+        """Poll `tchat status --json` from host label until predicate holds."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            last = self.status(label)
+            if last is not None and predicate(last):
+                return last
+        raise AssertionError(f"no {what} seen from {label} within {timeout}s; last status: "
+                             f"{last}\n{self.diagnostics()}")
+
+    def wait(self, user: str, predicate: Callable[[dict[str, Any]], bool], what: str,
+             timeout: float = 15.0) -> dict[str, Any]:
+        try:
+            return self.clients[user].wait(predicate, timeout, what)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+
+    def say(self, user: str, line: str) -> str:
+        """Send a chat line and return its id once the leader acknowledged it."""
+        client = self.clients[user]
+        before = {e["id"] for e in client.events("sent")}
+        client.send(line)
+        sent = self.wait(user, lambda e: e.get("event") == "sent" and e["id"] not in before,
+                         f"ack of {line!r}")
+        return str(sent["id"])
+
+    def diagnostics(self) -> str:
+        parts = []
+        for label, path in self.logs.items():
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {label} ({path}) last lines:\n" + "\n".join(text.splitlines()[-15:]))
+        for user, client in self.clients.items():
+            parts.append(f"--- {user} events:\n" + "\n".join(client.reader.lines[-15:]))
+        return "\n".join(parts)
+
+
+def settled(servers: int) -> Callable[[dict[str, Any]], bool]:
+    """A status with a leader that every one of `servers` servers answered and agrees on."""
+
+    def check(status: dict[str, Any]) -> bool:
+        answered = [s for s in status["servers"] if s["answered"]]
+        leaders = [s for s in answered if s["role"] == "leader"]
+        return (len(answered) == servers and len(leaders) == 1
+                and leaders[0]["id"] == status["leader"])
+
+    return check
+
+
+def message_ids(client: netns.JsonEvents, room: str | None = ROOM) -> list[str]:
+    return [str(e["id"]) for e in client.events("message") if e.get("room") == room]
+
+
+@pytest.fixture
+def tchat_lan_factory(tmp_path: Path) -> Iterator[Callable[..., TchatLan]]:
+    made: list[netns.Lan] = []
+
+    def make(labels: list[str], segment_b: list[str] | None = None) -> TchatLan:
+        netns.remove_stale_namespaces()
+        lan = netns.Lan(labels, segment_b=segment_b or []).create()
+        made.append(lan)
+        return TchatLan(lan, tmp_path)
+
+    yield make
+    for lan in made:
+        lan.close()
+
+
+def test_cluster_on_five_hosts_discovers_registers_and_chats(
+        tchat_lan_factory: Callable[..., TchatLan]) -> None:
+    t = tchat_lan_factory(["s1", "s2", "s3", "c1", "c2", "w1"])
+    for index in (1, 2, 3):
+        t.daemon(f"s{index}", index)
+    status = t.wait_status("c1", settled(3), UP, "a leader known to all 3 servers")
+    assert {s["addr"] for s in status["servers"]} == {
+        f"{t.lan.hosts[f's{i}'].addr}:{NODE_PORT}" for i in (1, 2, 3)}
+    alice, bob = t.client("c1", "alice"), t.client("c2", "bob")
+    for user in ("alice", "bob"):
+        ready = t.wait(user, lambda e: e.get("event") == "ready", "ready", UP)
+        assert ready["user"] == user
+        started = [e for e in t.clients[user].events("status") if e.get("state") == "started"]
+        assert started and started[0].get("connection") == "multicast", started
+    for user in ("alice", "bob"):
+        t.clients[user].send(f"/join {ROOM}")
+    joined = t.wait("alice", lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
+    t.wait("bob", lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
+    t.wait("alice", lambda e: e.get("event") == "members" and "bob" in e["members"],
+           "bob in the room")
+
+    # A watcher host that runs no tchat joins the room's group: the room message must be on
+    # the wire as one multicast datagram from the leader, not only unicast to each member.
+    group_ip, group_port = str(joined["group"]).rsplit(":", 1)
+    watcher = Agent(t.lan, "w1")
+    watcher.do(f"listen {group_port} {group_ip}")
+    room_id = t.say("alice", f"/say {ROOM} hello-from-host-4")
+    heard = t.wait("bob", lambda e: e.get("event") == "message" and e["id"] == room_id, "room msg")
+    assert (heard["from"], heard["room"], heard["text"]) == ("alice", ROOM, "hello-from-host-4")
+    leader_host = str(t.status("c2")["leader_addr"]).rsplit(":", 1)[0]  # type: ignore[index]
+    assert watcher.expect("hello-from-host-4", timeout=5.0) == leader_host
+
+    private_id = t.say("bob", "/msg alice psst-from-host-5")
+    whisper = t.wait("alice", lambda e: e.get("event") == "message" and e["id"] == private_id,
+                     "private msg")
+    assert (whisper["from"], whisper["to"], whisper["room"]) == ("bob", "alice", None)
+    users = t.wait_status("c2", lambda s: len(s["users"]) == 2, 10.0, "both users registered")
+    assert {(u["name"], u["addr"].rsplit(":", 1)[0]) for u in users["users"]} == {
+        ("alice", t.lan.hosts["c1"].addr), ("bob", t.lan.hosts["c2"].addr)}
+    assert alice.proc.poll() is None and bob.proc.poll() is None
+
+
+def test_partition_both_sides_chat_then_heal_merges_history(
+        tchat_lan_factory: Callable[..., TchatLan]) -> None:
+    # Segment a: s1, s2, c1 (alice). Segment b: s3, c2 (bob). The partition is the trunk
+    # between the two switch segments going down; healing brings it back up.
+    t = tchat_lan_factory(["s1", "s2", "s3", "c1", "c2"], segment_b=["s3", "c2"])
+    for index in (1, 2, 3):
+        t.daemon(f"s{index}", index)
+    t.wait_status("c1", settled(3), UP, "a leader known to all 3 servers")
+    t.client("c1", "alice")
+    t.client("c2", "bob")
+    for user in ("alice", "bob"):
+        t.wait(user, lambda e: e.get("event") == "ready", "ready", UP)
+        t.clients[user].send(f"/join {ROOM}")
+        t.wait(user, lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
+    acked = [t.say("alice", f"/say {ROOM} before-split")]
+    t.wait("bob", lambda e: e.get("event") == "message" and e["id"] == acked[0], "before-split")
+
+    t.lan.partition()
+    side_a = t.wait_status("c1", settled(2), UP, "a leader on side a (s1, s2)")
+    side_b = t.wait_status("c2", settled(1), UP, "a leader on side b (s3)")
+    assert side_a["leader"] in (1, 2) and side_b["leader"] == 3
+    for n in range(3):
+        acked.append(t.say("alice", f"/say {ROOM} side-a-{n}"))
+        acked.append(t.say("bob", f"/say {ROOM} side-b-{n}"))
+
+    t.lan.heal()
+    healed = t.wait_status("c1", settled(3), UP, "one leader for all 3 servers after healing")
+    assert t.wait_status("c2", settled(3), UP, "the same leader seen from side b")[
+        "leader"] == healed["leader"]
+    for user in ("alice", "bob"):
+        for entry_id in acked:
+            t.wait(user, lambda e, i=entry_id: e.get("event") == "message" and e["id"] == i,
+                   f"message {entry_id} in the merged history", UP)
+    for user in ("alice", "bob"):
+        ids = message_ids(t.clients[user])
+        duplicates = {i for i in ids if ids.count(i) > 1}
+        assert not duplicates, f"{user} got {sorted(duplicates)} more than once"
+        assert set(acked) <= set(ids)
