@@ -77,6 +77,7 @@ class NodeDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
+        self._tasks: set[asyncio.Task[bool]] = set()
 
     # -- inputs -------------------------------------------------------------------
     def start(self) -> None:
@@ -165,7 +166,9 @@ class NodeDriver:
                 multicast.send(self.transport, group, message)
             case JoinGroup(group=group):
                 if self.groups is not None:
-                    self.loop.create_task(self.groups.join(group))
+                    task = self.loop.create_task(self.groups.join(group))
+                    self._tasks.add(task)  # the loop keeps only weak references to tasks
+                    task.add_done_callback(self._tasks.discard)
             case LeaveGroup(group=group):
                 if self.groups is not None:
                     self.groups.leave(group)

@@ -1,0 +1,63 @@
+"""Option merging of the node modes: defaults < TOML config < environment < command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tchat.core.messages import JoinRoom, SendChat
+from tchat.runtime.headless import parse
+from tchat.runtime.modes import build_parser
+from tchat.runtime.options import broadcast_for, options_from_args
+
+
+def parse_options(argv: list[str], mode: str = "daemon"):  # type: ignore[no-untyped-def]
+    return options_from_args(build_parser().parse_args(argv), mode)
+
+
+def test_command_line_beats_config_file_and_env_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tchat.toml"
+    config.write_text(
+        'host = "127.0.0.2"\nport = 4000\nrate_limit = 7\ncluster_key = "file"\n'
+        "[timing]\nheartbeat_interval = 0.02\n"
+    )
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "env")
+    opts = parse_options(["--config", str(config), "--port", "5000"])
+    assert (opts.host, opts.port, opts.rate_limit) == ("127.0.0.2", 5000, 7)
+    assert opts.cluster_key == b"env"
+    assert opts.timing.heartbeat_interval == 0.02
+    assert opts.broadcast == "127.255.255.255"
+    opts = parse_options(["--config", str(config), "--cluster-key", "cli", "--host", "127.0.0.1"])
+    assert (opts.cluster_key, opts.host) == (b"cli", "127.0.0.1")
+
+
+def test_xdg_config_is_read_and_bad_timing_keys_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("TCHAT_CLUSTER_KEY", raising=False)
+    (tmp_path / "tchat").mkdir()
+    (tmp_path / "tchat" / "config.toml").write_text('host = "127.0.0.1"\ndiscovery_port = 1234\n')
+    opts = parse_options([])
+    assert opts.discovery_port == 1234 and opts.cluster_key is None
+    (tmp_path / "tchat" / "config.toml").write_text("[timing]\nbogus = 1\n")
+    with pytest.raises(SystemExit):
+        parse_options(["--host", "127.0.0.1"])
+
+
+def test_loopback_broadcast_address() -> None:
+    assert broadcast_for("127.0.0.1") == "127.255.255.255"
+
+
+def test_headless_command_parsing() -> None:
+    assert parse("/join lobby\n", None).op == JoinRoom("lobby")
+    assert parse("/say lobby hi there", None).op == SendChat("lobby", None, "hi there", False)
+    assert parse("/msg bob yo", None).op == SendChat(None, "bob", "yo", False)
+    assert parse("plain text", "lobby").op == SendChat("lobby", None, "plain text", False)
+    assert parse("plain text", None).error
+    assert parse("/say lobby", None).error
+    assert parse("/nope", None).error
+    assert parse("/quit", None).action == "quit"
