@@ -59,7 +59,7 @@ class DiscoveryListener:
             sock = discovery_socket("0.0.0.0", opts.discovery_port)
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: Datagrams(self.transport, "discovery"), sock=sock
+            lambda: Datagrams(self.transport, "discovery", ignore_own=True), sock=sock
         )
         self.udp = udp  # type: ignore[assignment]
 

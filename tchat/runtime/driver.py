@@ -28,6 +28,7 @@ from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
 node_log = logging.getLogger("tchat.node")
+frame_log = logging.getLogger("tchat.frames")  # every frame in and out, at DEBUG
 
 
 class CoreNode(Protocol):
@@ -77,6 +78,7 @@ class NodeDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
+        self._trace = frame_log.isEnabledFor(logging.DEBUG)
         self._tasks: set[asyncio.Task[bool]] = set()
 
     # -- inputs -------------------------------------------------------------------
@@ -86,6 +88,8 @@ class NodeDriver:
     def on_message(self, message: Message, src: str) -> None:
         if self._closed:
             return
+        if self._trace:
+            frame_log.debug("<- %s %r", src, message)
         self._run(self.node.handle, message, src, self.loop.time())
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -159,6 +163,8 @@ class NodeDriver:
     def _carry_out(self, effect: Effect) -> None:
         match effect:
             case Send(addr=addr, message=message):
+                if self._trace:
+                    frame_log.debug("-> %s %r", addr, message)
                 self.transport.send(addr, message)
             case Broadcast(message=message):
                 discovery.broadcast(self.transport, message)

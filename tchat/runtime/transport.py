@@ -211,9 +211,10 @@ class Session(asyncio.Protocol):
 class Datagrams(asyncio.DatagramProtocol):
     """A UDP socket whose datagrams are one frame each (node port, discovery, multicast)."""
 
-    def __init__(self, owner: Transport, channel: str) -> None:
+    def __init__(self, owner: Transport, channel: str, ignore_own: bool = False) -> None:
         self.owner = owner
         self.channel = channel
+        self.ignore_own = ignore_own  # our own broadcasts come back to the discovery socket
         self.transport: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -221,6 +222,8 @@ class Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         peer = f"{addr[0]}:{addr[1]}"
+        if self.ignore_own and peer == self.owner.addr:
+            return
         try:
             message = codec.decode(
                 data, self.owner.options.cluster_key, self.owner.options.max_frame
