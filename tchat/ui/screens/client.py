@@ -20,7 +20,6 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
-    RichLog,
     Static,
     TabbedContent,
     TabPane,
@@ -40,6 +39,7 @@ from tchat.ui.widgets.composer import Composer
 from tchat.ui.widgets.conversation_list import ConversationList
 from tchat.ui.widgets.message_view import MessageView
 from tchat.ui.widgets.status_bar import Status, StatusBar
+from tchat.ui.widgets.timeline_view import TimelineView
 
 log = logging.getLogger(__name__)
 HISTORY_PAGE = 100
@@ -100,7 +100,7 @@ class ClientScreen(Screen[None]):
                     with Vertical(id="conversation"):
                         yield Label(id="topic")
                         yield MessageView(id="messages", tz=self.tz)
-                    yield Static(id="members")
+                    yield Static(id="member-list")
                 yield Composer(
                     completer=self._complete, id="composer", placeholder="message, or /help"
                 )
@@ -110,10 +110,10 @@ class ClientScreen(Screen[None]):
                     yield Input(placeholder="room name", id="room-name")
                     yield Button("Join / create", id="room-join", variant="primary")
                     yield Button("Leave", id="room-leave")
-            with TabPane("Members", id="members-tab"):
+            with TabPane("Members", id="members"):
                 yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Elections", id="elections"):
-                yield RichLog(id="timeline", markup=False, wrap=True, auto_scroll=True)
+                yield TimelineView(id="timeline", tz=self.tz)
             with TabPane("Clocks", id="clocks"):
                 yield ClockView(id="clock-view")
         yield Footer()
@@ -220,29 +220,14 @@ class ClientScreen(Screen[None]):
             self.post_message(RefreshLists())
 
     def _timeline(self, entries: list[TimelineEntry]) -> None:
-        log_view = self.query_one("#timeline", RichLog)
-        for entry in entries:
-            log_view.write(self._timeline_text(entry))
-
-    def _timeline_text(self, entry: TimelineEntry) -> Text:
-        style = self.app.theme_variables
-        colour = {
-            "election": "accent",
-            "lost": "error",
-            "down": "error",
-            "netsplit": "warning",
-            "reconnect": "success",
-            "netjoin": "success",
-        }.get(entry.kind, "primary")
-        stamp = datetime.fromtimestamp(entry.ts, self.tz).strftime("%H:%M:%S")
-        text = Text(end="")
-        text.append(stamp + "  ", style.get("text-muted", ""))
-        text.append(f"{entry.kind:<9}", f"bold {style.get(colour, '')}")
-        text.append(" " + entry.text)  # already sanitised; appended as plain text
-        return text
+        if entries:
+            self.query_one(TimelineView).show(self.timeline.entries)
 
     def on_status_tick(self, _message: StatusTick) -> None:
         node = self.service.node
+        if node is None:  # the service is still starting
+            self.query_one(StatusBar).status = Status(state="STARTING", user=self.model.me)
+            return
         leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id else ""
         self.query_one(StatusBar).status = Status(
             state=state_name(node.state),
@@ -300,7 +285,7 @@ class ClientScreen(Screen[None]):
             row = self.model.users.get(name)
             mark = {"away": "~", "gone": "x"}.get(row.status if row else "", " ")
             text.append(f"{mark}{sanitize(name)}\n")
-        self.query_one("#members", Static).update(text)
+        self.query_one("#member-list", Static).update(text)
 
     def _refresh_rooms(self) -> None:
         table = self.query_one("#rooms-table", DataTable)
@@ -336,20 +321,17 @@ class ClientScreen(Screen[None]):
     def _refresh_clocks(self) -> None:
         self._clocks_dirty = False
         view = self.query_one(ClockView)
-        view.clock = self.service.node.clock
+        node = self.service.node
+        view.clock = node.clock if node is not None else view.clock
         view.entries = list(self.model.recent)
         view.refresh()
 
     def _restyle(self) -> None:
         """Theme switched: redraw what was rendered with the old colours."""
-        log_view = self.query_one("#timeline", RichLog)
-        log_view.clear()
-        for entry in self.timeline.entries:
-            log_view.write(self._timeline_text(entry))
         self.messages.changed()
+        self.query_one(TimelineView).show(self.timeline.entries)
         self._refresh_all()
 
-    # -- conversations ----------------------------------------------------------------
     def open_conversation(self, key: str) -> None:
         conv = self.model.activate(key)
         self.messages.show(conv.lines, self.model.me)

@@ -8,11 +8,10 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from itertools import islice
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from tchat.core.messages import Chat
 from tchat.ui.node_messages import ServerEffect
@@ -21,6 +20,7 @@ from tchat.ui.service import ServerServiceLike, state_name
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
 from tchat.ui.widgets.status_bar import Status, StatusBar
+from tchat.ui.widgets.timeline_view import TimelineView
 
 log = logging.getLogger(__name__)
 RECENT = 40
@@ -57,7 +57,7 @@ class DashboardScreen(Screen[None]):
             with TabPane("Rooms", id="rooms"):
                 yield DataTable(id="rooms-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Elections", id="elections"):
-                yield RichLog(id="timeline", markup=False, wrap=True)
+                yield TimelineView(id="timeline", tz=self.tz)
             with TabPane("Clocks", id="clocks"):
                 yield ClockView(id="clock-view")
         yield Footer()
@@ -79,19 +79,14 @@ class DashboardScreen(Screen[None]):
         self.refresh_views()
 
     def _timeline(self, entries: list[TimelineEntry]) -> None:
-        view = self.query_one("#timeline", RichLog)
-        colours = self.app.theme_variables
-        for entry in entries:
-            stamp = datetime.fromtimestamp(entry.ts, self.tz).strftime("%H:%M:%S")
-            text = Text(end="")
-            text.append(stamp + "  ", colours.get("text-muted", ""))
-            text.append(f"{entry.kind[:12]:<13}", f"bold {colours.get('primary', '')}")
-            text.append(entry.text)
-            view.write(text)
+        if entries:
+            self.query_one(TimelineView).show(self.timeline.entries)
 
-    # -- polling the node (cheap reads; rebuilt only when something changed) ----------
     def refresh_views(self) -> None:
         node = self.service.node
+        if node is None:  # still starting: nothing to show yet
+            self.query_one(StatusBar).status = Status(state="STARTING")
+            return
         role = state_name(node.role)
         leader = node.leader_id
         addr = next((s.addr for s in node.servers if s.server_id == leader), "")
