@@ -64,6 +64,7 @@ class Session(asyncio.Protocol):
         self.transport: Any = None  # asyncio.Transport once connected
         self.decoder = codec.FrameDecoder(owner.options.max_frame + 4)
         self.pending: list[bytes] = []  # frames written while still connecting
+        self.outbox: list[bytes] = []  # frames of this loop iteration, written together
         self.pending_bytes = 0
         self.closed = False
         self.first = True
@@ -156,6 +157,17 @@ class Session(asyncio.Protocol):
             self.pending.append(data)
             self.pending_bytes += len(data)
             return
+        # Coalesce: every frame for this peer in one loop iteration goes out in one write.
+        if not self.outbox:
+            self.owner.mark_dirty(self)
+        self.outbox.append(data)
+
+    def flush_outbox(self) -> None:
+        if self.closed or self.transport is None or not self.outbox:
+            self.outbox.clear()
+            return
+        data = self.outbox[0] if len(self.outbox) == 1 else b"".join(self.outbox)
+        self.outbox.clear()
         self.transport.write(data)
         self._check_buffer()
 
@@ -261,6 +273,7 @@ class Transport:
         self.sent_frames = 0
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: list[Session] = []
 
     @property
     def addr(self) -> str:
@@ -298,6 +311,7 @@ class Transport:
         raise OSError(f"no port on {host} is free for both TCP and UDP")
 
     async def close(self) -> None:
+        self._flush_outboxes()  # last words (StepDown, Logout...) still go out
         for task in list(self._tasks):
             task.cancel()
         for session in list(self.sessions.values()) + list(self.inbound):
@@ -333,6 +347,20 @@ class Transport:
             del self.sessions[session.peer_addr]
 
     # -- sending ----------------------------------------------------------------
+    def mark_dirty(self, session: Session) -> None:
+        if not self._dirty:
+            self.loop.call_soon(self._flush_outboxes)
+        self._dirty.append(session)
+
+    def _flush_outboxes(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            try:
+                session.flush_outbox()
+            except Exception:
+                logger.exception("writing to %s failed", session.label)
+                session.abort()
+
     def decode(self, data: bytes) -> Message:
         """Raises a RemoteProtocolError subclass for anything we cannot accept."""
         return codec.decode(data, self.options.cluster_key, self.options.max_frame)
