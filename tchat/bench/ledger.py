@@ -19,7 +19,7 @@ def now_us() -> int:
 
 
 def make_text(k: int, size: int) -> str:
-    head = f"{k:08d} {now_us()} "
+    head = f"{k:08d} {now_us()} "  # k < 10**8
     return head + "x" * max(0, size - len(head))
 
 
@@ -51,7 +51,10 @@ class Workload:
 
 
 async def run_schedule(
-    work: Workload, start: float, mine: Callable[[int], bool], send: Callable[[int, int], None]
+    work: Workload,
+    start: float,
+    mine: Callable[[int], bool],
+    send: Callable[[int, int], None],
 ) -> tuple[int, float]:
     """Send every message ``k`` with ``mine(sender)`` at start + k / (S*R); bounded by count.
 
@@ -79,8 +82,9 @@ async def run_schedule(
 class Ledger:
     """Counts each (receiver, message) receipt to find deliveries, losses and duplicates."""
 
-    def __init__(self, work: Workload, receivers: Iterable[int]) -> None:
+    def __init__(self, work: Workload, receivers: Iterable[int], base: int = 0) -> None:
         self.work = work
+        self.base = base  # this run's first index: late texts of an earlier run are foreign
         self.counts = {r: bytearray(work.total) for r in receivers}
         self.latency = Latencies()
         self.first = 0  # first receipts by non-senders
@@ -92,10 +96,11 @@ class Ledger:
     def receipt(self, receiver: int, text: str) -> None:
         parsed = parse_text(text)
         counts = self.counts[receiver]
-        if parsed is None or parsed[0] >= len(counts):
+        k = -1 if parsed is None else parsed[0] - self.base
+        if parsed is None or not 0 <= k < len(counts):
             self.foreign += 1
             return
-        k, sent_us = parsed
+        sent_us = parsed[1]
         if self.work.sender_of(k) == receiver:
             return  # a sender's own echo is not a delivery
         seen = counts[k]
@@ -109,7 +114,7 @@ class Ledger:
 
     def ack(self, text: str) -> None:
         parsed = parse_text(text)
-        if parsed is not None:
+        if parsed is not None and 0 <= parsed[0] - self.base < self.work.total:
             self.acks += 1
             self.ack_latency.add((now_us() - parsed[1]) / 1e6)
 

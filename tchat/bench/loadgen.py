@@ -93,14 +93,30 @@ class LoadGroup:
         await self._all(connect_timeout + 10)
         return time.monotonic() - began
 
-    async def run(self, measured_pid: int | None, drain: float = 10.0) -> dict[str, Any]:
-        """One paced run; CPU of ``measured_pid`` from the first send to the last receipt."""
-        work = self.work
+    async def run(
+        self,
+        measure: dict[str, int],
+        drain: float = 10.0,
+        rate: float | None = None,
+        duration: float | None = None,
+        base: int = 0,
+    ) -> dict[str, Any]:
+        """One paced run. CPU of each ``measure`` process from the first send to the last
+        receipt; ``measure["leader"]`` gives leader_cpu_us_per_delivery."""
+        work = Workload(
+            self.work.clients,
+            self.work.senders,
+            rate if rate is not None else self.work.rate,
+            duration if duration is not None else self.work.duration,
+            self.work.size,
+        )
         start = time.monotonic() + 0.3
-        self._tell({"go": start})
+        cmd: dict[str, Any] = {"go": start, "base": base, "rate": work.rate}
+        cmd["duration"] = work.duration
+        self._tell(cmd)
         await asyncio.sleep(max(0.0, start - time.monotonic()))
-        cpu = CpuWindow(measured_pid) if measured_pid else None
-        if cpu:
+        cpus = {name: CpuWindow(pid) for name, pid in measure.items()}
+        for cpu in cpus.values():
             cpu.start()
         sent_replies = await self._all(work.duration + 60)
         sent = sum(int(r["sent"]) for r in sent_replies)
@@ -108,19 +124,20 @@ class LoadGroup:
         self._tell({"expect": sent, "deadline": time.monotonic() + drain})
         done = await self._all(drain + 30)
         ended = time.monotonic()
-        used = cpu.stop() if cpu else None
+        used = {name: cpu.stop() for name, cpu in cpus.items()}
         tally = {k: sum(int(r["done"][k]) for r in done) for k in done[0]["done"]}
         last = max(float(r["last_receipt"]) for r in done)
         latencies = array("d")
         acks = array("d")
         for path in self.results:
             for dst, name in ((latencies, path), (acks, path + ".ack")):
-                raw = Path(name).read_bytes()
-                dst.frombytes(raw)
+                dst.frombytes(Path(name).read_bytes())
         deliveries = tally["deliveries"]
         window = (last - start) if last > start else ended - start
+        cpu_window = ended - start
         out: dict[str, Any] = {
             "offered": work.total,
+            "offered_rate": round(work.senders * work.rate, 1),
             "sent": sent,
             "sender_late_s": late,
             "acked": sum(int(r["acks"]) for r in done),
@@ -129,11 +146,17 @@ class LoadGroup:
             "deliveries_per_s": round(deliveries / window, 1) if window > 0 else None,
             "latency": summarize_ms(latencies),
             "commit_latency": summarize_ms(acks),
+            "cpu_window_s": round(cpu_window, 3),
+            "cpu_s": {name: round(v, 3) for name, v in used.items()},
+            "load_cpu_s": [float(r["cpu_s"]) for r in done],
         }
-        if cpu is not None:
-            out["leader_cpu_s"] = round(used or 0.0, 3)
+        if "leader" in used:
             out["leader_cpu_us_per_delivery"] = (
-                round((used or 0.0) * 1e6 / deliveries, 3) if deliveries else None
+                round(used["leader"] * 1e6 / deliveries, 3) if deliveries else None
+            )
+            acked = out["acked"]
+            out["leader_cpu_us_per_message"] = (
+                round(used["leader"] * 1e6 / acked, 3) if acked else None
             )
         return out
 

@@ -17,13 +17,15 @@ import time
 from typing import Any, Protocol
 
 from tchat.bench.ledger import Ledger, Workload, make_text, run_schedule
-from tchat.bench.stats import rss_bytes
+from tchat.bench.stats import cpu_seconds, rss_bytes
 
 logger = logging.getLogger(__name__)
 
 
 class Driver(Protocol):
     """How one kind of client (IRC, tchat) connects, sends and reports receipts."""
+
+    ledger: Ledger
 
     async def open(self, index: int) -> None: ...
 
@@ -88,6 +90,8 @@ async def serve(cfg: dict[str, Any]) -> int:
     lo, hi = cfg["indices"]
     ledger = Ledger(work, range(lo, hi))
     driver = make_driver(cfg, ledger)
+    me = os.getpid()
+    cpu0 = 0.0
     reader = await _commands()
     began = time.monotonic()
     gate = asyncio.Semaphore(int(cfg.get("connect_parallel", 64)))
@@ -105,18 +109,29 @@ async def serve(cfg: dict[str, Any]) -> int:
         await driver.close()
         return 1
     _emit({"ready": hi - lo, "connect_s": round(time.monotonic() - began, 3)})
-    for _ in range(16):  # go, expect, stats..., quit: a bounded conversation
+    for _ in range(400):  # (go, expect) per run, stats, quit: a bounded conversation
         line = await reader.readline()
         if not line:
             break
         cmd = json.loads(line)
         if "go" in cmd:
             start = float(cmd["go"])
+            base = int(cmd.get("base", 0))
+            work = Workload(
+                work.clients,
+                work.senders,
+                float(cmd.get("rate", work.rate)),
+                float(cmd.get("duration", work.duration)),
+                work.size,
+            )
+            ledger = Ledger(work, range(lo, hi), base)
+            driver.ledger = ledger
+            cpu0 = cpu_seconds(me)
             sent, late = await run_schedule(
                 work,
                 start,
                 lambda s: lo <= s < hi,
-                lambda k, s: driver.say(s, make_text(k, work.size)),
+                lambda k, s, b=base, n=work.size: driver.say(s, make_text(b + k, n)),
             )
             _emit({"sent": sent, "late_s": round(late, 4)})
         elif "expect" in cmd:
@@ -134,6 +149,7 @@ async def serve(cfg: dict[str, Any]) -> int:
                     "done": ledger.tally(total),
                     "acks": ledger.acks,
                     "last_receipt": ledger.last_receipt,
+                    "cpu_s": round(cpu_seconds(me) - cpu0, 3),
                 }
             )
         elif "stats" in cmd:

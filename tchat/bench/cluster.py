@@ -1,0 +1,188 @@
+"""A local tchat cluster for benchmarks: daemons on 127.0.0.1 with a private discovery port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tchat.bench.irc import free_port
+from tchat.runtime.options import NetOptions
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class Daemon:
+    server_id: int
+    port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # wall clock, for reading the log after a kill
+
+    @property
+    def addr(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+@dataclass(slots=True)
+class Cluster:
+    """``size`` daemons with ids 1..size; each keeps its port and data dir across restarts."""
+
+    size: int = 3
+    stock_asyncio: bool = False  # run the daemons on asyncio instead of uvloop
+    extra_args: list[str] = field(default_factory=list)
+    log_level: str = "INFO"
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tchat-bench-")))
+    discovery_port: int = field(default_factory=free_udp_port)
+    multicast_port: int = field(default_factory=free_udp_port)
+    multicast_base: str = field(
+        default_factory=lambda: f"239.255.{random.Random().randrange(100, 250)}.0"
+    )
+    daemons: dict[int, Daemon] = field(default_factory=dict)
+
+    def net_options(self, multicast: bool = True, **extra: Any) -> NetOptions:
+        """Options for an in-process client (or status probe) of this cluster."""
+        return NetOptions(
+            host=HOST,
+            discovery_port=self.discovery_port,
+            broadcast="127.255.255.255",
+            mode="client",
+            multicast=multicast,
+            multicast_base=self.multicast_base,
+            multicast_port=self.multicast_port,
+            log_level="WARNING",
+            **extra,
+        )
+
+    def command(self, daemon: Daemon) -> list[str]:
+        entry = "tchat.bench.asyncio_node" if self.stock_asyncio else "tchat"
+        return [
+            sys.executable, "-m", entry, "--daemon",
+            "--host", HOST, "--port", str(daemon.port),
+            "--discovery-port", str(self.discovery_port),
+            "--broadcast", "127.255.255.255",
+            "--multicast-base", self.multicast_base,
+            "--multicast-port", str(self.multicast_port),
+            "--id", str(daemon.server_id), "--data-dir", str(daemon.data_dir),
+            "--rate-limit", "0", "--log-level", self.log_level,
+            "--config", str(self.root / "empty.toml"),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        (self.root / "empty.toml").write_text("")
+        for sid in range(1, self.size + 1):
+            d = Daemon(sid, free_port(), self.root / f"s{sid}", self.root / f"s{sid}.log")
+            d.data_dir.mkdir(parents=True, exist_ok=True)
+            self.daemons[sid] = d
+            self.launch(sid)
+
+    def launch(self, sid: int) -> None:
+        d = self.daemons[sid]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get(
+            "PYTHONPATH", ""
+        )
+        log = open(d.log_path, "ab")  # noqa: SIM115 - the child owns it
+        d.started_at = time.time()
+        d.proc = subprocess.Popen(self.command(d), stdout=log, stderr=log, env=env)
+        log.close()
+
+    def kill(self, sid: int) -> float:
+        """SIGKILL server ``sid``; returns the monotonic time of the kill."""
+        d = self.daemons[sid]
+        assert d.proc is not None
+        t = time.monotonic()
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        return t
+
+    def stop(self) -> None:
+        for d in self.daemons.values():
+            if d.alive:
+                assert d.proc is not None
+                d.proc.send_signal(signal.SIGTERM)
+        for d in self.daemons.values():
+            if d.proc is not None:
+                try:
+                    d.proc.wait(8)
+                except subprocess.TimeoutExpired:
+                    d.proc.kill()
+                    d.proc.wait(5)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def pid(self, sid: int) -> int:
+        return self.daemons[sid].pid
+
+    async def status(self, wait: float = 0.3) -> list[Any]:
+        from tchat.runtime.status import gather
+
+        return await gather(self.net_options(), wait)
+
+    async def wait_stable(self, timeout: float = 30.0, live: int | None = None) -> int:
+        """Wait until one leader and ``live`` (default: all running) servers agree; its id."""
+        want = live if live is not None else sum(d.alive for d in self.daemons.values())
+        deadline = time.monotonic() + timeout
+        last: list[Any] = []
+        while time.monotonic() < deadline:
+            for sid, d in self.daemons.items():
+                if d.proc is not None and d.proc.poll() not in (None, -9, -15, 0):
+                    tail = d.log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"server {sid} exited ({d.proc.returncode}): {tail}")
+            last = await self.status(0.25)
+            leaders = {r.server_id for r in last if r.role.lower() == "leader"}
+            if len(leaders) == 1 and len(last) >= want:
+                leader = leaders.pop()
+                agree = all(r.leader_id == leader for r in last)
+                backups = sum(r.role.lower() == "backup" for r in last)
+                views = [r for r in last if r.server_id == leader]
+                in_view = len(views[0].live) >= want if views else False
+                if agree and backups == want - 1 and in_view:
+                    return leader
+        roles = [(r.server_id, r.role, r.leader_id, r.live) for r in last]
+        raise TimeoutError(f"cluster not stable within {timeout:.0f} s: {roles}")
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+async def sleep_until(t: float) -> None:
+    await asyncio.sleep(max(0.0, t - time.monotonic()))

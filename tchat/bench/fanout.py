@@ -1,0 +1,116 @@
+"""``tchat bench fanout``: K clients in one room of a local 3-server cluster (or of ngircd)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tchat.bench.cluster import Cluster
+from tchat.bench.ledger import Workload
+from tchat.bench.loadgen import LoadGroup
+from tchat.bench.stats import rss_bytes
+
+logger = logging.getLogger(__name__)
+
+CLIENTS_PER_WORKER = 200  # one load process keeps up with about this many receivers
+
+
+def auto_workers(clients: int, requested: int | None) -> int:
+    return requested or max(1, math.ceil(clients / CLIENTS_PER_WORKER))
+
+
+async def fanout_tchat(
+    work: Workload,
+    *,
+    unicast: bool = False,
+    stock_asyncio: bool = False,
+    workers: int | None = None,
+    drain: float = 15.0,
+    servers: int = 3,
+) -> dict[str, Any]:
+    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="WARNING")
+    try:
+        cluster.start()
+        leader = await cluster.wait_stable(30)
+        cfg = {
+            "discovery_port": cluster.discovery_port,
+            "multicast_base": cluster.multicast_base,
+            "multicast_port": cluster.multicast_port,
+            "unicast": unicast,
+        }
+        group = LoadGroup("tchat", work, auto_workers(work.clients, workers), cfg, cluster.root)
+        try:
+            connect_s = await group.start(connect_timeout=60 + work.clients * 0.05)
+            backups = {f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader}
+            result = await group.run({"leader": cluster.pid(leader), **backups}, drain=drain)
+            now_leader = await cluster.wait_stable(10)
+            result["leader_rss_mib"] = round(rss_bytes(cluster.pid(leader)) / 2**20, 1)
+        finally:
+            await group.close()
+    finally:
+        cluster.cleanup()
+    return {
+        "bench": "fanout",
+        "system": "tchat",
+        "mode": "unicast" if unicast else "multicast",
+        "loop": "asyncio" if stock_asyncio else "uvloop",
+        "servers": servers,
+        "clients": work.clients,
+        "senders": work.senders,
+        "rate": work.rate,
+        "duration": work.duration,
+        "size": work.size,
+        "load_processes": group.workers,
+        "connect_s": round(connect_s, 2),
+        "leader_changed": now_leader != leader,
+        **result,
+    }
+
+
+async def fanout_irc(
+    work: Workload, *, workers: int | None = None, drain: float = 15.0
+) -> dict[str, Any]:
+    from tchat.bench.irc import Ngircd
+
+    with Ngircd() as server, tempfile.TemporaryDirectory(prefix="tchat-bench-irc-") as tmp:
+        group = LoadGroup(
+            "irc", work, auto_workers(work.clients, workers), {"port": server.port}, Path(tmp)
+        )
+        try:
+            connect_s = await group.start(connect_timeout=60 + work.clients * 0.05)
+            result = await group.run({"leader": server.pid}, drain=drain)
+            result["leader_rss_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
+        finally:
+            await group.close()
+    return {
+        "bench": "fanout",
+        "system": "ngircd",
+        "mode": "tcp",
+        "clients": work.clients,
+        "senders": work.senders,
+        "rate": work.rate,
+        "duration": work.duration,
+        "size": work.size,
+        "load_processes": group.workers,
+        "connect_s": round(connect_s, 2),
+        **result,
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    work = Workload(args.clients, args.senders, args.rate, args.duration, args.size)
+    if args.irc:
+        return asyncio.run(fanout_irc(work, workers=args.workers, drain=args.drain))
+    return asyncio.run(
+        fanout_tchat(
+            work,
+            unicast=args.unicast,
+            stock_asyncio=args.asyncio,
+            workers=args.workers,
+            drain=args.drain,
+        )
+    )
