@@ -442,7 +442,13 @@ cmd_stop() {
         sleep 0.1
     done
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    local socket
+    socket=$(tm display-message -p '#{socket_path}' 2>/dev/null || true)
     tm kill-server 2>/dev/null || true
+    # tmux leaves its socket file behind; remove it once no server answers on it.
+    if [ -n "$socket" ] && [ -S "$socket" ] && ! tm has-session 2>/dev/null; then
+        rm -f "$socket"
+    fi
     rm -f "$DATA_DIR"/pids/*.pid
     echo "stopped the tchat cluster '$SESSION' (${#pids[@]} processes); data kept in $DATA_DIR"
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -287,45 +286,3 @@ class Lan:
         return subprocess.run(self.command(label, argv), capture_output=True, text=True,
                               timeout=timeout)
 
-
-class JsonEvents:
-    """A child speaking JSON lines on stdout (the headless client): send lines, await events."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], name: str) -> None:
-        self.proc = proc
-        self.name = name
-        self.reader = LineReader(proc)
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def events(self, kind: str | None = None) -> list[dict[str, object]]:
-        """Every event read so far (of one kind)."""
-        found = []
-        for line in self.reader.lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and (kind is None or event.get("event") == kind):
-                found.append(event)
-        return found
-
-    def wait(self, predicate: Callable[[dict[str, object]], bool], timeout: float,
-             what: str) -> dict[str, object]:
-        """The first event (read so far or arriving within timeout) matching predicate."""
-
-        def matches(line: str) -> bool:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                return False
-            return isinstance(event, dict) and predicate(event)
-
-        try:
-            _, line = self.reader.wait_for(matches, timeout)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{self.name}: no {what} within {timeout}s ({exc})") from None
-        return json.loads(line)  # type: ignore[no-any-return]

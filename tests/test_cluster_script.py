@@ -161,9 +161,12 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
                         "the old leader back as a backup")
 
     pids = cluster.pids()
+    socket = subprocess.run(["tmux", "-L", cluster.session, "display-message", "-p",
+                             "#{socket_path}"], capture_output=True, text=True).stdout.strip()
     stopped = cluster.script("stop", timeout=60)
     assert stopped.returncode == 0, stopped.stderr
     assert not cluster.has_session()
+    assert socket and not Path(socket).exists()
     assert not [pid for pid in pids.values() if alive(pid)]
     assert not processes_mentioning(str(cluster.data))
     assert not processes_mentioning(f"--discovery-port {cluster.discovery_port}")

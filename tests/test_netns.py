@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests import netns
+from tests.cluster_harness import Client, Cluster, Daemon
 
 pytestmark = [
     pytest.mark.netns,
@@ -189,43 +191,45 @@ def _root_links() -> set[str]:
 # tchat across hosts: real broadcast discovery, real multicast, real partitions.
 
 NODE_PORT = 47480
+needs_core = pytest.mark.skipif(
+    importlib.util.find_spec("tchat.core.server") is None
+    or importlib.util.find_spec("tchat.core.client") is None,
+    reason="the core server and client nodes have not landed yet")
 ROOM = "lobby"
 UP = 25.0  # generous: a leader and registered clients well within this on a loaded CI box
 
 
 class TchatLan:
-    """Daemons and headless clients of one Lan, each on its host, logs in tmp_path."""
+    """The runtime's test Cluster, with each daemon and client inside its own host."""
 
     def __init__(self, lan: netns.Lan, tmp_path: Path) -> None:
         self.lan = lan
-        self.tmp = tmp_path
-        self.logs: dict[str, Path] = {}
-        self.clients: dict[str, netns.JsonEvents] = {}
+        self.cluster = Cluster(tmp_path)
+        self.clients: dict[str, Client] = {}
+        self.daemons: list[Daemon] = []
 
-    def _tchat(self, label: str, *args: str) -> list[str]:
-        return [sys.executable, "-m", "tchat", *args, "--host", self.lan.hosts[label].addr]
+    def _prefix(self, label: str) -> list[str]:
+        return self.lan.command(label, [])
 
-    def daemon(self, label: str, server_id: int) -> subprocess.Popen[bytes]:
-        log = self.logs[label] = self.tmp / f"{label}.log"
-        argv = self._tchat(label, "--daemon", "--port", str(NODE_PORT), "--id", str(server_id),
-                           "--data-dir", str(self.tmp / label), "--log-level", "info")
-        with log.open("wb") as err:
-            return self.lan.popen(label, argv, stdout=err, stderr=subprocess.STDOUT)
+    def daemon(self, label: str, server_id: int) -> Daemon:
+        daemon = self.cluster.daemon(
+            server_id=server_id, host=self.lan.hosts[label].addr, prefix=self._prefix(label),
+            args=["--port", str(NODE_PORT)], wait=False)
+        self.daemons.append(daemon)
+        return daemon
 
-    def client(self, label: str, user: str) -> netns.JsonEvents:
-        log = self.logs[label] = self.tmp / f"{label}.log"
-        with log.open("wb") as err:
-            proc = self.lan.popen(label, self._tchat(label, "--headless", "--user", user),
-                                  stdin=subprocess.PIPE, stderr=err)
-        events = self.clients[user] = netns.JsonEvents(proc, user)
-        return events
+    def client(self, label: str, user: str) -> Client:
+        client = self.clients[user] = self.cluster.client(
+            user, host=self.lan.hosts[label].addr, prefix=self._prefix(label))
+        return client
 
     def status(self, label: str) -> dict[str, Any] | None:
-        done = self.lan.run(label, self._tchat(label, "status", "--json", "--wait", "0.4"),
-                            timeout=15)
-        if done.returncode != 0:
-            return None
-        return json.loads(done.stdout)  # type: ignore[no-any-return]
+        """`tchat status --json` run on host label: what that host's side of the LAN says."""
+        argv = [sys.executable, "-m", "tchat", "status", "--json", "--wait", "0.4",
+                *self.cluster.net_args(self.lan.hosts[label].addr)]
+        done = subprocess.run(self.lan.command(label, argv), capture_output=True, text=True,
+                              env=self.cluster.env, timeout=15)
+        return json.loads(done.stdout) if done.returncode == 0 else None  # type: ignore[no-any-return]
 
     def wait_status(self, label: str, predicate: Callable[[dict[str, Any]], bool],
                     timeout: float, what: str) -> dict[str, Any]:
@@ -239,63 +243,65 @@ class TchatLan:
         raise AssertionError(f"no {what} seen from {label} within {timeout}s; last status: "
                              f"{last}\n{self.diagnostics()}")
 
-    def wait(self, user: str, predicate: Callable[[dict[str, Any]], bool], what: str,
-             timeout: float = 15.0) -> dict[str, Any]:
+    def wait(self, user: str, kind: str, what: str, timeout: float = 15.0,
+             **fields: Any) -> dict[str, Any]:
         try:
-            return self.clients[user].wait(predicate, timeout, what)
-        except TimeoutError as exc:
-            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+            return self.clients[user].wait_event(kind, timeout, **fields)
+        except AssertionError as exc:
+            raise AssertionError(f"{user}: no {what}: {exc}\n{self.diagnostics()}") from None
 
     def say(self, user: str, line: str) -> str:
         """Send a chat line and return its id once the leader acknowledged it."""
         client = self.clients[user]
-        before = {e["id"] for e in client.events("sent")}
+        start = len(client.events)
         client.send(line)
-        sent = self.wait(user, lambda e: e.get("event") == "sent" and e["id"] not in before,
-                         f"ack of {line!r}")
+        try:
+            sent = client.wait_event("sent", 15.0, start=start)
+        except AssertionError as exc:
+            raise AssertionError(f"no ack of {line!r}: {exc}\n{self.diagnostics()}") from None
         return str(sent["id"])
 
     def diagnostics(self) -> str:
-        parts = []
-        for label, path in self.logs.items():
-            text = path.read_text(errors="replace") if path.exists() else ""
-            parts.append(f"--- {label} ({path}) last lines:\n" + "\n".join(text.splitlines()[-15:]))
+        parts = [f"--- {d.name} stderr:\n{d.tail(15)}" for d in self.daemons]
         for user, client in self.clients.items():
-            parts.append(f"--- {user} events:\n" + "\n".join(client.reader.lines[-15:]))
+            parts.append(f"--- {user} events:\n" + "\n".join(client.stdout_lines[-15:]))
         return "\n".join(parts)
 
 
 def settled(servers: int) -> Callable[[dict[str, Any]], bool]:
-    """A status with a leader that every one of `servers` servers answered and agrees on."""
+    """A status where `servers` servers answered: one leader (the one named), the rest backups."""
 
     def check(status: dict[str, Any]) -> bool:
         answered = [s for s in status["servers"] if s["answered"]]
-        leaders = [s for s in answered if s["role"] == "leader"]
-        return (len(answered) == servers and len(leaders) == 1
-                and leaders[0]["id"] == status["leader"])
+        roles = sorted(s["role"] for s in answered)
+        leader = [s["id"] for s in answered if s["role"] == "leader"]
+        return (len(answered) == servers and roles == ["backup"] * (servers - 1) + ["leader"]
+                and leader == [status["leader"]])
 
     return check
 
 
-def message_ids(client: netns.JsonEvents, room: str | None = ROOM) -> list[str]:
-    return [str(e["id"]) for e in client.events("message") if e.get("room") == room]
+def message_ids(client: Client, room: str | None = ROOM) -> list[str]:
+    return [str(e["id"]) for e in client.of("message") if e.get("room") == room]
 
 
 @pytest.fixture
 def tchat_lan_factory(tmp_path: Path) -> Iterator[Callable[..., TchatLan]]:
-    made: list[netns.Lan] = []
+    made: list[TchatLan] = []
 
     def make(labels: list[str], segment_b: list[str] | None = None) -> TchatLan:
         netns.remove_stale_namespaces()
         lan = netns.Lan(labels, segment_b=segment_b or []).create()
-        made.append(lan)
-        return TchatLan(lan, tmp_path)
+        made.append(TchatLan(lan, tmp_path))
+        return made[-1]
 
     yield make
-    for lan in made:
-        lan.close()
+    for t in made:
+        t.cluster.close()
+        t.lan.close()
 
 
+@needs_core
 def test_cluster_on_five_hosts_discovers_registers_and_chats(
         tchat_lan_factory: Callable[..., TchatLan]) -> None:
     t = tchat_lan_factory(["s1", "s2", "s3", "c1", "c2", "w1"])
@@ -306,16 +312,13 @@ def test_cluster_on_five_hosts_discovers_registers_and_chats(
         f"{t.lan.hosts[f's{i}'].addr}:{NODE_PORT}" for i in (1, 2, 3)}
     alice, bob = t.client("c1", "alice"), t.client("c2", "bob")
     for user in ("alice", "bob"):
-        ready = t.wait(user, lambda e: e.get("event") == "ready", "ready", UP)
-        assert ready["user"] == user
-        started = [e for e in t.clients[user].events("status") if e.get("state") == "started"]
-        assert started and started[0].get("connection") == "multicast", started
-    for user in ("alice", "bob"):
+        assert t.wait(user, "ready", "ready", UP)["user"] == user
+        started = t.wait(user, "status", "start status", state="started")
+        assert started.get("connection") == "multicast", started
         t.clients[user].send(f"/join {ROOM}")
-    joined = t.wait("alice", lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
-    t.wait("bob", lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
-    t.wait("alice", lambda e: e.get("event") == "members" and "bob" in e["members"],
-           "bob in the room")
+    joined = t.wait("alice", "joined", "join", room=ROOM)
+    t.wait("bob", "joined", "join", room=ROOM)
+    t.clients["alice"].wait_event("members", 15.0, room=ROOM, where=lambda e: "bob" in e["members"])
 
     # A watcher host that runs no tchat joins the room's group: the room message must be on
     # the wire as one multicast datagram from the leader, not only unicast to each member.
@@ -323,21 +326,22 @@ def test_cluster_on_five_hosts_discovers_registers_and_chats(
     watcher = Agent(t.lan, "w1")
     watcher.do(f"listen {group_port} {group_ip}")
     room_id = t.say("alice", f"/say {ROOM} hello-from-host-4")
-    heard = t.wait("bob", lambda e: e.get("event") == "message" and e["id"] == room_id, "room msg")
+    heard = t.wait("bob", "message", "room message", id=room_id)
     assert (heard["from"], heard["room"], heard["text"]) == ("alice", ROOM, "hello-from-host-4")
-    leader_host = str(t.status("c2")["leader_addr"]).rsplit(":", 1)[0]  # type: ignore[index]
-    assert watcher.expect("hello-from-host-4", timeout=5.0) == leader_host
+    leader = t.status("c2")
+    assert leader is not None
+    assert watcher.expect("hello-from-host-4", timeout=5.0) == leader["leader_addr"].split(":")[0]
 
     private_id = t.say("bob", "/msg alice psst-from-host-5")
-    whisper = t.wait("alice", lambda e: e.get("event") == "message" and e["id"] == private_id,
-                     "private msg")
+    whisper = t.wait("alice", "message", "private message", id=private_id)
     assert (whisper["from"], whisper["to"], whisper["room"]) == ("bob", "alice", None)
     users = t.wait_status("c2", lambda s: len(s["users"]) == 2, 10.0, "both users registered")
-    assert {(u["name"], u["addr"].rsplit(":", 1)[0]) for u in users["users"]} == {
+    assert {(u["name"], u["addr"].split(":")[0]) for u in users["users"]} == {
         ("alice", t.lan.hosts["c1"].addr), ("bob", t.lan.hosts["c2"].addr)}
-    assert alice.proc.poll() is None and bob.proc.poll() is None
+    assert alice.alive() and bob.alive()
 
 
+@needs_core
 def test_partition_both_sides_chat_then_heal_merges_history(
         tchat_lan_factory: Callable[..., TchatLan]) -> None:
     # Segment a: s1, s2, c1 (alice). Segment b: s3, c2 (bob). The partition is the trunk
@@ -349,11 +353,11 @@ def test_partition_both_sides_chat_then_heal_merges_history(
     t.client("c1", "alice")
     t.client("c2", "bob")
     for user in ("alice", "bob"):
-        t.wait(user, lambda e: e.get("event") == "ready", "ready", UP)
+        t.wait(user, "ready", "ready", UP)
         t.clients[user].send(f"/join {ROOM}")
-        t.wait(user, lambda e: e.get("event") == "joined" and e["room"] == ROOM, "join")
+        t.wait(user, "joined", "join", room=ROOM)
     acked = [t.say("alice", f"/say {ROOM} before-split")]
-    t.wait("bob", lambda e: e.get("event") == "message" and e["id"] == acked[0], "before-split")
+    t.wait("bob", "message", "the message before the split", id=acked[0])
 
     t.lan.partition()
     side_a = t.wait_status("c1", settled(2), UP, "a leader on side a (s1, s2)")
@@ -365,12 +369,11 @@ def test_partition_both_sides_chat_then_heal_merges_history(
 
     t.lan.heal()
     healed = t.wait_status("c1", settled(3), UP, "one leader for all 3 servers after healing")
-    assert t.wait_status("c2", settled(3), UP, "the same leader seen from side b")[
-        "leader"] == healed["leader"]
+    seen_from_b = t.wait_status("c2", settled(3), UP, "the same leader seen from side b")
+    assert seen_from_b["leader"] == healed["leader"]
     for user in ("alice", "bob"):
         for entry_id in acked:
-            t.wait(user, lambda e, i=entry_id: e.get("event") == "message" and e["id"] == i,
-                   f"message {entry_id} in the merged history", UP)
+            t.wait(user, "message", f"message {entry_id} in the merged history", UP, id=entry_id)
     for user in ("alice", "bob"):
         ids = message_ids(t.clients[user])
         duplicates = {i for i in ids if ids.count(i) > 1}
