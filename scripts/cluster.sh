@@ -324,7 +324,7 @@ cmd_start() {
     tm select-layout -t "$SESSION:cluster" tiled >/dev/null
     echo "tchat cluster '$SESSION': $SERVERS servers, $CLIENTS $CLIENT_MODE clients on $HOST," \
         "discovery port $DISCOVERY_PORT, data in $DATA_DIR"
-    if [ "$DETACH" = 1 ]; then
+    if [ "$DETACH" = 1 ] || [ ! -t 0 ] || [ ! -t 1 ]; then # no terminal: nothing to attach
         echo "Attach with: scripts/cluster.sh --session $SESSION --data-dir $(shq "$DATA_DIR") attach"
         return 0
     fi
