@@ -182,6 +182,7 @@ class Discover(Message):
     addr: str
     role: str  # "client" | "server"
     nonce: int
+    server_id: int  # the asking server's ID; 0 for a client
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +438,7 @@ class Replay(Message):
     """Catch-up chat entries a resuming client missed, in log order, before ``Welcome``."""
 
     epoch: Epoch
+    token: int  # the Welcome this belongs to
     entries: tuple[Entry, ...]
     from_server: ClassVar[bool] = True
 
@@ -446,8 +448,8 @@ class UserList(Message):
     """The whole user list, in chunks, before ``Welcome``."""
 
     epoch: Epoch
+    token: int  # the Welcome this belongs to
     users: tuple[UserInfo, ...]
-    first: bool
     from_server: ClassVar[bool] = True
 
 
@@ -462,6 +464,9 @@ class Welcome(Message):
     gsn: int
     rooms: tuple[RoomInfo, ...]
     servers: tuple[ServerInfo, ...]
+    token: int  # ties the UserList and Replay chunks sent just before to this Welcome
+    user_count: int
+    replay_count: int
     from_server: ClassVar[bool] = True
 
 

@@ -1,0 +1,102 @@
+"""Client-side hold-back queue: reassembles one epoch's session and room channels into a
+single gap-free stream delivered in gsn order (which extends happened-before)."""
+
+from __future__ import annotations
+
+from tchat.core.messages import RoomFrame, RoomInfo, SessionFrame
+
+Frame = SessionFrame | RoomFrame
+
+
+class HoldBack:
+    """Frames in, frames out in delivery order.
+
+    ``last`` is the gsn of the last frame delivered; by induction every frame of ours
+    below it has been delivered. A frame may go out when its channel predecessor has
+    gone out and the frame proves that nothing of ours from another channel lies
+    between: a session frame names the latest room frame we got since its ``prev``;
+    a room frame names the members that got session frames and the neighbouring rooms
+    that got frames since its ``prev``.
+    """
+
+    def __init__(self, me: str, start: int, rooms: tuple[RoomInfo, ...]) -> None:
+        self.me = me
+        self.last = start
+        self.session_end = start
+        self.room_end: dict[str, int] = {info.room: info.head for info in rooms}
+        self._pending: dict[int, Frame] = {}
+        self.stalled_since: float | None = None
+
+    def offer(self, frame: Frame) -> bool:
+        """Buffer a frame; False if it is old or a duplicate."""
+        if frame.gsn <= self.last or frame.gsn in self._pending:
+            return False
+        self._pending[frame.gsn] = frame
+        return True
+
+    def join(self, info: RoomInfo) -> None:
+        self.room_end[info.room] = info.head
+
+    def leave(self, room: str) -> None:
+        self.room_end.pop(room, None)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def next_ready(self, now: float) -> Frame | None:
+        """The next frame to deliver, or None while it must wait (or nothing is held)."""
+        pending = self._pending
+        if not pending:
+            self.stalled_since = None
+            return None
+        gsn = None
+        for candidate in sorted(pending):
+            held = pending[candidate]
+            if isinstance(held, RoomFrame) and held.room not in self.room_end:
+                continue  # not ours, unless an earlier frame makes us join that room
+            gsn = candidate
+            break
+        if gsn is None:
+            self.stalled_since = None
+            return None
+        for older in [g for g in pending if g < gsn]:
+            del pending[older]  # frames of rooms we are not in, with no join before them
+        frame = pending[gsn]
+        if not self._deliverable(frame):
+            if self.stalled_since is None:
+                self.stalled_since = now
+            return None
+        del pending[gsn]
+        self.last = gsn
+        self.stalled_since = None
+        if isinstance(frame, SessionFrame):
+            self.session_end = gsn
+        else:
+            self.room_end[frame.room] = gsn
+        return frame
+
+    def _deliverable(self, frame: Frame) -> bool:
+        if isinstance(frame, SessionFrame):
+            return frame.prev == self.session_end and frame.other <= self.last
+        if frame.prev != self.room_end.get(frame.room):
+            return False
+        need = frame.other_all
+        for touch in frame.touched:
+            if touch.name == self.me:
+                need = max(need, touch.gsn)
+                break
+        for touch in frame.rooms_touched:
+            if touch.name in self.room_end and touch.gsn > need:
+                need = touch.gsn
+        return need <= self.last
+
+    def behind(self, session_head: int, room_heads: dict[str, int]) -> bool:
+        """True if the leader has sent us frames we have neither delivered nor hold."""
+        held = set(self._pending)
+        if session_head > self.session_end and session_head not in held:
+            return True
+        for room, head in room_heads.items():
+            end = self.room_end.get(room)
+            if end is not None and head > end and head not in held:
+                return True
+        return False

@@ -1,0 +1,158 @@
+"""The replicated state machine: users, rooms and servers folded from the log in order."""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from dataclasses import dataclass, field
+
+from tchat.core.messages import (
+    Entry,
+    RoomJoined,
+    RoomLeft,
+    ServerJoined,
+    ServerLeft,
+    UserInfo,
+    UserOffline,
+    UserOnline,
+    UserStatus,
+)
+from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+
+
+@dataclass(slots=True)
+class UserRecord:
+    name: str
+    addr: str
+    client_id: str
+    away: bool
+    since: float
+
+    def info(self) -> UserInfo:
+        return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
+
+
+@dataclass(slots=True)
+class RoomRecord:
+    name: str
+    group: str
+    # member name -> key of the RoomJoined entry (what a member may catch up on)
+    members: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Clash:
+    """A login that lost its name to an earlier one when two partitions' logs merged."""
+
+    name: str
+    client_id: str
+
+
+class ClusterState:
+    """Deterministic fold of the log. Same entries in the same order -> same state.
+
+    Conflicts that only a merge can produce are resolved here, identically everywhere:
+    a login for a name already online under another session loses (it is recorded in
+    ``clashes`` so the leader can tell that client), and two rooms hashed to the same
+    multicast group get the next free one in log order.
+    """
+
+    def __init__(self, multicast_base: str, multicast_count: int, multicast_port: int) -> None:
+        self._base = int(ipaddress.IPv4Address(multicast_base))
+        self._count = multicast_count
+        self._port = multicast_port
+        self.servers: dict[int, str] = {}
+        self.users: dict[str, UserRecord] = {}
+        self.accounts: set[str] = set()
+        self.offline_cursor: dict[str, VectorClock] = {}
+        self.rooms: dict[str, RoomRecord] = {}
+        self.rooms_of: dict[str, set[str]] = {}
+        self._groups_used: set[int] = set()
+        self.clashes: list[Clash] = []
+
+    # -- folding -------------------------------------------------------------
+    def apply(self, entry: Entry) -> bool:
+        """Apply one entry at the end of the order. False if the fold ignored it."""
+        body = entry.body
+        match body:
+            case ServerJoined(server_id=server_id, addr=addr):
+                self.servers[server_id] = addr
+            case ServerLeft(server_id=server_id):
+                self.servers.pop(server_id, None)
+            case UserOnline(name=name, addr=addr, client_id=client_id):
+                current = self.users.get(name)
+                if current is not None and current.client_id != client_id:
+                    self.clashes.append(Clash(name, client_id))
+                    return False
+                self.users[name] = UserRecord(name, addr, client_id, False, entry.ts)
+                self.accounts.add(name)
+            case UserOffline(name=name, client_id=client_id, cursor=cursor):
+                current = self.users.get(name)
+                if current is None or current.client_id != client_id:
+                    return False
+                del self.users[name]
+                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
+                for room in sorted(self.rooms_of.pop(name, set())):
+                    self.rooms[room].members.pop(name, None)
+            case UserStatus(name=name, away=away):
+                current = self.users.get(name)
+                if current is None:
+                    return False
+                current.away = away
+                current.since = entry.ts
+            case RoomJoined(room=room, name=name):
+                if name not in self.users:
+                    return False
+                record = self.rooms.get(room)
+                if record is None:
+                    record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
+                record.members.setdefault(name, entry.key)
+                self.rooms_of.setdefault(name, set()).add(room)
+            case RoomLeft(room=room, name=name):
+                record = self.rooms.get(room)
+                if record is None or name not in record.members:
+                    return False
+                del record.members[name]
+                self.rooms_of.get(name, set()).discard(room)
+            case _:
+                room = getattr(body, "room", None)
+                if room is not None and room in self.rooms:
+                    self.rooms[room].messages += 1
+        return True
+
+    def _allocate_group(self, room: str) -> str:
+        start = zlib.crc32(room.encode()) % self._count
+        for step in range(self._count):
+            index = (start + step) % self._count
+            if index not in self._groups_used:
+                self._groups_used.add(index)
+                return f"{ipaddress.IPv4Address(self._base + index)}:{self._port}"
+        # Every group taken: share one (members then filter by room name).
+        return f"{ipaddress.IPv4Address(self._base + start)}:{self._port}"
+
+    # -- reading -------------------------------------------------------------
+    def user_infos(self) -> tuple[UserInfo, ...]:
+        return tuple(self.users[name].info() for name in sorted(self.users))
+
+    def members(self, room: str) -> list[str]:
+        record = self.rooms.get(room)
+        return sorted(record.members) if record else []
+
+    def is_member(self, room: str, name: str) -> bool:
+        record = self.rooms.get(room)
+        return record is not None and name in record.members
+
+    def snapshot(self) -> tuple[object, ...]:
+        """A canonical, comparable summary (used by convergence checks)."""
+        return (
+            tuple(sorted(self.servers.items())),
+            tuple(
+                (u.name, u.client_id, u.away)
+                for u in sorted(self.users.values(), key=lambda u: u.name)
+            ),
+            tuple(
+                (name, record.group, tuple(sorted(record.members)))
+                for name, record in sorted(self.rooms.items())
+            ),
+        )

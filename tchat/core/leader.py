@@ -1,0 +1,546 @@
+"""What a server does while it leads an epoch: replicate, commit, and serve clients."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tchat.core.effects import Effect, Persist, Send
+from tchat.core.fold import ClusterState
+from tchat.core.messages import (
+    Ack,
+    Admit,
+    Append,
+    AppendAck,
+    Chat,
+    Dot,
+    Entry,
+    EntryBody,
+    Epoch,
+    HistoryReply,
+    HistoryRequest,
+    JoinRequest,
+    JoinRoom,
+    LeaveRoom,
+    Logout,
+    NameClash,
+    OpError,
+    Origin,
+    Register,
+    Rejected,
+    Replay,
+    Resync,
+    RoomJoined,
+    RoomLeft,
+    SendChat,
+    ServerJoined,
+    SetAway,
+    Submit,
+    SyncData,
+    SyncRequest,
+    UserList,
+    UserOffline,
+    UserOnline,
+    UserStatus,
+    Welcome,
+)
+from tchat.core.names import name_problem, room_problem, text_problem
+from tchat.core.stream import ClientStreams, Session
+from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+
+if TYPE_CHECKING:
+    from tchat.core.server import ServerNode
+
+USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
+
+
+@dataclass(slots=True)
+class Replica:
+    """A backup as the leader sees it."""
+
+    server_id: int
+    addr: str
+    acked_seq: int
+    acked_clock: VectorClock
+    last_heard: float
+    admitted: bool = False
+
+
+@dataclass(slots=True)
+class Pending:
+    """An entry sequenced (or merged) by this leader, waiting for every live backup."""
+
+    entry: Entry
+    acks: list[tuple[str, int]]  # (client_id, cmid) to acknowledge on commit
+
+
+class Leadership:
+    """The leader's state for one epoch. Dropped whole when the server steps down."""
+
+    def __init__(self, node: ServerNode, epoch: Epoch, now: float) -> None:
+        self.node = node
+        self.epoch = epoch
+        self.seq = 0
+        self.batches: dict[int, tuple[Entry, ...]] = {}
+        self.outbox: list[Entry] = []
+        self.pending: deque[Pending] = deque()
+        self.pending_dots: dict[Dot, Pending] = {}
+        self.replicas: dict[int, Replica] = {}
+        self.serving = False
+        self.serve_deadline = now
+        self.waiting_registers: list[tuple[Register, str]] = []
+        self.streams = ClientStreams(epoch, self._committed_view())
+        self.resync_needed = False
+        self._sync_tokens: dict[int, int] = {}  # backup -> token of our pull from it
+        self.last_client_beat = now
+        self.next_retry = now
+
+    def _committed_view(self) -> ClusterState:
+        view = self.node.new_state()
+        for entry in self.node.log.entries():
+            view.apply(entry)
+        return view
+
+    # -- sequencing ----------------------------------------------------------------
+    def sequence(
+        self,
+        body: EntryBody,
+        now: float,
+        origin: Origin | None = None,
+        sender_clock: VectorClock = EMPTY_CLOCK,
+    ) -> tuple[Entry, list[Effect]]:
+        node = self.node
+        me = node.server_id
+        clock = node.log.clock.merge(sender_clock).increment(me)
+        entry = Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
+        node.log.add(entry)
+        node.state.apply(entry)
+        self._enqueue(entry, [])
+        return entry, [Persist(entries=(entry,))]
+
+    def _enqueue(self, entry: Entry, acks: list[tuple[str, int]]) -> None:
+        pending = Pending(entry, acks)
+        self.pending.append(pending)
+        self.pending_dots[entry.dot] = pending
+        self.outbox.append(entry)
+
+    def adopt_merged(self, entries: list[Entry]) -> None:
+        """Entries another server brought (a partition healing): replicate and stream them."""
+        for entry in entries:
+            self._enqueue(entry, [])
+        if entries:
+            self.resync_needed = True
+
+    def flush(self, now: float) -> list[Effect]:
+        """Ship queued entries to every admitted backup as one batch."""
+        effects: list[Effect] = []
+        limit = self.node.config.batch_max
+        while self.outbox:
+            chunk, self.outbox = tuple(self.outbox[:limit]), self.outbox[limit:]
+            self.seq += 1
+            self.batches[self.seq] = chunk
+            message = Append(self.node.server_id, self.epoch, self.seq, chunk)
+            for replica in self._admitted():
+                effects.append(Send(replica.addr, message))
+        effects.extend(self.advance(now))
+        return effects
+
+    def _admitted(self) -> list[Replica]:
+        return [self.replicas[sid] for sid in sorted(self.replicas) if self.replicas[sid].admitted]
+
+    # -- commit --------------------------------------------------------------------
+    def advance(self, now: float) -> list[Effect]:
+        """Commit (in order) every entry that every admitted backup holds, and stream it."""
+        effects: list[Effect] = []
+        if not self.serving:
+            return effects
+        admitted = self._admitted()
+        published = False
+        while self.pending:
+            head = self.pending[0]
+            if any(not head.entry.clock <= r.acked_clock for r in admitted):
+                break
+            self.pending.popleft()
+            del self.pending_dots[head.entry.dot]
+            effects.extend(self.streams.publish(head.entry, now))
+            published = True
+            for client_id, cmid in head.acks:
+                session = self.streams.sessions.get(client_id)
+                if session is not None:
+                    effects.append(Send(session.addr, Ack(self.epoch, cmid, head.entry.id)))
+            effects.extend(self._after_commit(head.entry, now))
+        if published and self.resync_needed and not self.pending:
+            self.resync_needed = False
+            effects.extend(self._resync_all("the log merged entries from another partition"))
+        self._trim_batches()
+        return effects
+
+    def _after_commit(self, entry: Entry, now: float) -> list[Effect]:
+        body = entry.body
+        if isinstance(body, UserOnline):
+            session = self.streams.sessions.get(body.client_id)
+            if session is not None and not session.active:
+                cursor = session.resume_cursor or self.node.state.offline_cursor.get(body.name)
+                return self._welcome(session, cursor)
+        if isinstance(body, UserOffline):
+            session = self.streams.sessions.get(body.client_id)
+            if session is not None and session.name == body.name:
+                self.streams.detach(body.client_id)
+        return []
+
+    def _trim_batches(self) -> None:
+        admitted = self._admitted()
+        floor = min((r.acked_seq for r in admitted), default=self.seq)
+        for seq in [s for s in self.batches if s <= floor]:
+            del self.batches[seq]
+
+    # -- backups -------------------------------------------------------------------
+    def on_join(self, msg: JoinRequest, addr: str, now: float) -> list[Effect]:
+        node = self.node
+        effects: list[Effect] = []
+        replica = self.replicas.get(msg.src)
+        if replica is None or replica.addr != addr:
+            replica = self.replicas[msg.src] = Replica(msg.src, addr, self.seq, msg.clock, now)
+        replica.last_heard = now
+        replica.acked_clock = replica.acked_clock.merge(msg.clock)
+        if node.state.servers.get(msg.src) != addr:
+            entry, persist = self.sequence(ServerJoined(msg.src, addr), now)
+            effects.extend(persist)
+            node.log_event(
+                effects, "server-joined", f"server {msg.src} joined at {addr}", server=msg.src
+            )
+        if not msg.clock <= node.log.clock and msg.src not in self._sync_tokens:
+            token = node.next_token()
+            self._sync_tokens[msg.src] = token
+            effects.append(
+                Send(addr, SyncRequest(node.server_id, self.epoch, token, node.log.clock))
+            )
+        chunk, more = node.chunk(node.log.missing_for(msg.clock))
+        if not more:
+            replica.admitted = True
+            replica.acked_seq = self.seq
+        effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, not more)))
+        return effects
+
+    def on_sync_data(self, msg: SyncData, now: float) -> list[Effect]:
+        """A backup's entries we lacked (pulled after its JoinRequest)."""
+        node = self.node
+        if self._sync_tokens.get(msg.src) != msg.token:
+            return []
+        merged = node.merge_entries(msg.entries)
+        effects: list[Effect] = [Persist(entries=tuple(merged))] if merged else []
+        self.adopt_merged(merged)
+        if merged:
+            node.log_event(
+                effects,
+                "merged",
+                f"merged {len(merged)} entries from server {msg.src}",
+                server=msg.src,
+                count=len(merged),
+            )
+        addr = node.peers.get(msg.src)
+        if msg.more and addr:
+            effects.append(
+                Send(addr, SyncRequest(node.server_id, self.epoch, msg.token, node.log.clock))
+            )
+        else:
+            del self._sync_tokens[msg.src]
+        return effects
+
+    def on_ack(self, msg: AppendAck, now: float) -> list[Effect]:
+        replica = self.replicas.get(msg.src)
+        if replica is None or not replica.admitted:
+            return []
+        replica.last_heard = now
+        replica.acked_seq = max(replica.acked_seq, msg.seq)
+        replica.acked_clock = replica.acked_clock.merge(msg.clock)
+        effects: list[Effect] = []
+        if msg.seq < self.seq:
+            effects.extend(self._retransmit(replica, limit=8))
+        effects.extend(self.advance(now))
+        return effects
+
+    def _retransmit(self, replica: Replica, limit: int) -> list[Effect]:
+        effects: list[Effect] = []
+        for seq in range(replica.acked_seq + 1, min(self.seq, replica.acked_seq + limit) + 1):
+            chunk = self.batches.get(seq)
+            if chunk is None:  # trimmed: it must re-admit
+                replica.admitted = False
+                break
+            effects.append(Send(replica.addr, Append(self.node.server_id, self.epoch, seq, chunk)))
+        return effects
+
+    def drop_replica(self, server_id: int, reason: str, now: float) -> list[Effect]:
+        replica = self.replicas.pop(server_id, None)
+        self._sync_tokens.pop(server_id, None)
+        if replica is None:
+            return []
+        effects: list[Effect] = []
+        self.node.log_event(
+            effects,
+            "server-dropped",
+            f"server {server_id} dropped: {reason}",
+            server=server_id,
+            reason=reason,
+        )
+        effects.extend(self.advance(now))
+        return effects
+
+    def tick(self, now: float) -> list[Effect]:
+        node = self.node
+        timing = node.config.timing
+        effects: list[Effect] = []
+        if now >= self.next_retry:
+            self.next_retry = now + timing.retransmit_interval
+            for sid in sorted(self.replicas):
+                replica = self.replicas[sid]
+                if now - replica.last_heard > timing.backup_timeout:
+                    effects.extend(self.drop_replica(sid, "silent", now))
+                elif replica.admitted and replica.acked_seq < self.seq:
+                    effects.extend(self._retransmit(replica, limit=4))
+        if not self.serving and (
+            now >= self.serve_deadline or all(r.admitted for r in self.replicas.values())
+        ):
+            self.serving = True
+            node.log_event(
+                effects,
+                "serving",
+                f"leader {node.server_id} serving epoch {self.epoch}",
+                epoch=str(self.epoch),
+            )
+            waiting, self.waiting_registers = self.waiting_registers, []
+            for message, addr in waiting:
+                effects.extend(self.on_register(message, addr, now))
+            effects.extend(self.advance(now))
+        if now >= self.last_client_beat + timing.client_heartbeat_interval:
+            self.last_client_beat = now
+            effects.extend(self.streams.heartbeats(node.server_id))
+            effects.extend(self._expire_clients(now))
+        return effects
+
+    def next_deadline(self) -> float:
+        timing = self.node.config.timing
+        times = [self.next_retry, self.last_client_beat + timing.client_heartbeat_interval]
+        if not self.serving:
+            times.append(self.serve_deadline)
+        return min(times)
+
+    # -- clients -------------------------------------------------------------------
+    def on_register(self, msg: Register, addr: str, now: float) -> list[Effect]:
+        node = self.node
+        if not self.serving:
+            self.waiting_registers = [
+                (m, a) for m, a in self.waiting_registers if m.client_id != msg.client_id
+            ]
+            self.waiting_registers.append((msg, addr))
+            return []
+        problem = name_problem(msg.name)
+        if problem:
+            return [Send(addr, Rejected(problem))]
+        streams = self.streams
+        holder = node.state.users.get(msg.name)
+        session = streams.sessions.get(msg.client_id)
+        if holder is not None and holder.client_id != msg.client_id:
+            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
+        if session is not None and session.name != msg.name:
+            streams.detach(msg.client_id)
+            session = None
+        if session is None:
+            session = Session(msg.name, msg.client_id, addr, msg.multicast, now)
+            streams.attach(session)
+        session.addr = addr
+        session.multicast = msg.multicast
+        session.last_heard = now
+        session.active = False
+        if msg.cursor is not None:
+            session.reported_clock = session.reported_clock.merge(msg.cursor)
+            session.resume_cursor = msg.cursor
+        if holder is not None:  # a resume: the user is online already
+            return self._welcome(session, msg.cursor)
+        pending = next(
+            (
+                p
+                for p in self.pending
+                if isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == msg.client_id
+            ),
+            None,
+        )
+        if pending is not None:  # our earlier login is still being replicated
+            return []
+        _, effects = self.sequence(UserOnline(msg.name, addr, msg.client_id), now)
+        return effects
+
+    def _welcome(self, session: Session, cursor: VectorClock | None) -> list[Effect]:
+        node = self.node
+        token = node.next_token()
+        effects: list[Effect] = []
+        users = node.state.user_infos()
+        for start in range(0, len(users), USER_CHUNK):
+            chunk = users[start : start + USER_CHUNK]
+            effects.append(Send(session.addr, UserList(self.epoch, token, chunk)))
+        replayed = 0
+        if cursor is not None:
+            relevant = [
+                e
+                for e in node.log.missing_for(cursor)
+                if e.dot not in self.pending_dots and self._relevant(e, session.name)
+            ]
+            replayed = len(relevant)
+            while relevant:
+                chunk, _ = node.chunk(iter(relevant))
+                relevant = relevant[len(chunk) :]
+                effects.append(Send(session.addr, Replay(self.epoch, token, chunk)))
+        gsn, rooms = self.streams.activate(session)
+        welcome = Welcome(
+            self.epoch, node.server_id, node.config.addr, session.name, gsn, rooms,
+            node.servers, token, len(users), replayed,
+        )
+        effects.append(Send(session.addr, welcome))
+        return effects
+
+    def _relevant(self, entry: Entry, name: str) -> bool:
+        body = entry.body
+        if not isinstance(body, Chat):
+            return False
+        if body.room is None:
+            return name in (body.sender, body.to)
+        joined = self.streams.view.rooms.get(body.room)
+        since = joined.members.get(name) if joined else None
+        return since is not None and entry.key > since
+
+    def _resync_all(self, reason: str) -> list[Effect]:
+        effects: list[Effect] = []
+        for client_id in sorted(self.streams.sessions):
+            session = self.streams.sessions[client_id]
+            if session.active:
+                session.active = False
+                effects.append(Send(session.addr, Resync(self.epoch, reason)))
+        return effects
+
+    def on_submit(self, msg: Submit, addr: str, now: float) -> list[Effect]:
+        node = self.node
+        session = self.streams.sessions.get(msg.client_id)
+        if session is None or not self.serving:
+            return []
+        session.last_heard = now
+        session.reported_clock = session.reported_clock.merge(msg.clock)
+        origin = Origin(msg.client_id, msg.cmid)
+        existing = node.log.by_origin(origin)
+        if existing is not None:  # a resend after failover: exactly once
+            pending = self.pending_dots.get(existing.dot)
+            if pending is not None:
+                pending.acks.append((msg.client_id, msg.cmid))
+                return []
+            return [Send(addr, Ack(self.epoch, msg.cmid, existing.id))]
+        body, problem = self._validate(session, msg)
+        if body is None:
+            return [Send(addr, OpError(self.epoch, msg.cmid, problem))]
+        entry, effects = self.sequence(body, now, origin, msg.clock)
+        self.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
+        return effects
+
+    def _validate(self, session: Session, msg: Submit) -> tuple[EntryBody | None, str]:
+        state = self.node.state
+        name = session.name
+        match msg.op:
+            case SendChat(room=room, to=to, text=text, action=action):
+                problem = text_problem(text)
+                if problem:
+                    return None, problem
+                if (room is None) == (to is None):
+                    return None, "a message goes to exactly one room or one user"
+                if room is not None and not state.is_member(room, name):
+                    return None, f"you are not in room {room!r}: /join it first"
+                if to is not None and to not in state.accounts:
+                    return None, f"no user named {to!r}"
+                return Chat(name, room, to, text, action, msg.clock), ""
+            case JoinRoom(room=room):
+                problem = room_problem(room)
+                if problem:
+                    return None, problem
+                if state.is_member(room, name):
+                    return None, f"you are already in room {room!r}"
+                return RoomJoined(room, name), ""
+            case LeaveRoom(room=room):
+                if not state.is_member(room, name):
+                    return None, f"you are not in room {room!r}"
+                return RoomLeft(room, name), ""
+            case SetAway(away=away):
+                return UserStatus(name, away), ""
+            case Logout():
+                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+        return None, "unknown operation"
+
+    def on_beat(self, client_id: str, now: float) -> None:
+        session = self.streams.sessions.get(client_id)
+        if session is not None:
+            session.last_heard = now
+
+    def _expire_clients(self, now: float) -> list[Effect]:
+        node = self.node
+        timeout = node.config.timing.client_timeout
+        effects: list[Effect] = []
+        for name in sorted(node.state.users):
+            record = node.state.users[name]
+            session = self.streams.sessions.get(record.client_id)
+            if session is None:
+                # Online in the log but never seen in this epoch: give it time to resume.
+                session = Session(name, record.client_id, record.addr, True, now)
+                self.streams.attach(session)
+                continue
+            if now - session.last_heard > timeout and not any(
+                isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == record.client_id
+                for p in self.pending
+            ):
+                _, persist = self.sequence(
+                    UserOffline(name, record.client_id, "timeout", session.cursor()), now
+                )
+                effects.extend(persist)
+                node.log_event(effects, "client-dropped", f"user {name} timed out", user=name)
+        return effects
+
+    def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:
+        session = self.streams.sessions.get(msg.client_id)
+        if session is None:
+            return []
+        name = session.name
+        limit = max(1, min(msg.limit, 500))
+
+        def wanted(entry: Entry) -> bool:
+            body = entry.body
+            assert isinstance(body, Chat)
+            if msg.room is not None:
+                return body.room == msg.room
+            return body.room is None and {body.sender, body.to} == {name, msg.peer}
+
+        found = self.node.log.chats_before(msg.before, limit, wanted)
+        found = [e for e in found if e.dot not in self.pending_dots]
+        effects: list[Effect] = []
+        while True:
+            chunk, _ = self.node.chunk(iter(found))
+            found = found[len(chunk) :]
+            effects.append(Send(addr, HistoryReply(self.epoch, msg.request_id, chunk)))
+            if not found:
+                return effects
+
+    def notify_clashes(self) -> list[Effect]:
+        """Tell sessions whose login lost its name in a merge."""
+        effects: list[Effect] = []
+        for clash in self.node.state.clashes:
+            session = self.streams.sessions.get(clash.client_id)
+            if session is not None and session.name == clash.name:
+                self.streams.detach(clash.client_id)
+                effects.append(
+                    Send(
+                        session.addr,
+                        NameClash(
+                            self.epoch,
+                            clash.name,
+                            f"{clash.name!r} was also registered on the other side of a "
+                            "network partition; the earlier registration keeps the name",
+                        ),
+                    )
+                )
+        self.node.state.clashes.clear()
+        return effects

@@ -1,0 +1,140 @@
+"""A tiny deterministic in-memory bus wiring core nodes together with no network (for core tests)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tchat.core.client import ClientNode
+from tchat.core.config import ClientConfig, ServerConfig
+from tchat.core.effects import (
+    Broadcast,
+    Deliver,
+    DurableState,
+    Effect,
+    JoinGroup,
+    LeaveGroup,
+    Multicast,
+    Persist,
+    Send,
+)
+from tchat.core.messages import Message, Operation
+from tchat.core.server import ServerNode
+
+Node = ServerNode | ClientNode
+
+
+@dataclass
+class Bus:
+    """Delivers effects between nodes after a small seeded delay; crashes and cuts links."""
+
+    seed: int = 0
+    now: float = 0.0
+    rng: random.Random = field(init=False)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    durable: dict[str, DurableState] = field(default_factory=dict)
+    groups: dict[str, set[str]] = field(default_factory=dict)
+    events: dict[str, list[object]] = field(default_factory=dict)
+    cut: set[frozenset[str]] = field(default_factory=set)
+    sent: list[tuple[str, str, Message]] = field(default_factory=list)
+    _queue: list[tuple[float, int, str, str, Message]] = field(default_factory=list)
+    _seq: int = 0
+    _link_clear: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def add_server(self, server_id: int, **config: object) -> ServerNode:
+        addr = f"s{server_id}"
+        durable = self.durable.setdefault(addr, DurableState())
+        node = ServerNode(ServerConfig(server_id, addr, **config), durable)  # type: ignore[arg-type]
+        self.nodes[addr] = node
+        self._apply(addr, node.start(self.now))
+        return node
+
+    def add_client(self, name: str, **config: object) -> ClientNode:
+        addr = f"c-{name}-{len(self.nodes)}"
+        node = ClientNode(ClientConfig(name, addr, addr, **config))  # type: ignore[arg-type]
+        self.nodes[addr] = node
+        self.events[addr] = []
+        self._apply(addr, node.start(self.now))
+        return node
+
+    def crash(self, addr: str) -> None:
+        self.nodes.pop(addr, None)
+        for members in self.groups.values():
+            members.discard(addr)
+
+    def submit(self, client: ClientNode, op: Operation) -> int:
+        cmid, effects = client.submit(op, self.now, self.now)
+        self._apply(client.config.addr, effects)
+        return cmid
+
+    def _apply(self, src: str, effects: list[Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case Send(addr=addr, message=message):
+                    self._post(src, addr, message)
+                case Broadcast(message=message):
+                    for addr in sorted(self.nodes):
+                        if addr != src:
+                            self._post(src, addr, message)
+                case Multicast(group=group, message=message):
+                    for addr in sorted(self.groups.get(group, ())):
+                        self._post(src, addr, message)
+                case JoinGroup(group=group):
+                    self.groups.setdefault(group, set()).add(src)
+                case LeaveGroup(group=group):
+                    self.groups.get(group, set()).discard(src)
+                case Persist():
+                    self.durable[src].apply(effect)
+                case Deliver(event=event):
+                    self.events[src].append(event)
+
+    def _post(self, src: str, dst: str, message: Message) -> None:
+        if frozenset((src, dst)) in self.cut:
+            return
+        self.sent.append((src, dst, message))
+        self._seq += 1
+        delay = 0.0005 + self.rng.random() * 0.002
+        # FIFO per link, like a TCP session.
+        when = max(self.now + delay, self._link_clear.get((src, dst), 0.0))
+        self._link_clear[(src, dst)] = when
+        heapq.heappush(self._queue, (when, self._seq, src, dst, message))
+
+    def step(self) -> bool:
+        deadlines = [
+            (d, addr) for addr, n in sorted(self.nodes.items()) if (d := n.next_deadline()) is not None
+        ]
+        next_timer = min(deadlines) if deadlines else None
+        if self._queue and (next_timer is None or self._queue[0][0] <= next_timer[0]):
+            when, _, src, dst, message = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            node = self.nodes.get(dst)
+            if node is not None and frozenset((src, dst)) not in self.cut:
+                self._apply(dst, node.handle(message, src, self.now))
+            return True
+        if next_timer is None:
+            return False
+        self.now = max(self.now, next_timer[0])
+        addr = next_timer[1]
+        self._apply(addr, self.nodes[addr].tick(self.now))
+        return True
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        for _ in range(2_000_000):
+            if not self.step() or self.now >= end:
+                return
+        raise AssertionError("bus did not reach the end time")
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        end = self.now + timeout
+        for _ in range(2_000_000):
+            if predicate():
+                return
+            if not self.step() or self.now >= end:
+                break
+        assert predicate(), f"condition not met within {timeout}s of simulated time"
