@@ -15,10 +15,11 @@ from textual.binding import Binding
 from tchat.ui.node_messages import NodeEvent, ServerEffect
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
 from tchat.ui.settings import config_path, read_settings, save_setting
-from tchat.ui.themes import DEFAULT_THEME, load_themes
+from tchat.ui.themes import DEFAULT_THEME, SENDER_VARIABLES, load_themes
 
 log = logging.getLogger(__name__)
 ServiceFactory = Callable[[str], ClientServiceLike]
+_SENDER_FALLBACK = ("primary", "secondary", "accent", "success", "warning", "error", "foreground")
 
 
 class ThemedApp(App[int]):
@@ -40,6 +41,15 @@ class ThemedApp(App[int]):
         self.theme = wanted
         if theme and theme == wanted:
             self.remember("theme", wanted)
+
+    def get_css_variables(self) -> dict[str, str]:
+        """Textual's own themes lack tchat's sender colours: borrow their named colours."""
+        variables = super().get_css_variables()
+        for index, name in enumerate(SENDER_VARIABLES):
+            if name not in variables:
+                variables[name] = variables[_SENDER_FALLBACK[index % len(_SENDER_FALLBACK)]]
+        self.theme_variables = variables
+        return variables
 
     def theme_names(self) -> list[str]:
         return sorted(self.available_themes)

@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tchat.core.messages import MAX_NAME, MAX_ROOM, MAX_TEXT
+from tchat.core.messages import MAX_NAME, MAX_TEXT
+from tchat.core.names import name_problem, room_problem
 
-_NAME = re.compile(r"^[^\s#@/][^\s]*$")
+_LEADING = re.compile(r"^[#@/]")  # would read as a room, a mention or a command
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +89,18 @@ def parse(line: str) -> Parsed:
     args = tuple(tail.split()) if tail else ()
     if not spec.min_args <= len(args) <= spec.max_args:
         return Invalid(f"usage: {spec.usage}")
-    if name in ("join", "leave") and args and not valid_name(args[0].lstrip("#"), MAX_ROOM):
-        return Invalid(f"not a room name: {args[0]!r}")
     if name in ("join", "leave"):
         args = tuple(a.lstrip("#") for a in args)
+        problem = room_problem(args[0]) if args else None
+        if problem:
+            return Invalid(f"not a room name: {problem}")
     if name == "away" and args and args[0].lower() not in ("on", "off"):
         return Invalid("usage: /away [on|off]")
     return Command(name, args)
 
 
-def valid_name(name: str, limit: int) -> bool:
-    return bool(name) and len(name) <= limit and bool(_NAME.match(name))
+def valid_name(name: str, limit: int = MAX_NAME) -> bool:
+    return name_problem(name, limit=limit) is None and not _LEADING.match(name)
 
 
 def help_lines() -> list[str]:

@@ -90,7 +90,7 @@ class FakeClientService:
         self.stopped = False
         self._cmid = 0
         self._rid = 0
-        self._counter = 100
+        self._log = VectorClock()  # the simulated leader's log clock: every entry gets a new dot
 
     def add_listener(self, listener: Callable[[ev.ClientEvent], None]) -> None:
         self.listeners.append(listener)
@@ -135,9 +135,9 @@ class FakeClientService:
         cmid: int | None = None,
         ts: float | None = None,
     ) -> Entry:
-        self._counter += 1
         sender_clock = VectorClock(seen) if seen is not None else self.node.clock
-        clock = sender_clock.merge(self.node.clock).increment(server)
+        clock = sender_clock.merge(self._log).increment(server)
+        self._log = clock
         origin = Origin(f"client-{sender}", cmid) if cmid is not None else None
         body = Chat(sender, room, to, text, action, sender_clock)
         return Entry(

@@ -80,9 +80,10 @@ class CommandRunner:
     def do_search(self, cmd: Command) -> None:
         screen = self.screen
         hits = screen.messages.search(cmd.rest)
-        screen._refresh_topic(
+        screen.search_status = (
             f"search {cmd.rest!r}: {hits} match{'es' if hits != 1 else ''} (Esc clears)"
         )
+        screen._refresh_topic()
 
     def do_theme(self, cmd: Command) -> None:
         screen = self.screen

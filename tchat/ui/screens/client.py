@@ -89,6 +89,7 @@ class ClientScreen(Screen[None]):
         self.join_wanted: set[str] = set()  # rooms to open once entered
         self._lists_dirty = True
         self._clocks_dirty = True
+        self.search_status = ""  # shown in the topic line until Esc or another conversation
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -166,6 +167,8 @@ class ClientScreen(Screen[None]):
                 change = self.model.room_entered(info)
                 key = room_key(info.room)
                 self.model.notice(f"joined {key} (multicast group {info.group})", wall, key)
+                if self.model.conversation(key).messages == 0:
+                    self.load_history(key)  # the room's recent past, for context
                 if info.room in self.join_wanted:
                     self.join_wanted.discard(info.room)
                     self.open_conversation(key)
@@ -259,16 +262,17 @@ class ClientScreen(Screen[None]):
         if self._clocks_dirty:
             self._refresh_clocks()
 
-    def _refresh_topic(self, extra: str = "") -> None:
+    def _refresh_topic(self) -> None:
+        extra = self.search_status
         conv = self.model.conversation(self.model.active)
         label = Text(no_wrap=True, overflow="ellipsis", end="")
         label.append(conv.title if conv.kind is Kind.SYSTEM else sanitize(conv.key), "bold")
-        if conv.kind is Kind.ROOM:
+        if extra:
+            label.append("  " + extra)
+        elif conv.kind is Kind.ROOM:
             label.append(f"  {len(conv.members)} members  {conv.group}")
             if not conv.joined:
                 label.append("  (not joined: /join " + sanitize(conv.name) + ")")
-        if extra:
-            label.append("  " + extra)
         self.query_one("#topic", Label).update(label)
 
     def _refresh_members(self) -> None:
@@ -334,10 +338,11 @@ class ClientScreen(Screen[None]):
 
     def open_conversation(self, key: str) -> None:
         conv = self.model.activate(key)
+        self.search_status = ""
         self.messages.show(conv.lines, self.model.me)
         self._lists_dirty = True
         self.post_message(RefreshLists())
-        if not conv.lines and conv.kind is not Kind.SYSTEM:
+        if conv.messages == 0:
             self.load_history(key)
 
     def load_history(self, key: str) -> None:
@@ -373,7 +378,8 @@ class ClientScreen(Screen[None]):
     def action_clear_search(self) -> None:
         if self.messages.highlight:
             self.messages.search("")
-            self._refresh_topic()
+        self.search_status = ""
+        self._refresh_topic()
 
     # -- sending ----------------------------------------------------------------------
     def submit(self, op: Operation, what: str = "") -> int | None:

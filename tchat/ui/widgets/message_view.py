@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_right
 from datetime import datetime, tzinfo
-from math import ceil
 
 from rich.cells import cell_len, get_character_cell_size
 from rich.style import Style
@@ -28,35 +27,42 @@ def sender_slot(name: str) -> int:
     return zlib.crc32(name.encode("utf-8", "replace")) % SENDER_COLOURS
 
 
-def fold(text: Text, width: int) -> list[Text]:
-    """Split ``text`` into rows of at most ``width`` cells (character wrap: heights stay exact)."""
+def wrap_offsets(plain: str, width: int, indent: int = PREFIX) -> list[int]:
+    """Where to break ``plain``: at the last space that fits, else mid-word.
+
+    Rows after the first are indented by ``indent`` cells (they line up after the time).
+    Heights are computed with the same function, so they are exact.
+    """
+    offsets: list[int] = []
+    limit = max(1, width)
+    col = 0
+    start = 0
+    space = -1  # index of the last space on the current row
+    ascii_only = plain.isascii()
+    for index, char in enumerate(plain):
+        size = 1 if ascii_only else get_character_cell_size(char)
+        if col + size > limit and index > start:
+            cut = space + 1 if space >= start else index
+            offsets.append(cut)
+            start = cut
+            limit = max(1, width - indent)
+            col = cell_len(plain[cut:index]) if cut < index else 0
+            space = -1
+        if char == " ":
+            space = index
+        col += size
+    return offsets
+
+
+def fold(text: Text, width: int, indent: int = PREFIX) -> list[Text]:
+    """``text`` as rows of at most ``width`` cells, continuation rows indented."""
     plain = text.plain
     if width <= 0 or cell_len(plain) <= width:
         return [text]
-    offsets: list[int] = []
-    col = 0
-    for index, char in enumerate(plain):
-        size = get_character_cell_size(char)
-        if col + size > width and col:
-            offsets.append(index)
-            col = 0
-        col += size
-    return list(text.divide(offsets))
-
-
-def rows_needed(plain_cells: int, plain: str, width: int) -> int:
-    if width <= 0 or plain_cells <= width:
-        return 1
-    if plain.isascii():
-        return ceil(plain_cells / width)
-    rows, col = 1, 0
-    for char in plain:
-        size = get_character_cell_size(char)
-        if col + size > width and col:
-            rows += 1
-            col = 0
-        col += size
-    return rows
+    offsets = wrap_offsets(plain, width, indent)
+    rows = list(text.divide(offsets))
+    pad = " " * min(indent, max(0, width - 1))
+    return [rows[0], *(Text(pad, end="") + row for row in rows[1:])]
 
 
 class MessageView(ScrollView, can_focus=True):
@@ -92,6 +98,7 @@ class MessageView(ScrollView, can_focus=True):
         self._starts: list[int] = []
         self._total = 0
         self._width = 0
+        self._follow = True  # stay at the newest line until the user scrolls up
         self._cache: LRUCache[tuple[int, bool, bool, int, str], list[Strip]] = LRUCache(512)
 
     # -- what the screen calls --------------------------------------------------------
@@ -103,16 +110,16 @@ class MessageView(ScrollView, can_focus=True):
         self._day = [self._ordinal(line.ts) for line in lines]
         self._cells = [self._plain_cells(line) for line in lines]
         self._relayout()
-        self.scroll_end(animate=False, immediate=True)
+        self._follow = True
+        self.scroll_end(animate=False)
 
     def appended(self, count: int) -> None:
-        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
         for line in self._lines[len(self._cells) :]:
             self._day.append(self._ordinal(line.ts))
             self._cells.append(self._plain_cells(line))
         self._layout_from(len(self._starts))
-        if at_end:
-            self.scroll_end(animate=False, immediate=True)
+        if self._follow:
+            self.scroll_end(animate=False)  # after the refresh, when the new size is known
         self.refresh()
 
     def prepended(self, count: int) -> None:
@@ -163,7 +170,7 @@ class MessageView(ScrollView, can_focus=True):
         if cells <= width:
             return sep + 1
         plain = " " * PREFIX + self._nick(line) + line.text
-        return sep + rows_needed(cells, plain, width)
+        return sep + 1 + len(wrap_offsets(plain, width))
 
     def _relayout(self) -> None:
         self._starts = []
@@ -184,12 +191,11 @@ class MessageView(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         width = self.scrollable_content_region.width
         if width != self._width:
-            at_end = self.is_vertical_scroll_end
             self._width = width
             self._cache.clear()
             self._relayout()
-            if at_end:
-                self.scroll_end(animate=False, immediate=True)
+            if self._follow:
+                self.scroll_end(animate=False)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -197,6 +203,7 @@ class MessageView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        self._follow = new_value >= self.max_scroll_y
         if new_value <= 0 < old_value and self._lines:
             self.post_message(self.NeedHistory())
 
