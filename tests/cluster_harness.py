@@ -382,8 +382,22 @@ class Cluster:
     def __enter__(self) -> Cluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
+        if exc_type is not None:
+            self.dump()
+
+    def dump(self, lines: int = 60) -> None:
+        """Every process's output tail, for a failing test's captured stdout."""
+        for proc in self.procs:
+            print(
+                f"===== {proc.name} (pid {proc.pid}, exit {proc.popen.returncode}): "
+                f"{' '.join(proc.argv[2:])}"
+            )
+            print(proc.tail(lines))
+            if isinstance(proc, Client):
+                for event in proc.events[-lines:]:
+                    print("   ", json.dumps(event))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ from tchat.core import codec
 from tchat.core.effects import Persist, Send
 from tchat.core.messages import (
     NO_EPOCH,
-    Discover,
     Heartbeat,
     SendChat,
     StatusRequest,
@@ -91,10 +90,10 @@ async def pair():  # type: ignore[no-untyped-def]
 @on_uvloop
 async def test_hello_maps_session_to_sender_and_replies_reuse_it() -> None:
     async with pair() as (a, inbox_a, b, inbox_b):
-        a.send(b.addr, Discover(addr=a.addr, role="client", nonce=1))
+        a.send(b.addr, StatusRequest(addr=a.addr, nonce=1))
         items = await inbox_b.wait(1)
-        assert items[0] == (Discover(addr=a.addr, role="client", nonce=1), a.addr)
-        b.send(a.addr, Discover(addr=b.addr, role="server", nonce=2))
+        assert items[0] == (StatusRequest(addr=a.addr, nonce=1), a.addr)
+        b.send(a.addr, StatusRequest(addr=b.addr, nonce=2))
         items = await inbox_a.wait(1)
         assert items[0][1] == b.addr
         assert not a.inbound, "the reply must come over the session a opened"
@@ -115,8 +114,8 @@ async def test_garbage_and_oversized_tcp_frames_are_counted_and_disconnected() -
                 assert await reader.read(10) == b"", "the node must hang up on a bad stream"
             writer.close()
             assert b.drops.counts.get(reason) == 1, b.drops.counts
-        a.send(b.addr, Discover(addr=a.addr, role="client", nonce=3))
-        assert (await inbox_b.wait(1))[0][0] == Discover(addr=a.addr, role="client", nonce=3)
+        a.send(b.addr, StatusRequest(addr=a.addr, nonce=3))
+        assert (await inbox_b.wait(1))[0][0] == StatusRequest(addr=a.addr, nonce=3)
 
 
 @on_uvloop
@@ -195,10 +194,10 @@ async def test_three_discovery_listeners_on_one_host_all_hear_a_broadcast() -> N
     sender = Transport(opts, Inbox())
     await sender.start()
     try:
-        discovery.broadcast(sender, Discover(addr=sender.addr, role="client", nonce=5))
+        discovery.broadcast(sender, StatusRequest(addr=sender.addr, nonce=5))
         for inbox in inboxes:
             items = await inbox.wait(1)
-            assert items[0] == (Discover(addr=sender.addr, role="client", nonce=5), sender.addr)
+            assert items[0] == (StatusRequest(addr=sender.addr, nonce=5), sender.addr)
     finally:
         for listener in listeners:
             listener.close()
@@ -289,7 +288,7 @@ async def test_driver_commits_once_per_iteration_before_sending() -> None:
     relay.send = logged_send  # type: ignore[method-assign]
     try:
         for n in range(3):
-            driver.on_message(Discover(addr="x:1", role="client", nonce=n), "x:1")
+            driver.on_message(StatusRequest(addr="x:1", nonce=n), "x:1")
         await sink.wait(3)
         assert log == ["write 0", "write 1", "write 2", "commit", "send 0", "send 1", "send 2"]
         assert node.flushes == 1

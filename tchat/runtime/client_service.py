@@ -132,13 +132,19 @@ class ClientService:
         return future
 
     def request_history(
-        self, room: str | None, peer: str | None, before: Dot | None = None, limit: int = 50
+        self,
+        room: str | None,
+        peer: str | None,
+        before: Dot | str | None = None,
+        limit: int = 50,
     ) -> int:
-        """Ask for older chat entries; the answer arrives as a HistoryLoaded event."""
+        """Ask for chat entries older than ``before`` (an entry ID or Dot); the answer arrives
+        as a HistoryLoaded event."""
         assert self.driver is not None, "start() first"
         now = asyncio.get_running_loop().time()
+        before_id = str(before) if before is not None else None
         request_id, _effects = self.driver.call(
-            self.node.request_history, room, peer, before, limit, now
+            self.node.request_history, room, peer, before_id, limit, now
         )
         return int(request_id)
 
