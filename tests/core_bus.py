@@ -106,7 +106,9 @@ class Bus:
 
     def step(self) -> bool:
         deadlines = [
-            (d, addr) for addr, n in sorted(self.nodes.items()) if (d := n.next_deadline()) is not None
+            (d, addr)
+            for addr, n in sorted(self.nodes.items())
+            if (d := n.next_deadline()) is not None
         ]
         next_timer = min(deadlines) if deadlines else None
         if self._queue and (next_timer is None or self._queue[0][0] <= next_timer[0]):

@@ -44,6 +44,7 @@ from tchat.core.messages import (
     Epoch,
     HistoryReply,
     HistoryRequest,
+    JoinRoom,
     LeaderAlive,
     LeaderSuspect,
     Logout,
@@ -159,6 +160,7 @@ class ClientNode:
         self._request = 0
         self._hold: HoldBack | None = None
         self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
+        self._rejoin: list[str] = []
         self._welcomes: dict[tuple[Epoch, int], _WelcomeParts] = {}
         self._now = 0.0
         self._leader_heard = 0.0
@@ -467,6 +469,17 @@ class ClientNode:
             self.welcomed_once = True
             effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
         self._last_resend = self._now
+        rejoin, self._rejoin = self._rejoin, []
+        for room in rejoin:
+            if room not in self.rooms:
+                self._cmid += 1
+                self.pending[self._cmid] = Submit(
+                    self.client_id,
+                    self._cmid,
+                    JoinRoom(room),
+                    self.clock,
+                    self._now + self.config.wall_offset,
+                )
         for cmid in sorted(self.pending):
             effects.append(Send(self.leader_addr, self.pending[cmid]))
         early, self._early = self._early, []
@@ -567,6 +580,8 @@ class ClientNode:
             if candidate not in taken:
                 break
         old, self.name = self.name, candidate
+        # The rooms joined under the old name went with it: join them again as the new name.
+        self._rejoin = sorted(set(self._rejoin) | set(self.rooms))
         effects.append(Deliver(Renamed(old, candidate, msg.reason)))
         self.welcomed_once = True
         self._resume(effects, "name clash")

@@ -342,6 +342,14 @@ class Leadership:
         holder = node.state.users.get(msg.name)
         session = streams.sessions.get(msg.client_id)
         if holder is not None and holder.client_id != msg.client_id:
+            if msg.cursor is not None:
+                # A resuming session lost its name (a partition merge gave it to the other
+                # side's earlier login, or it timed out and someone took it): rename, not fail.
+                reason = (
+                    f"{msg.name!r} was also registered on the other side of a network "
+                    "partition (or taken while you were away); the earlier login keeps it"
+                )
+                return [Send(addr, NameClash(self.epoch, msg.name, reason))]
             return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
         if session is not None and session.name != msg.name:
             streams.detach(msg.client_id)
@@ -393,8 +401,16 @@ class Leadership:
                 effects.append(Send(session.addr, Replay(self.epoch, token, chunk)))
         gsn, rooms = self.streams.activate(session)
         welcome = Welcome(
-            self.epoch, node.server_id, node.config.addr, session.name, gsn, rooms,
-            node.servers, token, len(users), replayed,
+            self.epoch,
+            node.server_id,
+            node.config.addr,
+            session.name,
+            gsn,
+            rooms,
+            node.servers,
+            token,
+            len(users),
+            replayed,
         )
         effects.append(Send(session.addr, welcome))
         return effects

@@ -1,0 +1,286 @@
+"""Core nodes wired together with no network (h11's ConnectionPair style), scenario by scenario."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from core_bus import Bus
+
+from tchat.core.client import ClientNode, ClientState
+from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
+from tchat.core.messages import Election, JoinRoom, LeaveRoom, Logout, SendChat
+from tchat.core.server import ServerNode, ServerRole
+
+
+def leaders(servers: list[ServerNode]) -> list[ServerNode]:
+    return [s for s in servers if s.role is ServerRole.LEADER]
+
+
+def settled(servers: list[ServerNode]) -> bool:
+    """One leader, every other server an admitted backup of it."""
+    found = leaders(servers)
+    if len(found) != 1:
+        return False
+    epoch = found[0].epoch
+    return all(
+        s.role is ServerRole.BACKUP and s.epoch == epoch for s in servers if s is not found[0]
+    )
+
+
+def chats(bus: Bus, client: ClientNode) -> list[str]:
+    return [
+        e.entry.body.text  # type: ignore[attr-defined]
+        for e in bus.events[client.config.addr]
+        if isinstance(e, ChatDelivered)
+    ]
+
+
+def chat_ids(bus: Bus, client: ClientNode) -> list[str]:
+    return [e.entry.id for e in bus.events[client.config.addr] if isinstance(e, ChatDelivered)]
+
+
+def acked(bus: Bus, client: ClientNode) -> set[str]:
+    return {e.entry_id for e in bus.events[client.config.addr] if isinstance(e, Sent)}
+
+
+def cluster(seed: int = 1, ids: tuple[int, ...] = (5, 9, 3)) -> tuple[Bus, list[ServerNode]]:
+    bus = Bus(seed=seed)
+    servers = [bus.add_server(i) for i in ids]
+    bus.run_until(lambda: settled(servers), 5)
+    return bus, servers
+
+
+def serving(bus: Bus, *names: str) -> list[ClientNode]:
+    clients = [bus.add_client(name) for name in names]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 5)
+    return clients
+
+
+def test_fresh_servers_elect_the_highest_id_and_admit_the_rest() -> None:
+    bus, servers = cluster(ids=(5, 9, 3, 7))
+    (leader,) = leaders(servers)
+    assert leader.server_id == 9
+    assert leader.live_backups == {3, 5, 7}
+    assert sorted(leader.state.servers) == [3, 5, 7, 9]
+
+
+def test_concurrent_initiators_stay_within_the_lcr_bound() -> None:
+    bus = Bus(seed=3)
+    servers = [bus.add_server(i) for i in (11, 4, 8, 2, 6)]
+    bus.run_until(lambda: settled(servers), 5)
+    per_term = Counter(m.term for _, _, m in bus.sent if isinstance(m, Election))
+    n = len(servers)
+    assert per_term, "an election happened"
+    assert max(per_term.values()) <= n * (n + 1) // 2 + n
+    assert leaders(servers)[0].server_id == 11
+
+
+def test_registration_pushes_the_user_list_to_everyone() -> None:
+    bus, servers = cluster()
+    alice, bob, carol = serving(bus, "alice", "bob", "carol")
+    bus.run_until(lambda: all(len(c.users) == 3 for c in (alice, bob, carol)), 2)
+    bus.run(0.2)
+    for server in servers:
+        assert sorted(server.state.users) == ["alice", "bob", "carol"]
+
+
+def test_taken_and_invalid_names_are_refused_with_a_reason() -> None:
+    bus, _ = cluster()
+    serving(bus, "alice")
+    twin = bus.add_client("alice")
+    bad = bus.add_client("bad\u202ename")
+    bus.run_until(lambda: twin.state is ClientState.FAILED, 2)
+    assert bad.state is ClientState.FAILED
+    reasons = [e.reason for e in bus.events[twin.config.addr] if isinstance(e, Failed)]
+    assert "taken" in reasons[0]
+
+
+def test_room_and_private_messages_arrive_once_in_one_order() -> None:
+    bus, _ = cluster()
+    alice, bob, carol = serving(bus, "alice", "bob", "carol")
+    for client in (alice, bob, carol):
+        bus.submit(client, JoinRoom("lobby"))
+    bus.run_until(
+        lambda: all(
+            len(c.rooms.get("lobby", ()) and c.rooms["lobby"].members) == 3
+            for c in (alice, bob, carol)
+        ),
+        2,
+    )
+    for i in range(10):
+        bus.submit(alice, SendChat("lobby", None, f"a{i}", False))
+        bus.submit(bob, SendChat("lobby", None, f"b{i}", False))
+        bus.submit(carol, SendChat(None, "alice", f"c{i}", False))
+    bus.run_until(lambda: len(chats(bus, bob)) == 20 and len(chats(bus, alice)) == 30, 3)
+    room_order = [t for t in chats(bus, alice) if t[0] in "ab"]
+    assert room_order == chats(bus, bob)
+    assert [t for t in chats(bus, carol) if t[0] in "ab"] == room_order
+    assert [t for t in chats(bus, carol) if t[0] == "c"] == [f"c{i}" for i in range(10)]
+    assert len(set(chat_ids(bus, alice))) == 30
+    assert len(acked(bus, alice)) == 10 + 1  # ten messages and the join
+
+
+def test_leader_crash_fails_over_without_losing_or_repeating_anything() -> None:
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("lobby"))
+    bus.run(0.1)
+    for i in range(5):
+        bus.submit(alice, SendChat("lobby", None, f"before {i}", False))
+    bus.run(0.05)
+    (old,) = leaders(servers)
+    bus.crash(old.config.addr)
+    crashed_at = bus.now
+    for i in range(5):
+        bus.submit(alice, SendChat("lobby", None, f"after {i}", False))
+    rest = [s for s in servers if s is not old]
+    bus.run_until(lambda: len(chats(bus, bob)) == 10 and not alice.pending, 5)
+    (new,) = leaders(rest)
+    assert new.server_id == 5 and new.epoch > old.epoch
+    assert bus.now - crashed_at < 1.0
+    assert chats(bus, bob) == [f"before {i}" for i in range(5)] + [f"after {i}" for i in range(5)]
+    assert len(chat_ids(bus, bob)) == len(set(chat_ids(bus, bob)))
+    assert acked(bus, alice) <= set(chat_ids(bus, bob)) | set(chat_ids(bus, alice)) | {
+        e.id for e in new.log.entries()
+    }
+
+
+def test_graceful_stop_hands_over_before_any_timeout() -> None:
+    bus, servers = cluster()
+    (old,) = leaders(servers)
+    bus._apply(old.config.addr, old.stop(bus.now))
+    stopped_at = bus.now
+    rest = [s for s in servers if s is not old]
+    bus.run_until(lambda: settled(rest), 2)
+    assert bus.now - stopped_at < old.config.timing.leader_timeout
+
+
+def test_a_client_that_only_loses_its_own_link_cannot_depose_a_healthy_leader() -> None:
+    bus, servers = cluster()
+    (alice,) = serving(bus, "alice")
+    (leader,) = leaders(servers)
+    epoch = leader.epoch
+    bus.cut.add(frozenset((alice.config.addr, leader.config.addr)))
+    bus.run(3.0)
+    assert leaders(servers) == [leader] and leader.epoch == epoch
+    assert sum(s.counters.get("suspicion-refused", 0) for s in servers) >= 1
+
+
+def test_logout_and_client_crash_remove_the_user_everywhere() -> None:
+    bus, servers = cluster()
+    alice, bob, carol = serving(bus, "alice", "bob", "carol")
+    bus.submit(alice, Logout())
+    bus.crash(bob.config.addr)
+    bus.run_until(lambda: sorted(carol.users) == ["carol"], 6)
+    assert alice.state is ClientState.CLOSED
+    for server in servers:
+        assert sorted(server.state.users) == ["carol"]
+    lists = [e.users for e in bus.events[carol.config.addr] if isinstance(e, UsersChanged)]
+    assert [u.name for u in lists[-1]] == ["carol"]
+
+
+def test_private_messages_wait_for_an_offline_addressee() -> None:
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(bob, Logout())
+    bus.run_until(lambda: "bob" not in alice.users, 2)
+    bus.submit(alice, SendChat(None, "bob", "while you were out", False))
+    bus.run(0.2)
+    (bob2,) = serving(bus, "bob")
+    bus.run_until(lambda: chats(bus, bob2) == ["while you were out"], 2)
+
+
+def test_restarted_server_rejoins_as_backup_and_catches_up() -> None:
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    backup = next(s for s in servers if s.role is ServerRole.BACKUP)
+    bus.crash(backup.config.addr)
+    bus.submit(alice, JoinRoom("lobby"))
+    for i in range(20):
+        bus.submit(alice, SendChat(None, "bob", f"m{i}", False))
+    bus.run_until(lambda: len(chats(bus, bob)) == 20, 3)
+    restarted = bus.add_server(backup.server_id)
+    (leader,) = leaders(servers)
+    bus.run_until(
+        lambda: restarted.role is ServerRole.BACKUP and restarted.log.clock == leader.log.clock, 3
+    )
+    assert len(restarted.log) == len(leader.log)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_partition_with_a_name_clash_heals_into_one_history(seed: int) -> None:
+    bus, servers = cluster(seed=seed)
+    (leader,) = leaders(servers)
+    minority = [leader]
+    majority = [s for s in servers if s is not leader]
+    # Split the servers; clients each stay on one side.
+    for a in minority:
+        for b in majority:
+            bus.cut.add(frozenset((a.config.addr, b.config.addr)))
+    bus.run_until(lambda: settled(majority), 3)
+    left = bus.add_client("alice")
+    right = bus.add_client("alice")
+    for server in majority:
+        bus.cut.add(frozenset((left.config.addr, server.config.addr)))
+    for server in minority:
+        bus.cut.add(frozenset((right.config.addr, server.config.addr)))
+    bus.run_until(lambda: left.state is right.state is ClientState.SERVING, 3)
+    bus.submit(left, JoinRoom("lobby"))
+    bus.submit(right, JoinRoom("lobby"))
+    bus.run(0.1)
+    bus.submit(left, SendChat("lobby", None, "from the left", False))
+    bus.submit(right, SendChat("lobby", None, "from the right", False))
+    bus.run_until(lambda: not left.pending and not right.pending, 3)
+    both_acked = acked(bus, left) | acked(bus, right)
+    bus.cut.clear()
+    bus.run_until(lambda: settled(servers), 5)
+    bus.run_until(
+        lambda: (
+            all(c.state is ClientState.SERVING for c in (left, right))
+            and {left.name, right.name} == {"alice", "alice_2"}
+        ),
+        5,
+    )
+    bus.run(1.0)
+    (final,) = leaders(servers)
+    logs = {tuple(e.id for e in s.log.entries()) for s in servers}
+    assert len(logs) == 1
+    assert both_acked <= {e.id for e in final.log.entries()}
+    renamed = [
+        e for c in (left, right) for e in bus.events[c.config.addr] if isinstance(e, Renamed)
+    ]
+    assert len(renamed) == 1
+    assert sorted(final.state.users) == ["alice", "alice_2"]
+    winner, loser = (left, right) if left.name == "alice" else (right, left)
+    assert sorted(chats(bus, winner)) == ["from the left", "from the right"]
+    bus.run_until(lambda: "lobby" in loser.rooms, 2)  # rejoined under its new name
+    assert sorted(final.state.members("lobby")) == ["alice", "alice_2"]
+
+
+def test_a_returning_stale_leader_rejoins_as_backup() -> None:
+    bus, servers = cluster()
+    (old,) = leaders(servers)
+    rest = [s for s in servers if s is not old]
+    for s in rest:
+        bus.cut.add(frozenset((old.config.addr, s.config.addr)))
+    bus.run_until(lambda: settled(rest), 3)
+    assert old.role is ServerRole.LEADER
+    bus.cut.clear()
+    bus.run_until(lambda: settled(servers), 5)
+    assert leaders(servers)[0] is not old or old.epoch > rest[0].epoch
+
+
+def test_leave_room_stops_delivery() -> None:
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, JoinRoom("r"))
+    bus.submit(bob, JoinRoom("r"))
+    bus.run(0.1)
+    bus.submit(bob, LeaveRoom("r"))
+    bus.run(0.1)
+    bus.submit(alice, SendChat("r", None, "anyone?", False))
+    bus.run(0.3)
+    assert chats(bus, alice) == ["anyone?"] and chats(bus, bob) == []
+    assert "r" not in bob.rooms
