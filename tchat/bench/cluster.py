@@ -143,7 +143,24 @@ class Cluster:
 
     def cleanup(self) -> None:
         self.stop()
+        if os.environ.get("TCHAT_BENCH_KEEP"):
+            logger.warning("kept the cluster's logs and data in %s", self.root)
+            return
         shutil.rmtree(self.root, ignore_errors=True)
+
+    async def describe(self) -> dict[str, Any]:
+        """Each server's exit code or its role as it answers a status probe now."""
+        replies = {r.server_id: r for r in await self.status(0.4)}
+        out: dict[str, Any] = {}
+        for sid, d in sorted(self.daemons.items()):
+            if not d.alive:
+                out[str(sid)] = f"exited {d.proc.returncode if d.proc else None}"
+            elif sid in replies:
+                r = replies[sid]
+                out[str(sid)] = f"{r.role.lower()} leader={r.leader_id} live={list(r.live)}"
+            else:
+                out[str(sid)] = "no status reply"
+        return out
 
     def pid(self, sid: int) -> int:
         return self.daemons[sid].pid
