@@ -1,4 +1,4 @@
-"""A tiny deterministic in-memory bus wiring core nodes together with no network (for core tests)."""
+"""A tiny deterministic in-memory bus wiring core nodes with no network (for core tests)."""
 
 from __future__ import annotations
 

@@ -156,10 +156,14 @@ class Leadership:
         if not self.serving:
             return effects
         admitted = self._admitted()
+        # What every admitted backup holds (the log is causally closed everywhere).
+        held = None
+        for replica in admitted:
+            held = replica.acked_clock if held is None else held.meet(replica.acked_clock)
         published = False
         while self.pending:
             head = self.pending[0]
-            if any(not head.entry.clock <= r.acked_clock for r in admitted):
+            if held is not None and not head.entry.clock <= held:
                 break
             self.pending.popleft()
             del self.pending_dots[head.entry.dot]

@@ -9,7 +9,7 @@ anything per member on the room path: a room message costs one multicast datagra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tchat.core.effects import Effect, Multicast, Send
 from tchat.core.fold import ClusterState
@@ -46,7 +46,6 @@ class Session:
     session_last: int = 0  # gsn of the last session frame sent
     private_clock: VectorClock = EMPTY_CLOCK  # private messages streamed (next login resumes here)
     reported_clock: VectorClock = EMPTY_CLOCK  # the client's own cursor, as last reported
-    fresh_rooms: dict[str, float] = field(default_factory=dict)  # room -> unicast-until
     resume_cursor: VectorClock | None = None  # where a re-registering client's replay starts
 
     def cursor(self) -> VectorClock:
@@ -67,9 +66,14 @@ class ClientStreams:
         self._all_last: dict[str, int] = {}  # room -> last session entry sent to all members
         self._broadcast_last = 0
         self._neighbours: dict[str, tuple[str, ...]] = {}
+        self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
+        # room -> member -> time until which a new multicast member also gets it by session
+        # (it may not have joined the group yet when the first frames go out)
+        self._fresh: dict[str, dict[str, float]] = {}
 
     # -- sessions --------------------------------------------------------------
     def attach(self, session: Session) -> None:
+        self._room_targets.clear()
         old = self.sessions.get(session.client_id)
         if old is not None and self.by_name.get(old.name) is old:
             del self.by_name[old.name]
@@ -77,6 +81,7 @@ class ClientStreams:
         self.by_name[session.name] = session
 
     def detach(self, client_id: str) -> Session | None:
+        self._room_targets.clear()
         session = self.sessions.pop(client_id, None)
         if session is not None and self.by_name.get(session.name) is session:
             del self.by_name[session.name]
@@ -86,6 +91,7 @@ class ClientStreams:
         """Start ``session``'s stream now: returns the gsn it starts after and its rooms."""
         session.active = True
         session.session_last = self.gsn
+        self._room_targets.clear()
         rooms = tuple(
             self.room_info(room) for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
@@ -114,8 +120,9 @@ class ClientStreams:
             before_members = tuple(view.members(body.room))
         if not view.apply(entry):
             return []
-        if isinstance(body, (RoomJoined, RoomLeft, UserOffline)):
+        if isinstance(body, (RoomJoined, RoomLeft, UserOffline, UserOnline)):
             self._neighbours.clear()
+            self._room_targets.clear()
         self.gsn += 1
         gsn = self.gsn
         match body:
@@ -134,12 +141,10 @@ class ClientStreams:
             case RoomJoined(room=room, name=name):
                 session = self._live(name)
                 if session is not None and session.multicast:
-                    session.fresh_rooms[room] = now + FRESH_JOIN_GRACE
+                    self._fresh.setdefault(room, {})[name] = now + FRESH_JOIN_GRACE
                 return self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
             case RoomLeft(room=room, name=name):
-                session = self._live(name)
-                if session is not None:
-                    session.fresh_rooms.pop(room, None)
+                self._fresh.get(room, {}).pop(name, None)
                 return self._session_frames(list(before_members), entry, gsn, scope=room)
         return []
 
@@ -201,24 +206,35 @@ class ClientStreams:
         )
         frame = RoomFrame(self.epoch, gsn, prev, room, other_all, touched, rooms_touched, entry)
         self.room_last[room] = gsn
-        effects: list[Effect] = []
-        multicast = False
-        for name in record.members:
-            session = self._live(name)
-            if session is None:
-                continue
-            if session.multicast:
-                multicast = True
-                until = session.fresh_rooms.get(room)
-                if until is None:
-                    continue
-                if until < now:
-                    del session.fresh_rooms[room]
-                    continue
-            effects.append(Send(session.addr, frame))
-        if multicast:
-            effects.insert(0, Multicast(record.group, frame))
+        multicast, unicast = self._targets(room)
+        effects: list[Effect] = [Multicast(record.group, frame)] if multicast else []
+        effects.extend(Send(session.addr, frame) for session in unicast)
+        fresh = self._fresh.get(room)
+        if fresh:
+            for name, until in sorted(fresh.items()):
+                session = self._live(name)
+                if until < now or session is None:
+                    del fresh[name]
+                else:
+                    effects.append(Send(session.addr, frame))
         return effects
+
+    def _targets(self, room: str) -> tuple[bool, tuple[Session, ...]]:
+        """Whether the room has multicast members, and its members served over sessions."""
+        found = self._room_targets.get(room)
+        if found is None:
+            multicast = False
+            unicast: list[Session] = []
+            for name in sorted(self.view.rooms[room].members):
+                session = self._live(name)
+                if session is None:
+                    continue
+                if session.multicast:
+                    multicast = True
+                else:
+                    unicast.append(session)
+            found = self._room_targets[room] = (multicast, tuple(unicast))
+        return found
 
     def _neighbours_of(self, room: str) -> tuple[str, ...]:
         found = self._neighbours.get(room)

@@ -36,6 +36,15 @@ class VectorClock:
         self._hash: int | None = None
         self._total = sum(cleaned.values())
 
+    @classmethod
+    def _trusted(cls, entries: dict[int, int]) -> VectorClock:
+        """Wrap a dict already known to hold only positive counters (no copy, no checks)."""
+        clock = cls.__new__(cls)
+        clock._entries = entries
+        clock._hash = None
+        clock._total = sum(entries.values())
+        return clock
+
     # -- reading -------------------------------------------------------------
     def __getitem__(self, server_id: int) -> int:
         return self._entries.get(server_id, 0)
@@ -65,20 +74,29 @@ class VectorClock:
     def increment(self, server_id: int) -> VectorClock:
         entries = dict(self._entries)
         entries[server_id] = entries.get(server_id, 0) + 1
-        return VectorClock(entries)
+        return VectorClock._trusted(entries)
 
     def merge(self, other: VectorClock) -> VectorClock:
-        if not other._entries:
+        if other is self or not other._entries:
             return self
         if not self._entries:
             return other
-        if other <= self:
-            return self
-        entries = dict(self._entries)
+        mine = self._entries
+        entries: dict[int, int] | None = None
         for key, value in other._entries.items():
-            if value > entries.get(key, 0):
+            if value > mine.get(key, 0):
+                if entries is None:
+                    entries = dict(mine)
                 entries[key] = value
-        return VectorClock(entries)
+        if entries is None:
+            return self
+        return VectorClock._trusted(entries)
+
+    def meet(self, other: VectorClock) -> VectorClock:
+        """Pointwise minimum: what both clocks cover."""
+        theirs = other._entries
+        entries = {k: min(v, theirs[k]) for k, v in self._entries.items() if k in theirs}
+        return VectorClock._trusted(entries)
 
     # -- comparing -----------------------------------------------------------
     def __le__(self, other: object) -> bool:
