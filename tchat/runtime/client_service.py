@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tchat.core.config import ClientConfig
-from tchat.core.effects import Deliver, Effect, Sent
+from tchat.core.effects import ConnectionChanged, Deliver, Effect, Sent
 from tchat.core.messages import Dot, Logout, Message, Operation
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
@@ -47,6 +47,7 @@ class ClientService:
         self._listeners: list[ClientListener] = [listener] if listener else []
         self._effect_listeners: list[Callable[[Effect], None]] = []
         self._acked: dict[int, asyncio.Future[str]] = {}
+        self._closed: asyncio.Future[str] | None = None
 
     @property
     def addr(self) -> str:
@@ -109,6 +110,14 @@ class ClientService:
             future = self._acked.pop(event.cmid, None)
             if future is not None and not future.done():
                 future.set_result(event.entry_id)
+        elif (
+            isinstance(event, ConnectionChanged)
+            and event.state == "closed"
+            and self._closed is not None
+            and not self._closed.done()
+        ):
+            # The leader's UserOffline for us closes the node (it may not ack the Logout).
+            self._closed.set_result(event.detail)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -151,18 +160,31 @@ class ClientService:
     async def stop(self, timeout: float = 2.0) -> bool:
         """Log out (waiting, bounded, for the leader's ack) and close. True if acknowledged."""
         ok = False
-        if self.driver is not None and self.node is not None:
+        if self.driver is not None and self.node is not None and self._can_log_out():
+            self._closed = asyncio.get_running_loop().create_future()
             try:
                 cmid = self.submit(Logout())
-                await asyncio.wait_for(self.acked(cmid), timeout)
-                ok = True
-            except TimeoutError:
-                logger.warning("logout not acknowledged within %.1f s", timeout)
+                done, _ = await asyncio.wait(
+                    {self.acked(cmid), self._closed},
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                ok = bool(done)
+                if not ok:
+                    logger.warning("logout not acknowledged within %.1f s", timeout)
             except Exception:
                 logger.exception("logout failed")
             await asyncio.sleep(0)
         await self.close()
         return ok
+
+    def _can_log_out(self) -> bool:
+        """Only a registered session has something to log out of."""
+        state = getattr(getattr(self.node, "state", None), "value", "")
+        return bool(getattr(self.node, "welcomed_once", True)) and state not in (
+            "failed",
+            "closed",
+        )
 
     async def close(self) -> None:
         if self.driver is not None:
