@@ -195,7 +195,7 @@ async def test_failover_shows_in_elections_tab() -> None:
         await pilot.press("f4")
         await until(pilot, lambda: "election done in 412 ms" in screen_text(pilot))
         text = screen_text(pilot)
-        assert "lost leader 1" in text and "epoch 2:2" in text
+        assert "resuming the session with leader 1" in text and "epoch 2:2" in text
         assert "leader 2@127.0.0.1:7002" in text  # the status bar
         assert screen.query_one(TimelineView) is not None
 

@@ -183,7 +183,7 @@ def test_themes_load_from_files(tmp_path: Path) -> None:
 def test_timeline_times_an_election() -> None:
     timeline = ElectionTimeline()
     timeline.observe(Ready("me", 1, "h:1", Epoch(1, 1)), 100.0)
-    timeline.observe(ConnectionChanged("RESUMING", "silent"), 200.0)
+    timeline.observe(ConnectionChanged("resuming", "silent"), 200.0)
     out = timeline.observe(LeaderLearned(3, "h:3", Epoch(2, 3)), 200.25)
     assert any("election done in 250 ms" in e.text and "epoch 2:3" in e.text for e in out)
     split = timeline.users([], ["a", "b", "c"], 201.0)

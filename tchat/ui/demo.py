@@ -167,7 +167,7 @@ class FakeClientService:
         """The leader dies; after ``took`` seconds a new one is elected and serves."""
         node = self.node
         node.state = FakeState.RESUMING
-        self.emit(ev.ConnectionChanged("RESUMING", "leader silent"))
+        self.emit(ev.ConnectionChanged("resuming", "leader silent"))
         self.clock.now += took
         node.leader_id, node.leader_addr = new_leader, addr
         node.epoch = Epoch(node.epoch.term + 1, new_leader)
@@ -178,7 +178,7 @@ class FakeClientService:
         )
         self.emit(ev.LeaderLearned(new_leader, addr, node.epoch, servers))
         node.state = FakeState.SERVING
-        self.emit(ev.ConnectionChanged("SERVING", "resumed"))
+        self.emit(ev.ConnectionChanged("serving", "resumed"))
 
     # -- the service surface ----------------------------------------------------------
     def submit(self, op: Operation) -> int:

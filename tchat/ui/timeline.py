@@ -62,34 +62,39 @@ class ElectionTimeline:
         return []
 
     def _connection(self, state: str, detail: str, wall: float) -> list[TimelineEntry]:
+        state = state.upper()  # the core reports ClientState values ("resuming")
         why = f" ({detail})" if detail else ""
         if state in ("RESUMING", "DISCOVERING") and self._outage_since is None and self.leader_id:
             self._outage_since = wall
+            if state == "DISCOVERING":
+                text = f"lost leader {self.leader_id} ({self.leader_addr}); looking for servers"
+            else:
+                text = f"resuming the session with leader {self.leader_id}"
+            kind = "lost" if state == "DISCOVERING" else "resume"
+            return self._add(wall, kind, f"{text}{why}; unsent messages are kept")
+        if state == "SERVING" and self._outage_since is not None:
+            took = (wall - self._outage_since) * 1000
+            self._outage_since = None
             return self._add(
                 wall,
-                "lost",
-                f"lost leader {self.leader_id} ({self.leader_addr}){why}; "
-                "resuming, unsent messages are kept",
+                "reconnect",
+                f"back in service with leader {self.leader_id} after {took:.0f} ms",
             )
-        if state == "SERVING" and self._outage_since is not None:
-            return self._end_outage(wall, self.leader_id, self.leader_addr, self.epoch)
         if state in ("FAILED", "CLOSED"):
             return self._add(wall, "down", f"connection {state.lower()}{why}")
         return []
 
     def _end_outage(self, wall: float, lid: int, addr: str, epoch: str) -> list[TimelineEntry]:
+        """A leader is known (again): name the change, timed from when we lost the old one."""
         out: list[TimelineEntry] = []
         changed = (lid, epoch) != (self.leader_id, self.epoch)
-        if self._outage_since is not None:
+        if changed and self._outage_since is not None:
             took = (wall - self._outage_since) * 1000
-            self._outage_since = None
-            if changed:
-                out += self._add(
-                    wall,
-                    "election",
-                    f"election done in {took:.0f} ms: leader {lid} ({addr}), epoch {epoch}",
-                )
-            out += self._add(wall, "reconnect", f"reconnected to leader {lid} after {took:.0f} ms")
+            out += self._add(
+                wall,
+                "election",
+                f"election done in {took:.0f} ms: leader {lid} ({addr}), epoch {epoch}",
+            )
         elif changed and self.leader_id:
             out += self._add(
                 wall,

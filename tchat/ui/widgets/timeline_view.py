@@ -17,6 +17,7 @@ _KIND_CLASS = {
     "down": "timeline-view--bad",
     "netsplit": "timeline-view--warn",
     "reconnect": "timeline-view--good",
+    "resume": "timeline-view--warn",
     "netjoin": "timeline-view--good",
 }
 
