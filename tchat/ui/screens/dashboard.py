@@ -90,12 +90,14 @@ class DashboardScreen(Screen[None]):
         role = state_name(node.role)
         leader = node.leader_id
         addr = next((s.addr for s in node.servers if s.server_id == leader), "")
+        live = len(set(getattr(node, "live_backups", ()) or ())) + (role == "LEADER")
         self.query_one(StatusBar).status = Status(
             state=role,
             user=f"server {node.server_id}",
             leader=f"{leader}@{addr}" if leader else "",
             epoch=str(node.epoch),
-            delivery=f"log {len(node.log)}",
+            client=False,
+            extras=(("live", f"{live}/{len(node.servers)}"), ("log", f"{len(node.log)} entries")),
         )
         self._ring(node)
         self._users(node)

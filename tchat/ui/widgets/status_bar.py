@@ -20,6 +20,8 @@ class Status:
     rtt_ms: float | None = None
     delivery: str = ""  # "multicast" | "unicast" | ""
     pending: int = 0
+    client: bool = True  # a client shows round trip and delivery mode; a server does not
+    extras: tuple[tuple[str, str], ...] = ()
 
 
 class StatusBar(Widget):
@@ -40,12 +42,11 @@ class StatusBar(Widget):
         text.append(f" {s.state.lower()} ", style(state_style))
         if s.user:
             text.append(" " + sanitize(s.user))
-        parts = [
-            ("leader", s.leader or "?"),
-            ("epoch", s.epoch or "?"),
-            ("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"),
-            ("via", s.delivery or "–"),
-        ]
+        parts = [("leader", s.leader or "?"), ("epoch", s.epoch or "?")]
+        if s.client:
+            parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
+            parts.append(("via", s.delivery or "–"))
+        parts.extend(s.extras)
         if s.pending:
             parts.append(("pending", str(s.pending)))
         for key, value in parts:
