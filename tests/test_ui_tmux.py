@@ -1,0 +1,124 @@
+"""End to end: the real ``tchat --user`` in tmux (send-keys, capture-pane) against real daemons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_harness import REPO, Cluster, wait_for
+
+pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+class Tmux:
+    """One private tmux server (its own socket): never touches the user's sessions."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"tchat-test-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=10,
+            check=False,
+        )
+        return done.stdout
+
+    def start(self, command: list[str], size: tuple[int, int]) -> None:
+        width, height = size
+        self.run(
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            " ".join(_quote(part) for part in command),
+        )
+        self.run("set-option", "-t", "t", "remain-on-exit", "on")
+
+    def keys(self, text: str, enter: bool = True) -> None:
+        self.run("send-keys", "-t", "t", "-l", text)
+        if enter:
+            self.run("send-keys", "-t", "t", "Enter")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "t")
+
+    def dead(self) -> bool:
+        return self.run("display-message", "-p", "-t", "t", "#{pane_dead}").strip() == "1"
+
+    def wait_screen(self, text: str, timeout: float = 15.0) -> str:
+        return wait_for(
+            lambda: text in (s := self.screen()) and s,
+            timeout,
+            f"{text!r} on the tmux screen:\n{self.screen()}",
+        )
+
+    def close(self) -> None:
+        self.run("kill-server")
+
+
+def _quote(part: str) -> str:
+    return "'" + part.replace("'", "'\\''") + "'"
+
+
+def test_tchat_user_in_tmux(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        daemons = [cluster.daemon(server_id=i, wait=False) for i in (1, 2, 3)]
+        for daemon in daemons:
+            daemon.started()
+        bob = cluster.client("bob")
+        bob.wait_event("ready", 15)
+        bob.send("/join lobby")
+        bob.wait_event("joined", room="lobby")
+        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
+        env.pop("TMUX", None)
+        tmux = Tmux(env)
+        command = [
+            sys.executable,
+            "-m",
+            "tchat",
+            "--user",
+            "alice",
+            "--theme",
+            "light",
+            *cluster.net_args(),
+            "--log-file",
+            str(tmp_path / "tui.log"),
+        ]
+        try:
+            tmux.start(command, (100, 30))
+            tmux.wait_screen("serving", 20)
+            tmux.keys("/join lobby")
+            tmux.wait_screen("joined #lobby")
+            tmux.keys("hello via tmux")
+            got = bob.wait_event("message", text="hello via tmux", timeout=15)
+            assert got["from"] == "alice" and got["room"] == "lobby"
+            bob.send("/say lobby \x1b]0;pwned\x07[bold]reply[/bold]")
+            screen = tmux.wait_screen("[bold]reply[/bold]")
+            assert "␛]0;pwned␇[bold]reply[/bold]" in screen
+            tmux.keys("/quit")
+            wait_for(tmux.dead, 15, "tchat to exit after /quit")
+            wait_for(lambda: bob.user_names() == {"bob"}, 10, "alice logged out")
+        finally:
+            tmux.close()
+    config = Path(env["XDG_CONFIG_HOME"]) / "tchat" / "config.toml"
+    assert 'theme = "light"' in config.read_text()
+    assert os.path.exists(tmp_path / "tui.log")
