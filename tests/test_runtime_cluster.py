@@ -42,8 +42,10 @@ def texts_from(client: Client, sender: str) -> list[str]:
 def test_users_rooms_private_messages_and_logout(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         daemons = start_daemons(cluster, [1, 2, 3])
-        alice, bob, carol = (cluster.client(n) for n in ("alice", "bob", "carol"))
+        alice, carol = cluster.client("alice"), cluster.client("carol")
+        bob = cluster.client("bob", args=["--no-multicast"])  # rooms over his session
         ready(alice, bob, carol)
+        assert bob.wait_event("status", state="started")["connection"] == "unicast"
         users_converge([alice, bob, carol], {"alice", "bob", "carol"})
 
         alice.send("/join lobby")

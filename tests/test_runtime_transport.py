@@ -296,3 +296,29 @@ async def test_driver_commits_once_per_iteration_before_sending() -> None:
         driver.close()
         await relay.close()
         await peer.close()
+
+
+@on_uvloop
+async def test_a_peer_that_does_not_read_is_disconnected_not_buffered_forever() -> None:
+    # Listening but never accepting: the kernel completes the handshake, then nobody reads.
+    deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(1)
+    deaf_addr = f"127.0.0.1:{deaf.getsockname()[1]}"
+    sender = Transport(options(write_buffer_limit=256 * 1024), Inbox())
+    await sender.start()
+    try:
+        big = SendChat(room="r", to=None, text="x" * 3000, action=False)
+        sender.send(deaf_addr, Submit("c", 0, big, VectorClock(), 0.0))
+        await wait_until(lambda: sender.sessions[deaf_addr].transport is not None)
+        for cmid in range(20_000):  # ~60 MB: more than kernel buffers plus our limit
+            sender.send(deaf_addr, Submit("c", cmid, big, VectorClock(), 0.0))
+            if cmid % 100 == 0:
+                await asyncio.sleep(0)  # let the coalesced writes go out
+            if sender.drops.counts.get("slow-peer"):
+                break
+        await wait_until(lambda: sender.drops.counts.get("slow-peer", 0) >= 1)
+        await wait_until(lambda: deaf_addr not in sender.sessions)
+    finally:
+        await sender.close()
+        deaf.close()
