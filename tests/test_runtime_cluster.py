@@ -176,7 +176,10 @@ def test_sigterm_of_leader_hands_over_quickly(tmp_path: Path) -> None:
 
 def test_full_cluster_restart_keeps_history(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
-        daemons = start_daemons(cluster, [1, 2])
+        # No --id: each daemon generates its ID once and keeps it in its data dir.
+        daemons = [cluster.daemon(wait=False) for _ in range(2)]
+        for d in daemons:
+            d.started()
         alice = cluster.client("alice")
         ready(alice)
         alice.send("/join lobby")
@@ -186,11 +189,10 @@ def test_full_cluster_restart_keeps_history(tmp_path: Path) -> None:
         for d in daemons:
             d.kill()
         alice.kill()
-        again = [
-            cluster.daemon(server_id=d.server_id, data_dir=d.data_dir, wait=False) for d in daemons
-        ]
+        again = [cluster.daemon(data_dir=d.data_dir, wait=False) for d in daemons]
         for d in again:
             d.started()
+        assert [d.server_id for d in again] == [d.server_id for d in daemons]
         bob = cluster.client("bob")
         ready(bob)
         bob.send("/join lobby")
