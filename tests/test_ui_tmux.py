@@ -122,3 +122,42 @@ def test_tchat_user_in_tmux(tmp_path: Path) -> None:
     config = Path(env["XDG_CONFIG_HOME"]) / "tchat" / "config.toml"
     assert 'theme = "light"' in config.read_text()
     assert os.path.exists(tmp_path / "tui.log")
+
+
+def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
+            daemon.started()
+        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
+        env.pop("TMUX", None)
+        tmux = Tmux(env)
+        command = [
+            sys.executable,
+            "-m",
+            "tchat",
+            "--server",
+            "--id",
+            "9",
+            "--data-dir",
+            str(tmp_path / "dash"),
+            *cluster.net_args(),
+            "--log-file",
+            str(tmp_path / "dash.log"),
+        ]
+        try:
+            tmux.start(command, (80, 24))
+            screen = tmux.wait_screen("9 *", 20)
+            wait_for(
+                lambda: "BACKUP" in tmux.screen() and "self" in tmux.screen(),
+                15,
+                "the dashboard's node admitted as a backup",
+            )
+            assert "Ring" in screen and "Elections" in screen
+            tmux.run("send-keys", "-t", "t", "F4")
+            tmux.wait_screen("leader is")
+            tmux.keys("l", enter=False)
+            wait_for(tmux.dead, 15, "the dashboard to leave and exit")
+            status = tmux.run("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
+            assert status == "0"
+        finally:
+            tmux.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from itertools import islice
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +18,7 @@ from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 from tchat.core.messages import Chat
 from tchat.ui.node_messages import ServerEffect
 from tchat.ui.sanitize import safe_text
+from tchat.ui.server_view import ring_rows, room_rows, user_rows
 from tchat.ui.service import ServerServiceLike, state_name
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
@@ -67,7 +70,9 @@ class DashboardScreen(Screen[None]):
             "id", "address", "role", "epoch", "live", "lag"
         )
         self.query_one("#users-table", DataTable).add_columns("user", "address", "status", "since")
-        self.query_one("#rooms-table", DataTable).add_columns("room", "group", "members", "who")
+        self.query_one("#rooms-table", DataTable).add_columns(
+            "room", "group", "members", "messages", "who"
+        )
         self.query_one(ClockView).title = "log clock"
         self.refresh_views()
         self.set_interval(0.5, self.refresh_views)
@@ -83,6 +88,12 @@ class DashboardScreen(Screen[None]):
             self.query_one(TimelineView).show(self.timeline.entries)
 
     def refresh_views(self) -> None:
+        try:
+            self._refresh_views()
+        except Exception:  # a surprise in the node's shape must not take the dashboard down
+            log.exception("dashboard refresh failed")
+
+    def _refresh_views(self) -> None:
         node = self.service.node
         if node is None:  # still starting: nothing to show yet
             self.query_one(StatusBar).status = Status(state="STARTING")
@@ -90,7 +101,8 @@ class DashboardScreen(Screen[None]):
         role = state_name(node.role)
         leader = node.leader_id
         addr = next((s.addr for s in node.servers if s.server_id == leader), "")
-        live = len(set(getattr(node, "live_backups", ()) or ())) + (role == "LEADER")
+        rows = ring_rows(node, _loop_time(), self._peer_timeout(node))
+        live = sum(1 for r in rows if r.live.startswith(("yes", "self")))
         self.query_one(StatusBar).status = Status(
             state=role,
             user=f"server {node.server_id}",
@@ -110,42 +122,27 @@ class DashboardScreen(Screen[None]):
         self._seen[key] = value
         return True
 
-    def _ring(self, node: object) -> None:
-        lag: dict[int, int] = dict(getattr(node, "lag", None) or {})
-        live = set(getattr(node, "live_backups", ()) or ())
-        rows = []
-        for server in sorted(node.servers, key=lambda s: s.server_id):  # type: ignore[attr-defined]
-            sid = server.server_id
-            me = sid == node.server_id  # type: ignore[attr-defined]
-            is_leader = sid == node.leader_id  # type: ignore[attr-defined]
-            role = state_name(node.role) if me else "LEADER" if is_leader else "BACKUP"  # type: ignore[attr-defined]
-            alive = "self" if me else "yes" if (sid in live or is_leader) else "no"
-            rows.append(
-                (
-                    str(sid) + (" *" if me else ""),
-                    server.addr,
-                    role,
-                    str(node.epoch),
-                    alive,
-                    str(lag.get(sid, "–")) if not me else "–",
-                )
-            )  # type: ignore[attr-defined]
-        if self._changed("ring", rows):
+    def _ring(self, node: Any) -> None:
+        rows = ring_rows(node, _loop_time(), self._peer_timeout(node))
+        cells = [
+            (f"{r.server_id}{' *' if r.me else ''}", r.addr, r.role, str(node.epoch), r.live, r.lag)
+            for r in rows
+        ]
+        if self._changed("ring", cells):
             table = self.query_one("#ring-table", DataTable)
             table.clear()
-            for row in rows:
+            for row in cells:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    def _users(self, node: object) -> None:
-        users = getattr(node.state, "users", {})  # type: ignore[attr-defined]
+    @staticmethod
+    def _peer_timeout(node: Any) -> float:
+        timing = getattr(getattr(node, "config", None), "timing", None)
+        return float(getattr(timing, "leader_timeout", 0.25)) * 2
+
+    def _users(self, node: Any) -> None:
         rows = [
-            (
-                u.name,
-                u.addr,
-                u.status,
-                datetime.fromtimestamp(u.since, self.tz).strftime("%H:%M:%S"),
-            )
-            for _, u in sorted(users.items())
+            (name, addr, status, datetime.fromtimestamp(since, self.tz).strftime("%H:%M:%S"))
+            for name, addr, status, since in user_rows(node)
         ]
         if self._changed("users", rows):
             table = self.query_one("#users-table", DataTable)
@@ -153,19 +150,24 @@ class DashboardScreen(Screen[None]):
             for row in rows:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    def _rooms(self, node: object) -> None:
-        rooms = getattr(node.state, "rooms", {})  # type: ignore[attr-defined]
-        rows = []
-        for name, value in sorted(rooms.items()):
-            group, members = _room_parts(value)
-            rows.append(("#" + name, group, str(len(members)), ", ".join(sorted(members))[:60]))
+    def _rooms(self, node: Any) -> None:
+        rows = [
+            (
+                "#" + name,
+                group,
+                str(len(members)),
+                "–" if n is None else str(n),
+                ", ".join(members)[:60],
+            )
+            for name, group, members, n in room_rows(node)
+        ]
         if self._changed("rooms", rows):
             table = self.query_one("#rooms-table", DataTable)
             table.clear()
             for row in rows:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    def _clocks(self, node: object) -> None:
+    def _clocks(self, node: Any) -> None:
         node_log = node.log  # type: ignore[attr-defined]
         if not self._changed("clock", (node_log.clock, len(node_log))):
             return
@@ -194,9 +196,9 @@ class DashboardScreen(Screen[None]):
         self.notify("stepping down: the ring elects a successor")
 
 
-def _room_parts(value: object) -> tuple[str, tuple[str, ...]]:
-    """``state.rooms`` values are (group, members) pairs or RoomInfo-like objects."""
-    if isinstance(value, tuple) and len(value) == 2:
-        group, members = value
-        return str(group), tuple(members)
-    return str(getattr(value, "group", "")), tuple(getattr(value, "members", ()))
+def _loop_time() -> float | None:
+    """The node's clock: the runtime passes the event loop's time as ``now``."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None
