@@ -88,6 +88,8 @@ class ClientScreen(Screen[None]):
         self.history_requests: dict[int, str] = {}  # request id -> conversation key
         self.join_wanted: set[str] = set()  # rooms to open once entered
         self._lists_dirty = True
+        self._tables_dirty = True
+        self._activity = False
         self._clocks_dirty = True
         self.search_status = ""  # shown in the topic line until Esc or another conversation
 
@@ -218,6 +220,10 @@ class ClientScreen(Screen[None]):
             view.appended(change.appended)
         elif self.model.active in change.conversations:
             view.changed()
+        if change.users or change.rooms:
+            self._tables_dirty = True  # membership changes show at once
+        elif change.conversations:
+            self._activity = True  # message counts in the Rooms tab: at most once a second
         if change.conversations or change.users or change.rooms:
             self._lists_dirty = True
             self.post_message(RefreshLists())
@@ -244,6 +250,9 @@ class ClientScreen(Screen[None]):
 
     def _tick(self) -> None:
         self.post_message(StatusTick())
+        if self._activity:
+            self._activity = False
+            self._refresh_tables()
         if self._clocks_dirty:
             self._refresh_clocks()
 
@@ -256,11 +265,16 @@ class ClientScreen(Screen[None]):
         self._lists_dirty = False
         self.query_one(ConversationList).show(self.model.ordered(), self.model.active)
         self._refresh_members()
-        self._refresh_rooms()
-        self._refresh_users()
         self._refresh_topic()
+        if self._tables_dirty:
+            self._refresh_tables()
         if self._clocks_dirty:
             self._refresh_clocks()
+
+    def _refresh_tables(self) -> None:
+        self._tables_dirty = False
+        self._refresh_rooms()
+        self._refresh_users()
 
     def _refresh_topic(self) -> None:
         extra = self.search_status
