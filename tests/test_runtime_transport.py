@@ -218,7 +218,7 @@ async def test_multicast_reaches_every_joined_socket_on_loopback() -> None:
     for node in nodes:
         await node.start()
         g = MulticastGroups(node)
-        assert await g.join(group)
+        assert g.join(group)
         groups.append(g)
     sender = Transport(opts, Inbox())
     await sender.start()

@@ -79,7 +79,6 @@ class NodeDriver:
         self._timer_at: float | None = None
         self._closed = False
         self._trace = frame_log.isEnabledFor(logging.DEBUG)
-        self._tasks: set[asyncio.Task[bool]] = set()
 
     # -- inputs -------------------------------------------------------------------
     def start(self) -> None:
@@ -172,9 +171,7 @@ class NodeDriver:
                 multicast.send(self.transport, group, message)
             case JoinGroup(group=group):
                 if self.groups is not None:
-                    task = self.loop.create_task(self.groups.join(group))
-                    self._tasks.add(task)  # the loop keeps only weak references to tasks
-                    task.add_done_callback(self._tasks.discard)
+                    self.groups.join(group)
             case LeaveGroup(group=group):
                 if self.groups is not None:
                     self.groups.leave(group)

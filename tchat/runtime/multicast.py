@@ -9,7 +9,7 @@ import random
 import socket
 
 from tchat.core.messages import Message
-from tchat.runtime.transport import Datagrams, Transport, split_addr
+from tchat.runtime.transport import Transport, split_addr
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,22 @@ def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
 
 
 class MulticastGroups:
-    """The room groups a client has joined, each a UDP socket feeding the node."""
+    """The room groups a client has joined, each a UDP socket feeding the node.
+
+    Joining is synchronous (socket + membership + ``loop.add_reader``) so that a group is
+    joined before the node handles the next frame: an async join could miss the room's
+    first multicast frames and force a gap repair.
+    """
+
+    MAX_READS = 64  # datagrams read per readiness callback, so one busy group cannot starve
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.groups: dict[str, asyncio.DatagramTransport] = {}
+        self.groups: dict[str, socket.socket] = {}
         self.failed: set[str] = set()
+        self.loop = asyncio.get_running_loop()
 
-    async def join(self, group: str) -> bool:
+    def join(self, group: str) -> bool:
         if group in self.groups:
             return True
         try:
@@ -51,17 +59,27 @@ class MulticastGroups:
             logger.warning("cannot join multicast group %s: %s", group, exc)
             self.failed.add(group)
             return False
-        loop = asyncio.get_running_loop()
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: Datagrams(self.transport, f"multicast {group}"), sock=sock
-        )
-        self.groups[group] = udp  # type: ignore[assignment]
+        self.groups[group] = sock
+        self.loop.add_reader(sock.fileno(), self._readable, group, sock)
         return True
 
+    def _readable(self, group: str, sock: socket.socket) -> None:
+        handler = self.transport.receive_datagram
+        for _ in range(self.MAX_READS):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("multicast %s: %s", group, exc)
+                return
+            handler(data, addr, f"multicast {group}")
+
     def leave(self, group: str) -> None:
-        udp = self.groups.pop(group, None)
-        if udp is not None:
-            udp.close()
+        sock = self.groups.pop(group, None)
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
 
     def close(self) -> None:
         for group in list(self.groups):

@@ -116,9 +116,7 @@ class Session(asyncio.Protocol):
                     self._hello(raw[len(HELLO) :])
                     continue
             try:
-                message = codec.decode(
-                    raw, self.owner.options.cluster_key, self.owner.options.max_frame
-                )
+                message = self.owner.decode(raw)
             except RemoteProtocolError as exc:
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self.owner.drops.count(exc.reason, self.label, f"tcp: {exc}")
@@ -233,17 +231,9 @@ class Datagrams(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        peer = f"{addr[0]}:{addr[1]}"
-        if self.ignore_own and peer == self.owner.addr:
+        if self.ignore_own and f"{addr[0]}:{addr[1]}" == self.owner.addr:
             return
-        try:
-            message = codec.decode(
-                data, self.owner.options.cluster_key, self.owner.options.max_frame
-            )
-        except RemoteProtocolError as exc:
-            self.owner.drops.count(exc.reason, peer, f"{self.channel}: {exc}")
-            return
-        self.owner.dispatch(message, peer)
+        self.owner.receive_datagram(data, addr, self.channel)
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("%s socket error: %s", self.channel, exc)
@@ -333,6 +323,16 @@ class Transport:
             self.on_message(message, src)
         except Exception:  # the node must survive anything one frame does
             logger.exception("error handling %s from %s", type(message).__name__, src)
+
+    def receive_datagram(self, data: bytes, addr: tuple[Any, ...], channel: str) -> None:
+        """One datagram is one frame: decode it or count why not."""
+        peer = f"{addr[0]}:{addr[1]}"
+        try:
+            message = self.decode(data)
+        except RemoteProtocolError as exc:
+            self.drops.count(exc.reason, peer, f"{channel}: {exc}")
+            return
+        self.dispatch(message, peer)
 
     def adopt(self, session: Session) -> None:
         """An inbound session said who it is: answer that peer over it unless we have one."""
