@@ -6,6 +6,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.cells import cell_len
+from rich.text import Text
 
 from tchat.core.effects import ConnectionChanged, LeaderLearned, Ready
 from tchat.core.messages import Chat, Dot, Entry, Epoch, Origin, UserInfo
@@ -15,6 +19,7 @@ from tchat.ui.commands import Command, Invalid, Plain, complete, parse
 from tchat.ui.settings import save_setting
 from tchat.ui.themes import load_themes, theme_from_toml
 from tchat.ui.timeline import ElectionTimeline
+from tchat.ui.widgets.message_view import fold, wrap_offsets
 
 
 def chat(
@@ -188,3 +193,13 @@ def test_timeline_times_an_election() -> None:
     assert any("election done in 250 ms" in e.text and "epoch 2:3" in e.text for e in out)
     split = timeline.users([], ["a", "b", "c"], 201.0)
     assert split and split[0].kind == "netsplit" and "a, b, c" in split[0].text
+
+
+@given(st.text(alphabet="ab  cé你\t", max_size=300), st.integers(min_value=16, max_value=120))
+def test_wrapped_rows_fit_and_heights_agree(plain: str, width: int) -> None:
+    rows = fold(Text(plain), width)
+    assert all(cell_len(row.plain) <= width for row in rows)
+    assert len(rows) == 1 + len(wrap_offsets(plain, width)) or cell_len(plain) <= width
+    assert "".join(row.plain.lstrip(" ") if i else row.plain for i, row in enumerate(rows)).replace(
+        " ", ""
+    ) == plain.replace(" ", "")

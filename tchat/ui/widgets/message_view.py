@@ -33,24 +33,42 @@ def wrap_offsets(plain: str, width: int, indent: int = PREFIX) -> list[int]:
     Rows after the first are indented by ``indent`` cells (they line up after the time).
     Heights are computed with the same function, so they are exact.
     """
+    if plain.isascii():
+        return _wrap_ascii(plain, width, indent)
     offsets: list[int] = []
-    limit = max(1, width)
-    col = 0
     start = 0
-    space = -1  # index of the last space on the current row
-    ascii_only = plain.isascii()
-    for index, char in enumerate(plain):
-        size = 1 if ascii_only else get_character_cell_size(char)
-        if col + size > limit and index > start:
-            cut = space + 1 if space >= start else index
-            offsets.append(cut)
-            start = cut
-            limit = max(1, width - indent)
-            col = cell_len(plain[cut:index]) if cut < index else 0
-            space = -1
-        if char == " ":
-            space = index
-        col += size
+    limit = max(1, width)
+    end = len(plain)
+    while True:
+        col = 0
+        index = start
+        while index < end:
+            size = get_character_cell_size(plain[index])
+            if col + size > limit and index > start:
+                break
+            col += size
+            index += 1
+        if index >= end:
+            return offsets
+        space = plain.rfind(" ", start, index)
+        cut = space + 1 if space >= start else index
+        offsets.append(cut)
+        start = cut
+        limit = max(1, width - indent)
+
+
+def _wrap_ascii(plain: str, width: int, indent: int) -> list[int]:
+    """``wrap_offsets`` for one-cell characters, with str.rfind instead of a Python loop."""
+    offsets: list[int] = []
+    start = 0
+    limit = max(1, width)
+    end = len(plain)
+    while end - start > limit:
+        space = plain.rfind(" ", start, start + limit)
+        cut = space + 1 if space >= start else start + limit
+        offsets.append(cut)
+        start = cut
+        limit = max(1, width - indent)
     return offsets
 
 
