@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TabbedContent
 
-from tchat.core.effects import ChatDelivered, UsersChanged
+from tchat.core.effects import ChatDelivered, Failed, UsersChanged
 from tchat.core.messages import JoinRoom, SendChat, SetAway
 from tchat.ui.app import ClientApp
 from tchat.ui.demo import FakeClientService, FakeClock, populate
@@ -308,7 +308,8 @@ async def test_a_hundred_thousand_messages_scroll_without_stutter() -> None:
             await pilot.press("pageup")
         paging = (time.perf_counter() - t0) / 20
         print(
-            f"100k: load {loaded:.2f} s (layout {layout:.2f} s), screenful {worst * 1000:.1f} ms, page-up {paging * 1000:.1f} ms"
+            f"100k: load {loaded:.2f} s (layout {layout:.2f} s), "
+            f"screenful {worst * 1000:.1f} ms, page-up {paging * 1000:.1f} ms"
         )
         assert worst < 0.05, f"a screenful took {worst * 1000:.1f} ms to render"
         assert paging < 0.25, f"a page-up took {paging * 1000:.1f} ms"
@@ -355,3 +356,26 @@ def test_fake_is_deterministic() -> None:
     populate(b)
     assert seen[0] == seen[1] and any(isinstance(e, ChatDelivered) for e in seen[0])
     assert any(isinstance(e, UsersChanged) for e in seen[0])
+
+
+async def test_a_refused_name_asks_for_another() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ClientScreen) and bool(demo.services))
+        demo.service.emit(Failed("the name 'you' is taken"))
+        await until(pilot, lambda: isinstance(app.screen, NamePrompt))
+        assert demo.services[0].stopped
+        await until(pilot, lambda: "the name 'you' is taken" in screen_text(pilot))
+        app.screen.query_one(Input).value = "you2"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ClientScreen) and len(demo.services) == 2)
+        assert demo.service.node.name == "you2" and app.screen.model.me == "you2"
+
+
+async def test_textual_builtin_themes_work_too() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, demo)
+        await type_line(pilot, "/theme nord")
+        assert app.theme == "nord"
+        assert app.theme_variables["sender-0"]  # borrowed from the theme's own colours

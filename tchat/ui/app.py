@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 
 from tchat.ui.node_messages import NodeEvent, ServerEffect
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
@@ -127,6 +128,17 @@ class ClientApp(ThemedApp):
     async def action_quit(self) -> None:
         await self.shutdown_service()
         self.exit(0)
+
+    async def on_client_screen_login_refused(self, message: Message) -> None:
+        """Name taken or invalid: close this session and ask for another name."""
+        from tchat.ui.screens.name_prompt import NamePrompt
+
+        await self.shutdown_service()
+        self.service = None
+        self._stopping = False
+        self.pop_screen()
+        reason = getattr(message, "reason", "")
+        self.push_screen(NamePrompt(f"refused: {reason}; pick another name"), self._named)
 
     async def shutdown_service(self) -> None:
         if self.service is not None and not self._stopping:

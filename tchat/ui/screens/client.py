@@ -54,6 +54,13 @@ class RefreshLists(Message):
 
 
 class ClientScreen(Screen[None]):
+    class LoginRefused(Message):
+        """The leader refused our name for good: the app asks for another."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
     BINDINGS = [
         Binding("f1", "tab('chat')", "Chat"),
@@ -195,7 +202,7 @@ class ClientScreen(Screen[None]):
                     change = self.model.history(key, entries, HISTORY_PAGE)
             case ev.Failed(reason=reason):
                 change = self.model.notice(f"cannot log in: {reason}", wall, STATUS_KEY)
-                self.notify(sanitize(reason), title="login refused", severity="error", markup=False)
+                self.post_message(self.LoginRefused(reason))
             case ev.ClockAdvanced():
                 self._clocks_dirty = True
         self._timeline(self.timeline.observe(event, wall))

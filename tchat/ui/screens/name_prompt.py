@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -10,10 +11,15 @@ from textual.widgets import Input, Label
 
 from tchat.core.messages import MAX_NAME
 from tchat.ui.commands import valid_name
+from tchat.ui.sanitize import sanitize
 
 
 class NamePrompt(ModalScreen[str]):
-    """Dismisses with the chosen name."""
+    """Dismisses with the chosen name; ``problem`` says why a previous name was refused."""
+
+    def __init__(self, problem: str = "") -> None:
+        super().__init__()
+        self.problem = problem
 
     def compose(self) -> ComposeResult:
         with Vertical(id="name-box"):
@@ -23,7 +29,7 @@ class NamePrompt(ModalScreen[str]):
                 id="name-input",
                 max_length=MAX_NAME,
             )
-            yield Label("", id="name-error")
+            yield Label(Text(sanitize(self.problem)), id="name-error")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
