@@ -51,8 +51,9 @@ def unavailable_reason() -> str | None:
         if made.returncode != 0:
             reason = f"`ip netns add` is not permitted here: {made.stderr.strip()}"
         else:
-            veth = _ip("-n", probe, "link", "add", "pa", "type", "veth", "peer", "name", "pb",
-                       check=False)
+            veth = _ip(
+                "-n", probe, "link", "add", "pa", "type", "veth", "peer", "name", "pb", check=False
+            )
             if veth.returncode != 0:
                 reason = f"veth pairs are unavailable: {veth.stderr.strip()}"
             _ip("netns", "del", probe, check=False)
@@ -142,8 +143,9 @@ class LineReader:
         *complete, self._buf = self._buf.split(b"\n")
         self.lines.extend(line.decode("utf-8", "replace") for line in complete)
 
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float,
-                 start: int = 0) -> tuple[int, str]:
+    def wait_for(
+        self, predicate: Callable[[str], bool], timeout: float, start: int = 0
+    ) -> tuple[int, str]:
         """The first line at index >= start matching predicate, as (index, line); TimeoutError."""
         deadline = time.monotonic() + timeout
         seen = start
@@ -185,9 +187,13 @@ class Lan:
         if len(self.labels) > 250:
             raise ValueError("at most 250 hosts fit the /24")
         for index, label in enumerate(self.labels, start=1):
-            self.hosts[label] = Host(label=label, ns=f"{base}-{label}",
-                                     addr=f"{SUBNET_PREFIX}{index}",
-                                     segment="b" if label in side_b else "a", port=f"p{index}")
+            self.hosts[label] = Host(
+                label=label,
+                ns=f"{base}-{label}",
+                addr=f"{SUBNET_PREFIX}{index}",
+                segment="b" if label in side_b else "a",
+                port=f"p{index}",
+            )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -206,8 +212,19 @@ class Lan:
         _ip("-n", sw, "link", "set", "lo", "up")
         for bridge in ("br-a", "br-b"):
             # Snooping off: the bridge floods multicast like a dumb switch, so no querier is needed.
-            _ip("-n", sw, "link", "add", bridge, "type", "bridge", "stp_state", "0",
-                "mcast_snooping", "0")
+            _ip(
+                "-n",
+                sw,
+                "link",
+                "add",
+                bridge,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            )
             _ip("-n", sw, "link", "set", bridge, "up")
         _ip("-n", sw, "link", "add", "trunk-a", "type", "veth", "peer", "name", "trunk-b")
         _ip("-n", sw, "link", "set", "trunk-a", "master", "br-a", "up")
@@ -215,13 +232,45 @@ class Lan:
         for host in self.hosts.values():
             _ip("netns", "add", host.ns)
             _ip("-n", host.ns, "link", "set", "lo", "up")
-            subprocess.run(["ip", "netns", "exec", host.ns, "sysctl", "-qw",
-                            "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True, timeout=10)
-            _ip("-n", sw, "link", "add", host.port, "type", "veth", "peer", "name", "eth0",
-                "netns", host.ns)
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    host.ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                ],
+                capture_output=True,
+                timeout=10,
+            )
+            _ip(
+                "-n",
+                sw,
+                "link",
+                "add",
+                host.port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host.ns,
+            )
             _ip("-n", sw, "link", "set", host.port, "master", f"br-{host.segment}", "up")
-            _ip("-n", host.ns, "addr", "add", f"{host.addr}/{PREFIX_LEN}", "broadcast",
-                BROADCAST, "dev", "eth0")
+            _ip(
+                "-n",
+                host.ns,
+                "addr",
+                "add",
+                f"{host.addr}/{PREFIX_LEN}",
+                "broadcast",
+                BROADCAST,
+                "dev",
+                "eth0",
+            )
             _ip("-n", host.ns, "link", "set", "eth0", "up")
             _ip("-n", host.ns, "route", "add", MULTICAST_ROUTE, "dev", "eth0")
 
@@ -241,8 +290,11 @@ class Lan:
             if ns in _list_namespaces():
                 _kill_namespace_pids(ns)
                 _ip("netns", "del", ns, check=False)
-        left = [ns for ns in _list_namespaces()
-                if ns == self.switch or ns in {h.ns for h in self.hosts.values()}]
+        left = [
+            ns
+            for ns in _list_namespaces()
+            if ns == self.switch or ns in {h.ns for h in self.hosts.values()}
+        ]
         if left:
             raise RuntimeError(f"namespaces survived teardown: {left}")
 
@@ -277,12 +329,14 @@ class Lan:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("stdout", subprocess.PIPE)
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
-            self.command(label, argv), **kwargs)
+            self.command(label, argv), **kwargs
+        )
         self._procs.append(proc)
         return proc
 
-    def run(self, label: str, argv: Sequence[str],
-            timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(label, argv), capture_output=True, text=True,
-                              timeout=timeout)
-
+    def run(
+        self, label: str, argv: Sequence[str], timeout: float = 10.0
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(label, argv), capture_output=True, text=True, timeout=timeout
+        )

@@ -33,7 +33,11 @@ class Cluster:
     def script(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["bash", str(SCRIPT), "--data-dir", str(self.data), "--session", self.session, *args],
-            capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
 
     @property
     def discovery_port(self) -> int:
@@ -47,13 +51,28 @@ class Cluster:
 
     def status(self) -> dict[str, Any] | None:
         done = subprocess.run(
-            [sys.executable, "-m", "tchat", "status", "--json", "--host", "127.0.0.1",
-             "--discovery-port", str(self.discovery_port), "--wait", "0.4"],
-            capture_output=True, text=True, timeout=15)
+            [
+                sys.executable,
+                "-m",
+                "tchat",
+                "status",
+                "--json",
+                "--host",
+                "127.0.0.1",
+                "--discovery-port",
+                str(self.discovery_port),
+                "--wait",
+                "0.4",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
         return json.loads(done.stdout) if done.returncode == 0 else None
 
-    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
-                    timeout: float = UP) -> dict[str, Any]:
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = UP
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -65,19 +84,38 @@ class Cluster:
     def panes(self) -> str:
         """What every pane shows, for failure messages."""
         out = []
-        listing = subprocess.run(["tmux", "-L", self.session, "list-panes", "-s", "-t",
-                                  self.session, "-F", "#{pane_id} #{@tchat_title}"],
-                                 capture_output=True, text=True)
+        listing = subprocess.run(
+            [
+                "tmux",
+                "-L",
+                self.session,
+                "list-panes",
+                "-s",
+                "-t",
+                self.session,
+                "-F",
+                "#{pane_id} #{@tchat_title}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         for line in listing.stdout.splitlines():
             pane, _, title = line.partition(" ")
-            shown = subprocess.run(["tmux", "-L", self.session, "capture-pane", "-p", "-t", pane],
-                                   capture_output=True, text=True).stdout.strip()
+            shown = subprocess.run(
+                ["tmux", "-L", self.session, "capture-pane", "-p", "-t", pane],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             out.append(f"--- {title}:\n" + "\n".join(shown.splitlines()[-12:]))
         return "\n".join(out)
 
     def has_session(self) -> bool:
-        return subprocess.run(["tmux", "-L", self.session, "has-session", "-t", self.session],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                ["tmux", "-L", self.session, "has-session", "-t", self.session], capture_output=True
+            ).returncode
+            == 0
+        )
 
 
 def answered(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,7 +177,8 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
     assert cluster.has_session()
     first = cluster.wait_status(
         lambda s: len(answered(s)) == 3 and s["leader"] in {101, 102, 103},
-        "a leader answered for by all 3 servers")
+        "a leader answered for by all 3 servers",
+    )
     pids = cluster.pids()
     assert set(pids) == {"server-1", "server-2", "server-3", "client-alice", "client-bob"}
     assert all(alive(pid) for pid in pids.values()), cluster.panes()
@@ -151,18 +190,28 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
     assert f"pid {victim}" in killed.stdout
     assert exited(victim, timeout=5.0)
     second = cluster.wait_status(
-        lambda s: s["leader"] not in (0, None, old_leader) and epoch(s) > epoch(first)
-        and len(answered(s)) == 2, "a new leader with a higher epoch")
+        lambda s: (
+            s["leader"] not in (0, None, old_leader)
+            and epoch(s) > epoch(first)
+            and len(answered(s)) == 2
+        ),
+        "a new leader with a higher epoch",
+    )
     assert old_leader not in {s["id"] for s in answered(second)}
 
     restarted = cluster.script("restart-dead", timeout=30)
     assert restarted.returncode == 0 and f"server(s) {old_leader - 100}" in restarted.stdout
-    cluster.wait_status(lambda s: len(answered(s)) == 3 and s["leader"] == second["leader"],
-                        "the old leader back as a backup")
+    cluster.wait_status(
+        lambda s: len(answered(s)) == 3 and s["leader"] == second["leader"],
+        "the old leader back as a backup",
+    )
 
     pids = cluster.pids()
-    socket = subprocess.run(["tmux", "-L", cluster.session, "display-message", "-p",
-                             "#{socket_path}"], capture_output=True, text=True).stdout.strip()
+    socket = subprocess.run(
+        ["tmux", "-L", cluster.session, "display-message", "-p", "#{socket_path}"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     stopped = cluster.script("stop", timeout=60)
     assert stopped.returncode == 0, stopped.stderr
     assert not cluster.has_session()
