@@ -13,6 +13,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 
+from tchat.core.effects import ClientEvent, Effect
 from tchat.ui.node_messages import NodeEvent, ServerEffect
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
 from tchat.ui.settings import config_path, read_settings, save_setting
@@ -113,8 +114,12 @@ class ClientApp(ThemedApp):
         service = self.factory(name)
         self.service = service
         screen = ClientScreen(service, name, wall=self.wall, tz=self.tz, themes=self.theme_names)
+
         # Called on the event loop's thread by the runtime; post_message is thread-safe anyway.
-        service.add_listener(lambda event: screen.post_message(NodeEvent(event, self.wall())))
+        def forward(event: ClientEvent) -> None:
+            screen.post_message(NodeEvent(event, self.wall()))
+
+        service.add_listener(forward)
         self.push_screen(screen)
         self.run_worker(self._start(service), name="service", exit_on_error=False)
 
@@ -178,9 +183,11 @@ class DashboardApp(ThemedApp):
         from tchat.ui.screens.dashboard import DashboardScreen
 
         screen = DashboardScreen(self.service, wall=self.wall, tz=self.tz)
-        self.service.add_listener(
-            lambda effect: screen.post_message(ServerEffect(effect, self.wall()))
-        )
+
+        def forward(effect: Effect) -> None:
+            screen.post_message(ServerEffect(effect, self.wall()))
+
+        self.service.add_listener(forward)
         self.push_screen(screen)
         if self.start_service:
             self.run_worker(self.service.start(), name="service", exit_on_error=False)

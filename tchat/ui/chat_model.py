@@ -285,8 +285,8 @@ class ChatModel:
             self.users[name] = UserRow(name, old.addr, "gone", now)
         for user in users:
             status = "away" if user.status == "away" else "online"
-            old = self.users.get(user.name)
-            since = user.since if old is None or old.status != status else old.since
+            known = self.users.get(user.name)
+            since = user.since if known is None or known.status != status else known.since
             self.users[user.name] = UserRow(user.name, user.addr, status, since)
         return sorted(arrived), left
 

@@ -51,7 +51,22 @@ def theme_from_toml(data: dict[str, object]) -> Theme:
     borrowed = ("primary", "secondary", "accent", "success", "warning", "error", "foreground")
     for index, var in enumerate(SENDER_VARIABLES):
         variables.setdefault(var, colours.get(borrowed[index % len(borrowed)], primary))
-    return Theme(name=name, dark=bool(data.get("dark", True)), variables=variables, **colours)
+    return Theme(
+        name=name,
+        primary=primary,
+        secondary=colours.get("secondary"),
+        warning=colours.get("warning"),
+        error=colours.get("error"),
+        success=colours.get("success"),
+        accent=colours.get("accent"),
+        foreground=colours.get("foreground"),
+        background=colours.get("background"),
+        surface=colours.get("surface"),
+        panel=colours.get("panel"),
+        boost=colours.get("boost"),
+        dark=bool(data.get("dark", True)),
+        variables=variables,
+    )
 
 
 def load_themes(directory: Path | None = None) -> list[Theme]:

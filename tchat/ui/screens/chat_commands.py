@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from tchat.core.messages import SetAway
-from tchat.ui.chat_model import Kind, peer_key
+from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.ui.chat_model import Kind, peer_key, room_key
 from tchat.ui.commands import Command, Invalid, Plain, help_lines, parse
 
 if TYPE_CHECKING:
     from tchat.ui.screens.client import ClientScreen
+
+log = logging.getLogger(__name__)
 
 
 class CommandRunner:
@@ -27,23 +30,23 @@ class CommandRunner:
             case Invalid(message=message):
                 self.screen.say(message)
             case Plain(text=text):
-                self.screen.send_chat(self.screen.model.active, text)
+                self.send_chat(self.screen.model.active, text)
             case Command(name=name):
                 getattr(self, f"do_{name}")(parsed)
 
     def do_join(self, cmd: Command) -> None:
-        self.screen.join(cmd.args[0])
+        self.join(cmd.args[0])
 
     def do_leave(self, cmd: Command) -> None:
         screen = self.screen
         if cmd.args:
-            screen.leave(cmd.args[0])
+            self.leave(cmd.args[0])
             return
         conv = screen.model.conversation(screen.model.active)
         if conv.kind is not Kind.ROOM:
             screen.say("usage: /leave ROOM (this conversation is not a room)")
             return
-        screen.leave(conv.name)
+        self.leave(conv.name)
 
     def do_msg(self, cmd: Command) -> None:
         screen = self.screen
@@ -57,7 +60,7 @@ class CommandRunner:
         key = peer_key(peer)
         screen.open_conversation(key)
         if cmd.rest:
-            screen.send_chat(key, cmd.rest)
+            self.send_chat(key, cmd.rest)
 
     def do_who(self, _cmd: Command) -> None:
         model = self.screen.model
@@ -69,11 +72,11 @@ class CommandRunner:
         self.screen.say(f"{len(online)} online: {names or 'nobody'}")
 
     def do_me(self, cmd: Command) -> None:
-        self.screen.send_chat(self.screen.model.active, cmd.rest, action=True)
+        self.send_chat(self.screen.model.active, cmd.rest, action=True)
 
     def do_away(self, cmd: Command) -> None:
         away = (cmd.args[0].lower() == "on") if cmd.args else not self.away
-        if self.screen.submit(SetAway(away), "away" if away else "back") is not None:
+        if self.submit(SetAway(away), "away" if away else "back") is not None:
             self.away = away
             self.screen.say("you are marked away" if away else "you are back")
 
@@ -109,3 +112,47 @@ class CommandRunner:
     def do_quit(self, _cmd: Command) -> None:
         app = self.screen.app
         app.call_later(app.action_quit)
+
+    # -- carrying out intents ---------------------------------------------------------
+    def submit(self, op: Operation, what: str = "") -> int | None:
+        try:
+            cmid = self.screen.service.submit(op)
+        except Exception as exc:  # the runtime refuses (closed, not serving): say so
+            log.warning("submit failed: %s", exc)
+            self.screen.say(f"{what or 'operation'} not sent: {exc}")
+            return None
+        if what:
+            self.screen.ops[cmid] = what
+        return cmid
+
+    def send_chat(self, key: str, text: str, action: bool = False) -> None:
+        conv = self.screen.model.conversation(key)
+        if conv.kind is Kind.ROOM:
+            if not conv.joined:
+                self.screen.say(f"you are not in #{conv.name}: /join {conv.name}")
+                return
+            op = SendChat(room=conv.name, to=None, text=text, action=action)
+        elif conv.kind is Kind.PRIVATE:
+            op = SendChat(room=None, to=conv.name, text=text, action=action)
+        else:
+            self.screen.say("this is the status window: /join a room or /msg someone first")
+            return
+        cmid = self.submit(op)
+        if cmid is not None:
+            self.screen.apply(
+                self.screen.model.add_pending(key, cmid, text, action, self.screen.wall())
+            )
+
+    def join(self, room: str) -> None:
+        key = room_key(room)
+        if self.screen.model.conversation(key).joined:
+            self.screen.open_conversation(key)
+            return
+        self.screen.join_wanted.add(room)
+        self.submit(JoinRoom(room), f"join #{room}")
+
+    def leave(self, room: str) -> None:
+        if not self.screen.model.conversation(room_key(room)).joined:
+            self.screen.say(f"you are not in #{room}")
+            return
+        self.submit(LeaveRoom(room), f"leave #{room}")

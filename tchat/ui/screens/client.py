@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 from rich.text import Text
 from textual import on
@@ -20,23 +20,22 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
-    Static,
     TabbedContent,
     TabPane,
 )
 
 from tchat.core import effects as ev
-from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
 from tchat.ui.commands import complete
 from tchat.ui.node_messages import NodeEvent, StatusTick
-from tchat.ui.sanitize import safe_text, sanitize
+from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
 from tchat.ui.service import ClientServiceLike, delivery_mode, rtt_ms, state_name
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
 from tchat.ui.widgets.composer import Composer
 from tchat.ui.widgets.conversation_list import ConversationList
+from tchat.ui.widgets.directory import MemberList, RoomsTable, UsersTable
 from tchat.ui.widgets.message_view import MessageView
 from tchat.ui.widgets.status_bar import Status, StatusBar
 from tchat.ui.widgets.timeline_view import TimelineView
@@ -110,18 +109,18 @@ class ClientScreen(Screen[None]):
                     with Vertical(id="conversation"):
                         yield Label(id="topic")
                         yield MessageView(id="messages", tz=self.tz)
-                    yield Static(id="member-list")
+                    yield MemberList(id="member-list")
                 yield Composer(
                     completer=self._complete, id="composer", placeholder="message, or /help"
                 )
             with TabPane("Rooms", id="rooms"):
-                yield DataTable(id="rooms-table", cursor_type="row", zebra_stripes=True)
+                yield RoomsTable(id="rooms-table", tz=self.tz)
                 with Horizontal(id="room-actions"):
                     yield Input(placeholder="room name", id="room-name")
                     yield Button("Join / create", id="room-join", variant="primary")
                     yield Button("Leave", id="room-leave")
             with TabPane("Members", id="members"):
-                yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
+                yield UsersTable(id="users-table", tz=self.tz)
             with TabPane("Elections", id="elections"):
                 yield TimelineView(id="timeline", tz=self.tz)
             with TabPane("Clocks", id="clocks"):
@@ -129,10 +128,6 @@ class ClientScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#rooms-table", DataTable).add_columns(
-            "room", "group", "members", "who", "messages", "last activity", "joined"
-        )
-        self.query_one("#users-table", DataTable).add_columns("user", "address", "status", "since")
         self.open_conversation(STATUS_KEY)
         self.model.notice(
             f"welcome, {self.model.me}: /join a room, /msg someone, /help", self.wall(), STATUS_KEY
@@ -197,9 +192,9 @@ class ClientScreen(Screen[None]):
                     self.model.rename_me(new)
                 change = self.model.notice(f"{old} is now {new}: {reason}", wall, STATUS_KEY)
             case ev.HistoryLoaded(request_id=rid, entries=entries):
-                key = self.history_requests.pop(rid, None)
-                if key is not None:
-                    change = self.model.history(key, entries, HISTORY_PAGE)
+                wanted = self.history_requests.pop(rid, None)
+                if wanted is not None:
+                    change = self.model.history(wanted, entries, HISTORY_PAGE)
             case ev.Failed(reason=reason):
                 change = self.model.notice(f"cannot log in: {reason}", wall, STATUS_KEY)
                 self.post_message(self.LoginRefused(reason))
@@ -304,44 +299,13 @@ class ClientScreen(Screen[None]):
             names = sorted({self.model.me, conv.name}, key=str.lower)
         else:
             names = self.model.online_names()
-        text = Text(end="")
-        text.append(f"{len(names)} here\n", "bold")
-        for name in names:
-            row = self.model.users.get(name)
-            mark = {"away": "~", "gone": "x"}.get(row.status if row else "", " ")
-            text.append(f"{mark}{sanitize(name)}\n")
-        self.query_one("#member-list", Static).update(text)
+        self.query_one(MemberList).show(names, self.model.users)
 
     def _refresh_rooms(self) -> None:
-        table = self.query_one("#rooms-table", DataTable)
-        table.clear()
-        for conv in self.model.rooms():
-            last = (
-                datetime.fromtimestamp(conv.last_activity, self.tz).strftime("%H:%M:%S")
-                if conv.last_activity
-                else "–"
-            )
-            who = ", ".join(sorted(conv.members)[:6]) + ("…" if len(conv.members) > 6 else "")
-            table.add_row(
-                safe_text("#" + conv.name),
-                Text(conv.group or "–"),
-                Text(str(len(conv.members))),
-                safe_text(who),
-                Text(str(conv.messages)),
-                Text(last),
-                Text("yes" if conv.joined else "no"),
-                key=conv.key,
-            )
+        self.query_one(RoomsTable).show(self.model.rooms())
 
     def _refresh_users(self) -> None:
-        table = self.query_one("#users-table", DataTable)
-        table.clear()
-        for name in sorted(self.model.users, key=str.lower):
-            row = self.model.users[name]
-            since = datetime.fromtimestamp(row.since, self.tz).strftime("%H:%M:%S")
-            table.add_row(
-                safe_text(row.name), safe_text(row.addr), Text(row.status), Text(since), key=name
-            )
+        self.query_one(UsersTable).show(self.model.users)
 
     def _refresh_clocks(self) -> None:
         self._clocks_dirty = False
@@ -403,46 +367,9 @@ class ClientScreen(Screen[None]):
         self._refresh_topic()
 
     # -- sending ----------------------------------------------------------------------
-    def submit(self, op: Operation, what: str = "") -> int | None:
-        try:
-            cmid = self.service.submit(op)
-        except Exception as exc:  # the runtime refuses (closed, not serving): say so
-            log.warning("submit failed: %s", exc)
-            self.say(f"{what or 'operation'} not sent: {exc}")
-            return None
-        if what:
-            self.ops[cmid] = what
-        return cmid
-
-    def send_chat(self, key: str, text: str, action: bool = False) -> None:
-        conv = self.model.conversation(key)
-        if conv.kind is Kind.ROOM:
-            if not conv.joined:
-                self.say(f"you are not in #{conv.name}: /join {conv.name}")
-                return
-            op = SendChat(room=conv.name, to=None, text=text, action=action)
-        elif conv.kind is Kind.PRIVATE:
-            op = SendChat(room=None, to=conv.name, text=text, action=action)
-        else:
-            self.say("this is the status window: /join a room or /msg someone first")
-            return
-        cmid = self.submit(op)
-        if cmid is not None:
-            self._apply(self.model.add_pending(key, cmid, text, action, self.wall()))
-
-    def join(self, room: str) -> None:
-        key = room_key(room)
-        if self.model.conversation(key).joined:
-            self.open_conversation(key)
-            return
-        self.join_wanted.add(room)
-        self.submit(JoinRoom(room), f"join #{room}")
-
-    def leave(self, room: str) -> None:
-        if not self.model.conversation(room_key(room)).joined:
-            self.say(f"you are not in #{room}")
-            return
-        self.submit(LeaveRoom(room), f"leave #{room}")
+    def apply(self, change: Change) -> None:
+        """For the command runner: show what a local action changed."""
+        self._apply(change)
 
     def say(self, text: str) -> None:
         """A local notice in the current conversation."""

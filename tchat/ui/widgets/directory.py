@@ -1,0 +1,80 @@
+"""Rooms and Members tables and the member list beside a conversation, drawn from the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from tchat.ui.chat_model import Conversation, UserRow
+from tchat.ui.sanitize import safe_text, sanitize
+
+_MARKS = {"away": "~", "gone": "x"}
+
+
+def _clock(ts: float, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(ts, tz).strftime("%H:%M:%S") if ts else "–"
+
+
+class RoomsTable(DataTable[Text]):
+    """Every room this client knows: group, members, activity. Row keys are "#room"."""
+
+    def __init__(self, *, tz: tzinfo | None = None, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.tz = tz
+
+    def on_mount(self) -> None:
+        self.add_columns("room", "group", "members", "who", "messages", "last activity", "joined")
+
+    def show(self, rooms: Iterable[Conversation]) -> None:
+        self.clear()
+        for conv in rooms:
+            members = sorted(conv.members, key=str.lower)
+            who = ", ".join(members[:6]) + ("…" if len(members) > 6 else "")
+            self.add_row(
+                safe_text("#" + conv.name),
+                Text(conv.group or "–"),
+                Text(str(len(members))),
+                safe_text(who),
+                Text(str(conv.messages)),
+                Text(_clock(conv.last_activity, self.tz)),
+                Text("yes" if conv.joined else "no"),
+                key=conv.key,
+            )
+
+
+class UsersTable(DataTable[Text]):
+    """Every user seen: address, online/away/gone and since when."""
+
+    def __init__(self, *, tz: tzinfo | None = None, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.tz = tz
+
+    def on_mount(self) -> None:
+        self.add_columns("user", "address", "status", "since")
+
+    def show(self, users: Mapping[str, UserRow]) -> None:
+        self.clear()
+        for name in sorted(users, key=str.lower):
+            row = users[name]
+            self.add_row(
+                safe_text(row.name),
+                safe_text(row.addr),
+                Text(row.status),
+                Text(_clock(row.since, self.tz)),
+                key=name,
+            )
+
+
+class MemberList(Static):
+    """Who is in the current conversation; "~" marks away, "x" gone."""
+
+    def show(self, names: list[str], users: Mapping[str, UserRow]) -> None:
+        text = Text(end="")
+        text.append(f"{len(names)} here\n", "bold")
+        for name in names:
+            row = users.get(name)
+            text.append(f"{_MARKS.get(row.status if row else '', ' ')}{sanitize(name)}\n")
+        self.update(text)
