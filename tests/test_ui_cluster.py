@@ -81,6 +81,8 @@ async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Pa
                     lambda: not screen.model.conversation("#lobby").lines[-1].pending,
                     "the ack",
                 )
+                assert screen.ack_ms is not None and screen.ack_ms < 1000
+                await until(pilot, lambda: " ack " in screen_text(pilot), "the ack latency shown")
                 bob.send("/say lobby [bold]hi[/bold] alice")
                 await until(
                     pilot,

@@ -123,6 +123,7 @@ class CommandRunner:
             return None
         if what:
             self.screen.ops[cmid] = what
+        self.screen.submitted_at[cmid] = self.screen.wall()
         return cmid
 
     def send_chat(self, key: str, text: str, action: bool = False) -> None:

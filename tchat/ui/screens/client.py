@@ -97,6 +97,8 @@ class ClientScreen(Screen[None]):
         self._tables_dirty = True
         self._activity = False
         self._clocks_dirty = True
+        self.submitted_at: dict[int, float] = {}  # cmid -> wall time, for the ack latency
+        self.ack_ms: float | None = None  # smoothed submit -> Sent latency
         self.search_status = ""  # shown in the topic line until Esc or another conversation
 
     # -- layout -----------------------------------------------------------------------
@@ -153,8 +155,10 @@ class ClientScreen(Screen[None]):
                 self._clocks_dirty = True
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
+                self._ack_latency(cmid, wall)
                 change = self.model.mark_sent(cmid, entry_id)
             case ev.OpFailed(cmid=cmid, reason=reason):
+                self.submitted_at.pop(cmid, None)
                 what = self.ops.pop(cmid, None)
                 change = self.model.mark_failed(cmid, reason, wall)
                 if what is not None:
@@ -204,6 +208,14 @@ class ClientScreen(Screen[None]):
         self._apply(change)
         self.post_message(StatusTick())
 
+    def _ack_latency(self, cmid: int, wall: float) -> None:
+        """Submit -> acknowledged (stored by every live server): the round trip users feel."""
+        started = self.submitted_at.pop(cmid, None)
+        if started is None:
+            return
+        sample = max(0.0, (wall - started) * 1000)
+        self.ack_ms = sample if self.ack_ms is None else 0.8 * self.ack_ms + 0.2 * sample
+
     @staticmethod
     def _merge(a: Change, b: Change) -> Change:
         return Change(
@@ -248,6 +260,7 @@ class ClientScreen(Screen[None]):
             rtt_ms=rtt_ms(self.service),
             delivery=delivery_mode(self.service),
             pending=len(getattr(node, "pending", ()) or ()),
+            ack_ms=self.ack_ms,
         )
 
     def _tick(self) -> None:

@@ -192,7 +192,13 @@ class DashboardScreen(Screen[None]):
             return
         result = step_down()
         if inspect.isawaitable(result):
-            await result
+            result = await result
+        if result is False:  # the service has it, the core node does not (yet)
+            self.notify(
+                "this server's core cannot step down on request; 'l' leaves instead",
+                severity="warning",
+            )
+            return
         self.notify("stepping down: the ring elects a successor")
 
 

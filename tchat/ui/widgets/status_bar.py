@@ -20,6 +20,7 @@ class Status:
     rtt_ms: float | None = None
     delivery: str = ""  # "multicast" | "unicast" | ""
     pending: int = 0
+    ack_ms: float | None = None  # smoothed submit -> acknowledgement latency
     client: bool = True  # a client shows round trip and delivery mode; a server does not
     extras: tuple[tuple[str, str], ...] = ()
 
@@ -44,7 +45,10 @@ class StatusBar(Widget):
             text.append(" " + sanitize(s.user))
         parts = [("leader", s.leader or "?"), ("epoch", s.epoch or "?")]
         if s.client:
-            parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
+            if s.rtt_ms is not None or s.ack_ms is None:
+                parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
+            if s.ack_ms is not None:
+                parts.append(("ack", f"{s.ack_ms:.1f} ms"))
             parts.append(("via", s.delivery or "–"))
         parts.extend(s.extras)
         if s.pending:
