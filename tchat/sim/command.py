@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 from tchat.sim.runner import SeedResult, run_seed
-from tchat.sim.workload import WorkloadConfig
+from tchat.sim.workload import DEFAULT_DURATION, WorkloadConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--duration",
         type=float,
-        default=WorkloadConfig.duration,
+        default=DEFAULT_DURATION,
         help="simulated seconds of faults before the quiescent phase",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tchat.sim.invariants import Problem, Violation
-from tchat.sim.workload import Workload, WorkloadConfig, random_faults
+from tchat.sim.workload import DEFAULT_DURATION, Workload, WorkloadConfig, random_faults
 from tchat.sim.world import World
 
 CHECK_EVERY = 0.25  # simulated seconds between convergence checks in the quiescent phase
@@ -49,7 +49,7 @@ class SeedResult:
 
     def replay_command(self) -> str:
         cmd = f"tchat sim --seed {self.seed} --servers {self.servers} --clients {self.clients}"
-        if self.duration != WorkloadConfig.duration:
+        if self.duration != DEFAULT_DURATION:
             cmd += f" --duration {self.duration:g}"
         return cmd
 
@@ -101,7 +101,7 @@ def run_seed(seed: int, config: WorkloadConfig | None = None) -> SeedResult:
     except Violation as violation:
         result.invariant = violation.invariant
         result.detail = violation.detail
-        result.trace = world.format_trace(30)
+        result.trace = world.format_trace(max(30, world.trace.maxlen or 30))
     result.wall_time = time.perf_counter() - started
     result.sim_time = world.now
     result.steps = world.steps

@@ -12,13 +12,14 @@ from tchat.sim.world import World
 
 NAMES = ("ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "lou")
 ROOMS = ("lobby", "dev", "ops", "music")
+DEFAULT_DURATION = 6.0  # simulated seconds of faults per seed
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadConfig:
     servers: int = 3
     clients: int = 4
-    duration: float = 6.0  # the faulty phase, simulated seconds
+    duration: float = DEFAULT_DURATION  # the faulty phase
     settle: float = 10.0  # bound on convergence once faults stop
     faults: bool = True
     ops_per_client: float = 2.0  # per simulated second

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 INF = float("inf")
 WALL_BASE = 1_700_000_000.0  # entry timestamps look like wall-clock seconds
 _DELIVER, _TICK, _ACTION = 0, 1, 2
+STORM_STEPS = 50_000  # every this many steps, check that simulated time moved on...
+STORM_MIN_SIM = 0.05  # ...by at least this much: else the nodes are in a message storm
 
 NodeFactory = Callable[..., Any]
 
@@ -181,6 +183,8 @@ class World:
         self.trace: deque[tuple[float, str, str, str, Any]] = deque(maxlen=trace_len)
         self.checker = Checker(self)
         self.faults_active = True  # False in the quiescent phase
+        self._storm_mark = (0, 0.0)
+        self._storm_check = STORM_STEPS
         # Scripted scenarios look at (and may swallow) deliveries: return True to drop one.
         self.intercept: Callable[[str, str, Message], bool] | None = None
 
@@ -203,6 +207,8 @@ class World:
             at, _, kind, payload = heapq.heappop(heap)
             self.now = at
             self.steps += 1
+            if self.steps >= self._storm_check:
+                self._check_storm()
             if kind == _DELIVER:
                 self._deliver(*payload)
             elif kind == _TICK:
@@ -210,6 +216,23 @@ class World:
             else:
                 payload()
         self.now = max(self.now, end)
+
+    def _check_storm(self) -> None:
+        """Many steps in almost no simulated time: nodes are feeding each other a storm."""
+        steps, then = self._storm_mark
+        if self.now - then < STORM_MIN_SIM:
+            senders: dict[str, int] = {}
+            for _, src, _, _, obj in self.trace:
+                name = f"{src} {type(obj).__name__}"
+                senders[name] = senders.get(name, 0) + 1
+            top = sorted(senders.items(), key=lambda kv: -kv[1])[:4]
+            raise Violation(
+                "message-storm",
+                f"{self.steps - steps} steps in {self.now - then:.4f} simulated s; "
+                f"recent traffic: {top}",
+            )
+        self._storm_mark = (self.steps, self.now)
+        self._storm_check = self.steps + STORM_STEPS
 
     def run_for(self, duration: float) -> None:
         self.run_until(self.now + duration)
