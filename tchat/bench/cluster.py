@@ -32,6 +32,13 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _lift_nofile() -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 @dataclass(slots=True)
 class Daemon:
     server_id: int
@@ -63,6 +70,7 @@ class Cluster:
     stock_asyncio: bool = False  # run the daemons on asyncio instead of uvloop
     extra_args: list[str] = field(default_factory=list)
     log_level: str = "INFO"
+    raise_nofile: bool = False  # lift the daemons' open-files limit (thousands of clients)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tchat-bench-")))
     discovery_port: int = field(default_factory=free_udp_port)
     multicast_port: int = field(default_factory=free_udp_port)
@@ -116,7 +124,13 @@ class Cluster:
         )
         log = open(d.log_path, "ab")  # noqa: SIM115 - the child owns it
         d.started_at = time.time()
-        d.proc = subprocess.Popen(self.command(d), stdout=log, stderr=log, env=env)
+        d.proc = subprocess.Popen(
+            self.command(d),
+            stdout=log,
+            stderr=log,
+            env=env,
+            preexec_fn=_lift_nofile if self.raise_nofile else None,  # noqa: PLW1509
+        )
         log.close()
 
     def kill(self, sid: int) -> float:

@@ -32,7 +32,7 @@ async def fanout_tchat(
     drain: float = 15.0,
     servers: int = 3,
 ) -> dict[str, Any]:
-    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="WARNING")
+    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO")
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
@@ -44,7 +44,7 @@ async def fanout_tchat(
         }
         group = LoadGroup("tchat", work, auto_workers(work.clients, workers), cfg, cluster.root)
         try:
-            connect_s = await group.start(connect_timeout=60 + work.clients * 0.05)
+            connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
             backups = {f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader}
             result = await group.run({"leader": cluster.pid(leader), **backups}, drain=drain)
             result["leader_rss_mib"] = round(rss_bytes(cluster.pid(leader)) / 2**20, 1)
@@ -80,7 +80,7 @@ async def fanout_irc(
             "irc", work, auto_workers(work.clients, workers), {"port": server.port}, Path(tmp)
         )
         try:
-            connect_s = await group.start(connect_timeout=60 + work.clients * 0.05)
+            connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
             result = await group.run({"leader": server.pid}, drain=drain)
             result["leader_rss_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
         finally:

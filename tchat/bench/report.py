@@ -37,6 +37,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # Other work on the machine skews latencies: the 1-minute load average at the end.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         **versions,
     }
 

@@ -51,8 +51,9 @@ class TchatClient:
     async def open(self) -> None:
         await self.service.start()
         await self.ready
-        self.service.submit(JoinRoom(self.room))
-        await self.entered
+        if self.room:  # an empty room name: stay idle, in no room
+            self.service.submit(JoinRoom(self.room))
+            await self.entered
 
     def say(self, text: str) -> None:
         cmid = self.service.submit(SendChat(room=self.room, to=None, text=text, action=False))

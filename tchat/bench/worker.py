@@ -92,20 +92,25 @@ async def serve(cfg: dict[str, Any]) -> int:
     driver = make_driver(cfg, ledger)
     me = os.getpid()
     cpu0 = 0.0
+    mine = 0
     reader = await _commands()
     began = time.monotonic()
     gate = asyncio.Semaphore(int(cfg.get("connect_parallel", 64)))
 
+    opened = 0
+
     async def open_one(index: int) -> None:
+        nonlocal opened
         async with gate:
             await driver.open(index)
+            opened += 1
 
     try:
         await asyncio.wait_for(
             asyncio.gather(*(open_one(i) for i in range(lo, hi))), float(cfg["connect_timeout"])
         )
     except Exception as exc:  # report any failure to the parent instead of dying silently
-        _emit({"error": f"connect: {exc!r}"})
+        _emit({"error": f"connect: {exc!r} after {opened} of {hi - lo} clients"})
         await driver.close()
         return 1
     _emit({"ready": hi - lo, "connect_s": round(time.monotonic() - began, 3)})
@@ -133,11 +138,13 @@ async def serve(cfg: dict[str, Any]) -> int:
                 lambda s: lo <= s < hi,
                 lambda k, s, b=base, n=work.size: driver.say(s, make_text(b + k, n)),
             )
+            mine = sent
             _emit({"sent": sent, "late_s": round(late, 4)})
         elif "expect" in cmd:
             total, deadline = int(cmd["expect"]), float(cmd["deadline"])
             want = ledger.expected(total)
-            while ledger.first < want and time.monotonic() < deadline:
+            acks_due = mine if cfg["kind"] == "tchat" else 0  # IRC has no acknowledgement
+            while (ledger.first < want or ledger.acks < acks_due) and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
             path = cfg["results"]
             with open(path, "wb") as f:

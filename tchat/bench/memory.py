@@ -1,0 +1,68 @@
+"""``tchat bench memory``: the leader's RSS per idle connected client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from tchat.bench.cluster import Cluster
+from tchat.bench.ledger import Workload
+from tchat.bench.loadgen import LoadGroup
+from tchat.bench.stats import rss_bytes
+
+logger = logging.getLogger(__name__)
+
+CLIENTS_PER_PROCESS = 2500
+
+
+async def memory(clients: int, workers: int | None) -> dict[str, Any]:
+    workers = workers or max(1, math.ceil(clients / CLIENTS_PER_PROCESS))
+    cluster = Cluster(3, log_level="WARNING", raise_nofile=True)
+    try:
+        cluster.start()
+        leader = await cluster.wait_stable(30)
+        pid = cluster.pid(leader)
+        await asyncio.sleep(1.0)
+        before = rss_bytes(pid)
+        cfg = {
+            "discovery_port": cluster.discovery_port,
+            "multicast_base": cluster.multicast_base,
+            "multicast_port": cluster.multicast_port,
+            "unicast": True,  # idle clients: no multicast probe or group sockets needed
+            "room": "",  # no room: registered and idle
+            "connect_parallel": 32,
+        }
+        group = LoadGroup("tchat", Workload(clients, 0, 0.0, 0.0, 0), workers, cfg, cluster.root)
+        began = time.monotonic()
+        try:
+            connect_s = await group.start(connect_timeout=120 + clients * 0.1)
+            await asyncio.sleep(3.0)  # idle: heartbeats only
+            after = rss_bytes(pid)
+            load_rss = await group.rss()
+            status = await cluster.status(0.5)
+            users = max((len(r.users) for r in status), default=0)
+        finally:
+            await group.close()
+        del began
+    finally:
+        cluster.cleanup()
+    per_client = (after - before) / clients
+    return {
+        "bench": "memory",
+        "clients": clients,
+        "client_processes": workers,
+        "connect_s": round(connect_s, 1),
+        "users_seen_by_status": users,
+        "leader_rss_before_mib": round(before / 2**20, 1),
+        "leader_rss_after_mib": round(after / 2**20, 1),
+        "leader_rss_per_client_kib": round(per_client / 1024, 2),
+        "client_process_rss_mib": [round(r / 2**20, 1) for r in load_rss],
+        "ok": per_client <= 16 * 1024,
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    return asyncio.run(memory(args.clients, args.workers))

@@ -1,0 +1,109 @@
+"""``tchat bench throughput``: ramp the offered rate into one room until p99 passes a limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from tchat.bench.cluster import Cluster
+from tchat.bench.ledger import Workload
+from tchat.bench.loadgen import LoadGroup
+
+logger = logging.getLogger(__name__)
+
+STEP_BASE = 1_000_000  # message indices of step i start at i * STEP_BASE
+
+
+async def throughput(
+    room_size: int,
+    rates: list[float],
+    step: float,
+    p99_limit_ms: float,
+    size: int,
+    workers: int,
+    stock_asyncio: bool,
+) -> dict[str, Any]:
+    work = Workload(room_size, room_size, rates[0] / room_size, step, size)
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    cluster = Cluster(3, stock_asyncio=stock_asyncio, log_level="INFO")
+    try:
+        cluster.start()
+        leader = await cluster.wait_stable(30)
+        cfg = {
+            "discovery_port": cluster.discovery_port,
+            "multicast_base": cluster.multicast_base,
+            "multicast_port": cluster.multicast_port,
+        }
+        group = LoadGroup("tchat", work, workers, cfg, cluster.root)
+        try:
+            await group.start(connect_timeout=60)
+            for i, rate in enumerate(rates):
+                res = await group.run(
+                    {"leader": cluster.pid(leader)},
+                    drain=5.0,
+                    rate=rate / room_size,
+                    duration=step,
+                    base=(i + 1) * STEP_BASE,
+                )
+                commit_p99 = res["commit_latency"]["p99_ms"]
+                deliver_p99 = res["latency"]["p99_ms"]
+                window = max(res["window_s"], step)
+                row = {
+                    "offered_rate": rate,
+                    "committed_rate": round(res["acked"] / window, 1),
+                    "acked": res["acked"],
+                    "sent": res["sent"],
+                    "sender_late_s": res["sender_late_s"],
+                    "commit_p50_ms": res["commit_latency"]["p50_ms"],
+                    "commit_p99_ms": commit_p99,
+                    "deliver_p99_ms": deliver_p99,
+                    "lost": res["lost"],
+                    "duplicated": res["duplicated"],
+                    "leader_cpu_util": round(res["cpu_s"]["leader"] / res["cpu_window_s"], 2),
+                    "leader_cpu_us_per_message": res["leader_cpu_us_per_message"],
+                    "load_cpu_util": round(sum(res["load_cpu_s"]) / res["cpu_window_s"], 2),
+                }
+                steps.append(row)
+                ok = (
+                    commit_p99 is not None
+                    and commit_p99 <= p99_limit_ms
+                    and res["acked"] >= res["sent"]
+                )
+                if not ok:
+                    break
+                if best is None or row["committed_rate"] > best["committed_rate"]:
+                    best = row
+            after = await cluster.describe()
+        finally:
+            await group.close()
+    finally:
+        cluster.cleanup()
+    return {
+        "bench": "throughput",
+        "loop": "asyncio" if stock_asyncio else "uvloop",
+        "room_size": room_size,
+        "step_s": step,
+        "p99_limit_ms": p99_limit_ms,
+        "load_processes": workers,
+        "max_committed_rate": best["committed_rate"] if best else 0.0,
+        "at_offered_rate": best["offered_rate"] if best else None,
+        "leader_cpu_us_per_message": best["leader_cpu_us_per_message"] if best else None,
+        "steps": steps,
+        "cluster_after": after,
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    return asyncio.run(
+        throughput(
+            args.room_size,
+            args.rates,
+            args.step,
+            args.p99_limit,
+            args.size,
+            args.workers,
+            args.asyncio,
+        )
+    )

@@ -1,0 +1,119 @@
+"""Smoke runs of every ``tchat bench`` subcommand at tiny sizes: each works and emits valid JSON.
+
+These check the benchmark machinery, not performance: figures come from full bench runs
+(docs/BENCHMARKS.md), never from these timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tchat.bench.irc import ngircd_binary
+from tchat.bench.ledger import Ledger, Workload, make_text, parse_text
+from tchat.bench.stats import cpu_seconds, percentile, summarize_ms
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str, timeout: float = 60) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tchat", "bench", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout[-2000:]
+    result: dict[str, Any] = json.loads(lines[0])
+    assert result["machine"]["cores"] >= 1
+    return result
+
+
+# -- pure helpers ----------------------------------------------------------------------
+def test_percentile_and_summary() -> None:
+    values = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    assert percentile(values, 50) == pytest.approx(0.050)
+    assert percentile(values, 99) == pytest.approx(0.099)
+    s = summarize_ms(values)
+    assert (s["count"], s["p50_ms"], s["p99_ms"], s["max_ms"]) == (100, 50.0, 99.0, 100.0)
+    assert summarize_ms([])["p50_ms"] is None
+
+
+def test_ledger_counts_losses_duplicates_and_skips_own_echo() -> None:
+    work = Workload(clients=3, senders=2, rate=1.0, duration=2.0, size=40)  # 4 messages
+    ledger = Ledger(work, range(3))
+    texts = [make_text(k, work.size) for k in range(work.total)]
+    assert parse_text(texts[3])[0] == 3 and len(texts[0]) == 40
+    for k, text in enumerate(texts):
+        for receiver in range(3):
+            if not (k == 2 and receiver == 2):  # client 2 misses message 2
+                ledger.receipt(receiver, text)
+    ledger.receipt(1, texts[0])  # a duplicate
+    ledger.receipt(0, "not a bench text")
+    tally = ledger.tally(work.total)
+    # Each message has 2 receivers other than its sender: 8 due, 1 lost, 1 duplicated.
+    assert tally == {"expected": 8, "deliveries": 7, "lost": 1, "duplicated": 1, "foreign": 1}
+
+
+def test_cpu_seconds_reads_proc() -> None:
+    import os
+
+    assert cpu_seconds(os.getpid()) > 0
+
+
+# -- the subcommands -------------------------------------------------------------------
+def test_fanout_multicast_delivers_everything() -> None:
+    r = bench("fanout", "--clients", "6", "--senders", "2", "--rate", "5", "--duration", "1")
+    assert r["system"] == "tchat" and r["mode"] == "multicast"
+    assert r["expected"] == 10 * 5 and r["deliveries"] == r["expected"]
+    assert r["lost"] == 0 and r["duplicated"] == 0 and r["acked"] == 10
+    assert r["leader_cpu_us_per_delivery"] is not None and r["latency"]["p99_ms"] > 0
+
+
+def test_fanout_unicast_asyncio() -> None:
+    r = bench(
+        "fanout", "--clients", "4", "--senders", "2", "--rate", "5", "--duration", "1",
+        "--unicast", "--asyncio",
+    )  # fmt: skip
+    assert (r["mode"], r["loop"]) == ("unicast", "asyncio")
+    assert r["deliveries"] == r["expected"] == 10 * 3 and r["duplicated"] == 0
+
+
+@pytest.mark.skipif(ngircd_binary() is None, reason="ngircd is not installed")
+def test_fanout_irc_baseline() -> None:
+    r = bench("fanout", "--irc", "--clients", "5", "--senders", "2", "--rate", "5",
+              "--duration", "1")  # fmt: skip
+    assert r["system"] == "ngircd" and r["deliveries"] == r["expected"] == 10 * 4
+
+
+def test_throughput_ramp() -> None:
+    r = bench("throughput", "--room-size", "3", "--rates", "30,60", "--step", "1")
+    assert r["steps"] and r["max_committed_rate"] > 0
+    assert all(step["lost"] == 0 for step in r["steps"])
+
+
+def test_failover_one_trial_loses_nothing() -> None:
+    r = bench("failover", "--trials", "1", "--clients", "2", "--rate", "20", timeout=90)
+    assert r["client_visible_failover"]["count"] == 1
+    assert r["lost_acked"] == 0 and r["duplicated"] == 0 and r["acked"] > 0
+
+
+def test_election_sim_within_bound_and_real() -> None:
+    r = bench("election", "--servers", "3,5", "--real", "3", "--real-trials", "1")
+    assert {row["case"] for row in r["sim"]} == {"single-initiator", "all-initiate"}
+    assert all(row["within_bound"] for row in r["sim"])
+    assert r["real"][0]["kill_to_leader"]["count"] == 1
+
+
+def test_memory_small() -> None:
+    r = bench("memory", "--clients", "20")
+    assert r["users_seen_by_status"] >= 20
+    assert r["leader_rss_after_mib"] >= r["leader_rss_before_mib"] > 0
