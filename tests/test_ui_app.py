@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TabbedContent
 
 from tchat.core.effects import ChatDelivered, Failed, UsersChanged
-from tchat.core.messages import JoinRoom, SendChat, SetAway
+from tchat.core.messages import JoinRoom, LeaveRoom, SendChat, SetAway
 from tchat.ui.app import ClientApp
 from tchat.ui.demo import FakeClientService, FakeClock, populate
 from tchat.ui.screens.client import ClientScreen
@@ -116,6 +116,15 @@ async def test_tabs_switch_with_keys_and_clicks() -> None:
         assert tabs.active == "members"
         table = app.screen.query_one("#users-table", DataTable)
         assert table.row_count == 2
+        await pilot.press("f2")
+        field = app.screen.query_one("#room-name", Input)
+        field.focus()
+        field.value = "garden"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query_one("#rooms-table", DataTable).row_count == 1)
+        assert demo.service.submitted[-1][1] == JoinRoom("garden")
+        await pilot.click("#room-leave")  # the selected row's room
+        await until(pilot, lambda: demo.service.submitted[-1][1] == LeaveRoom("garden"))
 
 
 async def test_commands_and_their_errors(tmp_path: Path) -> None:

@@ -89,7 +89,8 @@ class ClientApp(ThemedApp):
     ) -> None:
         super().__init__(theme=theme, config=config, save=save_settings)
         self.factory = factory
-        self.user = user or str(read_settings(config).get("user") or "") if config else user
+        remembered = read_settings(config).get("user") if config else None
+        self.user = user or (str(remembered) if remembered else None)
         self.wall = wall
         self.tz = tz
         self.service: ClientServiceLike | None = None

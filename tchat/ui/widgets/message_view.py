@@ -125,6 +125,7 @@ class MessageView(ScrollView, can_focus=True):
         self._lines = lines
         self.me = me
         self.highlight = ""
+        self._cache.clear()
         self._day = [self._ordinal(line.ts) for line in lines]
         self._cells = [self._plain_cells(line) for line in lines]
         self._relayout()
