@@ -349,7 +349,11 @@ class ClientScreen(Screen[None]):
             return
         room = conv.name if conv.kind is Kind.ROOM else None
         peer = conv.name if conv.kind is Kind.PRIVATE else None
-        rid = self.service.request_history(room, peer, conv.oldest, HISTORY_PAGE)
+        try:
+            rid = self.service.request_history(room, peer, conv.oldest, HISTORY_PAGE)
+        except Exception as exc:  # not started yet, or closed: scrollback can wait
+            log.info("history request for %s not sent: %s", key, exc)
+            return
         self.history_requests[rid] = key
 
     def on_message_view_need_history(self, _message: MessageView.NeedHistory) -> None:
