@@ -42,7 +42,6 @@ from tchat.ui.widgets.timeline_view import TimelineView
 
 log = logging.getLogger(__name__)
 HISTORY_PAGE = 100
-TABS = ("chat", "rooms", "members", "elections", "clocks")
 
 
 class RefreshLists(Message):
