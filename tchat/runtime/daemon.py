@@ -36,11 +36,13 @@ async def run_daemon(options: NetOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     summary = loop.create_task(_drop_summaries(service))
+    watchdog = loop.create_task(_stall_watchdog())
     stopped_by_node = asyncio.ensure_future(asyncio.shield(service.driver.stopped))
     waiter = loop.create_task(stop.wait())
     await asyncio.wait({waiter, stopped_by_node}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     summary.cancel()
+    watchdog.cancel()
     logger.info("stopping: handing over")
     started = loop.time()
     await service.stop(STOP_TIMEOUT)
@@ -50,6 +52,19 @@ async def run_daemon(options: NetOptions) -> int:
         service.drops or "none",
     )
     return 0
+
+
+async def _stall_watchdog(period: float = 0.05, threshold: float = 0.1) -> None:
+    """Log when the event loop was held up: a stalled leader misses its heartbeats."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period)
+        lag = loop.time() - before - period
+        if lag > threshold:
+            logger.warning(
+                "event loop stalled for %.0f ms (CPU starved or a slow commit?)", lag * 1000
+            )
 
 
 async def _drop_summaries(service: ServerService) -> None:

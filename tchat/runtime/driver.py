@@ -45,6 +45,8 @@ class Store(Protocol):
 
 
 EffectListener = Callable[[Effect], None]
+SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
+SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
 
 
 class NodeDriver:
@@ -79,6 +81,9 @@ class NodeDriver:
         self._timer_at: float | None = None
         self._closed = False
         self._trace = frame_log.isEnabledFor(logging.DEBUG)
+        self._busy = 0.0  # seconds spent in core steps since the last flush
+        self._steps = 0
+        self._kinds: dict[str, int] = {}  # frames handled since the last flush, by type
 
     # -- inputs -------------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +94,8 @@ class NodeDriver:
             return
         if self._trace:
             frame_log.debug("<- %s %r", src, message)
+        kind = type(message).__name__
+        self._kinds[kind] = self._kinds.get(kind, 0) + 1
         self._run(self.node.handle, message, src, self.loop.time())
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -108,12 +115,25 @@ class NodeDriver:
 
     # -- internals ----------------------------------------------------------------
     def _run(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        started = time.perf_counter()
         try:
             effects = fn(*args)
         except Exception:  # a core bug must not take the node down with it
             self.errors += 1
             logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
             return
+        elapsed = time.perf_counter() - started
+        self._busy += elapsed
+        self._steps += 1
+        if elapsed > SLOW_STEP:  # a long step delays every timer: say which one it was
+            what = type(args[0]).__name__ if len(args) > 1 else ""
+            logger.warning(
+                "slow core step: %s %s took %.0f ms, %d effects",
+                getattr(fn, "__name__", fn),
+                what,
+                elapsed * 1000,
+                len(effects),
+            )
         self._queue(effects)
 
     def _queue(self, effects: list[Effect]) -> None:
@@ -131,8 +151,22 @@ class NodeDriver:
         if flush is not None:
             self._run_into_queue(flush, self.loop.time())
         effects, self._queued = self._queued, []
+        started = time.perf_counter()
         self._execute(effects)
         self._arm_timer()
+        busy = self._busy + time.perf_counter() - started
+        if busy > SLOW_ITERATION:
+            top = sorted(self._kinds.items(), key=lambda kv: -kv[1])[:4]
+            logger.warning(
+                "busy loop iteration: %d core steps (%s) + %d effects took %.0f ms",
+                self._steps,
+                ", ".join(f"{k} x{n}" for k, n in top),
+                len(effects),
+                busy * 1000,
+            )
+        self._busy = 0.0
+        self._steps = 0
+        self._kinds.clear()
 
     def _run_into_queue(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
         try:
