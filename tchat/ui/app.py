@@ -15,6 +15,7 @@ from textual.message import Message
 
 from tchat.core.effects import ClientEvent, Effect
 from tchat.ui.node_messages import NodeEvent, ServerEffect
+from tchat.ui.sanitize import safe_line
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
 from tchat.ui.settings import config_path, read_settings, save_setting
 from tchat.ui.themes import DEFAULT_THEME, SENDER_VARIABLES, load_themes
@@ -129,7 +130,9 @@ class ClientApp(ThemedApp):
             await service.start()
         except Exception as exc:
             log.exception("service failed to start")
-            self.notify(f"cannot start: {exc}", severity="error", markup=False, timeout=30)
+            self.notify(
+                safe_line(f"cannot start: {exc}"), severity="error", markup=False, timeout=30
+            )
 
     async def action_quit(self) -> None:
         await self.shutdown_service()
