@@ -59,7 +59,7 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh -c command li
 
 # -- options ------------------------------------------------------------------------------
 
-SERVERS=3 CLIENTS=2 DISCOVERY_PORT="" LOG_LEVEL=info HEADLESS=0 FRESH=0 DETACH=0 NOTIFY=0
+SERVERS=3 CLIENTS=2 DISCOVERY_PORT="" MULTICAST_PORT=47471 LOG_LEVEL=info HEADLESS=0 FRESH=0 DETACH=0 NOTIFY=0
 DATA_DIR="$ROOT/data/cluster" SESSION=tchat
 COMMAND="" ARGS=()
 while [ $# -gt 0 ]; do
@@ -148,6 +148,7 @@ write_state() {
         printf 'SESSION=%q\nDISCOVERY_PORT=%q\nSERVERS=%q\nCLIENTS=%q\n' \
             "$SESSION" "$DISCOVERY_PORT" "$SERVERS" "$CLIENTS"
         printf 'LOG_LEVEL=%q\nCLIENT_MODE=%q\nPORTS=(%s)\n' "$LOG_LEVEL" "$CLIENT_MODE" "${PORTS[*]}"
+        printf 'MULTICAST_PORT=%q\n' "$MULTICAST_PORT"
     } >"$STATE"
 }
 
@@ -212,8 +213,8 @@ run_server() { # exec'd in server N's pane, so the pid file names the daemon its
     echo $$ >"$(pid_file "server-$n")"
     echo "server $n: id $id on $HOST:${PORTS[$((n - 1))]}, data $DATA_DIR/server-$n"
     exec "$TCHAT" --daemon --host "$HOST" --port "${PORTS[$((n - 1))]}" \
-        --discovery-port "$DISCOVERY_PORT" --id "$id" --data-dir "$DATA_DIR/server-$n" \
-        --log-level "$LOG_LEVEL"
+        --discovery-port "$DISCOVERY_PORT" --multicast-port "$MULTICAST_PORT" --id "$id" \
+        --data-dir "$DATA_DIR/server-$n" --log-level "$LOG_LEVEL"
 }
 
 run_client() {
@@ -282,14 +283,17 @@ cmd_start() {
                 "clients run headless (tchat --headless)."
         fi
     fi
-    # One call, so that no server port can equal the discovery port.
-    read -r -a PORTS <<<"$(free_ports "$((SERVERS + 1))" "${previous[@]}")"
-    [ "${#PORTS[@]}" = "$((SERVERS + 1))" ] || die "could not find $SERVERS free ports on $HOST"
+    # One call, so that no two of the ports are equal: servers, discovery, room multicast.
+    # A multicast port of its own keeps this cluster's rooms apart from any other on the host.
+    read -r -a PORTS <<<"$(free_ports "$((SERVERS + 2))" "${previous[@]}")"
+    [ "${#PORTS[@]}" = "$((SERVERS + 2))" ] || die "could not find $SERVERS free ports on $HOST"
     local spare=${PORTS[$SERVERS]} i
-    unset "PORTS[$SERVERS]"
+    MULTICAST_PORT=${PORTS[$((SERVERS + 1))]}
+    unset "PORTS[$((SERVERS + 1))]" "PORTS[$SERVERS]"
     for i in "${!PORTS[@]}"; do
         [ "${PORTS[$i]}" = "$DISCOVERY_PORT" ] && PORTS[i]=$spare
     done
+    if [ "$MULTICAST_PORT" = "$DISCOVERY_PORT" ]; then MULTICAST_PORT=$spare; fi
     DISCOVERY_PORT=${DISCOVERY_PORT:-$spare}
     rm -rf "$DATA_DIR/pids"
     mkdir -p "$DATA_DIR/pids"
@@ -344,7 +348,8 @@ tchat_status() { # extra args go to tchat status
 
 cmd_status() {
     load_state
-    echo "session $SESSION (tmux -L $SESSION), discovery port $DISCOVERY_PORT, data $DATA_DIR"
+    echo "session $SESSION (tmux -L $SESSION), discovery port $DISCOVERY_PORT," \
+        "rooms on multicast port $MULTICAST_PORT, data $DATA_DIR"
     local n pid name
     for ((n = 1; n <= SERVERS; n++)); do
         pid=$(live_pid "server-$n")
@@ -393,7 +398,7 @@ cmd_kill_leader() {
     pid=$(live_pid "server-$n")
     [ -n "$pid" ] || { say "kill-leader: server $n (id $id) leads but has no live process"; exit 1; }
     kill -9 "$pid"
-    say "killed server $n (id $id, pid $pid), the leader of epoch $epoch"
+    say "killed server $n (id $id, pid $pid), the leader of epoch $epoch, at $(date +%T.%3N)"
 }
 
 cmd_restart() {
