@@ -54,6 +54,7 @@ from tchat.core.messages import (
     NotLeader,
     Operation,
     OpError,
+    Origin,
     Register,
     Rejected,
     Replay,
@@ -155,12 +156,14 @@ class ClientNode:
         self.rooms: dict[str, RoomInfo] = {}
         self.pending: dict[int, Submit] = {}
         self.delivered_ids: set[str] = set()
+        self._delivered_origins: set[Origin] = set()
         self.welcomed_once = False
         self._cmid = 0
         self._request = 0
         self._hold: HoldBack | None = None
         self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
         self._rejoin: list[str] = []
+        self._logging_out = False
         self._welcomes: dict[tuple[Epoch, int], _WelcomeParts] = {}
         self._now = 0.0
         self._leader_heard = 0.0
@@ -234,6 +237,8 @@ class ClientNode:
 
     def submit(self, op: Operation, now: float, ts: float) -> tuple[int, list[Effect]]:
         self._now = now
+        if isinstance(op, Logout):
+            self._logging_out = True
         self._cmid += 1
         message = Submit(self.client_id, self._cmid, op, self.clock, ts)
         self.pending[self._cmid] = message
@@ -513,12 +518,21 @@ class ClientNode:
             case UserOnline(name=name, addr=addr):
                 self.users[name] = UserInfo(name, addr, "online", entry.ts)
                 self._users_changed(effects)
-            case UserOffline(name=name, client_id=client_id):
+            case UserOffline(name=name, client_id=client_id, reason=reason):
                 if client_id == self.client_id:
-                    self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                    if self._logging_out:
+                        self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                    else:  # the leader stopped hearing us (a one-way link): log in again
+                        self._resume(effects, f"the leader logged us out ({reason})")
                     return
                 self.users.pop(name, None)
                 self._users_changed(effects)
+                for room in sorted(self.rooms):  # a user who leaves leaves every room
+                    info = self.rooms[room]
+                    if name in info.members:
+                        members = tuple(m for m in info.members if m != name)
+                        self.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                        effects.append(Deliver(MembersChanged(room, members)))
             case UserStatus(name=name, away=away):
                 user = self.users.get(name)
                 if user is not None:
@@ -560,6 +574,11 @@ class ClientNode:
         self.clock = self.clock.merge(entry.clock)
         if entry.id in self.delivered_ids:
             return
+        if entry.origin is not None:
+            # The same resent message may have been recorded on both sides of a partition.
+            if entry.origin in self._delivered_origins:
+                return
+            self._delivered_origins.add(entry.origin)
         self.delivered_ids.add(entry.id)
         effects.append(Deliver(ChatDelivered(entry)))
 

@@ -47,7 +47,7 @@ from tchat.core.messages import (
 )
 from tchat.core.names import name_problem, room_problem, text_problem
 from tchat.core.stream import ClientStreams, Session
-from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+from tchat.core.vclock import VectorClock
 
 if TYPE_CHECKING:
     from tchat.core.server import ServerNode
@@ -92,14 +92,16 @@ class Leadership:
         self.waiting_registers: list[tuple[Register, str]] = []
         self.streams = ClientStreams(epoch, self._committed_view())
         self.resync_needed = False
-        self._sync_tokens: dict[int, int] = {}  # backup -> token of our pull from it
+        self._sync_tokens: dict[int, tuple[int, float]] = {}  # backup -> (token, sent at)
         self.last_client_beat = now
         self.next_retry = now
+        self.deferred: list[tuple[Submit, str, float]] = []
 
     def _committed_view(self) -> ClusterState:
         view = self.node.new_state()
         for entry in self.node.log.entries():
-            view.apply(entry)
+            if not self.node.log.is_duplicate(entry):
+                view.apply(entry)
         return view
 
     # -- sequencing ----------------------------------------------------------------
@@ -108,11 +110,12 @@ class Leadership:
         body: EntryBody,
         now: float,
         origin: Origin | None = None,
-        sender_clock: VectorClock = EMPTY_CLOCK,
     ) -> tuple[Entry, list[Effect]]:
         node = self.node
         me = node.server_id
-        clock = node.log.clock.merge(sender_clock).increment(me)
+        # Only our own log's clock: an entry never claims history this replica lacks, which
+        # keeps every log causally closed (a clock then says exactly what a log holds).
+        clock = node.log.clock.increment(me)
         entry = Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
         node.log.add(entry)
         node.state.apply(entry)
@@ -167,12 +170,18 @@ class Leadership:
                 break
             self.pending.popleft()
             del self.pending_dots[head.entry.dot]
-            effects.extend(self.streams.publish(head.entry, now))
-            published = True
+            canonical = head.entry
+            if self.node.log.is_duplicate(head.entry):
+                # Another partition recorded this operation first: that copy is the one.
+                assert head.entry.origin is not None
+                canonical = self.node.log.by_origin(head.entry.origin) or head.entry
+            else:
+                effects.extend(self.streams.publish(head.entry, now))
+                published = True
             for client_id, cmid in head.acks:
                 session = self.streams.sessions.get(client_id)
                 if session is not None:
-                    effects.append(Send(session.addr, Ack(self.epoch, cmid, head.entry.id)))
+                    effects.append(Send(session.addr, Ack(self.epoch, cmid, canonical.id)))
             effects.extend(self._after_commit(head.entry, now))
         if published and self.resync_needed and not self.pending:
             self.resync_needed = False
@@ -214,12 +223,7 @@ class Leadership:
             node.log_event(
                 effects, "server-joined", f"server {msg.src} joined at {addr}", server=msg.src
             )
-        if not msg.clock <= node.log.clock and msg.src not in self._sync_tokens:
-            token = node.next_token()
-            self._sync_tokens[msg.src] = token
-            effects.append(
-                Send(addr, SyncRequest(node.server_id, self.epoch, token, node.log.clock))
-            )
+        effects.extend(self._pull(msg.src, addr, msg.clock, now))
         chunk, more = node.chunk(node.log.missing_for(msg.clock))
         if not more:
             replica.admitted = True
@@ -227,15 +231,31 @@ class Leadership:
         effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, not more)))
         return effects
 
+    def _pull(self, src: int, addr: str, clock: VectorClock, now: float) -> list[Effect]:
+        """Ask a backup for entries it has and we lack (it led a partition, or restarted
+        with history nobody else kept). One pull at a time per backup; a lost one is
+        retried after the sync timeout."""
+        node = self.node
+        if clock <= node.log.clock:
+            return []
+        started = self._sync_tokens.get(src)
+        if started is not None and now < started[1] + node.config.timing.sync_timeout:
+            return []
+        token = node.next_token()
+        self._sync_tokens[src] = (token, now)
+        return [Send(addr, SyncRequest(node.server_id, self.epoch, token, node.log.clock))]
+
     def on_sync_data(self, msg: SyncData, now: float) -> list[Effect]:
         """A backup's entries we lacked (pulled after its JoinRequest)."""
         node = self.node
-        if self._sync_tokens.get(msg.src) != msg.token:
+        started = self._sync_tokens.get(msg.src)
+        if started is None or started[0] != msg.token:
             return []
         merged = node.merge_entries(msg.entries)
         effects: list[Effect] = [Persist(entries=tuple(merged))] if merged else []
         self.adopt_merged(merged)
         if merged:
+            effects.extend(self.retry_deferred(now))
             node.log_event(
                 effects,
                 "merged",
@@ -245,6 +265,7 @@ class Leadership:
             )
         addr = node.peers.get(msg.src)
         if msg.more and addr:
+            self._sync_tokens[msg.src] = (msg.token, now)
             effects.append(
                 Send(addr, SyncRequest(node.server_id, self.epoch, msg.token, node.log.clock))
             )
@@ -259,9 +280,9 @@ class Leadership:
         replica.last_heard = now
         replica.acked_seq = max(replica.acked_seq, msg.seq)
         replica.acked_clock = replica.acked_clock.merge(msg.clock)
-        effects: list[Effect] = []
-        if msg.seq < self.seq:
-            effects.extend(self._retransmit(replica, limit=8))
+        # Lost batches are resent by the retransmit timer, not here: resending on every
+        # ack would answer each in-flight batch's ack with more batches (a storm).
+        effects = self._pull(msg.src, replica.addr, msg.clock, now)
         effects.extend(self.advance(now))
         return effects
 
@@ -297,6 +318,7 @@ class Leadership:
         effects: list[Effect] = []
         if now >= self.next_retry:
             self.next_retry = now + timing.retransmit_interval
+            effects.extend(self.retry_deferred(now))
             for sid in sorted(self.replicas):
                 replica = self.replicas[sid]
                 if now - replica.last_heard > timing.backup_timeout:
@@ -396,7 +418,9 @@ class Leadership:
             relevant = [
                 e
                 for e in node.log.missing_for(cursor)
-                if e.dot not in self.pending_dots and self._relevant(e, session.name)
+                if e.dot not in self.pending_dots
+                and not node.log.is_duplicate(e)
+                and self._relevant(e, session.name)
             ]
             replayed = len(relevant)
             while relevant:
@@ -438,12 +462,16 @@ class Leadership:
                 effects.append(Send(session.addr, Resync(self.epoch, reason)))
         return effects
 
-    def on_submit(self, msg: Submit, addr: str, now: float) -> list[Effect]:
+    def on_submit(
+        self, msg: Submit, addr: str, now: float, first_seen: float | None = None
+    ) -> list[Effect]:
         node = self.node
         session = self.streams.sessions.get(msg.client_id)
         if session is None or not self.serving:
             return []
-        session.last_heard = now
+        if first_seen is None:
+            first_seen = now
+            session.last_heard = now
         session.reported_clock = session.reported_clock.merge(msg.clock)
         origin = Origin(msg.client_id, msg.cmid)
         existing = node.log.by_origin(origin)
@@ -456,8 +484,34 @@ class Leadership:
         body, problem = self._validate(session, msg)
         if body is None:
             return [Send(addr, OpError(self.epoch, msg.cmid, problem))]
-        entry, effects = self.sequence(body, now, origin, msg.clock)
+        if not msg.clock <= node.log.clock and now < first_seen + self._defer_limit():
+            # The client has seen entries we lack (it was on the other side of a healed
+            # partition): wait until we have pulled them, so that the new entry's clock
+            # stays causally closed over our log. Give up waiting after a while.
+            self.deferred = [
+                d for d in self.deferred if d[0].client_id != msg.client_id or d[0].cmid != msg.cmid
+            ]
+            self.deferred.append((msg, addr, first_seen))
+            effects = []
+            for sid in sorted(self.replicas):
+                replica = self.replicas[sid]
+                effects.extend(self._pull(sid, replica.addr, replica.acked_clock, now))
+            return effects
+        entry, effects = self.sequence(body, now, origin)
         self.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
+        return effects
+
+    def _defer_limit(self) -> float:
+        return self.node.config.timing.sync_timeout * 3
+
+    def retry_deferred(self, now: float) -> list[Effect]:
+        """Sequence the deferred submits whose clocks we now cover (or waited on too long)."""
+        if not self.deferred:
+            return []
+        waiting, self.deferred = self.deferred, []
+        effects: list[Effect] = []
+        for msg, addr, first_seen in waiting:
+            effects.extend(self.on_submit(msg, addr, now, first_seen))
         return effects
 
     def _validate(self, session: Session, msg: Submit) -> tuple[EntryBody | None, str]:

@@ -39,6 +39,10 @@ class ReplicatedLog:
     def by_origin(self, origin: Origin) -> Entry | None:
         return self._by_origin.get(origin)
 
+    def is_duplicate(self, entry: Entry) -> bool:
+        """A later copy of an operation some other entry already records."""
+        return entry.origin is not None and self._by_origin.get(entry.origin) is not entry
+
     def entries(self) -> list[Entry]:
         return self._entries
 
@@ -65,7 +69,11 @@ class ReplicatedLog:
             self._entries.insert(index, entry)
         self._by_dot[entry.dot] = entry
         if entry.origin is not None:
-            self._by_origin.setdefault(entry.origin, entry)
+            # Two partitions may each have sequenced the same resent operation; the copy
+            # first in log order is the one that counts, everywhere.
+            known = self._by_origin.get(entry.origin)
+            if known is None or key < known.key:
+                self._by_origin[entry.origin] = entry
         counters = self._counters.setdefault(entry.dot.server, [])
         if not counters or entry.dot.counter > counters[-1]:
             counters.append(entry.dot.counter)

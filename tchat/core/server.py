@@ -79,7 +79,13 @@ _TRANSITIONS: dict[ServerRole, frozenset[ServerRole]] = {
         {ServerRole.JOINING, ServerRole.CANDIDATE, ServerRole.SYNCING, ServerRole.STOPPED}
     ),
     ServerRole.CANDIDATE: frozenset(
-        {ServerRole.JOINING, ServerRole.CANDIDATE, ServerRole.SYNCING, ServerRole.STOPPED}
+        {
+            ServerRole.JOINING,
+            ServerRole.BACKUP,
+            ServerRole.CANDIDATE,
+            ServerRole.SYNCING,
+            ServerRole.STOPPED,
+        }
     ),
     ServerRole.SYNCING: frozenset(
         {
@@ -135,6 +141,11 @@ class ServerNode:
         if durable is not None:
             self.merge_entries(sorted(durable.entries, key=lambda e: e.key))
             self.max_term = durable.meta.get("term", 0)
+            # Epochs never go backwards, not even across a restart; the leader of that
+            # epoch is re-learned (and followed again) by discovery.
+            self.epoch = Epoch(
+                durable.meta.get("epoch_term", 0), durable.meta.get("epoch_leader", 0)
+            )
         self.peers.update(self.state.servers)
         self.peers.pop(self.server_id, None)
 
@@ -191,14 +202,16 @@ class ServerNode:
                 continue
             added.append(entry)
             if where and not refold:
-                self.state.apply(entry)
+                if not self.log.is_duplicate(entry):
+                    self.state.apply(entry)
             else:
                 refold = True
         if refold:
             clashes = self.state.clashes
             self.state = self.new_state()
             for entry in self.log.entries():
-                self.state.apply(entry)
+                if not self.log.is_duplicate(entry):
+                    self.state.apply(entry)
             self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
@@ -209,6 +222,10 @@ class ServerNode:
         if role not in _TRANSITIONS[self.role]:
             raise IllegalTransition("ServerNode", self.role, event)
         self.role = role
+
+    def _set_epoch(self, epoch: Epoch, effects: list[Effect]) -> None:
+        self.epoch = epoch
+        effects.append(Persist(meta=(("epoch_term", epoch.term), ("epoch_leader", epoch.leader))))
 
     def _observe_term(self, term: int, effects: list[Effect]) -> None:
         if term > self.max_term:
@@ -427,7 +444,9 @@ class ServerNode:
         for info in msg.servers:
             if info.server_id != self.server_id:
                 self.peers.setdefault(info.server_id, info.addr)
-        if msg.leader_id and msg.leader_id != self.server_id and msg.epoch > self.epoch:
+        if not msg.leader_id or msg.leader_id == self.server_id:
+            return
+        if msg.epoch > self.epoch or (msg.epoch == self.epoch and not self.leader_addr):
             self._follow(msg.epoch, msg.leader_addr, effects, now)
 
     def _follow(self, epoch: Epoch, leader_addr: str, effects: list[Effect], now: float) -> None:
@@ -442,7 +461,7 @@ class ServerNode:
         self.leadership = None
         self._observe_term(epoch.term, effects)
         self.election.finish()
-        self.epoch = epoch
+        self._set_epoch(epoch, effects)
         self.leader_id = epoch.leader
         self.leader_addr = leader_addr
         self._leader_heard = now
@@ -479,6 +498,7 @@ class ServerNode:
             return
         self._leader_heard = now
         self.leader_addr = msg.addr
+        self.leader_id = msg.epoch.leader
         if self.role is ServerRole.CANDIDATE:
             self.election.finish()
             self._become(
@@ -715,7 +735,7 @@ class ServerNode:
         started = self.election.started_at if self.election.started_at is not None else now
         self.election.finish()
         self.leadership = None
-        self.epoch = Epoch(term, self.server_id)
+        self._set_epoch(Epoch(term, self.server_id), effects)
         self.leader_id = self.server_id
         self.leader_addr = self.config.addr
         self._become(ServerRole.SYNCING, "elected")

@@ -151,6 +151,12 @@ class Checker:
         eid = entry.id
         if eid in slot.delivered_ids:
             raise Violation("exactly-once", f"{slot.client_id} delivered {eid} twice")
+        if entry.origin is not None:
+            if entry.origin in slot.delivered_origins:
+                raise Violation(
+                    "exactly-once", f"{slot.client_id} delivered two copies of {entry.origin}"
+                )
+            slot.delivered_origins.add(entry.origin)
         clock = entry.clock
         total = clock.total
         if total < slot.max_total:
@@ -231,9 +237,14 @@ class Checker:
                 )
         problems.extend(self._log_sanity(lentries))
         lid_set = set(lids)
+        # Without quorums a leader cut off from every backup acknowledges alone: an entry whose
+        # every holder is down for good is unavailable, not lost (the design's promise holds
+        # "while one server that stored it survives"). Every other ack must be everywhere.
+        alive_ids = [s.durable_ids for s in running]
+        must_have = [eid for eid in self.acked if any(eid in ids for ids in alive_ids)]
         for s in running:
             ids_set = lid_set if s is leader else {e.id for e in s.node.log.entries()}
-            lost = sorted(eid for eid in self.acked if eid not in ids_set)
+            lost = sorted(eid for eid in must_have if eid not in ids_set)
             if lost:
                 problems.append(("ack-lost", f"s{s.server_id} lacks acknowledged {lost[:8]}"))
         problems.extend(self._clients_converged(leader, lfold))
@@ -248,14 +259,28 @@ class Checker:
             problems.append(("log-order", "leader's log.entries() is not strictly in key order"))
         origins: dict[tuple[str, int], str] = {}
         for e in entries:
+            body = e.body
+            if type(body) is Chat and not body.sender_clock <= e.clock:
+                problems.append(
+                    (
+                        "sender-causality",
+                        f"{e.id} {e.clock} does not cover what "
+                        f"its sender had delivered: {body.sender_clock}",
+                    )
+                )
             if e.origin is None:
                 continue
+            # Two sides of a partition may each record the same resent operation (no
+            # coordination is possible across a partition); the log keeps both and every
+            # replica treats the first in log order as the one. What must hold is that no
+            # client delivers two copies (checked in _delivered) and one leader never
+            # records it twice.
             key = (e.origin.client_id, e.origin.cmid)
-            if key in origins:
+            if key in origins and origins[key].split(".")[0] == e.id.split(".")[0]:
                 problems.append(
                     ("exactly-once", f"op {key} is in the log twice: {origins[key]} and {e.id}")
                 )
-            origins[key] = e.id
+            origins.setdefault(key, e.id)
         return problems
 
     def _clients_converged(self, leader: ServerSlot, lfold: Any) -> list[Problem]:
@@ -397,36 +422,79 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
 
     A room message goes to the room's members at that point of the log, a private one to
     its addressee and its sender; names map to sessions through UserOnline / UserOffline.
+    Only membership that holds in every causal view counts: the login and the join happened
+    before the message, and the leave or logout that ends it (if any) happened after it. A
+    join or leave made concurrently on the other side of a partition can fall on either side
+    of the message in the merged order, and the client may have delivered later entries
+    already: neither "must deliver" nor "must not" is right for it, so it is not checked.
     """
-    session: dict[str, str] = {}  # name -> client_id online under it
-    members: dict[str, set[str]] = {}  # room -> names
+    ends = _membership_ends(entries)
+    session: dict[str, tuple[str, Entry]] = {}  # name -> (client_id, UserOnline entry)
+    members: dict[str, dict[str, Entry]] = {}  # room -> name -> RoomJoined entry
     expected: dict[str, list[str]] = {}
     for e in entries:
         body = e.body
         kind = type(body)
         if kind is UserOnline:
             # A second session under a name already online lost a merge clash: ignored.
-            session.setdefault(body.name, body.client_id)
+            session.setdefault(body.name, (body.client_id, e))
         elif kind is UserOffline:
-            if session.get(body.name) == body.client_id:
+            online = session.get(body.name)
+            if online is not None and online[0] == body.client_id:
                 del session[body.name]
                 for names in members.values():
-                    names.discard(body.name)
+                    names.pop(body.name, None)
         elif kind is RoomJoined:
             if body.name in session:
-                members.setdefault(body.room, set()).add(body.name)
+                members.setdefault(body.room, {}).setdefault(body.name, e)
         elif kind is RoomLeft:
-            members.get(body.room, set()).discard(body.name)
+            members.get(body.room, {}).pop(body.name, None)
         elif kind is Chat:
             if body.room is not None:
-                names = sorted(members.get(body.room, ()))
+                room = members.get(body.room, {})
+                names = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
             else:
                 names = sorted({body.sender, body.to or ""})
             for name in names:
-                cid = session.get(name)
-                if cid in clients:
-                    expected.setdefault(cid, []).append(e.id)
+                online = session.get(name)
+                if online is not None and online[0] in clients and _spans(online[1], e, ends):
+                    expected.setdefault(online[0], []).append(e.id)
     return expected
+
+
+def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
+    """For each UserOnline / RoomJoined entry id, the entry that ends it (if any)."""
+    ends: dict[str, Entry] = {}
+    open_logins: dict[str, Entry] = {}  # name -> UserOnline
+    open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
+    for e in entries:
+        body = e.body
+        kind = type(body)
+        if kind is UserOnline:
+            open_logins.setdefault(body.name, e)
+        elif kind is UserOffline:
+            login = open_logins.get(body.name)
+            if login is not None and login.body.client_id == body.client_id:  # type: ignore[attr-defined]
+                ends[login.id] = e
+                del open_logins[body.name]
+                for key in [k for k in open_joins if k[1] == body.name]:
+                    ends[open_joins.pop(key).id] = e
+        elif kind is RoomJoined:
+            if body.name in open_logins:
+                open_joins.setdefault((body.room, body.name), e)
+        elif kind is RoomLeft:
+            join = open_joins.pop((body.room, body.name), None)
+            if join is not None:
+                ends[join.id] = e
+    return ends
+
+
+def _spans(start: Entry, e: Entry, ends: dict[str, Entry]) -> bool:
+    """``start`` (a login or join) happened before ``e`` and its end, if any, after it."""
+    if not start.clock < e.clock:
+        return False
+    end = ends.get(start.id)
+    return end is None or e.clock < end.clock
 
 
 def _order_conflict(sa: list[Entry], sb: list[Entry]) -> tuple[str, str] | None:

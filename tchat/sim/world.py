@@ -107,6 +107,7 @@ class ClientSlot:
         "renamed",
         "delivered",
         "delivered_ids",
+        "delivered_origins",
         "max_total",
         "acked",
         "kind",
@@ -129,6 +130,7 @@ class ClientSlot:
         self.renamed = False
         self.delivered: list[Any] = []  # Entry objects, in delivery order
         self.delivered_ids: set[str] = set()
+        self.delivered_origins: set[Any] = set()
         self.max_total = 0
         self.acked: dict[int, str] = {}  # cmid -> entry id
         self.names = [config.name]
