@@ -114,9 +114,13 @@ ensure_venv() {
         "$py" -m venv "$ROOT/.venv"
     fi
     if [ ! -x "$TCHAT" ] || ! "$PY" -c 'import tchat.cli, msgpack, textual' 2>/dev/null; then
-        echo "Installing tchat into .venv ..."
-        "$PY" -m pip install --quiet --upgrade pip >/dev/null
-        "$PY" -m pip install --quiet -e "$ROOT"
+        echo "Installing tchat into .venv (log: .venv/install.log) ..."
+        # Build warnings are noise here; the log keeps them, and a failure shows its tail.
+        if ! { "$PY" -m pip install --upgrade pip && "$PY" -m pip install -e "$ROOT"; } \
+            >"$ROOT/.venv/install.log" 2>&1; then
+            tail -n 20 "$ROOT/.venv/install.log" >&2
+            die "installing tchat failed (full log: .venv/install.log)"
+        fi
     fi
 }
 

@@ -427,7 +427,7 @@ def partition_scenario(t: TchatLan, drop_clients: bool) -> None:
     assert seen_from_b["leader"] == healed["leader"]
     for user in ("alice", "bob"):
         for entry_id in acked:
-            t.wait(user, "message", f"message {entry_id} in the merged history", UP, id=entry_id)
+            t.wait(user, "message", f"message {entry_id} in the merged history", id=entry_id)
     for user in ("alice", "bob"):
         ids = message_ids(t.clients[user])
         duplicates = {i for i in ids if ids.count(i) > 1}
