@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -32,9 +33,19 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+BENCH_NICE = -10  # as root: ahead of whatever else runs on the machine (see BENCHMARKS.md)
+
+
+def boost_priority() -> None:
+    """In a child before exec: run ahead of unrelated work, where allowed (root)."""
+    with contextlib.suppress(OSError):
+        os.nice(BENCH_NICE)
+
+
 def _lift_nofile() -> None:
     import resource
 
+    boost_priority()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -129,7 +140,7 @@ class Cluster:
             stdout=log,
             stderr=log,
             env=env,
-            preexec_fn=_lift_nofile if self.raise_nofile else None,  # noqa: PLW1509
+            preexec_fn=_lift_nofile if self.raise_nofile else boost_priority,
         )
         log.close()
 

@@ -31,6 +31,7 @@ async def fanout_tchat(
     workers: int | None = None,
     drain: float = 15.0,
     servers: int = 3,
+    connect_parallel: int = 16,
 ) -> dict[str, Any]:
     cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO")
     try:
@@ -41,6 +42,8 @@ async def fanout_tchat(
             "multicast_base": cluster.multicast_base,
             "multicast_port": cluster.multicast_port,
             "unicast": unicast,
+            # Few logins at a time: each one is pushed to every member already in.
+            "connect_parallel": connect_parallel,
         }
         group = LoadGroup("tchat", work, auto_workers(work.clients, workers), cfg, cluster.root)
         try:
@@ -111,5 +114,6 @@ def run(args: Any) -> dict[str, Any]:
             stock_asyncio=args.asyncio,
             workers=args.workers,
             drain=args.drain,
+            connect_parallel=args.connect_parallel,
         )
     )

@@ -12,6 +12,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from tchat.bench.cluster import boost_priority
 from tchat.bench.ledger import Workload
 from tchat.bench.stats import CpuWindow, summarize_ms
 
@@ -88,6 +89,7 @@ class LoadGroup:
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
                 limit=1 << 20,
+                preexec_fn=boost_priority,
             )
             self.procs.append(proc)
         await self._all(connect_timeout + 10)

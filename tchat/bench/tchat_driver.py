@@ -87,6 +87,16 @@ class TchatDriver:
     def say(self, index: int, text: str) -> None:
         self.clients[index].say(text)
 
+    def stuck(self) -> list[str]:
+        """Clients not yet in the room, with their node's state: for error reports."""
+        out = []
+        for i, c in sorted(self.clients.items()):
+            if not c.entered.done():
+                node = c.service.node
+                state = getattr(getattr(node, "state", None), "name", "?")
+                out.append(f"u{i}:{state}:ready={c.ready.done()}:{c.service.name}")
+        return out[:10]
+
     async def close(self) -> None:
         await asyncio.gather(
             *(c.close() for c in self.clients.values()), return_exceptions=True

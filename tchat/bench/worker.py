@@ -110,7 +110,8 @@ async def serve(cfg: dict[str, Any]) -> int:
             asyncio.gather(*(open_one(i) for i in range(lo, hi))), float(cfg["connect_timeout"])
         )
     except Exception as exc:  # report any failure to the parent instead of dying silently
-        _emit({"error": f"connect: {exc!r} after {opened} of {hi - lo} clients"})
+        stuck = getattr(driver, "stuck", lambda: [])()
+        _emit({"error": f"connect: {exc!r} after {opened} of {hi - lo} clients; {stuck}"})
         await driver.close()
         return 1
     _emit({"ready": hi - lo, "connect_s": round(time.monotonic() - began, 3)})

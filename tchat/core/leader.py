@@ -47,7 +47,7 @@ from tchat.core.messages import (
 )
 from tchat.core.names import name_problem, room_problem, text_problem
 from tchat.core.stream import ClientStreams, Session
-from tchat.core.vclock import VectorClock
+from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
     from tchat.core.server import ServerNode
@@ -194,7 +194,7 @@ class Leadership:
         if isinstance(body, UserOnline):
             session = self.streams.sessions.get(body.client_id)
             if session is not None and not session.active:
-                cursor = session.resume_cursor or self.node.state.offline_cursor.get(body.name)
+                cursor = session.resume_cursor
                 return self._welcome(session, cursor)
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)
@@ -407,26 +407,30 @@ class Leadership:
 
     def _welcome(self, session: Session, cursor: VectorClock | None) -> list[Effect]:
         node = self.node
+        if cursor is None:
+            # A login (or a session never welcomed anywhere): replay what was addressed to
+            # the account since its last logout, or, for an account never seen offline,
+            # everything (a login may have been accepted by a leader that died before
+            # streaming to it).
+            cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
         token = node.next_token()
         effects: list[Effect] = []
         users = node.state.user_infos()
         for start in range(0, len(users), USER_CHUNK):
             chunk = users[start : start + USER_CHUNK]
             effects.append(Send(session.addr, UserList(self.epoch, token, chunk)))
-        replayed = 0
-        if cursor is not None:
-            relevant = [
-                e
-                for e in node.log.missing_for(cursor)
-                if e.dot not in self.pending_dots
-                and not node.log.is_duplicate(e)
-                and self._relevant(e, session.name)
-            ]
-            replayed = len(relevant)
-            while relevant:
-                chunk, _ = node.chunk(iter(relevant))
-                relevant = relevant[len(chunk) :]
-                effects.append(Send(session.addr, Replay(self.epoch, token, chunk)))
+        relevant = [
+            e
+            for e in node.log.missing_for(cursor)
+            if e.dot not in self.pending_dots
+            and not node.log.is_duplicate(e)
+            and self._relevant(e, session.name)
+        ]
+        replayed = len(relevant)
+        while relevant:
+            chunk, _ = node.chunk(iter(relevant))
+            relevant = relevant[len(chunk) :]
+            effects.append(Send(session.addr, Replay(self.epoch, token, chunk)))
         gsn, rooms = self.streams.activate(session)
         welcome = Welcome(
             self.epoch,
