@@ -19,6 +19,8 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
+Key = tuple[int, int, int]
+
 
 @dataclass(slots=True)
 class UserRecord:
@@ -39,6 +41,25 @@ class RoomRecord:
     # member name -> key of the RoomJoined entry (what a member may catch up on)
     members: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     messages: int = 0
+    # every stretch of membership, member -> [(join key, leave key or None)]: who was in
+    # the room when a given message was sent, for catching up after a gap
+    stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
+
+    def join(self, name: str, key: Key) -> None:
+        if name not in self.members:
+            self.members[name] = key
+            self.stretches.setdefault(name, []).append((key, None))
+
+    def leave(self, name: str, key: Key) -> None:
+        if self.members.pop(name, None) is not None:
+            stretches = self.stretches[name]
+            stretches[-1] = (stretches[-1][0], key)
+
+    def was_member(self, name: str, key: Key) -> bool:
+        return any(
+            start < key and (end is None or key < end)
+            for start, end in self.stretches.get(name, ())
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +115,7 @@ class ClusterState:
                 del self.users[name]
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 for room in sorted(self.rooms_of.pop(name, set())):
-                    self.rooms[room].members.pop(name, None)
+                    self.rooms[room].leave(name, entry.key)
             case UserStatus(name=name, away=away):
                 current = self.users.get(name)
                 if current is None:
@@ -107,13 +128,13 @@ class ClusterState:
                 record = self.rooms.get(room)
                 if record is None:
                     record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
-                record.members.setdefault(name, entry.key)
+                record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
             case RoomLeft(room=room, name=name):
                 record = self.rooms.get(room)
                 if record is None or name not in record.members:
                     return False
-                del record.members[name]
+                record.leave(name, entry.key)
                 self.rooms_of.get(name, set()).discard(room)
             case _:
                 room = getattr(body, "room", None)

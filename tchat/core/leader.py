@@ -453,9 +453,8 @@ class Leadership:
             return False
         if body.room is None:
             return name in (body.sender, body.to)
-        joined = self.streams.view.rooms.get(body.room)
-        since = joined.members.get(name) if joined else None
-        return since is not None and entry.key > since
+        record = self.node.state.rooms.get(body.room)
+        return record is not None and record.was_member(name, entry.key)
 
     def _resync_all(self, reason: str) -> list[Effect]:
         effects: list[Effect] = []
@@ -497,9 +496,8 @@ class Leadership:
             ]
             self.deferred.append((msg, addr, first_seen))
             effects = []
-            for sid in sorted(self.replicas):
-                replica = self.replicas[sid]
-                effects.extend(self._pull(sid, replica.addr, replica.acked_clock, now))
+            for sid, peer in sorted(node.peers.items()):  # whoever may hold them
+                effects.extend(self._pull(sid, peer, msg.clock, now))
             return effects
         entry, effects = self.sequence(body, now, origin)
         self.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
