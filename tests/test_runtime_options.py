@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +65,27 @@ def test_headless_command_parsing() -> None:
     assert parse("/say lobby", None).error
     assert parse("/nope", None).error
     assert parse("/quit", None).action == "quit"
+
+
+def test_status_exits_1_when_no_server_answers(tmp_path: Path) -> None:
+    port = random.randrange(20000, 32000)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tchat",
+            "status",
+            "--host",
+            "127.0.0.1",
+            "--wait",
+            "0.2",
+            "--discovery-port",
+            str(port),
+        ],
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "no server answered" in done.stderr

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -267,6 +268,8 @@ async def run_headless(options: NetOptions, name: str) -> int:
     client = HeadlessClient(options, name, sys.stdout)
     reader = threading.Thread(target=_read_stdin, args=(loop, queue, sys.stdin), daemon=True)
     reader.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # like end of input: log out, then exit 0
+        loop.add_signal_handler(sig, queue.put_nowait, None)
     try:
         return await client.run(queue)
     finally:
