@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "cluster.sh"
 UP = 30.0  # a leader among three fresh daemons, on a loaded CI box
+ATTACHED = "tchat-test-attached"  # tmux wait-for channel
 
 
 class Cluster:
@@ -162,6 +166,65 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+class Terminal:
+    """A person at a terminal attached to the session: presses tmux keys through a real pty."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        # wait-for remembers a signal sent before anyone waits, so this cannot race.
+        subprocess.run(
+            ["tmux", "-L", session, "set-hook", "-g", "client-attached", f"wait-for -S {ATTACHED}"],
+            check=True,
+        )
+        self.master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if k != "TMUX"} | {"TERM": "xterm-256color"}
+        self.proc = subprocess.Popen(
+            ["tmux", "-L", session, "attach", "-t", session],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self._drain = threading.Thread(target=self._read, daemon=True)
+        self._drain.start()
+        prefix = subprocess.run(
+            ["tmux", "-L", session, "show-options", "-gv", "prefix"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        # C-x is byte (x - 'a' + 1): the control code a terminal sends for it.
+        assert re.fullmatch(r"C-[a-z]", prefix), f"unexpected tmux prefix {prefix!r}"
+        self.prefix = bytes([ord(prefix[2]) - ord("a") + 1])
+
+    def _read(self) -> None:
+        """Keep reading the screen tmux draws, so its client never blocks on a full pty."""
+        with contextlib.suppress(OSError):
+            while os.read(self.master, 65536):
+                pass
+
+    def attached(self, timeout: float = 10.0) -> bool:
+        """Wait for the client-attached hook (set before attaching) to signal its channel."""
+        try:
+            waited = subprocess.run(
+                ["tmux", "-L", self.session, "wait-for", ATTACHED], timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return waited.returncode == 0
+
+    def press(self, key: str) -> None:
+        os.write(self.master, self.prefix + key.encode())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        os.close(self.master)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     made = Cluster(tmp_path)
@@ -205,6 +268,24 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
         lambda s: len(answered(s)) == 3 and s["leader"] == second["leader"],
         "the old leader back as a backup",
     )
+
+    # The same failover from the keyboard: prefix+K kills the leader, prefix+R restarts it.
+    terminal = Terminal(cluster.session)
+    try:
+        assert terminal.attached(), "tmux attach did not attach"
+        terminal.press("K")
+        third = cluster.wait_status(
+            lambda s: s["leader"] not in (0, None, second["leader"]) and epoch(s) > epoch(second),
+            "a new leader after prefix+K",
+        )
+        assert not alive(pids[f"server-{second['leader'] - 100}"])
+        terminal.press("R")
+        cluster.wait_status(
+            lambda s: len(answered(s)) == 3 and s["leader"] == third["leader"],
+            "every server back after prefix+R",
+        )
+    finally:
+        terminal.close()
 
     pids = cluster.pids()
     socket = subprocess.run(
