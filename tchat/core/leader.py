@@ -163,7 +163,6 @@ class Leadership:
         held = None
         for replica in admitted:
             held = replica.acked_clock if held is None else held.meet(replica.acked_clock)
-        published = False
         while self.pending:
             head = self.pending[0]
             if held is not None and not head.entry.clock <= held:
@@ -177,14 +176,17 @@ class Leadership:
                 canonical = self.node.log.by_origin(head.entry.origin) or head.entry
             else:
                 effects.extend(self.streams.publish(head.entry, now))
-                published = True
             for client_id, cmid in head.acks:
                 session = self.streams.sessions.get(client_id)
                 if session is not None:
                     effects.append(Send(session.addr, Ack(self.epoch, cmid, canonical.id)))
             effects.extend(self._after_commit(head.entry, now))
-        if published and self.resync_needed and not self.pending:
+        if self.resync_needed and not self.pending:
+            # Merged entries may sit anywhere in log order: the fold in log order is the
+            # truth every replica agrees on, so the streams restart from it and every
+            # client resumes (catching up on what the merge brought it).
             self.resync_needed = False
+            self.streams.reset_view(self._committed_view())
             effects.extend(self._resync_all("the log merged entries from another partition"))
         self._trim_batches()
         return effects
@@ -210,21 +212,25 @@ class Leadership:
 
     # -- backups -------------------------------------------------------------------
     def on_join(self, msg: JoinRequest, addr: str, now: float) -> list[Effect]:
+        return self._admit(msg.src, addr, msg.clock, now)
+
+    def _admit(self, src: int, addr: str, clock: VectorClock, now: float) -> list[Effect]:
+        """(Re)admit a backup: send it what it lacks, then batches from our current seq.
+        Also pulls what it has and we lack. Used for joins, and for a backup we dropped
+        from the view (or whose batches we trimmed) that still believes it is admitted."""
         node = self.node
         effects: list[Effect] = []
-        replica = self.replicas.get(msg.src)
+        replica = self.replicas.get(src)
         if replica is None or replica.addr != addr:
-            replica = self.replicas[msg.src] = Replica(msg.src, addr, self.seq, msg.clock, now)
+            replica = self.replicas[src] = Replica(src, addr, self.seq, clock, now)
         replica.last_heard = now
-        replica.acked_clock = replica.acked_clock.merge(msg.clock)
-        if node.state.servers.get(msg.src) != addr:
-            entry, persist = self.sequence(ServerJoined(msg.src, addr), now)
+        replica.acked_clock = replica.acked_clock.merge(clock)
+        if node.state.servers.get(src) != addr:
+            _, persist = self.sequence(ServerJoined(src, addr), now)
             effects.extend(persist)
-            node.log_event(
-                effects, "server-joined", f"server {msg.src} joined at {addr}", server=msg.src
-            )
-        effects.extend(self._pull(msg.src, addr, msg.clock, now))
-        chunk, more = node.chunk(node.log.missing_for(msg.clock))
+            node.log_event(effects, "server-joined", f"server {src} joined at {addr}", server=src)
+        effects.extend(self._pull(src, addr, clock, now))
+        chunk, more = node.chunk(node.log.missing_for(clock))
         if not more:
             replica.admitted = True
             replica.acked_seq = self.seq
@@ -273,10 +279,10 @@ class Leadership:
             del self._sync_tokens[msg.src]
         return effects
 
-    def on_ack(self, msg: AppendAck, now: float) -> list[Effect]:
+    def on_ack(self, msg: AppendAck, addr: str, now: float) -> list[Effect]:
         replica = self.replicas.get(msg.src)
         if replica is None or not replica.admitted:
-            return []
+            return self._admit(msg.src, addr, msg.clock, now)
         replica.last_heard = now
         replica.acked_seq = max(replica.acked_seq, msg.seq)
         replica.acked_clock = replica.acked_clock.merge(msg.clock)

@@ -365,7 +365,8 @@ class ServerNode:
                 self._on_admit(message, src_addr, effects, now)
             case AppendAck():
                 if self.leadership is not None and message.epoch == self.epoch:
-                    effects.extend(self.leadership.on_ack(message, now))
+                    addr = self.peers.get(message.src, src_addr)
+                    effects.extend(self.leadership.on_ack(message, addr, now))
             case JoinRequest():
                 self.peers[message.src] = message.addr
                 if self.leadership is not None:
@@ -546,6 +547,8 @@ class ServerNode:
         if not msg.done:
             effects.append(Send(addr, self._join_request()))
             return
+        if self._admitted_seq is not None and msg.base_seq > self._admitted_seq:
+            self._admitted_seq = msg.base_seq  # re-admitted after the leader lost track of us
         if self._admitted_seq is None:
             self._admitted_seq = msg.base_seq
             if self.role is not ServerRole.CANDIDATE:

@@ -71,6 +71,11 @@ class ClientStreams:
         # (it may not have joined the group yet when the first frames go out)
         self._fresh: dict[str, dict[str, float]] = {}
 
+    def reset_view(self, view: ClusterState) -> None:
+        self.view = view
+        self._neighbours.clear()
+        self._room_targets.clear()
+
     # -- sessions --------------------------------------------------------------
     def attach(self, session: Session) -> None:
         self._room_targets.clear()
