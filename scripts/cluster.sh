@@ -35,11 +35,11 @@ Options for start:
   --detach              create the session without attaching to it
 Options for every command:
   --data-dir DIR        where servers keep their data and this script its state
-                        (default ./data/cluster)
+                        (default data/cluster in the repository)
   --session NAME        tmux session and tmux server socket name (default tchat)
 Environment:
   TCHAT_BIN             the tchat program to run (default .venv/bin/tchat)
-  TCHAT_CLUSTER_KEY     passed on to every daemon: the servers' shared secret
+  TCHAT_CLUSTER_KEY     the servers' shared secret, passed on to every node
 
 Keys inside the session (after the tmux prefix, Ctrl-b unless you changed it):
   K   kill the leader (kill -9) and watch the others elect a new one
