@@ -9,10 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from tchat.core import codec
-from tchat.core.messages import NO_EPOCH, Heartbeat, StatusRequest
+from tchat.core.messages import MESSAGE_TYPES, NO_EPOCH, Heartbeat, StatusRequest
 from tests.cluster_harness import Client, Cluster, Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -218,22 +219,53 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
                 sock.settimeout(5)
                 assert sock.recv(10) == b"", "the daemon hangs up on a bad stream"
         forged = codec.encode(beat, b"not the key")
-        discover = codec.encode(StatusRequest(addr="127.0.0.1:1", nonce=1))
+        request = codec.encode(StatusRequest(addr="127.0.0.1:1", nonce=1))
+        tag = MESSAGE_TYPES.index(StatusRequest)
+        broadcast = ("127.255.255.255", cluster.discovery_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             udp.sendto(b"\x01", (host, int(port)))  # truncated
             udp.sendto(forged, (host, int(port)))
-            udp.sendto(b"\x09" + discover[1:], ("127.255.255.255", cluster.discovery_port))
-            udp.sendto(discover[:-3], ("127.255.255.255", cluster.discovery_port))
+            udp.sendto(b"\x01\x00" + msgpack.packb([tag, 12, 1]), (host, int(port)))
+            udp.sendto(b"\x09" + request[1:], broadcast)  # unknown version
+            udp.sendto(request[:-3], broadcast)  # truncated
+            udp.sendto(b"\x01\x00" + msgpack.packb([9999, 1]), broadcast)
         expected = {
             "malformed": 1,
             "oversized": 1,
             "bad-signature": 2,
             "truncated": 2,
             "unknown-version": 1,
+            "unknown-message": 1,
+            "invalid-field": 1,
         }
         for reason, n in expected.items():
             wait_for(lambda r=reason, n=n: daemon.drop_count(r) >= n, 5, f"{n} x {reason}")
+
+        # A server with another key is kept out: its frames are refused, never merged.
+        intruder = cluster.daemon(server_id=7, args=["--cluster-key", "wrong"])
+        wait_for(lambda: daemon.drop_count("bad-signature") >= 3, 5, "the intruder's frames")
         client = cluster.client("alice")
         ready(client)
-        assert daemon.alive()
+        status = cluster.status()
+        assert status is not None and [s["id"] for s in status["servers"]] == [5]
+        assert daemon.alive() and intruder.alive()
+
+
+def test_rate_limit_slows_a_flooding_client_without_losing_anything(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        # One server: the leader is the one with this limit.
+        daemon = cluster.daemon(server_id=1, args=["--rate-limit", "200", "--rate-burst", "20"])
+        flood = cluster.client("flood")
+        ready(flood)
+        flood.send("/join lobby")
+        flood.wait_event("sent")
+        started = time.monotonic()
+        count = 150
+        for i in range(count):
+            flood.send(f"/say lobby f{i}")
+        wait_for(lambda: len(texts_from(flood, "flood")) >= count, 15, "every message")
+        elapsed = time.monotonic() - started
+        assert texts_from(flood, "flood") == [f"f{i}" for i in range(count)]
+        assert elapsed >= (count - 20) / 200 * 0.8, f"{count} messages in {elapsed:.2f}s"
+        assert daemon.drop_count("send-buffer-full") == 0

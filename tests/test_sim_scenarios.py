@@ -48,7 +48,7 @@ def test_leader_crash_highest_live_id_takes_over() -> None:
     world.crash_server(30)
     during = say(world, "bob", "lobby", "during failover")
     assert wait_until(world, lambda: _follow(world, 20), 5.0)
-    assert acked(world, "bob", during)
+    assert wait_until(world, lambda: acked(world, "bob", during), 2.0)  # resent, deduplicated
     finish(world)
     new = leader(world)
     assert new.server_id == 20 and new.node.epoch > old_epoch

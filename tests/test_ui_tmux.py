@@ -152,8 +152,10 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
             tmux.wait_screen("leader")
             tmux.keys("l", enter=False)
             wait_for(tmux.dead, 15, "the dashboard to leave and exit")
-            status = tmux.run("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
+            status = tmux.run(
+                "display-message", "-p", "-t", "t", "#{pane_dead_status}/#{pane_dead_signal}"
+            ).strip()
             log_tail = (tmp_path / "dash.log").read_text()[-3000:]
-            assert status == "0", f"exit status {status}\n{tmux.screen()}\n{log_tail}"
+            assert status == "0/", f"exit status {status}\n{tmux.screen()}\n{log_tail}"
         finally:
             tmux.close()

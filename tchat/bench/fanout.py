@@ -12,11 +12,19 @@ from typing import Any
 from tchat.bench.cluster import Cluster
 from tchat.bench.ledger import Workload
 from tchat.bench.loadgen import LoadGroup
-from tchat.bench.stats import rss_bytes
+from tchat.bench.stats import CpuWindow, rss_bytes
 
 logger = logging.getLogger(__name__)
 
 CLIENTS_PER_WORKER = 200  # one load process keeps up with about this many receivers
+
+
+async def idle_cpu_util(pid: int, seconds: float = 2.0) -> float:
+    """The server's CPU use with every client connected and nobody sending (heartbeats)."""
+    window = CpuWindow(pid)
+    window.start()
+    await asyncio.sleep(seconds)
+    return round(window.stop() / seconds, 4)
 
 
 def auto_workers(clients: int, requested: int | None) -> int:
@@ -49,8 +57,10 @@ async def fanout_tchat(
         try:
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
             backups = {f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader}
+            idle = await idle_cpu_util(cluster.pid(leader))
             result = await group.run({"leader": cluster.pid(leader), **backups}, drain=drain)
             result["leader_rss_mib"] = round(rss_bytes(cluster.pid(leader)) / 2**20, 1)
+            result["leader_idle_cpu_util"] = idle
             result["cluster_after"] = await cluster.describe()
         finally:
             await group.close()
@@ -84,7 +94,9 @@ async def fanout_irc(
         )
         try:
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
+            idle = await idle_cpu_util(server.pid)
             result = await group.run({"leader": server.pid}, drain=drain)
+            result["leader_idle_cpu_util"] = idle
             result["leader_rss_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
         finally:
             await group.close()

@@ -137,7 +137,10 @@ class ClientStreams:
                 names = sorted({sender, to})
                 return self._session_frames(names, entry, gsn, scope=None)
             case UserOnline() | UserOffline() | UserStatus():
-                effects = self._session_frames(sorted(self.by_name), entry, gsn, scope="all")
+                left = {body.name: before_rooms} if isinstance(body, UserOffline) else None
+                effects = self._session_frames(
+                    sorted(self.by_name), entry, gsn, scope="all", left=left
+                )
                 self._broadcast_last = gsn
                 if isinstance(body, UserOffline):
                     for room in before_rooms:
@@ -150,7 +153,9 @@ class ClientStreams:
                 return self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
             case RoomLeft(room=room, name=name):
                 self._fresh.get(room, {}).pop(name, None)
-                return self._session_frames(list(before_members), entry, gsn, scope=room)
+                return self._session_frames(
+                    list(before_members), entry, gsn, scope=room, left={name: (room,)}
+                )
         return []
 
     def _session_frames(
@@ -161,18 +166,23 @@ class ClientStreams:
         *,
         scope: str | None,
         joiner: str | None = None,
+        left: dict[str, tuple[str, ...]] | None = None,
     ) -> list[Effect]:
         """One SessionFrame per live recipient. ``scope`` "all": every session got it;
         a room name: every member of that room got it; None: only these names."""
         effects: list[Effect] = []
         is_private = isinstance(entry.body, Chat)
+        left = left or {}
         for name in names:
             session = self._live(name)
             if session is None:
                 continue
             rooms = self.view.rooms_of.get(name, ())
+            # Room frames it got since its last session frame: count the rooms it was in
+            # before this entry too (a leave must not outrun the room's last frame).
+            was_in = left.get(name, ())
             other = 0
-            for room in rooms:
+            for room in (*rooms, *was_in):
                 last = self.room_last.get(room, 0)
                 if last > session.session_last and last > other:
                     other = last
