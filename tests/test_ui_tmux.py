@@ -23,9 +23,10 @@ pytestmark = [
 class Tmux:
     """One private tmux server (its own socket): never touches the user's sessions."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], exit_file: Path) -> None:
         self.socket = f"tchat-test-{uuid.uuid4().hex[:8]}"
         self.env = env
+        self.exit_file = exit_file
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
@@ -39,8 +40,19 @@ class Tmux:
         return done.stdout
 
     def start(self, command: list[str], size: tuple[int, int]) -> None:
+        """Run ``command`` in a fresh pane; its exit status lands in ``exit_file``."""
         width, height = size
+        line = " ".join(_quote(part) for part in command)
+        shell = f"{line}; echo $? > {_quote(str(self.exit_file))}"
+        # remain-on-exit is set before the pane exists, so a fast exit still leaves its screen.
         self.run(
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
             "new-session",
             "-d",
             "-s",
@@ -49,9 +61,15 @@ class Tmux:
             str(width),
             "-y",
             str(height),
-            " ".join(_quote(part) for part in command),
+            shell,
         )
-        self.run("set-option", "-t", "t", "remain-on-exit", "on")
+
+    def exit_status(self) -> str | None:
+        """The command's exit status once it has exited, else None."""
+        try:
+            return self.exit_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def keys(self, text: str, enter: bool = True) -> None:
         self.run("send-keys", "-t", "t", "-l", text)
@@ -60,9 +78,6 @@ class Tmux:
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "t")
-
-    def dead(self) -> bool:
-        return self.run("display-message", "-p", "-t", "t", "#{pane_dead}").strip() == "1"
 
     def wait_screen(self, text: str, timeout: float = 15.0) -> str:
         try:
@@ -89,7 +104,7 @@ def test_tchat_user_in_tmux(tmp_path: Path) -> None:
         bob.wait_event("joined", room="lobby")
         env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
         env.pop("TMUX", None)
-        tmux = Tmux(env)
+        tmux = Tmux(env, tmp_path / "tui.exit")
         command = [
             sys.executable,
             "-m",
@@ -114,7 +129,7 @@ def test_tchat_user_in_tmux(tmp_path: Path) -> None:
             screen = tmux.wait_screen("[bold]reply[/bold]")
             assert "␛]0;pwned␇[bold]reply[/bold]" in screen
             tmux.keys("/quit")
-            wait_for(tmux.dead, 15, "tchat to exit after /quit")
+            assert wait_for(tmux.exit_status, 15, "tchat to exit after /quit") == "0"
             wait_for(lambda: bob.user_names() == {"bob"}, 10, "alice logged out")
         finally:
             tmux.close()
@@ -129,7 +144,7 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
             daemon.started()
         env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
         env.pop("TMUX", None)
-        tmux = Tmux(env)
+        tmux = Tmux(env, tmp_path / "dash.exit")
         command = [
             sys.executable,
             "-m",
@@ -151,11 +166,8 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
             tmux.run("send-keys", "-t", "t", "F4")
             tmux.wait_screen("leader")
             tmux.keys("l", enter=False)
-            wait_for(tmux.dead, 15, "the dashboard to leave and exit")
-            status = tmux.run(
-                "display-message", "-p", "-t", "t", "#{pane_dead_status}/#{pane_dead_signal}"
-            ).strip()
+            status = wait_for(tmux.exit_status, 15, "the dashboard to leave and exit")
             log_tail = (tmp_path / "dash.log").read_text()[-3000:]
-            assert status == "0/", f"exit status {status}\n{tmux.screen()}\n{log_tail}"
+            assert status == "0", f"exit status {status}\n{tmux.screen()}\n{log_tail}"
         finally:
             tmux.close()
