@@ -87,7 +87,9 @@ class Session(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.owner.rate_limited and not self.outbound:
+        # Either side may have opened it: a client answers over the session a server opened
+        # to reply to its Discover, so the limit applies to both directions.
+        if self.owner.rate_limited:
             opts = self.owner.options
             self.bucket = TokenBucket(opts.rate_limit, opts.rate_burst, self.owner.loop.time())
         if self.outbound:
