@@ -322,3 +322,30 @@ async def test_a_peer_that_does_not_read_is_disconnected_not_buffered_forever() 
     finally:
         await sender.close()
         deaf.close()
+
+
+class BrokenStore(FakeStore):
+    def commit(self) -> None:
+        raise OSError("disk full")
+
+
+@on_uvloop
+async def test_a_store_failure_stops_the_node_before_it_sends_anything() -> None:
+    log: list[str] = []
+    sink = Inbox()
+    peer = Transport(options(), sink)
+    await peer.start()
+    relay = Transport(options(), Inbox())
+    await relay.start()
+    driver = NodeDriver(FakeNode(peer.addr), relay, BrokenStore(log))  # type: ignore[arg-type]
+    try:
+        driver.on_message(StatusRequest(addr="x:1", nonce=1), "x:1")
+        reason = await asyncio.wait_for(driver.stopped, TIMEOUT)
+        assert reason.startswith("store failed") and driver.failure
+        driver.on_message(StatusRequest(addr="x:1", nonce=2), "x:1")  # ignored once stopped
+        await asyncio.sleep(0.05)  # give a wrongly sent frame time to arrive (none may)
+        assert sink.items == []
+    finally:
+        driver.close()
+        await relay.close()
+        await peer.close()

@@ -43,6 +43,10 @@ async def run_daemon(options: NetOptions) -> int:
     waiter.cancel()
     summary.cancel()
     watchdog.cancel()
+    if service.driver.failure:
+        logger.critical("daemon exits: %s", service.driver.failure)
+        await service.close()
+        return 1
     logger.info("stopping: handing over")
     started = loop.time()
     await service.stop(STOP_TIMEOUT)

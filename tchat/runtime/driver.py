@@ -74,6 +74,7 @@ class NodeDriver:
         self.listeners: list[EffectListener] = []
         self.stopped: asyncio.Future[str] = self.loop.create_future()
         self.errors = 0
+        self.failure: str | None = None  # set when the node had to stop (store failure)
         self.commits = 0
         self._queued: list[Effect] = []
         self._flush_scheduled = False
@@ -179,9 +180,19 @@ class NodeDriver:
         persists = [e for e in effects if isinstance(e, Persist)]
         if persists and self.store is not None:
             started = time.perf_counter()
-            for effect in persists:
-                self.store.write(effect)
-            self.store.commit()  # one fsync for everything this iteration produced
+            try:
+                for effect in persists:
+                    self.store.write(effect)
+                self.store.commit()  # one fsync for everything this iteration produced
+            except Exception as exc:
+                # Fail-stop: a server that cannot make entries durable must not send the
+                # acknowledgements that depend on them, nor anything after.
+                logger.critical("store failed, stopping this node without sending: %s", exc)
+                self.failure = f"store failed: {exc}"
+                self._closed = True
+                if not self.stopped.done():
+                    self.stopped.set_result(self.failure)
+                return
             self.commits += 1
             elapsed = time.perf_counter() - started
             if elapsed > 0.1:
