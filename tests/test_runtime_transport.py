@@ -28,7 +28,7 @@ from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions
-from tchat.runtime.transport import Transport
+from tchat.runtime.transport import HELLO, Transport
 
 TIMEOUT = 3.0
 
@@ -349,3 +349,18 @@ async def test_a_store_failure_stops_the_node_before_it_sends_anything() -> None
         driver.close()
         await relay.close()
         await peer.close()
+
+
+@on_uvloop
+async def test_a_hello_for_another_host_is_not_believed() -> None:
+    async with pair() as (_a, _inbox_a, b, inbox_b):
+        host, port = b.addr.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(codec.frame(HELLO + b"10.9.9.9:1234"))
+        writer.write(codec.frame(codec.encode(StatusRequest(addr="10.9.9.9:1234", nonce=3))))
+        message, src = (await inbox_b.wait(1))[0]
+        assert message == StatusRequest(addr="10.9.9.9:1234", nonce=3)
+        assert src.startswith("127.0.0.1:") and src != "10.9.9.9:1234"
+        assert b.drops.counts.get("hello-mismatch") == 1
+        assert "10.9.9.9:1234" not in b.sessions
+        writer.close()

@@ -194,6 +194,15 @@ class Session(asyncio.Protocol):
             self.owner.drops.count("bad-hello", self.socket_peer, repr(payload[:40]))
             self.abort()
             return
+        claimed_host = addr.rpartition(":")[0]
+        real_host = self.socket_peer.rpartition(":")[0]
+        if claimed_host != real_host:
+            # Outbound connections leave from --host, so a peer can only speak for an
+            # address on its own host: nobody redirects another node's traffic to itself.
+            self.owner.drops.count(
+                "hello-mismatch", self.socket_peer, f"claims {addr}: answered by socket address"
+            )
+            return
         self.peer_addr = addr
         self.owner.adopt(self)
 
@@ -411,7 +420,9 @@ class Transport:
     async def _open(self, session: Session, host: str, port: int) -> None:
         try:
             await asyncio.wait_for(
-                self.loop.create_connection(lambda: session, host, port),
+                self.loop.create_connection(
+                    lambda: session, host, port, local_addr=(self.options.host, 0)
+                ),
                 self.options.connect_timeout,
             )
         except (TimeoutError, OSError) as exc:
