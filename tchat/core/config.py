@@ -20,6 +20,10 @@ class Timing:
     client_timeout: float = 3.0  # the leader logs out a silent client
     client_leader_timeout: float = 1.5  # a client suspects a silent leader
     client_retry_interval: float = 0.25  # client resends register / discover / submits
+    # A leader holds a client's message whose clock covers entries it lacks (seen on the
+    # other side of a partition) until it has pulled them, at most this long; after that
+    # it orders the message without them (their holders are gone).
+    causal_wait: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

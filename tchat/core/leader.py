@@ -479,8 +479,16 @@ class Leadership:
         if session is None or not self.serving:
             return []
         if first_seen is None:
-            first_seen = now
             session.last_heard = now
+            # A resend of a submit we are already holding keeps its original wait.
+            first_seen = next(
+                (
+                    since
+                    for held, _, since in self.deferred
+                    if held.client_id == msg.client_id and held.cmid == msg.cmid
+                ),
+                now,
+            )
         session.reported_clock = session.reported_clock.merge(msg.clock)
         origin = Origin(msg.client_id, msg.cmid)
         existing = node.log.by_origin(origin)
@@ -510,7 +518,7 @@ class Leadership:
         return effects
 
     def _defer_limit(self) -> float:
-        return self.node.config.timing.sync_timeout * 3
+        return self.node.config.timing.causal_wait
 
     def retry_deferred(self, now: float) -> list[Effect]:
         """Sequence the deferred submits whose clocks we now cover (or waited on too long)."""

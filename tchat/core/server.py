@@ -630,6 +630,21 @@ class ServerNode:
 
     def _on_leader_suspect(self, msg: LeaderSuspect, effects: list[Effect], now: float) -> None:
         timing = self.config.timing
+        if msg.epoch.term > self.max_term:
+            self._observe_term(msg.epoch.term, effects)
+        if self.leadership is not None and msg.epoch > self.epoch:
+            # The client followed a newer leader that is gone (stopped, or on the other
+            # side of a healed partition): lead on under an epoch newer than the one it
+            # knows, or it would keep rejecting us as stale.
+            if not self.election.participant:
+                self.log_event(
+                    effects,
+                    "re-election",
+                    f"client {msg.client_id} knows newer epoch {msg.epoch}; re-electing",
+                    epoch=str(msg.epoch),
+                )
+                effects.extend(self._start_election(now, suspect=0))
+            return
         if self.leadership is not None:
             effects.append(
                 Send(
