@@ -164,6 +164,7 @@ class ClientNode:
         self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
         self._rejoin: list[str] = []
         self._logging_out = False
+        self._last_nudge = float("-inf")
         self._welcomes: dict[tuple[Epoch, int], _WelcomeParts] = {}
         self._now = 0.0
         self._leader_heard = 0.0
@@ -411,7 +412,18 @@ class ClientNode:
         self.servers[msg.server_id] = msg.addr
         for info in msg.servers:
             self.servers[info.server_id] = info.addr
-        if not msg.leader_id or msg.epoch < self.epoch:
+        if not msg.leader_id:
+            return
+        if msg.epoch < self.epoch:
+            # Only an older leader answers: the newer one we followed is gone. Tell it the
+            # epoch we know, so it leads on under a newer one we can accept.
+            if self._now >= self._last_nudge + self.config.timing.client_leader_timeout:
+                self._last_nudge = self._now
+                effects.append(
+                    Send(
+                        msg.leader_addr, LeaderSuspect(self.client_id, self.config.addr, self.epoch)
+                    )
+                )
             return
         if self.state is ClientState.DISCOVERING or msg.epoch > self.epoch:
             self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, effects, msg.servers)

@@ -287,6 +287,17 @@ class Checker:
         lnode = leader.node
         user_names = sorted(lnode.state.users)
         rooms = lfold[1]
+        # Design invariant 4: a crashed or logged-out client disappears from every list, and
+        # every live one is on it (under the name it serves as).
+        live = sorted(
+            c.node.name
+            for c in self.world.clients.values()
+            if c.alive and not c.logged_out and not c.failed and c.node.state.name != "CLOSED"
+        )
+        if live != user_names:
+            problems.append(
+                ("users-live", f"leader's user list {user_names} != live clients {live}")
+            )
         names_seen: dict[str, str] = {}
         for c in self.world.clients.values():
             if not c.alive or c.logged_out or c.failed:
