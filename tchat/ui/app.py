@@ -64,6 +64,8 @@ class ThemedApp(App[int]):
     def remember(self, key: str, value: str) -> None:
         if not self._save or self.config_file is None:
             return
+        if read_settings(self.config_file).get(key) == value:
+            return  # already there (e.g. --theme came from the file itself): no rewrite
         try:
             save_setting(self.config_file, key, value)
         except (OSError, ValueError) as exc:
