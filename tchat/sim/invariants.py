@@ -285,6 +285,10 @@ class Checker:
     def _clients_converged(self, leader: ServerSlot, lfold: Any) -> list[Problem]:
         problems: list[Problem] = []
         lnode = leader.node
+        if lnode.leadership is not None and lnode.leadership.pending:
+            # Clients see what is committed; entries still being replicated are not yet
+            # theirs to see. Converged means nothing is in flight.
+            return [("clients-converged", "the leader still has uncommitted entries")]
         user_names = sorted(lnode.state.users)
         rooms = lfold[1]
         # Design invariant 4: a crashed or logged-out client disappears from every list, and
