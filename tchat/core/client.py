@@ -392,8 +392,13 @@ class ClientNode:
             case SessionFrame() | RoomFrame():
                 self._on_frame(message, effects)
             case Ack():
-                if self.pending.pop(message.cmid, None) is not None:
+                submitted = self.pending.pop(message.cmid, None)
+                if submitted is not None:
                     effects.append(Deliver(Sent(message.cmid, message.entry_id)))
+                    if isinstance(submitted.op, Logout):
+                        # Durably logged out: done, whether or not our own UserOffline
+                        # frame reaches us (resuming now would log us back in).
+                        self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
             case OpError():
                 if self.pending.pop(message.cmid, None) is not None:
                     effects.append(Deliver(OpFailed(message.cmid, message.reason)))
