@@ -292,15 +292,23 @@ class Checker:
         user_names = sorted(lnode.state.users)
         rooms = lfold[1]
         # Design invariant 4: a crashed or logged-out client disappears from every list, and
-        # every live one is on it (under the name it serves as).
-        live = sorted(
+        # every serving one is on it (a client still logging in may not be yet).
+        clients = self.world.clients.values()
+        live = {
             c.node.name
-            for c in self.world.clients.values()
+            for c in clients
             if c.alive and not c.logged_out and not c.failed and c.node.state.name != "CLOSED"
-        )
-        if live != user_names:
+        }
+        serving = {c.node.name for c in self.world.serving_clients()}
+        ghosts = sorted(set(user_names) - live)
+        missing = sorted(serving - set(user_names))
+        if ghosts or missing:
             problems.append(
-                ("users-live", f"leader's user list {user_names} != live clients {live}")
+                (
+                    "users-live",
+                    f"leader's user list {user_names}: no live client for {ghosts}, "
+                    f"serving clients missing {missing}",
+                )
             )
         names_seen: dict[str, str] = {}
         for c in self.world.clients.values():
