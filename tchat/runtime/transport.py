@@ -275,6 +275,8 @@ class Transport:
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: list[Session] = []
+        self._last_message: Message | None = None
+        self._last_frame = b""
 
     @property
     def addr(self) -> str:
@@ -384,7 +386,11 @@ class Transport:
         if addr == self.addr:
             self.loop.call_soon(self.dispatch, message, addr)
             return
-        data = codec.frame(self.encode(message))
+        if message is self._last_message:  # one message to many peers: encode it once
+            data = self._last_frame
+        else:
+            data = codec.frame(self.encode(message))
+            self._last_message, self._last_frame = message, data
         session = self.sessions.get(addr)
         if session is None or session.closed:
             session = self._connect(addr)
