@@ -85,6 +85,8 @@ def test_users_rooms_private_messages_and_logout(tmp_path: Path) -> None:
             10,
             "status without carol",
         )
+        bob.kill()  # a crashed client is logged out by the leader's client timeout
+        users_converge([alice], {"alice"})
 
 
 def stream(client: Client, room: str, count: int, interval: float, stop: threading.Event) -> None:
