@@ -155,6 +155,7 @@ class HeadlessClient:
         self.failed = False
         self.last_room: str | None = None
         self.outstanding: dict[int, asyncio.Future[str]] = {}
+        self._lines: asyncio.Queue[str | None] | None = None
 
     def emit(self, obj: dict[str, Any]) -> None:
         obj.setdefault("ts", round(time.time(), 6))
@@ -168,6 +169,8 @@ class HeadlessClient:
         elif isinstance(event, Failed):
             self.failed = True
             self.ready.set()
+            if self._lines is not None:  # refused for good (bad name): stop reading, exit 2
+                self._lines.put_nowait(None)
         elif isinstance(event, RoomEntered):
             self.last_room = event.info.room
         elif isinstance(event, RoomExited) and self.last_room == event.room:
@@ -184,6 +187,7 @@ class HeadlessClient:
         }
 
     async def run(self, lines: asyncio.Queue[str | None]) -> int:
+        self._lines = lines
         await self.service.start()
         self.emit(
             {
