@@ -52,8 +52,9 @@ def test_xdg_config_is_read_and_bad_timing_keys_are_refused(
         parse_options(["--host", "127.0.0.1"])
 
 
-def test_loopback_broadcast_address() -> None:
+def test_broadcast_address_for_loopback_and_unknown_interfaces() -> None:
     assert broadcast_for("127.0.0.1") == "127.255.255.255"
+    assert broadcast_for("198.19.7.5") == "198.19.7.255"  # no such interface: assume a /24
 
 
 def test_headless_command_parsing() -> None:

@@ -364,3 +364,9 @@ async def test_a_hello_for_another_host_is_not_believed() -> None:
         assert b.drops.counts.get("hello-mismatch") == 1
         assert "10.9.9.9:1234" not in b.sessions
         writer.close()
+
+
+@on_uvloop
+async def test_multicast_probe_says_no_instead_of_failing() -> None:
+    # Not a multicast range: joining fails, and the client must fall back to unicast.
+    assert await multicast.probe("127.0.0.1", "10.0.0.0") is False
