@@ -26,7 +26,9 @@ async def throughput(
 ) -> dict[str, Any]:
     work = Workload(room_size, room_size, rates[0] / room_size, step, size)
     steps: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None  # highest committed rate with p99 within the limit
+    peak: dict[str, Any] | None = None  # highest committed rate with everything acked
+    over = 0
     cluster = Cluster(3, stock_asyncio=stock_asyncio, log_level="INFO")
     try:
         cluster.start()
@@ -66,15 +68,17 @@ async def throughput(
                     "load_cpu_util": round(sum(res["load_cpu_s"]) / res["cpu_window_s"], 2),
                 }
                 steps.append(row)
-                ok = (
-                    commit_p99 is not None
-                    and commit_p99 <= p99_limit_ms
-                    and res["acked"] >= res["sent"]
-                )
-                if not ok:
-                    break
-                if best is None or row["committed_rate"] > best["committed_rate"]:
+                if res["acked"] < res["sent"]:
+                    break  # not everything was committed within the drain: saturated
+                if peak is None or row["committed_rate"] > peak["committed_rate"]:
+                    peak = row
+                within = commit_p99 is not None and commit_p99 <= p99_limit_ms
+                # One step over the limit can be a scheduling hiccup: stop after two in a row.
+                over = 0 if within else over + 1
+                if within and (best is None or row["committed_rate"] > best["committed_rate"]):
                     best = row
+                if over >= 2:
+                    break
             after = await cluster.describe()
         finally:
             await group.close()
@@ -90,6 +94,8 @@ async def throughput(
         "max_committed_rate": best["committed_rate"] if best else 0.0,
         "at_offered_rate": best["offered_rate"] if best else None,
         "leader_cpu_us_per_message": best["leader_cpu_us_per_message"] if best else None,
+        "max_committed_rate_any_p99": peak["committed_rate"] if peak else 0.0,
+        "at_commit_p99_ms": peak["commit_p99_ms"] if peak else None,
         "steps": steps,
         "cluster_after": after,
     }

@@ -636,14 +636,19 @@ class ServerNode:
             # The client followed a newer leader that is gone (stopped, or on the other
             # side of a healed partition): lead on under an epoch newer than the one it
             # knows, or it would keep rejecting us as stale.
-            if not self.election.participant:
+            # No election needed: we lead already. Take a new epoch (term past both) and
+            # announce it, as a freshly elected leader does.
+            if self.role is ServerRole.LEADER:
                 self.log_event(
                     effects,
-                    "re-election",
-                    f"client {msg.client_id} knows newer epoch {msg.epoch}; re-electing",
+                    "epoch-renewed",
+                    f"client {msg.client_id} knows newer epoch {msg.epoch}; renewing ours",
                     epoch=str(msg.epoch),
                 )
-                effects.extend(self._start_election(now, suspect=0))
+                term = max(self.max_term, self.epoch.term, msg.epoch.term) + 1
+                self._observe_term(term, effects)
+                self.election.begin(term, now, self._election_timeout())
+                effects.extend(self._elected(now))
             return
         if self.leadership is not None:
             effects.append(

@@ -371,7 +371,8 @@ class Checker:
         problems: list[Problem] = []
         for cid, ids in sorted(expected.items()):
             got = eligible[cid].delivered_ids
-            ops = {op_of[eid] for eid in got if eid in op_of}
+            # The copy delivered may even be one no running server holds any more.
+            ops = {(e.origin.client_id, e.origin.cmid) for e in eligible[cid].delivered if e.origin}
             # Any copy of a twice-sequenced op counts as delivered (see expected_deliveries).
             missing = [eid for eid in ids if eid not in got and op_of.get(eid) not in ops]
             if missing:
