@@ -284,3 +284,14 @@ def test_leave_room_stops_delivery() -> None:
     bus.run(0.3)
     assert chats(bus, alice) == ["anyone?"] and chats(bus, bob) == []
     assert "r" not in bob.rooms
+
+
+def test_step_down_hands_over_and_stays_as_a_backup() -> None:
+    bus, servers = cluster()
+    (old,) = leaders(servers)
+    epoch = old.epoch
+    bus._apply(old.config.addr, old.step_down(bus.now))
+    handed_at = bus.now
+    bus.run_until(lambda: settled(servers) and leaders(servers)[0] is not old, 3)
+    assert bus.now - handed_at < old.config.timing.leader_timeout
+    assert old.role is ServerRole.BACKUP and old.epoch > epoch

@@ -92,6 +92,15 @@ class LcrElection:
         self._forwarded.add(candidate)
         return Verdict.FORWARD, candidate
 
+    def relay(self, term: int, candidate: int) -> bool:
+        """For a server sitting a round out: True the first time it sees (term, candidate),
+        which it then passes on unchanged."""
+        self.observe(term)
+        if term < self.term or candidate in self._forwarded:
+            return False
+        self._forwarded.add(candidate)
+        return True
+
     def finish(self) -> None:
         """A leader of this term (or newer) is known: the round is over here."""
         self.participant = False

@@ -138,6 +138,7 @@ class ServerNode:
         self._sync_wait: dict[int, int] = {}  # peer -> token while SYNCING
         self._sync_deadline = 0.0
         self._departed: set[int] = set()
+        self._abstain_until = float("-inf")
         if durable is not None:
             self.merge_entries(sorted(durable.entries, key=lambda e: e.key))
             self.max_term = durable.meta.get("term", 0)
@@ -245,6 +246,30 @@ class ServerNode:
         probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
         effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.peers.items()))
+        return effects
+
+    def step_down(self, now: float) -> list[Effect]:
+        """Hand leadership over at once and stay on as a backup of the successor."""
+        effects: list[Effect] = []
+        if self.leadership is None:
+            return effects
+        effects.extend(self.leadership.flush(now))
+        effects.extend(
+            Send(addr, StepDown(self.server_id, self.epoch))
+            for _, addr in sorted(self.peers.items())
+        )
+        self.log_event(
+            effects, "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
+        )
+        self.leadership = None
+        self.leader_id = 0
+        self.leader_addr = ""
+        self._admitted_seq = None
+        self._become(ServerRole.JOINING, "step-down")
+        # Sit the successor's election out (only pass tokens on), and do not start one.
+        self._abstain_until = now + self._election_timeout() * 2
+        self._join_deadline = self._abstain_until
+        self._next_retry = now + self.config.timing.heartbeat_interval * 2
         return effects
 
     def stop(self, now: float) -> list[Effect]:
@@ -716,6 +741,11 @@ class ServerNode:
         effects.append(Send(addr, ElectionAck(self.server_id, msg.term, msg.candidate)))
         if msg.term > self.max_term:
             self._observe_term(msg.term, effects)
+        if now < self._abstain_until and msg.candidate != self.server_id:
+            # We just stepped down: relay the token without standing ourselves.
+            if self.election.relay(msg.term, msg.candidate):
+                effects.extend(self._send_token(msg.candidate, now, set(self._departed)))
+            return
         verdict, candidate = self.election.receive(
             msg.term, msg.candidate, now, self._election_timeout()
         )
