@@ -276,11 +276,12 @@ class Transport:
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: list[Session] = []
         self._last_message: Message | None = None
+        self._addr = f"{options.host}:0"  # until start() binds
         self._last_frame = b""
 
     @property
     def addr(self) -> str:
-        return f"{self.options.host}:{self.port}"
+        return self._addr
 
     async def start(self) -> None:
         """Bind TCP, then UDP on the same port number (retrying when port 0 picks a taken one)."""
@@ -310,6 +311,7 @@ class Transport:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
             self.server, self.udp, self.port = server, udp, port  # type: ignore[assignment]
+            self._addr = f"{host}:{port}"
             return
         raise OSError(f"no port on {host} is free for both TCP and UDP")
 
