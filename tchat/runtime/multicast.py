@@ -14,6 +14,7 @@ from tchat.runtime.transport import Transport, split_addr
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 0.15
+RECEIVE_BUFFER = 1 << 20  # bytes (the kernel caps it at net.core.rmem_max)
 
 
 def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
@@ -22,6 +23,10 @@ def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # A burst of room frames must not overflow the default ~200 KiB buffer: a lost
+        # frame costs the client a gap repair (a resume), far dearer than the memory.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         # Bound to the group address, so datagrams of other groups on the same port stay out.
         sock.bind((group_ip, port))
         mreq = socket.inet_aton(group_ip) + socket.inet_aton(iface_ip)
