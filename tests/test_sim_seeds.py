@@ -14,11 +14,30 @@ from tchat.sim.runner import run_seed
 from tchat.sim.workload import WorkloadConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-# Seeds run on every CI build: a spread of clusters, all must pass every invariant.
-CI_SEEDS = [(seed, 3, 4) for seed in range(1, 25)] + [
-    (seed, servers, clients)
-    for seed, servers, clients in ((101, 1, 2), (102, 2, 3), (103, 5, 6), (104, 4, 8))
-]
+# Seeds run on every CI build: a spread of cluster sizes, each seed a different fault
+# schedule and network. Every one must keep every invariant. A seed that fails because of a
+# known, reported core bug is listed in KNOWN with the bug: it is a strict xfail, so the
+# day the bug is fixed the test says so and the entry must go.
+CI_SEEDS = (
+    [(seed, 3, 4) for seed in range(1, 301)]
+    + [(seed, 1, 3) for seed in range(601, 611)]
+    + [(seed, 2, 3) for seed in range(701, 731)]
+    + [(seed, 4, 8) for seed in range(801, 826)]
+    + [(seed, 5, 6) for seed in range(901, 931)]
+    + [(seed, 7, 10) for seed in range(1001, 1013)]
+)
+KNOWN: dict[tuple[int, int, int], str] = {
+    (36, 3, 4): "causal-order: a merged entry is streamed to a member who joined after it",
+}
+
+
+def _cases() -> list[object]:
+    return [
+        pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case]))
+        if case in KNOWN
+        else case
+        for case in CI_SEEDS
+    ]
 
 
 def _describe(result) -> str:
@@ -29,7 +48,7 @@ def _describe(result) -> str:
     )
 
 
-@pytest.mark.parametrize(("seed", "servers", "clients"), CI_SEEDS)
+@pytest.mark.parametrize(("seed", "servers", "clients"), _cases())
 def test_seed_keeps_every_invariant(seed: int, servers: int, clients: int) -> None:
     result = run_seed(seed, WorkloadConfig(servers=servers, clients=clients))
     assert result.ok, _describe(result)
