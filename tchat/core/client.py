@@ -536,7 +536,7 @@ class ClientNode:
                 self.users[name] = UserInfo(name, addr, "online", entry.ts)
                 self._users_changed(effects)
             case UserOffline(name=name, client_id=client_id, reason=reason):
-                if client_id == self.client_id:
+                if client_id == self.client_id and name == self.name:
                     if self._logging_out:
                         self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
                     else:  # the leader stopped hearing us (a one-way link): log in again

@@ -73,6 +73,7 @@ class Pending:
 
     entry: Entry
     acks: list[tuple[str, int]]  # (client_id, cmid) to acknowledge on commit
+    merged: bool = False  # brought by another server: clients get it by resuming
 
 
 class Leadership:
@@ -122,16 +123,20 @@ class Leadership:
         self._enqueue(entry, [])
         return entry, [Persist(entries=(entry,))]
 
-    def _enqueue(self, entry: Entry, acks: list[tuple[str, int]]) -> None:
-        pending = Pending(entry, acks)
+    def _enqueue(self, entry: Entry, acks: list[tuple[str, int]], merged: bool = False) -> None:
+        pending = Pending(entry, acks, merged)
         self.pending.append(pending)
         self.pending_dots[entry.dot] = pending
         self.outbox.append(entry)
 
     def adopt_merged(self, entries: list[Entry]) -> None:
-        """Entries another server brought (a partition healing): replicate and stream them."""
+        """Entries another server brought (a partition healing): replicate them; once they
+        are committed every client resumes, and its catch-up (computed from the log, with
+        membership as it was at each entry) brings it what it should see of them. Streaming
+        them instead would judge membership by the present, and could deliver an old entry
+        after one that followed it."""
         for entry in entries:
-            self._enqueue(entry, [])
+            self._enqueue(entry, [], merged=True)
         if entries:
             self.resync_needed = True
 
@@ -174,7 +179,7 @@ class Leadership:
                 # Another partition recorded this operation first: that copy is the one.
                 assert head.entry.origin is not None
                 canonical = self.node.log.by_origin(head.entry.origin) or head.entry
-            else:
+            elif not head.merged:
                 effects.extend(self.streams.publish(head.entry, now))
             for client_id, cmid in head.acks:
                 session = self.streams.sessions.get(client_id)
@@ -579,15 +584,23 @@ class Leadership:
                 session = Session(name, record.client_id, record.addr, True, now)
                 self.streams.attach(session)
                 continue
-            if now - session.last_heard > timeout and not any(
+            # A session now serving under another name (renamed after a clash) no longer
+            # holds this one; a silent one has timed out.
+            if session.name != name:
+                reason = f"renamed to {session.name}"
+            elif now - session.last_heard > timeout:
+                reason = "timeout"
+            else:
+                continue
+            if not any(
                 isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == record.client_id
                 for p in self.pending
             ):
                 _, persist = self.sequence(
-                    UserOffline(name, record.client_id, "timeout", session.cursor()), now
+                    UserOffline(name, record.client_id, reason, session.cursor()), now
                 )
                 effects.extend(persist)
-                node.log_event(effects, "client-dropped", f"user {name} timed out", user=name)
+                node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
         return effects
 
     def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:

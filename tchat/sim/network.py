@@ -20,6 +20,7 @@ class NetworkFaults:
     spike_p: float = 0.01  # a delivery now and then takes much longer (GC pause, queueing)
     spike_max: float = 0.04
     fifo: bool = False  # True: per-link FIFO (TCP-like); False: reorder freely
+    late_p: float = 0.0  # now and then a datagram arrives very late (0.2-1.5 s)
 
     def quiet(self) -> NetworkFaults:
         """The same delays without loss or duplication: the quiescent phase's network."""
@@ -29,6 +30,7 @@ class NetworkFaults:
             spike_p=self.spike_p,
             spike_max=self.spike_max,
             fifo=self.fifo,
+            late_p=self.late_p,
         )
 
 
@@ -142,4 +144,6 @@ class Network:
         delay = faults.min_delay + (faults.max_delay - faults.min_delay) * rng.random()
         if faults.spike_p and rng.random() < faults.spike_p:
             delay += faults.spike_max * rng.random()
+        if faults.late_p and rng.random() < faults.late_p:
+            delay += 0.2 + 1.3 * rng.random()
         return delay

@@ -33,6 +33,7 @@ def random_faults(rng: random.Random) -> NetworkFaults:
         mcast_drop=rng.choice((0.0, 0.01, 0.03, 0.08)),
         mcast_dup=rng.choice((0.0, 0.01)),
         fifo=rng.random() < 0.5,
+        late_p=rng.choice((0.0, 0.0, 0.001, 0.003)),
     )
 
 
@@ -152,14 +153,18 @@ class Workload:
             world.start_server(rng.choice(down).server_id)
         elif r < 0.64 and not world.net.partitioned and len(world.servers) >= 2:
             self._partition()
-        elif r < 0.78 and leaders:
+        elif r < 0.74 and leaders:
             clients = world.serving_clients()
             if clients:
                 client = rng.choice(clients)
                 leader_addr = leaders[0].addr
                 world.cut(client.addr, leader_addr)
                 world.after(rng.uniform(1.0, 4.0), partial(self._uncut, client.addr, leader_addr))
-        elif r < 0.88:
+        elif r < 0.82 and running:
+            # A stop-the-world pause, most often of the leader: it wakes up stale.
+            target = leaders[0] if leaders and rng.random() < 0.7 else rng.choice(running)
+            world.pause_server(target.server_id, rng.uniform(0.1, 1.5))
+        elif r < 0.90:
             clients = [c for c in world.clients.values() if c.alive and not c.logged_out]
             if clients:
                 world.crash_client(rng.choice(clients).client_id)

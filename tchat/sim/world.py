@@ -67,6 +67,7 @@ class ServerSlot:
         "last_tick",
         "crashes",
         "kind",
+        "paused_until",
     )
 
     def __init__(self, server_id: int, config: ServerConfig) -> None:
@@ -83,6 +84,7 @@ class ServerSlot:
         self.spin = 0
         self.last_tick = -1.0
         self.crashes = 0
+        self.paused_until = 0.0  # a stop-the-world pause (GC, swapping, SIGSTOP) until then
 
     @property
     def label(self) -> str:
@@ -279,6 +281,16 @@ class World:
         self.net.forget(slot.addr)
         self.checker.on_fault("crash")
 
+    def pause_server(self, server_id: int, duration: float) -> None:
+        """Freeze a server (a long GC or SIGSTOP): no steps until the pause ends, then it
+        sees every frame that arrived meanwhile and its overdue timers, with its old state."""
+        slot = self.servers[server_id]
+        if not slot.alive:
+            return
+        self.note(f"pause {slot.label} ({self.role(slot)}) for {duration:.3f}s")
+        slot.paused_until = max(slot.paused_until, self.now + duration)
+        self.checker.on_fault("pause")
+
     def stop_server(self, server_id: int) -> None:
         """Graceful stop (SIGTERM): the node says goodbye, then vanishes."""
         slot = self.servers[server_id]
@@ -394,6 +406,10 @@ class World:
         slot = self._by_addr.get(dst)
         if slot is None or not slot.alive or slot.incarnation != incarnation:
             return  # in flight to a node that crashed: lost
+        if slot.kind == "server" and slot.paused_until > self.now:
+            # Paused: the frame waits in the socket buffer, in arrival order.
+            self._push(slot.paused_until, _DELIVER, (dst, incarnation, src, message))
+            return
         if not self.net.reachable(src, dst):
             return  # the partition or cut came up while it was in flight
         if self.intercept is not None and self.intercept(src, dst, message):
@@ -408,6 +424,11 @@ class World:
             return
         if slot.timer_at == self.now:
             slot.timer_at = INF
+        if slot.kind == "server" and slot.paused_until > self.now:
+            if slot.paused_until < slot.timer_at:
+                slot.timer_at = slot.paused_until
+                self._push(slot.paused_until, _TICK, (slot, slot.incarnation))
+            return
         deadline = slot.node.next_deadline()
         if deadline is not None and deadline <= self.now:
             if slot.last_tick == self.now:
