@@ -30,7 +30,6 @@ class NetworkFaults:
             spike_p=self.spike_p,
             spike_max=self.spike_max,
             fifo=self.fifo,
-            late_p=self.late_p,
         )
 
 

@@ -59,6 +59,7 @@ def finish(world: World, bound: float = 10.0) -> float:
     world.net.faults = world.net.faults.quiet()
     world.heal()
     world.net.uncut_all()
+    world.resume_all()
     return settle(world, world.now, bound)
 
 

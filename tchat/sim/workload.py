@@ -224,6 +224,7 @@ class Workload:
         world.net.faults = world.net.faults.quiet()
         world.heal()
         world.net.uncut_all()
+        world.resume_all()
         down = [s.server_id for _, s in sorted(world.servers.items()) if not s.alive]
         # Sometimes a server stays down for good: the rest must converge without it.
         if down and len(world.servers) >= 3 and self.rng.random() < 0.25:

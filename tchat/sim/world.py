@@ -291,6 +291,15 @@ class World:
         slot.paused_until = max(slot.paused_until, self.now + duration)
         self.checker.on_fault("pause")
 
+    def resume_all(self) -> None:
+        """End every pause now (their queued frames and timers run from this instant)."""
+        for slot in self.servers.values():
+            if slot.paused_until > self.now:
+                slot.paused_until = self.now
+                if slot.alive:
+                    slot.timer_at = INF
+                    self._push(self.now, _TICK, (slot, slot.incarnation))
+
     def stop_server(self, server_id: int) -> None:
         """Graceful stop (SIGTERM): the node says goodbye, then vanishes."""
         slot = self.servers[server_id]
