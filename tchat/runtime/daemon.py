@@ -37,9 +37,9 @@ async def run_daemon(options: NetOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
     summary = loop.create_task(_drop_summaries(service))
     watchdog = loop.create_task(_stall_watchdog())
-    stopped_by_node = asyncio.ensure_future(asyncio.shield(service.driver.stopped))
+    stopped_by_node = asyncio.shield(service.driver.stopped)
     waiter = loop.create_task(stop.wait())
-    await asyncio.wait({waiter, stopped_by_node}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([waiter, stopped_by_node], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     waiter.cancel()
     summary.cancel()
     watchdog.cancel()

@@ -181,8 +181,8 @@ class NodeDriver:
         if persists and self.store is not None:
             started = time.perf_counter()
             try:
-                for effect in persists:
-                    self.store.write(effect)
+                for persist in persists:
+                    self.store.write(persist)
                 self.store.commit()  # one fsync for everything this iteration produced
             except Exception as exc:
                 # Fail-stop: a server that cannot make entries durable must not send the

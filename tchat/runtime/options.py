@@ -176,14 +176,14 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     values: dict[str, Any] = {"mode": mode, "config_path": config_path if conf else None}
     flat = {k.replace("-", "_"): v for k, v in conf.items() if not isinstance(v, dict)}
     for source in (flat, vars(args)):
-        for key, name in _SIMPLE.items():
-            if source.get(key) is not None:
-                values[name] = source[key]
+        for option, name in _SIMPLE.items():
+            if source.get(option) is not None:
+                values[name] = source[option]
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(values["data_dir"]).expanduser()
-    key = os.environ.get(KEY_ENV) or conf.get("cluster_key")
+    key: str | None = os.environ.get(KEY_ENV) or conf.get("cluster_key")
     if getattr(args, "cluster_key", None):
-        key = args.cluster_key
+        key = str(args.cluster_key)
     values["cluster_key"] = key.encode() if key else None
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False

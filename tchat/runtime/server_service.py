@@ -8,13 +8,15 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tchat.core.config import ServerConfig
-from tchat.core.effects import Effect
+from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, default_data_dir
+from tchat.runtime.store import SqliteStore
 from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -32,8 +34,8 @@ class ServerService:
         self.transport: Transport | None = None
         self.discovery: DiscoveryListener | None = None
         self.driver: NodeDriver | None = None
-        self.store: object | None = None
-        self.node: object | None = None  # ServerNode
+        self.store: SqliteStore | None = None
+        self.node: Any = None  # tchat.core.server.ServerNode
         self.data_dir: Path | None = None
         self.server_id = 0
         self._listeners: list[Callable[[Effect], None]] = []
@@ -70,15 +72,13 @@ class ServerService:
             wall_offset=time.time() - asyncio.get_running_loop().time(),
         )
         self.node = ServerNode(config, durable, self.rng)
-        self.driver = NodeDriver(self.node, self.transport, self.store)  # type: ignore[arg-type]
+        self.driver = NodeDriver(self.node, self.transport, self.store)
         self.driver.listeners.extend(self._listeners)
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
         self.driver.start()
 
-    def _open_store(self) -> tuple[object, object]:
-        from tchat.runtime.store import SqliteStore
-
+    def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
         assert self.transport is not None
         self.data_dir = opts.data_dir or default_data_dir(
@@ -91,7 +91,8 @@ class ServerService:
 
     def _server_id(self) -> int:
         store = self.store
-        stored = store.get_meta(SERVER_ID_META)  # type: ignore[attr-defined]
+        assert store is not None
+        stored = store.get_meta(SERVER_ID_META)
         wanted = self.options.server_id
         if wanted:
             if stored and int(stored) != wanted:
@@ -104,8 +105,8 @@ class ServerService:
         else:
             server_id = self.rng.randrange(1, MAX_SERVER_ID)
         if stored is None or int(stored) != server_id:
-            store.set_meta(SERVER_ID_META, server_id)  # type: ignore[attr-defined]
-            store.commit()  # type: ignore[attr-defined]
+            store.set_meta(SERVER_ID_META, server_id)
+            store.commit()
         return server_id
 
     def _on_message(self, message: Message, src: str) -> None:
@@ -127,7 +128,7 @@ class ServerService:
         self._stopping = True
         driver = self.driver
         if driver is not None and self.node is not None:
-            driver.call(self.node.stop, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+            driver.call(self.node.stop, asyncio.get_running_loop().time())
             try:
                 await asyncio.wait_for(asyncio.shield(driver.stopped), timeout)
             except TimeoutError:
@@ -146,7 +147,7 @@ class ServerService:
             await self.transport.close()
         if self.store is not None:
             try:
-                self.store.close()  # type: ignore[attr-defined]
+                self.store.close()
             except Exception:
                 logger.exception("closing the store failed")
             self.store = None
