@@ -407,6 +407,9 @@ class ClientNode:
             case Resync():
                 if self.state is ClientState.SERVING:
                     self._resume(effects, message.reason)
+                elif self.state in (ClientState.REGISTERING, ClientState.RESUMING):
+                    self._welcomes.clear()  # any Welcome on its way predates the merge
+                    self._register(effects)
             case NameClash():
                 self._on_name_clash(message, effects)
             case HistoryReply():

@@ -93,6 +93,7 @@ class Leadership:
         self.waiting_registers: list[tuple[Register, str]] = []
         self.streams = ClientStreams(epoch, self._committed_view())
         self.resync_needed = False
+        self._merged_pending = 0  # merged entries not committed yet
         self._sync_tokens: dict[int, tuple[int, float]] = {}  # backup -> (token, sent at)
         self.last_client_beat = now
         self.next_retry = now
@@ -101,7 +102,7 @@ class Leadership:
     def _committed_view(self) -> ClusterState:
         view = self.node.new_state()
         for entry in self.node.log.entries():
-            if not self.node.log.is_duplicate(entry):
+            if not self.node.log.is_duplicate(entry) and entry.dot not in self.pending_dots:
                 view.apply(entry)
         return view
 
@@ -137,8 +138,7 @@ class Leadership:
         after one that followed it."""
         for entry in entries:
             self._enqueue(entry, [], merged=True)
-        if entries:
-            self.resync_needed = True
+        self._merged_pending += len(entries)
 
     def flush(self, now: float) -> list[Effect]:
         """Ship queued entries to every admitted backup as one batch."""
@@ -174,19 +174,25 @@ class Leadership:
                 break
             self.pending.popleft()
             del self.pending_dots[head.entry.dot]
+            self._merged_pending -= head.merged
             canonical = head.entry
             if self.node.log.is_duplicate(head.entry):
                 # Another partition recorded this operation first: that copy is the one.
                 assert head.entry.origin is not None
                 canonical = self.node.log.by_origin(head.entry.origin) or head.entry
-            elif not head.merged:
+            elif head.merged or self.resync_needed:
+                # From the first merged entry on, nothing is streamed until every client
+                # has resumed: a later entry's clock covers the merged ones, so delivering
+                # it first would hide them from the client's catch-up.
+                self.resync_needed = True
+            else:
                 effects.extend(self.streams.publish(head.entry, now))
             for client_id, cmid in head.acks:
                 session = self.streams.sessions.get(client_id)
                 if session is not None:
                     effects.append(Send(session.addr, Ack(self.epoch, cmid, canonical.id)))
             effects.extend(self._after_commit(head.entry, now))
-        if self.resync_needed and not self.pending:
+        if self.resync_needed and not self._merged_pending:
             # Merged entries may sit anywhere in log order: the fold in log order is the
             # truth every replica agrees on, so the streams restart from it and every
             # client resumes (catching up on what the merge brought it).
@@ -469,11 +475,12 @@ class Leadership:
 
     def _resync_all(self, reason: str) -> list[Effect]:
         effects: list[Effect] = []
+        # Every session, welcomed or not: a Welcome computed while the merged entries were
+        # still uncommitted left them out of its catch-up.
         for client_id in sorted(self.streams.sessions):
             session = self.streams.sessions[client_id]
-            if session.active:
-                session.active = False
-                effects.append(Send(session.addr, Resync(self.epoch, reason)))
+            session.active = False
+            effects.append(Send(session.addr, Resync(self.epoch, reason)))
         return effects
 
     def on_submit(
