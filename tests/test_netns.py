@@ -317,6 +317,11 @@ def settled(servers: int) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
+def only_user(name: str) -> Callable[[dict[str, Any]], bool]:
+    """A status whose user list is exactly [name]."""
+    return lambda status: [u["name"] for u in status["users"]] == [name]
+
+
 def message_ids(client: Client, room: str | None = ROOM) -> list[str]:
     return [str(e["id"]) for e in client.of("message") if e.get("room") == room]
 
@@ -412,12 +417,7 @@ def partition_scenario(t: TchatLan, drop_clients: bool) -> None:
         acked.append(t.say("bob", f"/say {ROOM} side-b-{n}"))
     if drop_clients:
         for label, user in (("c1", "alice"), ("c2", "bob")):
-            t.wait_status(
-                label,
-                lambda s, u=user: [x["name"] for x in s["users"]] == [u],
-                UP,
-                f"{user} alone on {user}'s side",
-            )
+            t.wait_status(label, only_user(user), UP, f"{user} alone on {user}'s side")
     else:  # nobody was logged out: the timeout is far longer than this test
         assert len(t.status("c2")["users"]) == 2  # type: ignore[index]
 
