@@ -1,0 +1,66 @@
+"""The in-process services the Textual UI uses: two servers and a client in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from pathlib import Path
+
+import pytest
+
+from tchat.core.effects import ClientEvent, Effect, LeaderChanged, LeaderLearned, LogEvent, Ready
+from tchat.core.messages import JoinRoom, SendChat
+from tchat.runtime.client_service import ClientService
+from tchat.runtime.options import NetOptions
+from tchat.runtime.server_service import ServerService
+from tests.test_runtime_transport import on_uvloop
+
+pytest.importorskip("tchat.core.server")
+
+TIMEOUT = 10.0
+
+
+async def until(predicate, timeout: float = TIMEOUT) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@on_uvloop
+async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) -> None:
+    port = random.randrange(20000, 32000)
+    base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
+    servers = [
+        ServerService(dataclasses.replace(base, server_id=i, data_dir=tmp_path / f"s{i}"))
+        for i in (1, 2)
+    ]
+    effects: list[Effect] = []
+    events: list[ClientEvent] = []
+    client = ClientService(base, "alice", events.append)
+    try:
+        for server in servers:
+            server.add_listener(effects.append)
+            await server.start()
+        await client.start()
+        await until(lambda: any(isinstance(e, Ready) for e in events))
+        leader = next(s for s in servers if s.server_id == client.node.leader_id)
+        other = next(s for s in servers if s is not leader)
+        assert any(isinstance(e, LogEvent) for e in effects)
+        assert any(isinstance(e, LeaderChanged) for e in effects)
+
+        assert leader.step_down()
+        await until(lambda: client.node.leader_id == other.server_id)
+        assert any(isinstance(e, LeaderLearned) and e.leader_id == other.server_id for e in events)
+        client.submit(JoinRoom("lobby"))
+        cmid = client.submit(SendChat("lobby", None, "after the handover", False))
+        entry_id = await asyncio.wait_for(client.acked(cmid), TIMEOUT)
+        assert entry_id
+
+        await other.stop()  # graceful: hands over to the server that stepped down
+        await until(lambda: client.node.leader_id == leader.server_id)
+        assert await client.stop()
+    finally:
+        await client.close()
+        for server in servers:
+            await server.close()
