@@ -39,6 +39,7 @@ class LcrElection:
     def __init__(self, my_id: int) -> None:
         self.my_id = my_id
         self.term = 0
+        self.closed_term = 0  # rounds up to this one are over here
         self.participant = False
         self.deadline: float | None = None
         self.started_at: float | None = None
@@ -73,7 +74,9 @@ class LcrElection:
         return self.my_id
 
     def receive(self, term: int, candidate: int, now: float, timeout: float) -> tuple[Verdict, int]:
-        if term < self.term:
+        if term < self.term or term <= self.closed_term:
+            # A stale round, or a late token of a round that is over here: a token that
+            # wandered (a paused server) must not elect anyone a second time.
             return Verdict.DROP, candidate
         self.observe(term)
         if self.started_at is None:
@@ -96,13 +99,14 @@ class LcrElection:
         """For a server sitting a round out: True the first time it sees (term, candidate),
         which it then passes on unchanged."""
         self.observe(term)
-        if term < self.term or candidate in self._forwarded:
+        if term < self.term or term <= self.closed_term or candidate in self._forwarded:
             return False
         self._forwarded.add(candidate)
         return True
 
     def finish(self) -> None:
         """A leader of this term (or newer) is known: the round is over here."""
+        self.closed_term = max(self.closed_term, self.term)
         self.participant = False
         self.hop = None
         self.deadline = None
