@@ -171,8 +171,6 @@ class HeadlessClient:
             self.ready.set()
             if self._lines is not None:  # refused for good (bad name): stop reading, exit 2
                 self._lines.put_nowait(None)
-        elif isinstance(event, RoomEntered):
-            self.last_room = event.info.room
         elif isinstance(event, RoomExited) and self.last_room == event.room:
             self.last_room = None
         if obj is not None:
