@@ -153,9 +153,13 @@ class HeadlessClient:
         self.service = ClientService(options, name, self._on_event)
         self.ready = asyncio.Event()
         self.failed = False
-        self.last_room: str | None = None
+        self.joined_order: list[str] = []  # rooms as typed with /join, most recent last
         self.outstanding: dict[int, asyncio.Future[str]] = {}
         self._lines: asyncio.Queue[str | None] | None = None
+
+    @property
+    def last_room(self) -> str | None:
+        return self.joined_order[-1] if self.joined_order else None
 
     def emit(self, obj: dict[str, Any]) -> None:
         obj.setdefault("ts", round(time.time(), 6))
@@ -171,8 +175,8 @@ class HeadlessClient:
             self.ready.set()
             if self._lines is not None:  # refused for good (bad name): stop reading, exit 2
                 self._lines.put_nowait(None)
-        elif isinstance(event, RoomExited) and self.last_room == event.room:
-            self.last_room = None
+        elif isinstance(event, RoomExited) and event.room in self.joined_order:
+            self.joined_order.remove(event.room)
         if obj is not None:
             self.emit(obj)
 
@@ -228,7 +232,10 @@ class HeadlessClient:
                 self.emit({"event": "history_requested", "request_id": rid})
             elif command.op is not None:
                 if isinstance(command.op, JoinRoom):
-                    self.last_room = command.op.room  # "the last joined room", as typed
+                    room = command.op.room  # "the last joined room" is the last one typed
+                    if room in self.joined_order:
+                        self.joined_order.remove(room)
+                    self.joined_order.append(room)
                 cmid = self.service.submit(command.op)
                 self.outstanding[cmid] = self.service.acked(cmid)
         return await self._quit()
