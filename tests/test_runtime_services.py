@@ -56,6 +56,7 @@ async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) 
         cmid = client.submit(SendChat("lobby", None, "after the handover", False))
         entry_id = await asyncio.wait_for(client.acked(cmid), TIMEOUT)
         assert entry_id
+        assert client.rtt is not None and 0 < client.rtt < TIMEOUT
 
         await other.stop()  # graceful: hands over to the server that stepped down
         await until(lambda: client.node.leader_id == leader.server_id)

@@ -48,6 +48,10 @@ class ClientService:
         self._effect_listeners: list[Callable[[Effect], None]] = []
         self._acked: dict[int, asyncio.Future[str]] = {}
         self._closed: asyncio.Future[str] | None = None
+        self._submitted: dict[int, float] = {}  # cmid -> monotonic time, until acknowledged
+        # Smoothed time from submit to the leader's ack (seconds): the round trip a user
+        # feels, replication included. None until the first ack.
+        self.rtt: float | None = None
 
     @property
     def addr(self) -> str:
@@ -107,6 +111,10 @@ class ClientService:
             return
         event = effect.event
         if isinstance(event, Sent):
+            sent_at = self._submitted.pop(event.cmid, None)
+            if sent_at is not None:
+                sample = time.monotonic() - sent_at
+                self.rtt = sample if self.rtt is None else 0.8 * self.rtt + 0.2 * sample
             future = self._acked.pop(event.cmid, None)
             if future is not None and not future.done():
                 future.set_result(event.entry_id)
@@ -130,6 +138,8 @@ class ClientService:
         assert self.driver is not None, "start() first"
         now = asyncio.get_running_loop().time()
         cmid, _effects = self.driver.call(self.node.submit, op, now, time.time())
+        if len(self._submitted) < 10_000:  # bounded even if acks never come
+            self._submitted[int(cmid)] = time.monotonic()
         return int(cmid)
 
     def acked(self, cmid: int) -> asyncio.Future[str]:
