@@ -370,3 +370,14 @@ async def test_a_hello_for_another_host_is_not_believed() -> None:
 async def test_multicast_probe_says_no_instead_of_failing() -> None:
     # Not a multicast range: joining fails, and the client must fall back to unicast.
     assert await multicast.probe("127.0.0.1", "10.0.0.0") is False
+
+
+@on_uvloop
+async def test_a_frame_the_peer_would_refuse_is_not_sent() -> None:
+    async with pair() as (a, _inbox_a, b, inbox_b):
+        huge = SendChat(room="r", to=None, text="x" * 4000, action=False)
+        a.options = dataclasses.replace(a.options, max_frame=1000)
+        a.send(b.addr, Submit("c", 1, huge, VectorClock(), 0.0))
+        assert a.drops.counts.get("too-big-to-send") == 1
+        a.send(b.addr, StatusRequest(addr=a.addr, nonce=5))
+        assert (await inbox_b.wait(1))[0][0] == StatusRequest(addr=a.addr, nonce=5)

@@ -188,6 +188,10 @@ class Transport:
         else:
             data = codec.frame(self.encode(message))
             self._last_message, self._last_frame = message, data
+        if len(data) - 4 > self.options.max_frame:
+            # The peer would hang up on it (oversized) and we would resend it forever.
+            self.drops.count("too-big-to-send", addr, f"{type(message).__name__}: {len(data)} B")
+            return
         session = self.sessions.get(addr)
         if session is None or session.closed:
             session = self._connect(addr)
