@@ -159,9 +159,9 @@ def test_entry_round_trips_through_the_store_encoding(entry: Entry) -> None:
 def test_every_tag_is_covered_by_an_encoder() -> None:
     for union in (MESSAGE_TYPES, ENTRY_BODY_TYPES, OPERATION_TYPES):
         assert len(set(union)) == len(union)
-    sample = encode(Discover("127.0.0.1:1", "client", 7))
+    sample = encode(Discover("127.0.0.1:1", "client", 7, 0))
     assert sample[:2] == bytes((PROTOCOL_VERSION, 0))
-    assert msgpack.unpackb(sample[2:]) == [tag(Discover), "127.0.0.1:1", "client", 7]
+    assert msgpack.unpackb(sample[2:]) == [tag(Discover), "127.0.0.1:1", "client", 7, 0]
 
 
 def test_clock_is_a_sorted_int_map_and_floats_stay_floats() -> None:
@@ -192,32 +192,32 @@ GOOD_EPOCH = [1, 2]
 BAD_FRAMES: list[tuple[str, bytes, type[RemoteProtocolError]]] = [
     ("empty", b"", TruncatedFrame),
     ("header only", bytes((PROTOCOL_VERSION, 0)), TruncatedFrame),
-    ("cut body", raw_frame(tag(Discover), "a:1", "client", 7)[:-3], TruncatedFrame),
-    ("version 0", raw_frame(tag(Discover), "a:1", "client", 7, version=0), UnknownVersion),
-    ("version 2", raw_frame(tag(Discover), "a:1", "client", 7, version=2), UnknownVersion),
-    ("unknown flag", raw_frame(tag(Discover), "a:1", "client", 7, flags=2), MalformedFrame),
-    ("trailing", raw_frame(tag(Discover), "a:1", "client", 7) + b"\x00", MalformedFrame),
+    ("cut body", raw_frame(tag(Discover), "a:1", "client", 7, 0)[:-3], TruncatedFrame),
+    ("version 0", raw_frame(tag(Discover), "a:1", "client", 7, 0, version=0), UnknownVersion),
+    ("version 2", raw_frame(tag(Discover), "a:1", "client", 7, 0, version=2), UnknownVersion),
+    ("unknown flag", raw_frame(tag(Discover), "a:1", "client", 7, 0, flags=2), MalformedFrame),
+    ("trailing", raw_frame(tag(Discover), "a:1", "client", 7, 0) + b"\x00", MalformedFrame),
     (
         "bad utf-8",
-        raw_frame(tag(Discover), "a:1", "client", 7).replace(b"a:1", b"\xff:1"),
+        raw_frame(tag(Discover), "a:1", "client", 7, 0).replace(b"a:1", b"\xff:1"),
         MalformedFrame,
     ),
     ("reserved byte", bytes((PROTOCOL_VERSION, 0, 0xC1)), MalformedFrame),
     ("not an array", bytes((PROTOCOL_VERSION, 0)) + msgpack.packb(5), InvalidField),
     ("empty array", raw_frame(), InvalidField),
     ("unknown tag", raw_frame(len(MESSAGE_TYPES), 1), UnknownMessage),
-    ("str tag", raw_frame("Discover", "a:1", "client", 7), UnknownMessage),
+    ("str tag", raw_frame("Discover", "a:1", "client", 7, 0), UnknownMessage),
     ("bool tag", raw_frame(True, "a:1", "client", 7), UnknownMessage),
-    ("missing field", raw_frame(tag(Discover), "a:1", "client"), InvalidField),
-    ("extra field", raw_frame(tag(Discover), "a:1", "client", 7, 8), InvalidField),
-    ("bool for int", raw_frame(tag(Discover), "a:1", "client", True), InvalidField),
+    ("missing field", raw_frame(tag(Discover), "a:1", "client", 7), InvalidField),
+    ("extra field", raw_frame(tag(Discover), "a:1", "client", 7, 0, 8), InvalidField),
+    ("bool for int", raw_frame(tag(Discover), "a:1", "client", True, 0), InvalidField),
     ("int for bool", raw_frame(tag(Submit), "c", 1, [3, 1], {}, 1.0), InvalidField),
-    ("negative int", raw_frame(tag(Discover), "a:1", "client", -1), InvalidField),
-    ("int past 2**63", raw_frame(tag(Discover), "a:1", "client", 2**63), InvalidField),
-    ("float for int", raw_frame(tag(Discover), "a:1", "client", 7.0), InvalidField),
-    ("bytes for str", raw_frame(tag(Discover), b"a:1", "client", 7), InvalidField),
-    ("long addr", raw_frame(tag(Discover), "a" * 65, "client", 7), InvalidField),
-    ("long other str", raw_frame(tag(Discover), "a:1", "c" * 257, 7), InvalidField),
+    ("negative int", raw_frame(tag(Discover), "a:1", "client", -1, 0), InvalidField),
+    ("int past 2**63", raw_frame(tag(Discover), "a:1", "client", 2**63, 0), InvalidField),
+    ("float for int", raw_frame(tag(Discover), "a:1", "client", 7.0, 0), InvalidField),
+    ("bytes for str", raw_frame(tag(Discover), b"a:1", "client", 7, 0), InvalidField),
+    ("long addr", raw_frame(tag(Discover), "a" * 65, "client", 7, 0), InvalidField),
+    ("long other str", raw_frame(tag(Discover), "a:1", "c" * 257, 7, 0), InvalidField),
     ("empty name", raw_frame(tag(messages.NameClash), GOOD_EPOCH, "", "r"), InvalidField),
     ("long name", raw_frame(tag(messages.NameClash), GOOD_EPOCH, "n" * 33, "r"), InvalidField),
     ("long reason", raw_frame(tag(messages.Rejected), "r" * 201), InvalidField),
@@ -270,8 +270,8 @@ def test_bad_frames_are_rejected_with_the_right_reason(
 
 def test_the_good_twins_of_the_bad_frames_decode() -> None:
     # Guards the table above: each rejection is about the one field that was spoiled.
-    assert decode(raw_frame(tag(Discover), "a" * 64, "c" * 256, MAX_INT)) == Discover(
-        "a" * 64, "c" * 256, MAX_INT
+    assert decode(raw_frame(tag(Discover), "a" * 64, "c" * 256, MAX_INT, 0)) == Discover(
+        "a" * 64, "c" * 256, MAX_INT, 0
     )
     submit = decode(raw_frame(tag(Submit), "c", 1, [4], {}, 1.0))
     assert isinstance(submit, Submit) and submit.op == messages.Logout()
