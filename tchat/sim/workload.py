@@ -65,6 +65,8 @@ class Workload:
 
     # -- users ------------------------------------------------------------------------
     def login(self) -> None:
+        if not self.faulting and self.world.now > self.config.duration:
+            return  # the quiescent phase only settles: no newcomers to wait for
         rng = self.rng
         used = {c.node.name for c in self.world.clients.values() if c.alive and not c.logged_out}
         free = [n for n in NAMES if n not in used]
