@@ -72,7 +72,8 @@ class Workload:
         free = [n for n in NAMES if n not in used]
         # Now and then on purpose a name someone holds: refused, or a clash after a heal.
         name = rng.choice(sorted(used)) if used and (rng.random() < 0.15 or not free) else None
-        self.world.add_client(name or rng.choice(free))
+        # Some clients cannot receive multicast: the leader serves their rooms by session.
+        self.world.add_client(name or rng.choice(free), multicast=rng.random() < 0.85)
 
     def operate(self) -> None:
         if not self.faulting and self.world.now >= self.config.duration:

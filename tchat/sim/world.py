@@ -326,12 +326,16 @@ class World:
         return slot.node.role.name if slot.node is not None else "DOWN"
 
     # -- clients ----------------------------------------------------------------------
-    def add_client(self, name: str, side: int | None = None) -> ClientSlot:
+    def add_client(self, name: str, side: int | None = None, multicast: bool = True) -> ClientSlot:
         self._client_count += 1
         number = self._client_count
         client_id = f"c{number}"
         config = ClientConfig(
-            name=name, client_id=client_id, addr=client_addr(number), timing=self.timing
+            name=name,
+            client_id=client_id,
+            addr=client_addr(number),
+            timing=self.timing,
+            multicast=multicast,  # False: its rooms come over its session (probe failed)
         )
         slot = ClientSlot(client_id, config)
         self.clients[client_id] = slot
