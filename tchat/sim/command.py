@@ -31,16 +31,25 @@ def _parser() -> argparse.ArgumentParser:
         help="simulated seconds of faults before the quiescent phase",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=30,
+        metavar="LINES",
+        help="trace lines shown with a violation (default 30)",
+    )
     return parser
 
 
-def _run(job: tuple[int, WorkloadConfig]) -> SeedResult:
-    seed, config = job
-    return run_seed(seed, config)
+def _run(job: tuple[int, WorkloadConfig, int]) -> SeedResult:
+    seed, config, trace_lines = job
+    return run_seed(seed, config, trace_lines)
 
 
-def _results(seeds: list[int], config: WorkloadConfig, jobs: int) -> Iterator[SeedResult]:
-    work = [(seed, config) for seed in seeds]
+def _results(
+    seeds: list[int], config: WorkloadConfig, jobs: int, trace_lines: int
+) -> Iterator[SeedResult]:
+    work = [(seed, config, trace_lines) for seed in seeds]
     if jobs <= 1 or len(seeds) == 1:
         yield from map(_run, work)
         return
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     bound_ok = True
     sim_time = 0.0
     single = args.seed is not None
-    for result in _results(seeds, config, args.jobs):
+    for result in _results(seeds, config, args.jobs, args.trace):
         sim_time += result.sim_time
         elections += len(result.rounds)
         for rnd in result.rounds:

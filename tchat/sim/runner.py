@@ -11,6 +11,7 @@ from tchat.sim.invariants import Problem, Violation
 from tchat.sim.workload import DEFAULT_DURATION, Workload, WorkloadConfig, random_faults
 from tchat.sim.world import World
 
+TRACE_KEEP = 4000  # trace entries kept, so a focused trace finds the nodes' own lines
 CHECK_EVERY = 0.25  # simulated seconds between convergence checks in the quiescent phase
 STABLE_FOR = 1.0  # once converged, keep running this long and check it still holds
 
@@ -54,10 +55,12 @@ class SeedResult:
         return cmd
 
 
-def build(seed: int, config: WorkloadConfig) -> tuple[World, Workload]:
+def build(seed: int, config: WorkloadConfig, trace_len: int = 60) -> tuple[World, Workload]:
     """The world and workload of one seed, installed but not yet run."""
     rng = random.Random(seed ^ 0x5EED5EED)
-    world = World(seed, faults=random_faults(rng) if config.faults else None)
+    world = World(
+        seed, faults=random_faults(rng) if config.faults else None, trace_len=max(trace_len, 1)
+    )
     workload = Workload(world, rng, config)
     workload.install()
     return world, workload
@@ -90,18 +93,20 @@ def settle(world: World, start: float, bound: float) -> float:
     return took
 
 
-def run_seed(seed: int, config: WorkloadConfig | None = None) -> SeedResult:
+def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int = 30) -> SeedResult:
+    """Run one seed to the end (or its first violation, with the last ``trace_lines``)."""
     config = config or WorkloadConfig()
     result = SeedResult(seed, config.servers, config.clients, config.duration)
     started = time.perf_counter()
-    world, _ = build(seed, config)
+    world, _ = build(seed, config, trace_len=max(trace_lines, TRACE_KEEP))
     try:
         world.run_until(config.duration)
         result.converged_after = settle(world, config.duration, config.settle)
     except Violation as violation:
         result.invariant = violation.invariant
         result.detail = violation.detail
-        result.trace = world.format_trace(max(30, world.trace.maxlen or 30))
+        # A convergence failure names the nodes at fault: show their recent traffic.
+        result.trace = world.format_trace(trace_lines, focus=violation.detail)
     result.wall_time = time.perf_counter() - started
     result.sim_time = world.now
     result.steps = world.steps

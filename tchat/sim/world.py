@@ -7,6 +7,7 @@ import heapq
 import json
 import logging
 import random
+import re
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -561,14 +562,41 @@ class World:
         text = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def format_trace(self, lines: int = 30) -> list[str]:
+    def format_trace(self, lines: int = 30, focus: str = "") -> list[str]:
+        """The last ``lines`` trace lines; with ``focus`` (a violation's text), only those
+        about the nodes it names (``s<id>``, ``c<n>``) and the fault notes."""
+        addrs = self._addrs_named(focus)
+        picked = []
+        for item in reversed(self.trace):
+            at, src, dst, text, obj = item
+            if not addrs or src == "*" or src in addrs or dst in addrs:
+                picked.append(item)
+                if len(picked) >= lines:
+                    break
         out = []
-        for at, src, dst, text, obj in list(self.trace)[-lines:]:
+        for at, src, dst, text, obj in reversed(picked):
             if src == "*":
                 out.append(f"{at:10.6f} * {text}")
                 continue
             body = text if obj is None else f"{text} {obj!r}".strip()
-            arrow = f"{src} -> {dst}" if dst else src
+            label = self._labels.get(src, src)
+            arrow = f"{label} -> {self._labels.get(dst, dst)}" if dst else label
             line = f"{at:10.6f} {arrow} {body}"
             out.append(line if len(line) <= 400 else line[:397] + "...")
         return out
+
+    def _addrs_named(self, text: str) -> set[str]:
+        addrs: set[str] = set()
+        for word in re.findall(r"\b([sc]\d+)\b", text):
+            if word[0] == "s" and int(word[1:]) in self.servers:
+                addrs.add(self.servers[int(word[1:])].addr)
+            elif word in self.clients:
+                addrs.add(self.clients[word].addr)
+        return addrs
+
+    @property
+    def _labels(self) -> dict[str, str]:
+        """addr -> s<id> / c<n>, so trace lines say who, not where."""
+        labels = {s.addr: s.label for s in self.servers.values()}
+        labels.update({c.addr: c.client_id for c in self.clients.values()})
+        return labels
