@@ -56,6 +56,11 @@ def unavailable_reason() -> str | None:
             )
             if veth.returncode != 0:
                 reason = f"veth pairs are unavailable: {veth.stderr.strip()}"
+            inside = subprocess.run(
+                ["ip", "netns", "exec", probe, "true"], capture_output=True, text=True, timeout=10
+            )
+            if reason is None and inside.returncode != 0:
+                reason = f"`ip netns exec` is not permitted here: {inside.stderr.strip()}"
             _ip("netns", "del", probe, check=False)
     _probe_result = reason
     return reason
