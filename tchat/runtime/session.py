@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # First frame of a connection we open: names our own address so the peer can answer us by it.
 # Version byte 0 never starts a codec frame, so a hello cannot be mistaken for a message.
 HELLO = b"\x00tchat-hello\x00"
+USER_TIMEOUT_MS = 5000
 
 
 class DropCounters:
@@ -86,6 +87,12 @@ class Session(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A peer whose host vanished (partition, power loss) never sends a RST: without
+            # this the kernel retransmits for ~15 minutes while our frames pile up. After
+            # USER_TIMEOUT of unacknowledged data the session dies and the next Send
+            # reconnects (the core retransmits what matters).
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
         # Either side may have opened it: a client answers over the session a server opened
         # to reply to its Discover, so the limit applies to both directions.
         if self.owner.rate_limited:
