@@ -135,6 +135,22 @@ class Checker:
             if r.clean and r.messages > r.bound
         ]
 
+    # -- invariant 3 at the source: an ack waits for every live backup --------------
+    def on_ack_sent(self, slot: Any, message: Any) -> None:
+        """The leader acknowledges an entry only once it and every backup it counts as
+        live have stored it durably (so any surviving server holds every ack)."""
+        eid = message.entry_id
+        if eid not in slot.durable_ids:
+            raise Violation("ack-replicated", f"{slot.label} acked {eid} before storing it")
+        servers = self.world.servers
+        for sid in sorted(getattr(slot.node, "live_backups", ())):
+            backup = servers.get(sid)
+            if backup is not None and eid not in backup.durable_ids:
+                raise Violation(
+                    "ack-replicated",
+                    f"{slot.label} acked {eid} while its live backup s{sid} had not stored it",
+                )
+
     # -- invariants 3-5 as clients deliver ------------------------------------------
     def on_client_event(self, slot: Any, event: ClientEvent) -> None:
         kind = type(event)

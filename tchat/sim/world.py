@@ -28,7 +28,7 @@ from tchat.core.effects import (
     Send,
     Stopped,
 )
-from tchat.core.messages import Election, ElectionAck, Message, Operation
+from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
 
@@ -512,6 +512,8 @@ class World:
         kind = type(message)
         if kind is Election and not multicast:
             self.checker.on_election_send(sender, message)
+        elif kind is Ack:
+            self.checker.on_ack_sent(sender, message)
         target = self._by_addr.get(dst)
         if target is None or not target.alive:
             return  # nobody there: a hop to a dead neighbour is part of the LCR bound
