@@ -358,10 +358,12 @@ def test_cluster_on_five_hosts_discovers_registers_and_chats(
         assert t.wait(user, "ready", "ready", UP)["user"] == user
         started = t.wait(user, "status", "start status", state="started")
         assert started.get("connection") == "multicast", started
-        t.clients[user].send(f"/join {ROOM}")
+    # One after the other: alice then hears of bob's join as a members event.
+    alice.send(f"/join {ROOM}")
     joined = t.wait("alice", "joined", "join", room=ROOM)
+    bob.send(f"/join {ROOM}")
     t.wait("bob", "joined", "join", room=ROOM)
-    t.clients["alice"].wait_event("members", 15.0, room=ROOM, where=lambda e: "bob" in e["members"])
+    alice.wait_event("members", 15.0, room=ROOM, where=lambda e: "bob" in e["members"])
 
     # A watcher host that runs no tchat joins the room's group: the room message must be on
     # the wire as one multicast datagram from the leader, not only unicast to each member.
