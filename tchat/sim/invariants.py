@@ -67,6 +67,7 @@ class Checker:
         self.leader_of_epoch: dict[Epoch, int] = {}
         self.max_epoch: dict[int, Epoch] = {}
         self.acked: dict[str, str] = {}  # entry id -> client id it was acknowledged to
+        self.ack_promised: set[str] = set()  # entry ids some leader has sent an Ack for
         self.causal_gaps: set[str] = set()  # messages ordered without a lost predecessor
         self.rounds: dict[int, ElectionRound] = {}
 
@@ -142,6 +143,9 @@ class Checker:
         eid = message.entry_id
         if eid not in slot.durable_ids:
             raise Violation("ack-replicated", f"{slot.label} acked {eid} before storing it")
+        if eid in self.ack_promised:
+            return  # a repeated ack of a resent op promises nothing new
+        self.ack_promised.add(eid)
         servers = self.world.servers
         for sid in sorted(getattr(slot.node, "live_backups", ())):
             backup = servers.get(sid)
