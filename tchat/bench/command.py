@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("memory", help="leader RSS per idle connected client")
     p.add_argument("--clients", type=int, default=10000)
     p.add_argument("--workers", type=int, help="client processes (default: one per 2500)")
+    p.add_argument("--connect-parallel", type=int, default=4, help="logins in flight")
     common(p)
     return parser
 

@@ -42,8 +42,11 @@ async def throughput(
         try:
             await group.start(connect_timeout=60)
             for i, rate in enumerate(rates):
+                backups = {
+                    f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader
+                }
                 res = await group.run(
-                    {"leader": cluster.pid(leader)},
+                    {"leader": cluster.pid(leader), **backups},
                     drain=5.0,
                     rate=rate / room_size,
                     duration=step,
@@ -66,6 +69,11 @@ async def throughput(
                     "leader_cpu_util": round(res["cpu_s"]["leader"] / res["cpu_window_s"], 2),
                     "leader_cpu_us_per_message": res["leader_cpu_us_per_message"],
                     "load_cpu_util": round(sum(res["load_cpu_s"]) / res["cpu_window_s"], 2),
+                    "backup_cpu_util": [
+                        round(v / res["cpu_window_s"], 2)
+                        for k, v in sorted(res["cpu_s"].items())
+                        if k.startswith("backup")
+                    ],
                 }
                 steps.append(row)
                 if res["acked"] < res["sent"]:
