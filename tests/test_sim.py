@@ -33,7 +33,8 @@ from tchat.core.messages import (
     UserOnline,
 )
 from tchat.core.vclock import VectorClock
-from tchat.sim.invariants import Violation, _order_conflict, expected_deliveries
+from tchat.sim.expected import expected_deliveries, order_conflict
+from tchat.sim.invariants import Violation
 from tchat.sim.network import Network, NetworkFaults
 from tchat.sim.world import World
 
@@ -336,9 +337,9 @@ def test_order_conflict_ignores_concurrent_pairs() -> None:
     x = entry(1, 1, {1: 1})
     y = entry(1, 2, {1: 2})
     z = entry(2, 1, {2: 1})
-    assert _order_conflict([x, y], [x, y]) is None
-    assert _order_conflict([x, y], [y, x]) == (x.id, y.id)
-    assert _order_conflict([x, z], [z, x]) is None
+    assert order_conflict([x, y], [x, y]) is None
+    assert order_conflict([x, y], [y, x]) == (x.id, y.id)
+    assert order_conflict([x, z], [z, x]) is None
 
 
 def test_expected_deliveries_follow_membership_and_sessions() -> None:

@@ -7,15 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from tchat.core.effects import ChatDelivered, ClientEvent, Failed, Renamed, Sent
 from tchat.core.messages import (
-    Chat,
     Election,
     Entry,
     Epoch,
-    RoomJoined,
-    RoomLeft,
-    UserOffline,
-    UserOnline,
 )
+from tchat.sim.convergence import clients_converged, completeness, log_sanity, same_order
+from tchat.sim.expected import fold_view, log_diff
 
 if TYPE_CHECKING:
     from tchat.sim.world import ClientSlot, ServerSlot, World
@@ -247,7 +244,7 @@ class Checker:
             ids = lids if s is leader else [e.id for e in node.log.entries()]
             if ids != lids:
                 problems.append(
-                    ("log-converged", _log_diff(s.server_id, ids, leader.server_id, lids))
+                    ("log-converged", log_diff(s.server_id, ids, leader.server_id, lids))
                 )
             elif s is not leader and fold_view(node.state) != lfold:
                 problems.append(
@@ -256,7 +253,7 @@ class Checker:
                         f"s{s.server_id} fold {fold_view(node.state)} != leader's {lfold}",
                     )
                 )
-        problems.extend(self._log_sanity(lentries))
+        problems.extend(log_sanity(self, lentries))
         lid_set = set(lids)
         # Without quorums a leader cut off from every backup acknowledges alone: an entry whose
         # every holder is down for good is unavailable, not lost (the design's promise holds
@@ -268,299 +265,10 @@ class Checker:
             lost = sorted(eid for eid in must_have if eid not in ids_set)
             if lost:
                 problems.append(("ack-lost", f"s{s.server_id} lacks acknowledged {lost[:8]}"))
-        problems.extend(self._clients_converged(leader, lfold))
+        problems.extend(clients_converged(self, leader, lfold))
         if not problems:
-            problems.extend(self._completeness(lentries))
+            problems.extend(completeness(self, lentries))
         return problems
 
-    def _log_sanity(self, entries: list[Entry]) -> list[Problem]:
-        problems: list[Problem] = []
-        keys = [e.key for e in entries]
-        if keys != sorted(keys) or len(set(keys)) != len(keys):
-            problems.append(("log-order", "leader's log.entries() is not strictly in key order"))
-        origins: dict[tuple[str, int], str] = {}
-        for e in entries:
-            body = e.body
-            if type(body) is Chat and not body.sender_clock <= e.clock:
-                # The sender had seen entries its new leader could not fetch within
-                # Timing.causal_wait (they live only on servers that are down): the leader
-                # orders the message without them rather than hold it forever. Counted,
-                # documented in docs/PROTOCOL.md, not a violation.
-                self.causal_gaps.add(e.id)
-            if e.origin is None:
-                continue
-            # Two sides of a partition may each record the same resent operation (no
-            # coordination is possible across a partition); the log keeps both and every
-            # replica treats the first in log order as the one. What must hold is that no
-            # client delivers two copies (checked in _delivered) and one leader never
-            # records it twice.
-            key = (e.origin.client_id, e.origin.cmid)
-            if key in origins and origins[key].split(".")[0] == e.id.split(".")[0]:
-                problems.append(
-                    ("exactly-once", f"op {key} is in the log twice: {origins[key]} and {e.id}")
-                )
-            origins.setdefault(key, e.id)
-        return problems
-
-    def _clients_converged(self, leader: ServerSlot, lfold: Any) -> list[Problem]:
-        problems: list[Problem] = []
-        lnode = leader.node
-        if lnode.leadership is not None and lnode.leadership.pending:
-            # Clients see what is committed; entries still being replicated are not yet
-            # theirs to see. Converged means nothing is in flight.
-            return [("clients-converged", "the leader still has uncommitted entries")]
-        user_names = sorted(lnode.state.users)
-        rooms = lfold[1]
-        # Design invariant 4: a crashed or logged-out client disappears from every list, and
-        # every serving one is on it (a client still logging in may not be yet).
-        clients = self.world.clients.values()
-        live = {
-            c.node.name
-            for c in clients
-            if c.alive and not c.logged_out and not c.failed and c.node.state.name != "CLOSED"
-        }
-        serving = {c.node.name for c in self.world.serving_clients()}
-        ghosts = sorted(set(user_names) - live)
-        missing = sorted(serving - set(user_names))
-        if ghosts or missing:
-            problems.append(
-                (
-                    "users-live",
-                    f"leader's user list {user_names}: no live client for {ghosts}, "
-                    f"serving clients missing {missing}",
-                )
-            )
-        names_seen: dict[str, str] = {}
-        for c in self.world.clients.values():
-            if not c.alive or c.logged_out or c.failed:
-                continue
-            node = c.node
-            state = node.state.name
-            if state != "SERVING":
-                problems.append(("client-serving", f"{c.client_id} ({node.name}) is {state}"))
-                continue
-            if node.leader_id != leader.server_id or node.epoch != lnode.epoch:
-                problems.append(
-                    (
-                        "leader-known",
-                        f"{c.client_id} follows {node.leader_id} in "
-                        f"{node.epoch}, leader s{leader.server_id} in {lnode.epoch}",
-                    )
-                )
-                continue
-            if node.pending:
-                problems.append(
-                    (
-                        "client-pending",
-                        f"{c.client_id} still has unacknowledged cmids {sorted(node.pending)[:8]}",
-                    )
-                )
-            if sorted(node.users) != user_names:
-                problems.append(
-                    (
-                        "users-converged",
-                        f"{c.client_id} sees users {sorted(node.users)}, leader {user_names}",
-                    )
-                )
-            name = node.name
-            if name in names_seen:
-                problems.append(
-                    ("names-unique", f"{c.client_id} and {names_seen[name]} both serve as {name!r}")
-                )
-            names_seen[name] = c.client_id
-            mine = {r: m for r, (_, m) in rooms.items() if name in m}
-            theirs = {r: tuple(sorted(_members(info))) for r, info in node.rooms.items()}
-            if mine != theirs:
-                problems.append(
-                    (
-                        "rooms-converged",
-                        f"{c.client_id} ({name}) sees rooms {theirs}, leader's fold says {mine}",
-                    )
-                )
-        return problems
-
-    # -- invariant 7: completeness --------------------------------------------------
-    def _completeness(self, entries: list[Entry]) -> list[Problem]:
-        eligible = {
-            c.client_id: c
-            for c in self.world.serving_clients()
-            if not c.renamed and not c.logged_out
-        }
-        expected = expected_deliveries(entries, set(eligible))
-        op_of = {e.id: (e.origin.client_id, e.origin.cmid) for e in entries if e.origin}
-        problems: list[Problem] = []
-        for cid, ids in sorted(expected.items()):
-            got = eligible[cid].delivered_ids
-            # The copy delivered may even be one no running server holds any more.
-            ops = {(e.origin.client_id, e.origin.cmid) for e in eligible[cid].delivered if e.origin}
-            # Any copy of a twice-sequenced op counts as delivered (see expected_deliveries).
-            missing = [eid for eid in ids if eid not in got and op_of.get(eid) not in ops]
-            if missing:
-                problems.append(
-                    (
-                        "completeness",
-                        f"{cid} ({eligible[cid].node.name}) never got "
-                        f"{len(missing)} of its {len(ids)} entries: {missing[:8]}",
-                    )
-                )
-        return problems
-
-    # -- invariant 6: same order in a room ------------------------------------------
     def same_order(self) -> list[Problem]:
-        by_room: dict[str, list[tuple[str, list[Entry]]]] = {}
-        for cid, c in sorted(self.world.clients.items()):
-            rooms: dict[str, list[Entry]] = {}
-            for e in c.delivered:
-                body = e.body
-                if type(body) is Chat and body.room is not None:
-                    rooms.setdefault(body.room, []).append(e)
-            for room, seq in rooms.items():
-                by_room.setdefault(room, []).append((cid, seq))
-        problems: list[Problem] = []
-        for room, seqs in sorted(by_room.items()):
-            for i, (ca, sa) in enumerate(seqs):
-                for cb, sb in seqs[i + 1 :]:
-                    bad = _order_conflict(sa, sb)
-                    if bad:
-                        problems.append(
-                            (
-                                "same-order",
-                                f"room {room}: {ca} and {cb} deliver "
-                                f"{bad[0]} and {bad[1]} in opposite orders",
-                            )
-                        )
-                        break
-        return problems
-
-
-def _members(info: Any) -> Any:
-    if isinstance(info, tuple) and len(info) == 2 and not isinstance(info[1], str):
-        return info[1]
-    return info.members
-
-
-def fold_view(state: Any) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[str, ...]]]]:
-    """A server's fold reduced to comparable values: users and rooms (group, members)."""
-    users = {name: state.users[name] for name in sorted(state.users)}
-    rooms: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for name in sorted(state.rooms):
-        value = state.rooms[name]
-        if isinstance(value, tuple):
-            group, members = value
-        else:
-            group, members = value.group, value.members
-        rooms[name] = (group, tuple(sorted(members)))
-    return users, rooms
-
-
-def _log_diff(sid: int, ids: list[str], lid: int, lids: list[str]) -> str:
-    mine, theirs = set(ids), set(lids)
-    if mine == theirs:
-        first = next(i for i, (a, b) in enumerate(zip(ids, lids, strict=False)) if a != b)
-        return f"s{sid} orders its log differently from s{lid} from position {first}"
-    return (
-        f"s{sid} has {len(ids)} entries, leader s{lid} {len(lids)}; only s{sid}: "
-        f"{sorted(mine - theirs)[:6]}, only s{lid}: {sorted(theirs - mine)[:6]}"
-    )
-
-
-def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, list[str]]:
-    """Chat entries each of ``clients`` must have delivered, by replaying the log in key order.
-
-    A room message goes to the room's members at that point of the log, a private one to
-    its addressee and its sender; names map to sessions through UserOnline / UserOffline.
-    Only membership that holds in every causal view counts: the login and the join happened
-    before the message, and the leave or logout that ends it (if any) happened after it. A
-    join or leave made concurrently on the other side of a partition can fall on either side
-    of the message in the merged order, and the client may have delivered later entries
-    already: neither "must deliver" nor "must not" is right for it, so it is not checked.
-    """
-    ends = _membership_ends(entries)
-    session: dict[str, tuple[str, Entry]] = {}  # name -> (client_id, UserOnline entry)
-    members: dict[str, dict[str, Entry]] = {}  # room -> name -> RoomJoined entry
-    expected: dict[str, list[str]] = {}
-    origins: set[tuple[str, int]] = set()
-    for e in entries:
-        body = e.body
-        kind = type(body)
-        if e.origin is not None:
-            # One op sequenced on both sides of a partition: only its first copy counts here
-            # (the copy itself is reported as an exactly-once violation).
-            op = (e.origin.client_id, e.origin.cmid)
-            if op in origins:
-                continue
-            origins.add(op)
-        if kind is UserOnline:
-            # A second session under a name already online lost a merge clash: ignored.
-            session.setdefault(body.name, (body.client_id, e))
-        elif kind is UserOffline:
-            online = session.get(body.name)
-            if online is not None and online[0] == body.client_id:
-                del session[body.name]
-                for names in members.values():
-                    names.pop(body.name, None)
-        elif kind is RoomJoined:
-            if body.name in session:
-                members.setdefault(body.room, {}).setdefault(body.name, e)
-        elif kind is RoomLeft:
-            members.get(body.room, {}).pop(body.name, None)
-        elif kind is Chat:
-            if body.room is not None:
-                room = members.get(body.room, {})
-                names = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
-            else:
-                names = sorted({body.sender, body.to or ""})
-            for name in names:
-                online = session.get(name)
-                if online is not None and online[0] in clients and _spans(online[1], e, ends):
-                    expected.setdefault(online[0], []).append(e.id)
-    return expected
-
-
-def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
-    """For each UserOnline / RoomJoined entry id, the entry that ends it (if any)."""
-    ends: dict[str, Entry] = {}
-    open_logins: dict[str, Entry] = {}  # name -> UserOnline
-    open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
-    for e in entries:
-        body = e.body
-        kind = type(body)
-        if kind is UserOnline:
-            open_logins.setdefault(body.name, e)
-        elif kind is UserOffline:
-            login = open_logins.get(body.name)
-            if login is not None and login.body.client_id == body.client_id:  # type: ignore[attr-defined]
-                ends[login.id] = e
-                del open_logins[body.name]
-                for key in [k for k in open_joins if k[1] == body.name]:
-                    ends[open_joins.pop(key).id] = e
-        elif kind is RoomJoined:
-            if body.name in open_logins:
-                open_joins.setdefault((body.room, body.name), e)
-        elif kind is RoomLeft:
-            join = open_joins.pop((body.room, body.name), None)
-            if join is not None:
-                ends[join.id] = e
-    return ends
-
-
-def _spans(start: Entry, e: Entry, ends: dict[str, Entry]) -> bool:
-    """``start`` (a login or join) happened before ``e`` and its end, if any, after it."""
-    if not start.clock < e.clock:
-        return False
-    end = ends.get(start.id)
-    return end is None or e.clock < end.clock
-
-
-def _order_conflict(sa: list[Entry], sb: list[Entry]) -> tuple[str, str] | None:
-    """Two entries both clients delivered in opposite orders without being concurrent."""
-    pos_b = {e.id: i for i, e in enumerate(sb)}
-    common = [e for e in sa if e.id in pos_b]
-    positions = [pos_b[e.id] for e in common]
-    if positions == sorted(positions):
-        return None
-    for i, x in enumerate(common):
-        for y in common[i + 1 :]:
-            if pos_b[y.id] < pos_b[x.id] and not x.clock.concurrent(y.clock):
-                return x.id, y.id
-    return None
+        return same_order(self)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import logging
 import random
-import re
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -29,133 +26,27 @@ from tchat.core.effects import (
     Stopped,
 )
 from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation
+from tchat.sim import trace
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
+from tchat.sim.slots import (
+    INF,
+    ClientSlot,
+    NodeFactory,
+    ServerSlot,
+    Slot,
+    client_addr,
+    real_client_factory,
+    real_server_factory,
+    server_addr,
+)
 
 log = logging.getLogger(__name__)
 
-INF = float("inf")
 WALL_BASE = 1_700_000_000.0  # entry timestamps look like wall-clock seconds
 _DELIVER, _TICK, _ACTION = 0, 1, 2
 STORM_STEPS = 50_000  # every this many steps, check that simulated time moved on...
 STORM_MIN_SIM = 0.05  # ...by at least this much: else the nodes are in a message storm
-
-NodeFactory = Callable[..., Any]
-
-
-def server_addr(server_id: int) -> str:
-    return f"10.0.{server_id // 250}.{server_id % 250 + 1}:4747"
-
-
-def client_addr(number: int) -> str:
-    return f"10.9.{number // 250}.{number % 250 + 1}:5000"
-
-
-class ServerSlot:
-    """A server as the world sees it: its node (when running) and its durable store."""
-
-    __slots__ = (
-        "server_id",
-        "addr",
-        "config",
-        "durable",
-        "durable_ids",
-        "node",
-        "alive",
-        "incarnation",
-        "timer_at",
-        "spin",
-        "last_tick",
-        "crashes",
-        "kind",
-        "paused_until",
-    )
-
-    def __init__(self, server_id: int, config: ServerConfig) -> None:
-        self.kind = "server"
-        self.server_id = server_id
-        self.addr = config.addr
-        self.config = config
-        self.durable = DurableState()
-        self.durable_ids: set[str] = set()
-        self.node: Any = None
-        self.alive = False
-        self.incarnation = 0
-        self.timer_at = INF
-        self.spin = 0
-        self.last_tick = -1.0
-        self.crashes = 0
-        self.paused_until = 0.0  # a stop-the-world pause (GC, swapping, SIGSTOP) until then
-
-    @property
-    def label(self) -> str:
-        return f"s{self.server_id}"
-
-
-class ClientSlot:
-    """A client as the world sees it, with everything it delivered to its user."""
-
-    __slots__ = (
-        "client_id",
-        "addr",
-        "config",
-        "node",
-        "alive",
-        "incarnation",
-        "timer_at",
-        "spin",
-        "last_tick",
-        "logged_out",
-        "failed",
-        "renamed",
-        "delivered",
-        "delivered_ids",
-        "delivered_origins",
-        "max_total",
-        "acked",
-        "kind",
-        "names",
-    )
-
-    def __init__(self, client_id: str, config: ClientConfig) -> None:
-        self.kind = "client"
-        self.client_id = client_id
-        self.addr = config.addr
-        self.config = config
-        self.node: Any = None
-        self.alive = False
-        self.incarnation = 0
-        self.timer_at = INF
-        self.spin = 0
-        self.last_tick = -1.0
-        self.logged_out = False
-        self.failed = False
-        self.renamed = False
-        self.delivered: list[Any] = []  # Entry objects, in delivery order
-        self.delivered_ids: set[str] = set()
-        self.delivered_origins: set[Any] = set()
-        self.max_total = 0
-        self.acked: dict[int, str] = {}  # cmid -> entry id
-        self.names = [config.name]
-
-    @property
-    def label(self) -> str:
-        return self.client_id
-
-
-Slot = ServerSlot | ClientSlot
-
-
-def _real_server_factory() -> NodeFactory:
-    from tchat.core.server import ServerNode
-
-    return ServerNode
-
-
-def _real_client_factory() -> NodeFactory:
-    from tchat.core.client import ClientNode
-
-    return ClientNode
 
 
 class World:
@@ -175,8 +66,8 @@ class World:
         self.rng = random.Random(seed)  # seeds of the nodes' own generators
         self.net = Network(random.Random(seed * 2654435761 + 1), faults)
         self.timing = timing or Timing()
-        self.server_factory = server_factory or _real_server_factory()
-        self.client_factory = client_factory or _real_client_factory()
+        self.server_factory = server_factory or real_server_factory()
+        self.client_factory = client_factory or real_client_factory()
         self.now = 0.0
         self.steps = 0
         self._heap: list[tuple[float, int, int, Any]] = []
@@ -551,54 +442,8 @@ class World:
     # -- results ----------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 of a canonical dump of the final state: equal seeds give equal prints."""
-        dump: dict[str, Any] = {"servers": [], "clients": []}
-        for sid, slot in sorted(self.servers.items()):
-            if slot.node is None:
-                dump["servers"].append([sid, "DOWN", len(slot.durable.entries)])
-                continue
-            node = slot.node
-            ids = [e.id for e in node.log.entries()]
-            dump["servers"].append([sid, node.role.name, str(node.epoch), ids])
-        for cid, slot in sorted(self.clients.items()):
-            dump["clients"].append([cid, [e.id for e in slot.delivered]])
-        text = json.dumps(dump, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return trace.fingerprint(self)
 
     def format_trace(self, lines: int = 30, focus: str = "") -> list[str]:
-        """The last ``lines`` trace lines; with ``focus`` (a violation's text), only those
-        about the nodes it names (``s<id>``, ``c<n>``) and the fault notes."""
-        addrs = self._addrs_named(focus)
-        picked = []
-        for item in reversed(self.trace):
-            at, src, dst, text, obj = item
-            if not addrs or src == "*" or src in addrs or dst in addrs:
-                picked.append(item)
-                if len(picked) >= lines:
-                    break
-        out = []
-        for at, src, dst, text, obj in reversed(picked):
-            if src == "*":
-                out.append(f"{at:10.6f} * {text}")
-                continue
-            body = text if obj is None else f"{text} {obj!r}".strip()
-            label = self._labels.get(src, src)
-            arrow = f"{label} -> {self._labels.get(dst, dst)}" if dst else label
-            line = f"{at:10.6f} {arrow} {body}"
-            out.append(line if len(line) <= 400 else line[:397] + "...")
-        return out
-
-    def _addrs_named(self, text: str) -> set[str]:
-        addrs: set[str] = set()
-        for word in re.findall(r"\b([sc]\d+)\b", text):
-            if word[0] == "s" and int(word[1:]) in self.servers:
-                addrs.add(self.servers[int(word[1:])].addr)
-            elif word in self.clients:
-                addrs.add(self.clients[word].addr)
-        return addrs
-
-    @property
-    def _labels(self) -> dict[str, str]:
-        """addr -> s<id> / c<n>, so trace lines say who, not where."""
-        labels = {s.addr: s.label for s in self.servers.values()}
-        labels.update({c.addr: c.client_id for c in self.clients.values()})
-        return labels
+        """The last trace lines (only those about the nodes ``focus`` names, if any)."""
+        return trace.format_trace(self, lines, focus)

@@ -1,0 +1,140 @@
+"""What the converged log says: each client's due deliveries, folds and orders to compare."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tchat.core.messages import Chat, Entry, RoomJoined, RoomLeft, UserOffline, UserOnline
+
+
+def members_of(info: Any) -> Any:
+    if isinstance(info, tuple) and len(info) == 2 and not isinstance(info[1], str):
+        return info[1]
+    return info.members
+
+
+def fold_view(state: Any) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[str, ...]]]]:
+    """A server's fold reduced to comparable values: users and rooms (group, members)."""
+    users = {name: state.users[name] for name in sorted(state.users)}
+    rooms: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name in sorted(state.rooms):
+        value = state.rooms[name]
+        if isinstance(value, tuple):
+            group, members = value
+        else:
+            group, members = value.group, value.members
+        rooms[name] = (group, tuple(sorted(members)))
+    return users, rooms
+
+
+def log_diff(sid: int, ids: list[str], lid: int, lids: list[str]) -> str:
+    mine, theirs = set(ids), set(lids)
+    if mine == theirs:
+        first = next(i for i, (a, b) in enumerate(zip(ids, lids, strict=False)) if a != b)
+        return f"s{sid} orders its log differently from s{lid} from position {first}"
+    return (
+        f"s{sid} has {len(ids)} entries, leader s{lid} {len(lids)}; only s{sid}: "
+        f"{sorted(mine - theirs)[:6]}, only s{lid}: {sorted(theirs - mine)[:6]}"
+    )
+
+
+def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, list[str]]:
+    """Chat entries each of ``clients`` must have delivered, by replaying the log in key order.
+
+    A room message goes to the room's members at that point of the log, a private one to
+    its addressee and its sender; names map to sessions through UserOnline / UserOffline.
+    Only membership that holds in every causal view counts: the login and the join happened
+    before the message, and the leave or logout that ends it (if any) happened after it. A
+    join or leave made concurrently on the other side of a partition can fall on either side
+    of the message in the merged order, and the client may have delivered later entries
+    already: neither "must deliver" nor "must not" is right for it, so it is not checked.
+    """
+    ends = _membership_ends(entries)
+    session: dict[str, tuple[str, Entry]] = {}  # name -> (client_id, UserOnline entry)
+    members: dict[str, dict[str, Entry]] = {}  # room -> name -> RoomJoined entry
+    expected: dict[str, list[str]] = {}
+    origins: set[tuple[str, int]] = set()
+    for e in entries:
+        body = e.body
+        kind = type(body)
+        if e.origin is not None:
+            # One op sequenced on both sides of a partition: only its first copy counts here
+            # (the copy itself is reported as an exactly-once violation).
+            op = (e.origin.client_id, e.origin.cmid)
+            if op in origins:
+                continue
+            origins.add(op)
+        if kind is UserOnline:
+            # A second session under a name already online lost a merge clash: ignored.
+            session.setdefault(body.name, (body.client_id, e))
+        elif kind is UserOffline:
+            online = session.get(body.name)
+            if online is not None and online[0] == body.client_id:
+                del session[body.name]
+                for names in members.values():
+                    names.pop(body.name, None)
+        elif kind is RoomJoined:
+            if body.name in session:
+                members.setdefault(body.room, {}).setdefault(body.name, e)
+        elif kind is RoomLeft:
+            members.get(body.room, {}).pop(body.name, None)
+        elif kind is Chat:
+            if body.room is not None:
+                room = members.get(body.room, {})
+                names = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
+            else:
+                names = sorted({body.sender, body.to or ""})
+            for name in names:
+                online = session.get(name)
+                if online is not None and online[0] in clients and _spans(online[1], e, ends):
+                    expected.setdefault(online[0], []).append(e.id)
+    return expected
+
+
+def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
+    """For each UserOnline / RoomJoined entry id, the entry that ends it (if any)."""
+    ends: dict[str, Entry] = {}
+    open_logins: dict[str, Entry] = {}  # name -> UserOnline
+    open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
+    for e in entries:
+        body = e.body
+        kind = type(body)
+        if kind is UserOnline:
+            open_logins.setdefault(body.name, e)
+        elif kind is UserOffline:
+            login = open_logins.get(body.name)
+            if login is not None and login.body.client_id == body.client_id:  # type: ignore[attr-defined]
+                ends[login.id] = e
+                del open_logins[body.name]
+                for key in [k for k in open_joins if k[1] == body.name]:
+                    ends[open_joins.pop(key).id] = e
+        elif kind is RoomJoined:
+            if body.name in open_logins:
+                open_joins.setdefault((body.room, body.name), e)
+        elif kind is RoomLeft:
+            join = open_joins.pop((body.room, body.name), None)
+            if join is not None:
+                ends[join.id] = e
+    return ends
+
+
+def _spans(start: Entry, e: Entry, ends: dict[str, Entry]) -> bool:
+    """``start`` (a login or join) happened before ``e`` and its end, if any, after it."""
+    if not start.clock < e.clock:
+        return False
+    end = ends.get(start.id)
+    return end is None or e.clock < end.clock
+
+
+def order_conflict(sa: list[Entry], sb: list[Entry]) -> tuple[str, str] | None:
+    """Two entries both clients delivered in opposite orders without being concurrent."""
+    pos_b = {e.id: i for i, e in enumerate(sb)}
+    common = [e for e in sa if e.id in pos_b]
+    positions = [pos_b[e.id] for e in common]
+    if positions == sorted(positions):
+        return None
+    for i, x in enumerate(common):
+        for y in common[i + 1 :]:
+            if pos_b[y.id] < pos_b[x.id] and not x.clock.concurrent(y.clock):
+                return x.id, y.id
+    return None
