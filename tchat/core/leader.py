@@ -98,6 +98,9 @@ class Leadership:
         self.last_client_beat = now
         self.next_retry = now
         self.deferred: list[tuple[Submit, str, float]] = []
+        # Acks of entries a live backup does not hold yet (a resent op recorded earlier, or
+        # the canonical copy of a duplicate): sent once every admitted backup holds them.
+        self.held_acks: list[tuple[Entry, str, int]] = []
 
     def _committed_view(self) -> ClusterState:
         view = self.node.new_state()
@@ -163,11 +166,7 @@ class Leadership:
         effects: list[Effect] = []
         if not self.serving:
             return effects
-        admitted = self._admitted()
-        # What every admitted backup holds (the log is causally closed everywhere).
-        held = None
-        for replica in admitted:
-            held = replica.acked_clock if held is None else held.meet(replica.acked_clock)
+        held = self._held()
         while self.pending:
             head = self.pending[0]
             if held is not None and not head.entry.clock <= held:
@@ -188,10 +187,12 @@ class Leadership:
             else:
                 effects.extend(self.streams.publish(head.entry, now))
             for client_id, cmid in head.acks:
-                session = self.streams.sessions.get(client_id)
-                if session is not None:
-                    effects.append(Send(session.addr, Ack(self.epoch, cmid, canonical.id)))
+                effects.extend(self._ack_when_held(canonical, client_id, cmid, held))
             effects.extend(self._after_commit(head.entry, now))
+        if self.held_acks:
+            waiting, self.held_acks = self.held_acks, []
+            for entry, client_id, cmid in waiting:
+                effects.extend(self._ack_when_held(entry, client_id, cmid, held))
         if self.resync_needed and not self._merged_pending:
             # Merged entries may sit anywhere in log order: the fold in log order is the
             # truth every replica agrees on, so the streams restart from it and every
@@ -201,6 +202,27 @@ class Leadership:
             effects.extend(self._resync_all("the log merged entries from another partition"))
         self._trim_batches()
         return effects
+
+    def _held(self) -> VectorClock | None:
+        """What every admitted backup holds (the log is causally closed everywhere);
+        None when there is no admitted backup."""
+        held = None
+        for replica in self._admitted():
+            held = replica.acked_clock if held is None else held.meet(replica.acked_clock)
+        return held
+
+    def _ack_when_held(
+        self, entry: Entry, client_id: str, cmid: int, held: VectorClock | None
+    ) -> list[Effect]:
+        """Acknowledge ``entry`` only once every live backup stores it (design: any
+        surviving server holds every ack); until then the ack waits in ``held_acks``."""
+        if held is not None and not entry.clock <= held:
+            self.held_acks.append((entry, client_id, cmid))
+            return []
+        session = self.streams.sessions.get(client_id)
+        if session is None:
+            return []
+        return [Send(session.addr, Ack(self.epoch, cmid, entry.id))]
 
     def _after_commit(self, entry: Entry, now: float) -> list[Effect]:
         body = entry.body
@@ -509,7 +531,9 @@ class Leadership:
             if pending is not None:
                 pending.acks.append((msg.client_id, msg.cmid))
                 return []
-            return [Send(addr, Ack(self.epoch, msg.cmid, existing.id))]
+            # Recorded earlier (another epoch, or before a backup rejoined): a live backup
+            # may not hold it yet, and the ack promises that every one does.
+            return self._ack_when_held(existing, msg.client_id, msg.cmid, self._held())
         body, problem = self._validate(session, msg)
         if body is None:
             return [Send(addr, OpError(self.epoch, msg.cmid, problem))]
