@@ -26,18 +26,7 @@ CI_SEEDS = (
     + [(seed, 5, 6) for seed in range(901, 931)]
     + [(seed, 7, 10) for seed in range(1001, 1013)]
 )
-_DEDUPE_ACK = "ack-replicated: a resent op's existing entry acked before a live backup has it"
 KNOWN: dict[tuple[int, int, int], str] = {
-    (134, 3, 4): _DEDUPE_ACK,
-    (817, 4, 8): _DEDUPE_ACK,
-    (818, 4, 8): _DEDUPE_ACK,
-    (904, 5, 6): _DEDUPE_ACK,
-    (926, 5, 6): _DEDUPE_ACK,
-    (1001, 7, 10): _DEDUPE_ACK,
-    (1002, 7, 10): _DEDUPE_ACK,
-    (1004, 7, 10): _DEDUPE_ACK,
-    (1005, 7, 10): _DEDUPE_ACK,
-    (1011, 7, 10): _DEDUPE_ACK,
     (224, 3, 4): "rooms-converged: a client's member list stays stale after the last merge",
 }
 
