@@ -242,6 +242,8 @@ class ClientNode:
             self._logging_out = True
         self._cmid += 1
         message = Submit(self.client_id, self._cmid, op, self.clock, ts)
+        if not self.pending:
+            self._last_resend = now  # the silence-resend timer starts with the oldest op
         self.pending[self._cmid] = message
         effects: list[Effect] = []
         if self.state is ClientState.SERVING:

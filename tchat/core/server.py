@@ -375,8 +375,15 @@ class ServerNode:
                 self.peers.setdefault(src, src_addr)
         match message:
             case Discover():
-                if message.server_id and message.server_id != self.server_id:
-                    self.peers[message.server_id] = message.addr
+                if (
+                    message.server_id
+                    and message.server_id != self.server_id
+                    and message.server_id not in self.peers
+                ):
+                    # A server looking for the cluster. Discover is never signed (clients
+                    # send it too), so learn the server only from its signed answer.
+                    probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
+                    effects.append(Send(message.addr, probe))
                 effects.append(Send(message.addr, self._discover_reply(message.nonce)))
             case DiscoverReply():
                 self._on_discover_reply(message, effects, now)
@@ -414,6 +421,12 @@ class ServerNode:
             case StaleEpoch():
                 if message.epoch > self.epoch and message.leader_addr:
                     self._follow(message.epoch, message.leader_addr, effects, now)
+                elif message.epoch > self.epoch and self.role is ServerRole.LEADER:
+                    # A server restarted with the epoch it led on the other side of a
+                    # healed partition: newer than ours, but its leader is gone. It rejects
+                    # our frames as stale and no election can win while we lead, so we
+                    # renew past it (tchat sim --seed 10110 --servers 5 --clients 6).
+                    self._renew_epoch(message.epoch, f"server {message.src}", effects, now)
             case StepDown():
                 if message.epoch == self.epoch and message.src == self.leader_id:
                     self._departed.add(message.src)
@@ -653,6 +666,20 @@ class ServerNode:
             case ClientBeat():
                 leadership.on_beat(msg.client_id, now)
 
+    def _renew_epoch(self, newer: Epoch, who: str, effects: list[Effect], now: float) -> None:
+        """Lead on under an epoch past ``newer``, which someone knows but whose leader is
+        gone: no election needed (we lead already); announce it as a new leader does."""
+        self.log_event(
+            effects,
+            "epoch-renewed",
+            f"{who} knows newer epoch {newer}; renewing ours",
+            epoch=str(newer),
+        )
+        term = max(self.max_term, self.epoch.term, newer.term) + 1
+        self._observe_term(term, effects)
+        self.election.begin(term, now, self._election_timeout())
+        effects.extend(self._elected(now))
+
     def _on_leader_suspect(self, msg: LeaderSuspect, effects: list[Effect], now: float) -> None:
         timing = self.config.timing
         if msg.epoch.term > self.max_term:
@@ -664,16 +691,7 @@ class ServerNode:
             # No election needed: we lead already. Take a new epoch (term past both) and
             # announce it, as a freshly elected leader does.
             if self.role is ServerRole.LEADER:
-                self.log_event(
-                    effects,
-                    "epoch-renewed",
-                    f"client {msg.client_id} knows newer epoch {msg.epoch}; renewing ours",
-                    epoch=str(msg.epoch),
-                )
-                term = max(self.max_term, self.epoch.term, msg.epoch.term) + 1
-                self._observe_term(term, effects)
-                self.election.begin(term, now, self._election_timeout())
-                effects.extend(self._elected(now))
+                self._renew_epoch(msg.epoch, f"client {msg.client_id}", effects, now)
             return
         if self.leadership is not None:
             effects.append(
