@@ -452,7 +452,8 @@ cmd_stop() {
     done
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     local socket
-    socket=$(tm display-message -p '#{socket_path}' 2>/dev/null || true)
+    socket=$(tm display-message -p -t "$SESSION" '#{socket_path}' 2>/dev/null || true)
+    socket=${socket:-${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$SESSION} # where -L puts it
     tm kill-server 2>/dev/null || true
     # tmux leaves its socket file behind; remove it once no server answers on it.
     if [ -n "$socket" ] && [ -S "$socket" ] && ! tm has-session 2>/dev/null; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import re
@@ -278,6 +279,7 @@ class Lan:
             )
             _ip("-n", host.ns, "link", "set", "eth0", "up")
             _ip("-n", host.ns, "route", "add", MULTICAST_ROUTE, "dev", "eth0")
+        self._wait_forwarding({"trunk-a", "trunk-b", *(h.port for h in self.hosts.values())})
 
     def close(self) -> None:
         """Stop every process we started, then delete every namespace (and so every link)."""
@@ -319,10 +321,35 @@ class Lan:
     def heal(self) -> None:
         _ip("-n", self.switch, "link", "set", "trunk-a", "up")
         _ip("-n", self.switch, "link", "set", "trunk-b", "up")
+        self._wait_forwarding({"trunk-a", "trunk-b"})
+
+    def _wait_forwarding(self, ports: set[str], timeout: float = 5.0) -> None:
+        """Until the bridge forwards on every one of ports: the kernel applies carrier
+        changes asynchronously (linkwatch), so a frame sent right after `link set up`
+        can still be dropped. Polled: there is no event to wait on short of `ip monitor`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(
+                ["bridge", "-n", self.switch, "-j", "link", "show"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            forwarding = {
+                p["ifname"] for p in json.loads(out or "[]") if p.get("state") == "forwarding"
+            }
+            if ports <= forwarding:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bridge ports {sorted(ports - forwarding)} not forwarding")
+            select.select([], [], [], 0.02)
 
     def set_host_link(self, label: str, up: bool) -> None:
         """Unplug (or plug back) one host's cable at the switch."""
-        _ip("-n", self.switch, "link", "set", self.hosts[label].port, "up" if up else "down")
+        port = self.hosts[label].port
+        _ip("-n", self.switch, "link", "set", port, "up" if up else "down")
+        if up:
+            self._wait_forwarding({port})
 
     # -- processes -----------------------------------------------------------------------
 
