@@ -151,7 +151,12 @@ class Workload:
             backups = [s for s in running if s not in leaders] or running
             self._take_down(rng.choice(backups).server_id, graceful=False)
         elif r < 0.38 and leaders and len(running) >= 2:
-            self._take_down(leaders[0].server_id, graceful=True)
+            if rng.random() < 0.3:
+                world.step_down(leaders[0].server_id)  # hand over, stay on as a backup
+            else:
+                # A graceful stop (SIGTERM), of the leader (hand-over) or of a backup (Leaving).
+                target = leaders[0] if rng.random() < 0.7 else rng.choice(running)
+                self._take_down(target.server_id, graceful=True)
         elif r < 0.48 and down:
             world.start_server(rng.choice(down).server_id)
         elif r < 0.64 and not world.net.partitioned and len(world.servers) >= 2:

@@ -173,6 +173,15 @@ class World:
         self.net.forget(slot.addr)
         self.checker.on_fault("crash")
 
+    def step_down(self, server_id: int) -> None:
+        """An operator asks the leader to hand over and stay on as a backup."""
+        slot = self.servers[server_id]
+        if not slot.alive or not hasattr(slot.node, "step_down"):
+            return
+        self.note(f"step down {slot.label} ({self.role(slot)})")
+        self._step(slot, "step_down", slot.node.step_down, self.now)
+        self.checker.on_fault("step-down")
+
     def pause_server(self, server_id: int, duration: float) -> None:
         """Freeze a server (a long GC or SIGSTOP): no steps until the pause ends, then it
         sees every frame that arrived meanwhile and its overdue timers, with its old state."""
