@@ -130,8 +130,8 @@ class Cluster:
     def launch(self, sid: int) -> None:
         d = self.daemons[sid]
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get(
-            "PYTHONPATH", ""
+        env["PYTHONPATH"] = (
+            str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
         )
         log = open(d.log_path, "ab")  # noqa: SIM115 - the child owns it
         d.started_at = time.time()

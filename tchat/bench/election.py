@@ -26,6 +26,11 @@ def _no_clients(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("the election bench runs servers only")
 
 
+def _inject(world: World, slot: Any, message: LeaderSuspect) -> None:
+    # The world has no public "inject a frame" call: deliver as its heap would.
+    world._deliver(slot.addr, slot.incarnation, SUSPECT_ADDR, message)
+
+
 def sim_round(n: int, all_initiate: bool, seed: int) -> dict[str, Any]:
     """Boot n simulated servers, crash the leader, make one (or every) backup start a round.
 
@@ -49,9 +54,8 @@ def sim_round(n: int, all_initiate: bool, seed: int) -> dict[str, Any]:
         raise RuntimeError(f"simulated ring of {n} did not settle")
     old = world.leaders()[0]
     old_epoch = old.node.epoch
-    # Slow the backups' own failure detectors after boot, so only the chosen servers
-    # initiate. (Booting with a long leader_timeout makes a joining server spin: see
-    # docs/BENCHMARKS.md, "findings".)
+    # Slow the backups' own failure detectors only after boot (joining servers wait
+    # 2 x leader_timeout before electing), so that only the chosen servers initiate.
     slow = dataclasses.replace(timing, leader_timeout=30.0)
     for slot in world.running_servers():
         if slot is not old:
@@ -65,8 +69,7 @@ def sim_round(n: int, all_initiate: bool, seed: int) -> dict[str, Any]:
         slot = world.servers[sid]
         if slot.alive:
             msg = LeaderSuspect("bench", SUSPECT_ADDR, slot.node.epoch)
-            # The world has no public "inject a frame" call: deliver as its heap would.
-            world.at(t0, lambda s=slot, m=msg: world._deliver(s.addr, s.incarnation, SUSPECT_ADDR, m))  # noqa: E501
+            world.at(t0, lambda s=slot, m=msg: _inject(world, s, m))
     deadline = t0 + 30.0
     while world.now < deadline:
         world.run_for(0.01)

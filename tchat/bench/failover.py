@@ -62,9 +62,7 @@ class Stream:
         elif isinstance(event, Ready) and not member.ready.done():
             member.ready.set_result(None)
         elif (
-            isinstance(event, RoomEntered)
-            and event.info.room == ROOM
-            and not member.entered.done()
+            isinstance(event, RoomEntered) and event.info.room == ROOM and not member.entered.done()
         ):
             member.entered.set_result(None)
 
@@ -154,9 +152,7 @@ async def failover(
             ):
                 break
             await asyncio.sleep(0.05)
-        lost_acked = sum(
-            1 for m in stream.members for k in stream.acked if m.counts.get(k, 0) == 0
-        )
+        lost_acked = sum(1 for m in stream.members for k in stream.acked if m.counts.get(k, 0) == 0)
         dup = sum(c - 1 for m in stream.members for c in m.counts.values() if c > 1)
         unacked = len(want - stream.acked)
         for m in stream.members:

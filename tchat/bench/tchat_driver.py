@@ -98,6 +98,4 @@ class TchatDriver:
         return out[:10]
 
     async def close(self) -> None:
-        await asyncio.gather(
-            *(c.close() for c in self.clients.values()), return_exceptions=True
-        )
+        await asyncio.gather(*(c.close() for c in self.clients.values()), return_exceptions=True)
