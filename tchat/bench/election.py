@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from typing import Any
@@ -69,7 +70,7 @@ def sim_round(n: int, all_initiate: bool, seed: int) -> dict[str, Any]:
         slot = world.servers[sid]
         if slot.alive:
             msg = LeaderSuspect("bench", SUSPECT_ADDR, slot.node.epoch)
-            world.at(t0, lambda s=slot, m=msg: _inject(world, s, m))
+            world.at(t0, functools.partial(_inject, world, slot, msg))
     deadline = t0 + 30.0
     while world.now < deadline:
         world.run_for(0.01)
@@ -112,7 +113,7 @@ async def real_elections(n: int, trials: int) -> dict[str, Any]:
                 if sid != leader:
                     events += read_events(d.log_path, sid, offsets[sid])[0]
             kill_at = day_seconds(wall)
-            first = {}
+            first: dict[str, float] = {}
             for ev in sorted(events, key=lambda e: e.at):
                 first.setdefault(ev.kind, ev.at)
             if "election-started" in first and "new-leader" in first:

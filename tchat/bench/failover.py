@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -56,9 +57,9 @@ class Stream:
                 if now > watch[1] and not watch[2].done():
                     watch[2].set_result(now)
         elif isinstance(event, Sent):
-            k = self.cmids.pop((member.index, event.cmid), None)
-            if k is not None:
-                self.acked.add(k)
+            key = (member.index, event.cmid)
+            if key in self.cmids:
+                self.acked.add(self.cmids.pop(key))
         elif isinstance(event, Ready) and not member.ready.done():
             member.ready.set_result(None)
         elif (
@@ -70,7 +71,7 @@ class Stream:
         loop = asyncio.get_running_loop()
         service = ClientService(cluster.net_options(), f"f{index}")
         member = Member(index, service, loop.create_future(), loop.create_future())
-        service.add_listener(lambda ev, m=member: self.on_event(m, ev))
+        service.add_listener(functools.partial(self.on_event, member))
         self.members.append(member)
         await service.start()
         await asyncio.wait_for(member.ready, 30)

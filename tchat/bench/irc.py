@@ -123,7 +123,9 @@ class IrcClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: no isinstance check.
         self.transport = transport  # type: ignore[assignment]
-        transport.write(f"NICK {self.nick}\r\nUSER {self.nick} 0 * :bench\r\n".encode())
+        self.transport.write(  # type: ignore[union-attr]
+            f"NICK {self.nick}\r\nUSER {self.nick} 0 * :bench\r\n".encode()
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

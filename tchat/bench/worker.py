@@ -8,6 +8,7 @@ several processes when one cannot keep up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,10 @@ class IrcDriver:
         for client in self.clients.values():
             client.close()
         await asyncio.sleep(0.05)  # let the QUITs leave before the loop closes
+
+
+def _say(driver: Driver, base: int, size: int, k: int, sender: int) -> None:
+    driver.say(sender, make_text(base + k, size))
 
 
 def make_driver(cfg: dict[str, Any], ledger: Ledger) -> Driver:
@@ -110,7 +115,7 @@ async def serve(cfg: dict[str, Any]) -> int:
             asyncio.gather(*(open_one(i) for i in range(lo, hi))), float(cfg["connect_timeout"])
         )
     except Exception as exc:  # report any failure to the parent instead of dying silently
-        stuck = getattr(driver, "stuck", lambda: [])()
+        stuck: list[str] = getattr(driver, "stuck", list)()
         _emit({"error": f"connect: {exc!r} after {opened} of {hi - lo} clients; {stuck}"})
         await driver.close()
         return 1
@@ -137,7 +142,7 @@ async def serve(cfg: dict[str, Any]) -> int:
                 work,
                 start,
                 lambda s: lo <= s < hi,
-                lambda k, s, b=base, n=work.size: driver.say(s, make_text(b + k, n)),
+                functools.partial(_say, driver, base, work.size),
             )
             mine = sent
             _emit({"sent": sent, "late_s": round(late, 4)})
