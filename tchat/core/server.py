@@ -147,6 +147,9 @@ class ServerNode:
             self.epoch = Epoch(
                 durable.meta.get("epoch_term", 0), durable.meta.get("epoch_leader", 0)
             )
+            # Nor do rounds: a token of a term older than one we had seen (still in flight
+            # from before the crash) must not elect us into a lower epoch (sim seed 701634).
+            self.election.closed_term = max(self.election.closed_term, self.max_term - 1)
         self.peers.update(self.state.servers)
         self.peers.pop(self.server_id, None)
 
