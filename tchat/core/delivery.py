@@ -3,6 +3,8 @@ single gap-free stream delivered in gsn order (which extends happened-before).""
 
 from __future__ import annotations
 
+import heapq
+
 from tchat.core.messages import RoomFrame, RoomInfo, SessionFrame
 
 Frame = SessionFrame | RoomFrame
@@ -25,6 +27,7 @@ class HoldBack:
         self.session_end = start
         self.room_end: dict[str, int] = {info.room: info.head for info in rooms}
         self._pending: dict[int, Frame] = {}
+        self._order: list[int] = []  # heap of held gsns (may hold ones already gone)
         self.stalled_since: float | None = None
 
     def offer(self, frame: Frame) -> bool:
@@ -32,6 +35,7 @@ class HoldBack:
         if frame.gsn <= self.last or frame.gsn in self._pending:
             return False
         self._pending[frame.gsn] = frame
+        heapq.heappush(self._order, frame.gsn)
         return True
 
     def join(self, info: RoomInfo) -> None:
@@ -46,11 +50,17 @@ class HoldBack:
     def next_ready(self, now: float) -> Frame | None:
         """The next frame to deliver, or None while it must wait (or nothing is held)."""
         pending = self._pending
+        order = self._order
+        while order and order[0] not in pending:
+            heapq.heappop(order)
         if not pending:
             self.stalled_since = None
             return None
         gsn = None
-        for candidate in sorted(pending):
+        lowest = pending[order[0]]
+        if not (isinstance(lowest, RoomFrame) and lowest.room not in self.room_end):
+            gsn = order[0]  # the common case: no full scan while frames wait for a gap
+        for candidate in () if gsn is not None else sorted(pending):
             held = pending[candidate]
             if isinstance(held, RoomFrame) and held.room not in self.room_end:
                 continue  # not ours, unless an earlier frame makes us join that room
@@ -59,8 +69,9 @@ class HoldBack:
         if gsn is None:
             self.stalled_since = None
             return None
-        for older in [g for g in pending if g < gsn]:
-            del pending[older]  # frames of rooms we are not in, with no join before them
+        if gsn != order[0]:
+            for older in [g for g in pending if g < gsn]:
+                del pending[older]  # frames of rooms we are not in, with no join before them
         frame = pending[gsn]
         if not self._deliverable(frame):
             if self.stalled_since is None:

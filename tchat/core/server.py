@@ -741,11 +741,20 @@ class ServerNode:
             term=term,
             initiator=self.server_id,
         )
-        skip = set(self._departed)
+        skip = self._known_gone(now)
         if suspect:
             skip.add(suspect)
         effects.extend(self._send_token(candidate, now, skip))
         return effects
+
+    def _known_gone(self, now: float) -> set[int]:
+        """Servers not worth waiting for: one that handed over, and our leader once it has
+        missed a few heartbeats (every hop would otherwise wait a hop timeout on it)."""
+        gone = set(self._departed)
+        silent = now - self._leader_heard > self.config.timing.heartbeat_interval * 3
+        if self.leader_id and self.leader_id != self.server_id and silent:
+            gone.add(self.leader_id)
+        return gone
 
     def _send_token(self, candidate: int, now: float, skip: set[int]) -> list[Effect]:
         target = self.election.send(
@@ -765,7 +774,7 @@ class ServerNode:
         if now < self._abstain_until and msg.candidate != self.server_id:
             # We just stepped down: relay the token without standing ourselves.
             if self.election.relay(msg.term, msg.candidate):
-                effects.extend(self._send_token(msg.candidate, now, set(self._departed)))
+                effects.extend(self._send_token(msg.candidate, now, self._known_gone(now)))
             return
         verdict, candidate = self.election.receive(
             msg.term, msg.candidate, now, self._election_timeout()
@@ -777,7 +786,7 @@ class ServerNode:
             return
         if self.role in (ServerRole.JOINING, ServerRole.BACKUP):
             self._become(ServerRole.CANDIDATE, "election-token")
-        effects.extend(self._send_token(candidate, now, set(self._departed)))
+        effects.extend(self._send_token(candidate, now, self._known_gone(now)))
 
     def _election_timers(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
@@ -804,6 +813,7 @@ class ServerNode:
         return effects
 
     def _elected(self, now: float) -> list[Effect]:
+        gone = self._known_gone(now)  # before we forget who led
         effects: list[Effect] = []
         term = self.election.term
         started = self.election.started_at if self.election.started_at is not None else now
@@ -823,7 +833,7 @@ class ServerNode:
         self._sync_wait = {}
         quiet = self.config.timing.leader_timeout
         for sid, addr in sorted(self.peers.items()):
-            if sid in self._departed or now - self.peer_heard.get(sid, -quiet) > quiet:
+            if sid in gone or now - self.peer_heard.get(sid, -quiet) > quiet:
                 continue  # gone (or never heard): do not wait for its sync answer
             token = self.next_token()
             self._sync_wait[sid] = token
