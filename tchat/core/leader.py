@@ -316,6 +316,12 @@ class Leadership:
         replica = self.replicas.get(msg.src)
         if replica is None or not replica.admitted:
             return self._admit(msg.src, addr, msg.clock, now)
+        if msg.epoch == self.epoch and msg.seq < replica.acked_seq:
+            # It is behind what we recorded at its (re)admission: that Admit was lost, and
+            # the batches in between may be trimmed already. Readmit it from its own clock,
+            # or it waits forever for a batch we never resend (sim seed 820098, 6 servers).
+            replica.admitted = False
+            return self._admit(msg.src, addr, msg.clock, now)
         replica.last_heard = now
         replica.acked_seq = max(replica.acked_seq, msg.seq)
         replica.acked_clock = replica.acked_clock.merge(msg.clock)
