@@ -91,6 +91,7 @@ class ClusterState:
         self.rooms_of: dict[str, set[str]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
+        self.closed_sessions: set[str] = set()  # client IDs that logged out: never again
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -108,7 +109,9 @@ class ClusterState:
                     return False
                 self.users[name] = UserRecord(name, addr, client_id, False, entry.ts)
                 self.accounts.add(name)
-            case UserOffline(name=name, client_id=client_id, cursor=cursor):
+            case UserOffline(name=name, client_id=client_id, cursor=cursor, reason=reason):
+                if reason == "logout":
+                    self.closed_sessions.add(client_id)
                 current = self.users.get(name)
                 if current is None or current.client_id != client_id:
                     return False

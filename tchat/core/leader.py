@@ -409,6 +409,10 @@ class Leadership:
         problem = name_problem(msg.name)
         if problem:
             return [Send(addr, Rejected(problem))]
+        if msg.client_id in node.state.closed_sessions:
+            # A late Register of a session that has logged out since: do not log it in
+            # again (a ghost nobody would ever log out). A new login uses a new client ID.
+            return [Send(addr, Rejected("this session has logged out"))]
         streams = self.streams
         holder = node.state.users.get(msg.name)
         session = streams.sessions.get(msg.client_id)

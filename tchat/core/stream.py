@@ -72,9 +72,19 @@ class ClientStreams:
         self._fresh: dict[str, dict[str, float]] = {}
 
     def reset_view(self, view: ClusterState) -> None:
+        """Restart every channel from ``view`` (after a merge, before clients resume).
+
+        Every room's chain restarts at a gsn that no frame carries, so a client still
+        holding the old stream (its Resync lost) sees a gap on the next multicast frame and
+        resumes, instead of chaining new frames onto a cursor that skipped the merge."""
         self.view = view
         self._neighbours.clear()
         self._room_targets.clear()
+        self._touched.clear()
+        self._all_last.clear()
+        self.gsn += 1
+        for room in view.rooms:
+            self.room_last[room] = self.gsn
 
     # -- sessions --------------------------------------------------------------
     def attach(self, session: Session) -> None:
