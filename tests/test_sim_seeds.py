@@ -24,17 +24,6 @@ CI_SEEDS = (
     + [(seed, 5, 6) for seed in range(901, 931)]
     + [(seed, 7, 10) for seed in range(1001, 1013)]
 )
-# Invariants with a known, reported and still open core bug (docs/SIMULATOR.md, the sim
-# helper's report): a seed that breaks one of these is an expected failure (xfail) with its
-# detail and replay command; any other violation fails the build. Which seeds hit an open
-# bug shifts with every core change, so the list is by invariant, not by seed. Remove an
-# entry once its bug is fixed (`tchat sim --seeds 2000` then shows no such violation).
-OPEN_BUGS: dict[str, str] = {
-    "completeness": "a client whose Resync was lost applies multicast frames of the restarted "
-    "stream; its cursor then covers merged entries it never got (e.g. seed 201724)",
-    "users-live": "a logout, then a failover or late Register of the same session, logs the "
-    "user in again: a ghost until the session times out (e.g. seed 200708)",
-}
 
 
 def _describe(result) -> str:
@@ -48,8 +37,6 @@ def _describe(result) -> str:
 @pytest.mark.parametrize(("seed", "servers", "clients"), CI_SEEDS)
 def test_seed_keeps_every_invariant(seed: int, servers: int, clients: int) -> None:
     result = run_seed(seed, WorkloadConfig(servers=servers, clients=clients))
-    if not result.ok and result.invariant in OPEN_BUGS:
-        pytest.xfail(f"open bug ({OPEN_BUGS[result.invariant]}): {_describe(result)}")
     assert result.ok, _describe(result)
     assert result.converged_after is not None
     assert result.stats["acked"] > 0  # the workload really wrote something
