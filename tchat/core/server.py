@@ -774,7 +774,8 @@ class ServerNode:
         if now < self._abstain_until and msg.candidate != self.server_id:
             # We just stepped down: relay the token without standing ourselves.
             if self.election.relay(msg.term, msg.candidate):
-                effects.extend(self._send_token(msg.candidate, now, self._known_gone(now)))
+                gone = self._known_gone(now) - {msg.candidate}  # it campaigns: alive
+                effects.extend(self._send_token(msg.candidate, now, gone))
             return
         verdict, candidate = self.election.receive(
             msg.term, msg.candidate, now, self._election_timeout()
@@ -786,7 +787,9 @@ class ServerNode:
             return
         if self.role in (ServerRole.JOINING, ServerRole.BACKUP):
             self._become(ServerRole.CANDIDATE, "election-token")
-        effects.extend(self._send_token(candidate, now, self._known_gone(now)))
+        # The candidate is campaigning, so it is alive even if it is the leader we stopped
+        # hearing: skipping it would kill its token for good (sim seed 201613).
+        effects.extend(self._send_token(candidate, now, self._known_gone(now) - {candidate}))
 
     def _election_timers(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
