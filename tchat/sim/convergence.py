@@ -74,6 +74,11 @@ def clients_converged(checker: Checker, leader: ServerSlot, lfold: Any) -> list[
                 f"serving clients missing {missing}",
             )
         )
+    for c in checker.world.clients.values():
+        # A logout still pending (e.g. its op waits for entries only a downed server had)
+        # keeps the user online: not converged yet, though no longer the client's to check.
+        if c.alive and c.logged_out and not c.failed and c.node.state.name != "CLOSED":
+            problems.append(("logout-pending", f"{c.client_id} ({c.node.name}) logging out"))
     names_seen: dict[str, str] = {}
     for c in checker.world.clients.values():
         if not c.alive or c.logged_out or c.failed:
