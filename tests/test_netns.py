@@ -452,13 +452,6 @@ def test_short_partition_both_sides_chat_then_heal_merges_history(
 
 
 @needs_core
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: healing a partition longer than client_timeout applies each side's "
-    "logout of the other side's client to room membership: both clients resume and see the "
-    "merged history, but each gets 'left' for its room and the room ends with no members. "
-    "Remove this marker once fixed.",
-)
 def test_long_partition_logs_clients_out_then_heal_merges_history(
     tchat_lan_factory: Callable[..., TchatLan],
 ) -> None:

@@ -47,6 +47,7 @@ from tchat.core.messages import (
     JoinRoom,
     LeaderAlive,
     LeaderSuspect,
+    LeaveRoom,
     Logout,
     Message,
     NameClash,
@@ -163,6 +164,8 @@ class ClientNode:
         self._hold: HoldBack | None = None
         self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
         self._rejoin: list[str] = []
+        self._wanted_rooms: set[str] = set()  # rooms we joined and did not leave
+        self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
         self._welcomes: dict[tuple[Epoch, int], _WelcomeParts] = {}
@@ -240,6 +243,10 @@ class ClientNode:
         self._now = now
         if isinstance(op, Logout):
             self._logging_out = True
+        elif isinstance(op, JoinRoom):
+            self._wanted_rooms.add(op.room)
+        elif isinstance(op, LeaveRoom):
+            self._wanted_rooms.discard(op.room)
         self._cmid += 1
         message = Submit(self.client_id, self._cmid, op, self.clock, ts)
         if not self.pending:
@@ -396,14 +403,20 @@ class ClientNode:
             case Ack():
                 submitted = self.pending.pop(message.cmid, None)
                 if submitted is not None:
-                    effects.append(Deliver(Sent(message.cmid, message.entry_id)))
+                    if message.cmid in self._automatic:
+                        self._automatic.discard(message.cmid)
+                    else:
+                        effects.append(Deliver(Sent(message.cmid, message.entry_id)))
                     if isinstance(submitted.op, Logout):
                         # Durably logged out: done, whether or not our own UserOffline
                         # frame reaches us (resuming now would log us back in).
                         self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
             case OpError():
                 if self.pending.pop(message.cmid, None) is not None:
-                    effects.append(Deliver(OpFailed(message.cmid, message.reason)))
+                    if message.cmid in self._automatic:  # e.g. a rejoin of a room we are in
+                        self._automatic.discard(message.cmid)
+                    else:
+                        effects.append(Deliver(OpFailed(message.cmid, message.reason)))
             case ClientHeartbeat():
                 self._on_heartbeat(message, effects)
             case Resync():
@@ -475,8 +488,14 @@ class ClientNode:
         old_rooms = self.rooms
         self.rooms = {info.room: info for info in msg.rooms}
         for room in sorted(old_rooms):
-            if room not in self.rooms:
-                effects.append(LeaveGroup(old_rooms[room].group))
+            if room in self.rooms:
+                continue
+            effects.append(LeaveGroup(old_rooms[room].group))
+            if room in self._wanted_rooms:
+                # We never left it: the servers dropped us (a partition outlasted the client
+                # timeout on the other side). Join again instead of reporting a leave.
+                self._rejoin = sorted({*self._rejoin, room})
+            else:
                 effects.append(Deliver(RoomExited(room)))
         for room in sorted(self.rooms):
             info = self.rooms[room]
@@ -507,6 +526,7 @@ class ClientNode:
                     self.clock,
                     self._now + self.config.wall_offset,
                 )
+                self._automatic.add(self._cmid)  # ours, not the user's: no Sent/OpFailed
         for cmid in sorted(self.pending):
             effects.append(Send(self.leader_addr, self.pending[cmid]))
         early, self._early = self._early, []
