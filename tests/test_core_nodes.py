@@ -295,3 +295,24 @@ def test_step_down_hands_over_and_stays_as_a_backup() -> None:
     bus.run_until(lambda: settled(servers) and leaders(servers)[0] is not old, 3)
     assert bus.now - handed_at < old.config.timing.leader_timeout
     assert old.role is ServerRole.BACKUP and old.epoch > epoch
+
+
+def test_room_directory_lists_every_room_to_anyone() -> None:
+    from tchat.core.effects import RoomDirectory
+
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, JoinRoom("lobby"))
+    bus.submit(alice, JoinRoom("dev"))
+    bus.run(0.1)
+    bus.submit(alice, SendChat("dev", None, "hello", False))
+    bus.run(0.1)
+    request_id, effects = bob.request_rooms(bus.now)
+    bus._apply(bob.config.addr, effects)
+    bus.run(0.1)
+    (directory,) = [e for e in bus.events[bob.config.addr] if isinstance(e, RoomDirectory)]
+    assert directory.request_id == request_id
+    rooms = {r.room: r for r in directory.rooms}
+    assert sorted(rooms) == ["dev", "lobby"]
+    assert rooms["dev"].members == ("alice",) and rooms["dev"].messages == 1
+    assert rooms["dev"].last_ts > 0 and rooms["lobby"].messages == 0

@@ -388,3 +388,26 @@ async def test_textual_builtin_themes_work_too() -> None:
         await type_line(pilot, "/theme nord")
         assert app.theme == "nord"
         assert app.theme_variables["sender-0"]  # borrowed from the theme's own colours
+
+
+async def test_rooms_tab_lists_the_clusters_room_directory() -> None:
+    from tchat.core.effects import RoomDirectory
+    from tchat.core.messages import RoomSummary
+
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, demo, ("alice", "bob"))
+        asked: list[int] = []
+
+        def request_rooms() -> int:
+            asked.append(len(asked) + 1)
+            rooms = (RoomSummary("ops", "239.255.42.9:47471", 2, ("alice", "bob"), 7, 0.0),)
+            demo.service.emit(RoomDirectory(asked[-1], rooms))
+            return asked[-1]
+
+        demo.service.request_rooms = request_rooms  # type: ignore[attr-defined]
+        pilot.app.screen.query_one(TabbedContent).active = "rooms"
+        await until(pilot, lambda: bool(asked))
+        table = pilot.app.screen.query_one("#rooms-table", DataTable)
+        await until(pilot, lambda: "#ops" in {str(k.value) for k in table.rows})
+        assert "239.255.42.9:47471" in screen_text(pilot)

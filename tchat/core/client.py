@@ -24,6 +24,7 @@ from tchat.core.effects import (
     OpFailed,
     Ready,
     Renamed,
+    RoomDirectory,
     RoomEntered,
     RoomExited,
     Send,
@@ -64,6 +65,9 @@ from tchat.core.messages import (
     RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomsReply,
+    RoomsRequest,
+    RoomSummary,
     ServerInfo,
     SessionFrame,
     Submit,
@@ -165,6 +169,7 @@ class ClientNode:
         self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
         self._rejoin: list[str] = []
         self._wanted_rooms: set[str] = set()  # rooms we joined and did not leave
+        self._directory: dict[int, list[RoomSummary]] = {}  # room directory answers
         self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
@@ -275,6 +280,16 @@ class ClientNode:
                     HistoryRequest(self.client_id, self._request, room, peer, dot, limit),
                 )
             )
+        return self._request, effects
+
+    def request_rooms(self, now: float) -> tuple[int, list[Effect]]:
+        """Ask the leader for the room directory; it arrives as a RoomDirectory event."""
+        self._now = now
+        self._request += 1
+        self._directory[self._request] = []
+        effects: list[Effect] = []
+        if self.leader_addr:
+            effects.append(Send(self.leader_addr, RoomsRequest(self.client_id, self._request)))
         return self._request, effects
 
     def flush(self, now: float) -> list[Effect]:
@@ -427,6 +442,13 @@ class ClientNode:
                     self._register(effects)
             case NameClash():
                 self._on_name_clash(message, effects)
+            case RoomsReply():
+                parts = self._directory.get(message.request_id)
+                if parts is not None:
+                    parts.extend(message.rooms)
+                    if message.done:
+                        del self._directory[message.request_id]
+                        effects.append(Deliver(RoomDirectory(message.request_id, tuple(parts))))
             case HistoryReply():
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
         return effects

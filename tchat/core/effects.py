@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tchat.core.messages import Entry, Epoch, Message, RoomInfo, ServerInfo, UserInfo
+from tchat.core.messages import (
+    Entry,
+    Epoch,
+    Message,
+    RoomInfo,
+    RoomSummary,
+    ServerInfo,
+    UserInfo,
+)
 from tchat.core.vclock import VectorClock
 
 
@@ -168,6 +176,14 @@ class Renamed(ClientEvent):
 class HistoryLoaded(ClientEvent):
     request_id: int
     entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDirectory(ClientEvent):
+    """Every room of the cluster (answer to ``ClientNode.request_rooms``)."""
+
+    request_id: int
+    rooms: tuple[RoomSummary, ...]
 
 
 @dataclass(frozen=True, slots=True)

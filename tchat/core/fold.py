@@ -41,6 +41,7 @@ class RoomRecord:
     # member name -> key of the RoomJoined entry (what a member may catch up on)
     members: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     messages: int = 0
+    last_ts: float = 0.0
     # every stretch of membership, member -> [(join key, leave key or None)]: who was in
     # the room when a given message was sent, for catching up after a gap
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
@@ -143,6 +144,7 @@ class ClusterState:
                 room = getattr(body, "room", None)
                 if room is not None and room in self.rooms:
                     self.rooms[room].messages += 1
+                    self.rooms[room].last_ts = entry.ts
         return True
 
     def _allocate_group(self, room: str) -> str:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from tchat.core.effects import Effect, Persist, Send
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
+    ROOM_SUMMARY_MEMBERS,
+    ROOMS_PER_REPLY,
     Ack,
     Admit,
     Append,
@@ -33,6 +35,9 @@ from tchat.core.messages import (
     Resync,
     RoomJoined,
     RoomLeft,
+    RoomsReply,
+    RoomsRequest,
+    RoomSummary,
     SendChat,
     ServerJoined,
     SetAway,
@@ -667,6 +672,26 @@ class Leadership:
             effects.append(Send(addr, HistoryReply(self.epoch, msg.request_id, chunk)))
             if not found:
                 return effects
+
+    def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
+        """The room directory, from the committed state, in chunks."""
+        rooms = [
+            RoomSummary(
+                record.name,
+                record.group,
+                len(record.members),
+                tuple(sorted(record.members)[:ROOM_SUMMARY_MEMBERS]),
+                record.messages,
+                record.last_ts,
+            )
+            for _, record in sorted(self.streams.view.rooms.items())
+        ]
+        effects: list[Effect] = []
+        for start in range(0, max(len(rooms), 1), ROOMS_PER_REPLY):
+            chunk = tuple(rooms[start : start + ROOMS_PER_REPLY])
+            done = start + ROOMS_PER_REPLY >= len(rooms)
+            effects.append(Send(addr, RoomsReply(self.epoch, msg.request_id, chunk, done)))
+        return effects
 
     def notify_clashes(self) -> list[Effect]:
         """Tell sessions whose login lost its name in a merge."""

@@ -80,6 +80,22 @@ class RoomInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room in the directory: anyone may see it, members or not."""
+
+    room: str
+    group: str
+    member_count: int
+    members: tuple[str, ...]  # the first ROOM_SUMMARY_MEMBERS, sorted
+    messages: int
+    last_ts: float  # the last message's time, 0 if none
+
+
+ROOM_SUMMARY_MEMBERS = 50
+ROOMS_PER_REPLY = 100
+
+
+@dataclass(frozen=True, slots=True)
 class Touch:
     """A member (or a room) that got frames through another channel since a frame's ``prev``."""
 
@@ -592,6 +608,26 @@ class StatusReply(Message):
     from_server: ClassVar[bool] = True
 
 
+# room directory ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RoomsRequest(Message):
+    """Every room of the cluster, for the Rooms tab."""
+
+    client_id: str
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsReply(Message):
+    """One chunk of the room directory; ``done`` on the last."""
+
+    epoch: Epoch
+    request_id: int
+    rooms: tuple[RoomSummary, ...]
+    done: bool
+    from_server: ClassVar[bool] = True
+
+
 # The wire tag of each type is its position here: append, never reorder.
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Discover,
@@ -630,6 +666,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     StatusReply,
     Admit,
     Resync,
+    RoomsRequest,
+    RoomsReply,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

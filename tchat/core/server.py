@@ -45,6 +45,7 @@ from tchat.core.messages import (
     NotLeader,
     Register,
     RoomInfo,
+    RoomsRequest,
     ServerInfo,
     StaleEpoch,
     StatusReply,
@@ -442,7 +443,7 @@ class ServerNode:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
                 self._on_leader_suspect(message, effects, now)
-            case Register() | Submit() | HistoryRequest() | ClientBeat():
+            case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
                 self._on_client(message, src_addr, effects, now)
             case _:
                 self.count("unexpected")
@@ -666,6 +667,8 @@ class ServerNode:
                 )
             case HistoryRequest():
                 effects.extend(leadership.on_history(msg, src_addr))
+            case RoomsRequest():
+                effects.extend(leadership.on_rooms(msg, src_addr))
             case ClientBeat():
                 leadership.on_beat(msg.client_id, now)
 

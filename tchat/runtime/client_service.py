@@ -150,6 +150,13 @@ class ClientService:
             self._acked[cmid] = future
         return future
 
+    def request_rooms(self) -> int:
+        """Ask for the cluster's room directory; it arrives as a RoomDirectory event."""
+        assert self.driver is not None, "start() first"
+        now = asyncio.get_running_loop().time()
+        request_id, _effects = self.driver.call(self.node.request_rooms, now)
+        return int(request_id)
+
     def request_history(
         self,
         room: str | None,

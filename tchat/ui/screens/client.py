@@ -25,6 +25,7 @@ from textual.widgets import (
 )
 
 from tchat.core import effects as ev
+from tchat.core.messages import RoomSummary
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
 from tchat.ui.commands import complete
 from tchat.ui.node_messages import NodeEvent, StatusTick
@@ -42,6 +43,7 @@ from tchat.ui.widgets.timeline_view import TimelineView
 
 log = logging.getLogger(__name__)
 HISTORY_PAGE = 100
+DIRECTORY_EVERY = 5  # seconds between room-directory refreshes while the Rooms tab shows
 
 
 class RefreshLists(Message):
@@ -99,6 +101,8 @@ class ClientScreen(Screen[None]):
         self.submitted_at: dict[int, float] = {}  # cmid -> wall time, for the ack latency
         self.ack_ms: float | None = None  # smoothed submit -> Sent latency
         self.search_status = ""  # shown in the topic line until Esc or another conversation
+        self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
+        self._directory_age = DIRECTORY_EVERY  # ticks since the directory was asked for
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -127,6 +131,11 @@ class ClientScreen(Screen[None]):
             with TabPane("Clocks", id="clocks"):
                 yield ClockView(id="clock-view")
         yield Footer()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "rooms":
+            self._directory_age = 0
+            self._ask_directory()
 
     def on_mount(self) -> None:
         self.open_conversation(STATUS_KEY)
@@ -194,6 +203,9 @@ class ClientScreen(Screen[None]):
                 if old == self.model.me:
                     self.model.rename_me(new)
                 change = self.model.notice(f"{old} is now {new}: {reason}", wall, STATUS_KEY)
+            case ev.RoomDirectory(rooms=rooms):
+                self.directory = {summary.room: summary for summary in rooms}
+                self._refresh_rooms()
             case ev.HistoryLoaded(request_id=rid, entries=entries):
                 wanted = self.history_requests.pop(rid, None)
                 if wanted is not None:
@@ -264,6 +276,10 @@ class ClientScreen(Screen[None]):
 
     def _tick(self) -> None:
         self.post_message(StatusTick())
+        self._directory_age += 1
+        if self._directory_age >= DIRECTORY_EVERY:
+            self._directory_age = 0
+            self._ask_directory()
         if self._activity:
             self._activity = False
             self._refresh_tables()
@@ -314,7 +330,16 @@ class ClientScreen(Screen[None]):
         self.query_one(MemberList).show(names, self.model.users)
 
     def _refresh_rooms(self) -> None:
-        self.query_one(RoomsTable).show(self.model.rooms())
+        self.query_one(RoomsTable).show(self.model.rooms(), self.directory)
+
+    def _ask_directory(self) -> None:
+        """Refresh the cluster's room directory (services without one only list our rooms)."""
+        request = getattr(self.service, "request_rooms", None)
+        if request is not None and self.query_one("#tabs", TabbedContent).active == "rooms":
+            try:
+                request()
+            except Exception:  # not connected yet: the next tick asks again
+                return
 
     def _refresh_users(self) -> None:
         self.query_one(UsersTable).show(self.model.users)

@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from tchat.core.messages import RoomSummary
 from tchat.ui.chat_model import Conversation, UserRow
 from tchat.ui.sanitize import safe_text, sanitize
 
@@ -28,9 +29,14 @@ class RoomsTable(DataTable[Text]):
     def on_mount(self) -> None:
         self.add_columns("room", "group", "members", "who", "messages", "last activity", "joined")
 
-    def show(self, rooms: Iterable[Conversation]) -> None:
+    def show(
+        self, rooms: Iterable[Conversation], directory: Mapping[str, RoomSummary] | None = None
+    ) -> None:
+        """Rooms this client is or was in, then the rest of the cluster's directory."""
         self.clear()
+        known: set[str] = set()
         for conv in rooms:
+            known.add(conv.name)
             members = sorted(conv.members, key=str.lower)
             who = ", ".join(members[:6]) + ("…" if len(members) > 6 else "")
             self.add_row(
@@ -42,6 +48,21 @@ class RoomsTable(DataTable[Text]):
                 Text(_clock(conv.last_activity, self.tz)),
                 Text("yes" if conv.joined else "no"),
                 key=conv.key,
+            )
+        for name, summary in sorted((directory or {}).items()):
+            if name in known:
+                continue
+            members = sorted(summary.members, key=str.lower)
+            who = ", ".join(members[:6]) + ("…" if summary.member_count > 6 else "")
+            self.add_row(
+                safe_text("#" + name),
+                Text(summary.group or "–"),
+                Text(str(summary.member_count)),
+                safe_text(who),
+                Text(str(summary.messages)),
+                Text(_clock(summary.last_ts, self.tz)),
+                Text("no"),
+                key="#" + name,
             )
 
 
