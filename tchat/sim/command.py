@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_DURATION,
         help="simulated seconds of faults before the quiescent phase",
     )
+    parser.add_argument(
+        "--chaos",
+        action="store_true",
+        help="a fault every 0.05-0.3 simulated s instead of every 0.3-1.2 s",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     parser.add_argument(
         "--trace",
@@ -67,7 +72,12 @@ def _print_violation(result: SeedResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = WorkloadConfig(servers=args.servers, clients=args.clients, duration=args.duration)
+    config = WorkloadConfig(
+        servers=args.servers,
+        clients=args.clients,
+        duration=args.duration,
+        fault_gap=(0.05, 0.3) if args.chaos else (0.3, 1.2),
+    )
     if args.servers < 1 or args.clients < 0:
         print("tchat sim: need at least one server and no negative client count")
         return 2

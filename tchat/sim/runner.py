@@ -43,6 +43,7 @@ class SeedResult:
     steps: int = 0
     converged_after: float | None = None  # simulated seconds after faults stopped
     stats: dict[str, Any] = field(default_factory=dict)
+    chaos: bool = False  # faults every 0.05-0.3 s (tchat sim --chaos)
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,8 @@ class SeedResult:
         cmd = f"tchat sim --seed {self.seed} --servers {self.servers} --clients {self.clients}"
         if self.duration != DEFAULT_DURATION:
             cmd += f" --duration {self.duration:g}"
+        if self.chaos:
+            cmd += " --chaos"
         return cmd
 
 
@@ -97,6 +100,7 @@ def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int =
     """Run one seed to the end (or its first violation, with the last ``trace_lines``)."""
     config = config or WorkloadConfig()
     result = SeedResult(seed, config.servers, config.clients, config.duration)
+    result.chaos = config.fault_gap != WorkloadConfig().fault_gap
     started = time.perf_counter()
     world, _ = build(seed, config, trace_len=max(trace_lines, TRACE_KEEP))
     try:

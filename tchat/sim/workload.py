@@ -23,6 +23,7 @@ class WorkloadConfig:
     settle: float = 10.0  # bound on convergence once faults stop
     faults: bool = True
     ops_per_client: float = 2.0  # per simulated second
+    fault_gap: tuple[float, float] = (0.3, 1.2)  # simulated seconds between two faults
 
 
 def random_faults(rng: random.Random) -> NetworkFaults:
@@ -184,7 +185,7 @@ class Workload:
             faults.drop, faults.mcast_drop = 0.2, 0.3
             world.note("loss burst")
             world.after(rng.uniform(0.1, 0.5), partial(self._end_burst, old))
-        world.after(rng.uniform(0.3, 1.2), self.fault)
+        world.after(rng.uniform(*self.config.fault_gap), self.fault)
 
     def _take_down(self, server_id: int, graceful: bool) -> None:
         world = self.world
