@@ -149,8 +149,12 @@ class ServerNode:
                 durable.meta.get("epoch_term", 0), durable.meta.get("epoch_leader", 0)
             )
             # Nor do rounds: a token of a term older than one we had seen (still in flight
-            # from before the crash) must not elect us into a lower epoch (sim seed 701634).
-            self.election.closed_term = max(self.election.closed_term, self.max_term - 1)
+            # from before the crash) must not elect us into a lower epoch (sim seed 701634),
+            # nor one of the term whose leader we followed (sim --seed 9029 --servers 5
+            # --clients 8 --duration 15 --chaos).
+            self.election.closed_term = max(
+                self.election.closed_term, self.max_term - 1, self.epoch.term
+            )
         self.peers.update(self.state.servers)
         self.peers.pop(self.server_id, None)
 
