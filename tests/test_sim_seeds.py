@@ -26,6 +26,13 @@ CI_SEEDS = (
 )
 
 
+# The same under --chaos: a fault every 0.05-0.3 simulated s instead of every 0.3-1.2 s.
+CHAOS_SEEDS = [(seed, 3, 4) for seed in range(2001, 2061)] + [
+    (seed, 5, 8) for seed in range(2101, 2113)
+]
+CHAOS_GAP = (0.05, 0.3)
+
+
 def _describe(result) -> str:
     trace = "\n".join(result.trace)
     return (
@@ -40,6 +47,14 @@ def test_seed_keeps_every_invariant(seed: int, servers: int, clients: int) -> No
     assert result.ok, _describe(result)
     assert result.converged_after is not None
     assert result.stats["acked"] > 0  # the workload really wrote something
+
+
+@pytest.mark.parametrize(("seed", "servers", "clients"), CHAOS_SEEDS)
+def test_chaos_seed_keeps_every_invariant(seed: int, servers: int, clients: int) -> None:
+    config = WorkloadConfig(servers=servers, clients=clients, fault_gap=CHAOS_GAP)
+    result = run_seed(seed, config)
+    assert result.ok, _describe(result)
+    assert result.converged_after is not None
 
 
 def test_same_seed_same_fingerprint_across_hash_seeds() -> None:
