@@ -84,8 +84,9 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 @dataclass(slots=True)
 class _WelcomeParts:
-    users: list[UserInfo] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)
+    # keyed, so that a duplicated chunk does not throw the counts off
+    users: dict[str, UserInfo] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     welcome: Welcome | None = None
 
 
@@ -405,10 +406,12 @@ class ClientNode:
                 self._become(ClientState.FAILED, "rejected", effects, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
-                self._welcome_parts(message.epoch, message.token).users.extend(message.users)
+                users = self._welcome_parts(message.epoch, message.token).users
+                users.update((user.name, user) for user in message.users)
                 self._try_welcome(effects)
             case Replay():
-                self._welcome_parts(message.epoch, message.token).entries.extend(message.entries)
+                entries = self._welcome_parts(message.epoch, message.token).entries
+                entries.update((entry.id, entry) for entry in message.entries)
                 self._try_welcome(effects)
             case Welcome():
                 self._welcome_parts(message.epoch, message.token).welcome = message
@@ -494,9 +497,9 @@ class ClientNode:
             self._welcomes.clear()
             if self.state not in (ClientState.REGISTERING, ClientState.RESUMING):
                 return
-            for entry in sorted(parts.entries, key=lambda e: e.key):
+            for entry in sorted(parts.entries.values(), key=lambda e: e.key):
                 self._deliver_chat(entry, effects)
-            self._on_welcome(msg, parts.users, effects)
+            self._on_welcome(msg, list(parts.users.values()), effects)
             return
 
     def _on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:
