@@ -586,11 +586,15 @@ class ClientNode:
                 self.users[name] = UserInfo(name, addr, "online", entry.ts)
                 self._users_changed(effects)
             case UserOffline(name=name, client_id=client_id, reason=reason):
-                if client_id == self.client_id and name == self.name:
-                    if self._logging_out:
+                if name == self.name:
+                    if self._logging_out and client_id == self.client_id:
                         self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
-                    else:  # the leader stopped hearing us (a one-way link): log in again
-                        self._resume(effects, f"the leader logged us out ({reason})")
+                    else:
+                        # Our name went offline: the leader stopped hearing us (a one-way
+                        # link), or the log merged another session's logout of this name
+                        # (which takes the name's rooms along). Log in again; the Welcome
+                        # says which rooms we are in.
+                        self._resume(effects, f"the name {name} was logged out ({reason})")
                     return
                 self.users.pop(name, None)
                 self._users_changed(effects)
