@@ -506,8 +506,8 @@ class ClientNode:
         self.epoch = msg.epoch
         self.leader_id = msg.leader_id
         self.leader_addr = msg.leader_addr
-        for info in msg.servers:
-            self.servers[info.server_id] = info.addr
+        for server in msg.servers:
+            self.servers[server.server_id] = server.addr
         self.users = {u.name: u for u in users}
         effects.append(Deliver(UsersChanged(tuple(self.users[n] for n in sorted(self.users)))))
         old_rooms = self.rooms
@@ -624,9 +624,10 @@ class ClientNode:
                     self.rooms[room] = RoomInfo(room, info.group, members, info.head)
                     effects.append(Deliver(MembersChanged(room, members)))
             case RoomLeft(room=room, name=name):
-                info = self.rooms.get(room)
-                if info is None:
+                known = self.rooms.get(room)
+                if known is None:
                     return
+                info = known
                 if name == self.name:
                     del self.rooms[room]
                     assert self._hold is not None

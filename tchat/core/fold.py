@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
+    Chat,
     Entry,
     RoomJoined,
     RoomLeft,
@@ -140,11 +141,9 @@ class ClusterState:
                     return False
                 record.leave(name, entry.key)
                 self.rooms_of.get(name, set()).discard(room)
-            case _:
-                room = getattr(body, "room", None)
-                if room is not None and room in self.rooms:
-                    self.rooms[room].messages += 1
-                    self.rooms[room].last_ts = entry.ts
+            case Chat(room=str() as chat_room) if chat_room in self.rooms:
+                self.rooms[chat_room].messages += 1
+                self.rooms[chat_room].last_ts = entry.ts
         return True
 
     def _allocate_group(self, room: str) -> str:

@@ -471,8 +471,8 @@ class Leadership:
         effects: list[Effect] = []
         users = node.state.user_infos()
         for start in range(0, len(users), USER_CHUNK):
-            chunk = users[start : start + USER_CHUNK]
-            effects.append(Send(session.addr, UserList(self.epoch, token, chunk)))
+            some_users = users[start : start + USER_CHUNK]
+            effects.append(Send(session.addr, UserList(self.epoch, token, some_users)))
         relevant = [
             e
             for e in node.log.missing_for(cursor)
