@@ -86,7 +86,10 @@ class Tmux:
             raise WaitTimeout(f"{exc} on the tmux screen:\n{self.screen()}") from None
 
     def close(self) -> None:
+        socket_path = self.run("display-message", "-p", "#{socket_path}").strip()
         self.run("kill-server")
+        if socket_path:  # tmux 3.3 leaves the socket file behind
+            Path(socket_path).unlink(missing_ok=True)
 
 
 def _quote(part: str) -> str:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 from typing import Any
@@ -99,5 +100,8 @@ def main(argv: list[str]) -> int:
         print("tchat status: no server answered", file=sys.stderr)
         return 1
     summary = summarize(replies)
-    print(json.dumps(summary) if args.json else render(summary))
+    try:
+        print(json.dumps(summary) if args.json else render(summary), flush=True)
+    except BrokenPipeError:  # `tchat status | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the exit quiet
     return 0
