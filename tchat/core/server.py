@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from enum import Enum
 
+from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
     Broadcast,
@@ -17,7 +17,7 @@ from tchat.core.effects import (
     Send,
     Stopped,
 )
-from tchat.core.election import LcrElection, Verdict
+from tchat.core.election import LcrElection
 from tchat.core.errors import IllegalTransition
 from tchat.core.fold import ClusterState
 from tchat.core.leader import Leadership
@@ -37,7 +37,6 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryRequest,
     JoinRequest,
-    LeaderAlive,
     LeaderSuspect,
     Leaving,
     Message,
@@ -55,53 +54,7 @@ from tchat.core.messages import (
     SyncData,
     SyncRequest,
 )
-
-
-class ServerRole(Enum):
-    JOINING = "joining"  # looking for the leader, or catching up with it
-    BACKUP = "backup"  # admitted by the leader: stores and acknowledges its batches
-    CANDIDATE = "candidate"  # taking part in an election round
-    SYNCING = "syncing"  # elected: pulling what the others have before announcing
-    LEADER = "leader"
-    STOPPED = "stopped"
-
-
-_TRANSITIONS: dict[ServerRole, frozenset[ServerRole]] = {
-    ServerRole.JOINING: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.BACKUP,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.BACKUP: frozenset(
-        {ServerRole.JOINING, ServerRole.CANDIDATE, ServerRole.SYNCING, ServerRole.STOPPED}
-    ),
-    ServerRole.CANDIDATE: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.BACKUP,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.SYNCING: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.LEADER,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.LEADER: frozenset({ServerRole.JOINING, ServerRole.SYNCING, ServerRole.STOPPED}),
-    ServerRole.STOPPED: frozenset(),
-}
-
-DISCOVERY_INTERVAL = 1.0  # a leader looks for other partitions' leaders this often
+from tchat.core.roles import _TRANSITIONS, DISCOVERY_INTERVAL, ServerRole
 
 
 class ServerNode:
@@ -126,6 +79,7 @@ class ServerNode:
         self.peers: dict[int, str] = {}
         self.peer_heard: dict[int, float] = {}  # server ID -> last time it sent us anything
         self.election = LcrElection(self.server_id)
+        self.candidacy = Candidacy(self)
         self.leadership: Leadership | None = None
         self.counters: dict[str, int] = {}
         self._token = 0
@@ -275,7 +229,7 @@ class ServerNode:
         self._admitted_seq = None
         self._become(ServerRole.JOINING, "step-down")
         # Sit the successor's election out (only pass tokens on), and do not start one.
-        self._abstain_until = now + self._election_timeout() * 2
+        self._abstain_until = now + self.candidacy.timeout() * 2
         self._join_deadline = self._abstain_until
         self._next_retry = now + self.config.timing.heartbeat_interval * 2
         return effects
@@ -329,7 +283,7 @@ class ServerNode:
         role = self.role
         if role is ServerRole.STOPPED:
             return effects
-        effects.extend(self._election_timers(now))
+        effects.extend(self.candidacy.timers(now))
         role = self.role
         if self.leadership is not None:
             if now >= self._next_heartbeat:
@@ -344,7 +298,7 @@ class ServerNode:
                 effects.extend(self._discover(now))
         elif role is ServerRole.SYNCING:
             if now >= self._sync_deadline:
-                effects.extend(self._take_office(now))
+                effects.extend(self.candidacy.take_office(now))
         else:
             if (
                 self.leader_id
@@ -358,14 +312,14 @@ class ServerNode:
                     f"{now - self._leader_heard:.3f}s",
                     leader=self.leader_id,
                 )
-                effects.extend(self._start_election(now, suspect=self.leader_id))
+                effects.extend(self.candidacy.start(now, suspect=self.leader_id))
             elif now >= self._next_retry:
                 self._next_retry = now + timing.heartbeat_interval * 2
                 if self.leader_addr and self._admitted_seq is None:
                     effects.append(Send(self.leader_addr, self._join_request()))
                 elif not self.leader_id and not self.election.participant:
                     if now >= self._join_deadline:
-                        effects.extend(self._start_election(now, suspect=0))
+                        effects.extend(self.candidacy.start(now, suspect=0))
                     else:
                         effects.extend(self._discover(now))
         return effects
@@ -420,12 +374,14 @@ class ServerNode:
             case SyncData():
                 self._on_sync_data(message, effects, now)
             case Election():
-                self._on_election(message, src_addr, effects, now)
+                self.candidacy.on_election(message, src_addr, effects, now)
             case ElectionAck():
                 self.election.acked(message.term, message.candidate, message.src)
             case NewLeader():
                 self.peers[message.src] = message.addr
-                self._on_new_leader(message.epoch, message.addr, message.servers, effects, now)
+                self.candidacy.on_new_leader(
+                    message.epoch, message.addr, message.servers, effects, now
+                )
             case StaleEpoch():
                 if message.epoch > self.epoch and message.leader_addr:
                     self._follow(message.epoch, message.leader_addr, effects, now)
@@ -434,19 +390,19 @@ class ServerNode:
                     # healed partition: newer than ours, but its leader is gone. It rejects
                     # our frames as stale and no election can win while we lead, so we
                     # renew past it (tchat sim --seed 10110 --servers 5 --clients 6).
-                    self._renew_epoch(message.epoch, f"server {message.src}", effects, now)
+                    self.candidacy.renew_epoch(message.epoch, f"server {message.src}", effects, now)
             case StepDown():
                 if message.epoch == self.epoch and message.src == self.leader_id:
                     self._departed.add(message.src)
                     self.log_event(
                         effects, "handover", f"leader {message.src} handed over", leader=message.src
                     )
-                    effects.extend(self._start_election(now, suspect=message.src))
+                    effects.extend(self.candidacy.start(now, suspect=message.src))
             case Leaving():
                 if self.leadership is not None:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
-                self._on_leader_suspect(message, effects, now)
+                self.candidacy.on_leader_suspect(message, effects, now)
             case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
                 self._on_client(message, src_addr, effects, now)
             case _:
@@ -650,7 +606,7 @@ class ServerNode:
         else:
             del self._sync_wait[msg.src]
             if not self._sync_wait:
-                effects.extend(self._take_office(now))
+                effects.extend(self.candidacy.take_office(now))
 
     def _on_client(self, msg: Message, src_addr: str, effects: list[Effect], now: float) -> None:
         leadership = self.leadership
@@ -676,229 +632,4 @@ class ServerNode:
             case ClientBeat():
                 leadership.on_beat(msg.client_id, now)
 
-    def _renew_epoch(self, newer: Epoch, who: str, effects: list[Effect], now: float) -> None:
-        """Lead on under an epoch past ``newer``, which someone knows but whose leader is
-        gone: no election needed (we lead already); announce it as a new leader does."""
-        self.log_event(
-            effects,
-            "epoch-renewed",
-            f"{who} knows newer epoch {newer}; renewing ours",
-            epoch=str(newer),
-        )
-        term = max(self.max_term, self.epoch.term, newer.term) + 1
-        self._observe_term(term, effects)
-        self.election.begin(term, now, self._election_timeout())
-        effects.extend(self._elected(now))
-
-    def _on_leader_suspect(self, msg: LeaderSuspect, effects: list[Effect], now: float) -> None:
-        timing = self.config.timing
-        if msg.epoch.term > self.max_term:
-            self._observe_term(msg.epoch.term, effects)
-        if self.leadership is not None and msg.epoch > self.epoch:
-            # The client followed a newer leader that is gone (stopped, or on the other
-            # side of a healed partition): lead on under an epoch newer than the one it
-            # knows, or it would keep rejecting us as stale.
-            # No election needed: we lead already. Take a new epoch (term past both) and
-            # announce it, as a freshly elected leader does.
-            if self.role is ServerRole.LEADER:
-                self._renew_epoch(msg.epoch, f"client {msg.client_id}", effects, now)
-            return
-        if self.leadership is not None:
-            effects.append(
-                Send(
-                    msg.addr,
-                    LeaderAlive(self.server_id, self.server_id, self.config.addr, self.epoch),
-                )
-            )
-            return
-        if self.leader_id and now - self._leader_heard <= timing.heartbeat_interval * 3:
-            self.count("suspicion-refused")
-            effects.append(
-                Send(
-                    msg.addr,
-                    LeaderAlive(self.server_id, self.leader_id, self.leader_addr, self.epoch),
-                )
-            )
-            return
-        if not self.election.participant and self.role is not ServerRole.SYNCING:
-            self.log_event(
-                effects,
-                "leader-suspected",
-                f"client {msg.client_id} reports leader {self.leader_id} silent; confirmed",
-                leader=self.leader_id,
-            )
-            effects.extend(self._start_election(now, suspect=self.leader_id))
-
     # -- election ----------------------------------------------------------------
-    def _election_timeout(self) -> float:
-        timing = self.config.timing
-        return timing.election_timeout + timing.hop_timeout * (len(self.peers) + 1)
-
-    def _start_election(self, now: float, suspect: int) -> list[Effect]:
-        effects: list[Effect] = []
-        term = max(self.max_term, self.epoch.term) + 1
-        self._observe_term(term, effects)
-        candidate = self.election.begin(term, now, self._election_timeout())
-        if self.role is not ServerRole.LEADER:
-            self._become(ServerRole.CANDIDATE, "start-election")
-        self.log_event(
-            effects,
-            "election-started",
-            f"server {self.server_id} starts election round {term}",
-            term=term,
-            initiator=self.server_id,
-        )
-        skip = self._known_gone(now)
-        if suspect:
-            skip.add(suspect)
-        effects.extend(self._send_token(candidate, now, skip))
-        return effects
-
-    def _known_gone(self, now: float) -> set[int]:
-        """Servers not worth waiting for: one that handed over, and our leader once it has
-        missed a few heartbeats (every hop would otherwise wait a hop timeout on it)."""
-        gone = set(self._departed)
-        silent = now - self._leader_heard > self.config.timing.heartbeat_interval * 3
-        if self.leader_id and self.leader_id != self.server_id and silent:
-            gone.add(self.leader_id)
-        return gone
-
-    def _send_token(self, candidate: int, now: float, skip: set[int]) -> list[Effect]:
-        target = self.election.send(
-            candidate, self.ring(), now, self.config.timing.hop_timeout, skip
-        )
-        if target is None:  # nobody else answers: a ring of one
-            if candidate >= self.server_id and candidate == self.server_id:
-                return self._elected(now)
-            return []
-        return [Send(self.peers[target], Election(self.server_id, self.election.term, candidate))]
-
-    def _on_election(self, msg: Election, src_addr: str, effects: list[Effect], now: float) -> None:
-        addr = self.peers.get(msg.src, src_addr)
-        effects.append(Send(addr, ElectionAck(self.server_id, msg.term, msg.candidate)))
-        if msg.term > self.max_term:
-            self._observe_term(msg.term, effects)
-        if now < self._abstain_until and msg.candidate != self.server_id:
-            # We just stepped down: relay the token without standing ourselves.
-            if self.election.relay(msg.term, msg.candidate):
-                gone = self._known_gone(now) - {msg.candidate}  # it campaigns: alive
-                effects.extend(self._send_token(msg.candidate, now, gone))
-            return
-        verdict, candidate = self.election.receive(
-            msg.term, msg.candidate, now, self._election_timeout()
-        )
-        if verdict is Verdict.DROP:
-            return
-        if verdict is Verdict.ELECTED:
-            effects.extend(self._elected(now))
-            return
-        if self.role in (ServerRole.JOINING, ServerRole.BACKUP):
-            self._become(ServerRole.CANDIDATE, "election-token")
-        # The candidate is campaigning, so it is alive even if it is the leader we stopped
-        # hearing: skipping it would kill its token for good (sim seed 201613).
-        effects.extend(self._send_token(candidate, now, self._known_gone(now) - {candidate}))
-
-    def _election_timers(self, now: float) -> list[Effect]:
-        effects: list[Effect] = []
-        hop = self.election.hop_expired(now)
-        if hop is not None and hop.term == self.election.term:
-            self.log_event(
-                effects,
-                "hop-skipped",
-                f"server {hop.target} did not acknowledge the election token; skipping",
-                server=hop.target,
-            )
-            effects.extend(self._send_token(hop.candidate, now, hop.skipped))
-        deadline = self.election.deadline
-        if deadline is not None and now >= deadline and self.role is ServerRole.CANDIDATE:
-            self.log_event(
-                effects,
-                "election-timeout",
-                f"round {self.election.term} produced no leader; starting another",
-                term=self.election.term,
-            )
-            effects.extend(self._start_election(now, suspect=self.leader_id))
-        elif deadline is not None and now >= deadline:
-            self.election.finish()
-        return effects
-
-    def _elected(self, now: float) -> list[Effect]:
-        gone = self._known_gone(now)  # before we forget who led
-        effects: list[Effect] = []
-        term = self.election.term
-        started = self.election.started_at if self.election.started_at is not None else now
-        self.election.finish()
-        self.leadership = None
-        self._set_epoch(Epoch(term, self.server_id), effects)
-        self.leader_id = self.server_id
-        self.leader_addr = self.config.addr
-        self._become(ServerRole.SYNCING, "elected")
-        self.log_event(
-            effects,
-            "elected",
-            f"server {self.server_id} won round {term} in {now - started:.3f}s; syncing",
-            term=term,
-            duration=round(now - started, 6),
-        )
-        self._sync_wait = {}
-        quiet = self.config.timing.leader_timeout
-        for sid, addr in sorted(self.peers.items()):
-            if sid in gone or now - self.peer_heard.get(sid, -quiet) > quiet:
-                continue  # gone (or never heard): do not wait for its sync answer
-            token = self.next_token()
-            self._sync_wait[sid] = token
-            effects.append(
-                Send(addr, SyncRequest(self.server_id, self.epoch, token, self.log.clock))
-            )
-        self._sync_deadline = now + self.config.timing.sync_timeout
-        if not self._sync_wait:
-            effects.extend(self._take_office(now))
-        return effects
-
-    def _take_office(self, now: float) -> list[Effect]:
-        effects: list[Effect] = []
-        self._become(ServerRole.LEADER, "synced")
-        missing = sorted(self._sync_wait)
-        self._sync_wait.clear()
-        self._departed.clear()
-        self._admitted_seq = None
-        leadership = self.leadership = Leadership(self, self.epoch, now)
-        leadership.serve_deadline = now + self.config.timing.sync_timeout
-        if self.state.servers.get(self.server_id) != self.config.addr:
-            from tchat.core.messages import ServerJoined
-
-            _, persist = leadership.sequence(ServerJoined(self.server_id, self.config.addr), now)
-            effects.extend(persist)
-        effects.extend(leadership.notify_clashes())
-        self._next_heartbeat = now
-        self._next_retry = now
-        self._next_discovery = now + DISCOVERY_INTERVAL
-        announce = NewLeader(self.server_id, self.config.addr, self.epoch, self.servers)
-        effects.extend(Send(addr, announce) for _, addr in sorted(self.peers.items()))
-        effects.extend(Send(u.addr, announce) for _, u in sorted(self.state.users.items()))
-        effects.append(LeaderChanged(self.server_id, self.config.addr, self.epoch))
-        self.log_event(
-            effects,
-            "new-leader",
-            f"server {self.server_id} leads epoch {self.epoch}"
-            + (f" (no sync answer from {missing})" if missing else ""),
-            epoch=str(self.epoch),
-            leader=self.server_id,
-        )
-        return effects
-
-    def _on_new_leader(
-        self,
-        epoch: Epoch,
-        addr: str,
-        servers: tuple[ServerInfo, ...],
-        effects: list[Effect],
-        now: float,
-    ) -> None:
-        for info in servers:
-            if info.server_id != self.server_id:
-                self.peers.setdefault(info.server_id, info.addr)
-        if epoch > self.epoch:
-            self._follow(epoch, addr, effects, now)
-        elif epoch < self.epoch:
-            effects.append(Send(addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr)))

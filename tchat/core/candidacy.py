@@ -1,0 +1,270 @@
+"""A server standing for leadership: LCR rounds, the leader-elect's sync, taking office,
+epoch renewal, and clients' reports of a silent leader."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tchat.core.effects import (
+    Effect,
+    LeaderChanged,
+    Send,
+)
+from tchat.core.election import Verdict
+from tchat.core.leader import Leadership
+from tchat.core.messages import (
+    Election,
+    ElectionAck,
+    Epoch,
+    LeaderAlive,
+    LeaderSuspect,
+    NewLeader,
+    ServerInfo,
+    ServerJoined,
+    StaleEpoch,
+    SyncRequest,
+)
+from tchat.core.roles import DISCOVERY_INTERVAL, ServerRole
+
+if TYPE_CHECKING:
+    from tchat.core.server import ServerNode
+
+
+class Candidacy:
+    """What a ServerNode does to find, become or renew a leader."""
+
+    def __init__(self, node: ServerNode) -> None:
+        self.node = node
+
+    def renew_epoch(self, newer: Epoch, who: str, effects: list[Effect], now: float) -> None:
+        """Lead on under an epoch past ``newer``, which someone knows but whose leader is
+        gone: no election needed (we lead already); announce it as a new leader does."""
+        node = self.node
+        node.log_event(
+            effects,
+            "epoch-renewed",
+            f"{who} knows newer epoch {newer}; renewing ours",
+            epoch=str(newer),
+        )
+        term = max(node.max_term, node.epoch.term, newer.term) + 1
+        node._observe_term(term, effects)
+        node.election.begin(term, now, self.timeout())
+        effects.extend(self.elected(now))
+
+    def on_leader_suspect(self, msg: LeaderSuspect, effects: list[Effect], now: float) -> None:
+        node = self.node
+        timing = node.config.timing
+        if msg.epoch.term > node.max_term:
+            node._observe_term(msg.epoch.term, effects)
+        if node.leadership is not None and msg.epoch > node.epoch:
+            # The client followed a newer leader that is gone (stopped, or on the other
+            # side of a healed partition): lead on under an epoch newer than the one it
+            # knows, or it would keep rejecting us as stale.
+            # No election needed: we lead already. Take a new epoch (term past both) and
+            # announce it, as a freshly elected leader does.
+            if node.role is ServerRole.LEADER:
+                self.renew_epoch(msg.epoch, f"client {msg.client_id}", effects, now)
+            return
+        if node.leadership is not None:
+            effects.append(
+                Send(
+                    msg.addr,
+                    LeaderAlive(node.server_id, node.server_id, node.config.addr, node.epoch),
+                )
+            )
+            return
+        if node.leader_id and now - node._leader_heard <= timing.heartbeat_interval * 3:
+            node.count("suspicion-refused")
+            effects.append(
+                Send(
+                    msg.addr,
+                    LeaderAlive(node.server_id, node.leader_id, node.leader_addr, node.epoch),
+                )
+            )
+            return
+        if not node.election.participant and node.role is not ServerRole.SYNCING:
+            node.log_event(
+                effects,
+                "leader-suspected",
+                f"client {msg.client_id} reports leader {node.leader_id} silent; confirmed",
+                leader=node.leader_id,
+            )
+            effects.extend(self.start(now, suspect=node.leader_id))
+
+    def timeout(self) -> float:
+        node = self.node
+        timing = node.config.timing
+        return timing.election_timeout + timing.hop_timeout * (len(node.peers) + 1)
+
+    def start(self, now: float, suspect: int) -> list[Effect]:
+        node = self.node
+        effects: list[Effect] = []
+        term = max(node.max_term, node.epoch.term) + 1
+        node._observe_term(term, effects)
+        candidate = node.election.begin(term, now, self.timeout())
+        if node.role is not ServerRole.LEADER:
+            node._become(ServerRole.CANDIDATE, "start-election")
+        node.log_event(
+            effects,
+            "election-started",
+            f"server {node.server_id} starts election round {term}",
+            term=term,
+            initiator=node.server_id,
+        )
+        skip = self.known_gone(now)
+        if suspect:
+            skip.add(suspect)
+        effects.extend(self.send_token(candidate, now, skip))
+        return effects
+
+    def known_gone(self, now: float) -> set[int]:
+        """Servers not worth waiting for: one that handed over, and our leader once it has
+        missed a few heartbeats (every hop would otherwise wait a hop timeout on it)."""
+        node = self.node
+        gone = set(node._departed)
+        silent = now - node._leader_heard > node.config.timing.heartbeat_interval * 3
+        if node.leader_id and node.leader_id != node.server_id and silent:
+            gone.add(node.leader_id)
+        return gone
+
+    def send_token(self, candidate: int, now: float, skip: set[int]) -> list[Effect]:
+        node = self.node
+        target = node.election.send(
+            candidate, node.ring(), now, node.config.timing.hop_timeout, skip
+        )
+        if target is None:  # nobody else answers: a ring of one
+            if candidate >= node.server_id and candidate == node.server_id:
+                return self.elected(now)
+            return []
+        return [Send(node.peers[target], Election(node.server_id, node.election.term, candidate))]
+
+    def on_election(self, msg: Election, src_addr: str, effects: list[Effect], now: float) -> None:
+        node = self.node
+        addr = node.peers.get(msg.src, src_addr)
+        effects.append(Send(addr, ElectionAck(node.server_id, msg.term, msg.candidate)))
+        if msg.term > node.max_term:
+            node._observe_term(msg.term, effects)
+        if now < node._abstain_until and msg.candidate != node.server_id:
+            # We just stepped down: relay the token without standing ourselves.
+            if node.election.relay(msg.term, msg.candidate):
+                gone = self.known_gone(now) - {msg.candidate}  # it campaigns: alive
+                effects.extend(self.send_token(msg.candidate, now, gone))
+            return
+        verdict, candidate = node.election.receive(msg.term, msg.candidate, now, self.timeout())
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.ELECTED:
+            effects.extend(self.elected(now))
+            return
+        if node.role in (ServerRole.JOINING, ServerRole.BACKUP):
+            node._become(ServerRole.CANDIDATE, "election-token")
+        # The candidate is campaigning, so it is alive even if it is the leader we stopped
+        # hearing: skipping it would kill its token for good (sim seed 201613).
+        effects.extend(self.send_token(candidate, now, self.known_gone(now) - {candidate}))
+
+    def timers(self, now: float) -> list[Effect]:
+        node = self.node
+        effects: list[Effect] = []
+        hop = node.election.hop_expired(now)
+        if hop is not None and hop.term == node.election.term:
+            node.log_event(
+                effects,
+                "hop-skipped",
+                f"server {hop.target} did not acknowledge the election token; skipping",
+                server=hop.target,
+            )
+            effects.extend(self.send_token(hop.candidate, now, hop.skipped))
+        deadline = node.election.deadline
+        if deadline is not None and now >= deadline and node.role is ServerRole.CANDIDATE:
+            node.log_event(
+                effects,
+                "election-timeout",
+                f"round {node.election.term} produced no leader; starting another",
+                term=node.election.term,
+            )
+            effects.extend(self.start(now, suspect=node.leader_id))
+        elif deadline is not None and now >= deadline:
+            node.election.finish()
+        return effects
+
+    def elected(self, now: float) -> list[Effect]:
+        node = self.node
+        gone = self.known_gone(now)  # before we forget who led
+        effects: list[Effect] = []
+        term = node.election.term
+        started = node.election.started_at if node.election.started_at is not None else now
+        node.election.finish()
+        node.leadership = None
+        node._set_epoch(Epoch(term, node.server_id), effects)
+        node.leader_id = node.server_id
+        node.leader_addr = node.config.addr
+        node._become(ServerRole.SYNCING, "elected")
+        node.log_event(
+            effects,
+            "elected",
+            f"server {node.server_id} won round {term} in {now - started:.3f}s; syncing",
+            term=term,
+            duration=round(now - started, 6),
+        )
+        node._sync_wait = {}
+        quiet = node.config.timing.leader_timeout
+        for sid, addr in sorted(node.peers.items()):
+            if sid in gone or now - node.peer_heard.get(sid, -quiet) > quiet:
+                continue  # gone (or never heard): do not wait for its sync answer
+            token = node.next_token()
+            node._sync_wait[sid] = token
+            effects.append(
+                Send(addr, SyncRequest(node.server_id, node.epoch, token, node.log.clock))
+            )
+        node._sync_deadline = now + node.config.timing.sync_timeout
+        if not node._sync_wait:
+            effects.extend(self.take_office(now))
+        return effects
+
+    def take_office(self, now: float) -> list[Effect]:
+        node = self.node
+        effects: list[Effect] = []
+        node._become(ServerRole.LEADER, "synced")
+        missing = sorted(node._sync_wait)
+        node._sync_wait.clear()
+        node._departed.clear()
+        node._admitted_seq = None
+        leadership = node.leadership = Leadership(node, node.epoch, now)
+        leadership.serve_deadline = now + node.config.timing.sync_timeout
+        if node.state.servers.get(node.server_id) != node.config.addr:
+            _, persist = leadership.sequence(ServerJoined(node.server_id, node.config.addr), now)
+            effects.extend(persist)
+        effects.extend(leadership.notify_clashes())
+        node._next_heartbeat = now
+        node._next_retry = now
+        node._next_discovery = now + DISCOVERY_INTERVAL
+        announce = NewLeader(node.server_id, node.config.addr, node.epoch, node.servers)
+        effects.extend(Send(addr, announce) for _, addr in sorted(node.peers.items()))
+        effects.extend(Send(u.addr, announce) for _, u in sorted(node.state.users.items()))
+        effects.append(LeaderChanged(node.server_id, node.config.addr, node.epoch))
+        node.log_event(
+            effects,
+            "new-leader",
+            f"server {node.server_id} leads epoch {node.epoch}"
+            + (f" (no sync answer from {missing})" if missing else ""),
+            epoch=str(node.epoch),
+            leader=node.server_id,
+        )
+        return effects
+
+    def on_new_leader(
+        self,
+        epoch: Epoch,
+        addr: str,
+        servers: tuple[ServerInfo, ...],
+        effects: list[Effect],
+        now: float,
+    ) -> None:
+        node = self.node
+        for info in servers:
+            if info.server_id != node.server_id:
+                node.peers.setdefault(info.server_id, info.addr)
+        if epoch > node.epoch:
+            node._follow(epoch, addr, effects, now)
+        elif epoch < node.epoch:
+            effects.append(Send(addr, StaleEpoch(node.server_id, node.epoch, node.leader_addr)))
