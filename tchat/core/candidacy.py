@@ -265,6 +265,6 @@ class Candidacy:
             if info.server_id != node.server_id:
                 node.peers.setdefault(info.server_id, info.addr)
         if epoch > node.epoch:
-            node._follow(epoch, addr, effects, now)
+            node.following.follow(epoch, addr, effects, now)
         elif epoch < node.epoch:
             effects.append(Send(addr, StaleEpoch(node.server_id, node.epoch, node.leader_addr)))

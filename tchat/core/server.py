@@ -11,7 +11,6 @@ from tchat.core.effects import (
     Broadcast,
     DurableState,
     Effect,
-    LeaderChanged,
     LogEvent,
     Persist,
     Send,
@@ -20,6 +19,7 @@ from tchat.core.effects import (
 from tchat.core.election import LcrElection
 from tchat.core.errors import IllegalTransition
 from tchat.core.fold import ClusterState
+from tchat.core.following import Following
 from tchat.core.leader import Leadership
 from tchat.core.log import ReplicatedLog
 from tchat.core.messages import (
@@ -80,6 +80,7 @@ class ServerNode:
         self.peer_heard: dict[int, float] = {}  # server ID -> last time it sent us anything
         self.election = LcrElection(self.server_id)
         self.candidacy = Candidacy(self)
+        self.following = Following(self)
         self.leadership: Leadership | None = None
         self.counters: dict[str, int] = {}
         self._token = 0
@@ -316,7 +317,7 @@ class ServerNode:
             elif now >= self._next_retry:
                 self._next_retry = now + timing.heartbeat_interval * 2
                 if self.leader_addr and self._admitted_seq is None:
-                    effects.append(Send(self.leader_addr, self._join_request()))
+                    effects.append(Send(self.leader_addr, self.following.join_request()))
                 elif not self.leader_id and not self.election.participant:
                     if now >= self._join_deadline:
                         effects.extend(self.candidacy.start(now, suspect=0))
@@ -352,11 +353,11 @@ class ServerNode:
             case StatusRequest():
                 effects.append(Send(message.addr, self._status_reply(message.nonce)))
             case Heartbeat():
-                self._on_heartbeat(message, effects, now)
+                self.following.on_heartbeat(message, effects, now)
             case Append():
-                self._on_append(message, src_addr, effects, now)
+                self.following.on_append(message, src_addr, effects, now)
             case Admit():
-                self._on_admit(message, src_addr, effects, now)
+                self.following.on_admit(message, src_addr, effects, now)
             case AppendAck():
                 if self.leadership is not None and message.epoch == self.epoch:
                     addr = self.peers.get(message.src, src_addr)
@@ -370,9 +371,9 @@ class ServerNode:
                         Send(message.addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr))
                     )
             case SyncRequest():
-                self._on_sync_request(message, src_addr, effects, now)
+                self.following.on_sync_request(message, src_addr, effects, now)
             case SyncData():
-                self._on_sync_data(message, effects, now)
+                self.following.on_sync_data(message, effects, now)
             case Election():
                 self.candidacy.on_election(message, src_addr, effects, now)
             case ElectionAck():
@@ -384,7 +385,7 @@ class ServerNode:
                 )
             case StaleEpoch():
                 if message.epoch > self.epoch and message.leader_addr:
-                    self._follow(message.epoch, message.leader_addr, effects, now)
+                    self.following.follow(message.epoch, message.leader_addr, effects, now)
                 elif message.epoch > self.epoch and self.role is ServerRole.LEADER:
                     # A server restarted with the epoch it led on the other side of a
                     # healed partition: newer than ours, but its leader is gone. It rejects
@@ -450,163 +451,7 @@ class ServerNode:
         if not msg.leader_id or msg.leader_id == self.server_id:
             return
         if msg.epoch > self.epoch or (msg.epoch == self.epoch and not self.leader_addr):
-            self._follow(msg.epoch, msg.leader_addr, effects, now)
-
-    def _follow(self, epoch: Epoch, leader_addr: str, effects: list[Effect], now: float) -> None:
-        """Accept the leader of ``epoch`` (newer than ours) and ask it to admit us."""
-        if self.leadership is not None or self.role is ServerRole.SYNCING:
-            self.log_event(
-                effects,
-                "stepped-down",
-                f"server {self.server_id} yields to newer epoch {epoch}",
-                epoch=str(epoch),
-            )
-        self.leadership = None
-        self._observe_term(epoch.term, effects)
-        self.election.finish()
-        self._set_epoch(epoch, effects)
-        self.leader_id = epoch.leader
-        self.leader_addr = leader_addr
-        self._leader_heard = now
-        self._admitted_seq = None
-        self._sync_wait.clear()
-        self._become(ServerRole.JOINING, "follow")
-        effects.append(LeaderChanged(epoch.leader, leader_addr, epoch))
-        effects.append(Send(leader_addr, self._join_request()))
-        self._next_retry = now + self.config.timing.heartbeat_interval * 2
-
-    def _join_request(self) -> JoinRequest:
-        return JoinRequest(self.server_id, self.config.addr, self.epoch, self.log.clock)
-
-    def _fence(self, epoch: Epoch, leader_addr: str, effects: list[Effect], now: float) -> bool:
-        """Epoch fencing for leader frames: True if the frame is of our current epoch."""
-        if epoch < self.epoch:
-            self.count("stale-epoch")
-            if leader_addr:
-                effects.append(
-                    Send(leader_addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr))
-                )
-            return False
-        if epoch > self.epoch:
-            self._follow(epoch, leader_addr, effects, now)
-            return False
-        return self.leadership is None and self.role is not ServerRole.SYNCING
-
-    def _on_heartbeat(self, msg: Heartbeat, effects: list[Effect], now: float) -> None:
-        self.peers[msg.src] = msg.addr
-        for info in msg.servers:
-            if info.server_id != self.server_id:
-                self.peers.setdefault(info.server_id, info.addr)
-        if not self._fence(msg.epoch, msg.addr, effects, now):
-            return
-        self._leader_heard = now
-        self.leader_addr = msg.addr
-        self.leader_id = msg.epoch.leader
-        if self.role is ServerRole.CANDIDATE:
-            self.election.finish()
-            self._become(
-                ServerRole.BACKUP if self._admitted_seq is not None else ServerRole.JOINING,
-                "heartbeat",
-            )
-        if self._admitted_seq is None:
-            effects.append(Send(msg.addr, self._join_request()))
-        else:
-            effects.append(
-                Send(
-                    msg.addr,
-                    AppendAck(self.server_id, self.epoch, self._admitted_seq, self.log.clock),
-                )
-            )
-
-    def _on_append(self, msg: Append, src_addr: str, effects: list[Effect], now: float) -> None:
-        addr = self.peers.get(msg.src, src_addr)
-        if not self._fence(msg.epoch, addr, effects, now):
-            return
-        self._leader_heard = now
-        if self._admitted_seq is None:
-            return  # the leader resends once it has admitted us
-        if msg.seq == self._admitted_seq + 1:
-            added = self.merge_entries(msg.entries)
-            if added:
-                effects.append(Persist(entries=tuple(added)))
-            self._admitted_seq = msg.seq
-        effects.append(
-            Send(addr, AppendAck(self.server_id, self.epoch, self._admitted_seq, self.log.clock))
-        )
-
-    def _on_admit(self, msg: Admit, src_addr: str, effects: list[Effect], now: float) -> None:
-        addr = self.peers.get(msg.src, src_addr)
-        if msg.epoch < self.epoch:
-            self.count("stale-epoch")
-            return
-        if msg.epoch > self.epoch:
-            self._follow(msg.epoch, addr, effects, now)
-            effects.pop()  # _follow's JoinRequest: the Admit below answers it already
-        self._leader_heard = now
-        added = self.merge_entries(msg.entries)
-        if added:
-            effects.append(Persist(entries=tuple(added)))
-        if not msg.done:
-            effects.append(Send(addr, self._join_request()))
-            return
-        if self._admitted_seq is not None and msg.base_seq > self._admitted_seq:
-            self._admitted_seq = msg.base_seq  # re-admitted after the leader lost track of us
-        if self._admitted_seq is None:
-            self._admitted_seq = msg.base_seq
-            if self.role is not ServerRole.CANDIDATE:
-                self._become(ServerRole.BACKUP, "admitted")
-            self.log_event(
-                effects,
-                "admitted",
-                f"server {self.server_id} is a backup of "
-                f"leader {self.leader_id} (epoch {self.epoch})",
-                epoch=str(self.epoch),
-            )
-        effects.append(
-            Send(addr, AppendAck(self.server_id, self.epoch, self._admitted_seq, self.log.clock))
-        )
-
-    def _on_sync_request(
-        self, msg: SyncRequest, src_addr: str, effects: list[Effect], now: float
-    ) -> None:
-        addr = self.peers.get(msg.src, src_addr)
-        if msg.epoch < self.epoch:
-            effects.append(Send(addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr)))
-            return
-        if msg.epoch > self.epoch:
-            # A leader-elect collecting: the round reached its end; wait for its announcement.
-            self._observe_term(msg.epoch.term, effects)
-            if self.election.deadline is not None:
-                self.election.deadline = max(
-                    self.election.deadline, now + self.config.timing.sync_timeout * 2
-                )
-            self._leader_heard = now
-        chunk, more = self.chunk(self.log.missing_for(msg.clock))
-        effects.append(
-            Send(addr, SyncData(self.server_id, msg.epoch, msg.token, chunk, self.log.clock, more))
-        )
-
-    def _on_sync_data(self, msg: SyncData, effects: list[Effect], now: float) -> None:
-        if self.leadership is not None:
-            if msg.epoch == self.epoch:
-                effects.extend(self.leadership.on_sync_data(msg, now))
-            return
-        if self.role is not ServerRole.SYNCING or self._sync_wait.get(msg.src) != msg.token:
-            return
-        added = self.merge_entries(msg.entries)
-        if added:
-            effects.append(Persist(entries=tuple(added)))
-        if msg.more:
-            effects.append(
-                Send(
-                    self.peers[msg.src],
-                    SyncRequest(self.server_id, self.epoch, msg.token, self.log.clock),
-                )
-            )
-        else:
-            del self._sync_wait[msg.src]
-            if not self._sync_wait:
-                effects.extend(self.candidacy.take_office(now))
+            self.following.follow(msg.epoch, msg.leader_addr, effects, now)
 
     def _on_client(self, msg: Message, src_addr: str, effects: list[Effect], now: float) -> None:
         leadership = self.leadership
