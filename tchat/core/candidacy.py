@@ -234,7 +234,7 @@ class Candidacy:
         if node.state.servers.get(node.server_id) != node.config.addr:
             _, persist = leadership.sequence(ServerJoined(node.server_id, node.config.addr), now)
             effects.extend(persist)
-        effects.extend(leadership.notify_clashes())
+        effects.extend(leadership.desk.notify_clashes())
         node._next_heartbeat = now
         node._next_retry = now
         node._next_discovery = now + DISCOVERY_INTERVAL

@@ -6,58 +6,33 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tchat.core.desk import ClientDesk
 from tchat.core.effects import Effect, Persist, Send
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
-    ROOM_SUMMARY_MEMBERS,
-    ROOMS_PER_REPLY,
     Ack,
     Admit,
     Append,
     AppendAck,
-    Chat,
     Dot,
     Entry,
     EntryBody,
     Epoch,
-    HistoryReply,
-    HistoryRequest,
     JoinRequest,
-    JoinRoom,
-    LeaveRoom,
-    Logout,
-    NameClash,
-    OpError,
     Origin,
     Register,
-    Rejected,
-    Replay,
-    Resync,
-    RoomJoined,
-    RoomLeft,
-    RoomsReply,
-    RoomsRequest,
-    RoomSummary,
-    SendChat,
     ServerJoined,
-    SetAway,
     Submit,
     SyncData,
     SyncRequest,
-    UserList,
     UserOffline,
     UserOnline,
-    UserStatus,
-    Welcome,
 )
-from tchat.core.names import name_problem, room_problem, text_problem
-from tchat.core.stream import ClientStreams, Session
-from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+from tchat.core.stream import ClientStreams
+from tchat.core.vclock import VectorClock
 
 if TYPE_CHECKING:
     from tchat.core.server import ServerNode
-
-USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
 
 
 @dataclass(slots=True)
@@ -97,6 +72,7 @@ class Leadership:
         self.serve_deadline = now
         self.waiting_registers: list[tuple[Register, str]] = []
         self.streams = ClientStreams(epoch, self._committed_view())
+        self.desk = ClientDesk(self)
         self.resync_needed = False
         self._merged_pending = 0  # merged entries not committed yet
         self._sync_tokens: dict[int, tuple[int, float]] = {}  # backup -> (token, sent at)
@@ -204,7 +180,7 @@ class Leadership:
             # client resumes (catching up on what the merge brought it).
             self.resync_needed = False
             self.streams.reset_view(self._committed_view())
-            effects.extend(self._resync_all("the log merged entries from another partition"))
+            effects.extend(self.desk.resync_all("the log merged entries from another partition"))
         self._trim_batches()
         return effects
 
@@ -235,7 +211,7 @@ class Leadership:
             session = self.streams.sessions.get(body.client_id)
             if session is not None and not session.active:
                 cursor = session.resume_cursor
-                return self._welcome(session, cursor)
+                return self.desk.welcome(session, cursor)
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)
             if session is not None and session.name == body.name:
@@ -299,7 +275,7 @@ class Leadership:
         effects: list[Effect] = [Persist(entries=tuple(merged))] if merged else []
         self.adopt_merged(merged)
         if merged:
-            effects.extend(self.retry_deferred(now))
+            effects.extend(self.desk.retry_deferred(now))
             node.log_event(
                 effects,
                 "merged",
@@ -368,7 +344,7 @@ class Leadership:
         effects: list[Effect] = []
         if now >= self.next_retry:
             self.next_retry = now + timing.retransmit_interval
-            effects.extend(self.retry_deferred(now))
+            effects.extend(self.desk.retry_deferred(now))
             for sid in sorted(self.replicas):
                 replica = self.replicas[sid]
                 if now - replica.last_heard > timing.backup_timeout:
@@ -387,12 +363,12 @@ class Leadership:
             )
             waiting, self.waiting_registers = self.waiting_registers, []
             for message, addr in waiting:
-                effects.extend(self.on_register(message, addr, now))
+                effects.extend(self.desk.on_register(message, addr, now))
             effects.extend(self.advance(now))
         if now >= self.last_client_beat + timing.client_heartbeat_interval:
             self.last_client_beat = now
             effects.extend(self.streams.heartbeats(node.server_id))
-            effects.extend(self._expire_clients(now))
+            effects.extend(self.desk.expire_clients(now))
         return effects
 
     def next_deadline(self) -> float:
@@ -403,313 +379,3 @@ class Leadership:
         return min(times)
 
     # -- clients -------------------------------------------------------------------
-    def on_register(self, msg: Register, addr: str, now: float) -> list[Effect]:
-        node = self.node
-        if not self.serving:
-            self.waiting_registers = [
-                (m, a) for m, a in self.waiting_registers if m.client_id != msg.client_id
-            ]
-            self.waiting_registers.append((msg, addr))
-            return []
-        problem = name_problem(msg.name)
-        if problem:
-            return [Send(addr, Rejected(problem))]
-        if msg.client_id in node.state.closed_sessions:
-            # A late Register of a session that has logged out since: do not log it in
-            # again (a ghost nobody would ever log out). A new login uses a new client ID.
-            return [Send(addr, Rejected("this session has logged out"))]
-        streams = self.streams
-        holder = node.state.users.get(msg.name)
-        session = streams.sessions.get(msg.client_id)
-        if holder is not None and holder.client_id != msg.client_id:
-            if msg.cursor is not None:
-                # A resuming session lost its name (a partition merge gave it to the other
-                # side's earlier login, or it timed out and someone took it): rename, not fail.
-                reason = (
-                    f"{msg.name!r} was also registered on the other side of a network "
-                    "partition (or taken while you were away); the earlier login keeps it"
-                )
-                return [Send(addr, NameClash(self.epoch, msg.name, reason))]
-            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
-        if session is not None and session.name != msg.name:
-            streams.detach(msg.client_id)
-            session = None
-        if session is None:
-            session = Session(msg.name, msg.client_id, addr, msg.multicast, now)
-            streams.attach(session)
-        session.addr = addr
-        session.multicast = msg.multicast
-        session.last_heard = now
-        session.active = False
-        if msg.cursor is not None:
-            session.reported_clock = session.reported_clock.merge(msg.cursor)
-            session.resume_cursor = msg.cursor
-        if holder is not None:  # a resume: the user is online already
-            return self._welcome(session, msg.cursor)
-        pending = next(
-            (
-                p
-                for p in self.pending
-                if isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == msg.client_id
-            ),
-            None,
-        )
-        if pending is not None:  # our earlier login is still being replicated
-            return []
-        _, effects = self.sequence(UserOnline(msg.name, addr, msg.client_id), now)
-        return effects
-
-    def _welcome(self, session: Session, cursor: VectorClock | None) -> list[Effect]:
-        node = self.node
-        if cursor is None:
-            # A login (or a session never welcomed anywhere): replay what was addressed to
-            # the account since its last logout, or, for an account never seen offline,
-            # everything (a login may have been accepted by a leader that died before
-            # streaming to it).
-            cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
-        token = node.next_token()
-        effects: list[Effect] = []
-        users = node.state.user_infos()
-        for start in range(0, len(users), USER_CHUNK):
-            some_users = users[start : start + USER_CHUNK]
-            effects.append(Send(session.addr, UserList(self.epoch, token, some_users)))
-        relevant = [
-            e
-            for e in node.log.missing_for(cursor)
-            if e.dot not in self.pending_dots
-            and not node.log.is_duplicate(e)
-            and self._relevant(e, session.name)
-        ]
-        replayed = len(relevant)
-        while relevant:
-            chunk, _ = node.chunk(iter(relevant))
-            relevant = relevant[len(chunk) :]
-            effects.append(Send(session.addr, Replay(self.epoch, token, chunk)))
-        gsn, rooms = self.streams.activate(session)
-        welcome = Welcome(
-            self.epoch,
-            node.server_id,
-            node.config.addr,
-            session.name,
-            gsn,
-            rooms,
-            node.servers,
-            token,
-            len(users),
-            replayed,
-        )
-        effects.append(Send(session.addr, welcome))
-        return effects
-
-    def _relevant(self, entry: Entry, name: str) -> bool:
-        body = entry.body
-        if not isinstance(body, Chat):
-            return False
-        if body.room is None:
-            return name in (body.sender, body.to)
-        record = self.node.state.rooms.get(body.room)
-        return record is not None and record.was_member(name, entry.key)
-
-    def _resync_all(self, reason: str) -> list[Effect]:
-        effects: list[Effect] = []
-        # Every session, welcomed or not: a Welcome computed while the merged entries were
-        # still uncommitted left them out of its catch-up.
-        for client_id in sorted(self.streams.sessions):
-            session = self.streams.sessions[client_id]
-            session.active = False
-            effects.append(Send(session.addr, Resync(self.epoch, reason)))
-        return effects
-
-    def on_submit(
-        self, msg: Submit, addr: str, now: float, first_seen: float | None = None
-    ) -> list[Effect]:
-        node = self.node
-        session = self.streams.sessions.get(msg.client_id)
-        if session is None or not self.serving:
-            return []
-        if first_seen is None:
-            session.last_heard = now
-            # A resend of a submit we are already holding keeps its original wait.
-            first_seen = next(
-                (
-                    since
-                    for held, _, since in self.deferred
-                    if held.client_id == msg.client_id and held.cmid == msg.cmid
-                ),
-                now,
-            )
-        session.reported_clock = session.reported_clock.merge(msg.clock)
-        origin = Origin(msg.client_id, msg.cmid)
-        existing = node.log.by_origin(origin)
-        if existing is not None:  # a resend after failover: exactly once
-            pending = self.pending_dots.get(existing.dot)
-            if pending is not None:
-                pending.acks.append((msg.client_id, msg.cmid))
-                return []
-            # Recorded earlier (another epoch, or before a backup rejoined): a live backup
-            # may not hold it yet, and the ack promises that every one does.
-            return self._ack_when_held(existing, msg.client_id, msg.cmid, self._held())
-        body, problem = self._validate(session, msg)
-        if body is None:
-            return [Send(addr, OpError(self.epoch, msg.cmid, problem))]
-        if not msg.clock <= node.log.clock and now < first_seen + self._defer_limit():
-            # The client has seen entries we lack (it was on the other side of a healed
-            # partition): wait until we have pulled them, so that the new entry's clock
-            # stays causally closed over our log. Give up waiting after a while.
-            self.deferred = [
-                d for d in self.deferred if d[0].client_id != msg.client_id or d[0].cmid != msg.cmid
-            ]
-            self.deferred.append((msg, addr, first_seen))
-            effects = []
-            for sid, peer in sorted(node.peers.items()):  # whoever may hold them
-                effects.extend(self._pull(sid, peer, msg.clock, now))
-            return effects
-        entry, effects = self.sequence(body, now, origin)
-        self.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
-        return effects
-
-    def _defer_limit(self) -> float:
-        return self.node.config.timing.causal_wait
-
-    def retry_deferred(self, now: float) -> list[Effect]:
-        """Sequence the deferred submits whose clocks we now cover (or waited on too long)."""
-        if not self.deferred:
-            return []
-        waiting, self.deferred = self.deferred, []
-        effects: list[Effect] = []
-        for msg, addr, first_seen in waiting:
-            effects.extend(self.on_submit(msg, addr, now, first_seen))
-        return effects
-
-    def _validate(self, session: Session, msg: Submit) -> tuple[EntryBody | None, str]:
-        state = self.node.state
-        name = session.name
-        match msg.op:
-            case SendChat(room=room, to=to, text=text, action=action):
-                problem = text_problem(text)
-                if problem:
-                    return None, problem
-                if (room is None) == (to is None):
-                    return None, "a message goes to exactly one room or one user"
-                if room is not None and not state.is_member(room, name):
-                    return None, f"you are not in room {room!r}: /join it first"
-                if to is not None and to not in state.accounts:
-                    return None, f"no user named {to!r}"
-                return Chat(name, room, to, text, action, msg.clock), ""
-            case JoinRoom(room=room):
-                problem = room_problem(room)
-                if problem:
-                    return None, problem
-                if state.is_member(room, name):
-                    return None, f"you are already in room {room!r}"
-                return RoomJoined(room, name), ""
-            case LeaveRoom(room=room):
-                if not state.is_member(room, name):
-                    return None, f"you are not in room {room!r}"
-                return RoomLeft(room, name), ""
-            case SetAway(away=away):
-                return UserStatus(name, away), ""
-            case Logout():
-                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
-        return None, "unknown operation"
-
-    def on_beat(self, client_id: str, now: float) -> None:
-        session = self.streams.sessions.get(client_id)
-        if session is not None:
-            session.last_heard = now
-
-    def _expire_clients(self, now: float) -> list[Effect]:
-        node = self.node
-        timeout = node.config.timing.client_timeout
-        effects: list[Effect] = []
-        for name in sorted(node.state.users):
-            record = node.state.users[name]
-            session = self.streams.sessions.get(record.client_id)
-            if session is None:
-                # Online in the log but never seen in this epoch: give it time to resume.
-                session = Session(name, record.client_id, record.addr, True, now)
-                self.streams.attach(session)
-                continue
-            # A session now serving under another name (renamed after a clash) no longer
-            # holds this one; a silent one has timed out.
-            if session.name != name:
-                reason = f"renamed to {session.name}"
-            elif now - session.last_heard > timeout:
-                reason = "timeout"
-            else:
-                continue
-            if not any(
-                isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == record.client_id
-                for p in self.pending
-            ):
-                _, persist = self.sequence(
-                    UserOffline(name, record.client_id, reason, session.cursor()), now
-                )
-                effects.extend(persist)
-                node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
-        return effects
-
-    def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:
-        session = self.streams.sessions.get(msg.client_id)
-        if session is None:
-            return []
-        name = session.name
-        limit = max(1, min(msg.limit, 500))
-
-        def wanted(entry: Entry) -> bool:
-            body = entry.body
-            assert isinstance(body, Chat)
-            if msg.room is not None:
-                return body.room == msg.room
-            return body.room is None and {body.sender, body.to} == {name, msg.peer}
-
-        found = self.node.log.chats_before(msg.before, limit, wanted)
-        found = [e for e in found if e.dot not in self.pending_dots]
-        effects: list[Effect] = []
-        while True:
-            chunk, _ = self.node.chunk(iter(found))
-            found = found[len(chunk) :]
-            effects.append(Send(addr, HistoryReply(self.epoch, msg.request_id, chunk)))
-            if not found:
-                return effects
-
-    def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
-        """The room directory, from the committed state, in chunks."""
-        rooms = [
-            RoomSummary(
-                record.name,
-                record.group,
-                len(record.members),
-                tuple(sorted(record.members)[:ROOM_SUMMARY_MEMBERS]),
-                record.messages,
-                record.last_ts,
-            )
-            for _, record in sorted(self.streams.view.rooms.items())
-        ]
-        effects: list[Effect] = []
-        for start in range(0, max(len(rooms), 1), ROOMS_PER_REPLY):
-            chunk = tuple(rooms[start : start + ROOMS_PER_REPLY])
-            done = start + ROOMS_PER_REPLY >= len(rooms)
-            effects.append(Send(addr, RoomsReply(self.epoch, msg.request_id, chunk, done)))
-        return effects
-
-    def notify_clashes(self) -> list[Effect]:
-        """Tell sessions whose login lost its name in a merge."""
-        effects: list[Effect] = []
-        for clash in self.node.state.clashes:
-            session = self.streams.sessions.get(clash.client_id)
-            if session is not None and session.name == clash.name:
-                self.streams.detach(clash.client_id)
-                effects.append(
-                    Send(
-                        session.addr,
-                        NameClash(
-                            self.epoch,
-                            clash.name,
-                            f"{clash.name!r} was also registered on the other side of a "
-                            "network partition; the earlier registration keeps the name",
-                        ),
-                    )
-                )
-        self.node.state.clashes.clear()
-        return effects

@@ -464,17 +464,17 @@ class ServerNode:
             return
         match msg:
             case Register():
-                effects.extend(leadership.on_register(msg, msg.addr, now))
+                effects.extend(leadership.desk.on_register(msg, msg.addr, now))
             case Submit():
                 session = leadership.streams.sessions.get(msg.client_id)
                 effects.extend(
-                    leadership.on_submit(msg, session.addr if session else src_addr, now)
+                    leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
                 )
             case HistoryRequest():
-                effects.extend(leadership.on_history(msg, src_addr))
+                effects.extend(leadership.desk.on_history(msg, src_addr))
             case RoomsRequest():
-                effects.extend(leadership.on_rooms(msg, src_addr))
+                effects.extend(leadership.desk.on_rooms(msg, src_addr))
             case ClientBeat():
-                leadership.on_beat(msg.client_id, now)
+                leadership.desk.on_beat(msg.client_id, now)
 
     # -- election ----------------------------------------------------------------

@@ -1,0 +1,379 @@
+"""The leader's front desk for clients: logins and resumes, operations, catch-up,
+timeouts, scrollback and the room directory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tchat.core.effects import Effect, Send
+from tchat.core.messages import (
+    ROOM_SUMMARY_MEMBERS,
+    ROOMS_PER_REPLY,
+    Chat,
+    Entry,
+    EntryBody,
+    HistoryReply,
+    HistoryRequest,
+    JoinRoom,
+    LeaveRoom,
+    Logout,
+    NameClash,
+    OpError,
+    Origin,
+    Register,
+    Rejected,
+    Replay,
+    Resync,
+    RoomJoined,
+    RoomLeft,
+    RoomsReply,
+    RoomsRequest,
+    RoomSummary,
+    SendChat,
+    SetAway,
+    Submit,
+    UserList,
+    UserOffline,
+    UserOnline,
+    UserStatus,
+    Welcome,
+)
+from tchat.core.names import name_problem, room_problem, text_problem
+from tchat.core.stream import Session
+from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+
+if TYPE_CHECKING:
+    from tchat.core.leader import Leadership
+
+USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
+
+
+class ClientDesk:
+    """What a Leadership does for its clients."""
+
+    def __init__(self, lead: Leadership) -> None:
+        self.lead = lead
+
+    def on_register(self, msg: Register, addr: str, now: float) -> list[Effect]:
+        lead = self.lead
+        node = lead.node
+        if not lead.serving:
+            lead.waiting_registers = [
+                (m, a) for m, a in lead.waiting_registers if m.client_id != msg.client_id
+            ]
+            lead.waiting_registers.append((msg, addr))
+            return []
+        problem = name_problem(msg.name)
+        if problem:
+            return [Send(addr, Rejected(problem))]
+        if msg.client_id in node.state.closed_sessions:
+            # A late Register of a session that has logged out since: do not log it in
+            # again (a ghost nobody would ever log out). A new login uses a new client ID.
+            return [Send(addr, Rejected("this session has logged out"))]
+        streams = lead.streams
+        holder = node.state.users.get(msg.name)
+        session = streams.sessions.get(msg.client_id)
+        if holder is not None and holder.client_id != msg.client_id:
+            if msg.cursor is not None:
+                # A resuming session lost its name (a partition merge gave it to the other
+                # side's earlier login, or it timed out and someone took it): rename, not fail.
+                reason = (
+                    f"{msg.name!r} was also registered on the other side of a network "
+                    "partition (or taken while you were away); the earlier login keeps it"
+                )
+                return [Send(addr, NameClash(lead.epoch, msg.name, reason))]
+            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
+        if session is not None and session.name != msg.name:
+            streams.detach(msg.client_id)
+            session = None
+        if session is None:
+            session = Session(msg.name, msg.client_id, addr, msg.multicast, now)
+            streams.attach(session)
+        session.addr = addr
+        session.multicast = msg.multicast
+        session.last_heard = now
+        session.active = False
+        if msg.cursor is not None:
+            session.reported_clock = session.reported_clock.merge(msg.cursor)
+            session.resume_cursor = msg.cursor
+        if holder is not None:  # a resume: the user is online already
+            return self.welcome(session, msg.cursor)
+        pending = next(
+            (
+                p
+                for p in lead.pending
+                if isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == msg.client_id
+            ),
+            None,
+        )
+        if pending is not None:  # our earlier login is still being replicated
+            return []
+        _, effects = lead.sequence(UserOnline(msg.name, addr, msg.client_id), now)
+        return effects
+
+    def welcome(self, session: Session, cursor: VectorClock | None) -> list[Effect]:
+        lead = self.lead
+        node = lead.node
+        if cursor is None:
+            # A login (or a session never welcomed anywhere): replay what was addressed to
+            # the account since its last logout, or, for an account never seen offline,
+            # everything (a login may have been accepted by a leader that died before
+            # streaming to it).
+            cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
+        token = node.next_token()
+        effects: list[Effect] = []
+        users = node.state.user_infos()
+        for start in range(0, len(users), USER_CHUNK):
+            some_users = users[start : start + USER_CHUNK]
+            effects.append(Send(session.addr, UserList(lead.epoch, token, some_users)))
+        relevant = [
+            e
+            for e in node.log.missing_for(cursor)
+            if e.dot not in lead.pending_dots
+            and not node.log.is_duplicate(e)
+            and self.relevant(e, session.name)
+        ]
+        replayed = len(relevant)
+        while relevant:
+            chunk, _ = node.chunk(iter(relevant))
+            relevant = relevant[len(chunk) :]
+            effects.append(Send(session.addr, Replay(lead.epoch, token, chunk)))
+        gsn, rooms = lead.streams.activate(session)
+        welcome = Welcome(
+            lead.epoch,
+            node.server_id,
+            node.config.addr,
+            session.name,
+            gsn,
+            rooms,
+            node.servers,
+            token,
+            len(users),
+            replayed,
+        )
+        effects.append(Send(session.addr, welcome))
+        return effects
+
+    def relevant(self, entry: Entry, name: str) -> bool:
+        lead = self.lead
+        body = entry.body
+        if not isinstance(body, Chat):
+            return False
+        if body.room is None:
+            return name in (body.sender, body.to)
+        record = lead.node.state.rooms.get(body.room)
+        return record is not None and record.was_member(name, entry.key)
+
+    def resync_all(self, reason: str) -> list[Effect]:
+        lead = self.lead
+        effects: list[Effect] = []
+        # Every session, welcomed or not: a Welcome computed while the merged entries were
+        # still uncommitted left them out of its catch-up.
+        for client_id in sorted(lead.streams.sessions):
+            session = lead.streams.sessions[client_id]
+            session.active = False
+            effects.append(Send(session.addr, Resync(lead.epoch, reason)))
+        return effects
+
+    def on_submit(
+        self, msg: Submit, addr: str, now: float, first_seen: float | None = None
+    ) -> list[Effect]:
+        lead = self.lead
+        node = lead.node
+        session = lead.streams.sessions.get(msg.client_id)
+        if session is None or not lead.serving:
+            return []
+        if first_seen is None:
+            session.last_heard = now
+            # A resend of a submit we are already holding keeps its original wait.
+            first_seen = next(
+                (
+                    since
+                    for held, _, since in lead.deferred
+                    if held.client_id == msg.client_id and held.cmid == msg.cmid
+                ),
+                now,
+            )
+        session.reported_clock = session.reported_clock.merge(msg.clock)
+        origin = Origin(msg.client_id, msg.cmid)
+        existing = node.log.by_origin(origin)
+        if existing is not None:  # a resend after failover: exactly once
+            pending = lead.pending_dots.get(existing.dot)
+            if pending is not None:
+                pending.acks.append((msg.client_id, msg.cmid))
+                return []
+            # Recorded earlier (another epoch, or before a backup rejoined): a live backup
+            # may not hold it yet, and the ack promises that every one does.
+            return lead._ack_when_held(existing, msg.client_id, msg.cmid, lead._held())
+        body, problem = self.validate(session, msg)
+        if body is None:
+            return [Send(addr, OpError(lead.epoch, msg.cmid, problem))]
+        if not msg.clock <= node.log.clock and now < first_seen + self.defer_limit():
+            # The client has seen entries we lack (it was on the other side of a healed
+            # partition): wait until we have pulled them, so that the new entry's clock
+            # stays causally closed over our log. Give up waiting after a while.
+            lead.deferred = [
+                d for d in lead.deferred if d[0].client_id != msg.client_id or d[0].cmid != msg.cmid
+            ]
+            lead.deferred.append((msg, addr, first_seen))
+            effects = []
+            for sid, peer in sorted(node.peers.items()):  # whoever may hold them
+                effects.extend(lead._pull(sid, peer, msg.clock, now))
+            return effects
+        entry, effects = lead.sequence(body, now, origin)
+        lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
+        return effects
+
+    def defer_limit(self) -> float:
+        lead = self.lead
+        return lead.node.config.timing.causal_wait
+
+    def retry_deferred(self, now: float) -> list[Effect]:
+        """Sequence the deferred submits whose clocks we now cover (or waited on too long)."""
+        lead = self.lead
+        if not lead.deferred:
+            return []
+        waiting, lead.deferred = lead.deferred, []
+        effects: list[Effect] = []
+        for msg, addr, first_seen in waiting:
+            effects.extend(self.on_submit(msg, addr, now, first_seen))
+        return effects
+
+    def validate(self, session: Session, msg: Submit) -> tuple[EntryBody | None, str]:
+        lead = self.lead
+        state = lead.node.state
+        name = session.name
+        match msg.op:
+            case SendChat(room=room, to=to, text=text, action=action):
+                problem = text_problem(text)
+                if problem:
+                    return None, problem
+                if (room is None) == (to is None):
+                    return None, "a message goes to exactly one room or one user"
+                if room is not None and not state.is_member(room, name):
+                    return None, f"you are not in room {room!r}: /join it first"
+                if to is not None and to not in state.accounts:
+                    return None, f"no user named {to!r}"
+                return Chat(name, room, to, text, action, msg.clock), ""
+            case JoinRoom(room=room):
+                problem = room_problem(room)
+                if problem:
+                    return None, problem
+                if state.is_member(room, name):
+                    return None, f"you are already in room {room!r}"
+                return RoomJoined(room, name), ""
+            case LeaveRoom(room=room):
+                if not state.is_member(room, name):
+                    return None, f"you are not in room {room!r}"
+                return RoomLeft(room, name), ""
+            case SetAway(away=away):
+                return UserStatus(name, away), ""
+            case Logout():
+                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+        return None, "unknown operation"
+
+    def on_beat(self, client_id: str, now: float) -> None:
+        lead = self.lead
+        session = lead.streams.sessions.get(client_id)
+        if session is not None:
+            session.last_heard = now
+
+    def expire_clients(self, now: float) -> list[Effect]:
+        lead = self.lead
+        node = lead.node
+        timeout = node.config.timing.client_timeout
+        effects: list[Effect] = []
+        for name in sorted(node.state.users):
+            record = node.state.users[name]
+            session = lead.streams.sessions.get(record.client_id)
+            if session is None:
+                # Online in the log but never seen in this epoch: give it time to resume.
+                session = Session(name, record.client_id, record.addr, True, now)
+                lead.streams.attach(session)
+                continue
+            # A session now serving under another name (renamed after a clash) no longer
+            # holds this one; a silent one has timed out.
+            if session.name != name:
+                reason = f"renamed to {session.name}"
+            elif now - session.last_heard > timeout:
+                reason = "timeout"
+            else:
+                continue
+            if not any(
+                isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == record.client_id
+                for p in lead.pending
+            ):
+                _, persist = lead.sequence(
+                    UserOffline(name, record.client_id, reason, session.cursor()), now
+                )
+                effects.extend(persist)
+                node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
+        return effects
+
+    def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:
+        lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        if session is None:
+            return []
+        name = session.name
+        limit = max(1, min(msg.limit, 500))
+
+        def wanted(entry: Entry) -> bool:
+            body = entry.body
+            assert isinstance(body, Chat)
+            if msg.room is not None:
+                return body.room == msg.room
+            return body.room is None and {body.sender, body.to} == {name, msg.peer}
+
+        found = lead.node.log.chats_before(msg.before, limit, wanted)
+        found = [e for e in found if e.dot not in lead.pending_dots]
+        effects: list[Effect] = []
+        while True:
+            chunk, _ = lead.node.chunk(iter(found))
+            found = found[len(chunk) :]
+            effects.append(Send(addr, HistoryReply(lead.epoch, msg.request_id, chunk)))
+            if not found:
+                return effects
+
+    def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
+        """The room directory, from the committed state, in chunks."""
+        lead = self.lead
+        rooms = [
+            RoomSummary(
+                record.name,
+                record.group,
+                len(record.members),
+                tuple(sorted(record.members)[:ROOM_SUMMARY_MEMBERS]),
+                record.messages,
+                record.last_ts,
+            )
+            for _, record in sorted(lead.streams.view.rooms.items())
+        ]
+        effects: list[Effect] = []
+        for start in range(0, max(len(rooms), 1), ROOMS_PER_REPLY):
+            chunk = tuple(rooms[start : start + ROOMS_PER_REPLY])
+            done = start + ROOMS_PER_REPLY >= len(rooms)
+            effects.append(Send(addr, RoomsReply(lead.epoch, msg.request_id, chunk, done)))
+        return effects
+
+    def notify_clashes(self) -> list[Effect]:
+        """Tell sessions whose login lost its name in a merge."""
+        lead = self.lead
+        effects: list[Effect] = []
+        for clash in lead.node.state.clashes:
+            session = lead.streams.sessions.get(clash.client_id)
+            if session is not None and session.name == clash.name:
+                lead.streams.detach(clash.client_id)
+                effects.append(
+                    Send(
+                        session.addr,
+                        NameClash(
+                            lead.epoch,
+                            clash.name,
+                            f"{clash.name!r} was also registered on the other side of a "
+                            "network partition; the earlier registration keeps the name",
+                        ),
+                    )
+                )
+        lead.node.state.clashes.clear()
+        return effects
