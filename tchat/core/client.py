@@ -4,44 +4,34 @@ order across failovers (sans-IO)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from enum import Enum
 
+from tchat.core.client_states import _TRANSITIONS, ClientState
 from tchat.core.config import ClientConfig
 from tchat.core.delivery import HoldBack
 from tchat.core.effects import (
     Broadcast,
-    ChatDelivered,
     ConnectionChanged,
     Deliver,
     Effect,
     Failed,
     HistoryLoaded,
-    JoinGroup,
     LeaderLearned,
-    LeaveGroup,
-    MembersChanged,
     OpFailed,
-    Ready,
     Renamed,
     RoomDirectory,
-    RoomEntered,
-    RoomExited,
     Send,
     Sent,
-    UsersChanged,
 )
 from tchat.core.errors import IllegalTransition
+from tchat.core.inbox import Inbox, WelcomeParts
 from tchat.core.messages import (
     NO_EPOCH,
     Ack,
-    Chat,
     ClientBeat,
     ClientHeartbeat,
     Discover,
     DiscoverReply,
     Dot,
-    Entry,
     Epoch,
     HistoryReply,
     HistoryRequest,
@@ -63,8 +53,6 @@ from tchat.core.messages import (
     Resync,
     RoomFrame,
     RoomInfo,
-    RoomJoined,
-    RoomLeft,
     RoomsReply,
     RoomsRequest,
     RoomSummary,
@@ -73,72 +61,10 @@ from tchat.core.messages import (
     Submit,
     UserInfo,
     UserList,
-    UserOffline,
-    UserOnline,
-    UserStatus,
     Welcome,
 )
 from tchat.core.names import name_problem
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
-
-
-@dataclass(slots=True)
-class _WelcomeParts:
-    # keyed, so that a duplicated chunk does not throw the counts off
-    users: dict[str, UserInfo] = field(default_factory=dict)
-    entries: dict[str, Entry] = field(default_factory=dict)
-    welcome: Welcome | None = None
-
-
-class ClientState(Enum):
-    DISCOVERING = "discovering"  # looking for servers by broadcast
-    REGISTERING = "registering"  # first login sent to the leader
-    SERVING = "serving"  # welcomed: the stream flows
-    RESUMING = "resuming"  # failover, gap or merge: re-registering with our cursor
-    FAILED = "failed"  # refused for good (invalid or taken name)
-    CLOSED = "closed"  # logged out
-
-
-_TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
-    ClientState.DISCOVERING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.REGISTERING,
-            ClientState.RESUMING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.REGISTERING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.REGISTERING,
-            ClientState.SERVING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.SERVING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.RESUMING,
-            ClientState.SERVING,
-            ClientState.CLOSED,
-            ClientState.FAILED,
-        }
-    ),
-    ClientState.RESUMING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.RESUMING,
-            ClientState.SERVING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.FAILED: frozenset({ClientState.CLOSED}),
-    ClientState.CLOSED: frozenset(),
-}
 
 GAP_TIMEOUT = 0.5  # a hole in the stream this old is repaired by resuming
 SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long
@@ -174,13 +100,14 @@ class ClientNode:
         self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
-        self._welcomes: dict[tuple[Epoch, int], _WelcomeParts] = {}
+        self._welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
         self._next_retry = 0.0
         self._attempts = 0
         self._last_resend = 0.0
+        self.inbox = Inbox(self)
 
     # -- helpers -------------------------------------------------------------------
     def _become(
@@ -406,18 +333,18 @@ class ClientNode:
                 self._become(ClientState.FAILED, "rejected", effects, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
-                users = self._welcome_parts(message.epoch, message.token).users
+                users = self.inbox.parts(message.epoch, message.token).users
                 users.update((user.name, user) for user in message.users)
-                self._try_welcome(effects)
+                self.inbox.try_welcome(effects)
             case Replay():
-                entries = self._welcome_parts(message.epoch, message.token).entries
+                entries = self.inbox.parts(message.epoch, message.token).entries
                 entries.update((entry.id, entry) for entry in message.entries)
-                self._try_welcome(effects)
+                self.inbox.try_welcome(effects)
             case Welcome():
-                self._welcome_parts(message.epoch, message.token).welcome = message
-                self._try_welcome(effects)
+                self.inbox.parts(message.epoch, message.token).welcome = message
+                self.inbox.try_welcome(effects)
             case SessionFrame() | RoomFrame():
-                self._on_frame(message, effects)
+                self.inbox.on_frame(message, effects)
             case Ack():
                 submitted = self.pending.pop(message.cmid, None)
                 if submitted is not None:
@@ -475,184 +402,6 @@ class ClientNode:
             return
         if self.state is ClientState.DISCOVERING or msg.epoch > self.epoch:
             self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, effects, msg.servers)
-
-    def _welcome_parts(self, epoch: Epoch, token: int) -> _WelcomeParts:
-        key = (epoch, token)
-        parts = self._welcomes.get(key)
-        if parts is None:
-            if len(self._welcomes) > 8:  # abandoned attempts: keep the newest few
-                del self._welcomes[min(self._welcomes)]
-            parts = self._welcomes[key] = _WelcomeParts()
-        return parts
-
-    def _try_welcome(self, effects: list[Effect]) -> None:
-        """Complete a Welcome once all its UserList and Replay chunks are here (any order)."""
-        for key in sorted(self._welcomes):
-            parts = self._welcomes[key]
-            msg = parts.welcome
-            if msg is None or msg.epoch < self.epoch:
-                continue
-            if len(parts.users) != msg.user_count or len(parts.entries) != msg.replay_count:
-                continue
-            self._welcomes.clear()
-            if self.state not in (ClientState.REGISTERING, ClientState.RESUMING):
-                return
-            for entry in sorted(parts.entries.values(), key=lambda e: e.key):
-                self._deliver_chat(entry, effects)
-            self._on_welcome(msg, list(parts.users.values()), effects)
-            return
-
-    def _on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:
-        self.epoch = msg.epoch
-        self.leader_id = msg.leader_id
-        self.leader_addr = msg.leader_addr
-        for server in msg.servers:
-            self.servers[server.server_id] = server.addr
-        self.users = {u.name: u for u in users}
-        effects.append(Deliver(UsersChanged(tuple(self.users[n] for n in sorted(self.users)))))
-        old_rooms = self.rooms
-        self.rooms = {info.room: info for info in msg.rooms}
-        for room in sorted(old_rooms):
-            if room in self.rooms:
-                continue
-            effects.append(LeaveGroup(old_rooms[room].group))
-            if room in self._wanted_rooms:
-                # We never left it: the servers dropped us (a partition outlasted the client
-                # timeout on the other side). Join again instead of reporting a leave.
-                self._rejoin = sorted({*self._rejoin, room})
-            else:
-                effects.append(Deliver(RoomExited(room)))
-        for room in sorted(self.rooms):
-            info = self.rooms[room]
-            if room not in old_rooms or old_rooms[room].group != info.group:
-                if room in old_rooms:
-                    effects.append(LeaveGroup(old_rooms[room].group))
-                effects.append(JoinGroup(info.group))
-                effects.append(Deliver(RoomEntered(info)))
-            elif old_rooms[room].members != info.members:
-                effects.append(Deliver(MembersChanged(room, info.members)))
-        self._hold = HoldBack(self.name, msg.gsn, msg.rooms)
-        self._become(
-            ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
-        )
-        self._next_beat = self._now
-        if not self.welcomed_once:
-            self.welcomed_once = True
-            effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
-        self._last_resend = self._now
-        rejoin, self._rejoin = self._rejoin, []
-        for room in rejoin:
-            if room not in self.rooms:
-                self._cmid += 1
-                self.pending[self._cmid] = Submit(
-                    self.client_id,
-                    self._cmid,
-                    JoinRoom(room),
-                    self.clock,
-                    self._now + self.config.wall_offset,
-                )
-                self._automatic.add(self._cmid)  # ours, not the user's: no Sent/OpFailed
-        for cmid in sorted(self.pending):
-            effects.append(Send(self.leader_addr, self.pending[cmid]))
-        early, self._early = self._early, []
-        for frame in early:
-            if frame.epoch == self.epoch:
-                self._on_frame(frame, effects)
-
-    def _on_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
-        hold = self._hold
-        if hold is None or self.state is not ClientState.SERVING or frame.epoch != self.epoch:
-            if frame.epoch >= self.epoch and len(self._early) < 10_000:
-                self._early.append(frame)
-            return
-        if not hold.offer(frame):
-            return
-        while True:
-            ready = hold.next_ready(self._now)
-            if ready is None:
-                return
-            self._apply_frame(ready, effects)
-            if self._hold is not hold:
-                return
-
-    def _apply_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
-        entry = frame.entry
-        body = entry.body
-        self.clock = self.clock.merge(entry.clock)
-        match body:
-            case Chat():
-                self._deliver_chat(entry, effects)
-            case UserOnline(name=name, addr=addr):
-                self.users[name] = UserInfo(name, addr, "online", entry.ts)
-                self._users_changed(effects)
-            case UserOffline(name=name, client_id=client_id, reason=reason):
-                if name == self.name:
-                    if self._logging_out and client_id == self.client_id:
-                        self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
-                    else:
-                        # Our name went offline: the leader stopped hearing us (a one-way
-                        # link), or the log merged another session's logout of this name
-                        # (which takes the name's rooms along). Log in again; the Welcome
-                        # says which rooms we are in.
-                        self._resume(effects, f"the name {name} was logged out ({reason})")
-                    return
-                self.users.pop(name, None)
-                self._users_changed(effects)
-                for room in sorted(self.rooms):  # a user who leaves leaves every room
-                    info = self.rooms[room]
-                    if name in info.members:
-                        members = tuple(m for m in info.members if m != name)
-                        self.rooms[room] = RoomInfo(room, info.group, members, info.head)
-                        effects.append(Deliver(MembersChanged(room, members)))
-            case UserStatus(name=name, away=away):
-                user = self.users.get(name)
-                if user is not None:
-                    self.users[name] = UserInfo(
-                        name, user.addr, "away" if away else "online", entry.ts
-                    )
-                    self._users_changed(effects)
-            case RoomJoined(room=room, name=name):
-                if name == self.name and isinstance(frame, SessionFrame) and frame.room:
-                    self.rooms[room] = frame.room
-                    assert self._hold is not None
-                    self._hold.join(frame.room)
-                    effects.append(JoinGroup(frame.room.group))
-                    effects.append(Deliver(RoomEntered(frame.room)))
-                elif room in self.rooms:
-                    info = self.rooms[room]
-                    members = tuple(sorted({*info.members, name}))
-                    self.rooms[room] = RoomInfo(room, info.group, members, info.head)
-                    effects.append(Deliver(MembersChanged(room, members)))
-            case RoomLeft(room=room, name=name):
-                known = self.rooms.get(room)
-                if known is None:
-                    return
-                info = known
-                if name == self.name:
-                    del self.rooms[room]
-                    assert self._hold is not None
-                    self._hold.leave(room)
-                    effects.append(LeaveGroup(info.group))
-                    effects.append(Deliver(RoomExited(room)))
-                else:
-                    members = tuple(m for m in info.members if m != name)
-                    self.rooms[room] = RoomInfo(room, info.group, members, info.head)
-                    effects.append(Deliver(MembersChanged(room, members)))
-
-    def _users_changed(self, effects: list[Effect]) -> None:
-        effects.append(Deliver(UsersChanged(tuple(self.users[n] for n in sorted(self.users)))))
-
-    def _deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
-        self.clock = self.clock.merge(entry.clock)
-        if entry.id in self.delivered_ids:
-            return
-        if entry.origin is not None:
-            # The same resent message may have been recorded on both sides of a partition.
-            if entry.origin in self._delivered_origins:
-                return
-            self._delivered_origins.add(entry.origin)
-        self.delivered_ids.add(entry.id)
-        effects.append(Deliver(ChatDelivered(entry)))
 
     def _on_heartbeat(self, msg: ClientHeartbeat, effects: list[Effect]) -> None:
         if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:

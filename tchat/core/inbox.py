@@ -1,0 +1,243 @@
+"""A client's inbox: completing a Welcome, then applying its stream in delivery order to
+the users, rooms and clock it shows, and delivering chat exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tchat.core.client_states import ClientState
+from tchat.core.delivery import HoldBack
+from tchat.core.effects import (
+    ChatDelivered,
+    Deliver,
+    Effect,
+    JoinGroup,
+    LeaveGroup,
+    MembersChanged,
+    Ready,
+    RoomEntered,
+    RoomExited,
+    Send,
+    UsersChanged,
+)
+from tchat.core.messages import (
+    Chat,
+    Entry,
+    Epoch,
+    JoinRoom,
+    RoomFrame,
+    RoomInfo,
+    RoomJoined,
+    RoomLeft,
+    SessionFrame,
+    Submit,
+    UserInfo,
+    UserOffline,
+    UserOnline,
+    UserStatus,
+    Welcome,
+)
+
+if TYPE_CHECKING:
+    from tchat.core.client import ClientNode
+
+
+@dataclass(slots=True)
+class WelcomeParts:
+    # keyed, so that a duplicated chunk does not throw the counts off
+    users: dict[str, UserInfo] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
+    welcome: Welcome | None = None
+
+
+class Inbox:
+    """What a ClientNode does with what the leader streams to it."""
+
+    def __init__(self, node: ClientNode) -> None:
+        self.node = node
+
+    def parts(self, epoch: Epoch, token: int) -> WelcomeParts:
+        node = self.node
+        key = (epoch, token)
+        parts = node._welcomes.get(key)
+        if parts is None:
+            if len(node._welcomes) > 8:  # abandoned attempts: keep the newest few
+                del node._welcomes[min(node._welcomes)]
+            parts = node._welcomes[key] = WelcomeParts()
+        return parts
+
+    def try_welcome(self, effects: list[Effect]) -> None:
+        """Complete a Welcome once all its UserList and Replay chunks are here (any order)."""
+        node = self.node
+        for key in sorted(node._welcomes):
+            parts = node._welcomes[key]
+            msg = parts.welcome
+            if msg is None or msg.epoch < node.epoch:
+                continue
+            if len(parts.users) != msg.user_count or len(parts.entries) != msg.replay_count:
+                continue
+            node._welcomes.clear()
+            if node.state not in (ClientState.REGISTERING, ClientState.RESUMING):
+                return
+            for entry in sorted(parts.entries.values(), key=lambda e: e.key):
+                self.deliver_chat(entry, effects)
+            self.on_welcome(msg, list(parts.users.values()), effects)
+            return
+
+    def on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:
+        node = self.node
+        node.epoch = msg.epoch
+        node.leader_id = msg.leader_id
+        node.leader_addr = msg.leader_addr
+        for server in msg.servers:
+            node.servers[server.server_id] = server.addr
+        node.users = {u.name: u for u in users}
+        effects.append(Deliver(UsersChanged(tuple(node.users[n] for n in sorted(node.users)))))
+        old_rooms = node.rooms
+        node.rooms = {info.room: info for info in msg.rooms}
+        for room in sorted(old_rooms):
+            if room in node.rooms:
+                continue
+            effects.append(LeaveGroup(old_rooms[room].group))
+            if room in node._wanted_rooms:
+                # We never left it: the servers dropped us (a partition outlasted the client
+                # timeout on the other side). Join again instead of reporting a leave.
+                node._rejoin = sorted({*node._rejoin, room})
+            else:
+                effects.append(Deliver(RoomExited(room)))
+        for room in sorted(node.rooms):
+            info = node.rooms[room]
+            if room not in old_rooms or old_rooms[room].group != info.group:
+                if room in old_rooms:
+                    effects.append(LeaveGroup(old_rooms[room].group))
+                effects.append(JoinGroup(info.group))
+                effects.append(Deliver(RoomEntered(info)))
+            elif old_rooms[room].members != info.members:
+                effects.append(Deliver(MembersChanged(room, info.members)))
+        node._hold = HoldBack(node.name, msg.gsn, msg.rooms)
+        node._become(
+            ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
+        )
+        node._next_beat = node._now
+        if not node.welcomed_once:
+            node.welcomed_once = True
+            effects.append(Deliver(Ready(node.name, msg.leader_id, msg.leader_addr, msg.epoch)))
+        node._last_resend = node._now
+        rejoin, node._rejoin = node._rejoin, []
+        for room in rejoin:
+            if room not in node.rooms:
+                node._cmid += 1
+                node.pending[node._cmid] = Submit(
+                    node.client_id,
+                    node._cmid,
+                    JoinRoom(room),
+                    node.clock,
+                    node._now + node.config.wall_offset,
+                )
+                node._automatic.add(node._cmid)  # ours, not the user's: no Sent/OpFailed
+        for cmid in sorted(node.pending):
+            effects.append(Send(node.leader_addr, node.pending[cmid]))
+        early, node._early = node._early, []
+        for frame in early:
+            if frame.epoch == node.epoch:
+                self.on_frame(frame, effects)
+
+    def on_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
+        node = self.node
+        hold = node._hold
+        if hold is None or node.state is not ClientState.SERVING or frame.epoch != node.epoch:
+            if frame.epoch >= node.epoch and len(node._early) < 10_000:
+                node._early.append(frame)
+            return
+        if not hold.offer(frame):
+            return
+        while True:
+            ready = hold.next_ready(node._now)
+            if ready is None:
+                return
+            self.apply_frame(ready, effects)
+            if node._hold is not hold:
+                return
+
+    def apply_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
+        node = self.node
+        entry = frame.entry
+        body = entry.body
+        node.clock = node.clock.merge(entry.clock)
+        match body:
+            case Chat():
+                self.deliver_chat(entry, effects)
+            case UserOnline(name=name, addr=addr):
+                node.users[name] = UserInfo(name, addr, "online", entry.ts)
+                self.users_changed(effects)
+            case UserOffline(name=name, client_id=client_id, reason=reason):
+                if name == node.name:
+                    if node._logging_out and client_id == node.client_id:
+                        node._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                    else:
+                        # Our name went offline: the leader stopped hearing us (a one-way
+                        # link), or the log merged another session's logout of this name
+                        # (which takes the name's rooms along). Log in again; the Welcome
+                        # says which rooms we are in.
+                        node._resume(effects, f"the name {name} was logged out ({reason})")
+                    return
+                node.users.pop(name, None)
+                self.users_changed(effects)
+                for room in sorted(node.rooms):  # a user who leaves leaves every room
+                    info = node.rooms[room]
+                    if name in info.members:
+                        members = tuple(m for m in info.members if m != name)
+                        node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                        effects.append(Deliver(MembersChanged(room, members)))
+            case UserStatus(name=name, away=away):
+                user = node.users.get(name)
+                if user is not None:
+                    node.users[name] = UserInfo(
+                        name, user.addr, "away" if away else "online", entry.ts
+                    )
+                    self.users_changed(effects)
+            case RoomJoined(room=room, name=name):
+                if name == node.name and isinstance(frame, SessionFrame) and frame.room:
+                    node.rooms[room] = frame.room
+                    assert node._hold is not None
+                    node._hold.join(frame.room)
+                    effects.append(JoinGroup(frame.room.group))
+                    effects.append(Deliver(RoomEntered(frame.room)))
+                elif room in node.rooms:
+                    info = node.rooms[room]
+                    members = tuple(sorted({*info.members, name}))
+                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    effects.append(Deliver(MembersChanged(room, members)))
+            case RoomLeft(room=room, name=name):
+                known = node.rooms.get(room)
+                if known is None:
+                    return
+                info = known
+                if name == node.name:
+                    del node.rooms[room]
+                    assert node._hold is not None
+                    node._hold.leave(room)
+                    effects.append(LeaveGroup(info.group))
+                    effects.append(Deliver(RoomExited(room)))
+                else:
+                    members = tuple(m for m in info.members if m != name)
+                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    effects.append(Deliver(MembersChanged(room, members)))
+
+    def users_changed(self, effects: list[Effect]) -> None:
+        node = self.node
+        effects.append(Deliver(UsersChanged(tuple(node.users[n] for n in sorted(node.users)))))
+
+    def deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
+        node = self.node
+        node.clock = node.clock.merge(entry.clock)
+        if entry.id in node.delivered_ids:
+            return
+        if entry.origin is not None:
+            # The same resent message may have been recorded on both sides of a partition.
+            if entry.origin in node._delivered_origins:
+                return
+            node._delivered_origins.add(entry.origin)
+        node.delivered_ids.add(entry.id)
+        effects.append(Deliver(ChatDelivered(entry)))
