@@ -37,8 +37,6 @@ class ServerConfig:
     batch_max: int = 256  # entries per Append
     sync_chunk_bytes: int = 24_000  # payload budget of one SyncData / Replay frame
     wall_offset: float = 0.0  # added to ``now`` for entry timestamps (wall clock)
-    max_clients: int = 100_000
-    room_frame_buffer: int = 0  # reserved
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,8 @@ class LcrElection:
         self.participant = False
         self.deadline: float | None = None
         self.started_at: float | None = None
-        self.initiator = False
         self.hop: Hop | None = None
         self._forwarded: set[int] = set()
-        self.messages_sent = 0  # tokens sent in the current round
 
     # -- rounds ------------------------------------------------------------------
     def observe(self, term: int) -> bool:
@@ -55,10 +53,8 @@ class LcrElection:
             return False
         self.term = term
         self.participant = False
-        self.initiator = False
         self.hop = None
         self._forwarded = set()
-        self.messages_sent = 0
         self.deadline = None
         self.started_at = None
         return True
@@ -67,7 +63,6 @@ class LcrElection:
         """Start round ``term`` as an initiator; returns the candidate to send (us)."""
         self.observe(term)
         self.participant = True
-        self.initiator = True
         self.started_at = now
         self.deadline = now + timeout
         self._forwarded.add(self.my_id)
@@ -111,7 +106,6 @@ class LcrElection:
         self.hop = None
         self.deadline = None
         self.started_at = None
-        self.initiator = False
 
     # -- hops --------------------------------------------------------------------
     def send(
@@ -123,7 +117,6 @@ class LcrElection:
             self.hop = None
             return None
         self.hop = Hop(self.term, candidate, target, now + hop_timeout, set(skip))
-        self.messages_sent += 1
         return target
 
     def acked(self, term: int, candidate: int, src: int) -> None:
