@@ -90,6 +90,15 @@ class Cluster:
     )
     daemons: dict[int, Daemon] = field(default_factory=dict)
 
+    def load_config(self, **extra: Any) -> dict[str, Any]:
+        """What a load process needs to find this cluster, plus ``extra`` settings."""
+        return {
+            "discovery_port": self.discovery_port,
+            "multicast_base": self.multicast_base,
+            "multicast_port": self.multicast_port,
+            **extra,
+        }
+
     def net_options(self, multicast: bool = True, **extra: Any) -> NetOptions:
         """Options for an in-process client (or status probe) of this cluster."""
         return NetOptions(

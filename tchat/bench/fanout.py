@@ -45,14 +45,11 @@ async def fanout_tchat(
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
-        cfg = {
-            "discovery_port": cluster.discovery_port,
-            "multicast_base": cluster.multicast_base,
-            "multicast_port": cluster.multicast_port,
-            "unicast": unicast,
+        cfg = cluster.load_config(
+            unicast=unicast,
             # Few logins at a time: each one is pushed to every member already in.
-            "connect_parallel": connect_parallel,
-        }
+            connect_parallel=connect_parallel,
+        )
         group = LoadGroup("tchat", work, auto_workers(work.clients, workers), cfg, cluster.root)
         try:
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
@@ -72,11 +69,7 @@ async def fanout_tchat(
         "mode": "unicast" if unicast else "multicast",
         "loop": "asyncio" if stock_asyncio else "uvloop",
         "servers": servers,
-        "clients": work.clients,
-        "senders": work.senders,
-        "rate": work.rate,
-        "duration": work.duration,
-        "size": work.size,
+        **work.describe(),
         "load_processes": group.workers,
         "connect_s": round(connect_s, 2),
         **result,
@@ -104,11 +97,7 @@ async def fanout_irc(
         "bench": "fanout",
         "system": "ngircd",
         "mode": "tcp",
-        "clients": work.clients,
-        "senders": work.senders,
-        "rate": work.rate,
-        "duration": work.duration,
-        "size": work.size,
+        **work.describe(),
         "load_processes": group.workers,
         "connect_s": round(connect_s, 2),
         **result,

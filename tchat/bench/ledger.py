@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tchat.bench.stats import Latencies
 
@@ -40,6 +41,16 @@ class Workload:
     rate: float  # per sender, msg/s
     duration: float
     size: int
+
+    def describe(self) -> dict[str, Any]:
+        """The workload's parameters, as reported in every result."""
+        return {
+            "clients": self.clients,
+            "senders": self.senders,
+            "rate": self.rate,
+            "duration": self.duration,
+            "size": self.size,
+        }
 
     @property
     def total(self) -> int:

@@ -27,16 +27,13 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         pid = cluster.pid(leader)
         await asyncio.sleep(1.0)
         before = rss_bytes(pid)
-        cfg = {
-            "discovery_port": cluster.discovery_port,
-            "multicast_base": cluster.multicast_base,
-            "multicast_port": cluster.multicast_port,
-            "unicast": True,  # idle clients: no multicast probe or group sockets needed
-            "room": "",  # no room: registered and idle
+        cfg = cluster.load_config(
+            unicast=True,  # idle clients: no multicast probe or group sockets needed
+            room="",  # no room: registered and idle
             # Each login is pushed to every client already in: few at a time, or the
             # leader's loop stalls past the backups' leader timeout.
-            "connect_parallel": connect_parallel,
-        }
+            connect_parallel=connect_parallel,
+        )
         group = LoadGroup("tchat", Workload(clients, 0, 0.0, 0.0, 0), workers, cfg, cluster.root)
         began = time.monotonic()
         try:

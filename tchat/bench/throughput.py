@@ -33,11 +33,7 @@ async def throughput(
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
-        cfg = {
-            "discovery_port": cluster.discovery_port,
-            "multicast_base": cluster.multicast_base,
-            "multicast_port": cluster.multicast_port,
-        }
+        cfg = cluster.load_config()
         group = LoadGroup("tchat", work, workers, cfg, cluster.root)
         try:
             await group.start(connect_timeout=60)
