@@ -56,7 +56,6 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     origins: set[tuple[str, int]] = set()
     for e in entries:
         body = e.body
-        kind = type(body)
         if e.origin is not None:
             # One op sequenced on both sides of a partition: only its first copy counts here
             # (the copy itself is reported as an exactly-once violation).
@@ -64,27 +63,27 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if op in origins:
                 continue
             origins.add(op)
-        if kind is UserOnline:
+        if isinstance(body, UserOnline):
             # A second session under a name already online lost a merge clash: ignored.
             session.setdefault(body.name, (body.client_id, e))
-        elif kind is UserOffline:
+        elif isinstance(body, UserOffline):
             online = session.get(body.name)
             if online is not None and online[0] == body.client_id:
                 del session[body.name]
                 for names in members.values():
                     names.pop(body.name, None)
-        elif kind is RoomJoined:
+        elif isinstance(body, RoomJoined):
             if body.name in session:
                 members.setdefault(body.room, {}).setdefault(body.name, e)
-        elif kind is RoomLeft:
+        elif isinstance(body, RoomLeft):
             members.get(body.room, {}).pop(body.name, None)
-        elif kind is Chat:
+        elif isinstance(body, Chat):
             if body.room is not None:
                 room = members.get(body.room, {})
-                names = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
+                recipients = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
             else:
-                names = sorted({body.sender, body.to or ""})
-            for name in names:
+                recipients = sorted({body.sender, body.to or ""})
+            for name in recipients:
                 online = session.get(name)
                 if online is not None and online[0] in clients and _spans(online[1], e, ends):
                     expected.setdefault(online[0], []).append(e.id)
@@ -98,20 +97,19 @@ def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
     open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
     for e in entries:
         body = e.body
-        kind = type(body)
-        if kind is UserOnline:
+        if isinstance(body, UserOnline):
             open_logins.setdefault(body.name, e)
-        elif kind is UserOffline:
+        elif isinstance(body, UserOffline):
             login = open_logins.get(body.name)
             if login is not None and login.body.client_id == body.client_id:  # type: ignore[attr-defined]
                 ends[login.id] = e
                 del open_logins[body.name]
                 for key in [k for k in open_joins if k[1] == body.name]:
                     ends[open_joins.pop(key).id] = e
-        elif kind is RoomJoined:
+        elif isinstance(body, RoomJoined):
             if body.name in open_logins:
                 open_joins.setdefault((body.room, body.name), e)
-        elif kind is RoomLeft:
+        elif isinstance(body, RoomLeft):
             join = open_joins.pop((body.room, body.name), None)
             if join is not None:
                 ends[join.id] = e

@@ -21,8 +21,8 @@ def fingerprint(world: World) -> str:
         node = slot.node
         ids = [e.id for e in node.log.entries()]
         dump["servers"].append([sid, node.role.name, str(node.epoch), ids])
-    for cid, slot in sorted(world.clients.items()):
-        dump["clients"].append([cid, [e.id for e in slot.delivered]])
+    for cid, client in sorted(world.clients.items()):
+        dump["clients"].append([cid, [e.id for e in client.delivered]])
     text = json.dumps(dump, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

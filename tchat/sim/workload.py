@@ -87,7 +87,7 @@ class Workload:
             op = self._pick_op(client.node)
             if op == "history":
                 self._history(client)
-            elif op is not None:
+            elif isinstance(op, Operation):
                 if isinstance(op, Logout):
                     client.logged_out = True
                     world.after(rng.uniform(0.2, 1.5), self.login)

@@ -313,14 +313,14 @@ class World:
         self._apply(slot, effects)
         if slot.alive:
             self._schedule_timer(slot)
-            if slot.kind == "server":
+            if isinstance(slot, ServerSlot):
                 self.checker.after_server_step(slot)
 
     def _deliver(self, dst: str, incarnation: int, src: str, message: Message) -> None:
         slot = self._by_addr.get(dst)
         if slot is None or not slot.alive or slot.incarnation != incarnation:
             return  # in flight to a node that crashed: lost
-        if slot.kind == "server" and slot.paused_until > self.now:
+        if isinstance(slot, ServerSlot) and slot.paused_until > self.now:
             # Paused: the frame waits in the socket buffer, in arrival order.
             self._push(slot.paused_until, _DELIVER, (dst, incarnation, src, message))
             return
@@ -329,7 +329,7 @@ class World:
         if self.intercept is not None and self.intercept(src, dst, message):
             return
         self.trace.append((self.now, src, dst, "", message))
-        if type(message) is Election:
+        if isinstance(message, Election):
             self.checker.on_election_received(slot, message)
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
 
@@ -338,7 +338,7 @@ class World:
             return
         if slot.timer_at == self.now:
             slot.timer_at = INF
-        if slot.kind == "server" and slot.paused_until > self.now:
+        if isinstance(slot, ServerSlot) and slot.paused_until > self.now:
             if slot.paused_until < slot.timer_at:
                 slot.timer_at = slot.paused_until
                 self._push(slot.paused_until, _TICK, (slot, slot.incarnation))
@@ -371,37 +371,36 @@ class World:
     def _apply(self, slot: Slot, effects: list[Effect]) -> None:
         src = slot.addr
         for effect in effects:
-            kind = type(effect)
-            if kind is Send:
+            if isinstance(effect, Send):
                 self._send(src, effect.addr, effect.message, slot)
-            elif kind is Multicast:
+            elif isinstance(effect, Multicast):
                 message = effect.message
                 for member in self.net.members(effect.group):
                     self._send(src, member, message, slot, multicast=True)
-            elif kind is Broadcast:
+            elif isinstance(effect, Broadcast):
                 message = effect.message
                 for addr, other in list(self._by_addr.items()):
                     if addr != src and other.alive:
                         self._send(src, addr, message, slot)
-            elif kind is Persist:
-                if slot.kind != "server":
+            elif isinstance(effect, Persist):
+                if not isinstance(slot, ServerSlot):
                     raise Violation("bad-effect", f"{slot.label} (a client) asked to Persist")
                 slot.durable.apply(effect)
                 ids = slot.durable_ids
                 for entry in effect.entries:
                     ids.add(entry.id)
-            elif kind is Deliver:
+            elif isinstance(effect, Deliver):
                 self.checker.on_client_event(slot, effect.event)
-            elif kind is JoinGroup:
+            elif isinstance(effect, JoinGroup):
                 self.net.join(src, effect.group)
-            elif kind is LeaveGroup:
+            elif isinstance(effect, LeaveGroup):
                 self.net.leave(src, effect.group)
-            elif kind is LeaderChanged:
+            elif isinstance(effect, LeaderChanged):
                 self.trace.append((self.now, src, "", "leader-changed", effect))
-            elif kind is LogEvent:
+            elif isinstance(effect, LogEvent):
                 if effect.kind in ("election", "leader", "error", "warning"):
                     self.trace.append((self.now, src, "", "log", effect))
-            elif kind is Stopped:
+            elif isinstance(effect, Stopped):
                 self.trace.append((self.now, src, "", "stopped", effect))
             else:
                 raise Violation("bad-effect", f"{slot.label} returned {effect!r}")
@@ -409,20 +408,19 @@ class World:
     def _send(
         self, src: str, dst: str, message: Message, sender: Slot, multicast: bool = False
     ) -> None:
-        kind = type(message)
-        if kind is Election and not multicast:
+        if isinstance(message, Election) and not multicast:
             self.checker.on_election_send(sender, message)
-        elif kind is Ack:
+        elif isinstance(message, Ack):
             self.checker.on_ack_sent(sender, message)
         target = self._by_addr.get(dst)
         if target is None or not target.alive:
             return  # nobody there: a hop to a dead neighbour is part of the LCR bound
         if not self.net.reachable(src, dst):
-            if kind is Election or kind is ElectionAck:
+            if isinstance(message, (Election, ElectionAck)):
                 self.checker.taint_election(message.term)
             return
         times = self.net.arrivals(src, dst, self.now, multicast)
-        if len(times) != 1 and (kind is Election or kind is ElectionAck):
+        if len(times) != 1 and isinstance(message, (Election, ElectionAck)):
             self.checker.taint_election(message.term)
         payload = (dst, target.incarnation, src, message)
         for at in times:
