@@ -398,6 +398,10 @@ class World:
             elif isinstance(effect, LeaderChanged):
                 self.trace.append((self.now, src, "", "leader-changed", effect))
             elif isinstance(effect, LogEvent):
+                if effect.kind == "hop-skipped" and isinstance(slot, ServerSlot):
+                    # A hop that timed out (a delay spike, a pause) was resent elsewhere: the
+                    # LCR bound assumes timely hops, so the round no longer counts as clean.
+                    self.checker.taint_election(slot.node.election.term)
                 if effect.kind in ("election", "leader", "error", "warning"):
                     self.trace.append((self.now, src, "", "log", effect))
             elif isinstance(effect, Stopped):
