@@ -338,9 +338,9 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def status(self, wait: float = 0.5, host: str | None = None) -> dict[str, Any] | None:
-        """``tchat status --json``; None when nothing answered."""
-        argv = [
+    def status_argv(self, wait: float, host: str | None = None) -> list[str]:
+        """The ``tchat status --json`` command line for this cluster."""
+        return [
             sys.executable,
             "-m",
             "tchat",
@@ -350,6 +350,10 @@ class Cluster:
             str(wait),
             *self.net_args(host),
         ]
+
+    def status(self, wait: float = 0.5, host: str | None = None) -> dict[str, Any] | None:
+        """``tchat status --json``; None when nothing answered."""
+        argv = self.status_argv(wait, host)
         done = subprocess.run(
             argv, capture_output=True, text=True, env=self.env, cwd=REPO, timeout=wait + 10
         )

@@ -241,16 +241,7 @@ class TchatLan:
 
     def status(self, label: str) -> dict[str, Any] | None:
         """`tchat status --json` run on host label: what that host's side of the LAN says."""
-        argv = [
-            sys.executable,
-            "-m",
-            "tchat",
-            "status",
-            "--json",
-            "--wait",
-            "0.4",
-            *self.cluster.net_args(self.lan.hosts[label].addr),
-        ]
+        argv = self.cluster.status_argv(0.4, self.lan.hosts[label].addr)
         done = subprocess.run(
             self.lan.command(label, argv),
             capture_output=True,

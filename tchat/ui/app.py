@@ -29,6 +29,7 @@ class ThemedApp(App[int]):
     """Registers tchat's themes and remembers the user's choice in the config file."""
 
     ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
     def __init__(self, *, theme: str | None, config: Path | None, save: bool = True) -> None:
         super().__init__()
@@ -77,7 +78,6 @@ class ClientApp(ThemedApp):
 
     CSS_PATH = "tchat.tcss"
     TITLE = "tchat"
-    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
     def __init__(
         self,
@@ -165,7 +165,6 @@ class DashboardApp(ThemedApp):
 
     CSS_PATH = "dashboard.tcss"
     TITLE = "tchat server"
-    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
     def __init__(
         self,
