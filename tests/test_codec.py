@@ -194,7 +194,11 @@ BAD_FRAMES: list[tuple[str, bytes, type[RemoteProtocolError]]] = [
     ("header only", bytes((PROTOCOL_VERSION, 0)), TruncatedFrame),
     ("cut body", raw_frame(tag(Discover), "a:1", "client", 7, 0)[:-3], TruncatedFrame),
     ("version 0", raw_frame(tag(Discover), "a:1", "client", 7, 0, version=0), UnknownVersion),
-    ("version 2", raw_frame(tag(Discover), "a:1", "client", 7, 0, version=2), UnknownVersion),
+    (
+        "next version",
+        raw_frame(tag(Discover), "a:1", "client", 7, 0, version=PROTOCOL_VERSION + 1),
+        UnknownVersion,
+    ),
     ("unknown flag", raw_frame(tag(Discover), "a:1", "client", 7, 0, flags=2), MalformedFrame),
     ("trailing", raw_frame(tag(Discover), "a:1", "client", 7, 0) + b"\x00", MalformedFrame),
     (

@@ -9,7 +9,16 @@ from core_bus import Bus
 
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
-from tchat.core.messages import Election, JoinRoom, LeaveRoom, Logout, SendChat
+from tchat.core.messages import (
+    Election,
+    JoinRoom,
+    LeaveRoom,
+    LobbyFrame,
+    Logout,
+    SendChat,
+    SessionFrame,
+    UserOnline,
+)
 from tchat.core.server import ServerNode, ServerRole
 
 
@@ -85,6 +94,34 @@ def test_registration_pushes_the_user_list_to_everyone() -> None:
         assert sorted(server.state.users) == ["alice", "bob", "carol"]
 
 
+def test_a_login_storm_reaches_every_client_in_a_few_lobby_frames() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0].config.addr
+    first = serving(bus, "a", "b")
+    first.append(bus.add_client("uni", multicast=False))  # gets the lobby over its session
+    bus.run_until(lambda: first[-1].state is ClientState.SERVING, 5)
+    sent_before = len(bus.sent)
+    names = [f"u{i:02d}" for i in range(40)]
+    clients = first + [bus.add_client(name) for name in names]
+    everyone = sorted([*names, "a", "b", "uni"])
+    bus.run_until(lambda: all(sorted(c.users) == everyone for c in clients), 5)
+
+    from_leader = [(dst, m) for src, dst, m in bus.sent[sent_before:] if src == leader]
+    lobby = {m.gsn: m for _, m in from_leader if isinstance(m, LobbyFrame)}
+    logins = [e for m in lobby.values() for e in m.entries if isinstance(e.body, UserOnline)]
+    login_names = [e.body.name for e in logins]  # type: ignore[attr-defined]
+    assert set(names) <= set(login_names) and len(login_names) == len(set(login_names))
+    # Batched: far fewer frames than logins, and no per-client frame for any of them.
+    assert len(lobby) <= len(names) // 4, len(lobby)
+    assert not [m for _, m in from_leader if isinstance(m, SessionFrame)]
+    to_uni = {
+        m.gsn
+        for dst, m in from_leader
+        if dst == first[-1].config.addr and isinstance(m, LobbyFrame)
+    }
+    assert set(lobby) <= to_uni
+
+
 def test_taken_and_invalid_names_are_refused_with_a_reason() -> None:
     bus, _ = cluster()
     serving(bus, "alice")
@@ -112,7 +149,14 @@ def test_room_and_private_messages_arrive_once_in_one_order() -> None:
         bus.submit(alice, SendChat("lobby", None, f"a{i}", False))
         bus.submit(bob, SendChat("lobby", None, f"b{i}", False))
         bus.submit(carol, SendChat(None, "alice", f"c{i}", False))
-    bus.run_until(lambda: len(chats(bus, bob)) == 20 and len(chats(bus, alice)) == 30, 3)
+    bus.run_until(
+        lambda: (
+            len(chats(bus, bob)) == 20
+            and len(chats(bus, alice)) == 30
+            and len(chats(bus, carol)) == 30
+        ),  # the room's 20 and its own 10 private
+        3,
+    )
     room_order = [t for t in chats(bus, alice) if t[0] in "ab"]
     assert room_order == chats(bus, bob)
     assert [t for t in chats(bus, carol) if t[0] in "ab"] == room_order

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from tchat.core import codec
-from tchat.core.messages import MESSAGE_TYPES, NO_EPOCH, Heartbeat, StatusRequest
+from tchat.core.messages import MESSAGE_TYPES, NO_EPOCH, PROTOCOL_VERSION, Heartbeat, StatusRequest
 from tests.cluster_harness import Client, Cluster, Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -205,13 +205,16 @@ def test_full_cluster_restart_keeps_history(tmp_path: Path) -> None:
         assert [m["text"] for m in history["messages"]] == [f"kept {i}" for i in range(3)]
 
 
+HEAD = bytes((PROTOCOL_VERSION, 0))  # a frame's header: version, no flags
+
+
 def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path) -> None:
     with Cluster(tmp_path, key="sekrit") as cluster:
         (daemon,) = start_daemons(cluster, [5])
         host, port = daemon.addr.split(":")
         beat = Heartbeat(src=9, addr="127.0.0.1:1", epoch=NO_EPOCH, seq=0, servers=())
         tcp_cases = [
-            codec.frame(b"\x01\x00\xc1junk"),  # malformed msgpack
+            codec.frame(HEAD + b"\xc1junk"),  # malformed msgpack
             struct.pack(">I", 50_000_000),  # oversized length prefix
             codec.frame(codec.encode(beat)),  # a server message without the cluster key
         ]
@@ -226,12 +229,12 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
         broadcast = ("127.255.255.255", cluster.discovery_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            udp.sendto(b"\x01", (host, int(port)))  # truncated
+            udp.sendto(HEAD[:1], (host, int(port)))  # truncated
             udp.sendto(forged, (host, int(port)))
-            udp.sendto(b"\x01\x00" + msgpack.packb([tag, 12, 1]), (host, int(port)))
+            udp.sendto(HEAD + msgpack.packb([tag, 12, 1]), (host, int(port)))
             udp.sendto(b"\x09" + request[1:], broadcast)  # unknown version
             udp.sendto(request[:-3], broadcast)  # truncated
-            udp.sendto(b"\x01\x00" + msgpack.packb([9999, 1]), broadcast)
+            udp.sendto(HEAD + msgpack.packb([9999, 1]), broadcast)
         expected = {
             "malformed": 1,
             "oversized": 1,

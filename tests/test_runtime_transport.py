@@ -17,6 +17,7 @@ from tchat.core import codec
 from tchat.core.effects import Persist, Send
 from tchat.core.messages import (
     NO_EPOCH,
+    PROTOCOL_VERSION,
     Heartbeat,
     SendChat,
     StatusRequest,
@@ -99,13 +100,16 @@ async def test_hello_maps_session_to_sender_and_replies_reuse_it() -> None:
         assert not a.inbound, "the reply must come over the session a opened"
 
 
+HEAD = bytes((PROTOCOL_VERSION, 0))  # a frame's header: version, no flags
+
+
 @on_uvloop
 async def test_garbage_and_oversized_tcp_frames_are_counted_and_disconnected() -> None:
     async with pair() as (a, _inbox_a, b, inbox_b):
         host, port = b.addr.split(":")
         for payload, reason in (
             (codec.frame(b"\x07rubbish"), "unknown-version"),
-            (codec.frame(b"\x01\x00\xc1\xc1"), "malformed"),
+            (codec.frame(HEAD + b"\xc1\xc1"), "malformed"),
             (struct.pack(">I", 10_000_000) + b"x", "oversized"),
         ):
             reader, writer = await asyncio.open_connection(host, int(port))
@@ -123,8 +127,8 @@ async def test_udp_garbage_is_counted_and_good_datagrams_still_arrive() -> None:
     async with pair() as (a, _inbox_a, b, inbox_b):
         host, port = b.addr.split(":")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(b"\x01", (host, int(port)))
-            sock.sendto(b"\x01\x00" + b"\x92\x05", (host, int(port)))
+            sock.sendto(HEAD[:1], (host, int(port)))
+            sock.sendto(HEAD + b"\x92\x05", (host, int(port)))
         a.send_datagram(host, int(port), StatusRequest(addr=a.addr, nonce=9))
         items = await inbox_b.wait(1)
         assert items[0] == (StatusRequest(addr=a.addr, nonce=9), a.addr)

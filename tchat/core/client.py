@@ -7,7 +7,7 @@ import random
 
 from tchat.core.client_states import _TRANSITIONS, ClientState
 from tchat.core.config import ClientConfig
-from tchat.core.delivery import HoldBack
+from tchat.core.delivery import Frame, HoldBack
 from tchat.core.effects import (
     Broadcast,
     ConnectionChanged,
@@ -39,6 +39,7 @@ from tchat.core.messages import (
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
+    LobbyFrame,
     Logout,
     Message,
     NameClash,
@@ -93,7 +94,8 @@ class ClientNode:
         self._cmid = 0
         self._request = 0
         self._hold: HoldBack | None = None
-        self._early: list[SessionFrame | RoomFrame] = []  # frames of the epoch before Welcome
+        self._early: list[Frame] = []  # frames of the epoch before its Welcome
+        self.lobby_group = ""  # the lobby's multicast group, once welcomed
         self._rejoin: list[str] = []
         self._wanted_rooms: set[str] = set()  # rooms we joined and did not leave
         self._directory: dict[int, list[RoomSummary]] = {}  # room directory answers
@@ -343,7 +345,7 @@ class ClientNode:
             case Welcome():
                 self.inbox.parts(message.epoch, message.token).welcome = message
                 self.inbox.try_welcome(effects)
-            case SessionFrame() | RoomFrame():
+            case SessionFrame() | RoomFrame() | LobbyFrame():
                 self.inbox.on_frame(message, effects)
             case Ack():
                 submitted = self.pending.pop(message.cmid, None)

@@ -1,13 +1,14 @@
-"""Client-side hold-back queue: reassembles one epoch's session and room channels into a
-single gap-free stream delivered in gsn order (which extends happened-before)."""
+"""Client-side hold-back queue: reassembles one epoch's session, room and lobby channels
+into a single gap-free stream delivered in gsn order (which extends happened-before)."""
 
 from __future__ import annotations
 
 import heapq
 
-from tchat.core.messages import RoomFrame, RoomInfo, SessionFrame
+from tchat.core.messages import LobbyFrame, RoomFrame, RoomInfo, SessionFrame
 
-Frame = SessionFrame | RoomFrame
+Frame = SessionFrame | RoomFrame | LobbyFrame
+ChannelFrame = RoomFrame | LobbyFrame  # frames of a group channel: they have .room
 
 
 class HoldBack:
@@ -17,8 +18,9 @@ class HoldBack:
     below it has been delivered. A frame may go out when its channel predecessor has
     gone out and the frame proves that nothing of ours from another channel lies
     between: a session frame names the latest room frame we got since its ``prev``;
-    a room frame names the members that got session frames and the neighbouring rooms
-    that got frames since its ``prev``.
+    a room (or lobby) frame names the members that got session frames and the
+    neighbouring rooms that got frames since its ``prev``. The lobby is a room every
+    client is in, so it is in ``room_end`` from the Welcome on.
     """
 
     def __init__(self, me: str, start: int, rooms: tuple[RoomInfo, ...]) -> None:
@@ -58,11 +60,11 @@ class HoldBack:
             return None
         gsn = None
         lowest = pending[order[0]]
-        if not (isinstance(lowest, RoomFrame) and lowest.room not in self.room_end):
+        if isinstance(lowest, SessionFrame) or lowest.room in self.room_end:
             gsn = order[0]  # the common case: no full scan while frames wait for a gap
         for candidate in () if gsn is not None else sorted(pending):
             held = pending[candidate]
-            if isinstance(held, RoomFrame) and held.room not in self.room_end:
+            if not isinstance(held, SessionFrame) and held.room not in self.room_end:
                 continue  # not ours, unless an earlier frame makes us join that room
             gsn = candidate
             break
@@ -91,7 +93,7 @@ class HoldBack:
             return frame.prev == self.session_end and frame.other <= self.last
         if frame.prev != self.room_end.get(frame.room):
             return False
-        need = frame.other_all
+        need = frame.other_all if isinstance(frame, RoomFrame) else 0
         for touch in frame.touched:
             if touch.name == self.me:
                 need = max(need, touch.gsn)

@@ -97,7 +97,7 @@ class ClientDesk:
             session.reported_clock = session.reported_clock.merge(msg.cursor)
             session.resume_cursor = msg.cursor
         if holder is not None:  # a resume: the user is online already
-            return self.welcome(session, msg.cursor)
+            return self.welcome(session, msg.cursor, now)
         pending = next(
             (
                 p
@@ -111,7 +111,7 @@ class ClientDesk:
         _, effects = lead.sequence(UserOnline(msg.name, addr, msg.client_id), now)
         return effects
 
-    def welcome(self, session: Session, cursor: VectorClock | None) -> list[Effect]:
+    def welcome(self, session: Session, cursor: VectorClock | None, now: float) -> list[Effect]:
         lead = self.lead
         node = lead.node
         if cursor is None:
@@ -138,7 +138,7 @@ class ClientDesk:
             chunk, _ = node.chunk(iter(relevant))
             relevant = relevant[len(chunk) :]
             effects.append(Send(session.addr, Replay(lead.epoch, token, chunk)))
-        gsn, rooms = lead.streams.activate(session)
+        gsn, rooms, lobby = lead.streams.activate(session, now)
         welcome = Welcome(
             lead.epoch,
             node.server_id,
@@ -146,6 +146,7 @@ class ClientDesk:
             session.name,
             gsn,
             rooms,
+            lobby,
             node.servers,
             token,
             len(users),

@@ -85,6 +85,8 @@ class ClusterState:
         self._base = int(ipaddress.IPv4Address(multicast_base))
         self._count = multicast_count
         self._port = multicast_port
+        # The lobby (user-list changes, every client) has the address right after the rooms'.
+        self.lobby_group = f"{ipaddress.IPv4Address(self._base + self._count)}:{self._port}"
         self.servers: dict[int, str] = {}
         self.users: dict[str, UserRecord] = {}
         self.accounts: set[str] = set()

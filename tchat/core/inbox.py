@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tchat.core.client_states import ClientState
-from tchat.core.delivery import HoldBack
+from tchat.core.delivery import Frame, HoldBack
 from tchat.core.effects import (
     ChatDelivered,
     Deliver,
@@ -26,7 +26,7 @@ from tchat.core.messages import (
     Entry,
     Epoch,
     JoinRoom,
-    RoomFrame,
+    LobbyFrame,
     RoomInfo,
     RoomJoined,
     RoomLeft,
@@ -115,7 +115,12 @@ class Inbox:
                 effects.append(Deliver(RoomEntered(info)))
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
-        node._hold = HoldBack(node.name, msg.gsn, msg.rooms)
+        if node.lobby_group != msg.lobby.group:
+            if node.lobby_group:
+                effects.append(LeaveGroup(node.lobby_group))
+            node.lobby_group = msg.lobby.group
+            effects.append(JoinGroup(msg.lobby.group))
+        node._hold = HoldBack(node.name, msg.gsn, (*msg.rooms, msg.lobby))
         node._become(
             ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
         )
@@ -143,7 +148,7 @@ class Inbox:
             if frame.epoch == node.epoch:
                 self.on_frame(frame, effects)
 
-    def on_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
+    def on_frame(self, frame: Frame, effects: list[Effect]) -> None:
         node = self.node
         hold = node._hold
         if hold is None or node.state is not ClientState.SERVING or frame.epoch != node.epoch:
@@ -160,43 +165,25 @@ class Inbox:
             if node._hold is not hold:
                 return
 
-    def apply_frame(self, frame: SessionFrame | RoomFrame, effects: list[Effect]) -> None:
+    def apply_frame(self, frame: Frame, effects: list[Effect]) -> None:
         node = self.node
+        if isinstance(frame, LobbyFrame):
+            hold = node._hold
+            changed = False
+            for entry in frame.entries:
+                node.clock = node.clock.merge(entry.clock)
+                changed = self.apply_user_change(entry, effects) or changed
+                if node._hold is not hold:  # our own logout: we resume or close
+                    break
+            if changed:  # one event per frame: a login storm is not a storm of redraws
+                self.users_changed(effects)
+            return
         entry = frame.entry
         body = entry.body
         node.clock = node.clock.merge(entry.clock)
         match body:
             case Chat():
                 self.deliver_chat(entry, effects)
-            case UserOnline(name=name, addr=addr):
-                node.users[name] = UserInfo(name, addr, "online", entry.ts)
-                self.users_changed(effects)
-            case UserOffline(name=name, client_id=client_id, reason=reason):
-                if name == node.name:
-                    if node._logging_out and client_id == node.client_id:
-                        node._become(ClientState.CLOSED, "logged-out", effects, "logged out")
-                    else:
-                        # Our name went offline: the leader stopped hearing us (a one-way
-                        # link), or the log merged another session's logout of this name
-                        # (which takes the name's rooms along). Log in again; the Welcome
-                        # says which rooms we are in.
-                        node._resume(effects, f"the name {name} was logged out ({reason})")
-                    return
-                node.users.pop(name, None)
-                self.users_changed(effects)
-                for room in sorted(node.rooms):  # a user who leaves leaves every room
-                    info = node.rooms[room]
-                    if name in info.members:
-                        members = tuple(m for m in info.members if m != name)
-                        node.rooms[room] = RoomInfo(room, info.group, members, info.head)
-                        effects.append(Deliver(MembersChanged(room, members)))
-            case UserStatus(name=name, away=away):
-                user = node.users.get(name)
-                if user is not None:
-                    node.users[name] = UserInfo(
-                        name, user.addr, "away" if away else "online", entry.ts
-                    )
-                    self.users_changed(effects)
             case RoomJoined(room=room, name=name):
                 if name == node.name and isinstance(frame, SessionFrame) and frame.room:
                     node.rooms[room] = frame.room
@@ -224,6 +211,41 @@ class Inbox:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                     effects.append(Deliver(MembersChanged(room, members)))
+
+    def apply_user_change(self, entry: Entry, effects: list[Effect]) -> bool:
+        """One lobby entry; True if the user list changed (the caller says so once)."""
+        node = self.node
+        match entry.body:
+            case UserOnline(name=name, addr=addr):
+                node.users[name] = UserInfo(name, addr, "online", entry.ts)
+                return True
+            case UserOffline(name=name, client_id=client_id, reason=reason):
+                if name == node.name:
+                    if node._logging_out and client_id == node.client_id:
+                        node._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                    else:
+                        # Our name went offline: the leader stopped hearing us (a one-way
+                        # link), or the log merged another session's logout of this name
+                        # (which takes the name's rooms along). Log in again; the Welcome
+                        # says which rooms we are in.
+                        node._resume(effects, f"the name {name} was logged out ({reason})")
+                    return False
+                node.users.pop(name, None)
+                for room in sorted(node.rooms):  # a user who leaves leaves every room
+                    info = node.rooms[room]
+                    if name in info.members:
+                        members = tuple(m for m in info.members if m != name)
+                        node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                        effects.append(Deliver(MembersChanged(room, members)))
+                return True
+            case UserStatus(name=name, away=away):
+                user = node.users.get(name)
+                if user is not None:
+                    node.users[name] = UserInfo(
+                        name, user.addr, "away" if away else "online", entry.ts
+                    )
+                    return True
+        return False
 
     def users_changed(self, effects: list[Effect]) -> None:
         node = self.node

@@ -179,7 +179,7 @@ class Leadership:
             # truth every replica agrees on, so the streams restart from it and every
             # client resumes (catching up on what the merge brought it).
             self.resync_needed = False
-            self.streams.reset_view(self._committed_view())
+            effects.extend(self.streams.reset_view(self._committed_view(), now))
             effects.extend(self.desk.resync_all("the log merged entries from another partition"))
         self._trim_batches()
         return effects
@@ -211,7 +211,7 @@ class Leadership:
             session = self.streams.sessions.get(body.client_id)
             if session is not None and not session.active:
                 cursor = session.resume_cursor
-                return self.desk.welcome(session, cursor)
+                return self.desk.welcome(session, cursor, now)
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)
             if session is not None and session.name == body.name:
@@ -365,15 +365,20 @@ class Leadership:
             for message, addr in waiting:
                 effects.extend(self.desk.on_register(message, addr, now))
             effects.extend(self.advance(now))
+        due = self.streams.lobby_due
+        if due is not None and now >= due:
+            effects.extend(self.streams.flush_lobby(now))
         if now >= self.last_client_beat + timing.client_heartbeat_interval:
             self.last_client_beat = now
-            effects.extend(self.streams.heartbeats(node.server_id))
+            effects.extend(self.streams.heartbeats(node.server_id, now))
             effects.extend(self.desk.expire_clients(now))
         return effects
 
     def next_deadline(self) -> float:
         timing = self.node.config.timing
         times = [self.next_retry, self.last_client_beat + timing.client_heartbeat_interval]
+        if self.streams.lobby_due is not None:
+            times.append(self.streams.lobby_due)
         if not self.serving:
             times.append(self.serve_deadline)
         return min(times)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the lobby channel (LobbyFrame, Welcome.lobby)
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -93,6 +93,9 @@ class RoomSummary:
 
 ROOM_SUMMARY_MEMBERS = 50
 ROOMS_PER_REPLY = 100
+# The lobby: the channel every client is in, carrying user-list changes (DESIGN's "system
+# room"). Its name has a space, which no room name may have, so it never clashes with one.
+LOBBY = " lobby"
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +482,7 @@ class Welcome(Message):
     name: str
     gsn: int
     rooms: tuple[RoomInfo, ...]
+    lobby: RoomInfo  # the lobby channel (user-list changes): its group and chain start
     servers: tuple[ServerInfo, ...]
     token: int  # ties the UserList and Replay chunks sent just before to this Welcome
     user_count: int
@@ -529,6 +533,24 @@ class RoomFrame(Message):
     touched: tuple[Touch, ...]  # members with session entries in (prev, gsn), and the latest
     rooms_touched: tuple[Touch, ...]  # rooms sharing members with frames in (prev, gsn), latest
     entry: Entry
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class LobbyFrame(Message):
+    """User-list entries (logins, logouts, away) for every client, batched: one multicast
+    datagram to the lobby group (or the same frame over the sessions of unicast clients).
+
+    The entries hold the consecutive gsns ``gsn - len(entries) + 1 .. gsn``; nothing of any
+    other channel lies between them. An empty frame only carries ordering (see stream.py)."""
+
+    epoch: Epoch
+    gsn: int  # gsn of the last entry (of the frame itself when it has none)
+    prev: int  # gsn of the lobby's previous frame
+    touched: tuple[Touch, ...]  # clients with session frames in (prev, first entry), latest
+    rooms_touched: tuple[Touch, ...]  # rooms with frames in (prev, first entry), latest
+    entries: tuple[Entry, ...]
+    room: ClassVar[str] = LOBBY  # the channel's name in hold-back queues and heartbeats
     from_server: ClassVar[bool] = True
 
 
@@ -668,6 +690,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Resync,
     RoomsRequest,
     RoomsReply,
+    LobbyFrame,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

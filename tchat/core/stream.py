@@ -1,10 +1,15 @@
 """The leader's delivery streams to clients: one global sequence (gsn) per epoch, split
-into channels — each client's session and each room's multicast group.
+into channels — each client's session, each room's multicast group and the lobby (the
+group every client is in, for user-list changes).
 
 A client delivers its frames in gsn order. Every frame names its channel predecessor
 (``prev``) and which *other* channels the receiver may have frames in between, so a
 client knows when nothing earlier can still arrive for it without the leader sending
 anything per member on the room path: a room message costs one multicast datagram.
+
+User-list changes (logins, logouts, away) wait up to ``LOBBY_DELAY`` to share one lobby
+frame, so a storm of logins costs one datagram per batch, not one frame per client per
+login. Nothing overtakes a held change: publishing anything else sends the batch first.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from dataclasses import dataclass
 from tchat.core.effects import Effect, Multicast, Send
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
+    LOBBY,
     Chat,
     ClientHeartbeat,
     Entry,
     Epoch,
+    LobbyFrame,
     RoomFrame,
     RoomInfo,
     RoomJoined,
@@ -31,6 +38,9 @@ from tchat.core.messages import (
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 FRESH_JOIN_GRACE = 1.0  # seconds a new member also gets its room over the session
+LOBBY_DELAY = 0.05  # seconds a user-list change may wait for others to share its frame
+LOBBY_BATCH = 64  # entries per lobby frame at most (a frame stays one datagram)
+LOBBY_TOUCH_CAP = 1000  # ordering touches a lobby frame may carry: past it one goes out
 
 
 @dataclass(slots=True)
@@ -64,27 +74,32 @@ class ClientStreams:
         self.room_last: dict[str, int] = {}
         self._touched: dict[str, dict[str, int]] = {}  # room -> member -> gsn
         self._all_last: dict[str, int] = {}  # room -> last session entry sent to all members
-        self._broadcast_last = 0
+        self._lobby: list[Entry] = []  # user-list changes waiting for the next lobby frame
+        self.lobby_due: float | None = None  # when they must go out
+        self._lobby_rooms: set[str] = set()  # rooms with frames since the last lobby frame
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
         # room -> member -> time until which a new multicast member also gets it by session
         # (it may not have joined the group yet when the first frames go out)
         self._fresh: dict[str, dict[str, float]] = {}
 
-    def reset_view(self, view: ClusterState) -> None:
+    def reset_view(self, view: ClusterState, now: float) -> list[Effect]:
         """Restart every channel from ``view`` (after a merge, before clients resume).
 
         Every room's chain restarts at a gsn that no frame carries, so a client still
         holding the old stream (its Resync lost) sees a gap on the next multicast frame and
         resumes, instead of chaining new frames onto a cursor that skipped the merge."""
+        effects = self.flush_lobby(now)  # held changes were published before the merge
         self.view = view
         self._neighbours.clear()
         self._room_targets.clear()
         self._touched.clear()
         self._all_last.clear()
+        self._lobby_rooms.clear()
         self.gsn += 1
-        for room in view.rooms:
+        for room in (*view.rooms, LOBBY):
             self.room_last[room] = self.gsn
+        return effects
 
     # -- sessions --------------------------------------------------------------
     def attach(self, session: Session) -> None:
@@ -102,15 +117,22 @@ class ClientStreams:
             del self.by_name[session.name]
         return session
 
-    def activate(self, session: Session) -> tuple[int, tuple[RoomInfo, ...]]:
-        """Start ``session``'s stream now: returns the gsn it starts after and its rooms."""
+    def activate(
+        self, session: Session, now: float
+    ) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
+        """Start ``session``'s stream now: returns the gsn it starts after, its rooms and
+        the lobby. Held user-list changes are already in the user list it is sent, so its
+        lobby chain starts after them: the frame carrying them is old news to it."""
         session.active = True
         session.session_last = self.gsn
         self._room_targets.clear()
+        if session.multicast:  # it may not be in the lobby group before the next frames
+            self._fresh.setdefault(LOBBY, {})[session.name] = now + FRESH_JOIN_GRACE
         rooms = tuple(
             self.room_info(room) for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
-        return self.gsn, rooms
+        lobby_head = self.gsn if self._lobby else self.room_last.get(LOBBY, 0)
+        return self.gsn, rooms, RoomInfo(LOBBY, self.view.lobby_group, (), lobby_head)
 
     def room_info(self, room: str) -> RoomInfo:
         record = self.view.rooms[room]
@@ -127,46 +149,121 @@ class ClientStreams:
         """Stream one committed entry to whoever must see it."""
         body = entry.body
         view = self.view
-        before_rooms: tuple[str, ...] = ()
+        if isinstance(body, (UserOnline, UserOffline, UserStatus)):
+            return self._hold_user_change(entry, now)
+        effects = self.flush_lobby(now)  # nothing overtakes a held user-list change
         before_members: tuple[str, ...] = ()
-        if isinstance(body, UserOffline):
-            before_rooms = tuple(sorted(view.rooms_of.get(body.name, ())))
-        elif isinstance(body, RoomLeft):
+        if isinstance(body, RoomLeft):
             before_members = tuple(view.members(body.room))
         if not view.apply(entry):
-            return []
-        if isinstance(body, (RoomJoined, RoomLeft, UserOffline, UserOnline)):
+            return effects
+        if isinstance(body, (RoomJoined, RoomLeft)):
             self._neighbours.clear()
             self._room_targets.clear()
         self.gsn += 1
         gsn = self.gsn
         match body:
             case Chat(room=str() as room):
-                return self._room_frame(room, entry, gsn, now)
+                effects.extend(self._room_frame(room, entry, gsn, now))
             case Chat(sender=sender, to=str() as to):
                 names = sorted({sender, to})
-                return self._session_frames(names, entry, gsn, scope=None)
-            case UserOnline() | UserOffline() | UserStatus():
-                left = {body.name: before_rooms} if isinstance(body, UserOffline) else None
-                effects = self._session_frames(
-                    sorted(self.by_name), entry, gsn, scope="all", left=left
-                )
-                self._broadcast_last = gsn
-                if isinstance(body, UserOffline):
-                    for room in before_rooms:
-                        self._touched.get(room, {}).pop(body.name, None)
-                return effects
+                effects.extend(self._session_frames(names, entry, gsn, scope=None))
             case RoomJoined(room=room, name=name):
                 session = self._live(name)
                 if session is not None and session.multicast:
                     self._fresh.setdefault(room, {})[name] = now + FRESH_JOIN_GRACE
-                return self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
+                effects.extend(
+                    self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
+                )
             case RoomLeft(room=room, name=name):
                 self._fresh.get(room, {}).pop(name, None)
-                return self._session_frames(
-                    list(before_members), entry, gsn, scope=room, left={name: (room,)}
+                effects.extend(
+                    self._session_frames(
+                        list(before_members), entry, gsn, scope=room, left={name: (room,)}
+                    )
                 )
-        return []
+        if len(self._touched.get(LOBBY, ())) + len(self._lobby_rooms) > LOBBY_TOUCH_CAP:
+            # The next lobby frame would carry too many touches for one datagram: send an
+            # empty one now, which starts the count again.
+            self.gsn += 1
+            effects.extend(self.flush_lobby(now, empty=True))
+        return effects
+
+    # -- the lobby -------------------------------------------------------------
+    def _hold_user_change(self, entry: Entry, now: float) -> list[Effect]:
+        body = entry.body
+        before_rooms: tuple[str, ...] = ()
+        if isinstance(body, UserOffline):
+            before_rooms = tuple(sorted(self.view.rooms_of.get(body.name, ())))
+        if not self.view.apply(entry):
+            return []
+        if not isinstance(body, UserStatus):
+            self._neighbours.clear()
+            self._room_targets.clear()
+        self.gsn += 1
+        if isinstance(body, UserOffline):
+            for room in before_rooms:  # it gets none of these rooms' frames any more
+                self._touched.get(room, {}).pop(body.name, None)
+        self._lobby.append(entry)
+        if self.lobby_due is None:
+            self.lobby_due = now + LOBBY_DELAY
+        return self.flush_lobby(now) if len(self._lobby) >= LOBBY_BATCH else []
+
+    def flush_lobby(self, now: float, *, empty: bool = False) -> list[Effect]:
+        """Send the held user-list changes as one lobby frame (an ``empty`` one when the
+        caller took a gsn for it), to the lobby group and to unicast clients' sessions."""
+        entries = tuple(self._lobby)
+        if not entries and not empty:
+            return []
+        prev = self.room_last.get(LOBBY, 0)
+        # Held entries hold the last gsns: anything published after them sent them first.
+        gsn = self.gsn
+        touched = tuple(Touch(n, g) for n, g in sorted(self._touched.pop(LOBBY, {}).items()))
+        rooms_touched = tuple(
+            Touch(room, self.room_last[room])
+            for room in sorted(self._lobby_rooms)
+            if self.room_last.get(room, 0) > prev
+        )
+        self._lobby_rooms.clear()
+        self._lobby = []
+        self.lobby_due = None
+        self.room_last[LOBBY] = gsn
+        frame = LobbyFrame(self.epoch, gsn, prev, touched, rooms_touched, entries)
+        return self._channel_effects(
+            now, LOBBY, self.view.lobby_group, frame, self._lobby_targets()
+        )
+
+    def _lobby_targets(self) -> tuple[bool, tuple[Session, ...]]:
+        found = self._room_targets.get(LOBBY)
+        if found is None:
+            live = [self.sessions[c] for c in sorted(self.sessions) if self.sessions[c].active]
+            multicast = any(session.multicast for session in live)
+            unicast = tuple(session for session in live if not session.multicast)
+            found = self._room_targets[LOBBY] = (multicast, unicast)
+        return found
+
+    def _channel_effects(
+        self,
+        now: float,
+        channel: str,
+        group: str,
+        frame: RoomFrame | LobbyFrame,
+        targets: tuple[bool, tuple[Session, ...]],
+    ) -> list[Effect]:
+        """A channel's frame: one multicast datagram, plus the same frame over the session
+        of each member without multicast and of each member that may not have joined yet."""
+        multicast, unicast = targets
+        effects: list[Effect] = [Multicast(group, frame)] if multicast else []
+        effects.extend(Send(session.addr, frame) for session in unicast)
+        fresh = self._fresh.get(channel)
+        if fresh:
+            for name, until in sorted(fresh.items()):
+                session = self._live(name)
+                if until < now or session is None:
+                    del fresh[name]
+                else:
+                    effects.append(Send(session.addr, frame))
+        return effects
 
     def _session_frames(
         self,
@@ -178,11 +275,12 @@ class ClientStreams:
         joiner: str | None = None,
         left: dict[str, tuple[str, ...]] | None = None,
     ) -> list[Effect]:
-        """One SessionFrame per live recipient. ``scope`` "all": every session got it;
-        a room name: every member of that room got it; None: only these names."""
+        """One SessionFrame per live recipient. ``scope`` a room name: every member of
+        that room got it; None: only these names."""
         effects: list[Effect] = []
         is_private = isinstance(entry.body, Chat)
         left = left or {}
+        lobby_touched = self._touched.setdefault(LOBBY, {})
         for name in names:
             session = self._live(name)
             if session is None:
@@ -192,7 +290,7 @@ class ClientStreams:
             # before this entry too (a leave must not outrun the room's last frame).
             was_in = left.get(name, ())
             other = 0
-            for room in (*rooms, *was_in):
+            for room in (*rooms, *was_in, LOBBY):
                 last = self.room_last.get(room, 0)
                 if last > session.session_last and last > other:
                     other = last
@@ -206,12 +304,11 @@ class ClientStreams:
             session.session_last = gsn
             if is_private:
                 session.private_clock = session.private_clock.merge(entry.clock)
-            if scope == "all":
-                continue
+            lobby_touched[name] = gsn
             for room in rooms:
                 if room != scope:
                     self._touched.setdefault(room, {})[name] = gsn
-        if scope is not None and scope != "all":
+        if scope is not None:
             self._all_last[scope] = gsn
         return effects
 
@@ -220,29 +317,20 @@ class ClientStreams:
         if record is None:
             return []
         prev = self.room_last.get(room, 0)
-        other_all = max(
-            self._all_last.pop(room, 0), self._broadcast_last if self._broadcast_last > prev else 0
-        )
+        other_all = self._all_last.pop(room, 0)
         touched = tuple(Touch(n, g) for n, g in sorted(self._touched.pop(room, {}).items()))
-        rooms_touched = tuple(
+        lobby_last = self.room_last.get(LOBBY, 0)
+        # Every member is in the lobby: it neighbours every room.
+        lobby = (Touch(LOBBY, lobby_last),) if lobby_last > prev else ()
+        rooms_touched = lobby + tuple(
             Touch(other, self.room_last[other])
             for other in self._neighbours_of(room)
             if self.room_last.get(other, 0) > prev
         )
         frame = RoomFrame(self.epoch, gsn, prev, room, other_all, touched, rooms_touched, entry)
         self.room_last[room] = gsn
-        multicast, unicast = self._targets(room)
-        effects: list[Effect] = [Multicast(record.group, frame)] if multicast else []
-        effects.extend(Send(session.addr, frame) for session in unicast)
-        fresh = self._fresh.get(room)
-        if fresh:
-            for name, until in sorted(fresh.items()):
-                session = self._live(name)
-                if until < now or session is None:
-                    del fresh[name]
-                else:
-                    effects.append(Send(session.addr, frame))
-        return effects
+        self._lobby_rooms.add(room)
+        return self._channel_effects(now, room, record.group, frame, self._targets(room))
 
     def _targets(self, room: str) -> tuple[bool, tuple[Session, ...]]:
         """Whether the room has multicast members, and its members served over sessions."""
@@ -273,13 +361,14 @@ class ClientStreams:
         return found
 
     # -- heartbeats --------------------------------------------------------------
-    def heartbeats(self, leader_id: int) -> list[Effect]:
-        effects: list[Effect] = []
+    def heartbeats(self, leader_id: int, now: float) -> list[Effect]:
+        effects = self.flush_lobby(now)  # heads name only frames that went out
+        lobby = Touch(LOBBY, self.room_last.get(LOBBY, 0))
         for client_id in sorted(self.sessions):
             session = self.sessions[client_id]
             if not session.active:
                 continue
-            heads = tuple(
+            heads = (lobby,) + tuple(
                 Touch(room, self.room_last.get(room, 0))
                 for room in sorted(self.view.rooms_of.get(session.name, ()))
             )
