@@ -28,10 +28,10 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         await asyncio.sleep(1.0)
         before = rss_bytes(pid)
         cfg = cluster.load_config(
-            unicast=True,  # idle clients: no multicast probe or group sockets needed
+            # Multicast clients, as on a LAN: each login reaches them in a lobby frame sent
+            # once to the lobby group (over sessions it would be one send per client).
+            unicast=False,
             room="",  # no room: registered and idle
-            # Each login is pushed to every client already in: few at a time, or the
-            # leader's loop stalls past the backups' leader timeout.
             connect_parallel=connect_parallel,
         )
         group = LoadGroup("tchat", Workload(clients, 0, 0.0, 0.0, 0), workers, cfg, cluster.root)
@@ -42,7 +42,7 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
             after = rss_bytes(pid)
             load_rss = await group.rss()
             status = await cluster.status(0.5)
-            users = max((len(r.users) for r in status), default=0)
+            users = max((r.user_count for r in status), default=0)
         finally:
             await group.close()
         del began
@@ -54,7 +54,7 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         "clients": clients,
         "client_processes": workers,
         "connect_s": round(connect_s, 1),
-        "users_seen_by_status": users,  # 0 when the StatusReply outgrows one datagram
+        "users_seen_by_status": users,
         "leader_rss_before_mib": round(before / 2**20, 1),
         "leader_rss_after_mib": round(after / 2**20, 1),
         "leader_rss_per_client_kib": round(per_client / 1024, 2),

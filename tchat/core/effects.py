@@ -109,7 +109,7 @@ class Ready(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class UsersChanged(ClientEvent):
-    users: tuple[UserInfo, ...]
+    users: tuple[UserInfo, ...]  # every online user, in no particular order
 
 
 @dataclass(frozen=True, slots=True)

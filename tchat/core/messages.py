@@ -623,11 +623,19 @@ class StatusReply(Message):
     leader_addr: str
     servers: tuple[ServerInfo, ...]
     live: tuple[int, ...]  # server IDs the answering server believes alive
-    users: tuple[UserInfo, ...]
-    rooms: tuple[RoomInfo, ...]
+    users: tuple[UserInfo, ...]  # the first STATUS_USERS by name
+    rooms: tuple[RoomInfo, ...]  # the first STATUS_ROOMS by name, STATUS_MEMBERS members each
     log_size: int
     nonce: int
+    user_count: int  # all of them: a reply is one datagram, the lists may be cut short
+    room_count: int
     from_server: ClassVar[bool] = True
+
+
+# A StatusReply is one datagram: these keep it far below the 64 KiB cap.
+STATUS_USERS = 300
+STATUS_ROOMS = 100
+STATUS_MEMBERS = 50
 
 
 # room directory ----------------------------------------------------------------------

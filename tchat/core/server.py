@@ -24,6 +24,9 @@ from tchat.core.leader import Leadership
 from tchat.core.log import ReplicatedLog
 from tchat.core.messages import (
     NO_EPOCH,
+    STATUS_MEMBERS,
+    STATUS_ROOMS,
+    STATUS_USERS,
     Admit,
     Append,
     AppendAck,
@@ -422,10 +425,18 @@ class ServerNode:
         )
 
     def _status_reply(self, nonce: int) -> StatusReply:
+        state = self.state
+        names = sorted(state.rooms)[:STATUS_ROOMS]
         rooms = tuple(
-            RoomInfo(r.name, r.group, tuple(sorted(r.members)), r.messages)
-            for _, r in sorted(self.state.rooms.items())
+            RoomInfo(
+                room,
+                state.rooms[room].group,
+                tuple(sorted(state.rooms[room].members)[:STATUS_MEMBERS]),
+                state.rooms[room].messages,
+            )
+            for room in names
         )
+        users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
         live = tuple(sorted(self.live_backups | {self.server_id}))
         return StatusReply(
             self.server_id,
@@ -436,10 +447,12 @@ class ServerNode:
             self.leader_addr,
             self.servers,
             live,
-            self.state.user_infos(),
+            users,
             rooms,
             len(self.log),
             nonce,
+            len(state.users),
+            len(state.rooms),
         )
 
     def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect], now: float) -> None:

@@ -59,7 +59,10 @@ def event_json(event: object) -> dict[str, Any] | None:
         case UsersChanged(users=users):
             return {
                 "event": "users",
-                "users": [{"name": u.name, "addr": u.addr, "status": u.status} for u in users],
+                "users": [
+                    {"name": u.name, "addr": u.addr, "status": u.status}
+                    for u in sorted(users, key=lambda u: u.name)
+                ],
             }
         case RoomEntered(info=info):
             return {

@@ -68,6 +68,9 @@ def summarize(replies: list[StatusReply]) -> dict[str, Any]:
             {"room": r.room, "group": r.group, "members": list(r.members)} for r in best.rooms
         ],
         "log_size": best.log_size,
+        # The lists are cut short on a big cluster (a reply is one datagram): the totals.
+        "user_count": best.user_count,
+        "room_count": best.room_count,
     }
 
 
@@ -77,14 +80,18 @@ def render(summary: dict[str, Any]) -> str:
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
         lines.append(f"  {s['id']:>10}  {s['addr']:<22} {s['role']:<10} {state}")
-    lines.append(f"users ({len(summary['users'])}):")
+    lines.append(f"users ({_count(summary['user_count'], len(summary['users']))}):")
     lines.extend(f"  {u['name']:<20} {u['addr']:<22} {u['status']}" for u in summary["users"])
-    lines.append(f"rooms ({len(summary['rooms'])}):")
+    lines.append(f"rooms ({_count(summary['room_count'], len(summary['rooms']))}):")
     lines.extend(
         f"  {r['room']:<20} {r['group']:<22} {', '.join(r['members'])}" for r in summary["rooms"]
     )
     lines.append(f"log entries: {summary['log_size']}")
     return "\n".join(lines)
+
+
+def _count(total: int, shown: int) -> str:
+    return str(total) if shown == total else f"{total}, the first {shown} shown"
 
 
 def main(argv: list[str]) -> int:
