@@ -113,6 +113,25 @@ def test_unknown_schema_and_corrupt_rows_are_refused(tmp_path: Path) -> None:
         SqliteStore(tmp_path)
 
 
+def test_prepared_batches_commit_without_touching_the_staged_one(tmp_path: Path) -> None:
+    # 700 rows: several multi-row INSERT chunks (256, 256, 128, 32, 16, 8, 4), duplicates too.
+    entries = [make_entry(n) for n in range(1, 701)]
+    first = Persist(tuple(entries[:400]), (("term", 1),))
+    second = Persist((*entries[390:], make_entry(5, text="changed")), (("term", 2),))
+    with SqliteStore(tmp_path) as store:
+        store.write(Persist((make_entry(9999),)))  # staged, must stay staged
+        batch = SqliteStore.prepare([first, second])
+        assert len(batch.rows) == 400 + 311 and batch.meta == [("term", 2)]
+        store.commit_batch(batch)
+        assert store.staged == 1
+        state = store.load()
+        assert sorted(state.entries, key=lambda e: e.dot) == entries  # first copy kept
+        assert state.meta == {"term": 2}
+        store.commit_batch(SqliteStore.prepare([]))  # empty: no transaction at all
+        store.commit()
+        assert len(store.load().entries) == 701
+
+
 # --------------------------------------------------------------------------- kill -9
 WRITER = """
 import sys

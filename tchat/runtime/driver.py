@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from tchat.core.effects import (
 from tchat.core.messages import Message
 from tchat.runtime import discovery, multicast
 from tchat.runtime.multicast import MulticastGroups
+from tchat.runtime.store import CommitThread
 from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -47,16 +49,28 @@ class Store(Protocol):
 EffectListener = Callable[[Effect], None]
 SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
 SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
+SLOW_COMMIT = 0.1  # seconds: one store commit (on the commit thread)
 
 
 class NodeDriver:
     """Feeds a core node frames and time; group-commits its Persists, then sends.
 
     Frames handled in one loop iteration queue their effects; one callback scheduled with
-    call_soon (it runs after every I/O callback of the iteration) flushes the node, writes
-    every Persist, commits the store once, and only then carries out the other effects in
-    order. Persists moved before Sends that preceded them are harmless: being durable early
-    never breaks "durable before any later Send".
+    call_soon (it runs after every I/O callback of the iteration) flushes the node and
+    hands the iteration's effects to the commit pipeline:
+
+    - Persists go to the store's commit thread (a CommitThread), one commit in flight at a
+      time. While it is in flight the loop keeps handling frames, and the Persists of every
+      following iteration wait in ``_pending`` to share the next commit, which starts as
+      soon as the previous one returns: the group grows with the load.
+    - The other effects of an iteration are held, in order, in ``_held`` until every
+      commit queued before them has returned, then carried out; an iteration without
+      Persists behind an in-flight commit waits its turn too, so nothing overtakes.
+      When nothing is in flight they go out at once, as they always did.
+
+    Persists moved before Sends that preceded them are harmless: being durable early
+    never breaks "durable before any later Send". A failed commit is fail-stop: nothing
+    held or queued after it is ever carried out.
     """
 
     def __init__(
@@ -76,7 +90,14 @@ class NodeDriver:
         self.errors = 0
         self.failure: str | None = None  # set when the node had to stop (store failure)
         self.commits = 0
+        self.store_busy = False  # close() could not stop the commit thread: keep the store
         self._queued: list[Effect] = []
+        self._pending: list[Persist] = []  # for the next commit
+        self._held: deque[tuple[int, list[Effect]]] = deque()  # (commit needed, effects)
+        self._submitted = 0  # commits handed to the commit thread, numbered from 1
+        self._committed = 0  # the last one that returned
+        self._in_flight = False
+        self._committer: CommitThread | None = None
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -109,10 +130,28 @@ class NodeDriver:
         return result
 
     def close(self) -> None:
+        """Stop; the commit in flight finishes and its thread is joined before this returns.
+
+        Persists still waiting for a commit are committed here (durable early is harmless);
+        effects held behind them are dropped, as everything is once the driver is closed.
+        """
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        committer, self._committer = self._committer, None
+        if committer is None:
+            return
+        if not committer.close():
+            self.store_busy = True
+            return
+        pending, self._pending = self._pending, []
+        if pending and self.failure is None:
+            try:
+                self._commit_job(pending)()
+            except Exception:
+                logger.exception("committing the last %d persists at close failed", len(pending))
+        self._held.clear()
 
     # -- internals ----------------------------------------------------------------
     def _run(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
@@ -177,26 +216,83 @@ class NodeDriver:
             logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
 
     def _execute(self, effects: list[Effect]) -> None:
-        persists = [e for e in effects if isinstance(e, Persist)]
-        if persists and self.store is not None:
-            started = time.perf_counter()
-            try:
-                for persist in persists:
-                    self.store.write(persist)
-                self.store.commit()  # one fsync for everything this iteration produced
-            except Exception as exc:
-                # Fail-stop: a server that cannot make entries durable must not send the
-                # acknowledgements that depend on them, nor anything after.
-                logger.critical("store failed, stopping this node without sending: %s", exc)
-                self.failure = f"store failed: {exc}"
-                self._closed = True
-                if not self.stopped.done():
-                    self.stopped.set_result(self.failure)
-                return
-            self.commits += 1
-            elapsed = time.perf_counter() - started
-            if elapsed > 0.1:
-                logger.warning("slow store commit: %.0f ms", elapsed * 1000)
+        if self.store is None:  # a client: nothing to make durable
+            self._carry_out_all(effects)
+            return
+        others = [e for e in effects if not isinstance(e, Persist)]
+        if len(others) < len(effects):
+            self._pending.extend(e for e in effects if isinstance(e, Persist))
+            if not self._in_flight:
+                self._submit()
+                if self._closed:  # the batch could not even be prepared: fail-stop
+                    return
+        # These effects wait for every commit that holds a Persist queued before them:
+        # the one carrying this iteration's Persists, or the one in flight, or none.
+        needed = self._submitted + (1 if self._pending else 0)
+        if needed <= self._committed:
+            self._carry_out_all(others)  # nothing in flight: as if the commit was inline
+        elif others:
+            if self._held and self._held[-1][0] == needed:
+                self._held[-1][1].extend(others)  # same commit, same turn: keep one list
+            else:
+                self._held.append((needed, others))
+
+    def _submit(self) -> None:
+        """Start the next commit with every Persist queued since the last one (group commit)."""
+        persists, self._pending = self._pending, []
+        try:
+            job = self._commit_job(persists)
+        except Exception as exc:  # an entry that cannot be encoded cannot be made durable
+            self._fail(exc)
+            return
+        if self._committer is None:
+            self._committer = CommitThread(self.loop, self._on_committed)
+        self._submitted += 1
+        self._in_flight = True
+        self._committer.submit(self._submitted, job)
+
+    def _commit_job(self, persists: list[Persist]) -> Callable[[], None]:
+        store = self.store
+        assert store is not None
+        prepare = getattr(store, "prepare", None)
+        commit_batch = getattr(store, "commit_batch", None)
+        if prepare is not None and commit_batch is not None:
+            batch = prepare(persists)  # encode here: the commit thread only does SQL
+            return lambda: commit_batch(batch)
+
+        def write_and_commit() -> None:  # a store with only the synchronous API
+            for persist in persists:
+                store.write(persist)
+            store.commit()
+
+        return write_and_commit
+
+    def _on_committed(self, seq: int, error: BaseException | None, elapsed: float) -> None:
+        self._in_flight = False
+        if error is not None:
+            self._fail(error)
+            return
+        self._committed = seq
+        self.commits += 1
+        if elapsed > SLOW_COMMIT:
+            logger.warning("slow store commit: %.0f ms", elapsed * 1000)
+        if self._pending and not self._closed:
+            self._submit()  # the next fsync overlaps with the sends released below
+        while self._held and self._held[0][0] <= seq and not self._closed:
+            self._carry_out_all(self._held.popleft()[1])
+
+    def _fail(self, error: BaseException) -> None:
+        # Fail-stop: a server that cannot make entries durable must not send the
+        # acknowledgements that depend on them, nor anything after.
+        logger.critical("store failed, stopping this node without sending: %s", error)
+        self.failure = f"store failed: {error}"
+        self._closed = True
+        self._held.clear()
+        self._pending.clear()
+        if not self.stopped.done():
+            self.stopped.set_result(self.failure)
+
+    def _carry_out_all(self, effects: list[Effect]) -> None:
         for effect in effects:
             try:
                 self._carry_out(effect)
@@ -221,7 +317,7 @@ class NodeDriver:
                 if self.groups is not None:
                     self.groups.leave(group)
             case Persist():
-                pass  # done above
+                pass  # written by the commit pipeline
             case LogEvent(kind=kind, text=text, fields=fields):
                 extra = " ".join(f"{k}={v}" for k, v in fields)
                 node_log.info("[%s] %s%s", kind, text, f" ({extra})" if extra else "")

@@ -106,7 +106,7 @@ class ServerService:
             server_id = self.rng.randrange(1, MAX_SERVER_ID)
         if stored is None or int(stored) != server_id:
             store.set_meta(SERVER_ID_META, server_id)
-            store.commit()
+            store.commit()  # on the loop: the driver's commit thread does not exist yet
         return server_id
 
     def _on_message(self, message: Message, src: str) -> None:
@@ -140,11 +140,16 @@ class ServerService:
     async def close(self) -> None:
         """Close everything without a handover (after stop, or on a failed start)."""
         if self.driver is not None:
-            self.driver.close()
+            self.driver.close()  # waits for the commit in flight and joins the commit thread
         if self.discovery is not None:
             self.discovery.close()
         if self.transport is not None:
             await self.transport.close()
+        if self.store is not None and self.driver is not None and self.driver.store_busy:
+            # The commit thread is stuck on the disk and still owns the connection: leave
+            # it to the process exit rather than close it under that thread.
+            logger.error("not closing the store: a commit is still running")
+            self.store = None
         if self.store is not None:
             try:
                 self.store.close()
