@@ -63,6 +63,42 @@ def test_ledger_counts_losses_duplicates_and_skips_own_echo() -> None:
     assert tally == {"expected": 8, "deliveries": 7, "lost": 1, "duplicated": 1, "foreign": 1}
 
 
+def test_ledger_parses_a_shared_text_once_and_still_counts_every_receiver() -> None:
+    work = Workload(clients=4, senders=1, rate=1.0, duration=2.0, size=40)  # 2 messages
+    ledger = Ledger(work, range(4), base=10)
+    text = make_text(11, work.size)  # this run's message 1 (base 10)
+    for receiver in range(4):
+        ledger.receipt(receiver, text)  # the same str object, as shared decoded frames give
+    old = make_text(7, work.size)
+    ledger.receipt(2, old)  # an earlier run's text: foreign
+    assert ledger._parsed == {text: (1, parse_text(text)[1]), old: (-3, parse_text(old)[1])}
+    tally = ledger.tally(work.total)
+    assert (tally["deliveries"], tally["foreign"], tally["duplicated"]) == (3, 1, 0)
+
+
+def test_decode_cache_shares_decoded_frames_and_never_caches_bad_ones() -> None:
+    from tchat.core import codec
+    from tchat.core.errors import RemoteProtocolError
+    from tchat.core.messages import StatusRequest
+    from tchat.runtime.transport import DecodeCache, shared_decode_cache
+
+    cache = DecodeCache(None, codec.MAX_FRAME)
+    data = codec.encode(StatusRequest(addr="127.0.0.1:9", nonce=1))
+    first = cache.decode(data)
+    assert first == StatusRequest(addr="127.0.0.1:9", nonce=1)
+    assert cache.decode(bytes(data)) is first and (cache.hits, cache.misses) == (1, 1)
+    for _ in range(2):  # a bad frame fails every time: it is counted by each receiver
+        with pytest.raises(RemoteProtocolError):
+            cache.decode(data[:-1])
+    assert len(cache.entries) == 1
+    for nonce in range(DecodeCache.MAX_ENTRIES + 5):  # bounded: the oldest go first
+        cache.decode(codec.encode(StatusRequest(addr="127.0.0.1:9", nonce=nonce + 2)))
+    assert len(cache.entries) == DecodeCache.MAX_ENTRIES and data not in cache.entries
+    keyed = shared_decode_cache(b"k" * 16, codec.MAX_FRAME)
+    assert keyed is shared_decode_cache(b"k" * 16, codec.MAX_FRAME)
+    assert keyed is not shared_decode_cache(None, codec.MAX_FRAME)  # a key changes decoding
+
+
 def test_cpu_seconds_reads_proc() -> None:
     import os
 

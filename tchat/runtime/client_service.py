@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tchat.core.config import ClientConfig
-from tchat.core.effects import ConnectionChanged, Deliver, Effect, Sent
+from tchat.core.effects import ChatDelivered, ConnectionChanged, Deliver, Effect, Sent
 from tchat.core.messages import Dot, Logout, Message, Operation
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
@@ -74,7 +74,7 @@ class ClientService:
 
         loop = asyncio.get_running_loop()
         opts = self.options
-        self.transport = Transport(opts, self._on_message)
+        self.transport = Transport(opts, self._on_message, shared_decode=True)
         await self.transport.start()
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
@@ -110,6 +110,13 @@ class ClientService:
         if not isinstance(effect, Deliver):
             return
         event = effect.event
+        if type(event) is ChatDelivered:  # the common case, once per message received
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("client listener failed")
+            return
         if isinstance(event, Sent):
             sent_at = self._submitted.pop(event.cmid, None)
             if sent_at is not None:

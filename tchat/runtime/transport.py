@@ -24,6 +24,54 @@ BIND_ATTEMPTS = 50
 MessageHandler = Callable[[Message, str], None]
 
 
+class DecodeCache:
+    """Frames this process decoded lately, by their bytes: decode a shared frame once.
+
+    A load process or a host with many clients receives the same room frame once per
+    client socket (multicast copies the datagram to each; the leader writes the same
+    encoded frame to each unicast session). Decoding it once per process and handing every
+    client the same message object is safe because messages are frozen (their clocks are
+    immutable too); each client's node still handles it. Bounded in entries and frame size;
+    a bad frame is never cached, so it is re-decoded and counted as a drop each time.
+    """
+
+    MAX_ENTRIES = 512
+    MAX_FRAME = 4096  # bytes: room and lobby frames; a big frame is rarely shared
+
+    def __init__(self, key: bytes | None, max_frame: int) -> None:
+        self.key = key
+        self.max_frame = max_frame
+        self.entries: dict[bytes, Message] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def decode(self, data: bytes) -> Message:
+        """Raises a RemoteProtocolError subclass for anything we cannot accept."""
+        message = self.entries.get(data)
+        if message is not None:
+            self.hits += 1
+            return message
+        message = codec.decode(data, self.key, self.max_frame)
+        self.misses += 1
+        if len(data) <= self.MAX_FRAME:
+            entries = self.entries
+            if len(entries) >= self.MAX_ENTRIES:
+                del entries[next(iter(entries))]  # the oldest: dicts keep insertion order
+            entries[data] = message
+        return message
+
+
+_caches: dict[tuple[bytes | None, int], DecodeCache] = {}
+
+
+def shared_decode_cache(key: bytes | None, max_frame: int) -> DecodeCache:
+    """The process's cache for frames under this cluster key and frame limit."""
+    cache = _caches.get((key, max_frame))
+    if cache is None:
+        cache = _caches[(key, max_frame)] = DecodeCache(key, max_frame)
+    return cache
+
+
 class Datagrams(asyncio.DatagramProtocol):
     """A UDP socket whose datagrams are one frame each (node port, discovery, multicast)."""
 
@@ -55,6 +103,7 @@ class Transport:
         *,
         rate_limited: bool = False,
         drops: DropCounters | None = None,
+        shared_decode: bool = False,
     ) -> None:
         self.options = options
         self.on_message = on_message
@@ -73,6 +122,13 @@ class Transport:
         self._last_message: Message | None = None
         self._addr = f"{options.host}:0"  # until start() binds
         self._last_frame = b""
+        self._last_src: tuple[Any, ...] = ()
+        self._last_peer = ""
+        # Clients share decoded frames with the other clients of their process; a server's
+        # frames (submits, acks) are its own, so it would only fill the cache.
+        self.decode_cache = (
+            shared_decode_cache(options.cluster_key, options.max_frame) if shared_decode else None
+        )
 
     @property
     def addr(self) -> str:
@@ -136,7 +192,11 @@ class Transport:
 
     def receive_datagram(self, data: bytes, addr: tuple[Any, ...], channel: str) -> None:
         """One datagram is one frame: decode it or count why not."""
-        peer = f"{addr[0]}:{addr[1]}"
+        if addr == self._last_src:  # a room's datagrams all come from the leader
+            peer = self._last_peer
+        else:
+            peer = f"{addr[0]}:{addr[1]}"
+            self._last_src, self._last_peer = addr, peer
         try:
             message = self.decode(data)
         except RemoteProtocolError as exc:
@@ -173,6 +233,8 @@ class Transport:
 
     def decode(self, data: bytes) -> Message:
         """Raises a RemoteProtocolError subclass for anything we cannot accept."""
+        if self.decode_cache is not None and type(data) is bytes:
+            return self.decode_cache.decode(data)
         return codec.decode(data, self.options.cluster_key, self.options.max_frame)
 
     def encode(self, message: Message) -> bytes:
