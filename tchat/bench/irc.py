@@ -182,7 +182,12 @@ class IrcClient(asyncio.Protocol):
 async def connect(port: int, nick: str, on_text: Callable[[str], None]) -> IrcClient:
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(lambda: IrcClient(nick, on_text), "127.0.0.1", port)
-    await client.registered
-    client.join()
-    await client.joined
+    try:
+        await client.registered
+        client.join()
+        await client.joined
+    except ConnectionError:
+        if client.transport is not None:
+            client.transport.close()  # refused (nick in use...): do not leave it open
+        raise
     return client

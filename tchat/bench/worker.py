@@ -42,13 +42,25 @@ class IrcDriver:
         self.ledger = ledger
         self.clients: dict[int, Any] = {}
 
+    CONNECT_TRIES = 3
+
     async def open(self, index: int) -> None:
         from tchat.bench import irc
 
         def on_text(text: str, index: int = index) -> None:
             self.ledger.receipt(index, text)
 
-        self.clients[index] = await irc.connect(self.port, f"b{index}", on_text)
+        for attempt in range(1, self.CONNECT_TRIES + 1):
+            try:
+                self.clients[index] = await irc.connect(self.port, f"b{index}", on_text)
+                return
+            except ConnectionError as exc:
+                # ngircd now and then drops a connection while 400 register at once
+                # ("connection lost" before the welcome): try that client again.
+                if attempt == self.CONNECT_TRIES:
+                    raise
+                logger.warning("b%d: %s; connecting again", index, exc)
+                await asyncio.sleep(0.05 * attempt)
 
     def say(self, index: int, text: str) -> None:
         self.clients[index].say(text)

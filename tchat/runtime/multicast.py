@@ -65,20 +65,21 @@ class MulticastGroups:
             self.failed.add(group)
             return False
         self.groups[group] = sock
-        self.loop.add_reader(sock.fileno(), self._readable, group, sock)
+        self.loop.add_reader(sock.fileno(), self._readable, f"multicast {group}", sock)
         return True
 
-    def _readable(self, group: str, sock: socket.socket) -> None:
+    def _readable(self, channel: str, sock: socket.socket) -> None:
         handler = self.transport.receive_datagram
+        recvfrom = sock.recvfrom
         for _ in range(self.MAX_READS):
             try:
-                data, addr = sock.recvfrom(65536)
+                data, addr = recvfrom(65536)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                logger.debug("multicast %s: %s", group, exc)
+                logger.debug("%s: %s", channel, exc)
                 return
-            handler(data, addr, f"multicast {group}")
+            handler(data, addr, channel)
 
     def leave(self, group: str) -> None:
         sock = self.groups.pop(group, None)
