@@ -242,7 +242,7 @@ class Transport:
 
     def send(self, addr: str, message: Message) -> None:
         """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
-        if addr == self.addr:
+        if addr == self._addr:
             self.loop.call_soon(self.dispatch, message, addr)
             return
         if message is self._last_message:  # one message to many peers: encode it once
