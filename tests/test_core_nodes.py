@@ -10,6 +10,7 @@ from core_bus import Bus
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
 from tchat.core.messages import (
+    Chat,
     Election,
     JoinRoom,
     LeaveRoom,
@@ -20,6 +21,7 @@ from tchat.core.messages import (
     UserOnline,
 )
 from tchat.core.server import ServerNode, ServerRole
+from tchat.core.vclock import EMPTY_CLOCK
 
 
 def leaders(servers: list[ServerNode]) -> list[ServerNode]:
@@ -120,6 +122,36 @@ def test_a_login_storm_reaches_every_client_in_a_few_lobby_frames() -> None:
         if dst == first[-1].config.addr and isinstance(m, LobbyFrame)
     }
     assert set(lobby) <= to_uni
+
+
+def test_a_client_may_opt_out_of_the_lobby_and_still_gets_its_messages_in_order() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0].config.addr
+    alice = serving(bus, "alice")[0]
+    bot = bus.add_client("bot", lobby=False)
+    bus.run_until(lambda: bot.state is ClientState.SERVING, 5)
+    sent_before = len(bus.sent)
+    bob = serving(bus, "bob")[0]
+    for client in (alice, bob, bot):
+        bus.submit(client, JoinRoom("ops"))
+    bus.run_until(
+        lambda: all(
+            "ops" in c.rooms and len(c.rooms["ops"].members) == 3 for c in (alice, bob, bot)
+        ),
+        3,
+    )
+    for i in range(5):
+        bus.submit(alice, SendChat("ops", None, f"r{i}", False))
+        bus.submit(bob, SendChat(None, "bot", f"p{i}", False))
+    bus.run_until(lambda: len(chats(bus, bot)) == 10 and "bob" in alice.users, 5)
+    assert [t for t in chats(bus, bot) if t[0] == "r"] == [f"r{i}" for i in range(5)]
+    assert [t for t in chats(bus, bot) if t[0] == "p"] == [f"p{i}" for i in range(5)]
+    assert sorted(bot.users) == ["alice", "bot"]  # as at its login: it follows no changes
+    to_bot = [
+        m for src, dst, m in bus.sent[sent_before:] if src == leader and dst == bot.config.addr
+    ]
+    assert not [m for m in to_bot if isinstance(m, LobbyFrame)]
+    assert bot.config.addr not in bus.groups.get(leaders(servers)[0].state.lobby_group, ())
 
 
 def test_taken_and_invalid_names_are_refused_with_a_reason() -> None:
@@ -360,3 +392,21 @@ def test_room_directory_lists_every_room_to_anyone() -> None:
     assert sorted(rooms) == ["dev", "lobby"]
     assert rooms["dev"].members == ("alice",) and rooms["dev"].messages == 1
     assert rooms["dev"].last_ts > 0 and rooms["lobby"].messages == 0
+
+
+def test_the_chat_index_of_the_log_matches_a_full_walk() -> None:
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("ops"))
+    for i in range(6):
+        bus.submit(alice, SendChat("ops", None, f"r{i}", False))
+        bus.submit(bob, SendChat(None, "alice", f"p{i}", False))
+    bus.run_until(lambda: len(chats(bus, alice)) == 12, 5)
+    log = leaders(servers)[0].log
+    entries = log.entries()
+    for cut in range(0, len(entries) + 1, 3):  # clocks of every third prefix, and empty
+        clock = entries[cut - 1].clock if cut else EMPTY_CLOCK
+        walk = [e for e in log.missing_for(clock) if isinstance(e.body, Chat)]
+        assert list(log.chats_missing_for(clock)) == walk
+        assert len(walk) <= 12

@@ -71,6 +71,7 @@ class TchatDriver:
             broadcast="127.255.255.255",
             mode="client",
             multicast=not cfg.get("unicast", False),
+            lobby=bool(cfg.get("lobby", True)),
             multicast_base=cfg["multicast_base"],
             multicast_port=int(cfg["multicast_port"]),
             log_level="WARNING",

@@ -128,7 +128,12 @@ class ClientNode:
             Send(
                 self.leader_addr,
                 Register(
-                    self.name, self.client_id, self.config.addr, cursor, self.config.multicast
+                    self.name,
+                    self.client_id,
+                    self.config.addr,
+                    cursor,
+                    self.config.multicast,
+                    self.config.lobby,
                 ),
             )
         )

@@ -91,6 +91,7 @@ class ClientDesk:
             streams.attach(session)
         session.addr = addr
         session.multicast = msg.multicast
+        session.lobby = msg.lobby
         session.last_heard = now
         session.active = False
         if msg.cursor is not None:
@@ -128,7 +129,7 @@ class ClientDesk:
             effects.append(Send(session.addr, UserList(lead.epoch, token, some_users)))
         relevant = [
             e
-            for e in node.log.missing_for(cursor)
+            for e in node.log.chats_missing_for(cursor)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
             and self.relevant(e, session.name)

@@ -115,12 +115,13 @@ class Inbox:
                 effects.append(Deliver(RoomEntered(info)))
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
-        if node.lobby_group != msg.lobby.group:
+        lobby = (msg.lobby,) if node.config.lobby else ()
+        if node.config.lobby and node.lobby_group != msg.lobby.group:
             if node.lobby_group:
                 effects.append(LeaveGroup(node.lobby_group))
             node.lobby_group = msg.lobby.group
             effects.append(JoinGroup(msg.lobby.group))
-        node._hold = HoldBack(node.name, msg.gsn, (*msg.rooms, msg.lobby))
+        node._hold = HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby))
         node._become(
             ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
         )

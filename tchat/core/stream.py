@@ -52,6 +52,7 @@ class Session:
     addr: str
     multicast: bool
     last_heard: float
+    lobby: bool = True  # follows the lobby (user-list changes)
     active: bool = False  # welcomed: frames flow
     session_last: int = 0  # gsn of the last session frame sent
     private_clock: VectorClock = EMPTY_CLOCK  # private messages streamed (next login resumes here)
@@ -126,7 +127,7 @@ class ClientStreams:
         session.active = True
         session.session_last = self.gsn
         self._room_targets.clear()
-        if session.multicast:  # it may not be in the lobby group before the next frames
+        if session.multicast and session.lobby:  # not in the lobby group before next frames
             self._fresh.setdefault(LOBBY, {})[session.name] = now + FRESH_JOIN_GRACE
         rooms = tuple(
             self.room_info(room) for room in sorted(self.view.rooms_of.get(session.name, ()))
@@ -236,7 +237,11 @@ class ClientStreams:
     def _lobby_targets(self) -> tuple[bool, tuple[Session, ...]]:
         found = self._room_targets.get(LOBBY)
         if found is None:
-            live = [self.sessions[c] for c in sorted(self.sessions) if self.sessions[c].active]
+            live = [
+                session
+                for _, session in sorted(self.sessions.items())
+                if session.active and session.lobby
+            ]
             multicast = any(session.multicast for session in live)
             unicast = tuple(session for session in live if not session.multicast)
             found = self._room_targets[LOBBY] = (multicast, unicast)
@@ -290,7 +295,7 @@ class ClientStreams:
             # before this entry too (a leave must not outrun the room's last frame).
             was_in = left.get(name, ())
             other = 0
-            for room in (*rooms, *was_in, LOBBY):
+            for room in (*rooms, *was_in, LOBBY) if session.lobby else (*rooms, *was_in):
                 last = self.room_last.get(room, 0)
                 if last > session.session_last and last > other:
                     other = last
@@ -304,7 +309,8 @@ class ClientStreams:
             session.session_last = gsn
             if is_private:
                 session.private_clock = session.private_clock.merge(entry.clock)
-            lobby_touched[name] = gsn
+            if session.lobby:
+                lobby_touched[name] = gsn
             for room in rooms:
                 if room != scope:
                     self._touched.setdefault(room, {})[name] = gsn

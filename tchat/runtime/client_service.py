@@ -93,6 +93,7 @@ class ClientService:
             addr=self.transport.addr,
             timing=opts.timing,
             multicast=self.multicast,
+            lobby=opts.lobby,
             wall_offset=time.time() - loop.time(),
         )
         self.node = ClientNode(config, self.rng)

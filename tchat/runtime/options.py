@@ -45,6 +45,7 @@ class NetOptions:
     write_buffer_limit: int = 4 * 1024 * 1024  # a peer that lets this much pile up is dropped
     connect_timeout: float = 1.0
     multicast: bool = True  # False: never try multicast, rooms come over the session
+    lobby: bool = True  # False: do not follow user-list changes after login (load clients)
     multicast_base: str = "239.255.42.0"
     multicast_port: int = 47471
     timing: Timing = field(default_factory=Timing)
