@@ -95,12 +95,15 @@ class ClusterState:
         self.rooms_of: dict[str, set[str]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
+        self._user_infos: tuple[UserInfo, ...] | None = None  # user_infos(), until a change
         self.closed_sessions: set[str] = set()  # client IDs that logged out: never again
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
         """Apply one entry at the end of the order. False if the fold ignored it."""
         body = entry.body
+        if isinstance(body, (UserOnline, UserOffline, UserStatus)):
+            self._user_infos = None
         match body:
             case ServerJoined(server_id=server_id, addr=addr):
                 self.servers[server_id] = addr
@@ -160,7 +163,10 @@ class ClusterState:
 
     # -- reading -------------------------------------------------------------
     def user_infos(self) -> tuple[UserInfo, ...]:
-        return tuple(self.users[name].info() for name in sorted(self.users))
+        # Every login's Welcome carries the list: built once per change, not per login.
+        if self._user_infos is None:
+            self._user_infos = tuple(self.users[name].info() for name in sorted(self.users))
+        return self._user_infos
 
     def members(self, room: str) -> list[str]:
         record = self.rooms.get(room)

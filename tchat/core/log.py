@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 
 from tchat.core.messages import Chat, Dot, Entry, Origin
@@ -25,6 +25,9 @@ class ReplicatedLog:
         self._by_origin: dict[Origin, Entry] = {}
         # per sequencing server, the sorted counters it holds (to find where a clock ends)
         self._counters: dict[int, list[int]] = {}
+        # The chat entries alone, in log order: a login's catch-up looks only at these.
+        self._chat_keys: list[tuple[int, int, int]] = []
+        self._chats: list[Entry] = []
         self.clock: VectorClock = EMPTY_CLOCK
 
     def __len__(self) -> int:
@@ -68,6 +71,10 @@ class ReplicatedLog:
             self._keys.insert(index, key)
             self._entries.insert(index, entry)
         self._by_dot[entry.dot] = entry
+        if isinstance(entry.body, Chat):
+            index = bisect_right(self._chat_keys, key)
+            self._chat_keys.insert(index, key)
+            self._chats.insert(index, entry)
         if entry.origin is not None:
             # Two partitions may each have sequenced the same resent operation; the copy
             # first in log order is the one that counts, everywhere.
@@ -84,6 +91,21 @@ class ReplicatedLog:
 
     def missing_for(self, clock: VectorClock) -> Iterator[Entry]:
         """Entries not covered by ``clock``, in log order: what a replica at ``clock`` lacks."""
+        for entry in self._entries[self._first_missing(clock) :]:
+            if not entry.clock <= clock:
+                yield entry
+
+    def chats_missing_for(self, clock: VectorClock) -> Iterator[Entry]:
+        """The chat entries of ``missing_for(clock)``, without walking the others."""
+        start = self._first_missing(clock)
+        if start >= len(self._keys):
+            return
+        for entry in self._chats[bisect_left(self._chat_keys, self._keys[start]) :]:
+            if not entry.clock <= clock:
+                yield entry
+
+    def _first_missing(self, clock: VectorClock) -> int:
+        """Index of the first entry ``clock`` may not cover (everything before it is)."""
         start = len(self._entries)
         for server, have in self.clock.items():
             if have <= clock.get(server):
@@ -93,9 +115,7 @@ class ReplicatedLog:
             if index < len(counters):
                 entry = self._by_dot[Dot(server, counters[index])]
                 start = min(start, bisect_right(self._keys, entry.key) - 1)
-        for entry in self._entries[start:]:
-            if not entry.clock <= clock:
-                yield entry
+        return start
 
     def chats_before(self, before: Dot | None, limit: int, want: object) -> list[Entry]:
         """Up to ``limit`` chat entries before ``before`` (newest last) for which
