@@ -103,6 +103,7 @@ class ClientNode:
         self._logging_out = False
         self._last_nudge = float("-inf")
         self._welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
+        self._snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
@@ -340,7 +341,7 @@ class ClientNode:
                 self._become(ClientState.FAILED, "rejected", effects, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
-                users = self.inbox.parts(message.epoch, message.token).users
+                users = self.inbox.snapshot(message.epoch, message.snapshot)
                 users.update((user.name, user) for user in message.users)
                 self.inbox.try_welcome(effects)
             case Replay():
@@ -376,6 +377,7 @@ class ClientNode:
                     self._resume(effects, message.reason)
                 elif self.state in (ClientState.REGISTERING, ClientState.RESUMING):
                     self._welcomes.clear()  # any Welcome on its way predates the merge
+                    self._snapshots.clear()
                     self._register(effects)
             case NameClash():
                 self._on_name_clash(message, effects)

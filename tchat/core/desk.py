@@ -32,6 +32,7 @@ from tchat.core.messages import (
     SendChat,
     SetAway,
     Submit,
+    UserInfo,
     UserList,
     UserOffline,
     UserOnline,
@@ -53,6 +54,8 @@ class ClientDesk:
 
     def __init__(self, lead: Leadership) -> None:
         self.lead = lead
+        # the user list it was built from, its snapshot id, its UserList frames
+        self._chunks: tuple[tuple[UserInfo, ...], int, tuple[UserList, ...]] | None = None
 
     def on_register(self, msg: Register, addr: str, now: float) -> list[Effect]:
         lead = self.lead
@@ -122,11 +125,9 @@ class ClientDesk:
             # streaming to it).
             cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
         token = node.next_token()
-        effects: list[Effect] = []
         users = node.state.user_infos()
-        for start in range(0, len(users), USER_CHUNK):
-            some_users = users[start : start + USER_CHUNK]
-            effects.append(Send(session.addr, UserList(lead.epoch, token, some_users)))
+        snapshot, chunks = self._user_chunks(users)
+        effects: list[Effect] = [Send(session.addr, chunk) for chunk in chunks]
         relevant = [
             e
             for e in node.log.chats_missing_for(cursor)  # only chat is ever replayed
@@ -152,9 +153,24 @@ class ClientDesk:
             token,
             len(users),
             replayed,
+            snapshot,
         )
         effects.append(Send(session.addr, welcome))
         return effects
+
+    def _user_chunks(self, users: tuple[UserInfo, ...]) -> tuple[int, tuple[UserList, ...]]:
+        """The user list as UserList frames, the same objects for every Welcome until it
+        changes: a login storm encodes (and clients of one host decode) them once."""
+        cached = self._chunks
+        if cached is None or cached[0] is not users:
+            snapshot = self.lead.node.next_token()
+            epoch = self.lead.epoch
+            chunks = tuple(
+                UserList(epoch, snapshot, users[start : start + USER_CHUNK])
+                for start in range(0, len(users), USER_CHUNK)
+            )
+            cached = self._chunks = (users, snapshot, chunks)
+        return cached[1], cached[2]
 
     def relevant(self, entry: Entry, name: str) -> bool:
         lead = self.lead

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class WelcomeParts:
     # keyed, so that a duplicated chunk does not throw the counts off
-    users: dict[str, UserInfo] = field(default_factory=dict)
     entries: dict[str, Entry] = field(default_factory=dict)
     welcome: Welcome | None = None
 
@@ -67,6 +66,17 @@ class Inbox:
             parts = node._welcomes[key] = WelcomeParts()
         return parts
 
+    def snapshot(self, epoch: Epoch, snapshot: int) -> dict[str, UserInfo]:
+        """The users of one UserList snapshot received so far (keyed: duplicates are free)."""
+        node = self.node
+        key = (epoch, snapshot)
+        users = node._snapshots.get(key)
+        if users is None:
+            if len(node._snapshots) > 8:  # abandoned attempts: keep the newest few
+                del node._snapshots[min(node._snapshots)]
+            users = node._snapshots[key] = {}
+        return users
+
     def try_welcome(self, effects: list[Effect]) -> None:
         """Complete a Welcome once all its UserList and Replay chunks are here (any order)."""
         node = self.node
@@ -75,14 +85,16 @@ class Inbox:
             msg = parts.welcome
             if msg is None or msg.epoch < node.epoch:
                 continue
-            if len(parts.users) != msg.user_count or len(parts.entries) != msg.replay_count:
+            users = node._snapshots.get((msg.epoch, msg.snapshot), {})
+            if len(users) != msg.user_count or len(parts.entries) != msg.replay_count:
                 continue
             node._welcomes.clear()
+            node._snapshots.clear()
             if node.state not in (ClientState.REGISTERING, ClientState.RESUMING):
                 return
             for entry in sorted(parts.entries.values(), key=lambda e: e.key):
                 self.deliver_chat(entry, effects)
-            self.on_welcome(msg, list(parts.users.values()), effects)
+            self.on_welcome(msg, list(users.values()), effects)
             return
 
     def on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:

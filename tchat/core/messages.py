@@ -465,10 +465,11 @@ class Replay(Message):
 
 @dataclass(frozen=True, slots=True)
 class UserList(Message):
-    """The whole user list, in chunks, before ``Welcome``."""
+    """The whole user list, in chunks, before ``Welcome``. Chunks of one snapshot are
+    the same frames for every Welcome that uses it (encoded once by the leader)."""
 
     epoch: Epoch
-    token: int  # the Welcome this belongs to
+    snapshot: int  # the user list this chunk belongs to (Welcome.snapshot)
     users: tuple[UserInfo, ...]
     from_server: ClassVar[bool] = True
 
@@ -485,9 +486,10 @@ class Welcome(Message):
     rooms: tuple[RoomInfo, ...]
     lobby: RoomInfo  # the lobby channel (user-list changes): its group and chain start
     servers: tuple[ServerInfo, ...]
-    token: int  # ties the UserList and Replay chunks sent just before to this Welcome
+    token: int  # ties the Replay chunks sent just before to this Welcome
     user_count: int
     replay_count: int
+    snapshot: int  # the UserList chunks (sent just before) this Welcome's user list is
     from_server: ClassVar[bool] = True
 
 

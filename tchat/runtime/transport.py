@@ -18,6 +18,7 @@ from tchat.runtime.session import HELLO, DropCounters, Session, split_addr
 __all__ = ["HELLO", "DropCounters", "Session", "Transport", "split_addr"]
 
 logger = logging.getLogger(__name__)
+ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
 
 BIND_ATTEMPTS = 50
 
@@ -119,9 +120,11 @@ class Transport:
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: list[Session] = []
-        self._last_message: Message | None = None
+        # Frames just encoded, by message identity (the message is kept, so its id stays
+        # its own): one message to many peers, or the same UserList chunks in every
+        # Welcome of a login storm, is encoded once.
+        self._encoded: dict[int, tuple[Message, bytes]] = {}
         self._addr = f"{options.host}:0"  # until start() binds
-        self._last_frame = b""
         self._last_src: tuple[Any, ...] = ()
         self._last_peer = ""
         # Clients share decoded frames with the other clients of their process; a server's
@@ -245,11 +248,14 @@ class Transport:
         if addr == self._addr:
             self.loop.call_soon(self.dispatch, message, addr)
             return
-        if message is self._last_message:  # one message to many peers: encode it once
-            data = self._last_frame
+        found = self._encoded.get(id(message))
+        if found is not None and found[0] is message:
+            data = found[1]
         else:
             data = codec.frame(self.encode(message))
-            self._last_message, self._last_frame = message, data
+            if len(self._encoded) >= ENCODED_FRAMES:
+                del self._encoded[next(iter(self._encoded))]  # the oldest
+            self._encoded[id(message)] = (message, data)
         if len(data) - 4 > self.options.max_frame:
             # The peer would hang up on it (oversized) and we would resend it forever.
             self.drops.count("too-big-to-send", addr, f"{type(message).__name__}: {len(data)} B")
