@@ -3,8 +3,9 @@ the users, rooms and clock it shows, and delivering chat exactly once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tchat.core.client_states import ClientState
 from tchat.core.delivery import Frame, HoldBack
@@ -43,6 +44,19 @@ if TYPE_CHECKING:
     from tchat.core.client import ClientNode
 
 
+T = TypeVar("T")
+
+
+def _slot(table: dict[tuple[Epoch, int], T], key: tuple[Epoch, int], new: Callable[[], T]) -> T:
+    """``table[key]``, made if missing; abandoned attempts beyond the newest few go."""
+    found = table.get(key)
+    if found is None:
+        if len(table) > 8:
+            del table[min(table)]
+        found = table[key] = new()
+    return found
+
+
 @dataclass(slots=True)
 class WelcomeParts:
     # keyed, so that a duplicated chunk does not throw the counts off
@@ -57,25 +71,12 @@ class Inbox:
         self.node = node
 
     def parts(self, epoch: Epoch, token: int) -> WelcomeParts:
-        node = self.node
-        key = (epoch, token)
-        parts = node._welcomes.get(key)
-        if parts is None:
-            if len(node._welcomes) > 8:  # abandoned attempts: keep the newest few
-                del node._welcomes[min(node._welcomes)]
-            parts = node._welcomes[key] = WelcomeParts()
-        return parts
+        """The Replay chunks and Welcome of one welcome attempt received so far."""
+        return _slot(self.node._welcomes, (epoch, token), WelcomeParts)
 
     def snapshot(self, epoch: Epoch, snapshot: int) -> dict[str, UserInfo]:
         """The users of one UserList snapshot received so far (keyed: duplicates are free)."""
-        node = self.node
-        key = (epoch, snapshot)
-        users = node._snapshots.get(key)
-        if users is None:
-            if len(node._snapshots) > 8:  # abandoned attempts: keep the newest few
-                del node._snapshots[min(node._snapshots)]
-            users = node._snapshots[key] = {}
-        return users
+        return _slot(self.node._snapshots, (epoch, snapshot), dict)
 
     def try_welcome(self, effects: list[Effect]) -> None:
         """Complete a Welcome once all its UserList and Replay chunks are here (any order)."""
