@@ -53,6 +53,25 @@ class PersistThenSend:
         return None
 
 
+class BatchingNode(PersistThenSend):
+    """Like a leader: handle persists an entry, flush ships every entry since the last one."""
+
+    def __init__(self) -> None:
+        self.outbox: list[int] = []
+        self.batches: list[list[int]] = []
+
+    def handle(self, message: Frame, src: str, now: float) -> list[Effect]:
+        self.outbox.append(message.n)
+        return [Persist((make_entry(message.n),))]
+
+    def flush(self, now: float) -> list[Effect]:
+        if not self.outbox:
+            return []
+        self.batches.append(self.outbox)
+        self.outbox = []
+        return [Send("127.0.0.1:9", Frame(n)) for n in self.batches[-1]]  # type: ignore[misc]
+
+
 class CheckingTransport:
     """Records every Send and checks, from another connection, that its entry is committed."""
 
@@ -139,6 +158,27 @@ async def test_sends_wait_for_their_commit_and_later_persists_share_the_next(gat
         driver.on_message(Frame(101, durable=False), "c:1")
         await next_iterations(1)
         assert transport.sent[-1] == 101
+    finally:
+        driver.close()
+
+
+async def test_frames_handled_during_a_commit_share_one_flush(gated) -> None:  # type: ignore[no-untyped-def]
+    store, transport = gated
+    node = BatchingNode()
+    driver = NodeDriver(node, transport, store)  # type: ignore[arg-type]
+    try:
+        driver.on_message(Frame(1), "c:1")
+        await next_iterations()
+        for n in (2, 3, 4):  # three iterations while commit 1 is in flight
+            driver.on_message(Frame(n), "c:1")
+            await next_iterations()
+        assert node.batches == [[1]]
+        store.permits.release()
+        await wait_until(lambda: transport.sent == [1])
+        assert node.batches == [[1], [2, 3, 4]]  # flushed once, when commit 1 returned
+        store.permits.release()
+        await wait_until(lambda: len(transport.sent) == 4)
+        assert transport.sent == [1, 2, 3, 4] and transport.early == []
     finally:
         driver.close()
 

@@ -113,12 +113,16 @@ def test_unknown_schema_and_corrupt_rows_are_refused(tmp_path: Path) -> None:
         SqliteStore(tmp_path)
 
 
-def test_prepared_batches_commit_without_touching_the_staged_one(tmp_path: Path) -> None:
-    # 700 rows: several multi-row INSERT chunks (256, 256, 128, 32, 16, 8, 4), duplicates too.
+@pytest.mark.parametrize("chunk", [128, 1024])
+def test_prepared_batches_commit_without_touching_the_staged_one(
+    tmp_path: Path, chunk: int
+) -> None:
+    # 711 rows (duplicates too): with 128-row INSERTs, five full ones and one padded to 128.
     entries = [make_entry(n) for n in range(1, 701)]
     first = Persist(tuple(entries[:400]), (("term", 1),))
     second = Persist((*entries[390:], make_entry(5, text="changed")), (("term", 2),))
     with SqliteStore(tmp_path) as store:
+        store._chunk = chunk
         store.write(Persist((make_entry(9999),)))  # staged, must stay staged
         batch = SqliteStore.prepare([first, second])
         assert len(batch.rows) == 400 + 311 and batch.meta == [("term", 2)]
@@ -128,8 +132,13 @@ def test_prepared_batches_commit_without_touching_the_staged_one(tmp_path: Path)
         assert sorted(state.entries, key=lambda e: e.dot) == entries  # first copy kept
         assert state.meta == {"term": 2}
         store.commit_batch(SqliteStore.prepare([]))  # empty: no transaction at all
+        # Entries only: one statement (its own transaction) up to a chunk, else several.
+        more = [make_entry(n) for n in range(701, 701 + chunk + 3)]
+        store.commit_batch(SqliteStore.prepare([Persist(tuple(more[:5]))]))
+        store.commit_batch(SqliteStore.prepare([Persist(tuple(more))]))
+        assert not store._db.in_transaction
         store.commit()
-        assert len(store.load().entries) == 701
+        assert len(store.load().entries) == 700 + chunk + 3 + 1
 
 
 # --------------------------------------------------------------------------- kill -9

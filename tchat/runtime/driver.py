@@ -67,6 +67,9 @@ class NodeDriver:
       commit queued before them has returned, then carried out; an iteration without
       Persists behind an in-flight commit waits its turn too, so nothing overtakes.
       When nothing is in flight they go out at once, as they always did.
+    - While a commit is in flight the node is neither flushed nor ticked (what either would
+      send must wait for that commit anyway): the commit's return does it, so the frames
+      handled meanwhile leave as one replication batch.
 
     Persists moved before Sends that preceded them are harmless: being durable early
     never breaks "durable before any later Send". A failed commit is fail-stop: nothing
@@ -97,6 +100,7 @@ class NodeDriver:
         self._submitted = 0  # commits handed to the commit thread, numbered from 1
         self._committed = 0  # the last one that returned
         self._in_flight = False
+        self._flush_deferred = False  # the node was not flushed while a commit was in flight
         self._committer: CommitThread | None = None
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -189,7 +193,10 @@ class NodeDriver:
             return
         flush = getattr(self.node, "flush", None)
         if flush is not None:
-            self._run_into_queue(flush, self.loop.time())
+            if self._in_flight:
+                self._flush_deferred = True  # flushed when the commit returns
+            else:
+                self._run_into_queue(flush, self.loop.time())
         effects, self._queued = self._queued, []
         started = time.perf_counter()
         self._execute(effects)
@@ -280,6 +287,24 @@ class NodeDriver:
             self._submit()  # the next fsync overlaps with the sends released below
         while self._held and self._held[0][0] <= seq and not self._closed:
             self._carry_out_all(self._held.popleft()[1])
+        if self._closed:
+            return
+        # Flushes and timers wait while a commit is in flight: what they would send waits
+        # for it anyway, and this way the frames handled meanwhile share one replication
+        # batch, as they did when the loop sat blocked in the commit.
+        now = self.loop.time()
+        try:
+            due = self.node.next_deadline()
+        except Exception:
+            due = now
+        if due is not None and due <= now:
+            self._run(self.node.tick, now)  # a leader's tick flushes too
+        elif self._flush_deferred:
+            self._run_into_queue(self.node.flush, now)  # after the effects queued before it
+            self._queue([])
+        else:
+            self._arm_timer()
+        self._flush_deferred = False  # whatever was queued is carried out (or held) by _flush
 
     def _fail(self, error: BaseException) -> None:
         # Fail-stop: a server that cannot make entries durable must not send the
@@ -343,6 +368,12 @@ class NodeDriver:
                 logger.exception("effect listener failed")
 
     def _arm_timer(self) -> None:
+        if self._in_flight:  # the commit's return ticks the node if a deadline passed
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = None
+            return
         try:
             deadline = self.node.next_deadline()
         except Exception:

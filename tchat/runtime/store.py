@@ -26,7 +26,7 @@ DB_NAME = "tchat.db"
 SCHEMA_VERSION = 1  # PRAGMA user_version: bump with a migration when the tables change
 SERVER_ID_KEY = "server_id"
 
-INSERT_CHUNK = 256  # rows per INSERT statement (768 parameters: under any SQLite limit)
+INSERT_CHUNK = 1024  # most rows per INSERT statement (3 parameters each), a power of two
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -101,6 +101,10 @@ class SqliteStore:
             raise StoreError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Rows per INSERT: a power of two whose parameters fit this SQLite's limit (999
+        # before 3.32, 32766 after).
+        limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 3
+        self._chunk = min(INSERT_CHUNK, 1 << (limit.bit_length() - 1))
 
     # -- reading -------------------------------------------------------------
     def load(self) -> DurableState:
@@ -181,13 +185,17 @@ class SqliteStore:
     def commit_batch(self, batch: Batch) -> None:
         """Make one batch durable in one transaction; the staged batch is left alone.
 
-        sqlite3 releases the GIL around every statement step, and a thread that wants it
-        back may wait a whole switch interval while the event loop runs Python; so rows go
-        in as a few multi-row INSERTs rather than one step per row.
+        sqlite3 releases the GIL around every statement step, and the commit thread must win
+        it back from a busy event loop each time; so rows go in as multi-row INSERTs rather
+        than one step per row, and the common batch (entries only, one chunk) is a single
+        statement, which in autocommit mode is its own atomic, fsynced transaction.
         """
         if not batch:
             return
         db = self._db
+        if not batch.meta and len(batch.rows) <= self._chunk:
+            self._insert_rows(batch.rows)
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             if batch.rows:
@@ -205,14 +213,14 @@ class SqliteStore:
             raise
 
     def _insert_rows(self, rows: list[Row]) -> None:
-        # Chunk sizes are powers of two so the few distinct statements stay in the cache.
-        done = 0
-        while done < len(rows):
-            size = min(INSERT_CHUNK, 1 << ((len(rows) - done).bit_length() - 1))
-            chunk = rows[done : done + size]
+        for start in range(0, len(rows), self._chunk):
+            chunk = rows[start : start + self._chunk]
+            # Padded to a power of two with copies of the last row (INSERT OR IGNORE skips
+            # them), so a dozen distinct statements cover every size and stay prepared.
+            size = 1 << (len(chunk) - 1).bit_length()
             params = [value for row in chunk for value in row]
+            params.extend(chunk[-1] * (size - len(chunk)))
             self._db.execute(_insert_sql(size), params)
-            done += size
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
