@@ -99,6 +99,21 @@ def test_decode_cache_shares_decoded_frames_and_never_caches_bad_ones() -> None:
     assert keyed is not shared_decode_cache(None, codec.MAX_FRAME)  # a key changes decoding
 
 
+def test_profile_shares_count_inclusive_and_self_samples(tmp_path: Path) -> None:
+    from tchat.bench.profiling import shares
+
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "main (/x/worker.py:9);handle (/x/client.py:3) 3\n"
+        "main (/x/worker.py:9);recv (/x/multicast.py:7);handle (/x/client.py:3) 1\n"
+        "main (/x/worker.py:9) 1\n"
+    )
+    total, inclusive, own = shares(raw)
+    assert total == 5 and inclusive["main (worker.py)"] == 5
+    assert inclusive["handle (client.py)"] == 4 and own["handle (client.py)"] == 4
+    assert own["main (worker.py)"] == 1 and "recv (multicast.py)" not in own
+
+
 def test_cpu_seconds_reads_proc() -> None:
     import os
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tchat.bench.cluster import boost_priority
 from tchat.bench.ledger import Workload
+from tchat.bench.profiling import Recorder
 from tchat.bench.stats import CpuWindow, summarize_ms
 
 logger = logging.getLogger(__name__)
@@ -120,13 +121,19 @@ class LoadGroup:
         cpus = {name: CpuWindow(pid) for name, pid in measure.items()}
         for cpu in cpus.values():
             cpu.start()
-        sent_replies = await self._all(work.duration + 60)
-        sent = sum(int(r["sent"]) for r in sent_replies)
-        late = max(float(r["late_s"]) for r in sent_replies)
-        self._tell({"expect": sent, "deadline": time.monotonic() + drain})
-        done = await self._all(drain + 30)
-        ended = time.monotonic()
-        used = {name: cpu.stop() for name, cpu in cpus.items()}
+        loads = {f"load{i}": proc.pid for i, proc in enumerate(self.procs)}
+        recorder = Recorder({**measure, **loads}, f"{self.kind}-{base}")
+        recorder.start()
+        try:
+            sent_replies = await self._all(work.duration + 60)
+            sent = sum(int(r["sent"]) for r in sent_replies)
+            late = max(float(r["late_s"]) for r in sent_replies)
+            self._tell({"expect": sent, "deadline": time.monotonic() + drain})
+            done = await self._all(drain + 30)
+            ended = time.monotonic()
+            used = {name: cpu.stop() for name, cpu in cpus.items()}
+        finally:
+            recorder.stop()  # after the CPU figures: py-spy writing its file is not the run
         tally = {k: sum(int(r["done"][k]) for r in done) for k in done[0]["done"]}
         last = max(float(r["last_receipt"]) for r in done)
         latencies = array("d")
