@@ -169,7 +169,9 @@ class Session(asyncio.Protocol):
         self.outbox.append(data)
 
     def flush_outbox(self) -> None:
-        if self.closed or self.transport is None or not self.outbox:
+        # is_closing(): the connection broke and connection_lost is still to come; what we
+        # had for it is lost with it, as if written just before the break.
+        if self.closed or self.transport is None or self.transport.is_closing() or not self.outbox:
             self.outbox.clear()
             return
         data = self.outbox[0] if len(self.outbox) == 1 else b"".join(self.outbox)
