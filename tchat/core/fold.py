@@ -95,6 +95,7 @@ class ClusterState:
         self.rooms_of: dict[str, set[str]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
+        self._infos: dict[str, UserInfo] = {}  # users as the wire shows them, kept up to date
         self._user_infos: tuple[UserInfo, ...] | None = None  # user_infos(), until a change
         self.closed_sessions: set[str] = set()  # client IDs that logged out: never again
 
@@ -114,7 +115,8 @@ class ClusterState:
                 if current is not None and current.client_id != client_id:
                     self.clashes.append(Clash(name, client_id))
                     return False
-                self.users[name] = UserRecord(name, addr, client_id, False, entry.ts)
+                user = self.users[name] = UserRecord(name, addr, client_id, False, entry.ts)
+                self._infos[name] = user.info()
                 self.accounts.add(name)
             case UserOffline(name=name, client_id=client_id, cursor=cursor, reason=reason):
                 if reason == "logout":
@@ -123,6 +125,7 @@ class ClusterState:
                 if current is None or current.client_id != client_id:
                     return False
                 del self.users[name]
+                del self._infos[name]
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 for room in sorted(self.rooms_of.pop(name, set())):
                     self.rooms[room].leave(name, entry.key)
@@ -132,6 +135,7 @@ class ClusterState:
                     return False
                 current.away = away
                 current.since = entry.ts
+                self._infos[name] = current.info()
             case RoomJoined(room=room, name=name):
                 if name not in self.users:
                     return False
@@ -163,9 +167,10 @@ class ClusterState:
 
     # -- reading -------------------------------------------------------------
     def user_infos(self) -> tuple[UserInfo, ...]:
-        # Every login's Welcome carries the list: built once per change, not per login.
+        """Every online user, in login order. Every login's Welcome carries the list: it is
+        kept up to date entry by entry and copied once per change, not built per login."""
         if self._user_infos is None:
-            self._user_infos = tuple(self.users[name].info() for name in sorted(self.users))
+            self._user_infos = tuple(self._infos.values())
         return self._user_infos
 
     def members(self, room: str) -> list[str]:
