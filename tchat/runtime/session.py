@@ -176,7 +176,14 @@ class Session(asyncio.Protocol):
             return
         data = self.outbox[0] if len(self.outbox) == 1 else b"".join(self.outbox)
         self.outbox.clear()
-        self.transport.write(data)
+        try:
+            self.transport.write(data)
+        except RuntimeError:
+            # uvloop: the handle closed under us (the peer reset the connection) and
+            # neither is_closing() nor connection_lost has caught up yet.
+            self.owner.drops.count("closed", self.label, "connection closed while writing")
+            self.abort()
+            return
         self._check_buffer()
 
     def _check_buffer(self) -> None:
