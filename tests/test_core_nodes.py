@@ -146,7 +146,7 @@ def test_a_client_may_opt_out_of_the_lobby_and_still_gets_its_messages_in_order(
     bus.run_until(lambda: len(chats(bus, bot)) == 10 and "bob" in alice.users, 5)
     assert [t for t in chats(bus, bot) if t[0] == "r"] == [f"r{i}" for i in range(5)]
     assert [t for t in chats(bus, bot) if t[0] == "p"] == [f"p{i}" for i in range(5)]
-    assert sorted(bot.users) == ["alice", "bot"]  # as at its login: it follows no changes
+    assert bot.users == {}  # it follows no user list: none at login, no changes after
     to_bot = [
         m for src, dst, m in bus.sent[sent_before:] if src == leader and dst == bot.config.addr
     ]

@@ -46,7 +46,7 @@ class ClientConfig:
     addr: str
     timing: Timing = field(default_factory=Timing)
     multicast: bool = True  # False: ask for rooms over the session
-    # False: do not follow the user list after login (no lobby frames). For bots and load
-    # generators: 10,000 clients in one process cannot each apply 10,000 logins.
+    # False: do not follow the user list (none at login, no lobby frames after). For bots
+    # and load generators: 10,000 clients in a few processes cannot each apply 10,000 logins.
     lobby: bool = True
     wall_offset: float = 0.0

@@ -125,7 +125,8 @@ class ClientDesk:
             # streaming to it).
             cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
         token = node.next_token()
-        users = node.state.user_infos()
+        # A client that does not follow the user list (Register.lobby False) gets none.
+        users = node.state.user_infos() if session.lobby else ()
         snapshot, chunks = self._user_chunks(users)
         effects: list[Effect] = [Send(session.addr, chunk) for chunk in chunks]
         relevant = [
@@ -161,6 +162,8 @@ class ClientDesk:
     def _user_chunks(self, users: tuple[UserInfo, ...]) -> tuple[int, tuple[UserList, ...]]:
         """The user list as UserList frames, the same objects for every Welcome until it
         changes: a login storm encodes (and clients of one host decode) them once."""
+        if not users:
+            return 0, ()  # nothing to send (and the shared chunks stay cached)
         cached = self._chunks
         if cached is None or cached[0] is not users:
             snapshot = self.lead.node.next_token()

@@ -363,7 +363,7 @@ class Register(Message):
     addr: str
     cursor: VectorClock | None
     multicast: bool  # the client can receive multicast
-    lobby: bool  # False: it does not follow user-list changes (its list stays as at login)
+    lobby: bool  # False: it does not follow the user list (gets none, nor its changes)
 
 
 class Operation:
