@@ -81,6 +81,10 @@ class LoadGroup:
                 results=result,
                 connect_timeout=connect_timeout,
             )
+            if self.cfg.get("spread_hosts"):
+                # Thousands of clients each bind a port and open a connection: one loopback
+                # address per load process gives each its own ephemeral port range.
+                cfg["host"] = f"127.0.0.{2 + i}"
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

@@ -35,6 +35,7 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
             # logins each is 10^8 updates the 2 cores cannot make. The leader keeps the same
             # session for them; only the lobby datagrams have no listener here.
             lobby=False,
+            spread_hosts=True,  # 127.0.0.2, .3...: a port range per load process
             room="",  # no room: registered and idle
             connect_parallel=connect_parallel,
         )

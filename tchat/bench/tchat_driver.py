@@ -66,7 +66,7 @@ class TchatClient:
 class TchatDriver:
     def __init__(self, cfg: dict[str, Any], ledger: Ledger) -> None:
         self.options = NetOptions(
-            host="127.0.0.1",
+            host=str(cfg.get("host", "127.0.0.1")),
             discovery_port=int(cfg["discovery_port"]),
             broadcast="127.255.255.255",
             mode="client",
