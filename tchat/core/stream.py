@@ -14,6 +14,7 @@ login. Nothing overtakes a held change: publishing anything else sends the batch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tchat.core.effects import Effect, Multicast, Send
@@ -118,9 +119,7 @@ class ClientStreams:
             del self.by_name[session.name]
         return session
 
-    def activate(
-        self, session: Session, now: float
-    ) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
+    def activate(self, session: Session, now: float) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
         """Start ``session``'s stream now: returns the gsn it starts after, its rooms and
         the lobby. Held user-list changes are already in the user list it is sent, so its
         lobby chain starts after them: the frame carrying them is old news to it."""
@@ -219,33 +218,13 @@ class ClientStreams:
         prev = self.room_last.get(LOBBY, 0)
         # Held entries hold the last gsns: anything published after them sent them first.
         gsn = self.gsn
-        touched = tuple(Touch(n, g) for n, g in sorted(self._touched.pop(LOBBY, {}).items()))
-        rooms_touched = tuple(
-            Touch(room, self.room_last[room])
-            for room in sorted(self._lobby_rooms)
-            if self.room_last.get(room, 0) > prev
-        )
+        touched, rooms_touched = self._touches(LOBBY, sorted(self._lobby_rooms), prev)
         self._lobby_rooms.clear()
         self._lobby = []
         self.lobby_due = None
         self.room_last[LOBBY] = gsn
         frame = LobbyFrame(self.epoch, gsn, prev, touched, rooms_touched, entries)
-        return self._channel_effects(
-            now, LOBBY, self.view.lobby_group, frame, self._lobby_targets()
-        )
-
-    def _lobby_targets(self) -> tuple[bool, tuple[Session, ...]]:
-        found = self._room_targets.get(LOBBY)
-        if found is None:
-            live = [
-                session
-                for _, session in sorted(self.sessions.items())
-                if session.active and session.lobby
-            ]
-            multicast = any(session.multicast for session in live)
-            unicast = tuple(session for session in live if not session.multicast)
-            found = self._room_targets[LOBBY] = (multicast, unicast)
-        return found
+        return self._channel_effects(now, LOBBY, self.view.lobby_group, frame)
 
     def _channel_effects(
         self,
@@ -253,11 +232,10 @@ class ClientStreams:
         channel: str,
         group: str,
         frame: RoomFrame | LobbyFrame,
-        targets: tuple[bool, tuple[Session, ...]],
     ) -> list[Effect]:
         """A channel's frame: one multicast datagram, plus the same frame over the session
         of each member without multicast and of each member that may not have joined yet."""
-        multicast, unicast = targets
+        multicast, unicast = self._targets(channel)
         effects: list[Effect] = [Multicast(group, frame)] if multicast else []
         effects.extend(Send(session.addr, frame) for session in unicast)
         fresh = self._fresh.get(channel)
@@ -324,35 +302,39 @@ class ClientStreams:
             return []
         prev = self.room_last.get(room, 0)
         other_all = self._all_last.pop(room, 0)
-        touched = tuple(Touch(n, g) for n, g in sorted(self._touched.pop(room, {}).items()))
-        lobby_last = self.room_last.get(LOBBY, 0)
         # Every member is in the lobby: it neighbours every room.
-        lobby = (Touch(LOBBY, lobby_last),) if lobby_last > prev else ()
-        rooms_touched = lobby + tuple(
-            Touch(other, self.room_last[other])
-            for other in self._neighbours_of(room)
-            if self.room_last.get(other, 0) > prev
-        )
+        touched, rooms_touched = self._touches(room, (LOBBY, *self._neighbours_of(room)), prev)
         frame = RoomFrame(self.epoch, gsn, prev, room, other_all, touched, rooms_touched, entry)
         self.room_last[room] = gsn
         self._lobby_rooms.add(room)
-        return self._channel_effects(now, room, record.group, frame, self._targets(room))
+        return self._channel_effects(now, room, record.group, frame)
 
-    def _targets(self, room: str) -> tuple[bool, tuple[Session, ...]]:
-        """Whether the room has multicast members, and its members served over sessions."""
-        found = self._room_targets.get(room)
+    def _touches(
+        self, channel: str, others: Iterable[str], prev: int
+    ) -> tuple[tuple[Touch, ...], tuple[Touch, ...]]:
+        """What a channel's next frame must name: the members that got session frames
+        since its ``prev``, and those of ``others`` (channels) that had frames since."""
+        touched = tuple(Touch(n, g) for n, g in sorted(self._touched.pop(channel, {}).items()))
+        rooms_touched = tuple(
+            Touch(other, self.room_last[other])
+            for other in others
+            if self.room_last.get(other, 0) > prev
+        )
+        return touched, rooms_touched
+
+    def _targets(self, channel: str) -> tuple[bool, tuple[Session, ...]]:
+        """Whether the channel (a room, or the lobby: every client following it) has
+        multicast members, and its members served over sessions."""
+        found = self._room_targets.get(channel)
         if found is None:
-            multicast = False
-            unicast: list[Session] = []
-            for name in sorted(self.view.rooms[room].members):
-                session = self._live(name)
-                if session is None:
-                    continue
-                if session.multicast:
-                    multicast = True
-                else:
-                    unicast.append(session)
-            found = self._room_targets[room] = (multicast, tuple(unicast))
+            if channel == LOBBY:
+                live = [s for _, s in sorted(self.sessions.items()) if s.active and s.lobby]
+            else:
+                members = sorted(self.view.rooms[channel].members)
+                live = [s for name in members if (s := self._live(name)) is not None]
+            multicast = any(session.multicast for session in live)
+            unicast = tuple(session for session in live if not session.multicast)
+            found = self._room_targets[channel] = (multicast, unicast)
         return found
 
     def _neighbours_of(self, room: str) -> tuple[str, ...]:
