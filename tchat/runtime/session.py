@@ -112,8 +112,7 @@ class Session(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except OversizedFrame as exc:
-            self.owner.drops.count(exc.reason, self.label, f"tcp: {exc}")
-            self.abort()
+            self._drop(exc.reason, f"tcp: {exc}")
             return
         for raw in frames:
             if self.closed:
@@ -127,8 +126,7 @@ class Session(asyncio.Protocol):
                 message = self.owner.decode(raw)
             except RemoteProtocolError as exc:
                 # A byte stream with a bad frame in it cannot be trusted any further.
-                self.owner.drops.count(exc.reason, self.label, f"tcp: {exc}")
-                self.abort()
+                self._drop(exc.reason, f"tcp: {exc}")
                 return
             if self.held or (
                 self.bucket is not None
@@ -181,16 +179,19 @@ class Session(asyncio.Protocol):
         except RuntimeError:
             # uvloop: the handle closed under us (the peer reset the connection) and
             # neither is_closing() nor connection_lost has caught up yet.
-            self.owner.drops.count("closed", self.label, "connection closed while writing")
-            self.abort()
+            self._drop("closed", "connection closed while writing")
             return
         self._check_buffer()
 
     def _check_buffer(self) -> None:
         assert self.transport is not None
         if self.transport.get_write_buffer_size() > self.owner.options.write_buffer_limit:
-            self.owner.drops.count("slow-peer", self.label, "write buffer full: disconnected")
-            self.abort()
+            self._drop("slow-peer", "write buffer full: disconnected")
+
+    def _drop(self, reason: str, detail: str) -> None:
+        """Count why this connection cannot go on, and close it."""
+        self.owner.drops.count(reason, self.label, detail)
+        self.abort()
 
     def abort(self) -> None:
         if self.closed:
