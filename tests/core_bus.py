@@ -39,6 +39,7 @@ class Bus:
     events: dict[str, list[object]] = field(default_factory=dict)
     cut: set[frozenset[str]] = field(default_factory=set)
     sent: list[tuple[str, str, Message]] = field(default_factory=list)
+    drop: Callable[[str, str, Message], bool] | None = None  # True: lose this one
     _queue: list[tuple[float, int, str, str, Message]] = field(default_factory=list)
     _seq: int = 0
     _link_clear: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -95,6 +96,8 @@ class Bus:
 
     def _post(self, src: str, dst: str, message: Message) -> None:
         if frozenset((src, dst)) in self.cut:
+            return
+        if self.drop is not None and self.drop(src, dst, message):
             return
         self.sent.append((src, dst, message))
         self._seq += 1

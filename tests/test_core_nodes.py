@@ -10,10 +10,12 @@ from core_bus import Bus
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
 from tchat.core.messages import (
+    LOBBY,
     Chat,
     Election,
     JoinRoom,
     LeaveRoom,
+    LobbyBeat,
     LobbyFrame,
     Logout,
     SendChat,
@@ -150,8 +152,11 @@ def test_a_client_may_opt_out_of_the_lobby_and_still_gets_its_messages_in_order(
     to_bot = [
         m for src, dst, m in bus.sent[sent_before:] if src == leader and dst == bot.config.addr
     ]
-    assert not [m for m in to_bot if isinstance(m, LobbyFrame)]
-    assert bot.config.addr not in bus.groups.get(leaders(servers)[0].state.lobby_group, ())
+    # It hears the lobby group for the leader's beats and drops the group's frames.
+    assert bot.config.addr in bus.groups.get(leaders(servers)[0].state.lobby_group, ())
+    assert [m for m in to_bot if isinstance(m, LobbyFrame)]
+    assert [m for m in to_bot if isinstance(m, LobbyBeat)]
+    assert bot._hold is not None and LOBBY not in bot._hold.room_end
 
 
 def test_taken_and_invalid_names_are_refused_with_a_reason() -> None:

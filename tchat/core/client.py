@@ -25,6 +25,7 @@ from tchat.core.effects import (
 from tchat.core.errors import IllegalTransition
 from tchat.core.inbox import Inbox, WelcomeParts
 from tchat.core.messages import (
+    LOBBY,
     NO_EPOCH,
     Ack,
     ClientBeat,
@@ -39,6 +40,7 @@ from tchat.core.messages import (
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
+    LobbyBeat,
     LobbyFrame,
     Logout,
     Message,
@@ -69,6 +71,7 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 GAP_TIMEOUT = 0.5  # a hole in the stream this old is repaired by resuming
 SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long
+PROBE_AFTER = 2 / 3  # of client_leader_timeout: silence this long asks for a heartbeat
 
 
 class ClientNode:
@@ -107,6 +110,7 @@ class ClientNode:
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
+        self._probed_for = 0.0  # the _leader_heard our last probe was about
         self._next_retry = 0.0
         self._attempts = 0
         self._last_resend = 0.0
@@ -239,6 +243,8 @@ class ClientNode:
         times = [self._next_retry] if self.state is not ClientState.SERVING else []
         if self.state is ClientState.SERVING:
             times.append(self._next_beat)
+            if self._probed_for != self._leader_heard:
+                times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
             times.append(self._leader_heard + timing.client_leader_timeout)
             if self._hold is not None and self._hold.stalled_since is not None:
                 times.append(self._hold.stalled_since + GAP_TIMEOUT)
@@ -254,9 +260,21 @@ class ClientNode:
         if state in (ClientState.FAILED, ClientState.CLOSED):
             return effects
         if state is ClientState.SERVING:
-            if now >= self._next_beat:
-                self._next_beat = now + timing.client_heartbeat_interval
-                effects.append(Send(self.leader_addr, ClientBeat(self.client_id, self.epoch)))
+            # Silent past PROBE_AFTER of the timeout (LobbyBeats lost, or we are a unicast
+            # client the leader forgot): ask over the session once before suspecting.
+            probe = (
+                now >= self._leader_heard + timing.client_leader_timeout * PROBE_AFTER
+                and self._probed_for != self._leader_heard
+            )
+            if now >= self._next_beat or probe:
+                # Three beats per client_timeout: the session is TCP, a beat is not lost
+                # while it lives, and each one is a frame the leader must read.
+                self._next_beat = now + timing.client_timeout / 3
+                if probe:
+                    self._probed_for = self._leader_heard
+                last = self._hold.last if self._hold is not None else -1
+                beat = ClientBeat(self.client_id, self.epoch, last, probe)
+                effects.append(Send(self.leader_addr, beat))
             if now >= self._leader_heard + timing.client_leader_timeout:
                 self._suspect_leader(effects, "no heartbeat from the leader")
             elif (
@@ -372,6 +390,8 @@ class ClientNode:
                         effects.append(Deliver(OpFailed(message.cmid, message.reason)))
             case ClientHeartbeat():
                 self._on_heartbeat(message, effects)
+            case LobbyBeat():
+                self._on_lobby_beat(message)
             case Resync():
                 if self.state is ClientState.SERVING:
                     self._resume(effects, message.reason)
@@ -418,6 +438,17 @@ class ClientNode:
         self._leader_heard = self._now
         heads = {touch.name: touch.gsn for touch in msg.room_heads}
         if self._hold.behind(msg.session_head, heads) and self._hold.stalled_since is None:
+            self._hold.stalled_since = self._now
+
+    def _on_lobby_beat(self, msg: LobbyBeat) -> None:
+        if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:
+            return
+        self._leader_heard = self._now
+        if (
+            self.config.lobby
+            and self._hold.behind(0, {LOBBY: msg.lobby_head})
+            and self._hold.stalled_since is None
+        ):
             self._hold.stalled_since = self._now
 
     def _on_name_clash(self, msg: NameClash, effects: list[Effect]) -> None:

@@ -10,6 +10,7 @@ from tchat.core.messages import (
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
+    ClientBeat,
     Entry,
     EntryBody,
     HistoryReply,
@@ -293,11 +294,22 @@ class ClientDesk:
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
         return None, "unknown operation"
 
-    def on_beat(self, client_id: str, now: float) -> None:
+    def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
         lead = self.lead
-        session = lead.streams.sessions.get(client_id)
-        if session is not None:
-            session.last_heard = now
+        session = lead.streams.sessions.get(msg.client_id)
+        if session is None:
+            return []
+        session.last_heard = now
+        streams = lead.streams
+        # It missed our LobbyBeats, or it is behind its channels' heads (a frame or the
+        # heartbeat after it was lost): the heads, over the session.
+        if (
+            session.active
+            and msg.epoch == streams.epoch
+            and (msg.probe or 0 <= msg.last < streams.head(session))
+        ):
+            return [streams.heartbeat(session, lead.node.server_id)]
+        return []
 
     def expire_clients(self, now: float) -> list[Effect]:
         lead = self.lead

@@ -129,7 +129,9 @@ class Inbox:
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
         lobby = (msg.lobby,) if node.config.lobby else ()
-        if node.config.lobby and node.lobby_group != msg.lobby.group:
+        # Every multicast client hears the lobby group, for the leader's LobbyBeats, also
+        # one that does not follow the user list (it drops the lobby's frames).
+        if node.config.multicast and node.lobby_group != msg.lobby.group:
             if node.lobby_group:
                 effects.append(LeaveGroup(node.lobby_group))
             node.lobby_group = msg.lobby.group
@@ -164,6 +166,8 @@ class Inbox:
 
     def on_frame(self, frame: Frame, effects: list[Effect]) -> None:
         node = self.node
+        if isinstance(frame, LobbyFrame) and not node.config.lobby:
+            return  # we hear the lobby group for its beats only
         hold = node._hold
         if hold is None or node.state is not ClientState.SERVING or frame.epoch != node.epoch:
             if frame.epoch >= node.epoch and len(node._early) < 10_000:

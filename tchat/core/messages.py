@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
 
-PROTOCOL_VERSION = 2  # 2: the lobby channel (LobbyFrame, Welcome.lobby)
+PROTOCOL_VERSION = 3  # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -413,8 +413,15 @@ class Submit(Message):
 
 @dataclass(frozen=True, slots=True)
 class ClientBeat(Message):
+    """Client -> leader: still here, and the gsn of the last frame it delivered. The leader
+    answers with a ClientHeartbeat (the heads of its channels) when that is behind them
+    (a lost frame, or a lost heartbeat), or when ``probe``: the client heard no leader beat
+    for a while (lost multicast LobbyBeats) and asks over its session."""
+
     client_id: str
     epoch: Epoch
+    last: int = -1  # the client's hold-back position (-1: none yet)
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,6 +577,20 @@ class ClientHeartbeat(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class LobbyBeat(Message):
+    """Leader -> the lobby group, one multicast datagram per client heartbeat interval: the
+    leader is alive, and the lobby's head (so a lost last lobby frame is noticed). Clients
+    that hear it get a ClientHeartbeat over their session only when one of their own
+    channels moved (or they probe), not one per client per interval."""
+
+    epoch: Epoch
+    leader_id: int
+    gsn: int
+    lobby_head: int  # gsn of the lobby's last frame
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
 class LeaderAlive(Message):
     """Reply to LeaderSuspect when this server still hears the leader."""
 
@@ -702,6 +723,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RoomsRequest,
     RoomsReply,
     LobbyFrame,
+    LobbyBeat,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

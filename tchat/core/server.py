@@ -488,6 +488,6 @@ class ServerNode:
             case RoomsRequest():
                 effects.extend(leadership.desk.on_rooms(msg, src_addr))
             case ClientBeat():
-                leadership.desk.on_beat(msg.client_id, now)
+                effects.extend(leadership.desk.on_beat(msg, now))
 
     # -- election ----------------------------------------------------------------

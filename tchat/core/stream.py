@@ -25,6 +25,7 @@ from tchat.core.messages import (
     ClientHeartbeat,
     Entry,
     Epoch,
+    LobbyBeat,
     LobbyFrame,
     RoomFrame,
     RoomInfo,
@@ -56,6 +57,7 @@ class Session:
     lobby: bool = True  # follows the lobby (user-list changes)
     active: bool = False  # welcomed: frames flow
     session_last: int = 0  # gsn of the last session frame sent
+    beat_gsn: int = 0  # the gsn when it was last sent a ClientHeartbeat (or welcomed)
     private_clock: VectorClock = EMPTY_CLOCK  # private messages streamed (next login resumes here)
     reported_clock: VectorClock = EMPTY_CLOCK  # the client's own cursor, as last reported
     resume_cursor: VectorClock | None = None  # where a re-registering client's replay starts
@@ -79,6 +81,7 @@ class ClientStreams:
         self._lobby: list[Entry] = []  # user-list changes waiting for the next lobby frame
         self.lobby_due: float | None = None  # when they must go out
         self._lobby_rooms: set[str] = set()  # rooms with frames since the last lobby frame
+        self._beat_gsn = -1  # the gsn at the last heartbeat round
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
         # room -> member -> time until which a new multicast member also gets it by session
@@ -124,7 +127,7 @@ class ClientStreams:
         the lobby. Held user-list changes are already in the user list it is sent, so its
         lobby chain starts after them: the frame carrying them is old news to it."""
         session.active = True
-        session.session_last = self.gsn
+        session.session_last = session.beat_gsn = self.gsn
         self._room_targets.clear()
         if session.multicast and session.lobby:  # not in the lobby group before next frames
             self._fresh.setdefault(LOBBY, {})[session.name] = now + FRESH_JOIN_GRACE
@@ -350,20 +353,59 @@ class ClientStreams:
 
     # -- heartbeats --------------------------------------------------------------
     def heartbeats(self, leader_id: int, now: float) -> list[Effect]:
+        """One heartbeat round: a single LobbyBeat multicast to the lobby group, and a
+        ClientHeartbeat over the session only to clients that cannot hear the group and to
+        those whose session or rooms moved since their last one.
+
+        An idle multicast client thus costs the leader nothing per round (10,000 of them
+        were 20,000 frames a second before). The session is TCP: a ClientHeartbeat sent
+        after a move cannot be lost while the session lives, so one per move is enough to
+        reveal a lost last frame; a lost LobbyBeat is covered by the client's probe."""
         effects = self.flush_lobby(now)  # heads name only frames that went out
-        lobby = Touch(LOBBY, self.room_last.get(LOBBY, 0))
-        for client_id in sorted(self.sessions):
-            session = self.sessions[client_id]
+        moved = self.gsn != self._beat_gsn  # nothing sequenced since the last round: no head moved
+        self._beat_gsn = self.gsn
+        multicast = False
+        due: list[Session] = []
+        for session in self.sessions.values():
             if not session.active:
                 continue
-            heads = (lobby,) + tuple(
-                Touch(room, self.room_last.get(room, 0))
-                for room in sorted(self.view.rooms_of.get(session.name, ()))
-            )
-            effects.append(
-                Send(
-                    session.addr,
-                    ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, heads),
-                )
-            )
+            if session.multicast:
+                multicast = True
+                if not moved or self._head(session) <= session.beat_gsn:
+                    continue
+            due.append(session)
+        if multicast:
+            lobby_head = self.room_last.get(LOBBY, 0)
+            beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head)
+            effects.append(Multicast(self.view.lobby_group, beat))
+        due.sort(key=lambda session: session.client_id)
+        effects.extend(self.heartbeat(session, leader_id) for session in due)
         return effects
+
+    def heartbeat(self, session: Session, leader_id: int) -> Send:
+        """``session``'s ClientHeartbeat: the heads of its session, lobby and rooms."""
+        session.beat_gsn = self.gsn
+        room_last = self.room_last
+        heads = (Touch(LOBBY, room_last.get(LOBBY, 0)),) + tuple(
+            Touch(room, room_last.get(room, 0))
+            for room in sorted(self.view.rooms_of.get(session.name, ()))
+        )
+        return Send(
+            session.addr,
+            ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, heads),
+        )
+
+    def head(self, session: Session) -> int:
+        """The gsn of the last frame of any channel of ``session``."""
+        head = self._head(session)
+        return max(head, self.room_last.get(LOBBY, 0)) if session.lobby else head
+
+    def _head(self, session: Session) -> int:
+        """The gsn of the last frame of any channel of ``session`` but the lobby."""
+        head = session.session_last
+        room_last = self.room_last
+        for room in self.view.rooms_of.get(session.name, ()):
+            last = room_last.get(room, 0)
+            if last > head:
+                head = last
+        return head

@@ -1,0 +1,122 @@
+"""Client heartbeats at scale: one LobbyBeat per round for every multicast client, a
+ClientHeartbeat only where a channel moved, and the probe that covers lost LobbyBeats."""
+
+from __future__ import annotations
+
+from core_bus import Bus
+from test_core_nodes import chats, cluster, leaders, serving
+
+from tchat.core.client import ClientState
+from tchat.core.messages import (
+    ClientBeat,
+    ClientHeartbeat,
+    JoinRoom,
+    LobbyBeat,
+    Message,
+    RoomFrame,
+    SendChat,
+)
+
+
+def from_leader(
+    bus: Bus, leader: str, since: int, kind: type[Message]
+) -> list[tuple[str, Message]]:
+    return [(dst, m) for src, dst, m in bus.sent[since:] if src == leader and isinstance(m, kind)]
+
+
+def test_idle_multicast_clients_get_one_lobby_beat_per_round_and_no_session_heartbeats() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0]
+    clients = serving(bus, "alice", "bob", "carol")
+    bus.run(2.0)  # logins settle: their frames are old news
+    since = len(bus.sent)
+    bus.run(3.0)
+    beats = from_leader(bus, leader.config.addr, since, LobbyBeat)
+    per_client = {c.config.addr: sum(dst == c.config.addr for dst, _ in beats) for c in clients}
+    rounds = 3.0 / leader.config.timing.client_heartbeat_interval
+    assert all(rounds - 1 <= n <= rounds + 1 for n in per_client.values()), per_client
+    assert from_leader(bus, leader.config.addr, since, ClientHeartbeat) == []
+    assert all(c.state is ClientState.SERVING for c in clients)
+    # The clients still beat, three times per client_timeout, none of them a probe.
+    client_beats = [m for src, _, m in bus.sent[since:] if isinstance(m, ClientBeat)]
+    assert 3 * 2 <= len(client_beats) <= 3 * 4 and not any(b.probe for b in client_beats)
+
+
+def test_a_room_message_earns_its_members_one_session_heartbeat_with_the_new_head() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0]
+    alice, bob, carol = serving(bus, "alice", "bob", "carol")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("ops"))
+    bus.run_until(lambda: all("ops" in c.rooms for c in (alice, bob)), 3)
+    bus.run(2.0)
+    since = len(bus.sent)
+    bus.submit(alice, SendChat("ops", None, "hi", False))
+    bus.run(2.0)
+    assert chats(bus, bob) == ["hi"]
+    hearts = from_leader(bus, leader.config.addr, since, ClientHeartbeat)
+    assert sorted(dst for dst, _ in hearts) == sorted([alice.config.addr, bob.config.addr])
+    assert leader.leadership is not None
+    head = leader.leadership.streams.room_last["ops"]
+    for _, beat in hearts:
+        assert isinstance(beat, ClientHeartbeat)
+        assert dict((t.name, t.gsn) for t in beat.room_heads)["ops"] == head
+
+
+def test_a_unicast_client_gets_a_session_heartbeat_every_round() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0]
+    (uni,) = [bus.add_client("uni", multicast=False)]
+    bus.run_until(lambda: uni.state is ClientState.SERVING, 5)
+    since = len(bus.sent)
+    bus.run(3.0)
+    hearts = from_leader(bus, leader.config.addr, since, ClientHeartbeat)
+    rounds = 3.0 / leader.config.timing.client_heartbeat_interval
+    assert rounds - 1 <= sum(dst == uni.config.addr for dst, _ in hearts) <= rounds + 1
+    assert not [dst for dst, _ in from_leader(bus, leader.config.addr, since, LobbyBeat)]
+    assert uni.state is ClientState.SERVING
+
+
+def test_a_client_that_loses_every_lobby_beat_probes_and_keeps_its_leader() -> None:
+    bus, servers = cluster()
+    leader = leaders(servers)[0]
+    (alice,) = serving(bus, "alice")
+    bus.run(1.0)
+    addr = alice.config.addr
+    bus.drop = lambda src, dst, m: dst == addr and isinstance(m, LobbyBeat)
+    since = len(bus.sent)
+    bus.run(6.0)
+    probes = [m for src, _, m in bus.sent[since:] if src == addr and isinstance(m, ClientBeat)]
+    assert [p for p in probes if p.probe], "silence past the probe time asks the leader"
+    replies = [d for d, _ in from_leader(bus, leader.config.addr, since, ClientHeartbeat)]
+    assert addr in replies
+    assert alice.state is ClientState.SERVING and alice.leader_id == leader.server_id
+    assert leaders(servers) == [leader]
+
+
+def test_a_lost_frame_and_the_heartbeat_after_it_are_found_by_the_clients_beat() -> None:
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("ops"))
+    bus.run_until(lambda: all("ops" in c.rooms for c in (alice, bob)), 3)
+    bus.run(2.0)
+    lost: list[Message] = []
+
+    def drop(src: str, dst: str, m: Message) -> bool:
+        # The room frame and the one heartbeat that would reveal it, both to bob, once each.
+        kinds = {type(x) for x in lost}
+        wanted = isinstance(m, RoomFrame | ClientHeartbeat) and type(m) not in kinds
+        if dst == bob.config.addr and wanted:
+            lost.append(m)
+            return True
+        return False
+
+    bus.drop = drop
+    since = len(bus.sent)
+    bus.submit(alice, SendChat("ops", None, "hi", False))
+    bus.run_until(lambda: chats(bus, bob) == ["hi"], 5)
+    assert {type(m) for m in lost} == {RoomFrame, ClientHeartbeat}
+    # bob's beat said how far it got, and the leader answered with the heads.
+    beats = [m for src, _, m in bus.sent[since:] if src == bob.config.addr]
+    assert any(isinstance(m, ClientBeat) and not m.probe for m in beats)
