@@ -210,7 +210,7 @@ async def test_three_discovery_listeners_on_one_host_all_hear_a_broadcast() -> N
 
 
 @on_uvloop
-async def test_multicast_reaches_every_joined_socket_on_loopback() -> None:
+async def test_multicast_reaches_every_joined_client_through_one_shared_socket() -> None:
     if not await multicast.probe("127.0.0.1"):
         pytest.skip("loopback multicast does not work here (the client falls back to unicast)")
     opts = options()
@@ -231,6 +231,17 @@ async def test_multicast_reaches_every_joined_socket_on_loopback() -> None:
         multicast.send(sender, group, message)
         for inbox in inboxes:
             assert (await inbox.wait(1))[0][0] == message
+        # The two clients of this process share one socket for the group; one leaving
+        # leaves the other joined, the last one closes it.
+        shared = groups[0].groups[group]
+        assert groups[1].groups[group] is shared and len(shared.listeners) == 2
+        groups[0].leave(group)
+        second = StatusRequest(addr=sender.addr, nonce=78)
+        multicast.send(sender, group, second)
+        assert (await inboxes[1].wait(2))[-1][0] == second
+        assert len(inboxes[0].items) == 1  # it left before the second one
+        groups[1].leave(group)
+        assert shared.sock.fileno() == -1
     finally:
         for g in groups:
             g.close()

@@ -38,54 +38,83 @@ def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
     return sock
 
 
+class _Shared:
+    """One group socket of this process and the transports that joined the group on it.
+
+    Several clients in one process (a load generator, a test) share it: the kernel copies
+    each datagram once per process instead of once per client, and it is read and decoded
+    once (the process's decode cache) before every member's node gets it."""
+
+    MAX_DISPATCH = 4096  # listener calls per readiness callback, so one busy group cannot starve
+
+    def __init__(self, key: tuple[str, str], sock: socket.socket) -> None:
+        self.key = key
+        self.sock = sock
+        self.channel = f"multicast {key[0]}"
+        self.listeners: dict[int, Transport] = {}  # id(transport) -> transport, join order
+
+    def readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        listeners = self.listeners
+        for _ in range(max(1, self.MAX_DISPATCH // max(1, len(listeners)))):
+            try:
+                data, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("%s: %s", self.channel, exc)
+                return
+            for key, transport in tuple(listeners.items()):
+                if key in listeners:  # a node may leave the group while handling a frame
+                    transport.receive_datagram(data, addr, self.channel)
+
+
+_shared: dict[tuple[str, str], _Shared] = {}  # (group, interface) -> this process's socket
+
+
 class MulticastGroups:
-    """The room groups a client has joined, each a UDP socket feeding the node.
+    """The room groups a client has joined; each feeds its node from this process's one
+    socket for the group.
 
     Joining is synchronous (socket + membership + ``loop.add_reader``) so that a group is
     joined before the node handles the next frame: an async join could miss the room's
     first multicast frames and force a gap repair.
     """
 
-    MAX_READS = 64  # datagrams read per readiness callback, so one busy group cannot starve
-
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.groups: dict[str, socket.socket] = {}
+        self.groups: dict[str, _Shared] = {}
         self.failed: set[str] = set()
         self.loop = asyncio.get_running_loop()
 
     def join(self, group: str) -> bool:
         if group in self.groups:
             return True
-        try:
-            ip, port = split_addr(group)
-            sock = group_socket(ip, port, self.transport.options.host)
-        except (OSError, ValueError) as exc:
-            logger.warning("cannot join multicast group %s: %s", group, exc)
-            self.failed.add(group)
-            return False
-        self.groups[group] = sock
-        self.loop.add_reader(sock.fileno(), self._readable, f"multicast {group}", sock)
+        key = (group, self.transport.options.host)
+        shared = _shared.get(key)
+        if shared is None:
+            try:
+                ip, port = split_addr(group)
+                sock = group_socket(ip, port, self.transport.options.host)
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot join multicast group %s: %s", group, exc)
+                self.failed.add(group)
+                return False
+            shared = _shared[key] = _Shared(key, sock)
+            self.loop.add_reader(sock.fileno(), shared.readable)
+        shared.listeners[id(self.transport)] = self.transport
+        self.groups[group] = shared
         return True
 
-    def _readable(self, channel: str, sock: socket.socket) -> None:
-        handler = self.transport.receive_datagram
-        recvfrom = sock.recvfrom
-        for _ in range(self.MAX_READS):
-            try:
-                data, addr = recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.debug("%s: %s", channel, exc)
-                return
-            handler(data, addr, channel)
-
     def leave(self, group: str) -> None:
-        sock = self.groups.pop(group, None)
-        if sock is not None:
-            self.loop.remove_reader(sock.fileno())
-            sock.close()
+        shared = self.groups.pop(group, None)
+        if shared is None:
+            return
+        shared.listeners.pop(id(self.transport), None)
+        if not shared.listeners and _shared.get(shared.key) is shared:
+            del _shared[shared.key]
+            self.loop.remove_reader(shared.sock.fileno())
+            shared.sock.close()
 
     def close(self) -> None:
         for group in list(self.groups):
