@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from tchat.bench.irc import free_port
+from tchat.bench.nodelog import read_events
 from tchat.runtime.options import NetOptions
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+# Node events that a run without faults must not show (a spurious election, a drop).
+QUIET_RUN_EVENTS = (
+    "election-started",
+    "new-leader",
+    "leader-suspected",
+    "server-dropped",
+    "client-dropped",
+)
 PORT_RETRIES = 3
 
 
@@ -229,6 +238,23 @@ class Cluster:
 
     def pid(self, sid: int) -> int:
         return self.daemons[sid].pid
+
+    def log_marks(self) -> dict[int, int]:
+        """Where each daemon's log ends now, for ``events_since``."""
+        return {
+            sid: d.log_path.stat().st_size if d.log_path.exists() else 0
+            for sid, d in self.daemons.items()
+        }
+
+    def events_since(self, marks: dict[int, int]) -> dict[str, int]:
+        """How many of each failure-detector/election node event the daemons logged since
+        ``marks`` (INFO logging): a quiet run has none."""
+        counts = dict.fromkeys(QUIET_RUN_EVENTS, 0)
+        for sid, d in self.daemons.items():
+            for event in read_events(d.log_path, sid, marks.get(sid, 0))[0]:
+                if event.kind in counts:
+                    counts[event.kind] += 1
+        return counts
 
     async def status(self, wait: float = 0.3) -> list[Any]:
         from tchat.runtime.status import gather

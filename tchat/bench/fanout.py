@@ -56,7 +56,10 @@ async def fanout_tchat(
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
             backups = {f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader}
             idle = await idle_cpu_util(cluster.pid(leader))
+            marks = cluster.log_marks()
             result = await group.run({"leader": cluster.pid(leader), **backups}, drain=drain)
+            # Spurious elections: the issue asks for none at this load.
+            result["node_events_during_run"] = cluster.events_since(marks)
             result["leader_rss_mib"] = round(rss_bytes(cluster.pid(leader)) / 2**20, 1)
             result["leader_idle_cpu_util"] = idle
             result["cluster_after"] = await cluster.describe()

@@ -20,13 +20,14 @@ CLIENTS_PER_PROCESS = 2500
 
 async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -> dict[str, Any]:
     workers = workers or max(1, math.ceil(clients / CLIENTS_PER_PROCESS))
-    cluster = Cluster(3, log_level="WARNING", raise_nofile=True)
+    cluster = Cluster(3, log_level="INFO", raise_nofile=True)
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
         pid = cluster.pid(leader)
         await asyncio.sleep(1.0)
         before = rss_bytes(pid)
+        marks = cluster.log_marks()
         cfg = cluster.load_config(
             # Multicast clients, as on a LAN: each login reaches them in a lobby frame sent
             # once to the lobby group (over sessions it would be one send per client).
@@ -48,6 +49,8 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
             load_rss = await group.rss()
             status = await cluster.status(0.5)
             users = max((r.user_count for r in status), default=0)
+            events = cluster.events_since(marks)
+            final_leader = next((r.leader_id for r in status if r.role.lower() == "leader"), 0)
         finally:
             await group.close()
         del began
@@ -64,7 +67,9 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         "leader_rss_after_mib": round(after / 2**20, 1),
         "leader_rss_per_client_kib": round(per_client / 1024, 2),
         "client_process_rss_mib": [round(r / 2**20, 1) for r in load_rss],
-        "ok": per_client <= 16 * 1024,
+        "leader_kept": final_leader == leader,  # no failover while they logged in
+        "node_events": events,
+        "ok": per_client <= 16 * 1024 and users == clients and final_leader == leader,
     }
 
 
