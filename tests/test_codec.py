@@ -133,7 +133,7 @@ ROOM_FRAME = RoomFrame(
     other_all=997,
     touched=(Touch("bob", 999),),
     rooms_touched=(),
-    entry=ENTRY,
+    entries=(ENTRY,),
 )
 
 

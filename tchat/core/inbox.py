@@ -28,6 +28,7 @@ from tchat.core.messages import (
     Epoch,
     JoinRoom,
     LobbyFrame,
+    RoomFrame,
     RoomInfo,
     RoomJoined,
     RoomLeft,
@@ -196,7 +197,19 @@ class Inbox:
             if changed:  # one event per frame: a login storm is not a storm of redraws
                 self.users_changed(effects)
             return
-        entry = frame.entry
+        if isinstance(frame, RoomFrame):
+            # A run of room messages committed back to back, delivered in its order.
+            for entry in frame.entries:
+                if type(entry.body) is Chat:
+                    self.deliver_chat(entry, effects)
+                else:  # a leader only batches chat; anything else is applied as it comes
+                    self.apply_entry(frame, entry, effects)
+            return
+        self.apply_entry(frame, frame.entry, effects)
+
+    def apply_entry(self, frame: Frame, entry: Entry, effects: list[Effect]) -> None:
+        """One entry of a session or room frame."""
+        node = self.node
         body = entry.body
         node.clock = node.clock.merge(entry.clock)
         match body:

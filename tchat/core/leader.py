@@ -148,6 +148,7 @@ class Leadership:
         if not self.serving:
             return effects
         held = self._held()
+        acks: list[Effect] = []  # after the frames: a run of room messages shares one frame
         while self.pending:
             head = self.pending[0]
             if held is not None and not head.entry.clock <= held:
@@ -168,8 +169,10 @@ class Leadership:
             else:
                 effects.extend(self.streams.publish(head.entry, now))
             for client_id, cmid in head.acks:
-                effects.extend(self._ack_when_held(canonical, client_id, cmid, held))
+                acks.extend(self._ack_when_held(canonical, client_id, cmid, held))
             effects.extend(self._after_commit(head.entry, now))
+        effects.extend(self.streams.flush_rooms(now))
+        effects.extend(acks)
         if self.held_acks:
             waiting, self.held_acks = self.held_acks, []
             for entry, client_id, cmid in waiting:
@@ -211,7 +214,10 @@ class Leadership:
             session = self.streams.sessions.get(body.client_id)
             if session is not None and not session.active:
                 cursor = session.resume_cursor
-                return self.desk.welcome(session, cursor, now)
+                # Its stream starts at the current heads: every frame they name must be out.
+                effects = self.streams.flush_rooms(now)
+                effects.extend(self.desk.welcome(session, cursor, now))
+                return effects
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)
             if session is not None and session.name == body.name:

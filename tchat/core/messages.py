@@ -12,7 +12,9 @@ from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
 
-PROTOCOL_VERSION = 3  # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat
+# 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat; 4: RoomFrame carries a run
+# of consecutive entries (RoomFrame.entries)
+PROTOCOL_VERSION = 4
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -533,16 +535,20 @@ class SessionFrame(Message):
 
 @dataclass(frozen=True, slots=True)
 class RoomFrame(Message):
-    """One room message, multicast once to the room's group (or sent over the session)."""
+    """Room messages committed back to back, multicast once to the room's group (or sent
+    over the session): one datagram, one decode and one hold-back step for the run.
+
+    The entries hold the consecutive gsns ``gsn - len(entries) + 1 .. gsn``; nothing of any
+    other channel lies between them, so the ordering fields cover (prev, first entry)."""
 
     epoch: Epoch
-    gsn: int
+    gsn: int  # gsn of the last entry
     prev: int  # gsn of the room's previous frame
     room: str
-    other_all: int  # latest gsn in (prev, gsn) that every member got through its session
-    touched: tuple[Touch, ...]  # members with session entries in (prev, gsn), and the latest
-    rooms_touched: tuple[Touch, ...]  # rooms sharing members with frames in (prev, gsn), latest
-    entry: Entry
+    other_all: int  # latest gsn in (prev, first) that every member got through its session
+    touched: tuple[Touch, ...]  # members with session entries in (prev, first), the latest
+    rooms_touched: tuple[Touch, ...]  # rooms sharing members with frames in (prev, first)
+    entries: tuple[Entry, ...]  # Chat entries of this room, in commit order (at least one)
     from_server: ClassVar[bool] = True
 
 

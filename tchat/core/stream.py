@@ -10,6 +10,10 @@ anything per member on the room path: a room message costs one multicast datagra
 User-list changes (logins, logouts, away) wait up to ``LOBBY_DELAY`` to share one lobby
 frame, so a storm of logins costs one datagram per batch, not one frame per client per
 login. Nothing overtakes a held change: publishing anything else sends the batch first.
+
+Room messages of one room committed back to back (one ``advance`` of the leader) share one
+room frame the same way, without waiting: the run stays open only until something else is
+published or the caller ends the step with ``flush_rooms``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,23 @@ FRESH_JOIN_GRACE = 1.0  # seconds a new member also gets its room over the sessi
 LOBBY_DELAY = 0.05  # seconds a user-list change may wait for others to share its frame
 LOBBY_BATCH = 64  # entries per lobby frame at most (a frame stays one datagram)
 LOBBY_TOUCH_CAP = 1000  # ordering touches a lobby frame may carry: past it one goes out
+ROOM_BATCH = 32  # entries per room frame at most
+ROOM_BATCH_TEXT = 2048  # characters of text per room frame at most (past the first entry):
+# a frame stays one datagram, and small enough for the receivers' shared decode cache
+
+
+@dataclass(slots=True)
+class OpenRun:
+    """A room frame being filled with consecutive room messages of one room."""
+
+    room: str
+    group: str
+    prev: int
+    other_all: int
+    touched: tuple[Touch, ...]
+    rooms_touched: tuple[Touch, ...]
+    entries: list[Entry]
+    text: int  # characters of text so far
 
 
 @dataclass(slots=True)
@@ -87,6 +108,7 @@ class ClientStreams:
         # room -> member -> time until which a new multicast member also gets it by session
         # (it may not have joined the group yet when the first frames go out)
         self._fresh: dict[str, dict[str, float]] = {}
+        self._run: OpenRun | None = None  # the room frame being filled (within one step)
 
     def reset_view(self, view: ClusterState, now: float) -> list[Effect]:
         """Restart every channel from ``view`` (after a merge, before clients resume).
@@ -95,6 +117,7 @@ class ClientStreams:
         holding the old stream (its Resync lost) sees a gap on the next multicast frame and
         resumes, instead of chaining new frames onto a cursor that skipped the merge."""
         effects = self.flush_lobby(now)  # held changes were published before the merge
+        effects.extend(self.flush_rooms(now))
         self.view = view
         self._neighbours.clear()
         self._room_targets.clear()
@@ -152,9 +175,27 @@ class ClientStreams:
         """Stream one committed entry to whoever must see it."""
         body = entry.body
         view = self.view
+        run = self._run
+        if (
+            run is not None
+            and type(body) is Chat
+            and body.room == run.room
+            and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
+            and len(run.entries) < ROOM_BATCH
+            and run.text + len(body.text) <= ROOM_BATCH_TEXT
+        ):
+            if not view.apply(entry):
+                return []
+            self.gsn += 1
+            self.room_last[run.room] = self.gsn
+            run.entries.append(entry)
+            run.text += len(body.text)
+            return []
+        effects = self.flush_rooms(now)  # a run ends where anything else begins
         if isinstance(body, (UserOnline, UserOffline, UserStatus)):
-            return self._hold_user_change(entry, now)
-        effects = self.flush_lobby(now)  # nothing overtakes a held user-list change
+            effects.extend(self._hold_user_change(entry, now))
+            return effects
+        effects.extend(self.flush_lobby(now))  # nothing overtakes a held user-list change
         before_members: tuple[str, ...] = ()
         if isinstance(body, RoomLeft):
             before_members = tuple(view.members(body.room))
@@ -167,7 +208,7 @@ class ClientStreams:
         gsn = self.gsn
         match body:
             case Chat(room=str() as room):
-                effects.extend(self._room_frame(room, entry, gsn, now))
+                self._open_run(room, entry, gsn)
             case Chat(sender=sender, to=str() as to):
                 names = sorted({sender, to})
                 effects.extend(self._session_frames(names, entry, gsn, scope=None))
@@ -188,6 +229,7 @@ class ClientStreams:
         if len(self._touched.get(LOBBY, ())) + len(self._lobby_rooms) > LOBBY_TOUCH_CAP:
             # The next lobby frame would carry too many touches for one datagram: send an
             # empty one now, which starts the count again.
+            effects.extend(self.flush_rooms(now))
             self.gsn += 1
             effects.extend(self.flush_lobby(now, empty=True))
         return effects
@@ -215,9 +257,10 @@ class ClientStreams:
     def flush_lobby(self, now: float, *, empty: bool = False) -> list[Effect]:
         """Send the held user-list changes as one lobby frame (an ``empty`` one when the
         caller took a gsn for it), to the lobby group and to unicast clients' sessions."""
+        rooms = self.flush_rooms(now) if self._run is not None else []
         entries = tuple(self._lobby)
         if not entries and not empty:
-            return []
+            return rooms
         prev = self.room_last.get(LOBBY, 0)
         # Held entries hold the last gsns: anything published after them sent them first.
         gsn = self.gsn
@@ -227,7 +270,8 @@ class ClientStreams:
         self.lobby_due = None
         self.room_last[LOBBY] = gsn
         frame = LobbyFrame(self.epoch, gsn, prev, touched, rooms_touched, entries)
-        return self._channel_effects(now, LOBBY, self.view.lobby_group, frame)
+        rooms.extend(self._channel_effects(now, LOBBY, self.view.lobby_group, frame))
+        return rooms
 
     def _channel_effects(
         self,
@@ -299,18 +343,41 @@ class ClientStreams:
             self._all_last[scope] = gsn
         return effects
 
-    def _room_frame(self, room: str, entry: Entry, gsn: int, now: float) -> list[Effect]:
+    def _open_run(self, room: str, entry: Entry, gsn: int) -> None:
+        """Start a room frame with ``entry``; its ordering fields are fixed now (nothing of
+        another channel can come between its entries: publishing anything ends the run)."""
         record = self.view.rooms.get(room)
         if record is None:
-            return []
+            return
         prev = self.room_last.get(room, 0)
         other_all = self._all_last.pop(room, 0)
         # Every member is in the lobby: it neighbours every room.
         touched, rooms_touched = self._touches(room, (LOBBY, *self._neighbours_of(room)), prev)
-        frame = RoomFrame(self.epoch, gsn, prev, room, other_all, touched, rooms_touched, entry)
         self.room_last[room] = gsn
         self._lobby_rooms.add(room)
-        return self._channel_effects(now, room, record.group, frame)
+        text = len(entry.body.text)  # type: ignore[attr-defined]
+        self._run = OpenRun(
+            room, record.group, prev, other_all, touched, rooms_touched, [entry], text
+        )
+
+    def flush_rooms(self, now: float) -> list[Effect]:
+        """Send the open room frame, if any. The leader calls it at the end of each commit
+        step, so a run never outlives the step that filled it."""
+        run = self._run
+        if run is None:
+            return []
+        self._run = None
+        frame = RoomFrame(
+            self.epoch,
+            self.room_last[run.room],
+            run.prev,
+            run.room,
+            run.other_all,
+            run.touched,
+            run.rooms_touched,
+            tuple(run.entries),
+        )
+        return self._channel_effects(now, run.room, run.group, frame)
 
     def _touches(
         self, channel: str, others: Iterable[str], prev: int

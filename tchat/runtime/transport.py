@@ -37,7 +37,7 @@ class DecodeCache:
     """
 
     MAX_ENTRIES = 512
-    MAX_FRAME = 4096  # bytes: room and lobby frames; a big frame is rarely shared
+    MAX_FRAME = 16384  # bytes: room and lobby frames (a full run of room messages is ~4 KiB)
 
     def __init__(self, key: bytes | None, max_frame: int) -> None:
         self.key = key
