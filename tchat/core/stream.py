@@ -131,19 +131,31 @@ class ClientStreams:
 
     # -- sessions --------------------------------------------------------------
     def attach(self, session: Session) -> None:
-        self._room_targets.clear()
+        self._retarget(session)
         old = self.sessions.get(session.client_id)
+        if old is not None:
+            self._retarget(old)
         if old is not None and self.by_name.get(old.name) is old:
             del self.by_name[old.name]
         self.sessions[session.client_id] = session
         self.by_name[session.name] = session
 
     def detach(self, client_id: str) -> Session | None:
-        self._room_targets.clear()
         session = self.sessions.pop(client_id, None)
+        if session is not None:
+            self._retarget(session)
         if session is not None and self.by_name.get(session.name) is session:
             del self.by_name[session.name]
         return session
+
+    def _retarget(self, session: Session) -> None:
+        """Forget the cached targets of ``session``'s channels (its rooms, the lobby if it
+        follows it): a login among 10,000 clients must not rebuild every channel's list."""
+        targets = self._room_targets
+        if session.lobby:
+            targets.pop(LOBBY, None)
+        for room in self.view.rooms_of.get(session.name, ()):
+            targets.pop(room, None)
 
     def activate(self, session: Session, now: float) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
         """Start ``session``'s stream now: returns the gsn it starts after, its rooms and
@@ -151,7 +163,7 @@ class ClientStreams:
         lobby chain starts after them: the frame carrying them is old news to it."""
         session.active = True
         session.session_last = session.beat_gsn = self.gsn
-        self._room_targets.clear()
+        self._retarget(session)
         if session.multicast and session.lobby:  # not in the lobby group before next frames
             self._fresh.setdefault(LOBBY, {})[session.name] = now + FRESH_JOIN_GRACE
         rooms = tuple(
@@ -203,7 +215,7 @@ class ClientStreams:
             return effects
         if isinstance(body, (RoomJoined, RoomLeft)):
             self._neighbours.clear()
-            self._room_targets.clear()
+            self._room_targets.pop(body.room, None)
         self.gsn += 1
         gsn = self.gsn
         match body:
@@ -243,8 +255,12 @@ class ClientStreams:
         if not self.view.apply(entry):
             return []
         if not isinstance(body, UserStatus):
-            self._neighbours.clear()
-            self._room_targets.clear()
+            # Only this user's channels changed members (a login among thousands must
+            # not rebuild every room's targets and neighbours).
+            for room in (*before_rooms, *self.view.rooms_of.get(body.name, ())):
+                self._neighbours.pop(room, None)
+                self._room_targets.pop(room, None)
+            self._room_targets.pop(LOBBY, None)
         self.gsn += 1
         if isinstance(body, UserOffline):
             for room in before_rooms:  # it gets none of these rooms' frames any more
@@ -398,7 +414,8 @@ class ClientStreams:
         found = self._room_targets.get(channel)
         if found is None:
             if channel == LOBBY:
-                live = [s for _, s in sorted(self.sessions.items()) if s.active and s.lobby]
+                # Login order (deterministic): no sort of every session per rebuild.
+                live = [s for s in self.sessions.values() if s.active and s.lobby]
             else:
                 members = sorted(self.view.rooms[channel].members)
                 live = [s for name in members if (s := self._live(name)) is not None]
