@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -19,6 +18,8 @@ from typing import Any
 
 from tchat.bench.irc import free_port
 from tchat.bench.nodelog import read_events
+from tchat.bench.priority import boost_priority as boost_priority  # loadgen imports it here
+from tchat.bench.priority import server_priority
 from tchat.runtime.options import NetOptions
 
 logger = logging.getLogger(__name__)
@@ -64,27 +65,10 @@ def free_node_port(attempts: int = 50) -> int:
     return free_port()
 
 
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
-BENCH_NICE = -10  # as root: ahead of whatever else runs on the machine (see BENCHMARKS.md)
-
-
-def boost_priority() -> None:
-    """In a child before exec: run ahead of unrelated work, where allowed (root), and die
-    with the bench (a bench killed by ``timeout`` must not leave daemons spinning)."""
-    with contextlib.suppress(OSError):
-        os.nice(BENCH_NICE)
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _lift_nofile() -> None:
     import resource
 
-    boost_priority()
+    server_priority()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -189,7 +173,7 @@ class Cluster:
             stdout=log,
             stderr=log,
             env=env,
-            preexec_fn=_lift_nofile if self.raise_nofile else boost_priority,
+            preexec_fn=_lift_nofile if self.raise_nofile else server_priority,
         )
         log.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -13,6 +12,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tchat.bench.priority import server_priority
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ DNS = no
 Ident = no
 PAM = no
 """
-
-
-def _boost() -> None:
-    with contextlib.suppress(OSError):
-        os.nice(-10)
 
 
 def free_port() -> int:
@@ -84,7 +80,7 @@ class Ngircd:
             [binary, "--nodaemon", "--config", str(conf)],
             stdout=log,
             stderr=log,
-            preexec_fn=_boost,  # the same priority as tchat's servers get
+            preexec_fn=server_priority,  # the same priority as tchat's servers get
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
