@@ -16,6 +16,7 @@ from tchat.core.effects import (
     Effect,
     JoinGroup,
     LeaveGroup,
+    LogEvent,
     Multicast,
     Persist,
     Send,
@@ -40,6 +41,9 @@ class Bus:
     cut: set[frozenset[str]] = field(default_factory=set)
     sent: list[tuple[str, str, Message]] = field(default_factory=list)
     drop: Callable[[str, str, Message], bool] | None = None  # True: lose this one
+    paused: set[str] = field(default_factory=set)  # nodes that neither tick nor read
+    logs: list[tuple[str, str]] = field(default_factory=list)  # (node, LogEvent kind)
+    _held: list[tuple[str, str, Message]] = field(default_factory=list)  # unread by paused
     _queue: list[tuple[float, int, str, str, Message]] = field(default_factory=list)
     _seq: int = 0
     _link_clear: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -93,6 +97,8 @@ class Bus:
                     self.durable[src].apply(effect)
                 case Deliver(event=event):
                     self.events[src].append(event)
+                case LogEvent(kind=kind):
+                    self.logs.append((src, kind))
 
     def _post(self, src: str, dst: str, message: Message) -> None:
         if frozenset((src, dst)) in self.cut:
@@ -111,14 +117,16 @@ class Bus:
         deadlines = [
             (d, addr)
             for addr, n in sorted(self.nodes.items())
-            if (d := n.next_deadline()) is not None
+            if addr not in self.paused and (d := n.next_deadline()) is not None
         ]
         next_timer = min(deadlines) if deadlines else None
         if self._queue and (next_timer is None or self._queue[0][0] <= next_timer[0]):
             when, _, src, dst, message = heapq.heappop(self._queue)
             self.now = max(self.now, when)
             node = self.nodes.get(dst)
-            if node is not None and frozenset((src, dst)) not in self.cut:
+            if dst in self.paused:
+                self._held.append((src, dst, message))
+            elif node is not None and frozenset((src, dst)) not in self.cut:
                 self._apply(dst, node.handle(message, src, self.now))
             return True
         if next_timer is None:
@@ -127,6 +135,22 @@ class Bus:
         addr = next_timer[1]
         self._apply(addr, self.nodes[addr].tick(self.now))
         return True
+
+    def resume(self, addr: str) -> None:
+        """A paused node wakes up as an event loop does after a stall: its overdue timer
+        runs first, then it reads what arrived meanwhile."""
+        self.paused.discard(addr)
+        node = self.nodes[addr]
+        due = node.next_deadline()
+        if due is not None and due <= self.now:
+            self._apply(addr, node.tick(self.now))
+        held, self._held = (
+            [m for m in self._held if m[1] == addr],
+            [m for m in self._held if m[1] != addr],
+        )
+        for src, dst, message in held:
+            self._seq += 1
+            heapq.heappush(self._queue, (self.now, self._seq, src, dst, message))
 
     def run(self, seconds: float) -> None:
         end = self.now + seconds

@@ -110,6 +110,8 @@ class ClientNode:
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
+        self._due = float("inf")  # the deadline we last gave the driver
+        self._judge_after = float("-inf")  # ran late: no suspicion before this
         self._probed_for = 0.0  # the _leader_heard our last probe was about
         self._next_retry = 0.0
         self._attempts = 0
@@ -237,6 +239,11 @@ class ClientNode:
 
     # -- time ------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
+        due = self._next_deadline()
+        self._due = due if due is not None else float("inf")
+        return due
+
+    def _next_deadline(self) -> float | None:
         if self.state in (ClientState.FAILED, ClientState.CLOSED):
             return None
         timing = self.config.timing
@@ -245,7 +252,7 @@ class ClientNode:
             times.append(self._next_beat)
             if self._probed_for != self._leader_heard:
                 times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
-            times.append(self._leader_heard + timing.client_leader_timeout)
+            times.append(max(self._leader_heard + timing.client_leader_timeout, self._judge_after))
             if self._hold is not None and self._hold.stalled_since is not None:
                 times.append(self._hold.stalled_since + GAP_TIMEOUT)
             if self.pending:
@@ -259,6 +266,9 @@ class ClientNode:
         state = self.state
         if state in (ClientState.FAILED, ClientState.CLOSED):
             return effects
+        if now - self._due > timing.client_heartbeat_interval:
+            # Woken this late, we are the silent one: read what waits before judging.
+            self._judge_after = now + timing.client_heartbeat_interval / 2
         if state is ClientState.SERVING:
             # Silent past PROBE_AFTER of the timeout (LobbyBeats lost, or we are a unicast
             # client the leader forgot): ask over the session once before suspecting.
@@ -275,7 +285,7 @@ class ClientNode:
                 last = self._hold.last if self._hold is not None else -1
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
-            if now >= self._leader_heard + timing.client_leader_timeout:
+            if now >= max(self._leader_heard + timing.client_leader_timeout, self._judge_after):
                 self._suspect_leader(effects, "no heartbeat from the leader")
             elif (
                 self._hold is not None
