@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from tchat.runtime.gcpolicy import GcPolicy
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 
@@ -37,12 +38,14 @@ async def run_daemon(options: NetOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
     summary = loop.create_task(_drop_summaries(service))
     watchdog = loop.create_task(_stall_watchdog())
+    collector = loop.create_task(GcPolicy().run())
     stopped_by_node = asyncio.shield(service.driver.stopped)
     waiter = loop.create_task(stop.wait())
     await asyncio.wait([waiter, stopped_by_node], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     waiter.cancel()
     summary.cancel()
     watchdog.cancel()
+    collector.cancel()
     if service.driver.failure:
         logger.critical("daemon exits: %s", service.driver.failure)
         await service.close()
