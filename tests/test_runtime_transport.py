@@ -18,6 +18,7 @@ from tchat.core.effects import Persist, Send
 from tchat.core.messages import (
     NO_EPOCH,
     PROTOCOL_VERSION,
+    DiscoverReply,
     Heartbeat,
     SendChat,
     StatusRequest,
@@ -98,6 +99,21 @@ async def test_hello_maps_session_to_sender_and_replies_reuse_it() -> None:
         items = await inbox_a.wait(1)
         assert items[0][1] == b.addr
         assert not a.inbound, "the reply must come over the session a opened"
+
+
+@on_uvloop
+async def test_a_discovery_answer_to_a_peer_without_a_session_goes_as_a_datagram() -> None:
+    async with pair() as (a, _inbox_a, b, inbox_b):
+        reply = DiscoverReply(1, a.addr, 1, a.addr, NO_EPOCH, (), 7)
+        a.send(b.addr, reply)
+        assert (await inbox_b.wait(1))[0] == (reply, a.addr)
+        assert a.sessions == {} and not b.inbound, "no TCP session for a discovery answer"
+        # Over a session that exists, it goes over the session like anything else.
+        a.send(b.addr, StatusRequest(addr=a.addr, nonce=1))
+        await inbox_b.wait(2)
+        a.send(b.addr, reply)
+        assert (await inbox_b.wait(3))[2] == (reply, a.addr)
+        assert a.sessions and a.sent_frames == 2
 
 
 HEAD = bytes((PROTOCOL_VERSION, 0))  # a frame's header: version, no flags

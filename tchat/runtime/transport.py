@@ -11,7 +11,7 @@ from typing import Any
 
 from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
-from tchat.core.messages import Message
+from tchat.core.messages import DiscoverReply, Message
 from tchat.runtime.options import NetOptions
 from tchat.runtime.session import HELLO, DropCounters, Session, split_addr
 
@@ -19,6 +19,10 @@ __all__ = ["HELLO", "DropCounters", "Session", "Transport", "split_addr"]
 
 logger = logging.getLogger(__name__)
 ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
+# Sent as a datagram to a peer we have no session with: discovery is UDP, and every server
+# answering each of 10,000 clients over TCP held 10,000 connections (and ran 127.0.0.1 out
+# of ports). A lost answer is covered by the asker's retries.
+DATAGRAM_REPLIES = (DiscoverReply,)
 
 BIND_ATTEMPTS = 50
 
@@ -262,6 +266,14 @@ class Transport:
             return
         session = self.sessions.get(addr)
         if session is None or session.closed:
+            if isinstance(message, DATAGRAM_REPLIES):
+                try:
+                    host, port = split_addr(addr)
+                except ValueError:
+                    self.drops.count("bad-address", addr, "cannot answer")
+                    return
+                self.send_raw_datagram(data[4:], host, port)  # the frame without its length
+                return
             session = self._connect(addr)
             if session is None:
                 return
