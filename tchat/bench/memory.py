@@ -11,11 +11,12 @@ from typing import Any
 from tchat.bench.cluster import Cluster
 from tchat.bench.ledger import Workload
 from tchat.bench.loadgen import LoadGroup
-from tchat.bench.stats import rss_bytes
+from tchat.bench.stats import CpuWindow, rss_bytes
 
 logger = logging.getLogger(__name__)
 
 CLIENTS_PER_PROCESS = 2500
+IDLE_S = 5.0  # seconds measured with every client connected and idle
 
 
 async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -> dict[str, Any]:
@@ -44,7 +45,14 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         began = time.monotonic()
         try:
             connect_s = await group.start(connect_timeout=120 + clients * 0.1)
-            await asyncio.sleep(3.0)  # idle: heartbeats only
+            servers = {sid: CpuWindow(cluster.pid(sid)) for sid in sorted(cluster.daemons)}
+            for window in servers.values():
+                window.start()
+            await asyncio.sleep(IDLE_S)  # idle: heartbeats only
+            idle_cpu = {
+                ("leader" if sid == leader else f"backup{sid}"): round(w.stop() / IDLE_S, 4)
+                for sid, w in servers.items()
+            }
             after = rss_bytes(pid)
             load_rss = await group.rss()
             status = await cluster.status(0.5)
@@ -67,6 +75,7 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         "leader_rss_after_mib": round(after / 2**20, 1),
         "leader_rss_per_client_kib": round(per_client / 1024, 2),
         "client_process_rss_mib": [round(r / 2**20, 1) for r in load_rss],
+        "idle_cpu_util": idle_cpu,  # each server's CPU share with every client idle
         "leader_kept": final_leader == leader,  # no failover while they logged in
         "node_events": events,
         "ok": per_client <= 16 * 1024 and users == clients and final_leader == leader,
