@@ -7,7 +7,9 @@ took 50-150 ms — half the backups' 250 ms leader timeout. The state a server k
 long-lived by nature, so every few seconds whatever survived is frozen (``gc.freeze``):
 later collections skip it. Cyclic garbage that was frozen while alive is only found when
 everything is looked at again, which happens once every ``UNFREEZE_EVERY``: one full
-collection at a known time instead of many at random ones.
+collection at a known time instead of many at random ones. It is rare on purpose: with
+240,000 messages in the log (a 10-minute fan-out run) it took 657 ms, more than the
+backups' leader timeout; what it frees is logged, to show what the freezing leaves behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FREEZE_EVERY = 5.0  # seconds between freezes of the survivors
-UNFREEZE_EVERY = 600.0  # seconds between full collections over everything
+UNFREEZE_EVERY = 6 * 3600.0  # seconds between full collections over everything
 SLOW_COLLECTION = 0.05  # seconds: a collection this long is logged
 
 
@@ -63,7 +65,8 @@ class GcPolicy:
                 if loop.time() - last_full >= self.unfreeze_every:
                     last_full = loop.time()
                     gc.unfreeze()
-                    gc.collect()  # once, over everything: cycles that died while frozen
+                    freed = gc.collect()  # once, over everything: cycles that died frozen
+                    logger.info("full garbage collection freed %d objects", freed)
                 else:
                     gc.collect(1)  # the young garbage goes now, not into the frozen set
                 gc.freeze()
