@@ -156,6 +156,34 @@ def test_entry_round_trips_through_the_store_encoding(entry: Entry) -> None:
     assert decode_entry(encode_entry(entry)) == entry
 
 
+@pytest.mark.parametrize(
+    "cls", sorted(codec._WITH_ENTRIES, key=lambda c: c.__name__), ids=lambda cls: cls.__name__
+)
+@SETTINGS
+@given(data=st.data())
+def test_frames_built_from_cached_entries_are_byte_for_byte_the_whole_packing(
+    cls: type, data: st.DataObject
+) -> None:
+    message = data.draw(record_strategy(cls))
+    whole = msgpack.packb(message, default=codec._to_msgpack, use_bin_type=True)
+    assert codec._pack_message(message) == whole
+    assert codec._pack_message(message) == whole  # again, now from the cache
+
+
+def test_an_entry_is_packed_once_for_the_store_and_every_frame() -> None:
+    entry = dataclasses.replace(ENTRY, ts=ENTRY.ts + 1)  # a fresh object: not cached yet
+    stored = encode_entry(entry)
+    assert codec._entry_bytes[id(entry)] == (entry, stored)
+    frame = dataclasses.replace(ROOM_FRAME, entries=(entry, entry))
+    assert (
+        msgpack.unpackb(encode(frame)[2:], strict_map_key=False)[-1]
+        == [msgpack.unpackb(stored, strict_map_key=False)] * 2
+    )
+    for _ in range(codec.ENTRY_BYTES_KEPT):  # bounded: the oldest make way
+        encode_entry(dataclasses.replace(ENTRY))
+    assert id(entry) not in codec._entry_bytes or codec._entry_bytes[id(entry)][0] is not entry
+
+
 def test_every_tag_is_covered_by_an_encoder() -> None:
     for union in (MESSAGE_TYPES, ENTRY_BODY_TYPES, OPERATION_TYPES):
         assert len(set(union)) == len(union)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import struct
@@ -17,7 +18,7 @@ from tchat.core.errors import (
     TruncatedFrame,
     UnknownVersion,
 )
-from tchat.core.messages import PROTOCOL_VERSION, Entry, Message
+from tchat.core.messages import MESSAGE_TYPES, PROTOCOL_VERSION, Entry, Message
 from tchat.core.schema import ENCODERS, decode_message
 from tchat.core.schema import decode_entry as schema_decode_entry
 
@@ -49,6 +50,58 @@ def _pack(obj: Any) -> bytes:
         raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {exc}") from exc
 
 
+# An entry travels in several frames (a leader stores it, sends it to every backup in an
+# Append and to its room in a RoomFrame): its msgpack is made once and reused. msgpack is
+# context-free (an array is a header and its items' bytes, one after the other), so a frame
+# assembled from cached parts is byte for byte what packing it whole gives. Keyed by
+# identity with the entry kept alive (so an id cannot be reused while cached); bounded.
+# Entries are immutable, so any node of the process may share it.
+ENTRY_BYTES_KEPT = 4096
+_entry_bytes: dict[int, tuple[Entry, bytes]] = {}
+# messages with an ``Entry`` or ``tuple[Entry, ...]`` field: packed field by field
+_WITH_ENTRIES = frozenset(
+    cls
+    for cls in MESSAGE_TYPES
+    if any(f.type in ("Entry", "tuple[Entry, ...]") for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+)
+
+
+def _packed_entry(entry: Entry) -> bytes:
+    found = _entry_bytes.get(id(entry))
+    if found is not None and found[0] is entry:
+        return found[1]
+    data = _pack(entry)
+    if len(_entry_bytes) >= ENTRY_BYTES_KEPT:
+        del _entry_bytes[next(iter(_entry_bytes))]  # the oldest: dicts keep insertion order
+    _entry_bytes[id(entry)] = (entry, data)
+    return data
+
+
+def _array_header(size: int) -> bytes:
+    if size < 16:
+        return bytes((0x90 | size,))
+    if size < 0x10000:
+        return b"\xdc" + size.to_bytes(2, "big")
+    return b"\xdd" + size.to_bytes(4, "big")
+
+
+def _pack_message(message: Message) -> bytes:
+    """``_pack(message)``, with its entries' bytes made once per entry (see above)."""
+    if type(message) not in _WITH_ENTRIES:
+        return _pack(message)
+    values = ENCODERS[type(message)](message)  # (tag, field values...)
+    parts = [_array_header(len(values))]
+    for value in values:
+        if type(value) is Entry:
+            parts.append(_packed_entry(value))
+        elif type(value) is tuple and value and type(value[0]) is Entry:
+            parts.append(_array_header(len(value)))
+            parts.extend(_packed_entry(entry) for entry in value)
+        else:
+            parts.append(_pack(value))
+    return b"".join(parts)
+
+
 def _unpack(body: bytes | bytearray | memoryview) -> Any:
     if not body:
         raise TruncatedFrame("empty body")
@@ -70,7 +123,7 @@ def encode(message: Message, key: bytes | None = None) -> bytes:
     """A frame for ``message``, signed when ``key`` is set and the message is a server's."""
     if type(message) not in ENCODERS or not isinstance(message, Message):
         raise LocalProtocolError(f"not a wire message: {type(message).__name__}")
-    body = _pack(message)
+    body = _pack_message(message)
     if key is not None and message.from_server:
         return _SIGNED_HEAD + hmac.digest(key, _SIGNED_HEAD + body, "sha256") + body
     return _UNSIGNED_HEAD + body
@@ -115,7 +168,7 @@ def encode_entry(entry: Entry) -> bytes:
     """An entry as the store keeps it: msgpack of its field values, no frame header."""
     if type(entry) is not Entry:
         raise LocalProtocolError(f"not an Entry: {type(entry).__name__}")
-    return _pack(entry)
+    return _packed_entry(entry)
 
 
 def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
