@@ -285,12 +285,13 @@ class Inbox:
     def deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
         node = self.node
         node.clock = node.clock.merge(entry.clock)
-        if entry.id in node.delivered_ids:
+        entry_id = entry.id  # a string made on each call: once per delivery
+        if entry_id in node.delivered_ids:
             return
         if entry.origin is not None:
             # The same resent message may have been recorded on both sides of a partition.
             if entry.origin in node._delivered_origins:
                 return
             node._delivered_origins.add(entry.origin)
-        node.delivered_ids.add(entry.id)
+        node.delivered_ids.add(entry_id)
         effects.append(Deliver(ChatDelivered(entry)))
