@@ -65,3 +65,37 @@ async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) 
         await client.close()
         for server in servers:
             await server.close()
+
+
+@on_uvloop
+async def test_an_idle_multicast_client_lives_on_lobby_beats_alone(tmp_path: Path) -> None:
+    from tchat.core.messages import ClientHeartbeat, LobbyBeat
+    from tchat.runtime import multicast
+
+    if not await multicast.probe("127.0.0.1"):
+        pytest.skip("loopback multicast does not work here")
+    port = random.randrange(20000, 32000)
+    base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
+    server = ServerService(dataclasses.replace(base, server_id=1, data_dir=tmp_path / "s1"))
+    events: list[ClientEvent] = []
+    client = ClientService(base, "idle", events.append)
+    seen: list[type] = []
+    try:
+        await server.start()
+        await client.start()
+        await until(lambda: any(isinstance(e, Ready) for e in events))
+        node = client.node
+        handle = node.handle
+
+        def recording(message, src, now):  # type: ignore[no-untyped-def]
+            seen.append(type(message))
+            return handle(message, src, now)
+
+        node.handle = recording  # type: ignore[method-assign]
+        await until(lambda: seen.count(LobbyBeat) >= 4)  # two seconds of rounds
+        assert ClientHeartbeat not in seen, "nothing moved: no session heartbeat"
+        assert node.state.name == "SERVING"
+        assert node._probed_for == 0.0, "it never had to ask for a heartbeat"
+    finally:
+        await client.close()
+        await server.close()
