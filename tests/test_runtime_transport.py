@@ -412,3 +412,21 @@ async def test_a_frame_the_peer_would_refuse_is_not_sent() -> None:
         assert a.drops.counts.get("too-big-to-send") == 1
         a.send(b.addr, StatusRequest(addr=a.addr, nonce=5))
         assert (await inbox_b.wait(1))[0][0] == StatusRequest(addr=a.addr, nonce=5)
+
+
+def test_a_group_socket_left_by_a_finished_event_loop_is_not_reused() -> None:
+    """One event loop per test: a socket another loop read must not be joined again."""
+    group = f"239.255.{random.randrange(1, 250)}.{random.randrange(1, 250)}:44444"
+
+    async def join_and_forget() -> object:
+        transport = Transport(options(), Inbox())
+        groups = MulticastGroups(transport)
+        if not groups.join(group):
+            pytest.skip("cannot join a multicast group here")
+        return groups.groups[group]  # never left: the loop ends with it joined
+
+    first = asyncio.run(join_and_forget())
+    second = asyncio.run(join_and_forget())
+    assert second is not first
+    assert first.sock.fileno() == -1, "the finished loop's socket was closed"  # type: ignore[attr-defined]
+    second.sock.close()  # type: ignore[attr-defined]

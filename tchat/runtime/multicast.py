@@ -38,6 +38,9 @@ def group_socket(group_ip: str, port: int, iface_ip: str) -> socket.socket:
     return sock
 
 
+_Key = tuple[str, str, asyncio.AbstractEventLoop]  # group, interface, the loop reading it
+
+
 class _Shared:
     """One group socket of this process and the transports that joined the group on it.
 
@@ -47,9 +50,10 @@ class _Shared:
 
     MAX_DISPATCH = 4096  # listener calls per readiness callback, so one busy group cannot starve
 
-    def __init__(self, key: tuple[str, str], sock: socket.socket) -> None:
+    def __init__(self, key: _Key, sock: socket.socket) -> None:
         self.key = key
         self.sock = sock
+        self.loop = key[2]  # whose reader it is
         self.channel = f"multicast {key[0]}"
         self.listeners: dict[int, Transport] = {}  # id(transport) -> transport, join order
 
@@ -69,7 +73,15 @@ class _Shared:
                     transport.receive_datagram(data, addr, self.channel)
 
 
-_shared: dict[tuple[str, str], _Shared] = {}  # (group, interface) -> this process's socket
+_shared: dict[_Key, _Shared] = {}  # this process's socket for each
+
+
+def _forget_closed_loops() -> None:
+    """Drop sockets left behind by event loops that are gone (one loop per test, say)."""
+    for key, shared in list(_shared.items()):
+        if shared.loop.is_closed():
+            del _shared[key]
+            shared.sock.close()
 
 
 class MulticastGroups:
@@ -90,9 +102,10 @@ class MulticastGroups:
     def join(self, group: str) -> bool:
         if group in self.groups:
             return True
-        key = (group, self.transport.options.host)
+        key = (group, self.transport.options.host, self.loop)
         shared = _shared.get(key)
         if shared is None:
+            _forget_closed_loops()
             try:
                 ip, port = split_addr(group)
                 sock = group_socket(ip, port, self.transport.options.host)
