@@ -442,9 +442,10 @@ class ClientStreams:
         those whose session or rooms moved since their last one.
 
         An idle multicast client thus costs the leader nothing per round (10,000 of them
-        were 20,000 frames a second before). The session is TCP: a ClientHeartbeat sent
-        after a move cannot be lost while the session lives, so one per move is enough to
-        reveal a lost last frame; a lost LobbyBeat is covered by the client's probe."""
+        were 20,000 frames a second before). One ClientHeartbeat per move reveals a lost
+        last frame at once; if that heartbeat is lost too (a broken session), the client's
+        next ClientBeat shows it behind and earns another (``ClientDesk.on_beat``), and a
+        lost LobbyBeat is covered by the client's probe."""
         effects = self.flush_lobby(now)  # heads name only frames that went out
         moved = self.gsn != self._beat_gsn  # nothing sequenced since the last round: no head moved
         self._beat_gsn = self.gsn
