@@ -46,14 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rates",
         type=_csv_floats,
-        default=[500, 1000, 2000, 4000, 6000, 8000, 10000, 15000, 20000, 25000, 30000],
+        default=[500, 1000, 2000, 4000, 6000, 8000, 10000, 12000, 15000, 20000, 25000, 30000],
         help="offered msg/s steps (comma-separated)",
     )
     p.add_argument("--step", type=float, default=3.0, help="seconds per step")
     p.add_argument("--p99-limit", type=float, default=100.0, help="ms")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--asyncio", action="store_true")
-    p.add_argument("--workers", type=int, default=1)
+    # Two load processes, as docs/BENCHMARKS.md measured: they also receive every member's copy.
+    p.add_argument("--workers", type=int, default=2)
     common(p)
 
     p = sub.add_parser("failover", help="SIGKILL the leader under a steady stream, N times")
