@@ -48,7 +48,9 @@ class _Shared:
     each datagram once per process instead of once per client, and it is read and decoded
     once (the process's decode cache) before every member's node gets it."""
 
-    MAX_DISPATCH = 4096  # listener calls per readiness callback, so one busy group cannot starve
+    # Listener calls per readiness callback: the loop goes round (timers, beats, other
+    # sockets) at least every ~1,000 node steps however deep the socket's backlog.
+    MAX_DISPATCH = 1024
 
     def __init__(self, key: _Key, sock: socket.socket) -> None:
         self.key = key
