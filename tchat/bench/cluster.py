@@ -18,7 +18,6 @@ from typing import Any
 
 from tchat.bench.irc import free_port
 from tchat.bench.nodelog import read_events
-from tchat.bench.priority import boost_priority as boost_priority  # loadgen imports it here
 from tchat.bench.priority import server_priority
 from tchat.runtime.options import NetOptions
 

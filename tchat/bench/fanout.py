@@ -20,12 +20,14 @@ CLIENTS_PER_WORKER = 200  # one load process keeps up with about this many recei
 IRC_CONNECT_PARALLEL = 8  # per load process
 
 
-async def idle_cpu_util(pid: int, seconds: float = 2.0) -> float:
-    """The server's CPU use with every client connected and nobody sending (heartbeats)."""
-    window = CpuWindow(pid)
-    window.start()
+async def idle_cpu_util(pids: dict[str, int], seconds: float = 2.0) -> dict[str, float]:
+    """Each named process's CPU share over ``seconds``, measured together: the servers'
+    cost with every client connected and nobody sending (heartbeats)."""
+    windows = {name: CpuWindow(pid) for name, pid in pids.items()}
+    for window in windows.values():
+        window.start()
     await asyncio.sleep(seconds)
-    return round(window.stop() / seconds, 4)
+    return {name: round(window.stop() / seconds, 4) for name, window in windows.items()}
 
 
 def auto_workers(clients: int, requested: int | None) -> int:
@@ -55,7 +57,7 @@ async def fanout_tchat(
         try:
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
             backups = {f"backup{sid}": cluster.pid(sid) for sid in cluster.daemons if sid != leader}
-            idle = await idle_cpu_util(cluster.pid(leader))
+            idle = (await idle_cpu_util({"leader": cluster.pid(leader)}))["leader"]
             marks = cluster.log_marks()
             result = await group.run({"leader": cluster.pid(leader), **backups}, drain=drain)
             # Spurious elections: the issue asks for none at this load.
@@ -92,7 +94,7 @@ async def fanout_irc(
         group = LoadGroup("irc", work, auto_workers(work.clients, workers), cfg, Path(tmp))
         try:
             connect_s = await group.start(connect_timeout=60 + work.clients * 0.3)
-            idle = await idle_cpu_util(server.pid)
+            idle = (await idle_cpu_util({"leader": server.pid}))["leader"]
             result = await group.run({"leader": server.pid}, drain=drain)
             result["leader_idle_cpu_util"] = idle
             result["leader_rss_mib"] = round(rss_bytes(server.pid) / 2**20, 1)

@@ -12,8 +12,8 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from tchat.bench.cluster import boost_priority
 from tchat.bench.ledger import Workload
+from tchat.bench.priority import boost_priority
 from tchat.bench.profiling import Recorder
 from tchat.bench.stats import CpuWindow, summarize_ms
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from typing import Any
 
 from tchat.bench.cluster import Cluster
+from tchat.bench.fanout import idle_cpu_util
 from tchat.bench.ledger import Workload
 from tchat.bench.loadgen import LoadGroup
-from tchat.bench.stats import CpuWindow, rss_bytes
+from tchat.bench.stats import rss_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +42,13 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
             connect_parallel=connect_parallel,
         )
         group = LoadGroup("tchat", Workload(clients, 0, 0.0, 0.0, 0), workers, cfg, cluster.root)
-        began = time.monotonic()
         try:
             connect_s = await group.start(connect_timeout=120 + clients * 0.1)
-            servers = {sid: CpuWindow(cluster.pid(sid)) for sid in sorted(cluster.daemons)}
-            for window in servers.values():
-                window.start()
-            await asyncio.sleep(IDLE_S)  # idle: heartbeats only
-            idle_cpu = {
-                ("leader" if sid == leader else f"backup{sid}"): round(w.stop() / IDLE_S, 4)
-                for sid, w in servers.items()
+            servers = {
+                ("leader" if sid == leader else f"backup{sid}"): cluster.pid(sid)
+                for sid in sorted(cluster.daemons)
             }
+            idle_cpu = await idle_cpu_util(servers, IDLE_S)  # idle: heartbeats only
             after = rss_bytes(pid)
             load_rss = await group.rss()
             status = await cluster.status(0.5)
@@ -61,7 +57,6 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
             final_leader = next((r.leader_id for r in status if r.role.lower() == "leader"), 0)
         finally:
             await group.close()
-        del began
     finally:
         cluster.cleanup()
     per_client = (after - before) / clients

@@ -116,8 +116,7 @@ class ClientStreams:
         Every room's chain restarts at a gsn that no frame carries, so a client still
         holding the old stream (its Resync lost) sees a gap on the next multicast frame and
         resumes, instead of chaining new frames onto a cursor that skipped the merge."""
-        effects = self.flush_lobby(now)  # held changes were published before the merge
-        effects.extend(self.flush_rooms(now))
+        effects = self.flush_lobby(now)  # held changes (and an open run) go out before the merge
         self.view = view
         self._neighbours.clear()
         self._room_targets.clear()
@@ -135,8 +134,8 @@ class ClientStreams:
         old = self.sessions.get(session.client_id)
         if old is not None:
             self._retarget(old)
-        if old is not None and self.by_name.get(old.name) is old:
-            del self.by_name[old.name]
+            if self.by_name.get(old.name) is old:
+                del self.by_name[old.name]
         self.sessions[session.client_id] = session
         self.by_name[session.name] = session
 
@@ -144,8 +143,8 @@ class ClientStreams:
         session = self.sessions.pop(client_id, None)
         if session is not None:
             self._retarget(session)
-        if session is not None and self.by_name.get(session.name) is session:
-            del self.by_name[session.name]
+            if self.by_name.get(session.name) is session:
+                del self.by_name[session.name]
         return session
 
     def _retarget(self, session: Session) -> None:
@@ -273,7 +272,7 @@ class ClientStreams:
     def flush_lobby(self, now: float, *, empty: bool = False) -> list[Effect]:
         """Send the held user-list changes as one lobby frame (an ``empty`` one when the
         caller took a gsn for it), to the lobby group and to unicast clients' sessions."""
-        rooms = self.flush_rooms(now) if self._run is not None else []
+        rooms = self.flush_rooms(now)  # an open run was published before held changes' frame
         entries = tuple(self._lobby)
         if not entries and not empty:
             return rooms
