@@ -9,6 +9,7 @@ from core_bus import Bus
 
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
+from tchat.core.inbox import ORIGIN_MEMORY
 from tchat.core.messages import (
     LOBBY,
     Chat,
@@ -18,6 +19,7 @@ from tchat.core.messages import (
     LobbyBeat,
     LobbyFrame,
     Logout,
+    Origin,
     SendChat,
     SessionFrame,
     UserOnline,
@@ -415,3 +417,67 @@ def test_the_chat_index_of_the_log_matches_a_full_walk() -> None:
         walk = [e for e in log.missing_for(clock) if isinstance(e.body, Chat)]
         assert list(log.chats_missing_for(clock)) == walk
         assert len(walk) <= 12
+
+
+def test_an_operation_recorded_on_both_sides_of_a_partition_is_delivered_once() -> None:
+    """The sender's message reaches the old leader, which records it but cannot answer;
+    the sender resends it to the majority's new leader, which records it again. A member
+    that delivered the majority's copy must not deliver the old leader's after the heal,
+    whichever copy the merged log keeps."""
+    bus, servers = cluster()
+    (old,) = leaders(servers)
+    sender, reader = serving(bus, "sender", "reader")
+    for client in (sender, reader):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: not sender.pending and not reader.pending, 2)
+    rest = [s for s in servers if s is not old]
+    for server in rest:
+        bus.cut.add(frozenset((old.config.addr, server.config.addr)))
+    bus.cut.add(frozenset((old.config.addr, reader.config.addr)))
+    cmid = bus.submit(sender, SendChat("room", None, "twice recorded", False))
+    origin = Origin(sender.client_id, cmid)
+    bus.run_until(lambda: old.log.by_origin(origin) is not None, 1)
+    # The majority records something first, so the old leader's copy comes first in the
+    # merged log: the reader delivers the copy the log will not keep.
+    sender_links = {frozenset((sender.config.addr, s.config.addr)) for s in servers}
+    bus.cut |= sender_links
+    bus.submit(reader, SendChat("room", None, "majority first", False))
+    bus.run_until(lambda: settled(rest) and not reader.pending, 5)
+    bus.cut -= sender_links - {frozenset((sender.config.addr, old.config.addr))}
+    bus.run_until(lambda: not sender.pending and "twice recorded" in chats(bus, reader), 5)
+    (new,) = leaders(rest)
+    assert sender.leader_id == new.server_id
+    first, second = old.log.by_origin(origin), new.log.by_origin(origin)
+    assert first is not None and second is not None and first.key < second.key
+    bus.cut.clear()
+    bus.run_until(lambda: settled(servers) and old.role is ServerRole.BACKUP, 5)
+    (final,) = leaders(servers)
+    bus.run_until(
+        lambda: all(
+            c.state is ClientState.SERVING and c.epoch == final.epoch for c in (sender, reader)
+        ),
+        5,
+    )
+    bus.run(1.0)
+    assert final.log.by_origin(origin) == first
+    assert chats(bus, reader).count("twice recorded") == 1
+    assert chats(bus, sender).count("twice recorded") == 1
+
+
+def test_what_a_client_remembers_of_its_deliveries_stays_bounded() -> None:
+    """The clock records what was delivered; origins (for second copies of an operation)
+    are kept for ORIGIN_MEMORY to 2 x ORIGIN_MEMORY seconds, then forgotten."""
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: not alice.pending and not bob.pending, 2)
+    sent = 0
+    for _ in range(int(3 * ORIGIN_MEMORY / 10)):
+        bus.submit(alice, SendChat("room", None, f"m{sent}", False))
+        sent += 1
+        bus.run(10.0)
+    assert chats(bus, bob) == [f"m{i}" for i in range(sent)]
+    remembered = bob.recent_origins | bob.older_origins
+    assert 0 < len(remembered) <= 2 * ORIGIN_MEMORY / 10 + 1 < sent
+    assert Origin(alice.client_id, sent + 1) in remembered  # the last one (cmid 1 was the join)

@@ -23,7 +23,7 @@ from tchat.core.effects import (
     Sent,
 )
 from tchat.core.errors import IllegalTransition
-from tchat.core.inbox import Inbox, WelcomeParts
+from tchat.core.inbox import ORIGIN_MEMORY, Inbox, WelcomeParts
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
@@ -91,8 +91,11 @@ class ClientNode:
         self.users: dict[str, UserInfo] = {}
         self.rooms: dict[str, RoomInfo] = {}
         self.pending: dict[int, Submit] = {}
-        self.delivered_ids: set[str] = set()
-        self._delivered_origins: set[Origin] = set()
+        # Origins of the chat delivered lately, in two generations that each last
+        # ORIGIN_MEMORY: the older one is dropped whole (no per-entry expiry to pay for).
+        self.recent_origins: set[Origin] = set()
+        self.older_origins: set[Origin] = set()
+        self.origins_turn = ORIGIN_MEMORY  # when the current generation becomes the older
         self.welcomed_once = False
         self._cmid = 0
         self._request = 0

@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Seconds at least that a delivered operation's origin is remembered, to drop a second
+# copy of it that a new leader recorded from a resend (see Inbox.deliver_chat). A resend
+# follows a failover within a second or two; memory stays bounded on a busy room.
+ORIGIN_MEMORY = 120.0
+
 
 def _slot(table: dict[tuple[Epoch, int], T], key: tuple[Epoch, int], new: Callable[[], T]) -> T:
     """``table[key]``, made if missing; abandoned attempts beyond the newest few go."""
@@ -211,10 +216,11 @@ class Inbox:
         """One entry of a session or room frame."""
         node = self.node
         body = entry.body
+        if type(body) is Chat:
+            self.deliver_chat(entry, effects)
+            return
         node.clock = node.clock.merge(entry.clock)
         match body:
-            case Chat():
-                self.deliver_chat(entry, effects)
             case RoomJoined(room=room, name=name):
                 if name == node.name and isinstance(frame, SessionFrame) and frame.room:
                     node.rooms[room] = frame.room
@@ -283,15 +289,33 @@ class Inbox:
         effects.append(Deliver(UsersChanged(tuple(self.node.users.values()))))
 
     def deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
+        """Deliver a chat entry unless it was delivered before.
+
+        The clock is the merge of every entry this node applied, and entries come in an
+        order that extends happened-before (gsn order within an epoch; a catch-up only
+        brings entries its cursor, our clock, does not cover). So an entry the clock
+        covers was delivered, or was never ours: a repeat after a failover, a resent frame.
+        The clock is the record, however long the node runs.
+
+        A second copy of one operation has another dot: a leader that lacked the first
+        copy when the sender resent it recorded it again (after a failover, or on the
+        other side of a partition). The origins delivered in the last ORIGIN_MEMORY
+        seconds catch it. A copy arriving later than that, which takes a partition that
+        long with the sender's resend on both sides of it, is shown twice; nothing is
+        ever dropped for it.
+        """
         node = self.node
-        node.clock = node.clock.merge(entry.clock)
-        entry_id = entry.id  # a string made on each call: once per delivery
-        if entry_id in node.delivered_ids:
+        dot = entry.dot
+        if node.clock.get(dot.server) >= dot.counter:
             return
-        if entry.origin is not None:
-            # The same resent message may have been recorded on both sides of a partition.
-            if entry.origin in node._delivered_origins:
+        node.clock = node.clock.merge(entry.clock)
+        origin = entry.origin
+        if origin is not None:
+            if node._now >= node.origins_turn:
+                node.older_origins = node.recent_origins
+                node.recent_origins = set()
+                node.origins_turn = node._now + ORIGIN_MEMORY
+            if origin in node.recent_origins or origin in node.older_origins:
                 return
-            node._delivered_origins.add(entry.origin)
-        node.delivered_ids.add(entry_id)
+            node.recent_origins.add(origin)
         effects.append(Deliver(ChatDelivered(entry)))

@@ -253,7 +253,7 @@ class ClientStreams:
             before_rooms = tuple(sorted(self.view.rooms_of.get(body.name, ())))
         if not self.view.apply(entry):
             return []
-        if not isinstance(body, UserStatus):
+        if isinstance(body, (UserOnline, UserOffline)):
             # Only this user's channels changed members (a login among thousands must
             # not rebuild every room's targets and neighbours).
             for room in (*before_rooms, *self.view.rooms_of.get(body.name, ())):
