@@ -8,11 +8,12 @@ import pytest
 from core_bus import Bus
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import ChatDelivered, Failed, Renamed, Sent, UsersChanged
+from tchat.core.effects import ChatDelivered, Effect, Failed, Renamed, Send, Sent, UsersChanged
 from tchat.core.inbox import ORIGIN_MEMORY
 from tchat.core.messages import (
     LOBBY,
     Chat,
+    ClientBeat,
     Election,
     JoinRoom,
     LeaveRoom,
@@ -20,6 +21,7 @@ from tchat.core.messages import (
     LobbyFrame,
     Logout,
     Origin,
+    RoomFrame,
     SendChat,
     SessionFrame,
     UserOnline,
@@ -481,3 +483,32 @@ def test_what_a_client_remembers_of_its_deliveries_stays_bounded() -> None:
     remembered = bob.recent_origins | bob.older_origins
     assert 0 < len(remembered) <= 2 * ORIGIN_MEMORY / 10 + 1 < sent
     assert Origin(alice.client_id, sent + 1) in remembered  # the last one (cmid 1 was the join)
+
+
+def test_room_frames_go_over_a_new_members_session_only_until_it_beats() -> None:
+    """A new member of a multicast room may not be in the group yet, so the leader also
+    sends it the room's frames by session; its first beat after joining ends that. One
+    member whose beats are lost keeps the session copies (for at most a second)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    clients = serving(bus, *(f"user{i}" for i in range(20)))
+    mute = clients[0]
+    bus.drop = lambda src, dst, msg: src == mute.config.addr and isinstance(msg, ClientBeat)
+    for client in clients:
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: all("room" in c.rooms and not c.pending for c in clients), 2)
+    copies: list[str] = []
+    apply = bus._apply
+
+    def spy(src: str, effects: list[Effect]) -> None:
+        if src == leader.config.addr:
+            copies.extend(
+                e.addr for e in effects if isinstance(e, Send) and isinstance(e.message, RoomFrame)
+            )
+        apply(src, effects)
+
+    bus._apply = spy  # type: ignore[method-assign]
+    bus.run(0.05)  # the joiners' beats arrive
+    bus.submit(clients[1], SendChat("room", None, "hello", False))
+    bus.run_until(lambda: all("hello" in chats(bus, c) for c in clients), 1)
+    assert copies == [mute.config.addr]

@@ -301,6 +301,8 @@ class ClientDesk:
             return []
         session.last_heard = now
         streams = lead.streams
+        if session.active and msg.epoch == streams.epoch and msg.last >= 0:
+            streams.joined(session, msg.last)
         # It missed our LobbyBeats, or it is behind its channels' heads (a frame or the
         # heartbeat after it was lost): the heads, over the session.
         if (

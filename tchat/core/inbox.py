@@ -228,6 +228,9 @@ class Inbox:
                     node._hold.join(frame.room)
                     effects.append(JoinGroup(frame.room.group))
                     effects.append(Deliver(RoomEntered(frame.room)))
+                    # A beat now tells the leader we are in the group: it stops sending
+                    # this room's frames over our session too (ClientStreams.joined).
+                    node._next_beat = node._now
                 elif room in node.rooms:
                     info = node.rooms[room]
                     members = tuple(sorted({*info.members, name}))

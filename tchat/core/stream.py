@@ -105,9 +105,10 @@ class ClientStreams:
         self._beat_gsn = -1  # the gsn at the last heartbeat round
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
-        # room -> member -> time until which a new multicast member also gets it by session
-        # (it may not have joined the group yet when the first frames go out)
-        self._fresh: dict[str, dict[str, float]] = {}
+        # room -> member -> (until, since): a new multicast member also gets the room's
+        # frames by session (it may not have joined the group yet when the first go out)
+        # until it proves it joined, a beat that delivered past ``since``, or ``until``
+        self._fresh: dict[str, dict[str, tuple[float, int]]] = {}
         self._run: OpenRun | None = None  # the room frame being filled (within one step)
 
     def reset_view(self, view: ClusterState, now: float) -> list[Effect]:
@@ -164,12 +165,25 @@ class ClientStreams:
         session.session_last = session.beat_gsn = self.gsn
         self._retarget(session)
         if session.multicast and session.lobby:  # not in the lobby group before next frames
-            self._fresh.setdefault(LOBBY, {})[session.name] = now + FRESH_JOIN_GRACE
+            self._fresh.setdefault(LOBBY, {})[session.name] = (now + FRESH_JOIN_GRACE, self.gsn)
         rooms = tuple(
             self.room_info(room) for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
         lobby_head = self.gsn if self._lobby else self.room_last.get(LOBBY, 0)
         return self.gsn, rooms, RoomInfo(LOBBY, self.view.lobby_group, (), lobby_head)
+
+    def joined(self, session: Session, last: int) -> None:
+        """``session`` delivered up to gsn ``last`` of this epoch: a client beats once it
+        has carried out the group joins of what it delivered, so every channel it joined
+        at or before ``last`` no longer needs its frames by session. Without this a mass
+        login (every client of a switch that rebooted) sent each room frame over hundreds
+        of sessions for a second: one commit step became tens of thousands of frames."""
+        for channel in [c for c, fresh in self._fresh.items() if session.name in fresh]:
+            fresh = self._fresh[channel]
+            if fresh[session.name][1] <= last:
+                del fresh[session.name]
+                if not fresh:
+                    del self._fresh[channel]
 
     def room_info(self, room: str) -> RoomInfo:
         record = self.view.rooms[room]
@@ -226,7 +240,7 @@ class ClientStreams:
             case RoomJoined(room=room, name=name):
                 session = self._live(name)
                 if session is not None and session.multicast:
-                    self._fresh.setdefault(room, {})[name] = now + FRESH_JOIN_GRACE
+                    self._fresh.setdefault(room, {})[name] = (now + FRESH_JOIN_GRACE, gsn)
                 effects.extend(
                     self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
                 )
@@ -302,7 +316,7 @@ class ClientStreams:
         effects.extend(Send(session.addr, frame) for session in unicast)
         fresh = self._fresh.get(channel)
         if fresh:
-            for name, until in sorted(fresh.items()):
+            for name, (until, _) in sorted(fresh.items()):
                 session = self._live(name)
                 if until < now or session is None:
                     del fresh[name]
