@@ -68,6 +68,7 @@ from tchat.core.messages import (
 )
 from tchat.core.names import name_problem
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+from tchat.core.wakeup import WakeWatch
 
 GAP_TIMEOUT = 0.5  # a hole in the stream this old is repaired by resuming
 SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long
@@ -113,8 +114,8 @@ class ClientNode:
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
-        self._due = float("inf")  # the deadline we last gave the driver
-        self._judge_after = float("-inf")  # ran late: no suspicion before this
+        beat = config.timing.client_heartbeat_interval
+        self._wake = WakeWatch(late_after=beat, grace=beat / 2)
         self._probed_for = 0.0  # the _leader_heard our last probe was about
         self._next_retry = 0.0
         self._attempts = 0
@@ -242,9 +243,12 @@ class ClientNode:
 
     # -- time ------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        due = self._next_deadline()
-        self._due = due if due is not None else float("inf")
-        return due
+        return self._wake.promised(self._next_deadline())
+
+    def _suspect_at(self) -> float:
+        """When the leader's silence makes us suspect it (never while we ran late)."""
+        silent = self._leader_heard + self.config.timing.client_leader_timeout
+        return max(silent, self._wake.judge_after)
 
     def _next_deadline(self) -> float | None:
         if self.state in (ClientState.FAILED, ClientState.CLOSED):
@@ -255,7 +259,7 @@ class ClientNode:
             times.append(self._next_beat)
             if self._probed_for != self._leader_heard:
                 times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
-            times.append(max(self._leader_heard + timing.client_leader_timeout, self._judge_after))
+            times.append(self._suspect_at())
             if self._hold is not None and self._hold.stalled_since is not None:
                 times.append(self._hold.stalled_since + GAP_TIMEOUT)
             if self.pending:
@@ -269,9 +273,7 @@ class ClientNode:
         state = self.state
         if state in (ClientState.FAILED, ClientState.CLOSED):
             return effects
-        if now - self._due > timing.client_heartbeat_interval:
-            # Woken this late, we are the silent one: read what waits before judging.
-            self._judge_after = now + timing.client_heartbeat_interval / 2
+        self._wake.woke(now)  # woken late, we were the silent one: read before judging
         if state is ClientState.SERVING:
             # Silent past PROBE_AFTER of the timeout (LobbyBeats lost, or we are a unicast
             # client the leader forgot): ask over the session once before suspecting.
@@ -288,7 +290,7 @@ class ClientNode:
                 last = self._hold.last if self._hold is not None else -1
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
-            if now >= max(self._leader_heard + timing.client_leader_timeout, self._judge_after):
+            if now >= self._suspect_at():
                 self._suspect_leader(effects, "no heartbeat from the leader")
             elif (
                 self._hold is not None

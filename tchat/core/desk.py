@@ -330,7 +330,7 @@ class ClientDesk:
             # holds this one; a silent one has timed out.
             if session.name != name:
                 reason = f"renamed to {session.name}"
-            elif now - session.last_heard > timeout and now >= node.judge_after:
+            elif now - session.last_heard > timeout and now >= node.wake.judge_after:
                 reason = "timeout"
             else:
                 continue

@@ -353,7 +353,10 @@ class Leadership:
             effects.extend(self.desk.retry_deferred(now))
             for sid in sorted(self.replicas):
                 replica = self.replicas[sid]
-                if now - replica.last_heard > timing.backup_timeout and now >= node.judge_after:
+                if (
+                    now - replica.last_heard > timing.backup_timeout
+                    and now >= node.wake.judge_after
+                ):
                     effects.extend(self.drop_replica(sid, "silent", now))
                 elif replica.admitted and replica.acked_seq < self.seq:
                     effects.extend(self._retransmit(replica, limit=4))

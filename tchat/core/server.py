@@ -58,6 +58,7 @@ from tchat.core.messages import (
     SyncRequest,
 )
 from tchat.core.roles import _TRANSITIONS, DISCOVERY_INTERVAL, ServerRole
+from tchat.core.wakeup import WakeWatch
 
 
 class ServerNode:
@@ -88,10 +89,8 @@ class ServerNode:
         self.counters: dict[str, int] = {}
         self._token = 0
         self._now = 0.0
-        self._due = float("inf")  # the deadline we last gave the driver
-        # No silence is judged before this: we ran late (a GC pause, a starved CPU) and
-        # the frames that came meanwhile are still unread behind the timer.
-        self.judge_after = float("-inf")
+        beat = config.timing.heartbeat_interval
+        self.wake = WakeWatch(late_after=2 * beat, grace=beat)
         self._leader_heard = 0.0
         self._next_heartbeat = 0.0
         self._next_retry = 0.0
@@ -265,9 +264,7 @@ class ServerNode:
 
     # -- time --------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        due = self._next_deadline()
-        self._due = due if due is not None else float("inf")
-        return due
+        return self.wake.promised(self._next_deadline())
 
     def _next_deadline(self) -> float | None:
         role = self.role
@@ -284,7 +281,7 @@ class ServerNode:
             times.append(self._next_retry)
             if self.leader_id and not self.election.participant:
                 leader_timeout = self._leader_heard + self.config.timing.leader_timeout
-                times.append(max(leader_timeout, self.judge_after))
+                times.append(max(leader_timeout, self.wake.judge_after))
         election = self.election.next_deadline()
         if election is not None:
             times.append(election)
@@ -297,9 +294,7 @@ class ServerNode:
         role = self.role
         if role is ServerRole.STOPPED:
             return effects
-        if now - self._due > timing.heartbeat_interval * 2:
-            # Woken this late, we are the silent one: read what waits before judging.
-            self.judge_after = now + timing.heartbeat_interval
+        if self.wake.woke(now):  # we were the silent one: read what waits before judging
             self.count("late-wakeup")
         effects.extend(self.candidacy.timers(now))
         role = self.role
@@ -321,7 +316,7 @@ class ServerNode:
             if (
                 self.leader_id
                 and now >= self._leader_heard + timing.leader_timeout
-                and now >= self.judge_after
+                and now >= self.wake.judge_after
                 and not self.election.participant
             ):
                 self.log_event(
