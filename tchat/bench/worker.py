@@ -181,12 +181,14 @@ async def serve(cfg: dict[str, Any]) -> int:
             while (ledger.first < want or ledger.acks < acks_due) and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
             gc.enable()
-            # Tens of millions of samples to count and write: off the loop, whose clients
-            # must keep beating (3 s of silence and the leader logs them all out).
-            done = await asyncio.to_thread(_finish, ledger, total, cfg["results"])
+            path = cfg["results"]
+            with open(path, "wb") as f:
+                ledger.latency.values.tofile(f)
+            with open(path + ".ack", "wb") as f:
+                ledger.ack_latency.values.tofile(f)
             _emit(
                 {
-                    "done": done,
+                    "done": ledger.tally(total),
                     "acks": ledger.acks,
                     "last_receipt": ledger.last_receipt,
                     "cpu_s": round(cpu_seconds(me) - cpu0, 3),
@@ -198,15 +200,6 @@ async def serve(cfg: dict[str, Any]) -> int:
             break
     await driver.close()
     return 0
-
-
-def _finish(ledger: Ledger, total: int, path: str) -> dict[str, int]:
-    """Write the latencies where the bench reads them; the receipt tally."""
-    with open(path, "wb") as f:
-        ledger.latency.values.tofile(f)
-    with open(path + ".ack", "wb") as f:
-        ledger.ack_latency.values.tofile(f)
-    return ledger.tally(total)
 
 
 def main() -> int:
