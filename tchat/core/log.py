@@ -23,6 +23,7 @@ class ReplicatedLog:
         self._entries: list[Entry] = []
         self._by_dot: dict[Dot, Entry] = {}
         self._by_origin: dict[Origin, Entry] = {}
+        self._copies = False  # some operation is recorded twice (only ever after a merge)
         # per sequencing server, the sorted counters it holds (to find where a clock ends)
         self._counters: dict[int, list[int]] = {}
         # The chat entries alone, in log order: a login's catch-up looks only at these.
@@ -44,6 +45,8 @@ class ReplicatedLog:
 
     def is_duplicate(self, entry: Entry) -> bool:
         """A later copy of an operation some other entry already records."""
+        if not self._copies:  # the common case, asked for every entry committed
+            return False
         return entry.origin is not None and self._by_origin.get(entry.origin) is not entry
 
     def entries(self) -> list[Entry]:
@@ -81,6 +84,8 @@ class ReplicatedLog:
             known = self._by_origin.get(entry.origin)
             if known is None or key < known.key:
                 self._by_origin[entry.origin] = entry
+            if known is not None:
+                self._copies = True
         counters = self._counters.setdefault(entry.dot.server, [])
         if not counters or entry.dot.counter > counters[-1]:
             counters.append(entry.dot.counter)
