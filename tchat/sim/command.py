@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a fault every 0.05-0.3 simulated s instead of every 0.3-1.2 s",
     )
+    parser.add_argument(
+        "--ops",
+        type=float,
+        default=WorkloadConfig().ops_per_client,
+        help="operations per client per simulated second (default 2; 20-50 makes the "
+        "leader batch room messages into runs)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     parser.add_argument(
         "--trace",
@@ -77,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         duration=args.duration,
         fault_gap=(0.05, 0.3) if args.chaos else (0.3, 1.2),
+        ops_per_client=args.ops,
     )
     if args.servers < 1 or args.clients < 0:
         print("tchat sim: need at least one server and no negative client count")
+        return 2
+    if not 0 < args.ops <= 1000:
+        print("tchat sim: --ops must be above 0 and at most 1000")
         return 2
     if args.seed is not None:
         seeds = [args.seed]

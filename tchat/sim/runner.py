@@ -44,6 +44,7 @@ class SeedResult:
     converged_after: float | None = None  # simulated seconds after faults stopped
     stats: dict[str, Any] = field(default_factory=dict)
     chaos: bool = False  # faults every 0.05-0.3 s (tchat sim --chaos)
+    ops: float = 2.0  # operations per client per simulated second (tchat sim --ops)
 
     @property
     def ok(self) -> bool:
@@ -55,6 +56,8 @@ class SeedResult:
             cmd += f" --duration {self.duration:g}"
         if self.chaos:
             cmd += " --chaos"
+        if self.ops != WorkloadConfig().ops_per_client:
+            cmd += f" --ops {self.ops:g}"
         return cmd
 
 
@@ -101,6 +104,7 @@ def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int =
     config = config or WorkloadConfig()
     result = SeedResult(seed, config.servers, config.clients, config.duration)
     result.chaos = config.fault_gap != WorkloadConfig().fault_gap
+    result.ops = config.ops_per_client
     started = time.perf_counter()
     world, _ = build(seed, config, trace_len=max(trace_lines, TRACE_KEEP))
     try:
