@@ -263,6 +263,9 @@ class Inbox:
                 if name == node.name:
                     if node._logging_out and client_id == node.client_id:
                         node._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                        # Nothing after our logout is ours: the rest of this frame (the name
+                        # logging in elsewhere, and out again) must not make us resume.
+                        node._hold = None
                     else:
                         # Our name went offline: the leader stopped hearing us (a one-way
                         # link), or the log merged another session's logout of this name
