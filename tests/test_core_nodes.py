@@ -8,10 +8,21 @@ import pytest
 from core_bus import Bus
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import ChatDelivered, Effect, Failed, Renamed, Send, Sent, UsersChanged
+from tchat.core.effects import (
+    ChatDelivered,
+    ConnectionChanged,
+    Effect,
+    Failed,
+    Renamed,
+    Send,
+    Sent,
+    UsersChanged,
+)
 from tchat.core.inbox import ORIGIN_MEMORY
 from tchat.core.messages import (
     LOBBY,
+    Ack,
+    Append,
     Chat,
     ClientBeat,
     Election,
@@ -153,6 +164,7 @@ def test_a_client_may_opt_out_of_the_lobby_and_still_gets_its_messages_in_order(
     assert [t for t in chats(bus, bot) if t[0] == "r"] == [f"r{i}" for i in range(5)]
     assert [t for t in chats(bus, bot) if t[0] == "p"] == [f"p{i}" for i in range(5)]
     assert bot.users == {}  # it follows no user list: none at login, no changes after
+    bus.run(0.6)  # a round of the leader's LobbyBeats (every 0.5 s)
     to_bot = [
         m for src, dst, m in bus.sent[sent_before:] if src == leader and dst == bot.config.addr
     ]
@@ -512,3 +524,69 @@ def test_room_frames_go_over_a_new_members_session_only_until_it_beats() -> None
     bus.submit(clients[1], SendChat("room", None, "hello", False))
     bus.run_until(lambda: all("hello" in chats(bus, c) for c in clients), 1)
     assert copies == [mute.config.addr]
+
+
+def test_a_logged_out_client_ignores_the_rest_of_the_frame_that_closed_it() -> None:
+    """Found by `tchat sim --ops 30`: one lobby frame carried alice's logout, then another
+    login as alice and its logout; the closed client took the last for a second session's
+    logout of its name and tried to resume (an illegal transition, a node exception)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, _ = serving(bus, "alice", "bob")  # bob: someone to multicast the lobby to
+    # Alice learns of her logout from the lobby frame, not from the Ack (lost).
+    bus.drop = lambda src, dst, msg: dst == alice.config.addr and isinstance(msg, Ack)
+    bus.submit(alice, Logout())
+    bus.run_until(lambda: "alice" not in leader.state.users, 1)
+    again = bus.add_client("alice")
+    bus.run_until(lambda: again.state is ClientState.SERVING, 1)
+    bus.submit(again, Logout())
+    bus.run_until(lambda: again.state is ClientState.CLOSED, 1)
+    bus.run(0.2)  # the lobby frame holding all three goes out (LOBBY_DELAY)
+    assert alice.state is ClientState.CLOSED
+    frames = [m for _, dst, m in bus.sent if dst == alice.config.addr and isinstance(m, LobbyFrame)]
+    assert any(len(f.entries) >= 3 for f in frames)  # the three changes shared one frame
+
+
+def test_a_client_welcomed_while_user_changes_wait_gets_the_later_ones_at_once() -> None:
+    """The Welcome's user list has the changes the leader was holding for the next lobby
+    frame; changes held after it go out in that same frame. The new client delivers the
+    frame's tail (without the 0.5 s gap repair and a second login it used to take)."""
+    bus, _ = cluster()
+    serving(bus, "bob")
+    bus.run(0.2)  # bob's login went out in a lobby frame of its own
+    (alice,) = serving(bus, "alice")  # welcomed within the 50 ms alice's login is held
+    carol = bus.add_client("carol")
+    bus.run_until(lambda: "carol" in alice.users, 0.2)
+    states = [e.state for e in bus.events[alice.config.addr] if isinstance(e, ConnectionChanged)]
+    assert states == ["registering", "serving"], states
+    assert carol.state is ClientState.SERVING
+
+
+def test_a_backup_that_lost_appends_catches_up_with_a_busy_leader() -> None:
+    """A backup takes batches in order only: after losing some, it drops every later one
+    until the leader's retransmit timer fills the gap. That timer must outpace the load
+    (it resent 4 batches a tick, 40 a second, and fell ever further behind)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    backup = next(s for s in servers if s is not leader)
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: not alice.pending and not bob.pending, 2)
+    lost: list[int] = []
+
+    def lose(src: str, dst: str, msg: object) -> bool:
+        if dst == backup.config.addr and isinstance(msg, Append) and len(lost) < 20:
+            lost.append(msg.seq)
+            return True
+        return False
+
+    bus.drop = lose
+    for i in range(300):  # 300 messages a second, one batch each, for a second
+        bus.submit(alice if i % 2 else bob, SendChat("room", None, f"m{i}", False))
+        bus.run(1 / 300)
+    bus.drop = None
+    assert len(lost) == 20
+    bus.run_until(
+        lambda: len(backup.log) == len(leader.log) and len(chats(bus, bob)) == 300, 1.0
+    )
