@@ -93,3 +93,25 @@ def test_command_runs_seeds_in_parallel(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "base seed 500" in out
     assert out.strip().splitlines()[-1].startswith("4 seeds, 0 violations, ")
+
+
+# A busy workload (tchat sim --ops 30): the leader batches room messages into runs and a
+# backup that lost a batch must catch up under load.
+BUSY_SEEDS = [(seed, False) for seed in range(3001, 3021)] + [
+    (seed, True) for seed in range(3101, 3111)
+]
+
+
+@pytest.mark.parametrize(("seed", "chaos"), BUSY_SEEDS)
+def test_busy_seed_keeps_every_invariant(seed: int, chaos: bool) -> None:
+    config = WorkloadConfig(
+        clients=8, ops_per_client=30, fault_gap=CHAOS_GAP if chaos else WorkloadConfig().fault_gap
+    )
+    result = run_seed(seed, config)
+    assert result.ok, _describe(result)
+    assert "--ops 30" in result.replay_command()
+
+
+def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert command.main(["--seed", "3", "--ops", "0"]) == 2
+    assert "--ops must be above 0" in capsys.readouterr().out
