@@ -587,6 +587,4 @@ def test_a_backup_that_lost_appends_catches_up_with_a_busy_leader() -> None:
         bus.run(1 / 300)
     bus.drop = None
     assert len(lost) == 20
-    bus.run_until(
-        lambda: len(backup.log) == len(leader.log) and len(chats(bus, bob)) == 300, 1.0
-    )
+    bus.run_until(lambda: len(backup.log) == len(leader.log) and len(chats(bus, bob)) == 300, 1.0)
