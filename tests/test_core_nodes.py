@@ -32,6 +32,7 @@ from tchat.core.messages import (
     LobbyFrame,
     Logout,
     Origin,
+    Register,
     RoomFrame,
     SendChat,
     SessionFrame,
@@ -588,3 +589,18 @@ def test_a_backup_that_lost_appends_catches_up_with_a_busy_leader() -> None:
     bus.drop = None
     assert len(lost) == 20
     bus.run_until(lambda: len(backup.log) == len(leader.log) and len(chats(bus, bob)) == 300, 1.0)
+
+
+def test_a_late_first_register_under_a_lost_name_is_ignored() -> None:
+    """Found with `tchat sim --ops 30 --chaos`: a delayed copy of a client's first Register
+    (no cursor, its name before a clash renamed it) reached the leader after the rename.
+    Taken as a login, it gave the session a second name, and the two flip-flopped."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    (alice,) = serving(bus, "alice")
+    late = Register("zed", alice.client_id, alice.config.addr, None, True, True)
+    bus._apply(leader.config.addr, leader.handle(late, alice.config.addr, bus.now))
+    bus.run(0.5)
+    assert sorted(leader.state.users) == ["alice"]
+    assert leader.counters.get("stale-register") == 1
+    assert alice.state is ClientState.SERVING and alice.name == "alice"

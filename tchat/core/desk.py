@@ -77,6 +77,18 @@ class ClientDesk:
         streams = lead.streams
         holder = node.state.users.get(msg.name)
         session = streams.sessions.get(msg.client_id)
+        if (
+            msg.cursor is None
+            and session is not None
+            and session.active
+            and session.name != msg.name
+        ):
+            # A client sends no cursor only until its first Welcome, and takes another
+            # name only after a NameClash, always with a cursor: this is a late copy of
+            # its first Register, under the name it lost since. Taking it would give one
+            # session two names (and both flip-flop until the stale one is cleaned up).
+            node.count("stale-register")
+            return []
         if holder is not None and holder.client_id != msg.client_id:
             if msg.cursor is not None:
                 # A resuming session lost its name (a partition merge gave it to the other
