@@ -4,7 +4,6 @@ into a single gap-free stream delivered in gsn order (which extends happened-bef
 from __future__ import annotations
 
 import heapq
-from dataclasses import replace
 
 from tchat.core.messages import LobbyFrame, RoomFrame, RoomInfo, SessionFrame
 
@@ -37,32 +36,9 @@ class HoldBack:
         """Buffer a frame; False if it is old or a duplicate."""
         if frame.gsn <= self.last or frame.gsn in self._pending:
             return False
-        if isinstance(frame, LobbyFrame):
-            frame = self._lobby_tail(frame)
         self._pending[frame.gsn] = frame
         heapq.heappush(self._order, frame.gsn)
         return True
-
-    def _lobby_tail(self, frame: LobbyFrame) -> LobbyFrame:
-        """The part of ``frame`` after our lobby head, if the head falls inside it.
-
-        A Welcome given while user-list changes are held starts our lobby chain after
-        them (the user list we were sent has them); changes held after it join the same
-        frame. Its entries hold consecutive gsns with nothing of any channel between
-        them, so the entries past our head follow it directly: deliver those alone (the
-        rest is in our user list; an old logout of our name in it would make us resume).
-        """
-        head = self.room_end.get(frame.room)
-        first = frame.gsn - len(frame.entries) + 1
-        if head is None or frame.prev >= head or not first <= head < frame.gsn:
-            return frame
-        return replace(
-            frame,
-            prev=head,
-            touched=(),
-            rooms_touched=(),
-            entries=frame.entries[head - first + 1 :],
-        )
 
     def join(self, info: RoomInfo) -> None:
         self.room_end[info.room] = info.head
