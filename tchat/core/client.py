@@ -118,7 +118,11 @@ class ClientNode:
         self._wake = WakeWatch(late_after=beat, grace=beat / 2)
         self._probed_for = 0.0  # the _leader_heard our last probe was about
         self._next_retry = 0.0
-        self._attempts = 0
+        self._attempts = 0  # Registers since the last answer (backoff)
+        self._registers = 0  # Registers ever sent (Register.attempt)
+        # The first Register of the current (re)registration: a Welcome answering an older
+        # one (say, sent before a Resync) describes a stream the leader has replaced.
+        self._welcome_from = 1
         self._last_resend = 0.0
         self.inbox = Inbox(self)
 
@@ -135,6 +139,7 @@ class ClientNode:
 
     def _register(self, effects: list[Effect]) -> None:
         cursor = self.clock if self.welcomed_once else None
+        self._registers += 1
         effects.append(
             Send(
                 self.leader_addr,
@@ -145,6 +150,7 @@ class ClientNode:
                     cursor,
                     self.config.multicast,
                     self.config.lobby,
+                    self._registers,
                 ),
             )
         )
@@ -175,6 +181,7 @@ class ClientNode:
         effects.append(Deliver(LeaderLearned(leader_id, addr, epoch, servers)))
         target = ClientState.RESUMING if self.welcomed_once else ClientState.REGISTERING
         self._become(target, "leader", effects, f"leader {leader_id} epoch {epoch}")
+        self._welcome_from = self._registers + 1
         self._register(effects)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -329,6 +336,7 @@ class ClientNode:
         self._early = []
         self._attempts = 0
         self._become(ClientState.RESUMING, "resume", effects, why)
+        self._welcome_from = self._registers + 1
         self._register(effects)
 
     # -- messages --------------------------------------------------------------------

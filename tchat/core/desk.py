@@ -77,16 +77,11 @@ class ClientDesk:
         streams = lead.streams
         holder = node.state.users.get(msg.name)
         session = streams.sessions.get(msg.client_id)
-        if (
-            msg.cursor is None
-            and session is not None
-            and session.active
-            and session.name != msg.name
-        ):
-            # A client sends no cursor only until its first Welcome, and takes another
-            # name only after a NameClash, always with a cursor: this is a late copy of
-            # its first Register, under the name it lost since. Taking it would give one
-            # session two names (and both flip-flop until the stale one is cleaned up).
+        if session is not None and session.active and msg.attempt <= session.register_attempt:
+            # A late copy of a Register we took already (the network duplicated or held
+            # it): the client is welcomed since. Taking it again would reset its stream
+            # (it then resumes) or, under a name it lost to a clash since, give one
+            # session two names. A client resending for a lost Welcome counts up.
             node.count("stale-register")
             return []
         if holder is not None and holder.client_id != msg.client_id:
@@ -106,6 +101,7 @@ class ClientDesk:
             session = Session(msg.name, msg.client_id, addr, msg.multicast, now)
             streams.attach(session)
         session.addr = addr
+        session.register_attempt = max(session.register_attempt, msg.attempt)
         session.multicast = msg.multicast
         session.lobby = msg.lobby
         session.last_heard = now
@@ -168,6 +164,7 @@ class ClientDesk:
             len(users),
             replayed,
             snapshot,
+            session.register_attempt,
         )
         effects.append(Send(session.addr, welcome))
         return effects

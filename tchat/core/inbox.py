@@ -90,7 +90,7 @@ class Inbox:
         for key in sorted(node._welcomes):
             parts = node._welcomes[key]
             msg = parts.welcome
-            if msg is None or msg.epoch < node.epoch:
+            if msg is None or msg.epoch < node.epoch or msg.attempt < node._welcome_from:
                 continue
             users = node._snapshots.get((msg.epoch, msg.snapshot), {})
             if len(users) != msg.user_count or len(parts.entries) != msg.replay_count:

@@ -13,8 +13,8 @@ from typing import ClassVar
 from tchat.core.vclock import VectorClock
 
 # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat; 4: RoomFrame carries a run
-# of consecutive entries (RoomFrame.entries)
-PROTOCOL_VERSION = 4
+# of consecutive entries (RoomFrame.entries); 5: Register.attempt
+PROTOCOL_VERSION = 5
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -366,6 +366,8 @@ class Register(Message):
     cursor: VectorClock | None
     multicast: bool  # the client can receive multicast
     lobby: bool  # False: it does not follow the user list (gets none, nor its changes)
+    # Counts the client's Registers: a late copy of one already taken is stale.
+    attempt: int = 0
 
 
 class Operation:
@@ -499,6 +501,7 @@ class Welcome(Message):
     user_count: int
     replay_count: int
     snapshot: int  # the UserList chunks (sent just before) this Welcome's user list is
+    attempt: int = 0  # the Register.attempt it answers (the client drops older ones)
     from_server: ClassVar[bool] = True
 
 

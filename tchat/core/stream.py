@@ -82,6 +82,7 @@ class Session:
     private_clock: VectorClock = EMPTY_CLOCK  # private messages streamed (next login resumes here)
     reported_clock: VectorClock = EMPTY_CLOCK  # the client's own cursor, as last reported
     resume_cursor: VectorClock | None = None  # where a re-registering client's replay starts
+    register_attempt: int = 0  # the highest Register.attempt taken from this client
 
     def cursor(self) -> VectorClock:
         return self.reported_clock.merge(self.private_clock)
