@@ -115,3 +115,28 @@ def test_busy_seed_keeps_every_invariant(seed: int, chaos: bool) -> None:
 def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]) -> None:
     assert command.main(["--seed", "3", "--ops", "0"]) == 2
     assert "--ops must be above 0" in capsys.readouterr().out
+
+
+# Seeds that found bugs this way (their schedules change with the code, but must pass):
+# a late copy of a first Register under a lost name (91329363); a stale Register resetting
+# a serving session, and a Welcome answering a Register sent before a Resync (1304779803,
+# 1114845528); a lobby-frame shortcut that let a client's clock pass chats (319823143).
+REGRESSION_SEEDS = [
+    (91329363, 8, 30.0, True),
+    (1304779803, 4, 2.0, True),
+    (1114845528, 8, 30.0, False),
+    (319823143, 8, 30.0, False),
+]
+
+
+@pytest.mark.parametrize(("seed", "clients", "ops", "chaos"), REGRESSION_SEEDS)
+def test_regression_seed_keeps_every_invariant(
+    seed: int, clients: int, ops: float, chaos: bool
+) -> None:
+    config = WorkloadConfig(
+        clients=clients,
+        ops_per_client=ops,
+        fault_gap=CHAOS_GAP if chaos else WorkloadConfig().fault_gap,
+    )
+    result = run_seed(seed, config)
+    assert result.ok, _describe(result)
