@@ -175,14 +175,9 @@ class ClientNode:
         self.leader_addr = addr
         self.epoch = epoch
         self._leader_heard = self._now
-        self._hold = None
-        self._early = []
-        self._attempts = 0
         effects.append(Deliver(LeaderLearned(leader_id, addr, epoch, servers)))
         target = ClientState.RESUMING if self.welcomed_once else ClientState.REGISTERING
-        self._become(target, "leader", effects, f"leader {leader_id} epoch {epoch}")
-        self._welcome_from = self._registers + 1
-        self._register(effects)
+        self._start_over(target, "leader", effects, f"leader {leader_id} epoch {epoch}")
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
@@ -332,10 +327,17 @@ class ClientNode:
         self._discover(effects)
 
     def _resume(self, effects: list[Effect], why: str) -> None:
+        self._start_over(ClientState.RESUMING, "resume", effects, why)
+
+    def _start_over(
+        self, state: ClientState, event: str, effects: list[Effect], detail: str
+    ) -> None:
+        """(Re)register from scratch: no stream yet, and only a Welcome answering a
+        Register from here on counts."""
         self._hold = None
         self._early = []
         self._attempts = 0
-        self._become(ClientState.RESUMING, "resume", effects, why)
+        self._become(state, event, effects, detail)
         self._welcome_from = self._registers + 1
         self._register(effects)
 

@@ -65,8 +65,8 @@ class Leadership:
         self.node = node
         self.epoch = epoch
         self.seq = 0
-        self.batches: dict[int, tuple[Entry, ...]] = {}
-        self.batch_sent: dict[int, float] = {}  # seq -> when it first went out
+        # seq -> (the batch's entries, when it first went out), until every backup has it
+        self.batches: dict[int, tuple[tuple[Entry, ...], float]] = {}
         self.outbox: list[Entry] = []
         self.pending: deque[Pending] = deque()
         self.pending_dots: dict[Dot, Pending] = {}
@@ -134,8 +134,7 @@ class Leadership:
         while self.outbox:
             chunk, self.outbox = tuple(self.outbox[:limit]), self.outbox[limit:]
             self.seq += 1
-            self.batches[self.seq] = chunk
-            self.batch_sent[self.seq] = now
+            self.batches[self.seq] = (chunk, now)
             message = Append(self.node.server_id, self.epoch, self.seq, chunk)
             for replica in self._admitted():
                 effects.append(Send(replica.addr, message))
@@ -233,7 +232,6 @@ class Leadership:
         floor = min((r.acked_seq for r in admitted), default=self.seq)
         for seq in [s for s in self.batches if s <= floor]:
             del self.batches[seq]
-            self.batch_sent.pop(seq, None)
 
     # -- backups -------------------------------------------------------------------
     def on_join(self, msg: JoinRequest, addr: str, now: float) -> list[Effect]:
@@ -335,11 +333,12 @@ class Leadership:
         sent_before = now - self.node.config.timing.retransmit_interval
         last = min(self.seq, replica.acked_seq + RETRANSMIT_BATCHES)
         for seq in range(replica.acked_seq + 1, last + 1):
-            chunk = self.batches.get(seq)
-            if chunk is None:  # trimmed: it must re-admit
+            batch = self.batches.get(seq)
+            if batch is None:  # trimmed: it must re-admit
                 replica.admitted = False
                 break
-            if self.batch_sent.get(seq, now) > sent_before:
+            chunk, sent_at = batch
+            if sent_at > sent_before:
                 break  # this one and the rest are young: their acks may be on the way
             effects.append(Send(replica.addr, Append(self.node.server_id, self.epoch, seq, chunk)))
         return effects
