@@ -120,12 +120,20 @@ def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]
 # Seeds that found bugs this way (their schedules change with the code, but must pass):
 # a late copy of a first Register under a lost name (91329363); a stale Register resetting
 # a serving session, and a Welcome answering a Register sent before a Resync (1304779803,
-# 1114845528); a lobby-frame shortcut that let a client's clock pass chats (319823143).
+# 1114845528); a lobby-frame shortcut that let a client's clock pass chats (319823143);
+# the leader losing which session serves a name that two sessions had held (1484188767,
+# 1211821072: private and room frames stopped reaching the one still online); a late
+# Register of a crashed or failed client logging in a ghost after convergence was declared
+# (1874511166, 1365714833: the world now waits for such frames to land).
 REGRESSION_SEEDS = [
     (91329363, 8, 30.0, True),
     (1304779803, 4, 2.0, True),
     (1114845528, 8, 30.0, False),
     (319823143, 8, 30.0, False),
+    (1484188767, 8, 30.0, True),
+    (1211821072, 8, 30.0, True),
+    (1874511166, 8, 30.0, True),
+    (1365714833, 8, 30.0, True),
 ]
 
 

@@ -96,7 +96,10 @@ class ClientStreams:
         self.view = view  # the fold of the committed prefix, in commit order
         self.gsn = 0
         self.sessions: dict[str, Session] = {}  # client_id -> session
-        self.by_name: dict[str, Session] = {}
+        # name -> its sessions, oldest first: nearly always one, but a name can have two
+        # for a while (a merge gave it to one login while the other still holds a session
+        # under it, or a placeholder of the log's holder waits for it to resume)
+        self.by_name: dict[str, list[Session]] = {}
         self.room_last: dict[str, int] = {}
         self._touched: dict[str, dict[str, int]] = {}  # room -> member -> gsn
         self._all_last: dict[str, int] = {}  # room -> last session entry sent to all members
@@ -136,18 +139,23 @@ class ClientStreams:
         old = self.sessions.get(session.client_id)
         if old is not None:
             self._retarget(old)
-            if self.by_name.get(old.name) is old:
-                del self.by_name[old.name]
+            self._unname(old)
         self.sessions[session.client_id] = session
-        self.by_name[session.name] = session
+        self.by_name.setdefault(session.name, []).append(session)
 
     def detach(self, client_id: str) -> Session | None:
         session = self.sessions.pop(client_id, None)
         if session is not None:
             self._retarget(session)
-            if self.by_name.get(session.name) is session:
-                del self.by_name[session.name]
+            self._unname(session)
         return session
+
+    def _unname(self, session: Session) -> None:
+        holders = self.by_name.get(session.name)
+        if holders is not None and session in holders:
+            holders.remove(session)
+            if not holders:
+                del self.by_name[session.name]
 
     def _retarget(self, session: Session) -> None:
         """Forget the cached targets of ``session``'s channels (its rooms, the lobby if it
@@ -192,9 +200,20 @@ class ClientStreams:
             room, record.group, tuple(sorted(record.members)), self.room_last.get(room, 0)
         )
 
-    def _live(self, name: str) -> Session | None:
-        session = self.by_name.get(name)
-        return session if session is not None and session.active else None
+    def live_session(self, name: str) -> Session | None:
+        """The welcomed session serving ``name``: the log's holder of the name if two are."""
+        holders = self.by_name.get(name)
+        if not holders:
+            return None
+        if len(holders) == 1:
+            session = holders[0]
+            return session if session.active else None
+        live = [s for s in holders if s.active]
+        record = self.view.users.get(name)
+        for session in live:
+            if record is not None and session.client_id == record.client_id:
+                return session
+        return live[-1] if live else None
 
     # -- publishing ------------------------------------------------------------
     def publish(self, entry: Entry, now: float) -> list[Effect]:
@@ -239,7 +258,7 @@ class ClientStreams:
                 names = sorted({sender, to})
                 effects.extend(self._session_frames(names, entry, gsn, scope=None))
             case RoomJoined(room=room, name=name):
-                session = self._live(name)
+                session = self.live_session(name)
                 if session is not None and session.multicast:
                     self._fresh.setdefault(room, {})[name] = (now + FRESH_JOIN_GRACE, gsn)
                 effects.extend(
@@ -318,7 +337,7 @@ class ClientStreams:
         fresh = self._fresh.get(channel)
         if fresh:
             for name, (until, _) in sorted(fresh.items()):
-                session = self._live(name)
+                session = self.live_session(name)
                 if until < now or session is None:
                     del fresh[name]
                 else:
@@ -342,7 +361,7 @@ class ClientStreams:
         left = left or {}
         lobby_touched = self._touched.setdefault(LOBBY, {})
         for name in names:
-            session = self._live(name)
+            session = self.live_session(name)
             if session is None:
                 continue
             rooms = self.view.rooms_of.get(name, ())
@@ -432,7 +451,7 @@ class ClientStreams:
                 live = [s for s in self.sessions.values() if s.active and s.lobby]
             else:
                 members = sorted(self.view.rooms[channel].members)
-                live = [s for name in members if (s := self._live(name)) is not None]
+                live = [s for name in members if (s := self.live_session(name)) is not None]
             multicast = any(session.multicast for session in live)
             unicast = tuple(session for session in live if not session.multicast)
             found = self._room_targets[channel] = (multicast, unicast)

@@ -214,6 +214,9 @@ class Checker:
         running = world.running_servers()
         if not running:
             return [("liveness", "no server is running")]
+        late = world.frames_from_the_gone()
+        if late:
+            return [("in-flight", f"{late} frame(s) from crashed or failed nodes on their way")]
         leaders = [s for s in running if s.node.role.name == "LEADER"]
         if len(leaders) != 1:
             roles = ", ".join(f"s{s.server_id}={s.node.role.name}" for s in running)

@@ -282,6 +282,19 @@ class World:
         self._schedule_timer(slot)
         return cmid
 
+    def frames_from_the_gone(self) -> int:
+        """Frames still on their way from a node that has crashed, or a client that gave up
+        (failed), since it sent them (the network delays a few by up to 1.5 s): one may yet
+        act, e.g. a late Register logs in a ghost that only the client timeout removes, so
+        a world with any in flight has not converged."""
+        count = 0
+        for _, _, kind, payload in self._heap:
+            if kind == _DELIVER:
+                sender = self._by_addr.get(payload[2])
+                if sender is not None and (not sender.alive or getattr(sender, "failed", False)):
+                    count += 1
+        return count
+
     def serving_clients(self) -> list[ClientSlot]:
         return [
             c
