@@ -17,6 +17,7 @@ from tchat.core.effects import (
     Sent,
     UsersChanged,
 )
+from tchat.core.fold import ClusterState
 from tchat.core.inbox import ORIGIN_MEMORY
 from tchat.core.messages import (
     LOBBY,
@@ -25,6 +26,7 @@ from tchat.core.messages import (
     Chat,
     ClientBeat,
     Election,
+    Epoch,
     JoinRoom,
     LeaveRoom,
     LobbyBeat,
@@ -35,9 +37,11 @@ from tchat.core.messages import (
     RoomFrame,
     SendChat,
     SessionFrame,
+    Submit,
     UserOnline,
 )
 from tchat.core.server import ServerNode, ServerRole
+from tchat.core.stream import ClientStreams, Session
 from tchat.core.vclock import EMPTY_CLOCK
 
 
@@ -589,3 +593,75 @@ def test_a_late_first_register_under_a_lost_name_is_ignored() -> None:
     assert sorted(leader.state.users) == ["alice"]
     assert leader.counters.get("stale-register") == 1
     assert alice.state is ClientState.SERVING and alice.name == "alice"
+
+
+def test_a_room_message_is_acknowledged_by_its_own_frame() -> None:
+    """The leader streams only what every live backup stores, so a sender that sees its
+    own room message come back has its acknowledgement: the leader sends no Ack for it.
+    A private message (not in a room frame) still gets one, and so does a resend of a
+    room message whose frame the sender lost."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: all("room" in c.rooms and not c.pending for c in (alice, bob)), 2)
+    room_cmids = [bus.submit(alice, SendChat("room", None, f"m{i}", False)) for i in range(5)]
+    pm_cmid = bus.submit(alice, SendChat(None, "bob", "psst", False))
+    bus.run_until(lambda: not alice.pending and len(chats(bus, bob)) == 6, 2)
+
+    acks = [m.cmid for src, dst, m in bus.sent if dst == alice.config.addr and isinstance(m, Ack)]
+    assert not set(room_cmids) & set(acks)
+    assert pm_cmid in acks
+    events = bus.events[alice.config.addr]
+    sent = {e.cmid: e.entry_id for e in events if isinstance(e, Sent)}
+    own = {
+        e.entry.origin.cmid: e.entry.id
+        for e in events
+        if isinstance(e, ChatDelivered) and e.entry.origin.client_id == alice.client_id
+    }
+    assert {c: sent[c] for c in room_cmids} == {c: own[c] for c in room_cmids}
+    for cmid in room_cmids:  # acknowledged as it is shown, never after
+        shown = next(
+            i
+            for i, e in enumerate(events)
+            if isinstance(e, ChatDelivered) and e.entry.id == own[cmid]
+        )
+        assert isinstance(events[shown - 1], Sent) and events[shown - 1].cmid == cmid
+
+    # A resend of a recorded operation (after a failover) is answered by an Ack.
+    first = next(m for src, dst, m in bus.sent if isinstance(m, Submit) and m.cmid == room_cmids[0])
+    bus._post(alice.config.addr, leader.config.addr, first)
+    bus.run(0.05)
+    acks = [m.cmid for src, dst, m in bus.sent if dst == alice.config.addr and isinstance(m, Ack)]
+    assert acks.count(room_cmids[0]) == 1
+    assert [e.cmid for e in bus.events[alice.config.addr] if isinstance(e, Sent)].count(
+        room_cmids[0]
+    ) == 1  # the client had it already
+
+    # Alice loses the frame carrying her next message: she repairs the gap and is
+    # acknowledged as she shows it.
+    bus.drop = lambda src, dst, msg: dst == alice.config.addr and isinstance(msg, RoomFrame)
+    lost = bus.submit(alice, SendChat("room", None, "lost frame", False))
+    bus.run_until(lambda: "lost frame" in chats(bus, bob), 1)
+    assert lost in alice.pending
+    bus.run_until(lambda: not alice.pending, 3)
+    assert chats(bus, alice).count("lost frame") == 1
+    assert [e.cmid for e in bus.events[alice.config.addr] if isinstance(e, Sent)].count(lost) == 1
+
+
+def test_a_name_two_sessions_held_stays_served_when_the_other_goes() -> None:
+    """Found by `tchat sim --ops 30 --chaos` (seed 1484188767): after a partition merge
+    the leader kept a placeholder session for the log's earlier holder of a name while the
+    later login served under it. The placeholder took the name over, its logout unmapped
+    it, and private and room frames stopped reaching the session still online."""
+    streams = ClientStreams(Epoch(1, 5), ClusterState("239.255.0.0", 16, 4747))
+    online = Session("gus", "c17", "10.0.0.1:5000", True, 0.0)
+    streams.attach(online)
+    online.active = True
+    streams.attach(Session("gus", "c16", "10.0.0.2:5000", True, 0.0))  # not welcomed
+    assert streams.live_session("gus") is online
+    streams.detach("c16")
+    assert streams.live_session("gus") is online
+    streams.detach("c17")
+    assert streams.live_session("gus") is None

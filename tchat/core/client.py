@@ -397,16 +397,7 @@ class ClientNode:
             case SessionFrame() | RoomFrame() | LobbyFrame():
                 self.inbox.on_frame(message, effects)
             case Ack():
-                submitted = self.pending.pop(message.cmid, None)
-                if submitted is not None:
-                    if message.cmid in self._automatic:
-                        self._automatic.discard(message.cmid)
-                    else:
-                        effects.append(Deliver(Sent(message.cmid, message.entry_id)))
-                    if isinstance(submitted.op, Logout):
-                        # Durably logged out: done, whether or not our own UserOffline
-                        # frame reaches us (resuming now would log us back in).
-                        self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+                self.acknowledged(message.cmid, message.entry_id, effects)
             case OpError():
                 if self.pending.pop(message.cmid, None) is not None:
                     if message.cmid in self._automatic:  # e.g. a rejoin of a room we are in
@@ -436,6 +427,22 @@ class ClientNode:
             case HistoryReply():
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
         return effects
+
+    def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None:
+        """Operation ``cmid`` is durable as ``entry_id``: by an Ack, or by our own room
+        message coming back in the room's stream (the leader streams only what every live
+        backup stores, so it sends no Ack for that: see PROTOCOL.md, acknowledgements)."""
+        submitted = self.pending.pop(cmid, None)
+        if submitted is None:
+            return
+        if cmid in self._automatic:
+            self._automatic.discard(cmid)
+        else:
+            effects.append(Deliver(Sent(cmid, entry_id)))
+        if isinstance(submitted.op, Logout):
+            # Durably logged out: done, whether or not our own UserOffline
+            # frame reaches us (resuming now would log us back in).
+            self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
 
     def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect]) -> None:
         self.servers[msg.server_id] = msg.addr

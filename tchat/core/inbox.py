@@ -324,4 +324,6 @@ class Inbox:
             if origin in node.recent_origins or origin in node.older_origins:
                 return
             node.recent_origins.add(origin)
+            if origin.client_id == node.client_id and origin.cmid in node.pending:
+                node.acknowledged(origin.cmid, entry.id, effects)
         effects.append(Deliver(ChatDelivered(entry)))

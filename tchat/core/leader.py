@@ -160,6 +160,7 @@ class Leadership:
             del self.pending_dots[head.entry.dot]
             self._merged_pending -= head.merged
             canonical = head.entry
+            shown = False
             if self.node.log.is_duplicate(head.entry):
                 # Another partition recorded this operation first: that copy is the one.
                 assert head.entry.origin is not None
@@ -171,8 +172,11 @@ class Leadership:
                 self.resync_needed = True
             else:
                 effects.extend(self.streams.publish(head.entry, now))
-            for client_id, cmid in head.acks:
-                acks.extend(self._ack_when_held(canonical, client_id, cmid, held))
+                # its room frame is then the sender's acknowledgement
+                shown = self.streams.shows_sender(head.entry)
+            if not shown:
+                for client_id, cmid in head.acks:
+                    acks.extend(self._ack_when_held(canonical, client_id, cmid, held))
             effects.extend(self._after_commit(head.entry, now))
         effects.extend(self.streams.flush_rooms(now))
         effects.extend(acks)

@@ -13,8 +13,9 @@ from typing import ClassVar
 from tchat.core.vclock import VectorClock
 
 # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat; 4: RoomFrame carries a run
-# of consecutive entries (RoomFrame.entries); 5: Register.attempt
-PROTOCOL_VERSION = 5
+# of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
+# streamed back to its sender is its acknowledgement (the leader sends no Ack for it)
+PROTOCOL_VERSION = 6
 
 MAX_NAME = 32
 MAX_ROOM = 32

@@ -392,6 +392,23 @@ class ClientStreams:
             self._all_last[scope] = gsn
         return effects
 
+    def shows_sender(self, entry: Entry) -> bool:
+        """Whether the room frame being filled carries ``entry`` to the client that sent
+        it: its session active, its name a member of the room. Delivering it is then that
+        client's acknowledgement (only committed entries are streamed), and the leader
+        sends no Ack: at 10,000 messages a second an Ack per message was a fifth of the
+        leader's CPU (a frame to encode and a socket write per sender per step). A
+        multicast copy lost on the way is repaired like any other; a resend after a
+        failover is answered by an Ack."""
+        run = self._run
+        origin = entry.origin
+        if run is None or run.entries[-1] is not entry or origin is None:
+            return False
+        session = self.sessions.get(origin.client_id)
+        return (
+            session is not None and session.active and self.view.is_member(run.room, session.name)
+        )
+
     def _open_run(self, room: str, entry: Entry, gsn: int) -> None:
         """Start a room frame with ``entry``; its ordering fields are fixed now (nothing of
         another channel can come between its entries: publishing anything ends the run)."""

@@ -137,11 +137,19 @@ class Checker:
     def on_ack_sent(self, slot: Any, message: Any) -> None:
         """The leader acknowledges an entry only once it and every backup it counts as
         live have stored it durably (so any surviving server holds every ack)."""
-        eid = message.entry_id
+        self._promise(slot, message.entry_id, "acked")
+
+    def on_room_frame_sent(self, slot: Any, message: Any) -> None:
+        """A room frame is its sender's acknowledgement of the room messages in it: the
+        same promise as an Ack, for every entry the first time it is streamed."""
+        for entry in message.entries:
+            self._promise(slot, entry.id, "streamed")
+
+    def _promise(self, slot: Any, eid: str, what: str) -> None:
         if eid not in slot.durable_ids:
-            raise Violation("ack-replicated", f"{slot.label} acked {eid} before storing it")
+            raise Violation("ack-replicated", f"{slot.label} {what} {eid} before storing it")
         if eid in self.ack_promised:
-            return  # a repeated ack of a resent op promises nothing new
+            return  # a repeated ack of a resent op, a resent frame: nothing new promised
         self.ack_promised.add(eid)
         servers = self.world.servers
         for sid in sorted(getattr(slot.node, "live_backups", ())):
@@ -149,7 +157,7 @@ class Checker:
             if backup is not None and eid not in backup.durable_ids:
                 raise Violation(
                     "ack-replicated",
-                    f"{slot.label} acked {eid} while its live backup s{sid} had not stored it",
+                    f"{slot.label} {what} {eid} while its live backup s{sid} had not stored it",
                 )
 
     # -- invariants 3-5 as clients deliver ------------------------------------------

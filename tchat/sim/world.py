@@ -25,7 +25,7 @@ from tchat.core.effects import (
     Send,
     Stopped,
 )
-from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation
+from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation, RoomFrame
 from tchat.sim import trace
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
@@ -429,6 +429,8 @@ class World:
             self.checker.on_election_send(sender, message)
         elif isinstance(message, Ack):
             self.checker.on_ack_sent(sender, message)
+        elif isinstance(message, RoomFrame):
+            self.checker.on_room_frame_sent(sender, message)
         target = self._by_addr.get(dst)
         if target is None or not target.alive:
             return  # nobody there: a hop to a dead neighbour is part of the LCR bound
