@@ -152,9 +152,11 @@ class ClientStreams:
 
     def _unname(self, session: Session) -> None:
         holders = self.by_name.get(session.name)
-        if holders is not None and session in holders:
-            holders.remove(session)
-            if not holders:
+        if holders is not None:
+            rest = [s for s in holders if s is not session]  # by identity, not field equality
+            if rest:
+                self.by_name[session.name] = rest
+            else:
                 del self.by_name[session.name]
 
     def _retarget(self, session: Session) -> None:
