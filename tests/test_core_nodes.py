@@ -665,3 +665,23 @@ def test_a_name_two_sessions_held_stays_served_when_the_other_goes() -> None:
     assert streams.live_session("gus") is online
     streams.detach("c17")
     assert streams.live_session("gus") is None
+
+
+def test_a_refused_client_logged_in_by_a_late_register_logs_out_at_once() -> None:
+    """Found by `tchat sim --ops 30 --chaos` (seed 1365714833): a copy of the Register a
+    client gave up on (its name was taken) arrived once the name was free and logged it
+    in; the client, failed, ignored the Welcome and stayed a ghost until its timeout."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    (alice,) = serving(bus, "alice")
+    twin = bus.add_client("alice")
+    bus.run_until(lambda: twin.state is ClientState.FAILED, 2)
+    late = next(m for src, _, m in bus.sent if src == twin.config.addr and isinstance(m, Register))
+    bus.submit(alice, Logout())
+    bus.run_until(lambda: "alice" not in leader.state.users, 2)
+    bus._post(twin.config.addr, leader.config.addr, late)
+    bus.run_until(lambda: "alice" in leader.state.users, 1)
+    logged_in = bus.now
+    bus.run_until(lambda: "alice" not in leader.state.users, 2)
+    assert bus.now - logged_in < leader.config.timing.client_timeout / 4
+    assert twin.state is ClientState.FAILED

@@ -346,6 +346,13 @@ class ClientNode:
         self._now = now
         effects: list[Effect] = []
         if self.state in (ClientState.FAILED, ClientState.CLOSED):
+            if self.state is ClientState.FAILED and type(message) is Welcome:
+                # A late copy of a Register we gave up on (refused, then the name freed)
+                # logged us in: log out at once rather than stay a ghost until our timeout.
+                self._cmid += 1
+                ts = now + self.config.wall_offset
+                logout = Submit(self.client_id, self._cmid, Logout(), self.clock, ts)
+                effects.append(Send(message.leader_addr, logout))
             return effects
         epoch = getattr(message, "epoch", None)
         if (
