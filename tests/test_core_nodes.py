@@ -598,8 +598,8 @@ def test_a_late_first_register_under_a_lost_name_is_ignored() -> None:
 def test_a_room_message_is_acknowledged_by_its_own_frame() -> None:
     """The leader streams only what every live backup stores, so a sender that sees its
     own room message come back has its acknowledgement: the leader sends no Ack for it.
-    A private message (not in a room frame) still gets one, and so does a resend of a
-    room message whose frame the sender lost."""
+    A private message (not in a room frame) still gets one, and so does a resend (after a
+    failover); a sender that lost the frame is acknowledged once it repairs the gap."""
     bus, servers = cluster()
     (leader,) = leaders(servers)
     alice, bob = serving(bus, "alice", "bob")
