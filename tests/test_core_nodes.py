@@ -685,3 +685,18 @@ def test_a_refused_client_logged_in_by_a_late_register_logs_out_at_once() -> Non
     bus.run_until(lambda: "alice" not in leader.state.users, 2)
     assert bus.now - logged_in < leader.config.timing.client_timeout / 4
     assert twin.state is ClientState.FAILED
+
+
+def test_every_login_of_a_storm_is_welcomed_once_without_a_stall() -> None:
+    """A client welcomed while user-list changes wait for their lobby frame chains on the
+    last lobby frame sent, so that frame (which more changes may join) is its next one.
+    Its lobby chain started after the held changes before: every login of a storm then
+    stalled on a lobby gap for the gap timeout and registered a second time."""
+    bus, _ = cluster()
+    clients = [bus.add_client(f"u{i}") for i in range(60)]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 5)
+    bus.run_until(lambda: all(len(c.users) == 60 for c in clients), 1)
+    bus.run(1.0)  # two gap timeouts: a stalled client would have registered again
+    registers = Counter(src for src, _, m in bus.sent if isinstance(m, Register))
+    assert set(registers.values()) == {1}
+    assert all(c._hold is not None and c._hold.stalled_since is None for c in clients)

@@ -33,8 +33,19 @@ class HoldBack:
         self.stalled_since: float | None = None
 
     def offer(self, frame: Frame) -> bool:
-        """Buffer a frame; False if it is old or a duplicate."""
-        if frame.gsn <= self.last or frame.gsn in self._pending:
+        """Buffer a frame; False if it is old or a duplicate.
+
+        One frame may carry the gsn we start at: the lobby frame of the user-list changes
+        the leader held when it welcomed us (the last of them took that gsn). It chains on
+        the lobby head we were given, which no frame we already have does."""
+        if frame.gsn in self._pending:
+            return False
+        if frame.gsn <= self.last and not (
+            frame.gsn == self.last
+            and isinstance(frame, LobbyFrame)
+            and frame.prev == self.room_end.get(frame.room)
+            and frame.prev < frame.gsn
+        ):
             return False
         self._pending[frame.gsn] = frame
         heapq.heappush(self._order, frame.gsn)

@@ -170,8 +170,12 @@ class ClientStreams:
 
     def activate(self, session: Session, now: float) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
         """Start ``session``'s stream now: returns the gsn it starts after, its rooms and
-        the lobby. Held user-list changes are already in the user list it is sent, so its
-        lobby chain starts after them: the frame carrying them is old news to it."""
+        the lobby. Its lobby chain starts at the last lobby frame sent, so the frame that
+        will carry the user-list changes held now is its next one: it applies them again
+        (the user list it is sent has them; re-applying changes in order is idempotent)
+        and chains on. Starting after them instead stalled every login of a login storm
+        for the gap timeout and logged it in twice: more changes joined that frame, whose
+        ``prev`` was then not the client's head."""
         session.active = True
         session.session_last = session.beat_gsn = self.gsn
         self._retarget(session)
@@ -180,7 +184,7 @@ class ClientStreams:
         rooms = tuple(
             self.room_info(room) for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
-        lobby_head = self.gsn if self._lobby else self.room_last.get(LOBBY, 0)
+        lobby_head = self.room_last.get(LOBBY, 0)
         return self.gsn, rooms, RoomInfo(LOBBY, self.view.lobby_group, (), lobby_head)
 
     def joined(self, session: Session, last: int) -> None:
