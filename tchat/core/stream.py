@@ -402,7 +402,7 @@ class ClientStreams:
         """Whether the room frame being filled carries ``entry`` to the client that sent
         it: its session active, its name a member of the room. Delivering it is then that
         client's acknowledgement (only committed entries are streamed), and the leader
-        sends no Ack: at 10,000 messages a second an Ack per message was a fifth of the
+        sends no Ack: at 9,000 messages a second an Ack per message was a fifth of the
         leader's CPU (a frame to encode and a socket write per sender per step). A
         multicast copy lost on the way is repaired like any other; a resend after a
         failover is answered by an Ack."""
