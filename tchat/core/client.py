@@ -406,11 +406,7 @@ class ClientNode:
             case Ack():
                 self.acknowledged(message.cmid, message.entry_id, effects)
             case OpError():
-                if self.pending.pop(message.cmid, None) is not None:
-                    if message.cmid in self._automatic:  # e.g. a rejoin of a room we are in
-                        self._automatic.discard(message.cmid)
-                    else:
-                        effects.append(Deliver(OpFailed(message.cmid, message.reason)))
+                self._answered(message.cmid, OpFailed(message.cmid, message.reason), effects)
             case ClientHeartbeat():
                 self._on_heartbeat(message, effects)
             case LobbyBeat():
@@ -439,17 +435,22 @@ class ClientNode:
         """Operation ``cmid`` is durable as ``entry_id``: by an Ack, or by our own room
         message coming back in the room's stream (the leader streams only what every live
         backup stores, so it sends no Ack for that: see PROTOCOL.md, acknowledgements)."""
-        submitted = self.pending.pop(cmid, None)
-        if submitted is None:
-            return
-        if cmid in self._automatic:
-            self._automatic.discard(cmid)
-        else:
-            effects.append(Deliver(Sent(cmid, entry_id)))
-        if isinstance(submitted.op, Logout):
+        submitted = self._answered(cmid, Sent(cmid, entry_id), effects)
+        if submitted is not None and isinstance(submitted.op, Logout):
             # Durably logged out: done, whether or not our own UserOffline
             # frame reaches us (resuming now would log us back in).
             self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+
+    def _answered(self, cmid: int, event: Sent | OpFailed, effects: list[Effect]) -> Submit | None:
+        """Settle pending operation ``cmid`` (None if it is not pending): the user hears
+        ``event``, unless the operation was ours (a rejoin after a resume, say)."""
+        submitted = self.pending.pop(cmid, None)
+        if submitted is not None:
+            if cmid in self._automatic:
+                self._automatic.discard(cmid)
+            else:
+                effects.append(Deliver(event))
+        return submitted
 
     def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect]) -> None:
         self.servers[msg.server_id] = msg.addr

@@ -216,9 +216,10 @@ class ClientStreams:
             return session if session.active else None
         live = [s for s in holders if s.active]
         record = self.view.users.get(name)
-        for session in live:
-            if record is not None and session.client_id == record.client_id:
-                return session
+        if record is not None:
+            for session in live:
+                if session.client_id == record.client_id:
+                    return session
         return live[-1] if live else None
 
     # -- publishing ------------------------------------------------------------
