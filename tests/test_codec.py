@@ -184,6 +184,72 @@ def test_an_entry_is_packed_once_for_the_store_and_every_frame() -> None:
     assert id(entry) not in codec._entry_bytes or codec._entry_bytes[id(entry)][0] is not entry
 
 
+STORED_BY_SERVERS = [messages.Append, messages.SyncData, messages.Admit]
+APPEND_HEAD = (tag(messages.Append), 1, [3, 1], 5)  # tag, src, epoch, seq: entries follow
+
+
+@pytest.mark.parametrize("cls", STORED_BY_SERVERS, ids=lambda cls: cls.__name__)
+@SETTINGS
+@given(data=st.data())
+def test_a_server_stores_received_entries_as_they_came(cls: type, data: st.DataObject) -> None:
+    message = data.draw(record_strategy(cls))
+    frame = encode(message)
+    codec._entry_bytes.clear()  # nothing packed here before: what is cached came in the frame
+    received = decode(frame)
+    assert received == message
+    for entry in received.entries:
+        cached, stored = codec._entry_bytes[id(entry)]  # kept by decode, not packed again
+        assert cached is entry
+        assert stored in frame
+        assert encode_entry(entry) is stored
+        assert decode_entry(stored) == entry
+
+
+def test_received_entry_bytes_with_zero_clock_counts_still_store_the_same_entry() -> None:
+    # Another implementation may send zero counts; the decoded clock drops them.
+    fields = msgpack.unpackb(encode_entry(ENTRY), strict_map_key=False)
+    fields[1] = {**fields[1], 7: 0}
+    frame = raw_frame(*APPEND_HEAD, [fields])
+    (entry,) = decode(frame).entries
+    assert entry == ENTRY
+    assert decode_entry(encode_entry(entry)) == ENTRY
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "error"),
+    [
+        (
+            "cut entries",
+            raw_frame(*APPEND_HEAD, [[1]])[:-1],
+            TruncatedFrame,
+        ),
+        (
+            "trailing",
+            raw_frame(*APPEND_HEAD, []) + b"\x00",
+            MalformedFrame,
+        ),
+        (
+            "bad utf-8",
+            raw_frame(*APPEND_HEAD, ["\xff"]).replace(b"\xc3\xbf", b"\xff\xff"),
+            MalformedFrame,
+        ),
+        (
+            "entries not an array",
+            raw_frame(*APPEND_HEAD, 6),
+            InvalidField,
+        ),
+        ("one field short", raw_frame(*APPEND_HEAD), InvalidField),
+        ("bad entry", raw_frame(*APPEND_HEAD, [[1, 2]]), InvalidField),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_a_bad_append_is_rejected_as_any_other_frame(
+    name: str, data: bytes, error: type[RemoteProtocolError]
+) -> None:
+    with pytest.raises(error):
+        decode(data)
+
+
 def test_every_tag_is_covered_by_an_encoder() -> None:
     for union in (MESSAGE_TYPES, ENTRY_BODY_TYPES, OPERATION_TYPES):
         assert len(set(union)) == len(union)

@@ -6,6 +6,7 @@ import dataclasses
 import hmac
 import logging
 import struct
+from collections import OrderedDict
 from typing import Any
 
 import msgpack
@@ -57,7 +58,9 @@ def _pack(obj: Any) -> bytes:
 # identity with the entry kept alive (so an id cannot be reused while cached); bounded.
 # Entries are immutable, so any node of the process may share it.
 ENTRY_BYTES_KEPT = 4096
-_entry_bytes: dict[int, tuple[Entry, bytes]] = {}
+# An OrderedDict, not a dict: a dict's oldest item is found by scanning past the holes its
+# deletions left, which cost ~1 us an entry once the cache was full.
+_entry_bytes: OrderedDict[int, tuple[Entry, bytes]] = OrderedDict()
 # messages with an ``Entry`` or ``tuple[Entry, ...]`` field: packed field by field
 _WITH_ENTRIES = frozenset(
     cls
@@ -71,10 +74,55 @@ def _packed_entry(entry: Entry) -> bytes:
     if found is not None and found[0] is entry:
         return found[1]
     data = _pack(entry)
-    if len(_entry_bytes) >= ENTRY_BYTES_KEPT:
-        del _entry_bytes[next(iter(_entry_bytes))]  # the oldest: dicts keep insertion order
-    _entry_bytes[id(entry)] = (entry, data)
+    _remember(entry, data)
     return data
+
+
+def _remember(entry: Entry, data: bytes) -> None:
+    if len(_entry_bytes) >= ENTRY_BYTES_KEPT:
+        _entry_bytes.popitem(last=False)
+    _entry_bytes[id(entry)] = (entry, data)
+
+
+# A server stores the entries of these as it receives them. Their entries' bytes are cut
+# out of the frame while it is unpacked and kept as the entries' packed form, so a backup
+# does not pack every entry it stores again (that was a fifth of a backup's CPU at 9,000
+# msg/s; cutting costs ~0.2 us an entry, packing ~3). Wire tag -> (array length, position
+# of the entries field in the array).
+_STORED_BY_SERVERS = ("Append", "SyncData", "Admit")
+_CUT: dict[int, tuple[int, int]] = {
+    tag: (1 + len(names), 1 + names.index("entries"))
+    for tag, cls in enumerate(MESSAGE_TYPES)
+    if cls.__name__ in _STORED_BY_SERVERS
+    for names in ([f.name for f in dataclasses.fields(cls)],)  # type: ignore[arg-type]
+}
+
+
+def _unpack_cut(body: bytes, size: int, at: int) -> tuple[Any, list[bytes]] | None:
+    """``_unpack(body)`` of a message whose field ``at`` is its entries, with each entry's
+    bytes as they are in ``body``; None if the body does not read so (the caller unpacks
+    it the usual way, which says what is wrong with it)."""
+    reader = msgpack.Unpacker(
+        use_list=False, raw=False, strict_map_key=False, max_buffer_size=len(body)
+    )
+    reader.feed(body)
+    try:
+        if reader.read_array_header() != size:
+            return None
+        values: list[Any] = [reader.unpack() for _ in range(at)]
+        items: list[Any] = []
+        parts: list[bytes] = []
+        for _ in range(reader.read_array_header()):
+            start = reader.tell()
+            items.append(reader.unpack())
+            parts.append(body[start : reader.tell()])
+        values.append(tuple(items))
+        values.extend(reader.unpack() for _ in range(size - at - 1))
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException, msgpack.OutOfData):
+        return None
+    if reader.tell() != len(body):
+        return None
+    return tuple(values), parts
 
 
 def _array_header(size: int) -> bytes:
@@ -158,7 +206,14 @@ def decode(
                 raise BadSignature("signature does not match the cluster key")
     else:
         body = data[HEADER_SIZE:]
-    message = decode_message(_unpack(body))
+    cut = _CUT.get(body[1]) if len(body) > 1 else None
+    unpacked = None if cut is None else _unpack_cut(bytes(body), *cut)
+    if unpacked is None:
+        message = decode_message(_unpack(body))
+    else:
+        message = decode_message(unpacked[0])
+        for entry, data in zip(message.entries, unpacked[1], strict=True):  # type: ignore[attr-defined]
+            _remember(entry, data)
     if key is not None and not signed and message.from_server:
         raise BadSignature(f"unsigned {type(message).__name__} while a cluster key is set")
     return message
