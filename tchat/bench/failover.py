@@ -12,6 +12,7 @@ from typing import Any
 from tchat.bench.cluster import Cluster
 from tchat.bench.nodelog import day_seconds, read_events, since
 from tchat.bench.stats import summarize_ms
+from tchat.bench.tchat_driver import LOGOUT_WAIT
 from tchat.core.effects import ChatDelivered, Ready, RoomEntered, Sent
 from tchat.core.messages import Chat, JoinRoom, SendChat
 from tchat.runtime import eventloop
@@ -157,7 +158,7 @@ async def failover(
         dup = sum(c - 1 for m in stream.members for c in m.counts.values() if c > 1)
         unacked = len(want - stream.acked)
         for m in stream.members:
-            await m.service.close()
+            await m.service.stop(LOGOUT_WAIT)
     finally:
         cluster.cleanup()
     return {

@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 ROOM = "bench"
 
 
+LOGOUT_WAIT = 2.0  # seconds a closing client waits for its logout to be acknowledged
+
+
 class TchatClient:
     """One user: registers, joins the bench room, reports receipts and acks to the ledger."""
 
@@ -60,7 +63,9 @@ class TchatClient:
         self.texts[cmid] = text
 
     async def close(self) -> None:
-        await self.service.close()
+        # Log out (bounded): a client that just vanished would be timed out by the
+        # servers seconds later, logged as node events after the measured window.
+        await self.service.stop(LOGOUT_WAIT)
 
 
 class TchatDriver:
