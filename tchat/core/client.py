@@ -200,8 +200,7 @@ class ClientNode:
             self._wanted_rooms.add(op.room)
         elif isinstance(op, LeaveRoom):
             self._wanted_rooms.discard(op.room)
-        self._cmid += 1
-        message = Submit(self.client_id, self._cmid, op, self.clock, ts)
+        message = self.next_submit(op, ts)
         if not self.pending:
             self._last_resend = now  # the silence-resend timer starts with the oldest op
         self.pending[self._cmid] = message
@@ -209,6 +208,11 @@ class ClientNode:
         if self.state is ClientState.SERVING:
             effects.append(Send(self.leader_addr, message))
         return self._cmid, effects
+
+    def next_submit(self, op: Operation, ts: float) -> Submit:
+        """Operation ``op`` under our next cmid; the caller makes it pending or sends it."""
+        self._cmid += 1
+        return Submit(self.client_id, self._cmid, op, self.clock, ts)
 
     def request_history(
         self, room: str | None, peer: str | None, before: str | None, limit: int, now: float
@@ -349,9 +353,7 @@ class ClientNode:
             if self.state is ClientState.FAILED and type(message) is Welcome:
                 # A late copy of a Register we gave up on (refused, then the name freed)
                 # logged us in: log out at once rather than stay a ghost until our timeout.
-                self._cmid += 1
-                ts = now + self.config.wall_offset
-                logout = Submit(self.client_id, self._cmid, Logout(), self.clock, ts)
+                logout = self.next_submit(Logout(), now + self.config.wall_offset)
                 effects.append(Send(message.leader_addr, logout))
             return effects
         epoch = getattr(message, "epoch", None)

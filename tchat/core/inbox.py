@@ -33,7 +33,6 @@ from tchat.core.messages import (
     RoomJoined,
     RoomLeft,
     SessionFrame,
-    Submit,
     UserInfo,
     UserOffline,
     UserOnline,
@@ -154,15 +153,9 @@ class Inbox:
         rejoin, node._rejoin = node._rejoin, []
         for room in rejoin:
             if room not in node.rooms:
-                node._cmid += 1
-                node.pending[node._cmid] = Submit(
-                    node.client_id,
-                    node._cmid,
-                    JoinRoom(room),
-                    node.clock,
-                    node._now + node.config.wall_offset,
-                )
-                node._automatic.add(node._cmid)  # ours, not the user's: no Sent/OpFailed
+                rejoin_op = node.next_submit(JoinRoom(room), node._now + node.config.wall_offset)
+                node.pending[rejoin_op.cmid] = rejoin_op
+                node._automatic.add(rejoin_op.cmid)  # ours, not the user's: no Sent/OpFailed
         for cmid in sorted(node.pending):
             effects.append(Send(node.leader_addr, node.pending[cmid]))
         early, node._early = node._early, []
