@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from core_bus import Bus
 
-from tchat.core.client import ClientNode, ClientState
+from tchat.core.client import SILENCE_RESEND, ClientNode, ClientState
 from tchat.core.effects import (
     ChatDelivered,
     Effect,
@@ -700,3 +700,40 @@ def test_every_login_of_a_storm_is_welcomed_once_without_a_stall() -> None:
     registers = Counter(src for src, _, m in bus.sent if isinstance(m, Register))
     assert set(registers.values()) == {1}
     assert all(c._hold is not None and c._hold.stalled_since is None for c in clients)
+
+
+def test_a_client_resends_only_after_a_second_without_answers() -> None:
+    """What is pending behind answered operations is queued, not lost: a sender resends
+    only once the leader has answered nothing for SILENCE_RESEND. (It resent everything
+    in flight every second while anything was pending: a busy sender's leader got a second
+    copy of it all.) An operation lost on the way is resent once the answers stop."""
+    bus, _servers = cluster()
+    (alice,) = serving(bus, "alice")
+    bus.submit(alice, JoinRoom("room"))
+    bus.run_until(lambda: "room" in alice.rooms and not alice.pending, 2)
+    lost: list[int] = []
+
+    def lose_the_first_message(src: str, dst: str, message: object) -> bool:
+        if isinstance(message, Submit) and isinstance(message.op, SendChat) and not lost:
+            lost.append(message.cmid)
+            return True
+        return False
+
+    bus.drop = lose_the_first_message
+    cmids = []
+    for i in range(15):  # one message every 0.2 s for 3 s: answers keep coming
+        cmids.append(bus.submit(alice, SendChat("room", None, f"m{i}", False)))
+        bus.run(0.2)
+    submits = Counter(
+        m.cmid for src, _dst, m in bus.sent if src == alice.config.addr and isinstance(m, Submit)
+    )
+    assert lost == [cmids[0]]
+    assert set(alice.pending) == {cmids[0]}
+    assert submits[cmids[0]] == 0, "no resend while the leader was answering"
+    assert all(submits[cmid] == 1 for cmid in cmids[1:]), "nothing answered was sent twice"
+
+    answers_stopped = bus.now - 0.2
+    bus.run_until(lambda: not alice.pending, 2)
+    assert bus.now >= answers_stopped + SILENCE_RESEND
+    assert chats(bus, alice)[-1] == "m0"  # shown late, once
+    assert chats(bus, alice).count("m0") == 1

@@ -71,7 +71,7 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 from tchat.core.wakeup import WakeWatch
 
 GAP_TIMEOUT = 0.5  # a hole in the stream this old is repaired by resuming
-SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long
+SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long unanswered
 PROBE_AFTER = 2 / 3  # of client_leader_timeout: silence this long asks for a heartbeat
 
 
@@ -448,6 +448,11 @@ class ClientNode:
         ``event``, unless the operation was ours (a rejoin after a resume, say)."""
         submitted = self.pending.pop(cmid, None)
         if submitted is not None:
+            # The leader is answering: what is still pending is queued behind this, not
+            # lost. Resending it anyway, once a second while any was pending, cost a busy
+            # sender's leader a second copy of everything in flight, and gave an overloaded
+            # one (answers slower than a second) all of it again every second.
+            self._last_resend = self._now
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
             else:
