@@ -39,3 +39,19 @@ async def test_survivors_are_frozen_and_a_cycle_that_died_frozen_is_freed_later(
         await asyncio.gather(task, return_exceptions=True)
         gc.unfreeze()
     assert policy._on_collection not in gc.callbacks
+
+
+async def test_what_the_server_built_to_start_is_frozen_at_once() -> None:
+    """A restarted server loads its whole log first: that must not wait a period unfrozen,
+    or the collector's first full passes walk all of it."""
+    gc.unfreeze()
+    loaded = [Node() for _ in range(1000)]
+    policy = GcPolicy(freeze_every=3600.0)
+    task = asyncio.get_running_loop().create_task(policy.run())
+    try:
+        await asyncio.sleep(0)  # the policy runs up to its first wait
+        assert gc.get_freeze_count() >= len(loaded)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        gc.unfreeze()
