@@ -737,3 +737,28 @@ def test_a_client_resends_only_after_a_second_without_answers() -> None:
     assert bus.now >= answers_stopped + SILENCE_RESEND
     assert chats(bus, alice)[-1] == "m0"  # shown late, once
     assert chats(bus, alice).count("m0") == 1
+
+
+def test_joining_a_busy_room_is_immediate() -> None:
+    """A joiner got none of the room's frames before it joined: its RoomJoined frame must
+    not wait for them (it did, until the gap timeout, and then the client resumed)."""
+    bus, _servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, JoinRoom("room"))
+    bus.run_until(lambda: "room" in alice.rooms and not alice.pending, 2)
+    for i in range(3):
+        bus.submit(alice, SendChat("room", None, f"m{i}", False))
+    bus.run_until(lambda: not alice.pending, 2)
+    registers_before = sum(
+        1 for src, _dst, m in bus.sent if src == bob.config.addr and isinstance(m, Register)
+    )
+    asked = bus.now
+    bus.submit(bob, JoinRoom("room"))
+    bus.run_until(lambda: "room" in bob.rooms, 2)
+    assert bus.now - asked < 0.1
+    bus.submit(alice, SendChat("room", None, "after", False))
+    bus.run_until(lambda: chats(bus, bob) == ["after"], 2)
+    registers = sum(
+        1 for src, _dst, m in bus.sent if src == bob.config.addr and isinstance(m, Register)
+    )
+    assert registers == registers_before, "no resume"

@@ -375,12 +375,18 @@ class ClientStreams:
             # Room frames it got since its last session frame: count the rooms it was in
             # before this entry too (a leave must not outrun the room's last frame).
             was_in = left.get(name, ())
+            # A joiner got none of its new room's frames (it starts that room at the head
+            # its RoomInfo names): waiting for the last of them stalled every join into a
+            # busy room until the gap timeout, and then a resume.
+            joined = entry.body.room if name == joiner else None  # type: ignore[attr-defined]
             other = 0
             for room in (*rooms, *was_in, LOBBY) if session.lobby else (*rooms, *was_in):
+                if room == joined:
+                    continue
                 last = self.room_last.get(room, 0)
                 if last > session.session_last and last > other:
                     other = last
-            info = self.room_info(entry.body.room) if name == joiner else None  # type: ignore[attr-defined]
+            info = self.room_info(joined) if joined is not None else None
             effects.append(
                 Send(
                     session.addr,
