@@ -124,7 +124,8 @@ def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]
 # the leader losing which session serves a name that two sessions had held (1484188767,
 # 1211821072: private and room frames stopped reaching the one still online); a late
 # Register of a crashed or failed client logging in a ghost after convergence was declared
-# (1874511166, 1365714833: the world now waits for such frames to land).
+# (1874511166, 1365714833: the world now waits for such frames to land); a joiner's frame
+# waiting for the joined room's latest frame, which it never got (937562783).
 REGRESSION_SEEDS = [
     (91329363, 8, 30.0, True),
     (1304779803, 4, 2.0, True),
@@ -134,6 +135,7 @@ REGRESSION_SEEDS = [
     (1211821072, 8, 30.0, True),
     (1874511166, 8, 30.0, True),
     (1365714833, 8, 30.0, True),
+    (937562783, 8, 30.0, True),
 ]
 
 
