@@ -30,6 +30,8 @@ from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions
+from tchat.runtime.server_service import ADMIT_BACKLOG, AdmissionGate
+from tchat.runtime.session import ADMISSION_MAX_WAIT
 from tchat.runtime.transport import HELLO, Transport
 
 TIMEOUT = 3.0
@@ -198,6 +200,69 @@ async def test_rate_limit_delays_submits_without_dropping_them() -> None:
     finally:
         await server.close()
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def gated(admitting):  # type: ignore[no-untyped-def]
+    """A server transport whose reading of operations asks ``admitting``, and a client."""
+    inbox = Inbox()
+    server = Transport(options(), inbox)
+    server.admitting = admitting
+    client = Transport(options(), Inbox())
+    await server.start()
+    await client.start()
+    try:
+        yield server, inbox, client
+    finally:
+        await server.close()
+        await client.close()
+
+
+@on_uvloop
+async def test_a_leader_behind_on_commits_leaves_operations_in_the_clients_sockets() -> None:
+    """While the admission gate is closed, operations (and whatever follows them on the
+    session) are not read; once it opens they all arrive, in order, none lost."""
+    backlog = [ADMIT_BACKLOG]  # the leader's uncommitted entries, as the gate sees them
+    gate = AdmissionGate(lambda: backlog[0])
+    asked = [0]
+
+    def admitting() -> bool:
+        asked[0] += 1
+        return gate()
+
+    async with gated(admitting) as (server, inbox, client):
+        op = SendChat(room="r", to=None, text="x", action=False)
+        for cmid in range(5):
+            client.send(server.addr, Submit("c", cmid, op, VectorClock(), 0.0))
+        client.send(server.addr, StatusRequest("127.0.0.1:1", 7))
+        await wait_until(lambda: asked[0] >= 5)  # the held session looked again, and again
+        assert gate.closings == 1
+        assert inbox.items == []
+        backlog[0] = ADMIT_BACKLOG // 2 + 1  # draining, but not yet half way: still closed
+        seen = asked[0]
+        await wait_until(lambda: asked[0] >= seen + 5)
+        assert inbox.items == []
+        backlog[0] = ADMIT_BACKLOG // 2
+        items = await inbox.wait(6)
+        assert [getattr(m, "cmid", "status") for m, _ in items] == [0, 1, 2, 3, 4, "status"]
+        assert gate.open
+
+
+@on_uvloop
+async def test_a_backlog_that_does_not_drain_holds_operations_a_second_at_most() -> None:
+    """The client's beats wait behind its held operations: a gate that never opens (a
+    backup that stopped acking and is not dropped yet) must not get clients timed out."""
+    gate = AdmissionGate(lambda: ADMIT_BACKLOG)
+    async with gated(gate) as (server, inbox, client):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        op = SendChat(room="r", to=None, text="x", action=False)
+        client.send(server.addr, Submit("c", 1, op, VectorClock(), 0.0))
+        client.send(server.addr, StatusRequest("127.0.0.1:1", 7))
+        items = await inbox.wait(2)
+        assert [type(m).__name__ for m, _ in items] == ["Submit", "StatusRequest"]
+        assert loop.time() - started >= ADMISSION_MAX_WAIT
+        assert not gate.open
 
 
 @on_uvloop

@@ -140,6 +140,11 @@ class ServerNode:
             return set()
         return {sid for sid, r in self.leadership.replicas.items() if r.admitted}
 
+    @property
+    def backlog(self) -> int:
+        """Entries this leader has sequenced and not committed yet (0 when not leading)."""
+        return 0 if self.leadership is None else len(self.leadership.pending)
+
     def ring(self) -> list[int]:
         return sorted({*self.peers, self.server_id})
 

@@ -23,6 +23,37 @@ logger = logging.getLogger(__name__)
 
 SERVER_ID_META = "server_id"
 MAX_SERVER_ID = 2**31
+# A leader reads no more client operations while this many entries wait to be committed
+# (about 0.15 s of what two cores commit), and reads them again once half are.
+ADMIT_BACKLOG = 2000
+
+
+class AdmissionGate:
+    """Whether a leader takes client operations now: not while its backlog is long.
+
+    Offered more than it could commit, a leader used to take in everything its sockets
+    held: loop iterations of thousands of operations, the backups starved of CPU, missed
+    heartbeats and elections, and seconds in which almost nothing was committed. Leaving
+    the operations in the clients' sockets instead keeps every loop short and the
+    committed rate at capacity; the clients' own sends wait (TCP backpressure).
+    """
+
+    def __init__(self, backlog: Callable[[], int], high: int = ADMIT_BACKLOG) -> None:
+        self.backlog = backlog
+        self.high = high
+        self.low = high // 2
+        self.open = True
+        self.closings = 0  # how often it closed (for logs and tests)
+
+    def __call__(self) -> bool:
+        backlog = self.backlog()
+        if self.open and backlog >= self.high:
+            self.open = False
+            self.closings += 1
+            logger.debug("admission closed: %d entries waiting for commit", backlog)
+        elif not self.open and backlog <= self.low:
+            self.open = True
+        return self.open
 
 
 class ServerService:
@@ -72,6 +103,8 @@ class ServerService:
             wall_offset=time.time() - asyncio.get_running_loop().time(),
         )
         self.node = ServerNode(config, durable, self.rng)
+        node = self.node
+        self.transport.admitting = AdmissionGate(lambda: node.backlog)
         self.driver = NodeDriver(self.node, self.transport, self.store)
         self.driver.listeners.extend(self._listeners)
         self.discovery = DiscoveryListener(self.transport)

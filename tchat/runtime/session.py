@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 # Version byte 0 never starts a codec frame, so a hello cannot be mistaken for a message.
 HELLO = b"\x00tchat-hello\x00"
 USER_TIMEOUT_MS = 5000
+ADMISSION_RECHECK = 0.005  # seconds between looks at a closed admission gate
+# Seconds a session waits at most for a closed gate: its client's beats are behind the
+# held operations, and a backlog that does not drain (a backup that stopped acking but is
+# not dropped yet) must not make the leader time its clients out.
+ADMISSION_MAX_WAIT = 1.0
 
 
 class DropCounters:
@@ -70,7 +75,9 @@ class Session(asyncio.Protocol):
         self.first = True
         self.socket_peer = "?"
         self.bucket: TokenBucket | None = None
-        self.held: deque[Message] = deque()  # decoded frames waiting for rate-limit tokens
+        # decoded frames waiting for rate-limit tokens or the admission gate, held since
+        self.held: deque[Message] = deque()
+        self.held_since = 0.0
         self.resume_handle: asyncio.TimerHandle | None = None
 
     @property
@@ -128,13 +135,14 @@ class Session(asyncio.Protocol):
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
-            if self.held or (
-                self.bucket is not None
-                and isinstance(message, Submit)
-                and not self.bucket.take(self.owner.loop.time())
-            ):
-                self._hold(message)
+            if self.held:  # reading is paused; these wait their turn
+                self.held.append(message)
                 continue
+            if isinstance(message, Submit):
+                again = self._wait_for(message)
+                if again is not None:
+                    self._hold(message, again)
+                    continue
             self.owner.dispatch(message, self.label)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -222,24 +230,42 @@ class Session(asyncio.Protocol):
         self.peer_addr = addr
         self.owner.adopt(self)
 
-    def _hold(self, message: Message) -> None:
-        """Backpressure: stop reading this session until its bucket has a token again."""
+    def _wait_for(self, message: Submit) -> float | None:
+        """None if this operation may go to the node now, else when to look again: the
+        owner is not admitting operations (a leader behind on commits), or this session's
+        rate-limit bucket is empty. Anything else the session carries waits behind it."""
+        loop = self.owner.loop
+        admitting = self.owner.admitting
+        if (
+            admitting is not None
+            and not admitting()
+            and (not self.held or loop.time() < self.held_since + ADMISSION_MAX_WAIT)
+        ):
+            return loop.time() + ADMISSION_RECHECK
+        if self.bucket is not None and not self.bucket.take(loop.time()):
+            return self.bucket.ready_at(loop.time())
+        return None
+
+    def _hold(self, message: Submit, until: float) -> None:
+        """Backpressure: stop reading this session until ``until``, then try again."""
+        if not self.held:
+            self.held_since = self.owner.loop.time()
         self.held.append(message)
-        if self.resume_handle is None and self.transport is not None and self.bucket is not None:
+        if self.resume_handle is None and self.transport is not None:
             self.transport.pause_reading()
-            loop = self.owner.loop
-            self.resume_handle = loop.call_at(self.bucket.ready_at(loop.time()), self._release)
+            self.resume_handle = self.owner.loop.call_at(until, self._release)
 
     def _release(self) -> None:
         self.resume_handle = None
-        if self.closed or self.bucket is None or self.transport is None:
+        if self.closed or self.transport is None:
             return
-        loop = self.owner.loop
         while self.held:
             message = self.held[0]
-            if isinstance(message, Submit) and not self.bucket.take(loop.time()):
-                self.resume_handle = loop.call_at(self.bucket.ready_at(loop.time()), self._release)
-                return
+            if isinstance(message, Submit):
+                again = self._wait_for(message)
+                if again is not None:
+                    self.resume_handle = self.owner.loop.call_at(again, self._release)
+                    return
             self.held.popleft()
             self.owner.dispatch(message, self.label)
         self.transport.resume_reading()

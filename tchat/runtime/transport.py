@@ -113,6 +113,8 @@ class Transport:
         self.options = options
         self.on_message = on_message
         self.rate_limited = rate_limited and options.rate_limit > 0
+        # Whether clients' operations may be read now; None: always (see ServerService).
+        self.admitting: Callable[[], bool] | None = None
         self.drops = drops or DropCounters()
         self.loop = asyncio.get_running_loop()
         self.sessions: dict[str, Session] = {}  # peer addr -> the session we send on
