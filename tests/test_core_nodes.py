@@ -32,6 +32,7 @@ from tchat.core.messages import (
     LobbyBeat,
     LobbyFrame,
     Logout,
+    OpError,
     Origin,
     Register,
     RoomFrame,
@@ -762,3 +763,29 @@ def test_joining_a_busy_room_is_immediate() -> None:
         1 for src, _dst, m in bus.sent if src == bob.config.addr and isinstance(m, Register)
     )
     assert registers == registers_before, "no resume"
+
+
+def test_a_copy_of_a_refused_operation_gets_the_same_answer() -> None:
+    """A refused operation stays refused: a copy arriving once the state would allow it
+    (a duplicated frame, a resend whose OpError was lost) must not be carried out."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    (alice,) = serving(bus, "alice")
+    bus.submit(alice, JoinRoom("room"))
+    bus.run_until(lambda: "room" in alice.rooms and not alice.pending, 2)
+    refused_cmid = bus.submit(alice, JoinRoom("room"))  # already in it
+    bus.run_until(lambda: not alice.pending, 2)
+    refused = next(
+        m for src, _dst, m in bus.sent if isinstance(m, Submit) and m.cmid == refused_cmid
+    )
+    bus.submit(alice, LeaveRoom("room"))
+    bus.run_until(lambda: "room" not in alice.rooms and not alice.pending, 2)
+
+    bus._post(alice.config.addr, leader.config.addr, refused)  # the late copy
+    bus.run(0.2)
+    errors = [
+        m.cmid for _src, dst, m in bus.sent if dst == alice.config.addr and isinstance(m, OpError)
+    ]
+    assert errors.count(refused_cmid) == 2
+    assert "room" not in alice.rooms
+    assert not leader.state.is_member("room", "alice")

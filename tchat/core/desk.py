@@ -3,6 +3,7 @@ timeouts, scrollback and the room directory."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from tchat.core.effects import Effect, Send
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from tchat.core.leader import Leadership
 
 USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
+REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
 
 
 class ClientDesk:
@@ -57,6 +59,10 @@ class ClientDesk:
         self.lead = lead
         # the user list it was built from, its snapshot id, its UserList frames
         self._chunks: tuple[tuple[UserInfo, ...], int, tuple[UserList, ...]] | None = None
+        # Refused operations and why, as the log keeps recorded ones: a copy of a refused
+        # operation (a resend whose OpError was lost, a duplicated frame) gets the same
+        # answer, never a late yes once the state would allow it (the user was told no).
+        self.refused: OrderedDict[Origin, str] = OrderedDict()
 
     def on_register(self, msg: Register, addr: str, now: float) -> list[Effect]:
         lead = self.lead
@@ -236,8 +242,14 @@ class ClientDesk:
             # Recorded earlier (another epoch, or before a backup rejoined): a live backup
             # may not hold it yet, and the ack promises that every one does.
             return lead._ack_when_held(existing, msg.client_id, msg.cmid, lead._held())
-        body, problem = self.validate(session, msg)
+        problem = self.refused.get(origin, "")
+        body = None
+        if not problem:
+            body, problem = self.validate(session, msg)
         if body is None:
+            self.refused[origin] = problem
+            if len(self.refused) > REFUSALS_KEPT:
+                self.refused.popitem(last=False)
             return [Send(addr, OpError(lead.epoch, msg.cmid, problem))]
         if not msg.clock <= node.log.clock and now < first_seen + self.defer_limit():
             # The client has seen entries we lack (it was on the other side of a healed
