@@ -7,7 +7,8 @@ import hmac
 import logging
 import struct
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -37,6 +38,16 @@ MAX_FRAME = 64 * 1024
 MAC_SIZE = 32
 FLAG_SIGNED = 0x01
 HEADER_SIZE = 2  # version byte + flags byte
+# What the variable part of one frame (its entries, users, rooms...) may weigh. The rest of
+# the frame (header, MAC, msgpack headers, epoch, ids, flags: under 200 bytes in every
+# message) and the fixed-size fields senders add beside a split list fit the 8 KiB left.
+FRAME_BUDGET = MAX_FRAME - 8 * 1024
+# The largest entry a leader records (see docs/PROTOCOL.md §1 for the sum): an operation
+# whose entry would weigh more is refused at submit. Two such entries and a frame's other
+# fields fit one frame, so every batch, chunk and run can carry at least one entry.
+MAX_ENTRY = 24 * 1024
+
+T = TypeVar("T")
 
 _LENGTH = struct.Struct(">I")
 _UNSIGNED_HEAD = bytes((PROTOCOL_VERSION, 0))
@@ -236,6 +247,43 @@ def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
     """Inverse of ``encode_entry``; raises a RemoteProtocolError subclass for bad bytes."""
     entry: Entry = schema_decode_entry(_unpack(data))
     return entry
+
+
+def entry_size(entry: Entry) -> int:
+    """Bytes ``entry`` takes in a frame: made once per entry and cached, so a sender
+    measuring what it splits does no work the encoding would not do anyway."""
+    return len(_packed_entry(entry))
+
+
+def packed_size(value: Any) -> int:
+    """Bytes a wire record (a UserInfo, RoomInfo, Touch...) takes in a frame."""
+    return len(_pack(value))
+
+
+def take(
+    items: Sequence[T], size: Callable[[T], int], budget: int = FRAME_BUDGET, start: int = 0
+) -> int:
+    """The end of the longest run ``items[start:end]`` that fits ``budget`` bytes; at least
+    one item (a single item fits a frame by construction: see MAX_ENTRY)."""
+    used = 0
+    for end in range(start, len(items)):
+        used += size(items[end])
+        if used > budget and end > start:
+            return end
+    return len(items)
+
+
+def split(
+    items: Sequence[T], size: Callable[[T], int], budget: int = FRAME_BUDGET
+) -> list[Sequence[T]]:
+    """``items`` cut into consecutive runs of at most ``budget`` bytes each (none empty)."""
+    runs: list[Sequence[T]] = []
+    start = 0
+    while start < len(items):
+        end = take(items, size, budget, start)
+        runs.append(items[start:end])
+        start = end
+    return runs
 
 
 # --------------------------------------------------------------------------- stream framing

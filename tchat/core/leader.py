@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tchat.core import codec
 from tchat.core.desk import ClientDesk
 from tchat.core.effects import Effect, Persist, Send
 from tchat.core.fold import ClusterState
@@ -128,11 +129,14 @@ class Leadership:
         self._merged_pending += len(entries)
 
     def flush(self, now: float) -> list[Effect]:
-        """Ship queued entries to every admitted backup as one batch."""
+        """Ship queued entries to every admitted backup, in batches of at most
+        ``batch_max`` entries and FRAME_BUDGET bytes (a batch over the frame cap could
+        never be sent: nothing would commit again)."""
         effects: list[Effect] = []
         limit = self.node.config.batch_max
         while self.outbox:
-            chunk, self.outbox = tuple(self.outbox[:limit]), self.outbox[limit:]
+            end = codec.take(self.outbox[:limit], codec.entry_size)
+            chunk, self.outbox = tuple(self.outbox[:end]), self.outbox[end:]
             self.seq += 1
             self.batches[self.seq] = (chunk, now)
             message = Append(self.node.server_id, self.epoch, self.seq, chunk)
