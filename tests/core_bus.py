@@ -64,9 +64,9 @@ class Bus:
         self._apply(addr, node.start(self.now))
         return node
 
-    def add_client(self, name: str, **config: object) -> ClientNode:
+    def add_client(self, name: str, client_id: str = "", **config: object) -> ClientNode:
         addr = f"c-{name}-{len(self.nodes)}"
-        node = ClientNode(ClientConfig(name, addr, addr, **config))  # type: ignore[arg-type]
+        node = ClientNode(ClientConfig(name, client_id or addr, addr, **config))  # type: ignore[arg-type]
         self.nodes[addr] = node
         self.events[addr] = []
         self._apply(addr, node.start(self.now))

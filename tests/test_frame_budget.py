@@ -94,3 +94,17 @@ def test_a_restarted_backup_catching_up_on_max_size_entries_is_admitted() -> Non
     (leader,) = leaders(servers)
     bus.run_until(lambda: restarted.log.clock == leader.log.clock, 5)
     assert not bus.oversized
+
+
+def test_a_login_storm_of_long_names_and_ids_keeps_lobby_frames_under_the_cap() -> None:
+    """64 logins share a lobby frame by count; with 32-character names and 256-character
+    client ids of 4-byte characters that frame weighed ~90 KB."""
+    bus, _ = _wired_cluster(seed=14)
+    (watcher,) = _serving(bus, "watcher")
+    names = [("🙂" * 28) + f"{i:04d}" for i in range(70)]
+    clients = [
+        bus.add_client(name, client_id=("🙂" * 252) + f"{i:04d}") for i, name in enumerate(names)
+    ]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 10)
+    bus.run_until(lambda: len(watcher.users) == 71, 5)
+    assert not bus.oversized
