@@ -4,12 +4,24 @@ bus, every message through the real codec and its cap)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from core_bus import Bus
 from test_core_nodes import chats, leaders, settled
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import HistoryLoaded
-from tchat.core.messages import MAX_TEXT, JoinRoom, Logout, SendChat
+from tchat.core.effects import HistoryLoaded, RoomDirectory
+from tchat.core.messages import (
+    MAX_TEXT,
+    EntryBody,
+    JoinRoom,
+    Logout,
+    RoomJoined,
+    SendChat,
+    StatusReply,
+    StatusRequest,
+    UserOnline,
+)
 from tchat.core.server import ServerNode
 
 
@@ -26,7 +38,7 @@ def _wired_cluster(seed: int) -> tuple[Bus, list[ServerNode]]:
     return bus, servers
 
 
-def _serving(bus: Bus, *names: str, **config: object) -> list[ClientNode]:
+def _serving(bus: Bus, *names: str, **config: Any) -> list[ClientNode]:
     clients = [bus.add_client(name, **config) for name in names]
     bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 5)
     return clients
@@ -107,4 +119,57 @@ def test_a_login_storm_of_long_names_and_ids_keeps_lobby_frames_under_the_cap() 
     ]
     bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 10)
     bus.run_until(lambda: len(watcher.users) == 71, 5)
+    assert not bus.oversized
+
+
+def _sequence(bus: Bus, leader: ServerNode, bodies: list[EntryBody]) -> None:
+    """Record ``bodies`` through the leader as if clients had asked (they commit and stream
+    like any entry), a few hundred at a time."""
+    lead = leader.leadership
+    assert lead is not None
+    for start in range(0, len(bodies), 200):
+        for body in bodies[start : start + 200]:
+            _, effects = lead.sequence(body, bus.now)
+            bus._apply(leader.config.addr, effects)
+        bus._apply(leader.config.addr, lead.flush(bus.now))
+        bus.run(0.05)
+
+
+def test_user_lists_directories_status_and_welcomes_of_a_crowded_cluster_fit() -> None:
+    """400 users with 32-character names and 64-character addresses made a ~160 KB
+    UserList chunk (400 users a chunk) and StatusReply; 20 rooms of 50 such members a
+    ~130 KB RoomsReply; a member of 700 rooms an ~80 KB Welcome that it could never resume
+    with. Each is cut by its bytes now."""
+    bus, servers = _wired_cluster(seed=15)
+    (alice,) = _serving(bus, "alice")
+    (leader,) = leaders(servers)
+    names = [("é" * 28) + f"{i:04d}" for i in range(400)]
+    addr = "🙂" * 56 + ":1234"
+    _sequence(bus, leader, [UserOnline(n, addr, f"id-{n}") for n in names])
+    crowded = [("é" * 28) + f"{i:04d}" for i in range(20)]
+    _sequence(bus, leader, [RoomJoined(r, n) for r in crowded for n in names[:50]])
+    many = [("🙂" * 28) + f"{i:04d}" for i in range(700)]
+    _sequence(bus, leader, [RoomJoined(r, "alice") for r in many])
+    bus.run_until(lambda: len(alice.rooms) == 700 and len(alice.users) == 401, 10)
+
+    (bob,) = _serving(bus, "bob")  # a UserList of 402 long users
+    bus.run_until(lambda: len(bob.users) == 402, 3)
+    request, effects = bob.request_rooms(bus.now)
+    bus._apply(bob.config.addr, effects)
+    bus.run(0.2)
+    (directory,) = [e for e in bus.events[bob.config.addr] if isinstance(e, RoomDirectory)]
+    assert len(directory.rooms) == 720
+    bus._post("status", leader.config.addr, StatusRequest("status", 7))
+    bus.run(0.1)
+    (status,) = [m for src, dst, m in bus.sent if dst == "status"]
+    assert isinstance(status, StatusReply) and status.user_count == 402
+    assert 0 < len(status.users) < 300 and 0 < len(status.rooms) < 100
+
+    bus.crash(leader.config.addr)  # alice resumes with the next leader: a Welcome
+    others = [s for s in servers if s is not leader]
+    bus.run_until(lambda: len(leaders(others)) == 1, 5)
+    bus.run_until(lambda: alice.state is ClientState.SERVING and alice.epoch > leader.epoch, 5)
+    assert len(alice.rooms) == 700
+    bus.submit(alice, SendChat(many[-1], None, "still in every room", False))
+    bus.run_until(lambda: chats(bus, alice)[-1:] == ["still in every room"], 3)
     assert not bus.oversized

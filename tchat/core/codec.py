@@ -261,29 +261,44 @@ def packed_size(value: Any) -> int:
 
 
 def take(
-    items: Sequence[T], size: Callable[[T], int], budget: int = FRAME_BUDGET, start: int = 0
+    items: Sequence[T],
+    size: Callable[[T], int],
+    budget: int = FRAME_BUDGET,
+    start: int = 0,
+    most: int | None = None,
 ) -> int:
-    """The end of the longest run ``items[start:end]`` that fits ``budget`` bytes; at least
-    one item (a single item fits a frame by construction: see MAX_ENTRY)."""
+    """The end of the longest run ``items[start:end]`` that fits ``budget`` bytes (and
+    ``most`` items); at least one item (a single item fits a frame by construction: see
+    MAX_ENTRY)."""
+    stop = len(items) if most is None else min(len(items), start + most)
     used = 0
-    for end in range(start, len(items)):
+    for end in range(start, stop):
         used += size(items[end])
         if used > budget and end > start:
             return end
-    return len(items)
+    return stop
 
 
 def split(
-    items: Sequence[T], size: Callable[[T], int], budget: int = FRAME_BUDGET
+    items: Sequence[T],
+    size: Callable[[T], int],
+    budget: int = FRAME_BUDGET,
+    most: int | None = None,
 ) -> list[Sequence[T]]:
-    """``items`` cut into consecutive runs of at most ``budget`` bytes each (none empty)."""
+    """``items`` cut into consecutive runs of at most ``budget`` bytes (and ``most``
+    items) each, none empty."""
     runs: list[Sequence[T]] = []
     start = 0
     while start < len(items):
-        end = take(items, size, budget, start)
+        end = take(items, size, budget, start, most)
         runs.append(items[start:end])
         start = end
     return runs
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 # --------------------------------------------------------------------------- stream framing

@@ -4,8 +4,10 @@ timeouts, scrollback and the room directory."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tchat.core import codec
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
     ROOM_SUMMARY_MEMBERS,
@@ -26,8 +28,10 @@ from tchat.core.messages import (
     Rejected,
     Replay,
     Resync,
+    RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomList,
     RoomsReply,
     RoomsRequest,
     RoomSummary,
@@ -48,8 +52,19 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 if TYPE_CHECKING:
     from tchat.core.leader import Leadership
 
-USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
+USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
+# Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
+# (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
+WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
+
+
+def _user_bytes(user: UserInfo) -> int:
+    """At most what ``user`` takes in a UserList (array, string and float headers), without
+    encoding it: the user list of a login storm is cut once per login."""
+    return (
+        24 + codec.utf8_size(user.name) + codec.utf8_size(user.addr) + codec.utf8_size(user.status)
+    )
 
 
 class ClientDesk:
@@ -157,13 +172,19 @@ class ClientDesk:
             relevant = relevant[len(chunk) :]
             effects.append(Send(session.addr, Replay(lead.epoch, token, chunk)))
         gsn, rooms, lobby = lead.streams.activate(session, now)
+        listed = rooms
+        room_chunks: list[Sequence[RoomInfo]] = []
+        if codec.packed_size(rooms) > WELCOME_ROOM_BYTES:
+            listed, room_chunks = (), codec.split(rooms, codec.packed_size)
+        for room_chunk in room_chunks:
+            effects.append(Send(session.addr, RoomList(lead.epoch, token, tuple(room_chunk))))
         welcome = Welcome(
             lead.epoch,
             node.server_id,
             node.config.addr,
             session.name,
             gsn,
-            rooms,
+            listed,
             lobby,
             node.servers,
             token,
@@ -171,6 +192,7 @@ class ClientDesk:
             replayed,
             snapshot,
             session.register_attempt,
+            len(rooms) - len(listed),
         )
         effects.append(Send(session.addr, welcome))
         return effects
@@ -185,8 +207,8 @@ class ClientDesk:
             snapshot = self.lead.node.next_token()
             epoch = self.lead.epoch
             chunks = tuple(
-                UserList(epoch, snapshot, users[start : start + USER_CHUNK])
-                for start in range(0, len(users), USER_CHUNK)
+                UserList(epoch, snapshot, tuple(part))
+                for part in codec.split(users, _user_bytes, most=USER_CHUNK)
             )
             cached = self._chunks = (users, snapshot, chunks)
         return cached[1], cached[2]
@@ -331,7 +353,7 @@ class ClientDesk:
             and msg.epoch == streams.epoch
             and (msg.probe or 0 <= msg.last < streams.head(session))
         ):
-            return [streams.heartbeat(session, lead.node.server_id)]
+            return list(streams.heartbeat(session, lead.node.server_id))
         return []
 
     def expire_clients(self, now: float) -> list[Effect]:
@@ -405,12 +427,11 @@ class ClientDesk:
             )
             for _, record in sorted(lead.streams.view.rooms.items())
         ]
-        effects: list[Effect] = []
-        for start in range(0, max(len(rooms), 1), ROOMS_PER_REPLY):
-            chunk = tuple(rooms[start : start + ROOMS_PER_REPLY])
-            done = start + ROOMS_PER_REPLY >= len(rooms)
-            effects.append(Send(addr, RoomsReply(lead.epoch, msg.request_id, chunk, done)))
-        return effects
+        parts = codec.split(rooms, codec.packed_size, most=ROOMS_PER_REPLY) or [()]
+        return [
+            Send(addr, RoomsReply(lead.epoch, msg.request_id, tuple(part), i == len(parts) - 1))
+            for i, part in enumerate(parts)
+        ]
 
     def notify_clashes(self) -> list[Effect]:
         """Tell sessions whose login lost its name in a merge."""

@@ -455,6 +455,10 @@ class ServerNode:
             for room in names
         )
         users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
+        # A reply is one frame: each list keeps what fits half the budget (the counts below
+        # say how many there are in all). Long names and addresses made 300 users ~120 KB.
+        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 2)]
+        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 2)]
         live = tuple(sorted(self.live_backups | {self.server_id}))
         return StatusReply(
             self.server_id,

@@ -567,21 +567,32 @@ class ClientStreams:
             beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head)
             effects.append(Multicast(self.view.lobby_group, beat))
         due.sort(key=lambda session: session.client_id)
-        effects.extend(self.heartbeat(session, leader_id) for session in due)
+        for session in due:
+            effects.extend(self.heartbeat(session, leader_id))
         return effects
 
-    def heartbeat(self, session: Session, leader_id: int) -> Send:
-        """``session``'s ClientHeartbeat: the heads of its session, lobby and rooms."""
+    def heartbeat(self, session: Session, leader_id: int) -> list[Send]:
+        """``session``'s ClientHeartbeat: the heads of its session, lobby and rooms. A
+        client in more rooms than one frame names gets several, each with some of the
+        heads (a client checks each head it is given on its own)."""
         session.beat_gsn = self.gsn
         room_last = self.room_last
         heads = (Touch(LOBBY, room_last.get(LOBBY, 0)),) + tuple(
             Touch(room, room_last.get(room, 0))
             for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
-        return Send(
-            session.addr,
-            ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, heads),
+        parts = (
+            (heads,)
+            if len(heads) <= TOUCHES_UNMEASURED
+            else codec.split(heads, lambda touch: _touch_bytes(touch.name))
         )
+        return [
+            Send(
+                session.addr,
+                ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, tuple(part)),
+            )
+            for part in parts
+        ]
 
     def head(self, session: Session) -> int:
         """The gsn of the last frame of any channel of ``session``."""
