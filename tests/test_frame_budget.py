@@ -6,23 +6,47 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from core_bus import Bus
 from test_core_nodes import chats, leaders, settled
 
+from tchat.core import codec
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import HistoryLoaded, RoomDirectory
+from tchat.core.effects import HistoryLoaded, OpFailed, RoomDirectory
 from tchat.core.messages import (
+    MAX_NAME,
+    MAX_ROOM,
+    MAX_SERVERS,
     MAX_TEXT,
+    Admit,
+    Append,
+    Chat,
+    Dot,
+    Entry,
     EntryBody,
+    Epoch,
+    HistoryReply,
     JoinRoom,
+    LobbyFrame,
     Logout,
+    OpError,
+    Origin,
+    Replay,
+    RoomFrame,
+    RoomInfo,
     RoomJoined,
     SendChat,
+    SessionFrame,
     StatusReply,
     StatusRequest,
+    Submit,
+    SyncData,
+    Touch,
     UserOnline,
 )
+from tchat.core.schema import MAX_INT, MAX_OTHER_STR
 from tchat.core.server import ServerNode
+from tchat.core.vclock import VectorClock
 
 
 def _big_text(i: int) -> str:
@@ -173,3 +197,72 @@ def test_user_lists_directories_status_and_welcomes_of_a_crowded_cluster_fit() -
     bus.submit(alice, SendChat(many[-1], None, "still in every room", False))
     bus.run_until(lambda: chats(bus, alice)[-1:] == ["still in every room"], 3)
     assert not bus.oversized
+
+
+# --------------------------------------------------------------------------- the largest entry
+def _largest_entry() -> Entry:
+    """The heaviest entry a client can make a leader record: every string at its limit in
+    4-byte characters, every int at 2**63-1, both clocks naming MAX_SERVERS servers."""
+    clock = VectorClock({MAX_INT - i: MAX_INT for i in range(MAX_SERVERS)})
+    wide = "🙂"
+    body = Chat(wide * MAX_NAME, wide * MAX_ROOM, None, wide * MAX_TEXT, True, clock)
+    return Entry(Dot(MAX_INT, MAX_INT), clock, 1e300, Origin(wide * MAX_OTHER_STR, MAX_INT), body)
+
+
+def test_the_largest_entry_and_every_frame_holding_it_fit_the_cap() -> None:
+    entry = _largest_entry()
+    size = codec.entry_size(entry)
+    assert size == len(codec.encode_entry(entry)) and size <= codec.MAX_ENTRY, size
+    assert 2 * codec.MAX_ENTRY <= codec.FRAME_BUDGET  # a batch always takes one more
+    epoch = Epoch(MAX_INT, MAX_INT)
+    clock = entry.clock
+    touches = tuple(Touch("🙂" * MAX_NAME, MAX_INT) for _ in range(16))  # measured past 16
+    room = RoomInfo("🙂" * MAX_ROOM, "x" * 64, ("🙂" * MAX_NAME,), MAX_INT)
+    for run in codec.split([entry] * 8, codec.entry_size):
+        entries = tuple(run)
+        assert len(entries) == 2  # a full budget: two of them
+        frames = [
+            Append(MAX_INT, epoch, MAX_INT, entries),
+            Admit(MAX_INT, epoch, MAX_INT, entries, True),
+            SyncData(MAX_INT, epoch, MAX_INT, entries, clock, True),
+            Replay(epoch, MAX_INT, entries),
+            HistoryReply(epoch, MAX_INT, entries),
+            RoomFrame(epoch, MAX_INT, MAX_INT, "🙂" * MAX_ROOM, MAX_INT, touches, touches, entries),
+            LobbyFrame(epoch, MAX_INT, MAX_INT, touches, touches, entries),
+            SessionFrame(epoch, MAX_INT, MAX_INT, MAX_INT, entry, room),
+        ]
+        for message in frames:
+            data = codec.encode(message, key=b"k" * 32)
+            assert len(data) <= codec.MAX_FRAME, (type(message).__name__, len(data))
+            assert codec.decode(data, key=b"k" * 32) == message
+
+
+def test_a_clock_naming_too_many_servers_is_refused_at_submit() -> None:
+    bus, servers = _wired_cluster(seed=16)
+    (alice,) = _serving(bus, "alice")
+    (leader,) = leaders(servers)
+    clock = VectorClock({i: 1 for i in range(1, MAX_SERVERS + 2)})
+    submit = Submit(alice.client_id, 9_999, SendChat(None, "alice", "hi", False), clock, 0.0)
+    bus._post(alice.config.addr, leader.config.addr, submit)
+    bus.run(0.2)
+    (refusal,) = [m for _, dst, m in bus.sent if isinstance(m, OpError) and m.cmid == 9_999]
+    assert f"at most {MAX_SERVERS}" in refusal.reason
+    bus.submit(alice, SendChat(None, "alice", "and on we go", False))
+    bus.run_until(lambda: chats(bus, alice) == ["and on we go"], 3)
+
+
+def test_an_operation_whose_entry_would_not_fit_is_refused_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backstop behind the field limits: the sender learns why, nothing is recorded."""
+    bus, servers = _wired_cluster(seed=17)
+    alice, bob = _serving(bus, "alice", "bob")
+    monkeypatch.setattr(codec, "MAX_ENTRY", 2_000)
+    logged = len(leaders(servers)[0].log)
+    cmid = bus.submit(alice, SendChat(None, "bob", "é" * 1_500, False))
+    bus.run(0.3)
+    (failed,) = [e for e in bus.events[alice.config.addr] if isinstance(e, OpFailed)]
+    assert failed.cmid == cmid and "too large" in failed.reason and "2000" in failed.reason
+    assert len(leaders(servers)[0].log) == logged
+    bus.submit(alice, SendChat(None, "bob", "short", False))
+    bus.run_until(lambda: chats(bus, bob) == ["short"], 3)

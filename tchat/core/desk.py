@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from tchat.core import codec
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
+    MAX_SERVERS,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
@@ -59,6 +60,10 @@ WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
 
 
+def _clock_problem(entries: int) -> str:
+    return f"a clock of {entries} servers: a cluster has at most {MAX_SERVERS}"
+
+
 def _user_bytes(user: UserInfo) -> int:
     """At most what ``user`` takes in a UserList (array, string and float headers), without
     encoding it: the user list of a login storm is cut once per login."""
@@ -91,6 +96,8 @@ class ClientDesk:
         problem = name_problem(msg.name)
         if problem:
             return [Send(addr, Rejected(problem))]
+        if msg.cursor is not None and len(msg.cursor) > MAX_SERVERS:
+            return [Send(addr, Rejected(_clock_problem(len(msg.cursor))))]
         if msg.client_id in node.state.closed_sessions:
             # A late Register of a session that has logged out since: do not log it in
             # again (a ghost nobody would ever log out). A new login uses a new client ID.
@@ -253,8 +260,10 @@ class ClientDesk:
                 ),
                 now,
             )
-        session.reported_clock = session.reported_clock.merge(msg.clock)
         origin = Origin(msg.client_id, msg.cmid)
+        if len(msg.clock) > MAX_SERVERS:  # before it counts anywhere (it would be carried)
+            return self._refuse(origin, _clock_problem(len(msg.clock)), msg, addr)
+        session.reported_clock = session.reported_clock.merge(msg.clock)
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
             pending = lead.pending_dots.get(existing.dot)
@@ -269,10 +278,7 @@ class ClientDesk:
         if not problem:
             body, problem = self.validate(session, msg)
         if body is None:
-            self.refused[origin] = problem
-            if len(self.refused) > REFUSALS_KEPT:
-                self.refused.popitem(last=False)
-            return [Send(addr, OpError(lead.epoch, msg.cmid, problem))]
+            return self._refuse(origin, problem, msg, addr)
         if not msg.clock <= node.log.clock and now < first_seen + self.defer_limit():
             # The client has seen entries we lack (it was on the other side of a healed
             # partition): wait until we have pulled them, so that the new entry's clock
@@ -285,9 +291,23 @@ class ClientDesk:
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
                 effects.extend(lead._pull(sid, peer, msg.clock, now))
             return effects
-        entry, effects = lead.sequence(body, now, origin)
+        entry = lead.next_entry(body, now, origin)
+        # Every entry must fit one frame, or no batch holding it could ever be sent (the
+        # field limits keep an honest one under MAX_ENTRY: this is the backstop). The size
+        # is the bytes the entry is then sent as, made once: no extra work.
+        size = codec.entry_size(entry)
+        if size > codec.MAX_ENTRY:
+            too_big = f"the operation is too large: {size} bytes encoded, at most {codec.MAX_ENTRY}"
+            return self._refuse(origin, too_big, msg, addr)
+        entry, effects = lead.record(entry)
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
         return effects
+
+    def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
+        self.refused[origin] = problem
+        if len(self.refused) > REFUSALS_KEPT:
+            self.refused.popitem(last=False)
+        return [Send(addr, OpError(self.lead.epoch, msg.cmid, problem))]
 
     def defer_limit(self) -> float:
         lead = self.lead

@@ -101,12 +101,21 @@ class Leadership:
         now: float,
         origin: Origin | None = None,
     ) -> tuple[Entry, list[Effect]]:
+        return self.record(self.next_entry(body, now, origin))
+
+    def next_entry(self, body: EntryBody, now: float, origin: Origin | None = None) -> Entry:
+        """The entry ``sequence`` would record for ``body`` now (nothing changes): a caller
+        may weigh it first, and then records this very object (its bytes made once)."""
         node = self.node
         me = node.server_id
         # Only our own log's clock: an entry never claims history this replica lacks, which
         # keeps every log causally closed (a clock then says exactly what a log holds).
         clock = node.log.clock.increment(me)
-        entry = Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
+        return Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
+
+    def record(self, entry: Entry) -> tuple[Entry, list[Effect]]:
+        """Add ``entry`` (made by ``next_entry`` since the log last changed) to the log."""
+        node = self.node
         node.log.add(entry)
         node.state.apply(entry)
         self._enqueue(entry, [])

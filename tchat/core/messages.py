@@ -23,6 +23,9 @@ MAX_ROOM = 32
 MAX_TEXT = 4000
 MAX_ADDR = 64
 MAX_REASON = 200
+# Servers of one cluster at most. A clock has one entry per server, so this bounds the
+# clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
+MAX_SERVERS = 64
 
 
 # --------------------------------------------------------------------------- records
