@@ -266,3 +266,26 @@ def test_an_operation_whose_entry_would_not_fit_is_refused_with_a_reason(
     assert len(leaders(servers)[0].log) == logged
     bus.submit(alice, SendChat(None, "bob", "short", False))
     bus.run_until(lambda: chats(bus, bob) == ["short"], 3)
+
+
+def test_a_client_whose_clocks_named_thousands_of_servers_still_logs_out_in_one_frame() -> None:
+    """Each Submit's clock (64 made-up server ids at most) merges into what the leader
+    records as the session's cursor when it logs out: 80 of them made a 90 KB UserOffline
+    no Append could carry, and nothing committed again."""
+    bus, servers = _wired_cluster(seed=18)
+    mallory, alice, bob = _serving(bus, "mallory", "alice", "bob")
+    (leader,) = leaders(servers)
+    for n in range(80):
+        clock = VectorClock({MAX_INT - n * MAX_SERVERS - i: MAX_INT for i in range(MAX_SERVERS)})
+        op = SendChat(None, "alice", f"m{n}", False)
+        bus._post(
+            mallory.config.addr,
+            leader.config.addr,
+            Submit(mallory.client_id, 10_000 + n, op, clock, 0.0),
+        )
+    bus.run(0.1)
+    bus.crash(mallory.config.addr)  # it times out: the leader records its UserOffline
+    bus.run_until(lambda: "mallory" not in alice.users, 8)
+    bus.submit(alice, SendChat(None, "bob", "after mallory", False))
+    bus.run_until(lambda: chats(bus, bob)[-1:] == ["after mallory"], 3)
+    assert not bus.oversized

@@ -354,8 +354,20 @@ class ClientDesk:
             case SetAway(away=away):
                 return UserStatus(name, away), ""
             case Logout():
-                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+                return UserOffline(name, session.client_id, "logout", self.cursor(session)), ""
         return None, "unknown operation"
+
+    def cursor(self, session: Session) -> VectorClock:
+        """``session``'s cursor as its UserOffline records it. What the client reported
+        merges every clock it sent, each of up to MAX_SERVERS ids of its choosing, so it
+        may name thousands (a 92 KB entry no batch could carry stalled every commit); past
+        MAX_SERVERS only the ids of the log's servers are kept: nothing the log holds,
+        which is all a next login resumes from, carries another."""
+        cursor = session.cursor()
+        if len(cursor) <= MAX_SERVERS:
+            return cursor
+        known = self.lead.node.log.clock
+        return VectorClock({server: count for server, count in cursor.items() if known.get(server)})
 
     def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
         lead = self.lead
@@ -402,7 +414,7 @@ class ClientDesk:
                 for p in lead.pending
             ):
                 _, persist = lead.sequence(
-                    UserOffline(name, record.client_id, reason, session.cursor()), now
+                    UserOffline(name, record.client_id, reason, self.cursor(session)), now
                 )
                 effects.extend(persist)
                 node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
