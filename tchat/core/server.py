@@ -455,10 +455,11 @@ class ServerNode:
             for room in names
         )
         users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
-        # A reply is one frame: each list keeps what fits half the budget (the counts below
-        # say how many there are in all). Long names and addresses made 300 users ~120 KB.
-        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 2)]
-        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 2)]
+        # A reply is one frame: each list keeps what fits a third of the budget, the last
+        # third is for the server list (the counts below say how many there are in all).
+        # Long names and addresses made 300 users ~120 KB.
+        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
+        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
         live = tuple(sorted(self.live_backups | {self.server_id}))
         return StatusReply(
             self.server_id,
