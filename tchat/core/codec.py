@@ -39,12 +39,13 @@ MAC_SIZE = 32
 FLAG_SIGNED = 0x01
 HEADER_SIZE = 2  # version byte + flags byte
 # What the variable part of one frame (its entries, users, rooms...) may weigh. The rest of
-# the frame (header, MAC, msgpack headers, epoch, ids, flags: under 200 bytes in every
-# message) and the fixed-size fields senders add beside a split list fit the 8 KiB left.
+# the frame (header, MAC, msgpack headers, epoch, ids, flags: a few dozen bytes) fits the
+# 8 KiB left; a message that also carries the server list (up to MAX_SERVERS addresses)
+# gives its other lists a half or a third of the budget.
 FRAME_BUDGET = MAX_FRAME - 8 * 1024
-# The largest entry a leader records (see docs/PROTOCOL.md §1 for the sum): an operation
-# whose entry would weigh more is refused at submit. Two such entries and a frame's other
-# fields fit one frame, so every batch, chunk and run can carry at least one entry.
+# The largest entry a leader records (the largest a client can make is 19,643 bytes: see
+# docs/PROTOCOL.md §1): an operation whose entry would weigh more is refused at submit.
+# Two such entries fit FRAME_BUDGET, so every batch, chunk and run takes at least one.
 MAX_ENTRY = 24 * 1024
 
 T = TypeVar("T")
@@ -268,8 +269,8 @@ def take(
     most: int | None = None,
 ) -> int:
     """The end of the longest run ``items[start:end]`` that fits ``budget`` bytes (and
-    ``most`` items); at least one item (a single item fits a frame by construction: see
-    MAX_ENTRY)."""
+    ``most`` items); at least one item whatever its size, so that a split always ends:
+    callers bound their items (an entry by MAX_ENTRY)."""
     stop = len(items) if most is None else min(len(items), start + most)
     used = 0
     for end in range(start, stop):
