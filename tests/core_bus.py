@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tchat.core import codec
 from tchat.core.client import ClientNode
 from tchat.core.config import ClientConfig, ServerConfig
 from tchat.core.effects import (
@@ -42,6 +43,10 @@ class Bus:
     sent: list[tuple[str, str, Message]] = field(default_factory=list)
     drop: Callable[[str, str, Message], bool] | None = None  # True: lose this one
     paused: set[str] = field(default_factory=set)  # nodes that neither tick nor read
+    # True: every message crosses the real codec and its cap, as on the wire; a frame over
+    # MAX_FRAME is dropped (the transport refuses to send it) and recorded in ``oversized``
+    wire: bool = False
+    oversized: list[tuple[str, str, str, int]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)  # (node, LogEvent kind)
     _held: list[tuple[str, str, Message]] = field(default_factory=list)  # unread by paused
     _queue: list[tuple[float, int, str, str, Message]] = field(default_factory=list)
@@ -59,9 +64,9 @@ class Bus:
         self._apply(addr, node.start(self.now))
         return node
 
-    def add_client(self, name: str, **config: object) -> ClientNode:
+    def add_client(self, name: str, client_id: str = "", **config: object) -> ClientNode:
         addr = f"c-{name}-{len(self.nodes)}"
-        node = ClientNode(ClientConfig(name, addr, addr, **config))  # type: ignore[arg-type]
+        node = ClientNode(ClientConfig(name, client_id or addr, addr, **config))  # type: ignore[arg-type]
         self.nodes[addr] = node
         self.events[addr] = []
         self._apply(addr, node.start(self.now))
@@ -105,6 +110,12 @@ class Bus:
             return
         if self.drop is not None and self.drop(src, dst, message):
             return
+        if self.wire:
+            data = codec.encode(message)
+            if len(data) > codec.MAX_FRAME:
+                self.oversized.append((src, dst, type(message).__name__, len(data)))
+                return
+            message = codec.decode(data)
         self.sent.append((src, dst, message))
         self._seq += 1
         delay = 0.0005 + self.rng.random() * 0.002

@@ -56,6 +56,7 @@ from tchat.core.messages import (
     Resync,
     RoomFrame,
     RoomInfo,
+    RoomList,
     RoomsReply,
     RoomsRequest,
     RoomSummary,
@@ -399,6 +400,10 @@ class ClientNode:
             case Replay():
                 entries = self.inbox.parts(message.epoch, message.token).entries
                 entries.update((entry.id, entry) for entry in message.entries)
+                self.inbox.try_welcome(effects)
+            case RoomList():
+                rooms = self.inbox.parts(message.epoch, message.token).rooms
+                rooms.update((info.room, info) for info in message.rooms)
                 self.inbox.try_welcome(effects)
             case Welcome():
                 self.inbox.parts(message.epoch, message.token).welcome = message

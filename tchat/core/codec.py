@@ -7,7 +7,8 @@ import hmac
 import logging
 import struct
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -37,6 +38,17 @@ MAX_FRAME = 64 * 1024
 MAC_SIZE = 32
 FLAG_SIGNED = 0x01
 HEADER_SIZE = 2  # version byte + flags byte
+# What the variable part of one frame (its entries, users, rooms...) may weigh. The rest of
+# the frame (header, MAC, msgpack headers, epoch, ids, flags: a few dozen bytes) fits the
+# 8 KiB left; a message that also carries the server list (up to MAX_SERVERS addresses)
+# gives its other lists a half or a third of the budget.
+FRAME_BUDGET = MAX_FRAME - 8 * 1024
+# The largest entry a leader records (the largest a client can make is 19,643 bytes: see
+# docs/PROTOCOL.md §1): an operation whose entry would weigh more is refused at submit.
+# Two such entries fit FRAME_BUDGET, so every batch, chunk and run takes at least one.
+MAX_ENTRY = 24 * 1024
+
+T = TypeVar("T")
 
 _LENGTH = struct.Struct(">I")
 _UNSIGNED_HEAD = bytes((PROTOCOL_VERSION, 0))
@@ -236,6 +248,58 @@ def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
     """Inverse of ``encode_entry``; raises a RemoteProtocolError subclass for bad bytes."""
     entry: Entry = schema_decode_entry(_unpack(data))
     return entry
+
+
+def entry_size(entry: Entry) -> int:
+    """Bytes ``entry`` takes in a frame: made once per entry and cached, so a sender
+    measuring what it splits does no work the encoding would not do anyway."""
+    return len(_packed_entry(entry))
+
+
+def packed_size(value: Any) -> int:
+    """Bytes a wire record (a UserInfo, RoomInfo, Touch...) takes in a frame."""
+    return len(_pack(value))
+
+
+def take(
+    items: Sequence[T],
+    size: Callable[[T], int],
+    budget: int = FRAME_BUDGET,
+    start: int = 0,
+    most: int | None = None,
+) -> int:
+    """The end of the longest run ``items[start:end]`` that fits ``budget`` bytes (and
+    ``most`` items); at least one item whatever its size, so that a split always ends:
+    callers bound their items (an entry by MAX_ENTRY)."""
+    stop = len(items) if most is None else min(len(items), start + most)
+    used = 0
+    for end in range(start, stop):
+        used += size(items[end])
+        if used > budget and end > start:
+            return end
+    return stop
+
+
+def split(
+    items: Sequence[T],
+    size: Callable[[T], int],
+    budget: int = FRAME_BUDGET,
+    most: int | None = None,
+) -> list[Sequence[T]]:
+    """``items`` cut into consecutive runs of at most ``budget`` bytes (and ``most``
+    items) each, none empty."""
+    runs: list[Sequence[T]] = []
+    start = 0
+    while start < len(items):
+        end = take(items, size, budget, start, most)
+        runs.append(items[start:end])
+        start = end
+    return runs
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 # --------------------------------------------------------------------------- stream framing

@@ -4,10 +4,13 @@ timeouts, scrollback and the room directory."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tchat.core import codec
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
+    MAX_SERVERS,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
@@ -26,8 +29,10 @@ from tchat.core.messages import (
     Rejected,
     Replay,
     Resync,
+    RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomList,
     RoomsReply,
     RoomsRequest,
     RoomSummary,
@@ -48,8 +53,23 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 if TYPE_CHECKING:
     from tchat.core.leader import Leadership
 
-USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
+USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
+# Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
+# (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
+WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
+
+
+def _clock_problem(entries: int) -> str:
+    return f"a clock of {entries} servers: a cluster has at most {MAX_SERVERS}"
+
+
+def _user_bytes(user: UserInfo) -> int:
+    """At most what ``user`` takes in a UserList (array, string and float headers), without
+    encoding it: the user list of a login storm is cut once per login."""
+    return (
+        24 + codec.utf8_size(user.name) + codec.utf8_size(user.addr) + codec.utf8_size(user.status)
+    )
 
 
 class ClientDesk:
@@ -76,6 +96,8 @@ class ClientDesk:
         problem = name_problem(msg.name)
         if problem:
             return [Send(addr, Rejected(problem))]
+        if msg.cursor is not None and len(msg.cursor) > MAX_SERVERS:
+            return [Send(addr, Rejected(_clock_problem(len(msg.cursor))))]
         if msg.client_id in node.state.closed_sessions:
             # A late Register of a session that has logged out since: do not log it in
             # again (a ghost nobody would ever log out). A new login uses a new client ID.
@@ -157,13 +179,19 @@ class ClientDesk:
             relevant = relevant[len(chunk) :]
             effects.append(Send(session.addr, Replay(lead.epoch, token, chunk)))
         gsn, rooms, lobby = lead.streams.activate(session, now)
+        listed = rooms
+        room_chunks: list[Sequence[RoomInfo]] = []
+        if codec.packed_size(rooms) > WELCOME_ROOM_BYTES:
+            listed, room_chunks = (), codec.split(rooms, codec.packed_size)
+        for room_chunk in room_chunks:
+            effects.append(Send(session.addr, RoomList(lead.epoch, token, tuple(room_chunk))))
         welcome = Welcome(
             lead.epoch,
             node.server_id,
             node.config.addr,
             session.name,
             gsn,
-            rooms,
+            listed,
             lobby,
             node.servers,
             token,
@@ -171,6 +199,7 @@ class ClientDesk:
             replayed,
             snapshot,
             session.register_attempt,
+            len(rooms) - len(listed),
         )
         effects.append(Send(session.addr, welcome))
         return effects
@@ -185,8 +214,8 @@ class ClientDesk:
             snapshot = self.lead.node.next_token()
             epoch = self.lead.epoch
             chunks = tuple(
-                UserList(epoch, snapshot, users[start : start + USER_CHUNK])
-                for start in range(0, len(users), USER_CHUNK)
+                UserList(epoch, snapshot, tuple(part))
+                for part in codec.split(users, _user_bytes, most=USER_CHUNK)
             )
             cached = self._chunks = (users, snapshot, chunks)
         return cached[1], cached[2]
@@ -231,8 +260,10 @@ class ClientDesk:
                 ),
                 now,
             )
-        session.reported_clock = session.reported_clock.merge(msg.clock)
         origin = Origin(msg.client_id, msg.cmid)
+        if len(msg.clock) > MAX_SERVERS:  # before it counts anywhere (it would be carried)
+            return self._refuse(origin, _clock_problem(len(msg.clock)), msg, addr)
+        session.reported_clock = session.reported_clock.merge(msg.clock)
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
             pending = lead.pending_dots.get(existing.dot)
@@ -247,10 +278,7 @@ class ClientDesk:
         if not problem:
             body, problem = self.validate(session, msg)
         if body is None:
-            self.refused[origin] = problem
-            if len(self.refused) > REFUSALS_KEPT:
-                self.refused.popitem(last=False)
-            return [Send(addr, OpError(lead.epoch, msg.cmid, problem))]
+            return self._refuse(origin, problem, msg, addr)
         if not msg.clock <= node.log.clock and now < first_seen + self.defer_limit():
             # The client has seen entries we lack (it was on the other side of a healed
             # partition): wait until we have pulled them, so that the new entry's clock
@@ -263,9 +291,23 @@ class ClientDesk:
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
                 effects.extend(lead._pull(sid, peer, msg.clock, now))
             return effects
-        entry, effects = lead.sequence(body, now, origin)
+        entry = lead.next_entry(body, now, origin)
+        # Every entry must fit one frame, or no batch holding it could ever be sent (the
+        # field limits keep an honest one under MAX_ENTRY: this is the backstop). The size
+        # is the bytes the entry is then sent as, made once: no extra work.
+        size = codec.entry_size(entry)
+        if size > codec.MAX_ENTRY:
+            too_big = f"the operation is too large: {size} bytes encoded, at most {codec.MAX_ENTRY}"
+            return self._refuse(origin, too_big, msg, addr)
+        entry, effects = lead.record(entry)
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
         return effects
+
+    def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
+        self.refused[origin] = problem
+        if len(self.refused) > REFUSALS_KEPT:
+            self.refused.popitem(last=False)
+        return [Send(addr, OpError(self.lead.epoch, msg.cmid, problem))]
 
     def defer_limit(self) -> float:
         lead = self.lead
@@ -312,8 +354,20 @@ class ClientDesk:
             case SetAway(away=away):
                 return UserStatus(name, away), ""
             case Logout():
-                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+                return UserOffline(name, session.client_id, "logout", self.cursor(session)), ""
         return None, "unknown operation"
+
+    def cursor(self, session: Session) -> VectorClock:
+        """``session``'s cursor as its UserOffline records it. What the client reported
+        merges every clock it sent, each of up to MAX_SERVERS ids of its choosing, so it
+        may name thousands (a 92 KB entry no batch could carry stalled every commit); past
+        MAX_SERVERS only the ids of the log's servers are kept: nothing the log holds,
+        which is all a next login resumes from, carries another."""
+        cursor = session.cursor()
+        if len(cursor) <= MAX_SERVERS:
+            return cursor
+        known = self.lead.node.log.clock
+        return VectorClock({server: count for server, count in cursor.items() if known.get(server)})
 
     def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
         lead = self.lead
@@ -331,7 +385,7 @@ class ClientDesk:
             and msg.epoch == streams.epoch
             and (msg.probe or 0 <= msg.last < streams.head(session))
         ):
-            return [streams.heartbeat(session, lead.node.server_id)]
+            return list(streams.heartbeat(session, lead.node.server_id))
         return []
 
     def expire_clients(self, now: float) -> list[Effect]:
@@ -360,7 +414,7 @@ class ClientDesk:
                 for p in lead.pending
             ):
                 _, persist = lead.sequence(
-                    UserOffline(name, record.client_id, reason, session.cursor()), now
+                    UserOffline(name, record.client_id, reason, self.cursor(session)), now
                 )
                 effects.extend(persist)
                 node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
@@ -405,12 +459,11 @@ class ClientDesk:
             )
             for _, record in sorted(lead.streams.view.rooms.items())
         ]
-        effects: list[Effect] = []
-        for start in range(0, max(len(rooms), 1), ROOMS_PER_REPLY):
-            chunk = tuple(rooms[start : start + ROOMS_PER_REPLY])
-            done = start + ROOMS_PER_REPLY >= len(rooms)
-            effects.append(Send(addr, RoomsReply(lead.epoch, msg.request_id, chunk, done)))
-        return effects
+        parts = codec.split(rooms, codec.packed_size, most=ROOMS_PER_REPLY) or [()]
+        return [
+            Send(addr, RoomsReply(lead.epoch, msg.request_id, tuple(part), i == len(parts) - 1))
+            for i, part in enumerate(parts)
+        ]
 
     def notify_clashes(self) -> list[Effect]:
         """Tell sessions whose login lost its name in a merge."""

@@ -3,6 +3,7 @@ the users, rooms and clock it shows, and delivering chat exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -66,6 +67,7 @@ def _slot(table: dict[tuple[Epoch, int], T], key: tuple[Epoch, int], new: Callab
 class WelcomeParts:
     # keyed, so that a duplicated chunk does not throw the counts off
     entries: dict[str, Entry] = field(default_factory=dict)
+    rooms: dict[str, RoomInfo] = field(default_factory=dict)  # from RoomList chunks
     welcome: Welcome | None = None
 
 
@@ -76,7 +78,7 @@ class Inbox:
         self.node = node
 
     def parts(self, epoch: Epoch, token: int) -> WelcomeParts:
-        """The Replay chunks and Welcome of one welcome attempt received so far."""
+        """The Replay and RoomList chunks and Welcome of one welcome attempt received so far."""
         return _slot(self.node._welcomes, (epoch, token), WelcomeParts)
 
     def snapshot(self, epoch: Epoch, snapshot: int) -> dict[str, UserInfo]:
@@ -84,7 +86,8 @@ class Inbox:
         return _slot(self.node._snapshots, (epoch, snapshot), dict)
 
     def try_welcome(self, effects: list[Effect]) -> None:
-        """Complete a Welcome once all its UserList and Replay chunks are here (any order)."""
+        """Complete a Welcome once all its UserList, Replay and RoomList chunks are here
+        (any order)."""
         node = self.node
         for key in sorted(node._welcomes):
             parts = node._welcomes[key]
@@ -92,7 +95,11 @@ class Inbox:
             if msg is None or msg.epoch < node.epoch or msg.attempt < node._welcome_from:
                 continue
             users = node._snapshots.get((msg.epoch, msg.snapshot), {})
-            if len(users) != msg.user_count or len(parts.entries) != msg.replay_count:
+            if (
+                len(users) != msg.user_count
+                or len(parts.entries) != msg.replay_count
+                or len(parts.rooms) != msg.room_count
+            ):
                 continue
             node._welcomes.clear()
             node._snapshots.clear()
@@ -100,6 +107,8 @@ class Inbox:
                 return
             for entry in sorted(parts.entries.values(), key=lambda e: e.key):
                 self.deliver_chat(entry, effects)
+            if parts.rooms:
+                msg = dataclasses.replace(msg, rooms=(*msg.rooms, *parts.rooms.values()))
             self.on_welcome(msg, list(users.values()), effects)
             return
 

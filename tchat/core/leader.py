@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tchat.core import codec
 from tchat.core.desk import ClientDesk
 from tchat.core.effects import Effect, Persist, Send
 from tchat.core.fold import ClusterState
@@ -100,12 +101,21 @@ class Leadership:
         now: float,
         origin: Origin | None = None,
     ) -> tuple[Entry, list[Effect]]:
+        return self.record(self.next_entry(body, now, origin))
+
+    def next_entry(self, body: EntryBody, now: float, origin: Origin | None = None) -> Entry:
+        """The entry ``sequence`` would record for ``body`` now (nothing changes): a caller
+        may weigh it first, and then records this very object (its bytes made once)."""
         node = self.node
         me = node.server_id
         # Only our own log's clock: an entry never claims history this replica lacks, which
         # keeps every log causally closed (a clock then says exactly what a log holds).
         clock = node.log.clock.increment(me)
-        entry = Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
+        return Entry(Dot(me, clock[me]), clock, now + node.config.wall_offset, origin, body)
+
+    def record(self, entry: Entry) -> tuple[Entry, list[Effect]]:
+        """Add ``entry`` (made by ``next_entry`` since the log last changed) to the log."""
+        node = self.node
         node.log.add(entry)
         node.state.apply(entry)
         self._enqueue(entry, [])
@@ -128,11 +138,14 @@ class Leadership:
         self._merged_pending += len(entries)
 
     def flush(self, now: float) -> list[Effect]:
-        """Ship queued entries to every admitted backup as one batch."""
+        """Ship queued entries to every admitted backup, in batches of at most
+        ``batch_max`` entries and FRAME_BUDGET bytes (a batch over the frame cap could
+        never be sent: nothing would commit again)."""
         effects: list[Effect] = []
         limit = self.node.config.batch_max
         while self.outbox:
-            chunk, self.outbox = tuple(self.outbox[:limit]), self.outbox[limit:]
+            end = codec.take(self.outbox[:limit], codec.entry_size)
+            chunk, self.outbox = tuple(self.outbox[:end]), self.outbox[end:]
             self.seq += 1
             self.batches[self.seq] = (chunk, now)
             message = Append(self.node.server_id, self.epoch, self.seq, chunk)

@@ -14,14 +14,18 @@ from tchat.core.vclock import VectorClock
 
 # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat; 4: RoomFrame carries a run
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
-# streamed back to its sender is its acknowledgement (the leader sends no Ack for it)
-PROTOCOL_VERSION = 6
+# streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
+# 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count)
+PROTOCOL_VERSION = 7
 
 MAX_NAME = 32
 MAX_ROOM = 32
 MAX_TEXT = 4000
 MAX_ADDR = 64
 MAX_REASON = 200
+# Servers of one cluster at most. A clock has one entry per server, so this bounds the
+# clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
+MAX_SERVERS = 64
 
 
 # --------------------------------------------------------------------------- records
@@ -503,6 +507,19 @@ class Welcome(Message):
     replay_count: int
     snapshot: int  # the UserList chunks (sent just before) this Welcome's user list is
     attempt: int = 0  # the Register.attempt it answers (the client drops older ones)
+    # Rooms sent in RoomList chunks just before (``rooms`` is then empty): a client in very
+    # many rooms would not fit one frame.
+    room_count: int = 0
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList(Message):
+    """A chunk of a Welcome's rooms, sent before it when they would not fit in it."""
+
+    epoch: Epoch
+    token: int  # the Welcome this belongs to
+    rooms: tuple[RoomInfo, ...]
     from_server: ClassVar[bool] = True
 
 
@@ -666,7 +683,8 @@ class StatusReply(Message):
     from_server: ClassVar[bool] = True
 
 
-# A StatusReply is one datagram: these keep it far below the 64 KiB cap.
+# A StatusReply is one datagram: these bound its lists, and the server keeps of them what
+# fits the frame budget (long names and addresses would pass the cap at these counts).
 STATUS_USERS = 300
 STATUS_ROOMS = 100
 STATUS_MEMBERS = 50
@@ -734,6 +752,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RoomsReply,
     LobbyFrame,
     LobbyBeat,
+    RoomList,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

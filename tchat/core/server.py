@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 
+from tchat.core import codec
 from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
@@ -156,11 +157,13 @@ class ServerNode:
 
     def chunk(self, entries: Iterator[Entry]) -> tuple[tuple[Entry, ...], bool]:
         """Take entries up to the frame budget; returns (chunk, more-remain)."""
-        budget = self.config.sync_chunk_bytes
+        # Measured by the codec (each entry's bytes are made once and cached), not
+        # estimated: an estimate let a chunk of multi-byte text or long clocks pass the cap.
+        budget = min(self.config.sync_chunk_bytes, codec.FRAME_BUDGET)
         taken: list[Entry] = []
         used = 0
         for entry in entries:
-            size = 96 + len(getattr(entry.body, "text", "")) * 4 + 12 * len(entry.clock)
+            size = codec.entry_size(entry)
             if taken and used + size > budget:
                 return tuple(taken), True
             taken.append(entry)
@@ -452,6 +455,11 @@ class ServerNode:
             for room in names
         )
         users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
+        # A reply is one frame: each list keeps what fits a third of the budget, the last
+        # third is for the server list (the counts below say how many there are in all).
+        # Long names and addresses made 300 users ~120 KB.
+        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
+        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
         live = tuple(sorted(self.live_backups | {self.server_id}))
         return StatusReply(
             self.server_id,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tchat.core import codec
 from tchat.core.effects import Effect, Multicast, Send
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
@@ -47,9 +48,21 @@ FRESH_JOIN_GRACE = 1.0  # seconds a new member also gets its room over the sessi
 LOBBY_DELAY = 0.05  # seconds a user-list change may wait for others to share its frame
 LOBBY_BATCH = 64  # entries per lobby frame at most (a frame stays one datagram)
 LOBBY_TOUCH_CAP = 1000  # ordering touches a lobby frame may carry: past it one goes out
+# ... and their bytes: half the frame for touches, half for entries (the largest entry fits)
+LOBBY_TOUCH_BYTES = codec.FRAME_BUDGET // 2
+LOBBY_ENTRY_BYTES = codec.FRAME_BUDGET - LOBBY_TOUCH_BYTES
 ROOM_BATCH = 32  # entries per room frame at most
 ROOM_BATCH_TEXT = 2048  # characters of text per room frame at most (past the first entry):
-# a frame stays one datagram, and small enough for the receivers' shared decode cache
+# a frame stays small enough for the receivers' shared decode cache
+# Touches a frame may carry before their bytes are measured: below it they surely fit the
+# room FRAME_BUDGET leaves (a Touch is at most 140 bytes: a 32-character name and a gsn).
+TOUCHES_UNMEASURED = 16
+
+
+def _touch_bytes(name: str) -> int:
+    """At most what a Touch naming ``name`` takes in a frame (array, string and int
+    headers, a 64-bit gsn), without encoding it."""
+    return 12 + (len(name) if name.isascii() else len(name.encode()))
 
 
 @dataclass(slots=True)
@@ -64,6 +77,7 @@ class OpenRun:
     rooms_touched: tuple[Touch, ...]
     entries: list[Entry]
     text: int  # characters of text so far
+    size: int  # encoded bytes of the entries and touches so far: the run stays in one frame
 
 
 @dataclass(slots=True)
@@ -106,6 +120,8 @@ class ClientStreams:
         self._lobby: list[Entry] = []  # user-list changes waiting for the next lobby frame
         self.lobby_due: float | None = None  # when they must go out
         self._lobby_rooms: set[str] = set()  # rooms with frames since the last lobby frame
+        self._lobby_bytes = 0  # encoded bytes of the held lobby entries
+        self._lobby_touch_bytes = 0  # at most what the next lobby frame's touches take
         self._beat_gsn = -1  # the gsn at the last heartbeat round
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
@@ -128,6 +144,7 @@ class ClientStreams:
         self._touched.clear()
         self._all_last.clear()
         self._lobby_rooms.clear()
+        self._lobby_touch_bytes = 0
         self.gsn += 1
         for room in (*view.rooms, LOBBY):
             self.room_last[room] = self.gsn
@@ -235,6 +252,7 @@ class ClientStreams:
             and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
             and len(run.entries) < ROOM_BATCH
             and run.text + len(body.text) <= ROOM_BATCH_TEXT
+            and run.size + (size := codec.entry_size(entry)) <= codec.FRAME_BUDGET
         ):
             if not view.apply(entry):
                 return []
@@ -242,6 +260,7 @@ class ClientStreams:
             self.room_last[run.room] = self.gsn
             run.entries.append(entry)
             run.text += len(body.text)
+            run.size += size
             return []
         effects = self.flush_rooms(now)  # a run ends where anything else begins
         if isinstance(body, (UserOnline, UserOffline, UserStatus)):
@@ -278,7 +297,10 @@ class ClientStreams:
                         list(before_members), entry, gsn, scope=room, left={name: (room,)}
                     )
                 )
-        if len(self._touched.get(LOBBY, ())) + len(self._lobby_rooms) > LOBBY_TOUCH_CAP:
+        if (
+            len(self._touched.get(LOBBY, ())) + len(self._lobby_rooms) > LOBBY_TOUCH_CAP
+            or self._lobby_touch_bytes > LOBBY_TOUCH_BYTES
+        ):
             # The next lobby frame would carry too many touches for one datagram: send an
             # empty one now, which starts the count again.
             effects.extend(self.flush_rooms(now))
@@ -289,11 +311,18 @@ class ClientStreams:
     # -- the lobby -------------------------------------------------------------
     def _hold_user_change(self, entry: Entry, now: float) -> list[Effect]:
         body = entry.body
+        size = codec.entry_size(entry)
+        # The held changes go out first if this one would take their frame past its share.
+        effects = (
+            self.flush_lobby(now)
+            if self._lobby and self._lobby_bytes + size > LOBBY_ENTRY_BYTES
+            else []
+        )
         before_rooms: tuple[str, ...] = ()
         if isinstance(body, UserOffline):
             before_rooms = tuple(sorted(self.view.rooms_of.get(body.name, ())))
         if not self.view.apply(entry):
-            return []
+            return effects
         if isinstance(body, (UserOnline, UserOffline)):
             # Only this user's channels changed members (a login among thousands must
             # not rebuild every room's targets and neighbours).
@@ -306,9 +335,12 @@ class ClientStreams:
             for room in before_rooms:  # it gets none of these rooms' frames any more
                 self._touched.get(room, {}).pop(body.name, None)
         self._lobby.append(entry)
+        self._lobby_bytes += size
         if self.lobby_due is None:
             self.lobby_due = now + LOBBY_DELAY
-        return self.flush_lobby(now) if len(self._lobby) >= LOBBY_BATCH else []
+        if len(self._lobby) >= LOBBY_BATCH:
+            effects.extend(self.flush_lobby(now))
+        return effects
 
     def flush_lobby(self, now: float, *, empty: bool = False) -> list[Effect]:
         """Send the held user-list changes as one lobby frame (an ``empty`` one when the
@@ -323,6 +355,7 @@ class ClientStreams:
         touched, rooms_touched = self._touches(LOBBY, sorted(self._lobby_rooms), prev)
         self._lobby_rooms.clear()
         self._lobby = []
+        self._lobby_bytes = self._lobby_touch_bytes = 0
         self.lobby_due = None
         self.room_last[LOBBY] = gsn
         frame = LobbyFrame(self.epoch, gsn, prev, touched, rooms_touched, entries)
@@ -397,6 +430,8 @@ class ClientStreams:
             if is_private:
                 session.private_clock = session.private_clock.merge(entry.clock)
             if session.lobby:
+                if name not in lobby_touched:
+                    self._lobby_touch_bytes += _touch_bytes(name)
                 lobby_touched[name] = gsn
             for room in rooms:
                 if room != scope:
@@ -433,10 +468,15 @@ class ClientStreams:
         # Every member is in the lobby: it neighbours every room.
         touched, rooms_touched = self._touches(room, (LOBBY, *self._neighbours_of(room)), prev)
         self.room_last[room] = gsn
-        self._lobby_rooms.add(room)
+        if room not in self._lobby_rooms:
+            self._lobby_touch_bytes += _touch_bytes(room)
+            self._lobby_rooms.add(room)
         text = len(entry.body.text)  # type: ignore[attr-defined]
+        size = codec.entry_size(entry)
+        if len(touched) + len(rooms_touched) > TOUCHES_UNMEASURED:
+            size += codec.packed_size(touched) + codec.packed_size(rooms_touched)
         self._run = OpenRun(
-            room, record.group, prev, other_all, touched, rooms_touched, [entry], text
+            room, record.group, prev, other_all, touched, rooms_touched, [entry], text, size
         )
 
     def flush_rooms(self, now: float) -> list[Effect]:
@@ -527,21 +567,32 @@ class ClientStreams:
             beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head)
             effects.append(Multicast(self.view.lobby_group, beat))
         due.sort(key=lambda session: session.client_id)
-        effects.extend(self.heartbeat(session, leader_id) for session in due)
+        for session in due:
+            effects.extend(self.heartbeat(session, leader_id))
         return effects
 
-    def heartbeat(self, session: Session, leader_id: int) -> Send:
-        """``session``'s ClientHeartbeat: the heads of its session, lobby and rooms."""
+    def heartbeat(self, session: Session, leader_id: int) -> list[Send]:
+        """``session``'s ClientHeartbeat: the heads of its session, lobby and rooms. A
+        client in more rooms than one frame names gets several, each with some of the
+        heads (a client checks each head it is given on its own)."""
         session.beat_gsn = self.gsn
         room_last = self.room_last
         heads = (Touch(LOBBY, room_last.get(LOBBY, 0)),) + tuple(
             Touch(room, room_last.get(room, 0))
             for room in sorted(self.view.rooms_of.get(session.name, ()))
         )
-        return Send(
-            session.addr,
-            ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, heads),
+        parts = (
+            (heads,)
+            if len(heads) <= TOUCHES_UNMEASURED
+            else codec.split(heads, lambda touch: _touch_bytes(touch.name))
         )
+        return [
+            Send(
+                session.addr,
+                ClientHeartbeat(self.epoch, leader_id, self.gsn, session.session_last, tuple(part)),
+            )
+            for part in parts
+        ]
 
     def head(self, session: Session) -> int:
         """The gsn of the last frame of any channel of ``session``."""
