@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
+# Operations held while we pull the history their clocks name: a clock is the client's word,
+# so the hold is bounded per client and in all (the rest wait for the client's resend).
+DEFERRED_PER_CLIENT = 64
+DEFERRED_MAX = 4096
 
 
 class ClientDesk:
@@ -112,11 +116,12 @@ class ClientDesk:
         session.lobby = msg.lobby
         session.last_heard = now
         session.active = False
-        if msg.cursor is not None:
-            session.reported_clock = session.reported_clock.merge(msg.cursor)
-            session.resume_cursor = msg.cursor
+        cursor = None if msg.cursor is None else self.known_part(msg.cursor)
+        if cursor is not None:
+            session.reported_clock = session.reported_clock.merge(cursor)
+            session.resume_cursor = cursor
         if holder is not None:  # a resume: the user is online already
-            return self.welcome(session, msg.cursor, now)
+            return self.welcome(session, cursor, now)
         pending = next(
             (
                 p
@@ -231,7 +236,7 @@ class ClientDesk:
                 ),
                 now,
             )
-        session.reported_clock = session.reported_clock.merge(msg.clock)
+        session.reported_clock = session.reported_clock.merge(self.known_part(msg.clock))
         origin = Origin(msg.client_id, msg.cmid)
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
@@ -258,6 +263,12 @@ class ClientDesk:
             lead.deferred = [
                 d for d in lead.deferred if d[0].client_id != msg.client_id or d[0].cmid != msg.cmid
             ]
+            mine = sum(1 for d in lead.deferred if d[0].client_id == msg.client_id)
+            if mine >= DEFERRED_PER_CLIENT or len(lead.deferred) >= DEFERRED_MAX:
+                # Not refused (an honest client back from a partition may have many): left
+                # unanswered, so the client resends it after a second of silence.
+                node.count("deferred-full")
+                return []
             lead.deferred.append((msg, addr, first_seen))
             effects = []
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
@@ -266,6 +277,17 @@ class ClientDesk:
         entry, effects = lead.sequence(body, now, origin)
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
         return effects
+
+    def known_part(self, clock: VectorClock) -> VectorClock:
+        """What of a client's clock is true of our log: its pointwise minimum with our log
+        clock. A client's clock is its word: kept whole (Chat.sender_clock, a session's
+        cursor, stored in UserOffline) it let one client poison the log (two private
+        messages with 3,000-entry clocks made every replay of that user 72 KB). The
+        minimum keeps what causality needs: an entry we hold that the client had seen is
+        covered by both clocks, so by their minimum; what we do not hold is not ours to
+        record. It has at most one entry per server that sequenced in our log, and no
+        counter past ours."""
+        return clock.meet(self.lead.node.log.clock)
 
     def defer_limit(self) -> float:
         lead = self.lead
@@ -297,7 +319,7 @@ class ClientDesk:
                     return None, f"you are not in room {room!r}: /join it first"
                 if to is not None and to not in state.accounts:
                     return None, f"no user named {to!r}"
-                return Chat(name, room, to, text, action, msg.clock), ""
+                return Chat(name, room, to, text, action, self.known_part(msg.clock)), ""
             case JoinRoom(room=room):
                 problem = room_problem(room)
                 if problem:
@@ -322,14 +344,16 @@ class ClientDesk:
             return []
         session.last_heard = now
         streams = lead.streams
-        if session.active and msg.epoch == streams.epoch and msg.last >= 0:
-            streams.joined(session, msg.last)
+        # A client cannot have delivered past what we streamed: its number, capped.
+        last = min(msg.last, streams.gsn)
+        if session.active and msg.epoch == streams.epoch:
+            streams.joined(session, last)
         # It missed our LobbyBeats, or it is behind its channels' heads (a frame or the
         # heartbeat after it was lost): the heads, over the session.
         if (
             session.active
             and msg.epoch == streams.epoch
-            and (msg.probe or 0 <= msg.last < streams.head(session))
+            and (msg.probe or last < streams.head(session))
         ):
             return [streams.heartbeat(session, lead.node.server_id)]
         return []
