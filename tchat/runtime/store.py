@@ -19,7 +19,7 @@ from tchat.core import codec
 from tchat.core.effects import DurableState, Persist
 from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import Entry
-from tchat.core.schema import describe, entry_problem
+from tchat.core.schema import MAX_INT, describe, entry_problem
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,19 @@ class SqliteStore:
             if (entry.dot.server, entry.dot.counter) != (server, counter):
                 raise StoreError(f"{self.path}: row {server}.{counter} holds entry {entry.dot}")
             entries.append(entry)
-        meta = {key: value for key, value in self._db.execute("SELECT key, value FROM meta")}
+        meta: dict[str, int] = {}
+        for key, value in self._db.execute("SELECT key, value FROM meta"):
+            if type(value) is int and 0 <= value <= MAX_INT:
+                meta[key] = value
+            else:
+                # No node writes one honestly (§1 of PROTOCOL.md); a term a forged client
+                # frame once made servers store: kept, the server could never elect again.
+                logger.warning(
+                    "%s: meta %s = %s is past the protocol's range; ignored",
+                    self.path,
+                    key,
+                    describe(value),
+                )
         logger.info(
             "loaded %d entries and %d meta keys from %s", len(entries), len(meta), self.path
         )
