@@ -15,6 +15,7 @@ from tchat.core.messages import (
     LeaderAlive,
     LeaderSuspect,
     Logout,
+    OpError,
     Register,
     SendChat,
     Submit,
@@ -109,8 +110,11 @@ def test_a_client_that_knew_a_vanished_newer_leader_follows_the_one_that_leads()
     bus.run_until(lambda: not ann.pending, 3)
 
 
-def poison(entries: int) -> VectorClock:
-    return VectorClock({sid: 10**12 for sid in range(1_000, 1_000 + entries)})
+def poison(entries: int, known: tuple[int, ...] = ()) -> VectorClock:
+    """A forged clock: ``entries`` servers nobody knows, and the ``known`` ones, each with
+    a counter far past anything the log holds."""
+    ids = [*known, *range(1_000, 1_000 + entries)]
+    return VectorClock({sid: 10**12 for sid in ids})
 
 
 def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
@@ -121,25 +125,33 @@ def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
     alice, bob = serving(bus, "alice", "bob")
     bus.submit(bob, Logout())
     bus.run_until(lambda: "bob" not in alice.users, 2)
-    for cmid in (10**6, 10**6 + 1):
-        forged = Submit(
-            alice.client_id,
-            cmid,
-            SendChat(None, "bob", f"poison {cmid}", False),
-            poison(3_000),
-            0.0,
+    ids = tuple(s.server_id for s in servers)
+    forged = {
+        10**6: poison(3_000),  # no honest client names 3,000 unknown servers: refused
+        10**6 + 1: poison(8, ids),  # could be honest (a partition's other side): clamped
+        10**6 + 2: poison(0, ids),
+    }
+    for cmid, clock in forged.items():
+        op = SendChat(None, "bob", f"poison {cmid}", False)
+        bus._post(
+            alice.config.addr, leader.config.addr, Submit(alice.client_id, cmid, op, clock, 0.0)
         )
-        bus._post(alice.config.addr, leader.config.addr, forged)
     # A forged cursor too: it becomes the session's cursor, stored when the session ends.
     bus._post(
         EVIL,
         leader.config.addr,
-        Register("carol", "evil-session", EVIL, poison(3_000), False, True, 1),
+        Register("carol", "evil-session", EVIL, poison(3_000, ids), False, True, 1),
     )
     bus._post(EVIL, leader.config.addr, ClientBeat("evil-session", leader.epoch, MAX_INT))
     # Past the bounded causal wait, and past carol's client timeout (her UserOffline).
     bus.run(leader.config.timing.causal_wait + leader.config.timing.client_timeout + 2)
 
+    errors = {
+        m.cmid: m.reason
+        for _src, dst, m in bus.sent
+        if dst == alice.config.addr and isinstance(m, OpError)
+    }
+    assert errors == {10**6: "your clock names 3000 servers this cluster does not know"}
     log_clock = leader.log.clock
     chats = [e for e in leader.log.entries() if isinstance(e.body, Chat) and e.body.to == "bob"]
     assert len(chats) == 2

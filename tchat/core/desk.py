@@ -54,6 +54,7 @@ REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they
 # so the hold is bounded per client and in all (the rest wait for the client's resend).
 DEFERRED_PER_CLIENT = 64
 DEFERRED_MAX = 4096
+UNKNOWN_SERVERS_MAX = 8  # servers a client's clock may name that we do not know (yet)
 
 
 class ClientDesk:
@@ -278,6 +279,26 @@ class ClientDesk:
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
         return effects
 
+    def clock_problem(self, clock: VectorClock) -> str:
+        """Why no honest client sends ``clock`` ('' if one may). A clock names the servers
+        that sequenced what the client delivered: ours, and after a partition a few that
+        joined on the other side only (we learn them by pulling). More unknown servers
+        than that is a forgery; held, it would cost a comparison per entry on every retry
+        of the causal wait."""
+        node = self.lead.node
+        log_clock = node.log.clock
+        unknown = sum(
+            1
+            for sid, _ in clock.items()
+            if sid not in node.peers
+            and sid not in node.state.servers
+            and not log_clock.get(sid)
+            and sid != node.server_id
+        )
+        if unknown > UNKNOWN_SERVERS_MAX:
+            return f"your clock names {unknown} servers this cluster does not know"
+        return ""
+
     def known_part(self, clock: VectorClock) -> VectorClock:
         """What of a client's clock is true of our log: its pointwise minimum with our log
         clock. A client's clock is its word: kept whole (Chat.sender_clock, a session's
@@ -308,6 +329,9 @@ class ClientDesk:
         lead = self.lead
         state = lead.node.state
         name = session.name
+        problem = self.clock_problem(msg.clock)
+        if problem:
+            return None, problem
         match msg.op:
             case SendChat(room=room, to=to, text=text, action=action):
                 problem = text_problem(text)
