@@ -5,14 +5,27 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tchat.core import codec
 from tchat.core.config import MAX_SERVER_ID, ServerConfig
-from tchat.core.messages import Epoch, LeaderSuspect
+from tchat.core.messages import (
+    Ack,
+    Epoch,
+    LeaderSuspect,
+    Message,
+    OpError,
+    Register,
+    SendChat,
+    Submit,
+    Welcome,
+)
 from tchat.core.schema import MAX_INT
+from tchat.core.vclock import VectorClock
 from tchat.runtime.session import HELLO
 from tchat.runtime.store import DB_NAME, SqliteStore, UnstorableValue
 from tests.cluster_harness import Cluster, Daemon, wait_for
@@ -104,3 +117,85 @@ def test_server_ids_are_protocol_ints() -> None:
         with pytest.raises(ValueError, match="server ID"):
             ServerConfig(bad, "127.0.0.1:1")
     assert ServerConfig(MAX_INT, "127.0.0.1:1").server_id == MAX_INT
+
+
+class RawSession:
+    """A client session by hand: HELLO, then length-prefixed frames, both ways."""
+
+    def __init__(self, addr: str) -> None:
+        host, port = addr.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        local_host, local_port = self.sock.getsockname()[:2]
+        self.addr = f"{local_host}:{local_port}"
+        self.frames = codec.FrameDecoder()
+        self.sock.sendall(codec.frame(HELLO + self.addr.encode()))
+
+    def send(self, message: Message) -> None:
+        self.sock.sendall(codec.frame(codec.encode(message)))
+
+    def until(self, found: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            assert data, "the leader hung up"
+            for raw in self.frames.feed(data):
+                message = codec.decode(raw)
+                if found(message):
+                    return message
+        raise AssertionError(f"no such frame within {timeout}s")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_forged_sender_clock_does_not_poison_the_log(tmp_path: Path) -> None:
+    # Once: two private messages with 3,000-entry clocks to an offline user made every
+    # replay of that user 72 KB; the user could never log in again.
+    with Cluster(tmp_path) as cluster:
+        daemons = [cluster.daemon(server_id=i, wait=False) for i in (1, 2, 3)]
+        daemons = [d.started() for d in daemons]
+        bob = cluster.client("bob")
+        bob.wait_event("ready", 15)
+        bob.send("/quit")
+        assert bob.wait_exit(10) == 0
+        leader = cluster.leader_of(daemons)
+        raw = RawSession(leader.addr)
+        try:
+            raw.send(Register("mallory", "mallory-1", raw.addr, None, False, False, 1))
+            raw.until(lambda m: isinstance(m, Welcome))
+            known = {d.server_id: 10**12 for d in daemons}
+            clocks = {
+                1: VectorClock({**known, **{sid: 10**12 for sid in range(1_000, 4_000)}}),
+                2: VectorClock(known),  # could be honest: clamped to what the log holds
+            }
+            for cmid, clock in clocks.items():
+                op = SendChat(None, "bob", f"to bob {cmid}", False)
+                raw.send(Submit("mallory-1", cmid, op, clock, 0.0))
+            refused = raw.until(lambda m: isinstance(m, OpError))
+            assert isinstance(refused, OpError) and refused.cmid == 1
+            assert "servers this cluster does not know" in refused.reason
+            # The other waits out the causal wait (its clock runs past the log), then is
+            # sequenced with its clock clamped.
+            raw.until(lambda m: isinstance(m, Ack) and m.cmid == 2)
+        finally:
+            raw.close()
+        bob = cluster.client("bob")
+        got = bob.wait_event("message", 15, text="to bob 2")
+        assert set(got["clock"]) <= {str(d.server_id) for d in daemons}
+        assert max(got["clock"].values()) < 10**6
+        assert not [e for e in bob.events if e.get("text") == "to bob 1"]
+        # A new backup is admitted (the poisoned log once kept it out).
+        late = cluster.daemon(server_id=4)
+        wait_for(
+            lambda: (
+                {s["id"] for s in (cluster.status() or {"servers": []})["servers"] if s["live"]}
+                == {1, 2, 3, 4}
+            ),
+            15,
+            "server 4 admitted",
+        )
+        assert all(d.alive() for d in [*daemons, late])
