@@ -10,18 +10,20 @@ from tchat.core.effects import ChatDelivered, Effect
 from tchat.core.messages import (
     Chat,
     ClientBeat,
+    Dot,
     Entry,
     Epoch,
     LeaderAlive,
     LeaderSuspect,
     Logout,
     OpError,
+    Origin,
     Register,
     SendChat,
     Submit,
     UserOffline,
 )
-from tchat.core.schema import MAX_INT
+from tchat.core.schema import MAX_INT, entry_problem
 from tchat.core.server import ServerNode, ServerRole
 from tchat.core.vclock import VectorClock
 
@@ -173,3 +175,20 @@ def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
         lambda: sum(isinstance(e, ChatDelivered) for e in bus.events[bob2.config.addr]) == 2, 3
     )
     assert leader.leadership is not None and not leader.leadership.deferred
+
+
+def test_an_entry_with_an_int_past_the_range_is_not_storable() -> None:
+    def chat(sender_clock: VectorClock, counter: int = 1) -> Entry:
+        return Entry(
+            Dot(9, counter),
+            VectorClock({9: counter}),
+            0.0,
+            Origin("c", 1),
+            Chat("a", None, "b", "x", False, sender_clock),
+        )
+
+    assert entry_problem(chat(VectorClock({9: MAX_INT}), MAX_INT)) == ""
+    assert "sender clock" in entry_problem(chat(VectorClock({9: MAX_INT + 1})))
+    assert "sender clock" in entry_problem(chat(VectorClock({MAX_INT + 1: 1})))
+    assert "dot" in entry_problem(chat(VectorClock(), MAX_INT + 1))
+    assert VectorClock().highest() == 0 and VectorClock({3: 9, 12: 1}).highest() == 12

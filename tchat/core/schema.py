@@ -286,9 +286,7 @@ ENCODERS: dict[type, Encoder] = _build_encoders()
 
 # --------------------------------------------------------------------------- storable values
 def _clock_problem(what: str, clock: VectorClock) -> str:
-    if not clock:
-        return ""
-    high = max(max(clock.as_dict()), max(count for _, count in clock.items()))
+    high = clock.highest()
     return f"{what} holds {describe(high)}" if high > MAX_INT else ""
 
 
@@ -299,20 +297,22 @@ def entry_problem(entry: messages.Entry) -> str:
     if type(entry) is not messages.Entry:
         return f"not an entry: {type(entry).__name__}"
     dot, origin, body = entry.dot, entry.origin, entry.body
-    for what, value in (("dot server", dot.server), ("dot counter", dot.counter)):
-        if not 0 <= value <= MAX_INT:
-            return f"entry {what} is {describe(value)}"
-    if origin is not None and not 0 <= origin.cmid <= MAX_INT:
+    # Ints are never negative here (the core only counts up from what the codec let in,
+    # and VectorClock refuses negatives), so only the upper bound is checked.
+    if dot.server > MAX_INT or dot.counter > MAX_INT:
+        return f"entry dot is {describe(dot.server)}.{describe(dot.counter)}"
+    if origin is not None and origin.cmid > MAX_INT:
         return f"entry origin cmid is {describe(origin.cmid)}"
     problem = _clock_problem("entry clock", entry.clock)
     if problem:
         return problem
-    if isinstance(body, messages.Chat):
-        return _clock_problem("sender clock", body.sender_clock)
-    if isinstance(body, messages.UserOffline):
-        return _clock_problem("offline cursor", body.cursor)
-    if isinstance(body, messages.ServerJoined | messages.ServerLeft) and not (
-        0 <= body.server_id <= MAX_INT
+    kind = type(body)
+    if kind is messages.Chat:
+        return _clock_problem("sender clock", body.sender_clock)  # type: ignore[attr-defined]
+    if kind is messages.UserOffline:
+        return _clock_problem("offline cursor", body.cursor)  # type: ignore[attr-defined]
+    if (kind is messages.ServerJoined or kind is messages.ServerLeft) and (
+        body.server_id > MAX_INT  # type: ignore[attr-defined]
     ):
-        return f"server id is {describe(body.server_id)}"
+        return f"server id is {describe(body.server_id)}"  # type: ignore[attr-defined]
     return ""
