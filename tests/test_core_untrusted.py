@@ -192,3 +192,16 @@ def test_an_entry_with_an_int_past_the_range_is_not_storable() -> None:
     assert "sender clock" in entry_problem(chat(VectorClock({MAX_INT + 1: 1})))
     assert "dot" in entry_problem(chat(VectorClock(), MAX_INT + 1))
     assert VectorClock().highest() == 0 and VectorClock({3: 9, 12: 1}).highest() == 12
+
+
+def test_a_joining_server_does_not_start_an_election_on_a_clients_word() -> None:
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    epoch = leader.epoch
+    late = bus.add_server(2)  # joining: it has not heard of the leader yet
+    assert late.role is ServerRole.JOINING and not late.leader_id
+    suspect = LeaderSuspect("mallory", EVIL, Epoch(1, 9))
+    bus._apply(late.config.addr, late.handle(suspect, EVIL, bus.now))
+    bus.run_until(lambda: settled([*servers, late]), 5)
+    assert leaders([*servers, late]) == [leader] and leader.epoch == epoch
+    assert late.counters.get("suspicion-unfounded") == 1

@@ -79,6 +79,12 @@ class Candidacy:
                 )
             )
             return
+        if not node.leader_id:
+            # We follow nobody yet (joining): there is no leader of ours to judge, and a
+            # round started on a client's word would depose whichever leader is healthy.
+            # Our own join timer elects if discovery finds no leader.
+            node.count("suspicion-unfounded")
+            return
         if not node.election.participant and node.role is not ServerRole.SYNCING:
             node.log_event(
                 effects,
