@@ -52,20 +52,17 @@ class Candidacy:
         effects.extend(self.elected(now))
 
     def on_leader_suspect(self, msg: LeaderSuspect, effects: list[Effect], now: float) -> None:
+        """A client reports its leader silent. Its epoch is a hint, never a fact: a client
+        is unauthenticated, so its number neither raises our term nor makes us renew (one
+        forged frame with term 2**63 - 1 once stopped every server). We check for
+        ourselves and answer with what we know, signed."""
         node = self.node
         timing = node.config.timing
-        if msg.epoch.term > node.max_term:
-            node._observe_term(msg.epoch.term, effects)
-        if node.leadership is not None and msg.epoch > node.epoch:
-            # The client followed a newer leader that is gone (stopped, or on the other
-            # side of a healed partition): lead on under an epoch newer than the one it
-            # knows, or it would keep rejecting us as stale.
-            # No election needed: we lead already. Take a new epoch (term past both) and
-            # announce it, as a freshly elected leader does.
-            if node.role is ServerRole.LEADER:
-                self.renew_epoch(msg.epoch, f"client {msg.client_id}", effects, now)
-            return
+        if msg.epoch > node.epoch:
+            node.count("client-epoch-ignored")
         if node.leadership is not None:
+            # We lead: say so. A client that knew a newer epoch whose leader is gone follows
+            # us on this answer (the leader itself vouches that it leads; §5 of PROTOCOL.md).
             effects.append(
                 Send(
                     msg.addr,
@@ -81,6 +78,12 @@ class Candidacy:
                     LeaderAlive(node.server_id, node.leader_id, node.leader_addr, node.epoch),
                 )
             )
+            return
+        if not node.leader_id:
+            # We follow nobody yet (joining): there is no leader of ours to judge, and a
+            # round started on a client's word would depose whichever leader is healthy.
+            # Our own join timer elects if discovery finds no leader.
+            node.count("suspicion-unfounded")
             return
         if not node.election.participant and node.role is not ServerRole.SYNCING:
             node.log_event(

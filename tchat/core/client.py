@@ -110,6 +110,8 @@ class ClientNode:
         self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
+        # (address, epoch) of the older leader we told of our newer epoch, and that epoch
+        self._nudged: tuple[str, Epoch, Epoch] | None = None
         self._welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
         self._snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
         self._now = 0.0
@@ -294,7 +296,7 @@ class ClientNode:
                 self._next_beat = now + timing.client_timeout / 3
                 if probe:
                     self._probed_for = self._leader_heard
-                last = self._hold.last if self._hold is not None else -1
+                last = self._hold.last if self._hold is not None else 0
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
             if now >= self._suspect_at():
@@ -384,7 +386,7 @@ class ClientNode:
             case LeaderAlive():
                 if (
                     message.leader_addr
-                    and message.epoch >= self.epoch
+                    and (message.epoch >= self.epoch or self._vouched(message))
                     and self.state is not ClientState.SERVING
                 ):
                     self._switch_leader(
@@ -475,6 +477,7 @@ class ClientNode:
             # epoch we know, so it leads on under a newer one we can accept.
             if self._now >= self._last_nudge + self.config.timing.client_leader_timeout:
                 self._last_nudge = self._now
+                self._nudged = (msg.leader_addr, msg.epoch, self.epoch)
                 effects.append(
                     Send(
                         msg.leader_addr, LeaderSuspect(self.client_id, self.config.addr, self.epoch)
@@ -483,6 +486,22 @@ class ClientNode:
             return
         if self.state is ClientState.DISCOVERING or msg.epoch > self.epoch:
             self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, effects, msg.servers)
+
+    def _vouched(self, msg: LeaderAlive) -> bool:
+        """An older leader we nudged answers for itself that it leads: follow it. Servers
+        never take a client's epoch (a client's word is not proof), so the leader we knew
+        of may well be newer than any leader left; this leader, still leading at or past
+        the epoch it had when we nudged it, is the one to follow (DESIGN's availability:
+        better a leader than none; a newer one, should it reappear, is followed again)."""
+        nudged = self._nudged
+        return (
+            nudged is not None
+            and self.state is ClientState.DISCOVERING
+            and msg.src == msg.leader_id
+            and msg.leader_addr == nudged[0]
+            and msg.epoch >= nudged[1]
+            and self.epoch == nudged[2]
+        )
 
     def _on_heartbeat(self, msg: ClientHeartbeat, effects: list[Effect]) -> None:
         if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MAX_SERVER_ID = 2**53 - 1  # every protocol int is below 2**53 (schema.MAX_INT)
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -37,6 +39,11 @@ class ServerConfig:
     batch_max: int = 256  # entries per Append
     sync_chunk_bytes: int = 24_000  # payload budget of one SyncData / Replay frame
     wall_offset: float = 0.0  # added to ``now`` for entry timestamps (wall clock)
+
+    def __post_init__(self) -> None:
+        # Every server frame carries this ID; a peer's decoder refuses one out of range.
+        if not 0 < self.server_id <= MAX_SERVER_ID:
+            raise ValueError(f"server ID {self.server_id} is not in [1, 2**53)")
 
 
 @dataclass(frozen=True, slots=True)

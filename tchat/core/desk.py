@@ -58,6 +58,11 @@ USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
 # (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
 WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
+# Operations held while we pull the history their clocks name: a clock is the client's word,
+# so the hold is bounded per client and in all (the rest wait for the client's resend).
+DEFERRED_PER_CLIENT = 64
+DEFERRED_MAX = 4096
+UNKNOWN_SERVERS_MAX = 8  # servers a client's clock may name that we do not know (yet)
 
 
 def _clock_problem(entries: int) -> str:
@@ -134,11 +139,12 @@ class ClientDesk:
         session.lobby = msg.lobby
         session.last_heard = now
         session.active = False
-        if msg.cursor is not None:
-            session.reported_clock = session.reported_clock.merge(msg.cursor)
-            session.resume_cursor = msg.cursor
+        cursor = None if msg.cursor is None else self.known_part(msg.cursor)
+        if cursor is not None:
+            session.reported_clock = session.reported_clock.merge(cursor)
+            session.resume_cursor = cursor
         if holder is not None:  # a resume: the user is online already
-            return self.welcome(session, msg.cursor, now)
+            return self.welcome(session, cursor, now)
         pending = next(
             (
                 p
@@ -263,7 +269,7 @@ class ClientDesk:
         origin = Origin(msg.client_id, msg.cmid)
         if len(msg.clock) > MAX_SERVERS:  # before it counts anywhere (it would be carried)
             return self._refuse(origin, _clock_problem(len(msg.clock)), msg, addr)
-        session.reported_clock = session.reported_clock.merge(msg.clock)
+        session.reported_clock = session.reported_clock.merge(self.known_part(msg.clock))
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
             pending = lead.pending_dots.get(existing.dot)
@@ -286,6 +292,12 @@ class ClientDesk:
             lead.deferred = [
                 d for d in lead.deferred if d[0].client_id != msg.client_id or d[0].cmid != msg.cmid
             ]
+            mine = sum(1 for d in lead.deferred if d[0].client_id == msg.client_id)
+            if mine >= DEFERRED_PER_CLIENT or len(lead.deferred) >= DEFERRED_MAX:
+                # Not refused (an honest client back from a partition may have many): left
+                # unanswered, so the client resends it after a second of silence.
+                node.count("deferred-full")
+                return []
             lead.deferred.append((msg, addr, first_seen))
             effects = []
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
@@ -309,6 +321,39 @@ class ClientDesk:
             self.refused.popitem(last=False)
         return [Send(addr, OpError(self.lead.epoch, msg.cmid, problem))]
 
+    def clock_problem(self, clock: VectorClock) -> str:
+        """Why no honest client sends ``clock`` ('' if one may). A clock names the servers
+        that sequenced what the client delivered: ours, and after a partition a few that
+        joined on the other side only (we learn them by pulling). More unknown servers
+        than that is a forgery; held, it would cost a comparison per entry on every retry
+        of the causal wait."""
+        if len(clock) <= UNKNOWN_SERVERS_MAX:
+            return ""  # every honest clock, at the cost of one len()
+        node = self.lead.node
+        log_clock = node.log.clock
+        unknown = sum(
+            1
+            for sid, _ in clock.items()
+            if sid not in node.peers
+            and sid not in node.state.servers
+            and not log_clock.get(sid)
+            and sid != node.server_id
+        )
+        if unknown > UNKNOWN_SERVERS_MAX:
+            return f"your clock names {unknown} servers this cluster does not know"
+        return ""
+
+    def known_part(self, clock: VectorClock) -> VectorClock:
+        """What of a client's clock is true of our log: its pointwise minimum with our log
+        clock. A client's clock is its word: kept whole (Chat.sender_clock, a session's
+        cursor, stored in UserOffline) it let one client poison the log (two private
+        messages with 3,000-entry clocks made every replay of that user 72 KB). The
+        minimum keeps what causality needs: an entry we hold that the client had seen is
+        covered by both clocks, so by their minimum; what we do not hold is not ours to
+        record. It has at most one entry per server that sequenced in our log, and no
+        counter past ours."""
+        return clock.meet(self.lead.node.log.clock)
+
     def defer_limit(self) -> float:
         lead = self.lead
         return lead.node.config.timing.causal_wait
@@ -328,6 +373,9 @@ class ClientDesk:
         lead = self.lead
         state = lead.node.state
         name = session.name
+        problem = self.clock_problem(msg.clock)
+        if problem:
+            return None, problem
         match msg.op:
             case SendChat(room=room, to=to, text=text, action=action):
                 problem = text_problem(text)
@@ -339,7 +387,7 @@ class ClientDesk:
                     return None, f"you are not in room {room!r}: /join it first"
                 if to is not None and to not in state.accounts:
                     return None, f"no user named {to!r}"
-                return Chat(name, room, to, text, action, msg.clock), ""
+                return Chat(name, room, to, text, action, self.known_part(msg.clock)), ""
             case JoinRoom(room=room):
                 problem = room_problem(room)
                 if problem:
@@ -376,14 +424,16 @@ class ClientDesk:
             return []
         session.last_heard = now
         streams = lead.streams
-        if session.active and msg.epoch == streams.epoch and msg.last >= 0:
-            streams.joined(session, msg.last)
+        # A client cannot have delivered past what we streamed: its number, capped.
+        last = min(msg.last, streams.gsn)
+        if session.active and msg.epoch == streams.epoch:
+            streams.joined(session, last)
         # It missed our LobbyBeats, or it is behind its channels' heads (a frame or the
         # heartbeat after it was lost): the heads, over the session.
         if (
             session.active
             and msg.epoch == streams.epoch
-            and (msg.probe or 0 <= msg.last < streams.head(session))
+            and (msg.probe or last < streams.head(session))
         ):
             return list(streams.heartbeat(session, lead.node.server_id))
         return []

@@ -429,7 +429,7 @@ class ClientBeat(Message):
 
     client_id: str
     epoch: Epoch
-    last: int = -1  # the client's hold-back position (-1: none yet)
+    last: int = 0  # the client's hold-back position (0: nothing yet; gsns start at 1)
     probe: bool = False
 
 

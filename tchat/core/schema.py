@@ -28,7 +28,13 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
-MAX_INT = 2**63 - 1  # every protocol int is a non-negative signed 64-bit value
+# Every protocol int (terms, counters, seqs, cmids, gsns, IDs, tokens) is in [0, 2**53): a
+# value any JSON consumer holds exactly, and 1024 times below what SQLite's signed 64-bit
+# INTEGER (and our own decoder) can hold again. A node only ever adds one to a number it
+# took in (the next term, the next counter), so nothing a peer sends can make it build a
+# value its store, or its own decoder after a restart, cannot take (issue 13: one frame
+# with term 2**63 - 1 stopped every server, and again at their restart).
+MAX_INT = 2**53 - 1
 MAX_ITEMS = 100_000  # items of any tuple field
 MAX_CLOCK_ENTRIES = 10_000
 MAX_OTHER_STR = 256
@@ -76,7 +82,7 @@ def _fail(where: str, expected: str, value: object) -> typing.NoReturn:
 
 # --------------------------------------------------------------------------- containers
 def _clock_decoder(where: str) -> Decoder:
-    expected = f"a map of at most {MAX_CLOCK_ENTRIES} int -> int in [0, 2**63)"
+    expected = f"a map of at most {MAX_CLOCK_ENTRIES} int -> int in [0, 2**53)"
 
     def decode_clock(value: Any) -> VectorClock:
         if type(value) is not dict or len(value) > MAX_CLOCK_ENTRIES:
@@ -190,7 +196,7 @@ class _Compiler:
         ``type(@) is int`` rather than isinstance: bool is an int subclass and must not pass.
         """
         if tp is int:
-            return "type(@) is int and 0 <= @ <= MAX_INT", "an int in [0, 2**63)"
+            return "type(@) is int and 0 <= @ <= MAX_INT", "an int in [0, 2**53)"
         if tp is bool:
             return "type(@) is bool", "a bool"
         if tp is float:
@@ -276,3 +282,37 @@ def _build_encoders() -> dict[type, Encoder]:
 decode_message: Decoder = tagged_decoder("message", MESSAGE_TYPES, UnknownMessage)
 decode_entry: Decoder = record_decoder(messages.Entry)
 ENCODERS: dict[type, Encoder] = _build_encoders()
+
+
+# --------------------------------------------------------------------------- storable values
+def _clock_problem(what: str, clock: VectorClock) -> str:
+    high = clock.highest()
+    return f"{what} holds {describe(high)}" if high > MAX_INT else ""
+
+
+def entry_problem(entry: messages.Entry) -> str:
+    """Why a store must not keep ``entry`` ('' if it may): an int past the protocol's
+    range would be refused by our own decoder when the store loads it again, and the
+    server could then never restart. Checks every int an entry can hold."""
+    if type(entry) is not messages.Entry:
+        return f"not an entry: {type(entry).__name__}"
+    dot, origin, body = entry.dot, entry.origin, entry.body
+    # Ints are never negative here (the core only counts up from what the codec let in,
+    # and VectorClock refuses negatives), so only the upper bound is checked.
+    if dot.server > MAX_INT or dot.counter > MAX_INT:
+        return f"entry dot is {describe(dot.server)}.{describe(dot.counter)}"
+    if origin is not None and origin.cmid > MAX_INT:
+        return f"entry origin cmid is {describe(origin.cmid)}"
+    problem = _clock_problem("entry clock", entry.clock)
+    if problem:
+        return problem
+    kind = type(body)
+    if kind is messages.Chat:
+        return _clock_problem("sender clock", body.sender_clock)  # type: ignore[attr-defined]
+    if kind is messages.UserOffline:
+        return _clock_problem("offline cursor", body.cursor)  # type: ignore[attr-defined]
+    if (kind is messages.ServerJoined or kind is messages.ServerLeft) and (
+        body.server_id > MAX_INT  # type: ignore[attr-defined]
+    ):
+        return f"server id is {describe(body.server_id)}"  # type: ignore[attr-defined]
+    return ""

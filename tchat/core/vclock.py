@@ -65,6 +65,13 @@ class VectorClock:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
+    def highest(self) -> int:
+        """The largest server ID or counter it holds (0 if empty): one range check."""
+        entries = self._entries
+        if not entries:
+            return 0
+        return max(max(entries), max(entries.values()))
+
     @property
     def total(self) -> int:
         """Sum of all entries: grows strictly along happened-before (a Lamport time)."""

@@ -46,6 +46,9 @@ class Store(Protocol):
     def commit(self) -> None: ...
 
 
+StoreCheck = Callable[[Persist], None]  # raises ValueError for a Persist it must not keep
+
+
 EffectListener = Callable[[Effect], None]
 SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
 SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
@@ -99,6 +102,8 @@ class NodeDriver:
         self.listeners: list[EffectListener] = []
         self.stopped: asyncio.Future[str] = self.loop.create_future()
         self.errors = 0
+        self.refused = 0  # steps refused because they would have stored an unstorable value
+        self._check: StoreCheck | None = getattr(store, "check", None)
         self.failure: str | None = None  # set when the node had to stop (store failure)
         self.commits = 0
         self.store_busy = False  # close() could not stop the commit thread: keep the store
@@ -137,10 +142,8 @@ class NodeDriver:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a node command (submit, stop...) whose result is or ends with a list of effects."""
         result = fn(*args)
-        if isinstance(result, tuple):
-            self._queue(result[-1])
-        else:
-            self._queue(result)
+        effects = result[-1] if isinstance(result, tuple) else result
+        self._queue(effects if self._storable(effects, fn, args) else [])
         return result
 
     def close(self) -> None:
@@ -175,6 +178,8 @@ class NodeDriver:
         except Exception:  # a core bug must not take the node down with it
             self.errors += 1
             logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+            return
+        if not self._storable(effects, fn, args):
             return
         elapsed = time.perf_counter() - started
         self._busy += elapsed
@@ -227,10 +232,45 @@ class NodeDriver:
 
     def _run_into_queue(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
         try:
-            self._queued.extend(fn(*args))
+            effects = fn(*args)
         except Exception:
             self.errors += 1
             logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+            return
+        if self._storable(effects, fn, args):
+            self._queued.extend(effects)
+
+    def _storable(
+        self, effects: list[Effect], fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> bool:
+        """Whether the store may keep every Persist of one step; if not, the step (the
+        frame that caused it) is refused whole: none of its effects is stored or carried
+        out, and the node goes on. A commit that fails is fail-stop (a later Send may
+        depend on it), so what the store would refuse is found here, per step, where the
+        frame is known: a bad value fails its frame, never the node (issue 13)."""
+        check = self._check
+        if check is None:
+            return True
+        for effect in effects:
+            if type(effect) is not Persist:
+                continue
+            try:
+                check(effect)
+            except Exception as exc:  # ValueError; anything else is a check bug: same answer
+                self.refused += 1
+                what = getattr(fn, "__name__", str(fn))
+                if len(args) > 1 and isinstance(args[0], Message):
+                    what = f"{type(args[0]).__name__} from {args[1]}"
+                logger.error(
+                    "refused %s: its step would store %s; none of its %d effects carried "
+                    "out [%d so far]",
+                    what,
+                    exc,
+                    len(effects),
+                    self.refused,
+                )
+                return False
+        return True
 
     def _execute(self, effects: list[Effect]) -> None:
         if self.store is None:  # a client: nothing to make durable

@@ -19,6 +19,7 @@ from tchat.core import codec
 from tchat.core.effects import DurableState, Persist
 from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import Entry
+from tchat.core.schema import MAX_INT, describe, entry_problem
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ DB_NAME = "tchat.db"
 SCHEMA_VERSION = 1  # PRAGMA user_version: bump with a migration when the tables change
 SERVER_ID_KEY = "server_id"
 
+SQLITE_INT_MAX = 2**63 - 1  # an INTEGER column is a signed 64-bit value
 INSERT_CHUNK = 1024  # most rows per INSERT statement (3 parameters each), a power of two
 
 _SCHEMA = """
@@ -46,7 +48,20 @@ class StoreError(Exception):
     """The store on disk cannot be used: wrong schema version or a corrupt row."""
 
 
+class UnstorableValue(ValueError):
+    """A Persist holds a value the store must not keep (an int past the protocol's range:
+    SQLite could not take it, or our decoder could not load it again). Raised before
+    anything is written; the runtime refuses the step that produced it."""
+
+
 Row = tuple[int, int, bytes]  # (dot server, dot counter, encoded entry)
+
+
+def meta_problem(key: str, value: object) -> str:
+    """Why the meta table must not keep this value ('' if it may)."""
+    if type(value) is not int or not 0 <= value <= SQLITE_INT_MAX:
+        return f"meta {key} = {describe(value)}, not an int in [0, 2**63)"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +138,19 @@ class SqliteStore:
             if (entry.dot.server, entry.dot.counter) != (server, counter):
                 raise StoreError(f"{self.path}: row {server}.{counter} holds entry {entry.dot}")
             entries.append(entry)
-        meta = {key: value for key, value in self._db.execute("SELECT key, value FROM meta")}
+        meta: dict[str, int] = {}
+        for key, value in self._db.execute("SELECT key, value FROM meta"):
+            if type(value) is int and 0 <= value <= MAX_INT:
+                meta[key] = value
+            else:
+                # No node writes one honestly (§1 of PROTOCOL.md); a term a forged client
+                # frame once made servers store: kept, the server could never elect again.
+                logger.warning(
+                    "%s: meta %s = %s is past the protocol's range; ignored",
+                    self.path,
+                    key,
+                    describe(value),
+                )
         logger.info(
             "loaded %d entries and %d meta keys from %s", len(entries), len(meta), self.path
         )
@@ -146,14 +173,33 @@ class SqliteStore:
         return len(self._entries) + len(self._meta)
 
     # -- writing -------------------------------------------------------------
+    @staticmethod
+    def check(effect: Persist) -> None:
+        """Raise UnstorableValue if ``effect`` holds anything the store must not keep.
+
+        The last line of defence: the codec bounds every int a peer sends, and the core
+        only adds one to what it took in, so this never fires unless that broke."""
+        for key, value in effect.meta:
+            problem = meta_problem(key, value)
+            if problem:
+                raise UnstorableValue(problem)
+        for entry in effect.entries:
+            problem = entry_problem(entry)
+            if problem:
+                raise UnstorableValue(f"entry {entry.dot}: {problem}")
+
     def write(self, effect: Persist) -> None:
         """Stage a Persist into the current batch (durable at the next ``commit``)."""
+        self.check(effect)
         for entry in effect.entries:
             self._entries.append((entry.dot.server, entry.dot.counter, codec.encode_entry(entry)))
         self._meta.update(effect.meta)
 
     def set_meta(self, key: str, value: int) -> None:
         """Stage one meta value (durable at the next ``commit``)."""
+        problem = meta_problem(key, value)
+        if problem:
+            raise UnstorableValue(problem)
         self._meta[key] = value
 
     def set_server_id(self, server_id: int) -> None:
