@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         help="operations per client per simulated second (default 2; 20-50 makes the "
         "leader batch room messages into runs)",
     )
+    parser.add_argument(
+        "--bursts",
+        action="store_true",
+        help="bursts of 20-60 maximum-size room messages, and maximum-size private "
+        "messages to users who logged out and come back",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     parser.add_argument(
         "--trace",
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         fault_gap=(0.05, 0.3) if args.chaos else (0.3, 1.2),
         ops_per_client=args.ops,
+        bursts=args.bursts,
     )
     if args.servers < 1 or args.clients < 0:
         print("tchat sim: need at least one server and no negative client count")

@@ -46,10 +46,14 @@ class Wire:
     ) -> None:
         self.key = key
         self.max_frame = max_frame
-        self.max_datagram = min(max_frame, UDP_MAX_PAYLOAD)
         self.stats = WireStats()
         self._encoded: dict[int, tuple[Message, bytes]] = {}
         self._decoded: dict[tuple[int, bool], tuple[bytes, Message]] = {}
+
+    @property
+    def max_datagram(self) -> int:
+        """The largest multicast or broadcast frame: one UDP datagram, within the cap."""
+        return min(self.max_frame, UDP_MAX_PAYLOAD)
 
     def encode(
         self, message: Message, sender: str, from_server: bool, datagram: bool = False
