@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from tchat.core import codec
 from tchat.core.errors import LocalProtocolError, RemoteProtocolError
@@ -30,7 +31,6 @@ class WireStats:
     decoded: int = 0
     largest: int = 0
     largest_type: str = ""
-    by_type_max: dict[str, int] = field(default_factory=dict)
 
 
 class Wire:
@@ -56,10 +56,10 @@ class Wire:
         return min(self.max_frame, UDP_MAX_PAYLOAD)
 
     def encode(
-        self, message: Message, sender: str, from_server: bool, datagram: bool = False
+        self, message: Message, sender: Any, from_server: bool, datagram: bool = False
     ) -> bytes:
-        """The frame ``sender`` puts on the wire for ``message`` (without a stream's length
-        prefix: the cap applies to the frame, as in the runtime's send and decode)."""
+        """The frame ``sender`` (a slot) puts on the wire for ``message`` (without a stream's
+        length prefix: the cap applies to the frame, as in the runtime's send and decode)."""
         found = self._encoded.get(id(message))
         if found is not None and found[0] is message:
             data = found[1]
@@ -69,7 +69,7 @@ class Wire:
             except LocalProtocolError as exc:
                 raise Violation(
                     "frame-encode",
-                    f"{sender} built a {type(message).__name__} that does not encode: {exc}",
+                    f"{sender.label} built a {type(message).__name__} that does not encode: {exc}",
                 ) from exc
             self._remember_encoded(message, data)
         size = len(data)
@@ -78,7 +78,7 @@ class Wire:
             what = "datagram limit" if datagram and limit < self.max_frame else "frame cap"
             raise Violation(
                 "frame-over-cap",
-                f"{sender} built a {size}-byte {type(message).__name__} frame, over the "
+                f"{sender.label} built a {size}-byte {type(message).__name__} frame, over the "
                 f"{limit}-byte {what}: it can never be sent" + _shape(message),
             )
         return data
@@ -107,12 +107,8 @@ class Wire:
     def _remember_encoded(self, message: Message, data: bytes) -> None:
         stats = self.stats
         stats.encoded += 1
-        name = type(message).__name__
-        size = len(data)
-        if size > stats.by_type_max.get(name, 0):
-            stats.by_type_max[name] = size
-            if size > stats.largest:
-                stats.largest, stats.largest_type = size, name
+        if len(data) > stats.largest:
+            stats.largest, stats.largest_type = len(data), type(message).__name__
         if len(self._encoded) >= KEPT:
             del self._encoded[next(iter(self._encoded))]  # the oldest
         self._encoded[id(message)] = (message, data)

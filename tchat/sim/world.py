@@ -394,17 +394,17 @@ class World:
         for effect in effects:
             if isinstance(effect, Send):
                 message = effect.message
-                data = self.wire.encode(message, slot.label, is_server)
+                data = self.wire.encode(message, slot, is_server)
                 self._send(src, effect.addr, message, data, slot)
             elif isinstance(effect, Multicast):
                 # One UDP datagram to the group, whoever is in it.
                 message = effect.message
-                data = self.wire.encode(message, slot.label, is_server, datagram=True)
+                data = self.wire.encode(message, slot, is_server, datagram=True)
                 for member in self.net.members(effect.group):
                     self._send(src, member, message, data, slot, multicast=True)
             elif isinstance(effect, Broadcast):
                 message = effect.message
-                data = self.wire.encode(message, slot.label, is_server, datagram=True)
+                data = self.wire.encode(message, slot, is_server, datagram=True)
                 for addr, other in list(self._by_addr.items()):
                     if addr != src and other.alive:
                         self._send(src, addr, message, data, slot)
