@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from tchat.core import codec
@@ -12,6 +14,7 @@ from tchat.core.messages import (
     Entry,
     EntryBody,
     Origin,
+    SendChat,
     Submit,
     UserOffline,
     UserOnline,
@@ -31,7 +34,7 @@ from tchat.sim.scenarios import (
     say,
     wait_until,
 )
-from tchat.sim.wire import UDP_MAX_PAYLOAD
+from tchat.sim.wire import UDP_MAX_PAYLOAD, Wire
 from tchat.sim.workload import max_text
 
 NEEDS_FRAMES = pytest.mark.xfail(strict=False, reason="needs byte-bounded frames (branch frames)")
@@ -78,10 +81,20 @@ def test_a_frame_over_the_cap_is_a_violation_naming_type_sender_and_size() -> No
 
 
 def test_a_datagram_over_udp_size_is_a_violation_even_under_the_cap() -> None:
-    world = boot(4, [1], ["ann"])
-    assert world.wire.max_datagram == UDP_MAX_PAYLOAD < codec.MAX_FRAME
-    world.wire.max_frame = 600
-    assert world.wire.max_datagram == 600
+    wire = Wire()
+    sender = SimpleNamespace(label="c1")
+    op = SendChat(room="lobby", to=None, text="x" * 65_480, action=False)
+    message = Submit("c1", 1, op, VectorClock(), 0.0)
+    size = len(wire.encode(message, sender, from_server=False))  # unicast: under the cap
+    assert UDP_MAX_PAYLOAD < size <= codec.MAX_FRAME
+    with pytest.raises(Violation) as caught:
+        wire.encode(message, sender, from_server=False, datagram=True)
+    assert caught.value.invariant == "frame-over-cap"
+    assert f"c1 built a {size}-byte Submit frame, over the 65507-byte datagram limit" in (
+        caught.value.detail
+    )
+    wire.max_frame = 600
+    assert wire.max_datagram == 600
 
 
 def test_a_frame_our_node_built_that_does_not_decode_is_a_violation(
