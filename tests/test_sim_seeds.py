@@ -112,6 +112,16 @@ def test_busy_seed_keeps_every_invariant(seed: int, chaos: bool) -> None:
     assert "--ops 30" in result.replay_command()
 
 
+def test_command_runs_bursts_and_reports_the_largest_frame(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert command.main(["--seed", "4", "--bursts"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("1 seeds, 0 violations, ")
+    size = int(last.split("largest frame ")[1].split(" B")[0])
+    assert 13_000 < size <= 65_536  # maximum-size messages went over the wire
+
+
 def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]) -> None:
     assert command.main(["--seed", "3", "--ops", "0"]) == 2
     assert "--ops must be above 0" in capsys.readouterr().out

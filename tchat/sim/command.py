@@ -113,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     max_msgs = 0
     bound_ok = True
     sim_time = 0.0
+    largest = (0, "")  # the largest frame any node built, and its type
     single = args.seed is not None
     for result in _results(seeds, config, args.jobs, args.trace):
         sim_time += result.sim_time
+        frame = (result.stats.get("largest_frame", 0), result.stats.get("largest_frame_type", ""))
+        largest = max(largest, frame)
         elections += len(result.rounds)
         for rnd in result.rounds:
             max_msgs = max(max_msgs, rnd.messages)
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(seeds)} seeds, {violations} violations, {elections} elections, "
         f"max election msgs {max_msgs} ({'bound ok' if bound_ok else 'BOUND EXCEEDED'}), "
-        f"{sim_time:.1f} simulated s in {wall:.1f} wall s ({rate:.0f} sim-s/wall-s)"
+        f"{sim_time:.1f} simulated s in {wall:.1f} wall s ({rate:.0f} sim-s/wall-s), "
+        f"largest frame {largest[0]} B ({largest[1] or 'none'})"
     )
     return 1 if violations or not bound_ok else 0
