@@ -26,7 +26,15 @@ from tchat.core.effects import (
     Send,
     Stopped,
 )
-from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation, RoomFrame
+from tchat.core.messages import (
+    Ack,
+    DiscoverReply,
+    Election,
+    ElectionAck,
+    Message,
+    Operation,
+    RoomFrame,
+)
 from tchat.sim import trace
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
@@ -394,7 +402,9 @@ class World:
         for effect in effects:
             if isinstance(effect, Send):
                 message = effect.message
-                data = self.wire.encode(message, slot, is_server)
+                # A DiscoverReply goes as a datagram to a peer without a session (the
+                # runtime's DATAGRAM_REPLIES): it must fit one.
+                data = self.wire.encode(message, slot, is_server, type(message) is DiscoverReply)
                 self._send(src, effect.addr, message, data, slot)
             elif isinstance(effect, Multicast):
                 # One UDP datagram to the group, whoever is in it.
