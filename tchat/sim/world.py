@@ -59,6 +59,15 @@ STORM_STEPS = 50_000  # every this many steps, check that simulated time moved o
 STORM_MIN_SIM = 0.05  # ...by at least this much: else the nodes are in a message storm
 
 
+class _Outsider:
+    """A sender the world does not run, as ``Wire.encode`` names senders."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
 class World:
     """Runs nodes on a virtual clock; every random choice comes from the seed."""
 
@@ -360,6 +369,12 @@ class World:
         if isinstance(message, Election):
             self.checker.on_election_received(slot, message)
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
+
+    def inject(self, slot: Slot, src: str, message: Message) -> None:
+        """Hand ``slot`` a frame from ``src``, a node the world does not run (a scripted peer):
+        encoded as a client's (unsigned) and decoded like any other, now."""
+        data = self.wire.encode(message, _Outsider(src), from_server=False)
+        self._deliver(slot.addr, slot.incarnation, src, data)
 
     def _tick(self, slot: Slot, incarnation: int) -> None:
         if not slot.alive or slot.incarnation != incarnation:
