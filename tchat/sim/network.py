@@ -21,7 +21,7 @@ class NetworkFaults:
     spike_max: float = 0.04
     fifo: bool = False  # True: per-link FIFO (TCP-like); False: reorder freely
     late_p: float = 0.0  # now and then a datagram arrives very late (0.2-1.5 s)
-    # FIFO links only: frames a node writes to one peer in one step arrive together, as one
+    # FIFO links only: frames a node writes to one peer at one instant arrive together, as one
     # read of a TCP session (the runtime writes a step's frames at once, and a receiver
     # handles what one read brought before its node is flushed): a burst of Submits then
     # reaches the leader in one step, as it does on a real LAN, and leaves in one Append.
@@ -141,7 +141,7 @@ class Network:
             link = (src, dst)
             last = self._last_arrival.get(link, 0.0)
             if faults.coalesce and last >= now and self._last_sent.get(link) == now:
-                # Written in the same step as the frame before it: same read, same instant
+                # Written at the same instant as the frame before it: same read, same instant
                 # (the world's heap keeps their order). The delays drawn above are unused,
                 # so the draws, and with them the rest of the run, stay as they were.
                 times = [last for _ in times]
