@@ -106,7 +106,7 @@ class FakeServer:
                 ServerJoined(message.src, message.addr),
             )
             self.log.items.append(entry)
-            return [Persist((entry,)), Send(src, ClientBeat("x", self.epoch))]
+            return [Persist((entry,)), Send(src, ClientBeat("x", self.epoch, 0))]
         return []
 
 

@@ -28,8 +28,7 @@ def _no_clients(*args: Any, **kwargs: Any) -> Any:
 
 
 def _inject(world: World, slot: Any, message: LeaderSuspect) -> None:
-    # The world has no public "inject a frame" call: deliver as its heap would.
-    world._deliver(slot.addr, slot.incarnation, SUSPECT_ADDR, message)
+    world.inject(slot, SUSPECT_ADDR, message)
 
 
 def sim_round(n: int, all_initiate: bool, seed: int) -> dict[str, Any]:

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         help="operations per client per simulated second (default 2; 20-50 makes the "
         "leader batch room messages into runs)",
     )
+    parser.add_argument(
+        "--bursts",
+        action="store_true",
+        help="bursts of 20-60 maximum-size room messages, and maximum-size private "
+        "messages to users who logged out and come back",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     parser.add_argument(
         "--trace",
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         fault_gap=(0.05, 0.3) if args.chaos else (0.3, 1.2),
         ops_per_client=args.ops,
+        bursts=args.bursts,
     )
     if args.servers < 1 or args.clients < 0:
         print("tchat sim: need at least one server and no negative client count")
@@ -106,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     max_msgs = 0
     bound_ok = True
     sim_time = 0.0
+    largest = (0, "")  # the largest frame any node built, and its type
     single = args.seed is not None
     for result in _results(seeds, config, args.jobs, args.trace):
         sim_time += result.sim_time
+        frame = (result.stats.get("largest_frame", 0), result.stats.get("largest_frame_type", ""))
+        largest = max(largest, frame)
         elections += len(result.rounds)
         for rnd in result.rounds:
             max_msgs = max(max_msgs, rnd.messages)
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(seeds)} seeds, {violations} violations, {elections} elections, "
         f"max election msgs {max_msgs} ({'bound ok' if bound_ok else 'BOUND EXCEEDED'}), "
-        f"{sim_time:.1f} simulated s in {wall:.1f} wall s ({rate:.0f} sim-s/wall-s)"
+        f"{sim_time:.1f} simulated s in {wall:.1f} wall s ({rate:.0f} sim-s/wall-s), "
+        f"largest frame {largest[0]} B ({largest[1] or 'none'})"
     )
     return 1 if violations or not bound_ok else 0

@@ -43,6 +43,8 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
 
     A room message goes to the room's members at that point of the log, a private one to
     its addressee and its sender; names map to sessions through UserOnline / UserOffline.
+    A private message to a name that had logged out before it was sent is due to the name's
+    next session, if that login happened after the message (its welcome replays it).
     Only membership that holds in every causal view counts: the login and the join happened
     before the message, and the leave or logout that ends it (if any) happened after it. A
     join or leave made concurrently on the other side of a partition can fall on either side
@@ -51,6 +53,10 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     """
     ends = _membership_ends(entries)
     session: dict[str, tuple[str, Entry]] = {}  # name -> (client_id, UserOnline entry)
+    # A private message to a name that is offline waits for the name's next login, whose
+    # welcome replays it: name -> its last UserOffline, name -> the messages waiting.
+    went_offline: dict[str, Entry] = {}
+    mailbox: dict[str, list[Entry]] = {}
     members: dict[str, dict[str, Entry]] = {}  # room -> name -> RoomJoined entry
     expected: dict[str, list[str]] = {}
     origins: set[tuple[str, int]] = set()
@@ -65,11 +71,17 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             origins.add(op)
         if isinstance(body, UserOnline):
             # A second session under a name already online lost a merge clash: ignored.
-            session.setdefault(body.name, (body.client_id, e))
+            if body.name not in session:
+                session[body.name] = (body.client_id, e)
+                for mail in mailbox.pop(body.name, ()):
+                    # Only mail that happened before this login is surely in its replay.
+                    if body.client_id in clients and mail.clock < e.clock:
+                        expected.setdefault(body.client_id, []).append(mail.id)
         elif isinstance(body, UserOffline):
             online = session.get(body.name)
             if online is not None and online[0] == body.client_id:
                 del session[body.name]
+                went_offline[body.name] = e
                 for names in members.values():
                     names.pop(body.name, None)
         elif isinstance(body, RoomJoined):
@@ -83,6 +95,11 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
                 recipients = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
             else:
                 recipients = sorted({body.sender, body.to or ""})
+                to = body.to or ""
+                offline = went_offline.get(to)
+                # Only mail sent after the logout is surely not something it saw already.
+                if to not in session and offline is not None and offline.clock < e.clock:
+                    mailbox.setdefault(to, []).append(e)
             for name in recipients:
                 online = session.get(name)
                 if online is not None and online[0] in clients and _spans(online[1], e, ends):

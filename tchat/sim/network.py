@@ -21,6 +21,11 @@ class NetworkFaults:
     spike_max: float = 0.04
     fifo: bool = False  # True: per-link FIFO (TCP-like); False: reorder freely
     late_p: float = 0.0  # now and then a datagram arrives very late (0.2-1.5 s)
+    # FIFO links only: frames a node writes to one peer at one instant arrive together, as one
+    # read of a TCP session (the runtime writes a step's frames at once, and a receiver
+    # handles what one read brought before its node is flushed): a burst of Submits then
+    # reaches the leader in one step, as it does on a real LAN, and leaves in one Append.
+    coalesce: bool = False
 
     def quiet(self) -> NetworkFaults:
         """The same delays without loss or duplication: the quiescent phase's network."""
@@ -30,6 +35,7 @@ class NetworkFaults:
             spike_p=self.spike_p,
             spike_max=self.spike_max,
             fifo=self.fifo,
+            coalesce=self.coalesce,
         )
 
 
@@ -49,6 +55,7 @@ class Network:
         self._groups: dict[str, dict[str, None]] = {}
         self._memberships: dict[str, dict[str, None]] = {}  # addr -> groups
         self._last_arrival: dict[tuple[str, str], float] = {}
+        self._last_sent: dict[tuple[str, str], float] = {}  # link -> when it last carried one
         self.dropped = 0
         self.duplicated = 0
         self.sent = 0
@@ -133,8 +140,15 @@ class Network:
         if faults.fifo and not multicast:
             link = (src, dst)
             last = self._last_arrival.get(link, 0.0)
-            times = [max(t, last + 1e-7) for t in sorted(times)]
+            if faults.coalesce and last >= now and self._last_sent.get(link) == now:
+                # Written at the same instant as the frame before it: same read, same instant
+                # (the world's heap keeps their order). The delays drawn above are unused,
+                # so the draws, and with them the rest of the run, stay as they were.
+                times = [last for _ in times]
+            else:
+                times = [max(t, last + 1e-7) for t in sorted(times)]
             self._last_arrival[link] = times[-1]
+            self._last_sent[link] = now
         return times
 
     def _delay(self) -> float:

@@ -45,6 +45,7 @@ class SeedResult:
     stats: dict[str, Any] = field(default_factory=dict)
     chaos: bool = False  # faults every 0.05-0.3 s (tchat sim --chaos)
     ops: float = 2.0  # operations per client per simulated second (tchat sim --ops)
+    bursts: bool = False  # maximum-size message bursts (tchat sim --bursts)
 
     @property
     def ok(self) -> bool:
@@ -58,15 +59,18 @@ class SeedResult:
             cmd += " --chaos"
         if self.ops != WorkloadConfig().ops_per_client:
             cmd += f" --ops {self.ops:g}"
+        if self.bursts:
+            cmd += " --bursts"
         return cmd
 
 
 def build(seed: int, config: WorkloadConfig, trace_len: int = 60) -> tuple[World, Workload]:
     """The world and workload of one seed, installed but not yet run."""
     rng = random.Random(seed ^ 0x5EED5EED)
-    world = World(
-        seed, faults=random_faults(rng) if config.faults else None, trace_len=max(trace_len, 1)
-    )
+    faults = random_faults(rng) if config.faults else None
+    if faults is not None and config.bursts:
+        faults.coalesce = True  # a burst written at once arrives at once (see NetworkFaults)
+    world = World(seed, faults=faults, trace_len=max(trace_len, 1))
     workload = Workload(world, rng, config)
     workload.install()
     return world, workload
@@ -105,6 +109,7 @@ def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int =
     result = SeedResult(seed, config.servers, config.clients, config.duration)
     result.chaos = config.fault_gap != WorkloadConfig().fault_gap
     result.ops = config.ops_per_client
+    result.bursts = config.bursts
     started = time.perf_counter()
     world, _ = build(seed, config, trace_len=max(trace_lines, TRACE_KEEP))
     try:
@@ -127,6 +132,10 @@ def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int =
         "dropped": world.net.dropped,
         "duplicated": world.net.duplicated,
         "acked": len(world.checker.acked),
+        "frames_encoded": world.wire.stats.encoded,
+        "frames_decoded": world.wire.stats.decoded,
+        "largest_frame": world.wire.stats.largest,
+        "largest_frame_type": world.wire.stats.largest_type,
     }
     try:
         result.fingerprint = world.fingerprint()

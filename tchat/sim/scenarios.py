@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tchat.core.messages import JoinRoom, Operation, SendChat
+from tchat.core.messages import JoinRoom, Logout, Operation, SendChat
 from tchat.sim.invariants import Violation
 from tchat.sim.network import NetworkFaults
 from tchat.sim.runner import settle
+from tchat.sim.workload import max_text
 from tchat.sim.world import ClientSlot, ServerSlot, World
 
 
@@ -96,3 +97,24 @@ def tell(world: World, name: str, to: str, text: str) -> int | None:
 
 def acked(world: World, name: str, cmid: int | None) -> bool:
     return cmid is not None and cmid in client(world, name).acked
+
+
+# -- maximum-size messages (the frame cap) -----------------------------------------------
+def burst(world: World, name: str, room: str, count: int) -> list[int | None]:
+    """``name`` sends ``count`` maximum-size messages to ``room`` at once (a paste, a bot):
+    the leader's next Append to each backup carries all of them."""
+    return [say(world, name, room, max_text(f"burst {name} {i}")) for i in range(count)]
+
+
+def mail_while_away(
+    world: World, sender: str, away: str, count: int, timeout: float = 3.0
+) -> list[int | None]:
+    """``away`` logs out and is gone (its slot closed); ``sender`` then sends it ``count``
+    maximum-size private messages. Log ``away`` in again with ``world.add_client``: its
+    welcome must replay them (the completeness invariant checks it)."""
+    slot = client(world, away)
+    submit(world, away, Logout())
+    slot.logged_out = True
+    if not wait_until(world, lambda: slot.node.state.name == "CLOSED", timeout):
+        raise Violation("scenario", f"{away} did not log out within {timeout}s")
+    return [tell(world, sender, away, max_text(f"mail {sender} {i}")) for i in range(count)]

@@ -6,13 +6,33 @@ import random
 from dataclasses import dataclass
 from functools import partial
 
-from tchat.core.messages import JoinRoom, LeaveRoom, Logout, Operation, SendChat, SetAway
+from tchat.core.messages import (
+    MAX_TEXT,
+    JoinRoom,
+    LeaveRoom,
+    Logout,
+    Operation,
+    SendChat,
+    SetAway,
+)
 from tchat.sim.network import NetworkFaults
 from tchat.sim.world import World
 
 NAMES = ("ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "lou")
 ROOMS = ("lobby", "dev", "ops", "music")
 DEFAULT_DURATION = 6.0  # simulated seconds of faults per seed
+BURST_SIZE = (20, 60)  # room messages of MAX_TEXT characters a burst submits at once
+MAIL_SIZE = (2, 6)  # maximum-size private messages sent to a user who has logged out
+# Filler for maximum-size texts: mostly 4-byte UTF-8 characters, so a text of MAX_TEXT
+# characters (~13.5 KB of UTF-8) is close to the largest a client may send (16 KB).
+_FILL = "🙂🙂🙂é🙂🙂🙂a"
+
+
+def max_text(tag: str, offset: int = 0) -> str:
+    """A text of exactly MAX_TEXT characters starting with ``tag``, mostly four-byte ones."""
+    head = f"{tag} "
+    start = offset % len(_FILL)
+    return head + (_FILL * (MAX_TEXT // len(_FILL) + 2))[start : start + MAX_TEXT - len(head)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +44,9 @@ class WorkloadConfig:
     faults: bool = True
     ops_per_client: float = 2.0  # per simulated second
     fault_gap: tuple[float, float] = (0.3, 1.2)  # simulated seconds between two faults
+    # Bursts of maximum-size room messages, and maximum-size private messages to users
+    # who have logged out (tchat sim --bursts): the frames a leader builds reach the cap.
+    bursts: bool = False
 
 
 def random_faults(rng: random.Random) -> NetworkFaults:
@@ -62,6 +85,9 @@ class Workload:
         world.at(0.5, self.operate)
         if self.config.faults:
             world.at(rng.uniform(0.8, 1.5), self.fault)
+        if self.config.bursts:
+            world.at(rng.uniform(1.0, 2.0), self.burst)
+            world.at(rng.uniform(1.0, 2.0), self.mail_the_away)
         world.at(self.config.duration, self.stop_faults)
 
     # -- users ------------------------------------------------------------------------
@@ -135,6 +161,66 @@ class Workload:
         _, effects = node.request_history(self.rng.choice(rooms), None, None, 20, world.now)
         world._apply(client, effects)  # type: ignore[arg-type]
         world._schedule_timer(client)  # type: ignore[arg-type]
+
+    # -- bursts of maximum-size messages (WorkloadConfig.bursts) -----------------------
+    def big_text(self) -> str:
+        """A text of exactly MAX_TEXT characters, most of them four bytes in UTF-8."""
+        self.counter += 1
+        return max_text(f"m{self.counter}", self.rng.randrange(len(_FILL)))
+
+    def burst(self) -> None:
+        """One user sends 20-60 maximum-size room messages at once (a paste, a bot)."""
+        if not self.faulting:
+            return
+        world = self.world
+        rng = self.rng
+        clients = [c for c in world.serving_clients() if c.node.rooms]
+        if clients:
+            client = rng.choice(clients)
+            rooms = sorted(client.node.rooms)
+            count = rng.randint(*BURST_SIZE)
+            world.note(f"burst of {count} maximum-size messages from {client.client_id}")
+            for _ in range(count):
+                op = SendChat(room=rng.choice(rooms), to=None, text=self.big_text(), action=False)
+                world.submit(client.client_id, op)
+        world.after(rng.uniform(0.5, 1.5), self.burst)
+
+    def mail_the_away(self) -> None:
+        """A user logs out, others send it maximum-size private messages, it logs back in:
+        its welcome must replay them (the completeness invariant checks it)."""
+        world = self.world
+        rng = self.rng
+        # Back before the faults stop: the quiescent phase only settles.
+        if not self.faulting or world.now + 3.5 > self.config.duration:
+            return
+        clients = world.serving_clients()
+        if len(clients) >= 2:
+            away = rng.choice(clients)
+            name = away.node.name
+            away.logged_out = True
+            world.submit(away.client_id, Logout())
+            world.after(rng.uniform(0.2, 0.6), partial(self._mail, name))
+        world.after(rng.uniform(1.0, 2.5), self.mail_the_away)
+
+    def _mail(self, name: str) -> None:
+        world = self.world
+        rng = self.rng
+        senders = [c for c in world.serving_clients() if c.node.name != name]
+        if senders:
+            sender = rng.choice(senders)
+            count = rng.randint(*MAIL_SIZE)
+            world.note(f"{sender.client_id} mails {count} maximum-size messages to {name!r}")
+            for _ in range(count):
+                op = SendChat(room=None, to=name, text=self.big_text(), action=False)
+                world.submit(sender.client_id, op)
+        world.after(rng.uniform(0.8, 2.0), partial(self._come_back, name))
+
+    def _come_back(self, name: str) -> None:
+        world = self.world
+        held = (c for c in world.clients.values() if c.alive and not c.logged_out and not c.failed)
+        if any(c.node.name == name for c in held):
+            return  # someone took the name meanwhile: that login got the mail
+        world.add_client(name, multicast=self.rng.random() < 0.85)
 
     # -- faults -----------------------------------------------------------------------
     def fault(self) -> None:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from tchat.core.codec import MAX_FRAME
 from tchat.core.config import ClientConfig, ServerConfig, Timing
 from tchat.core.effects import (
     Broadcast,
@@ -25,7 +26,15 @@ from tchat.core.effects import (
     Send,
     Stopped,
 )
-from tchat.core.messages import Ack, Election, ElectionAck, Message, Operation, RoomFrame
+from tchat.core.messages import (
+    Ack,
+    DiscoverReply,
+    Election,
+    ElectionAck,
+    Message,
+    Operation,
+    RoomFrame,
+)
 from tchat.sim import trace
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
@@ -40,6 +49,7 @@ from tchat.sim.slots import (
     real_server_factory,
     server_addr,
 )
+from tchat.sim.wire import SIM_CLUSTER_KEY, Wire
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,15 @@ WALL_BASE = 1_700_000_000.0  # entry timestamps look like wall-clock seconds
 _DELIVER, _TICK, _ACTION = 0, 1, 2
 STORM_STEPS = 50_000  # every this many steps, check that simulated time moved on...
 STORM_MIN_SIM = 0.05  # ...by at least this much: else the nodes are in a message storm
+
+
+class _Outsider:
+    """A sender the world does not run, as ``Wire.encode`` names senders."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
 
 
 class World:
@@ -61,10 +80,14 @@ class World:
         server_factory: NodeFactory | None = None,
         client_factory: NodeFactory | None = None,
         trace_len: int = 60,
+        cluster_key: bytes | None = SIM_CLUSTER_KEY,
+        max_frame: int = MAX_FRAME,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)  # seeds of the nodes' own generators
         self.net = Network(random.Random(seed * 2654435761 + 1), faults)
+        # Every message goes through the real codec and frame cap (encoded once per object).
+        self.wire = Wire(cluster_key, max_frame)
         self.timing = timing or Timing()
         self.server_factory = server_factory or real_server_factory()
         self.client_factory = client_factory or real_client_factory()
@@ -329,22 +352,29 @@ class World:
             if isinstance(slot, ServerSlot):
                 self.checker.after_server_step(slot)
 
-    def _deliver(self, dst: str, incarnation: int, src: str, message: Message) -> None:
+    def _deliver(self, dst: str, incarnation: int, src: str, data: bytes) -> None:
         slot = self._by_addr.get(dst)
         if slot is None or not slot.alive or slot.incarnation != incarnation:
             return  # in flight to a node that crashed: lost
         if isinstance(slot, ServerSlot) and slot.paused_until > self.now:
             # Paused: the frame waits in the socket buffer, in arrival order.
-            self._push(slot.paused_until, _DELIVER, (dst, incarnation, src, message))
+            self._push(slot.paused_until, _DELIVER, (dst, incarnation, src, data))
             return
         if not self.net.reachable(src, dst):
             return  # the partition or cut came up while it was in flight
+        message = self.wire.decode(data, isinstance(slot, ServerSlot), src)
         if self.intercept is not None and self.intercept(src, dst, message):
             return
         self.trace.append((self.now, src, dst, "", message))
         if isinstance(message, Election):
             self.checker.on_election_received(slot, message)
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
+
+    def inject(self, slot: Slot, src: str, message: Message) -> None:
+        """Hand ``slot`` a frame from ``src``, a node the world does not run (a scripted peer):
+        encoded as a client's (unsigned) and decoded like any other, now."""
+        data = self.wire.encode(message, _Outsider(src), from_server=False)
+        self._deliver(slot.addr, slot.incarnation, src, data)
 
     def _tick(self, slot: Slot, incarnation: int) -> None:
         if not slot.alive or slot.incarnation != incarnation:
@@ -383,18 +413,26 @@ class World:
     # -- effects ----------------------------------------------------------------------
     def _apply(self, slot: Slot, effects: list[Effect]) -> None:
         src = slot.addr
+        is_server = isinstance(slot, ServerSlot)
         for effect in effects:
             if isinstance(effect, Send):
-                self._send(src, effect.addr, effect.message, slot)
-            elif isinstance(effect, Multicast):
                 message = effect.message
+                # A DiscoverReply goes as a datagram to a peer without a session (the
+                # runtime's DATAGRAM_REPLIES): it must fit one.
+                data = self.wire.encode(message, slot, is_server, type(message) is DiscoverReply)
+                self._send(src, effect.addr, message, data, slot)
+            elif isinstance(effect, Multicast):
+                # One UDP datagram to the group, whoever is in it.
+                message = effect.message
+                data = self.wire.encode(message, slot, is_server, datagram=True)
                 for member in self.net.members(effect.group):
-                    self._send(src, member, message, slot, multicast=True)
+                    self._send(src, member, message, data, slot, multicast=True)
             elif isinstance(effect, Broadcast):
                 message = effect.message
+                data = self.wire.encode(message, slot, is_server, datagram=True)
                 for addr, other in list(self._by_addr.items()):
                     if addr != src and other.alive:
-                        self._send(src, addr, message, slot)
+                        self._send(src, addr, message, data, slot)
             elif isinstance(effect, Persist):
                 if not isinstance(slot, ServerSlot):
                     raise Violation("bad-effect", f"{slot.label} (a client) asked to Persist")
@@ -423,7 +461,13 @@ class World:
                 raise Violation("bad-effect", f"{slot.label} returned {effect!r}")
 
     def _send(
-        self, src: str, dst: str, message: Message, sender: Slot, multicast: bool = False
+        self,
+        src: str,
+        dst: str,
+        message: Message,
+        data: bytes,
+        sender: Slot,
+        multicast: bool = False,
     ) -> None:
         if isinstance(message, Election) and not multicast:
             self.checker.on_election_send(sender, message)
@@ -441,7 +485,7 @@ class World:
         times = self.net.arrivals(src, dst, self.now, multicast)
         if len(times) != 1 and isinstance(message, (Election, ElectionAck)):
             self.checker.taint_election(message.term)
-        payload = (dst, target.incarnation, src, message)
+        payload = (dst, target.incarnation, src, data)
         for at in times:
             self._push(at, _DELIVER, payload)
 
