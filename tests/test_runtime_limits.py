@@ -32,6 +32,7 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import VectorClock
 from tchat.runtime.client_service import ClientService
+from tchat.runtime.limits import open_files_budget
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 from tchat.runtime.transport import HELLO, Transport
@@ -371,3 +372,31 @@ def test_the_daemon_raises_its_open_file_limit(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@on_uvloop
+async def test_a_register_for_another_address_is_refused() -> None:
+    inbox = Inbox()
+    server = Transport(options(), inbox, serving=True)
+    await server.start()
+    try:
+        host, port = server.addr.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        me = "127.0.0.1:{}".format(writer.get_extra_info("sockname")[1])
+        writer.write(codec.frame(HELLO + me.encode()))
+        writer.write(frame(Register("eve", "c", "127.0.0.1:9", None, False, False, 1)))
+        writer.write(frame(Register("eve", "c", me, None, False, False, 2)))
+        items = await inbox.wait(1)
+        assert [m.attempt for m, _ in items] == [2]  # type: ignore[attr-defined]
+        assert server.drops.counts["register-addr"] == 1
+        writer.close()
+    finally:
+        await server.close()
+
+
+def test_the_connection_cap_leaves_open_files_to_spare() -> None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = open_files_budget(10**9)
+    if soft != resource.RLIM_INFINITY:
+        assert budget <= soft - 128
+    assert open_files_budget(64) == min(64, budget)
