@@ -188,6 +188,40 @@ class DiscoveryLimits:
         return bucket.take(now)
 
 
+class DatagramPolicy:
+    """Only discovery (and a new leader's announcement) travels by datagram, and room
+    frames by multicast: anything else by UDP would be served without a session, with no
+    source check, no rate limit, and answers opened to wherever it claimed to be from."""
+
+    def __init__(self, discovery: DiscoveryLimits, known_server: Callable[[str], bool]) -> None:
+        self.discovery = discovery
+        self.known_server = known_server
+
+    def refusal(
+        self, message: Message, peer: str, channel: str, now: float
+    ) -> tuple[str, str] | None:
+        """None to accept the datagram, else (drop reason, detail)."""
+        if channel.startswith("multicast"):
+            if isinstance(message, GROUP_DATAGRAMS):
+                return None
+        elif isinstance(message, NODE_DATAGRAMS):
+            if isinstance(message, DISCOVERY_REQUESTS):
+                # The answer goes to ``addr`` by datagram: only to the datagram's own
+                # source, and at a bounded rate per source (which could be forged) and
+                # overall.
+                addr = message.addr  # type: ignore[attr-defined]
+                if addr != peer:
+                    return "addr-mismatch", f"answer to {addr!r}"
+                if not self.discovery.allow(peer, now):
+                    return "discovery-limited", type(message).__name__
+                return None
+            if not isinstance(message, NewLeader):
+                return None
+            if message.addr == peer and self.known_server(peer):
+                return None
+        return "udp-refused", type(message).__name__
+
+
 class ConnectionCaps:
     """Inbound connections per source host and in total; returns why one is refused."""
 

@@ -27,6 +27,11 @@ HELLO = b"\x00tchat-hello\x00"
 USER_TIMEOUT_MS = 5000
 ADMISSION_RECHECK = 0.005  # seconds between looks at a closed admission gate
 MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would spin
+# A session over a rate limit is still read (so its beats still reach the node: a client
+# that joins 40 rooms at once must not be timed out behind them) until this much waits;
+# then it is not read until the node has taken what waits.
+HELD_FRAMES = 256
+HELD_BYTES = 256 * 1024
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.
@@ -84,8 +89,11 @@ class Session(asyncio.Protocol):
         self.buffer_limit = owner.options.write_buffer_limit
         self.buckets: dict[str, TokenBucket] | None = None  # rate limits, by operation kind
         # decoded frames waiting for rate-limit tokens or the admission gate, held since
-        self.held: deque[Message] = deque()
+        self.held: deque[tuple[Message, int]] = deque()  # (message, its frame's bytes)
+        self.held_bytes = 0
         self.held_since = 0.0
+        self.paused = False  # reading is paused while frames are held
+        self.gated = False  # the admission gate (not a rate limit) holds the head frame
         self.resume_handle: asyncio.TimerHandle | None = None
 
     @property
@@ -153,12 +161,15 @@ class Session(asyncio.Protocol):
                 continue
             if not self.registered:
                 self._note_first_words(message)
-            if self.held:  # reading is paused; these wait their turn
-                self.held.append(message)
+            if self.held:  # these wait their turn, but for a beat within its own limit
+                if type(message) is ClientBeat and self._wait_for(message) is None:
+                    self.owner.dispatch(message, self.label)
+                else:
+                    self._hold(message, len(raw), 0.0)
                 continue
             again = self._wait_for(message)
             if again is not None:
-                self._hold(message, again)
+                self._hold(message, len(raw), again)
                 continue
             self.owner.dispatch(message, self.label)
 
@@ -267,12 +278,14 @@ class Session(asyncio.Protocol):
         carries waits behind it."""
         loop = self.owner.loop
         admitting = self.owner.admitting
+        self.gated = False
         if (
             admitting is not None
             and isinstance(message, Submit)
             and not admitting()
             and (not self.held or loop.time() < self.held_since + ADMISSION_MAX_WAIT)
         ):
+            self.gated = True
             return loop.time() + ADMISSION_RECHECK
         if self.buckets is not None:
             kind = operation_kind(message)
@@ -284,25 +297,37 @@ class Session(asyncio.Protocol):
                 return None if ready is None else max(ready, now + MIN_RECHECK)
         return None
 
-    def _hold(self, message: Message, until: float) -> None:
-        """Backpressure: stop reading this session until ``until``, then try again."""
+    def _hold(self, message: Message, size: int, until: float) -> None:
+        """Backpressure: keep ``message`` (and what follows it) until ``until``, then try
+        again. A closed admission gate stops reading at once (the operations stay in the
+        client's socket, costing the leader nothing); a rate limit once enough waits."""
         if not self.held:
             self.held_since = self.owner.loop.time()
-        self.held.append(message)
-        if self.resume_handle is None and self.transport is not None:
-            self.transport.pause_reading()
+        self.held.append((message, size))
+        self.held_bytes += size
+        if self.resume_handle is None and until:
             self.resume_handle = self.owner.loop.call_at(until, self._release)
+        if (
+            not self.paused
+            and self.transport is not None
+            and (self.gated or len(self.held) >= HELD_FRAMES or self.held_bytes >= HELD_BYTES)
+        ):
+            self.paused = True
+            self.transport.pause_reading()
 
     def _release(self) -> None:
         self.resume_handle = None
         if self.closed or self.transport is None:
             return
         while self.held:
-            message = self.held[0]
+            message, size = self.held[0]
             again = self._wait_for(message)
             if again is not None:
                 self.resume_handle = self.owner.loop.call_at(again, self._release)
                 return
             self.held.popleft()
+            self.held_bytes -= size
             self.owner.dispatch(message, self.label)
-        self.transport.resume_reading()
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()

@@ -13,10 +13,8 @@ from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import Discover, DiscoverReply, Message, NewLeader, StatusReply
 from tchat.runtime.limits import (
-    DISCOVERY_REQUESTS,
-    GROUP_DATAGRAMS,
-    NODE_DATAGRAMS,
     ConnectionCaps,
+    DatagramPolicy,
     DiscoveryLimits,
     OperationLimits,
     Rate,
@@ -143,8 +141,9 @@ class Transport:
             if self.rate_limited
             else None
         )
-        self.discovery_limits = DiscoveryLimits(
-            options.discovery_rate, options.discovery_total_rate, now
+        self.datagram_policy = DatagramPolicy(
+            DiscoveryLimits(options.discovery_rate, options.discovery_total_rate, now),
+            lambda addr: self.known_server is not None and self.known_server(addr),
         )
         self.caps = ConnectionCaps(
             options.max_connections_per_host, open_files_budget(options.max_connections)
@@ -251,29 +250,10 @@ class Transport:
             self.dispatch(message, peer)
 
     def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
-        """Only discovery (and a new leader's announcement) travels by datagram, and room
-        frames by multicast; anything else by UDP would be served without a session: no
-        source check, no rate limit, answers opened to wherever it claimed to be from."""
-        if channel.startswith("multicast"):
-            if isinstance(message, GROUP_DATAGRAMS):
-                return True
-        elif isinstance(message, NODE_DATAGRAMS):
-            if isinstance(message, DISCOVERY_REQUESTS):
-                # The answer goes to ``addr`` by datagram: only to the datagram's own source,
-                # and at a bounded rate per source (which could be forged) and overall.
-                addr = message.addr  # type: ignore[attr-defined]
-                if addr != peer:
-                    self.drops.count("addr-mismatch", peer, f"{channel}: answer to {addr!r}")
-                    return False
-                if not self.discovery_limits.allow(peer, self.loop.time()):
-                    self.drops.count("discovery-limited", peer, channel)
-                    return False
-                return True
-            if not isinstance(message, NewLeader):
-                return True
-            if message.addr == peer and self.known_server is not None and self.known_server(peer):
-                return True
-        self.drops.count("udp-refused", peer, f"{channel}: {type(message).__name__}")
+        refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
+        if refused is None:
+            return True
+        self.drops.count(refused[0], peer, f"{channel}: {refused[1]}")
         return False
 
     # -- inbound connections ------------------------------------------------------
