@@ -404,3 +404,26 @@ def test_the_connection_cap_leaves_open_files_to_spare() -> None:
     if soft != resource.RLIM_INFINITY:
         assert budget <= soft - 128
     assert open_files_budget(64) == min(64, budget)
+
+
+@on_uvloop
+async def test_a_client_whose_session_the_leader_closed_comes_back_by_itself(
+    tmp_path: Path,
+) -> None:
+    """The leader never reconnects to a client: the client does, and carries on."""
+    async with leader(tmp_path) as server:
+        events: list[ClientEvent] = []
+        client = ClientService(server.options, "carol", events.append)
+        try:
+            await client.start()
+            await wait_until(lambda: any(isinstance(e, Ready) for e in events), TIMEOUT)
+            session = server.transport.sessions[client.addr]
+            session.abort()  # as the server does to a client that does not read
+            # Frames for it now have nowhere to go: dropped, never a connection to it.
+            client.submit(JoinRoom("r"))
+            cmid = client.submit(SendChat("r", None, "still here", False))
+            assert await asyncio.wait_for(client.acked(cmid), TIMEOUT)
+            assert server.transport.sessions[client.addr] is not session
+            assert not client.transport.inbound, "the server opened a connection to a client"
+        finally:
+            await client.close()

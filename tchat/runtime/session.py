@@ -264,12 +264,12 @@ class Session(asyncio.Protocol):
         """Whether this inbound session said who it is: a client registering, a server
         (its frames), or a client back after its session broke (its beats; a gap makes
         it register again). Until then it is closed after ``register_timeout``."""
-        if isinstance(message, Register):
+        if message.from_server:
+            self.registered = True
+        elif isinstance(message, Register | ClientBeat):
             self.registered = True
             if self.owner.serving:  # a client's session: it gets a client's send buffer
                 self.buffer_limit = self.owner.options.client_buffer_limit
-        elif message.from_server or isinstance(message, ClientBeat):
-            self.registered = True
 
     def _wait_for(self, message: Message) -> float | None:
         """None if this frame may go to the node now, else when to look again: the owner
