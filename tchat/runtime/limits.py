@@ -136,22 +136,26 @@ class OperationLimits:
         self.rates["chat"] = (chat, self.rates["chat"][1])
         self.hosts: LruTable[str, dict[str, TokenBucket]] = LruTable(HOST_TABLE, self._buckets)
 
-    def _buckets(self, _key: object, which: int = 1) -> dict[str, TokenBucket]:
-        now = self.clock()
-        return {
-            kind: TokenBucket(r[which].rate, r[which].burst, now) for kind, r in self.rates.items()
-        }
+    def _buckets(self, _host: str) -> dict[str, TokenBucket]:
+        return {}  # made on first use: most sessions and hosts use two or three kinds
 
     def session_buckets(self) -> dict[str, TokenBucket]:
-        return self._buckets(None, 0)
+        return {}
+
+    def _bucket(self, buckets: dict[str, TokenBucket], kind: str, which: int) -> TokenBucket:
+        bucket = buckets.get(kind)
+        if bucket is None:
+            rate = self.rates[kind][which]
+            bucket = buckets[kind] = TokenBucket(rate.rate, rate.burst, self.clock())
+        return bucket
 
     def wait_for(
         self, session: dict[str, TokenBucket], host: str, kind: str, now: float
     ) -> float | None:
         """None if one ``kind`` operation may go now (its tokens are taken), else when to
         look again. A token is taken from both buckets or from neither."""
-        mine = session[kind]
-        theirs = self.hosts.get(host)[kind]
+        mine = self._bucket(session, kind, 0)
+        theirs = self._bucket(self.hosts.get(host), kind, 1)
         ready = max(mine.ready_at(now), theirs.ready_at(now))
         if ready > now:
             return ready
