@@ -22,6 +22,7 @@ from tchat.core.messages import (
     NO_EPOCH,
     ClientBeat,
     Discover,
+    Heartbeat,
     HistoryRequest,
     JoinRoom,
     NewLeader,
@@ -137,6 +138,27 @@ async def test_discovery_answers_are_rate_limited_per_source() -> None:
         assert 5 <= len(inbox.items) <= 12, len(inbox.items)  # the burst (2 x 5/s), no more
         assert server.drops.counts["discovery-limited"] >= 188
     finally:
+        await server.close()
+
+
+@on_uvloop
+async def test_discovery_answers_are_rate_limited_per_source_host() -> None:
+    inbox = Inbox()
+    server = Transport(options(discovery_rate=1.0), inbox, serving=True)
+    await server.start()
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+    try:
+        host, port = server.addr.split(":")
+        for sock in socks:  # 30 addresses of one host, each within its own burst of 2
+            sock.bind(("127.0.0.1", 0))
+            me = f"127.0.0.1:{sock.getsockname()[1]}"
+            for nonce in range(2):
+                sock.sendto(codec.encode(Discover(me, "client", nonce, 0)), (host, int(port)))
+        await wait_until(lambda: len(inbox.items) + sum(server.drops.counts.values()) >= 60)
+        assert len(inbox.items) <= 25, len(inbox.items)  # the host's burst: 2 x 10/s
+    finally:
+        for sock in socks:
+            sock.close()
         await server.close()
 
 
@@ -379,7 +401,7 @@ def test_the_daemon_raises_its_open_file_limit(tmp_path: Path) -> None:
 
 
 @on_uvloop
-async def test_a_register_for_another_address_is_refused() -> None:
+async def test_a_register_or_discover_for_another_address_is_refused() -> None:
     inbox = Inbox()
     server = Transport(options(), inbox, serving=True)
     await server.start()
@@ -389,10 +411,13 @@ async def test_a_register_for_another_address_is_refused() -> None:
         me = "127.0.0.1:{}".format(writer.get_extra_info("sockname")[1])
         writer.write(codec.frame(HELLO + me.encode()))
         writer.write(frame(Register("eve", "c", "127.0.0.1:9", None, False, False, 1)))
+        # Its discovery answer would go by datagram to a third party.
+        writer.write(frame(Discover("127.0.0.1:9", "client", 1, 0)))
         writer.write(frame(Register("eve", "c", me, None, False, False, 2)))
         items = await inbox.wait(1)
         assert [m.attempt for m, _ in items] == [2]  # type: ignore[attr-defined]
         assert server.drops.counts["register-addr"] == 1
+        assert server.drops.counts["addr-mismatch"] == 1
         writer.close()
     finally:
         await server.close()
@@ -427,3 +452,23 @@ async def test_a_client_whose_session_the_leader_closed_comes_back_by_itself(
             assert not client.transport.inbound, "the server opened a connection to a client"
         finally:
             await client.close()
+
+
+@on_uvloop
+async def test_a_quiet_session_from_a_server_is_not_closed_for_being_idle() -> None:
+    server = Transport(options(idle_timeout=0.2), Inbox(), serving=True)
+    peer_inbox = Inbox()
+    peer = Transport(options(), peer_inbox)
+    await server.start()
+    await peer.start()
+    try:
+        beat = Heartbeat(src=2, addr=peer.addr, epoch=NO_EPOCH, seq=0, servers=())
+        peer.send(server.addr, beat)
+        await wait_until(lambda: len(server.inbound) == 1)
+        session = next(iter(server.inbound))
+        await wait_until(lambda: session.server_peer)
+        await asyncio.sleep(0.6)  # three idle timeouts, a sweep or more
+        assert not session.closed and "idle-timeout" not in server.drops.counts
+    finally:
+        await server.close()
+        await peer.close()

@@ -165,31 +165,40 @@ class OperationLimits:
 
 
 class DiscoveryLimits:
-    """Answers to discovery and status requests: per source address and in total.
+    """Answers to discovery and status requests: per source address, per source IP and
+    in total.
 
     They go by datagram to the request's source, which anyone can forge: bounded per
     source and overall, a server cannot be turned into a reflector against a victim.
     """
 
+    HOST_FACTOR = 10  # the addresses of one IP together: many clients on one host
+
     def __init__(self, per_source: float, total: float, now: float) -> None:
-        self.off = per_source <= 0
-        self.per_source = per_source
         self._now = now
         self.total = TokenBucket(total, total * 2, now) if total > 0 else None
-        self.sources: LruTable[str, TokenBucket] = LruTable(
-            HOST_TABLE, lambda _src: TokenBucket(per_source, per_source * 2, self._now)
-        )
+        self.sources: LruTable[str, TokenBucket] | None = None
+        self.hosts: LruTable[str, TokenBucket] | None = None
+        if per_source > 0:
+            per_host = per_source * self.HOST_FACTOR
+            self.sources = LruTable(
+                HOST_TABLE, lambda _src: TokenBucket(per_source, per_source * 2, self._now)
+            )
+            self.hosts = LruTable(
+                HOST_TABLE, lambda _host: TokenBucket(per_host, per_host * 2, self._now)
+            )
 
     def allow(self, source: str, now: float) -> bool:
-        if self.off:
-            return True
+        """Whether to answer a request from ``source`` (its tokens are taken if so)."""
         self._now = now
-        bucket = self.sources.get(source)
-        if bucket.ready_at(now) > now:
+        buckets = [] if self.total is None else [self.total]
+        if self.sources is not None and self.hosts is not None:
+            buckets += [self.sources.get(source), self.hosts.get(host_of(source))]
+        if any(bucket.ready_at(now) > now for bucket in buckets):
             return False
-        if self.total is not None and not self.total.take(now):
-            return False
-        return bucket.take(now)
+        for bucket in buckets:
+            bucket.take(now)
+        return True
 
 
 class DatagramPolicy:

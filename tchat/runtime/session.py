@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
-from tchat.core.messages import ClientBeat, Message, Register, Submit
+from tchat.core.messages import ClientBeat, Discover, Message, Register, StatusRequest, Submit
 from tchat.runtime.limits import operation_kind
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -31,6 +31,8 @@ MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would 
 # that joins 40 rooms at once must not be timed out behind them) until this much waits;
 # then it is not read until the node has taken what waits.
 HELD_FRAMES = 256
+# Client frames naming the address their answers go to.
+ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest))
 HELD_BYTES = 256 * 1024
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
@@ -86,6 +88,10 @@ class Session(asyncio.Protocol):
         # Inbound: when it opened, its last complete frame, whether it said who it is.
         self.opened = self.last_frame = 0.0
         self.registered = outbound
+        # It speaks as a server (with a cluster key: signed frames): never closed for being
+        # idle, since a frame written to a session its peer closed is lost (an election
+        # token on a quiet session between two backups would skip a live neighbour).
+        self.server_peer = False
         self.buffer_limit = owner.options.write_buffer_limit
         self.buckets: dict[str, TokenBucket] | None = None  # rate limits, by operation kind
         # decoded frames waiting for rate-limit tokens or the admission gate, held since
@@ -155,9 +161,13 @@ class Session(asyncio.Protocol):
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
-            if type(message) is Register and self.owner.serving and message.addr != self.label:
-                # Answers and announcements go to ``addr``: only to where this session is.
-                self.owner.drops.count("register-addr", self.label, f"claims {message.addr}")
+            if (
+                type(message) in ADDRESSED and self.owner.serving and message.addr != self.label  # type: ignore[attr-defined]
+            ):
+                # Answers and announcements go to ``addr`` (some by datagram): only to
+                # where this session is, never to a third party.
+                reason = "register-addr" if type(message) is Register else "addr-mismatch"
+                self.owner.drops.count(reason, self.label, f"claims {message.addr}")  # type: ignore[attr-defined]
                 continue
             if not self.registered:
                 self._note_first_words(message)
@@ -266,6 +276,7 @@ class Session(asyncio.Protocol):
         it register again). Until then it is closed after ``register_timeout``."""
         if message.from_server:
             self.registered = True
+            self.server_peer = True
         elif isinstance(message, Register | ClientBeat):
             self.registered = True
             if self.owner.serving:  # a client's session: it gets a client's send buffer

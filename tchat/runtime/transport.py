@@ -270,7 +270,10 @@ class Transport:
         return True
 
     def _sweep_period(self) -> float:
-        return max(0.05, min(SWEEP_PERIOD, self.options.register_timeout / 4))
+        opts = self.options
+        return max(
+            0.05, min(SWEEP_PERIOD, opts.register_timeout / 4, opts.session_idle_timeout / 4)
+        )
 
     def _sweep(self) -> None:
         """Close inbound sessions that never registered in time, or went silent."""
@@ -283,7 +286,7 @@ class Transport:
                 continue
             if not session.registered and session.opened < register_by:
                 session._drop("register-timeout", "no Register in time")
-            elif session.last_frame < idle_since:
+            elif session.last_frame < idle_since and not session.server_peer:
                 session._drop("idle-timeout", "no frame in time")
         if self.inbound:
             self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
