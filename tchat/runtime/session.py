@@ -31,9 +31,9 @@ MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would 
 # that joins 40 rooms at once must not be timed out behind them) until this much waits;
 # then it is not read until the node has taken what waits.
 HELD_FRAMES = 256
+HELD_BYTES = 256 * 1024
 # Client frames naming the address their answers go to.
 ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest))
-HELD_BYTES = 256 * 1024
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.
@@ -161,14 +161,14 @@ class Session(asyncio.Protocol):
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
-            if (
-                type(message) in ADDRESSED and self.owner.serving and message.addr != self.label  # type: ignore[attr-defined]
-            ):
-                # Answers and announcements go to ``addr`` (some by datagram): only to
-                # where this session is, never to a third party.
-                reason = "register-addr" if type(message) is Register else "addr-mismatch"
-                self.owner.drops.count(reason, self.label, f"claims {message.addr}")  # type: ignore[attr-defined]
-                continue
+            if type(message) in ADDRESSED and self.owner.serving:
+                claimed: str = message.addr  # type: ignore[attr-defined]
+                if claimed != self.label:
+                    # Answers and announcements go to ``addr`` (some by datagram): only to
+                    # where this session is, never to a third party.
+                    reason = "register-addr" if type(message) is Register else "addr-mismatch"
+                    self.owner.drops.count(reason, self.label, f"claims {claimed}")
+                    continue
             if not self.registered:
                 self._note_first_words(message)
             if self.held:  # these wait their turn, but for a beat within its own limit
@@ -235,6 +235,10 @@ class Session(asyncio.Protocol):
             # For a client this is a disconnection: the leader's frames for it are lost
             # here, it notices the gap and resumes (or is timed out as any silent client).
             self._drop("slow-peer", "write buffer full: disconnected")
+
+    def close_for(self, reason: str, detail: str) -> None:
+        """The owner's verdict (a timeout): count why, and close."""
+        self._drop(reason, detail)
 
     def _drop(self, reason: str, detail: str) -> None:
         """Count why this connection cannot go on, and close it."""

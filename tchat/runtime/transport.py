@@ -285,9 +285,9 @@ class Transport:
             if session.closed:
                 continue
             if not session.registered and session.opened < register_by:
-                session._drop("register-timeout", "no Register in time")
+                session.close_for("register-timeout", "no Register in time")
             elif session.last_frame < idle_since and not session.server_peer:
-                session._drop("idle-timeout", "no frame in time")
+                session.close_for("idle-timeout", "no frame in time")
         if self.inbound:
             self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
 
