@@ -33,7 +33,7 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import VectorClock
 from tchat.runtime.client_service import ClientService
-from tchat.runtime.limits import open_files_budget
+from tchat.runtime.limits import LruTable, open_files_budget
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 from tchat.runtime.transport import HELLO, Transport
@@ -472,3 +472,36 @@ async def test_a_quiet_session_from_a_server_is_not_closed_for_being_idle() -> N
     finally:
         await server.close()
         await peer.close()
+
+
+@on_uvloop
+async def test_connections_over_the_total_cap_are_refused_and_slots_come_back() -> None:
+    server = Transport(options(max_connections=3, max_connections_per_host=0), Inbox())
+    await server.start()
+    try:
+        host, port = server.addr.split(":")
+        held = [await asyncio.open_connection(host, int(port)) for _ in range(3)]
+        await wait_until(lambda: len(server.inbound) == 3)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.read(10) == b""
+        writer.close()
+        assert server.drops.counts["conn-cap-total"] == 1
+        held.pop()[1].close()  # one leaves: its slot is free again
+        await wait_until(lambda: len(server.inbound) == 2 and server.caps.open == 2)
+        again = await asyncio.open_connection(host, int(port))
+        await wait_until(lambda: len(server.inbound) == 3)
+        assert server.drops.counts["conn-cap-total"] == 1
+        for _r, w in [*held, again]:
+            w.close()
+    finally:
+        await server.close()
+
+
+def test_source_tables_forget_the_least_recent_when_full() -> None:
+    table: LruTable[str, list[str]] = LruTable(3, lambda key: [key])
+    for key in ("a", "b", "c"):
+        table.get(key)
+    table.get("a")  # used again: "b" is now the least recent
+    table.get("d")
+    assert list(table.entries) == ["c", "a", "d"] and len(table) == 3
