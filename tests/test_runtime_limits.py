@@ -449,6 +449,7 @@ async def test_a_client_whose_session_the_leader_closed_comes_back_by_itself(
             cmid = client.submit(SendChat("r", None, "still here", False))
             assert await asyncio.wait_for(client.acked(cmid), TIMEOUT)
             assert server.transport.sessions[client.addr] is not session
+            assert client.transport is not None
             assert not client.transport.inbound, "the server opened a connection to a client"
         finally:
             await client.close()
