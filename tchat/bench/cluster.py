@@ -147,6 +147,10 @@ class Cluster:
             "--multicast-port", str(self.multicast_port),
             "--id", str(daemon.server_id), "--data-dir", str(daemon.data_dir),
             "--rate-limit", "0", "--log-level", self.log_level,
+            # Thousands of load clients share a few loopback addresses: lift the per-host
+            # caps that protect a LAN server (the total stays under the open-file limit).
+            "--max-connections-per-host", "0", "--max-connections", "100000",
+            "--discovery-rate", "0",
             "--config", str(self.root / "empty.toml"),
             *self.extra_args,
         ]  # fmt: skip

@@ -97,9 +97,15 @@ class ClientService:
             wall_offset=time.time() - loop.time(),
         )
         self.node = ClientNode(config, self.rng)
+        self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, None, self.groups)
         self.driver.listeners.append(self._on_effect)
         self.driver.start()
+
+    def _is_server(self, addr: str) -> bool:
+        """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
+        node = self.node
+        return node is not None and (addr == node.leader_addr or addr in node.servers.values())
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from tchat.runtime.gcpolicy import GcPolicy
+from tchat.runtime.limits import open_files_budget, raise_open_files_limit
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 
@@ -17,7 +18,19 @@ STOP_TIMEOUT = 3.0
 DROP_SUMMARY_INTERVAL = 10.0
 
 
+def lift_open_files(options: NetOptions) -> None:
+    """A server holds a descriptor per client: take what the hard limit allows, and say so."""
+    soft = raise_open_files_limit()
+    logger.info(
+        "open-file limit %d: at most %d inbound connections, %s per host",
+        soft,
+        open_files_budget(options.max_connections),
+        options.max_connections_per_host or "no limit",
+    )
+
+
 async def run_daemon(options: NetOptions) -> int:
+    lift_open_files(options)
     service = ServerService(options)
     try:
         await service.start()

@@ -82,5 +82,9 @@ def _run_ui(options: NetOptions, mode: str) -> int:
         )
         return 2
     eventloop.install()
+    if mode == "server":
+        from tchat.runtime.daemon import lift_open_files
+
+        lift_open_files(options)
     runner = app.run_dashboard if mode == "server" else app.run_client
     return int(runner(options) or 0)

@@ -43,6 +43,13 @@ class NetOptions:
     rate_burst: float = 200.0
     max_frame: int = MAX_FRAME
     write_buffer_limit: int = 4 * 1024 * 1024  # a peer that lets this much pile up is dropped
+    client_buffer_limit: int = 1024 * 1024  # the same for a client's session on a server
+    max_connections: int = 4096  # inbound, in total (never above the open-file limit allows)
+    max_connections_per_host: int = 64  # inbound, from one source IP
+    register_timeout: float = 5.0  # an inbound session must register (or be a server) by then
+    idle_timeout: float = 0.0  # an inbound session silent this long is closed (0: 4 timeouts)
+    discovery_rate: float = 10.0  # discovery/status answers per second per source address
+    discovery_total_rate: float = 1000.0  # the same, all sources together
     connect_timeout: float = 1.0
     multicast: bool = True  # False: never try multicast, rooms come over the session
     lobby: bool = True  # False: do not follow user-list changes after login (load clients)
@@ -54,6 +61,11 @@ class NetOptions:
     @property
     def key(self) -> bytes | None:
         return self.cluster_key
+
+    @property
+    def session_idle_timeout(self) -> float:
+        """Seconds without a frame after which an inbound session is closed."""
+        return self.idle_timeout if self.idle_timeout > 0 else 4 * self.timing.client_timeout
 
 
 # --------------------------------------------------------------------------- defaults
@@ -135,6 +147,26 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate-limit", type=float, help="Submit frames/s per client session (0 = off)"
     )
     parser.add_argument("--rate-burst", type=float, help="token bucket size for --rate-limit")
+    limits = parser.add_argument_group("server limits (see docs/OPERATIONS.md)")
+    limits.add_argument("--max-connections", type=int, help="inbound connections in total")
+    limits.add_argument(
+        "--max-connections-per-host", type=int, help="inbound connections from one IP (0 = off)"
+    )
+    limits.add_argument(
+        "--register-timeout", type=float, help="seconds an inbound session has to register"
+    )
+    limits.add_argument(
+        "--idle-timeout", type=float, help="close an inbound session silent this long (s)"
+    )
+    limits.add_argument(
+        "--client-buffer-limit", type=int, help="bytes queued for a client that does not read"
+    )
+    limits.add_argument(
+        "--discovery-rate", type=float, help="discovery answers/s per source address (0 = off)"
+    )
+    limits.add_argument(
+        "--discovery-total-rate", type=float, help="discovery answers/s in total (0 = off)"
+    )
 
 
 def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
@@ -163,6 +195,13 @@ _SIMPLE = {
     "data_dir": "data_dir",
     "rate_limit": "rate_limit",
     "rate_burst": "rate_burst",
+    "max_connections": "max_connections",
+    "max_connections_per_host": "max_connections_per_host",
+    "register_timeout": "register_timeout",
+    "idle_timeout": "idle_timeout",
+    "client_buffer_limit": "client_buffer_limit",
+    "discovery_rate": "discovery_rate",
+    "discovery_total_rate": "discovery_total_rate",
     "max_frame": "max_frame",
     "multicast_base": "multicast_base",
     "multicast_port": "multicast_port",
@@ -207,4 +246,22 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     if "broadcast" not in values:
         values["broadcast"] = broadcast_for(values["host"])
     values["log_level"] = str(values.get("log_level", "INFO")).upper()
+    for name in _NON_NEGATIVE:
+        value = values.get(name)
+        if value is not None and (not isinstance(value, int | float) or value < 0):
+            raise SystemExit(f"tchat: {name} must be a number >= 0, not {value!r}")
     return NetOptions(**values)
+
+
+# Limits from the command line or the config file: a negative one would disable a check.
+_NON_NEGATIVE = (
+    "rate_limit",
+    "rate_burst",
+    "max_connections",
+    "max_connections_per_host",
+    "register_timeout",
+    "idle_timeout",
+    "client_buffer_limit",
+    "discovery_rate",
+    "discovery_total_rate",
+)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# A token refilled by float arithmetic may come out at 0.9999999999: counted as whole, so
+# that ``ready_at`` saying "now" and ``take`` succeeding always agree.
+EPSILON = 1e-6
+
 
 class TokenBucket:
     """``rate`` tokens per second up to ``burst``; ``rate <= 0`` means unlimited."""
@@ -28,8 +32,8 @@ class TokenBucket:
         if self.unlimited:
             return True
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
@@ -38,5 +42,5 @@ class TokenBucket:
         if self.unlimited:
             return now
         self._refill(now)
-        missing = 1.0 - self._tokens
+        missing = 1.0 - EPSILON - self._tokens
         return now if missing <= 0 else now + missing / self.rate

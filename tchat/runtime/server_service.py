@@ -90,7 +90,7 @@ class ServerService:
         from tchat.core.server import ServerNode  # the core lands separately; import late
 
         opts = self.options
-        self.transport = Transport(opts, self._on_message, rate_limited=True)
+        self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
         self.store, durable = self._open_store()
         self.server_id = self._server_id()
@@ -105,6 +105,7 @@ class ServerService:
         self.node = ServerNode(config, durable, self.rng)
         node = self.node
         self.transport.admitting = AdmissionGate(lambda: node.backlog)
+        self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, self.store)
         self.driver.listeners.extend(self._listeners)
         self.discovery = DiscoveryListener(self.transport)
@@ -141,6 +142,17 @@ class ServerService:
             store.set_meta(SERVER_ID_META, server_id)
             store.commit()  # on the loop: the driver's commit thread does not exist yet
         return server_id
+
+    def _is_server(self, addr: str) -> bool:
+        """A server of our cluster as our node knows it: the only addresses we connect to."""
+        node = self.node
+        if node is None:
+            return False
+        return (
+            addr == node.leader_addr
+            or addr in node.peers.values()
+            or addr in node.state.servers.values()
+        )
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:

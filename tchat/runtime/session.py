@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
-from tchat.core.messages import Message, Submit
+from tchat.core.messages import ClientBeat, Discover, Message, Register, StatusRequest, Submit
+from tchat.runtime.limits import operation_kind
 from tchat.runtime.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -25,6 +26,14 @@ logger = logging.getLogger(__name__)
 HELLO = b"\x00tchat-hello\x00"
 USER_TIMEOUT_MS = 5000
 ADMISSION_RECHECK = 0.005  # seconds between looks at a closed admission gate
+MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would spin
+# A session over a rate limit is still read (so its beats still reach the node: a client
+# that joins 40 rooms at once must not be timed out behind them) until this much waits;
+# then it is not read until the node has taken what waits.
+HELD_FRAMES = 256
+HELD_BYTES = 256 * 1024
+# Client frames naming the address their answers go to.
+ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest))
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.
@@ -74,10 +83,23 @@ class Session(asyncio.Protocol):
         self.closed = False
         self.first = True
         self.socket_peer = "?"
-        self.bucket: TokenBucket | None = None
+        self.host = "?"  # the socket peer's IP: what per-host caps and limits count by
+        self.capped = False  # counted in the owner's connection caps
+        # Inbound: when it opened, its last complete frame, whether it said who it is.
+        self.opened = self.last_frame = 0.0
+        self.registered = outbound
+        # It speaks as a server (with a cluster key: signed frames): never closed for being
+        # idle, since a frame written to a session its peer closed is lost (an election
+        # token on a quiet session between two backups would skip a live neighbour).
+        self.server_peer = False
+        self.buffer_limit = owner.options.write_buffer_limit
+        self.buckets: dict[str, TokenBucket] | None = None  # rate limits, by operation kind
         # decoded frames waiting for rate-limit tokens or the admission gate, held since
-        self.held: deque[Message] = deque()
+        self.held: deque[tuple[Message, int]] = deque()  # (message, its frame's bytes)
+        self.held_bytes = 0
         self.held_since = 0.0
+        self.paused = False  # reading is paused while frames are held
+        self.gated = False  # the admission gate (not a rate limit) holds the head frame
         self.resume_handle: asyncio.TimerHandle | None = None
 
     @property
@@ -90,6 +112,13 @@ class Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.socket_peer = f"{peer[0]}:{peer[1]}"
+            self.host = str(peer[0])
+        if not self.outbound:
+            self.opened = self.last_frame = self.owner.loop.time()
+            if not self.owner.admit(self):
+                self.closed = True
+                transport.abort()  # type: ignore[attr-defined]
+                return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -100,11 +129,8 @@ class Session(asyncio.Protocol):
             # reconnects (the core retransmits what matters).
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
-        # Either side may have opened it: a client answers over the session a server opened
-        # to reply to its Discover, so the limit applies to both directions.
-        if self.owner.rate_limited:
-            opts = self.owner.options
-            self.bucket = TokenBucket(opts.rate_limit, opts.rate_burst, self.owner.loop.time())
+        if self.owner.limits is not None:
+            self.buckets = self.owner.limits.session_buckets()
         if self.outbound:
             self.transport.write(codec.frame(HELLO + self.owner.addr.encode()))
             for data in self.pending:
@@ -112,8 +138,6 @@ class Session(asyncio.Protocol):
             self.pending.clear()
             self.pending_bytes = 0
             self._check_buffer()
-        else:
-            self.owner.inbound.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -121,6 +145,8 @@ class Session(asyncio.Protocol):
         except OversizedFrame as exc:
             self._drop(exc.reason, f"tcp: {exc}")
             return
+        if frames and not self.outbound:
+            self.last_frame = self.owner.loop.time()  # bytes of a frame never finished do not count
         for raw in frames:
             if self.closed:
                 return
@@ -135,14 +161,26 @@ class Session(asyncio.Protocol):
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
-            if self.held:  # reading is paused; these wait their turn
-                self.held.append(message)
-                continue
-            if isinstance(message, Submit):
-                again = self._wait_for(message)
-                if again is not None:
-                    self._hold(message, again)
+            if type(message) in ADDRESSED and self.owner.serving:
+                claimed: str = message.addr  # type: ignore[attr-defined]
+                if claimed != self.label:
+                    # Answers and announcements go to ``addr`` (some by datagram): only to
+                    # where this session is, never to a third party.
+                    reason = "register-addr" if type(message) is Register else "addr-mismatch"
+                    self.owner.drops.count(reason, self.label, f"claims {claimed}")
                     continue
+            if not self.registered:
+                self._note_first_words(message)
+            if self.held:  # these wait their turn, but for a beat within its own limit
+                if type(message) is ClientBeat and self._wait_for(message) is None:
+                    self.owner.dispatch(message, self.label)
+                else:
+                    self._hold(message, len(raw), 0.0)
+                continue
+            again = self._wait_for(message)
+            if again is not None:
+                self._hold(message, len(raw), again)
+                continue
             self.owner.dispatch(message, self.label)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -193,8 +231,14 @@ class Session(asyncio.Protocol):
 
     def _check_buffer(self) -> None:
         assert self.transport is not None
-        if self.transport.get_write_buffer_size() > self.owner.options.write_buffer_limit:
+        if self.transport.get_write_buffer_size() > self.buffer_limit:
+            # For a client this is a disconnection: the leader's frames for it are lost
+            # here, it notices the gap and resumes (or is timed out as any silent client).
             self._drop("slow-peer", "write buffer full: disconnected")
+
+    def close_for(self, reason: str, detail: str) -> None:
+        """The owner's verdict (a timeout): count why, and close."""
+        self._drop(reason, detail)
 
     def _drop(self, reason: str, detail: str) -> None:
         """Count why this connection cannot go on, and close it."""
@@ -230,42 +274,75 @@ class Session(asyncio.Protocol):
         self.peer_addr = addr
         self.owner.adopt(self)
 
-    def _wait_for(self, message: Submit) -> float | None:
-        """None if this operation may go to the node now, else when to look again: the
-        owner is not admitting operations (a leader behind on commits), or this session's
-        rate-limit bucket is empty. Anything else the session carries waits behind it."""
+    def _note_first_words(self, message: Message) -> None:
+        """Whether this inbound session said who it is: a client registering, a server
+        (its frames), or a client back after its session broke (its beats; a gap makes
+        it register again). Until then it is closed after ``register_timeout``."""
+        if message.from_server:
+            self.registered = True
+            self.server_peer = True
+        elif isinstance(message, Register | ClientBeat):
+            self.registered = True
+            if self.owner.serving:  # a client's session: it gets a client's send buffer
+                self.buffer_limit = self.owner.options.client_buffer_limit
+
+    def _wait_for(self, message: Message) -> float | None:
+        """None if this frame may go to the node now, else when to look again: the owner
+        is not admitting operations (a leader behind on commits), or a rate-limit bucket
+        of its kind (this session's or its host's) is empty. Anything else the session
+        carries waits behind it."""
         loop = self.owner.loop
         admitting = self.owner.admitting
+        self.gated = False
         if (
             admitting is not None
+            and isinstance(message, Submit)
             and not admitting()
             and (not self.held or loop.time() < self.held_since + ADMISSION_MAX_WAIT)
         ):
+            self.gated = True
             return loop.time() + ADMISSION_RECHECK
-        if self.bucket is not None and not self.bucket.take(loop.time()):
-            return self.bucket.ready_at(loop.time())
+        if self.buckets is not None:
+            kind = operation_kind(message)
+            if kind is not None:
+                limits = self.owner.limits
+                assert limits is not None
+                now = loop.time()
+                ready = limits.wait_for(self.buckets, self.host, kind, now)
+                return None if ready is None else max(ready, now + MIN_RECHECK)
         return None
 
-    def _hold(self, message: Submit, until: float) -> None:
-        """Backpressure: stop reading this session until ``until``, then try again."""
+    def _hold(self, message: Message, size: int, until: float) -> None:
+        """Backpressure: keep ``message`` (and what follows it) until ``until``, then try
+        again. A closed admission gate stops reading at once (the operations stay in the
+        client's socket, costing the leader nothing); a rate limit once enough waits."""
         if not self.held:
             self.held_since = self.owner.loop.time()
-        self.held.append(message)
-        if self.resume_handle is None and self.transport is not None:
-            self.transport.pause_reading()
+        self.held.append((message, size))
+        self.held_bytes += size
+        if self.resume_handle is None and until:
             self.resume_handle = self.owner.loop.call_at(until, self._release)
+        if (
+            not self.paused
+            and self.transport is not None
+            and (self.gated or len(self.held) >= HELD_FRAMES or self.held_bytes >= HELD_BYTES)
+        ):
+            self.paused = True
+            self.transport.pause_reading()
 
     def _release(self) -> None:
         self.resume_handle = None
         if self.closed or self.transport is None:
             return
         while self.held:
-            message = self.held[0]
-            if isinstance(message, Submit):
-                again = self._wait_for(message)
-                if again is not None:
-                    self.resume_handle = self.owner.loop.call_at(again, self._release)
-                    return
+            message, size = self.held[0]
+            again = self._wait_for(message)
+            if again is not None:
+                self.resume_handle = self.owner.loop.call_at(again, self._release)
+                return
             self.held.popleft()
+            self.held_bytes -= size
             self.owner.dispatch(message, self.label)
-        self.transport.resume_reading()
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()

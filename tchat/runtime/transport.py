@@ -11,7 +11,15 @@ from typing import Any
 
 from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
-from tchat.core.messages import DiscoverReply, Message
+from tchat.core.messages import Discover, DiscoverReply, Message, NewLeader, StatusReply
+from tchat.runtime.limits import (
+    ConnectionCaps,
+    DatagramPolicy,
+    DiscoveryLimits,
+    OperationLimits,
+    Rate,
+    open_files_budget,
+)
 from tchat.runtime.options import NetOptions
 from tchat.runtime.session import HELLO, DropCounters, Session, split_addr
 
@@ -21,8 +29,10 @@ logger = logging.getLogger(__name__)
 ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
 # Sent as a datagram to a peer we have no session with: discovery is UDP, and every server
 # answering each of 10,000 clients over TCP held 10,000 connections (and ran 127.0.0.1 out
-# of ports). A lost answer is covered by the asker's retries.
-DATAGRAM_REPLIES = (DiscoverReply,)
+# of ports). A lost answer is covered by the asker's retries. A server probing another
+# server it heard of (Discover) does not open a connection on that word alone either.
+DATAGRAM_REPLIES = (Discover, DiscoverReply, StatusReply)
+SWEEP_PERIOD = 1.0  # seconds between looks for unregistered or idle inbound sessions
 
 BIND_ATTEMPTS = 50
 
@@ -109,14 +119,36 @@ class Transport:
         rate_limited: bool = False,
         drops: DropCounters | None = None,
         shared_decode: bool = False,
+        serving: bool = False,
     ) -> None:
         self.options = options
         self.on_message = on_message
         self.rate_limited = rate_limited and options.rate_limit > 0
+        # A server answers clients only on the sessions they opened: it opens connections
+        # to servers alone (``known_server``), never to an address a client named.
+        self.serving = serving
+        # Whether an address is a server of our cluster (the node's view, set by the
+        # service): a server connects only to those; anyone takes NewLeader datagrams only
+        # from those. None: nobody is.
+        self.known_server: Callable[[str], bool] | None = None
         # Whether clients' operations may be read now; None: always (see ServerService).
         self.admitting: Callable[[], bool] | None = None
         self.drops = drops or DropCounters()
         self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        self.limits = (
+            OperationLimits(Rate(options.rate_limit, options.rate_burst), self.loop.time)
+            if self.rate_limited
+            else None
+        )
+        self.datagram_policy = DatagramPolicy(
+            DiscoveryLimits(options.discovery_rate, options.discovery_total_rate, now),
+            lambda addr: self.known_server is not None and self.known_server(addr),
+        )
+        self.caps = ConnectionCaps(
+            options.max_connections_per_host, open_files_budget(options.max_connections)
+        )
+        self._sweeper: asyncio.TimerHandle | None = None
         self.sessions: dict[str, Session] = {}  # peer addr -> the session we send on
         self.inbound: set[Session] = set()
         self.server: asyncio.Server | None = None
@@ -177,6 +209,9 @@ class Transport:
 
     async def close(self) -> None:
         self._flush_outboxes()  # last words (StepDown, Logout...) still go out
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
         for session in list(self.sessions.values()) + list(self.inbound):
@@ -211,7 +246,50 @@ class Transport:
         except RemoteProtocolError as exc:
             self.drops.count(exc.reason, peer, f"{channel}: {exc}")
             return
-        self.dispatch(message, peer)
+        if self._accepts_datagram(message, peer, channel):
+            self.dispatch(message, peer)
+
+    def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
+        refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
+        if refused is None:
+            return True
+        self.drops.count(refused[0], peer, f"{channel}: {refused[1]}")
+        return False
+
+    # -- inbound connections ------------------------------------------------------
+    def admit(self, session: Session) -> bool:
+        """A connection came in: within the caps per source host and in total?"""
+        refused = self.caps.admit(session.host)
+        if refused is not None:
+            self.drops.count(refused, session.socket_peer, "connection closed at once")
+            return False
+        session.capped = True
+        self.inbound.add(session)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
+        return True
+
+    def _sweep_period(self) -> float:
+        opts = self.options
+        return max(
+            0.05, min(SWEEP_PERIOD, opts.register_timeout / 4, opts.session_idle_timeout / 4)
+        )
+
+    def _sweep(self) -> None:
+        """Close inbound sessions that never registered in time, or went silent."""
+        self._sweeper = None
+        now = self.loop.time()
+        register_by = now - self.options.register_timeout
+        idle_since = now - self.options.session_idle_timeout
+        for session in list(self.inbound):
+            if session.closed:
+                continue
+            if not session.registered and session.opened < register_by:
+                session.close_for("register-timeout", "no Register in time")
+            elif session.last_frame < idle_since and not session.server_peer:
+                session.close_for("idle-timeout", "no frame in time")
+        if self.inbound:
+            self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
 
     def adopt(self, session: Session) -> None:
         """An inbound session said who it is: answer that peer over it unless we have one."""
@@ -222,6 +300,9 @@ class Transport:
 
     def forget(self, session: Session) -> None:
         self.inbound.discard(session)
+        if session.capped:
+            session.capped = False
+            self.caps.release(session.host)
         if session.peer_addr is not None and self.sessions.get(session.peer_addr) is session:
             del self.sessions[session.peer_addr]
 
@@ -268,13 +349,22 @@ class Transport:
             return
         session = self.sessions.get(addr)
         if session is None or session.closed:
-            if isinstance(message, DATAGRAM_REPLIES):
+            stranger = self.serving and not (
+                self.known_server is not None and self.known_server(addr)
+            )
+            # A new leader announces itself to clients that have no session with it yet:
+            # one small datagram each, which they take only from a server they know.
+            if isinstance(message, DATAGRAM_REPLIES) or (stranger and type(message) is NewLeader):
                 try:
                     host, port = split_addr(addr)
                 except ValueError:
                     self.drops.count("bad-address", addr, "cannot answer")
                     return
                 self.send_raw_datagram(data[4:], host, port)  # the frame without its length
+                return
+            if stranger:
+                # A client's session is gone: it notices the gap and comes back on its own.
+                self.drops.count("no-session", addr, type(message).__name__)
                 return
             session = self._connect(addr)
             if session is None:
