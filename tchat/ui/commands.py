@@ -10,6 +10,7 @@ from tchat.core.messages import MAX_NAME, MAX_TEXT
 from tchat.core.names import name_problem, room_problem
 
 _LEADING = re.compile(r"^[#@/]")  # would read as a room, a mention or a command
+MAX_PARTS = 8  # a longer text goes out as up to this many messages; more is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,9 @@ def parse(line: str) -> Parsed:
         body = text[1:] if text.startswith("//") else text
         if not body.strip():
             return Invalid("nothing to send")
-        if len(body) > MAX_TEXT:
-            return Invalid(f"message too long ({len(body)} > {MAX_TEXT} characters)")
+        problem = length_problem(body)
+        if problem:
+            return Invalid(problem)
         return Plain(body)
     head, _, tail = text[1:].partition(" ")
     name = head.lower()
@@ -97,6 +99,41 @@ def parse(line: str) -> Parsed:
     if name == "away" and args and args[0].lower() not in ("on", "off"):
         return Invalid("usage: /away [on|off]")
     return Command(name, args)
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """``text`` as messages of at most ``limit`` characters, cut at a line break or a space.
+
+    The break where a cut falls is dropped; a word longer than ``limit`` is cut inside.
+    """
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = window.rfind("\n")
+        if cut <= 0:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            part, rest = rest[:limit], rest[limit:]
+        else:
+            part, rest = rest[:cut], rest[cut + 1 :]
+        if part.strip():
+            parts.append(part)
+    if rest.strip():
+        parts.append(rest)
+    return parts
+
+
+def length_problem(text: str) -> str | None:
+    """Why ``text`` is too long to send even split, or None."""
+    if len(text) <= MAX_TEXT:
+        return None
+    if len(text) > MAX_TEXT * MAX_PARTS or len(split_text(text)) > MAX_PARTS:
+        return (
+            f"message too long: {len(text):,} characters, at most {MAX_PARTS} messages "
+            f"of {MAX_TEXT:,}; the text stays in the input"
+        )
+    return None
 
 
 def valid_name(name: str, limit: int = MAX_NAME) -> bool:

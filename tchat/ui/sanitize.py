@@ -44,11 +44,18 @@ def _build_table() -> dict[int, str]:
 
 
 _TABLE = _build_table()
+# Chat text keeps its line breaks: the view draws each as a new row, never sends it raw.
+_MULTILINE = {code: out for code, out in _TABLE.items() if code != 0x0A}
 
 
 def sanitize(text: str) -> str:
     """Return ``text`` with every control, escape and bidi character made visible and inert."""
     return text.translate(_TABLE)
+
+
+def sanitize_multiline(text: str) -> str:
+    """``sanitize`` but line feeds stay (a CR becomes one): for chat text, shown row by row."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").translate(_MULTILINE)
 
 
 def safe_text(text: str, style: str | Style = "") -> Text:

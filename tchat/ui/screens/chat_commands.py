@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway
 from tchat.ui.chat_model import Kind, peer_key, room_key
-from tchat.ui.commands import Command, Invalid, Plain, help_lines, parse
+from tchat.ui.commands import (
+    Command,
+    Invalid,
+    Plain,
+    help_lines,
+    length_problem,
+    parse,
+    split_text,
+)
 
 if TYPE_CHECKING:
     from tchat.ui.screens.client import ClientScreen
@@ -128,20 +136,24 @@ class CommandRunner:
 
     def send_chat(self, key: str, text: str, action: bool = False) -> None:
         conv = self.screen.model.conversation(key)
-        if conv.kind is Kind.ROOM:
-            if not conv.joined:
-                self.screen.say(f"you are not in #{conv.name}: /join {conv.name}")
-                return
-            op = SendChat(room=conv.name, to=None, text=text, action=action)
-        elif conv.kind is Kind.PRIVATE:
-            op = SendChat(room=None, to=conv.name, text=text, action=action)
-        else:
+        if conv.kind is Kind.SYSTEM:
             self.screen.say("this is the status window: /join a room or /msg someone first")
             return
-        cmid = self.submit(op)
-        if cmid is not None:
+        if conv.kind is Kind.ROOM and not conv.joined:
+            self.screen.say(f"you are not in #{conv.name}: /join {conv.name}")
+            return
+        problem = length_problem(text)
+        if problem:
+            self.screen.say(problem)
+            return
+        room = conv.name if conv.kind is Kind.ROOM else None
+        to = conv.name if conv.kind is Kind.PRIVATE else None
+        for part in split_text(text):  # over MAX_TEXT: several messages, in order
+            cmid = self.submit(SendChat(room=room, to=to, text=part, action=action))
+            if cmid is None:
+                return
             self.screen.apply(
-                self.screen.model.add_pending(key, cmid, text, action, self.screen.wall())
+                self.screen.model.add_pending(key, cmid, part, action, self.screen.wall())
             )
 
     def join(self, room: str) -> None:

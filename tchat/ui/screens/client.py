@@ -26,8 +26,9 @@ from textual.widgets import (
 
 from tchat.core import effects as ev
 from tchat.core.messages import RoomSummary
+from tchat.ui.attention import ConnectionWatch, desktop_note, should_alert
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
-from tchat.ui.commands import complete
+from tchat.ui.commands import complete, length_problem
 from tchat.ui.node_messages import NodeEvent, StatusTick
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
@@ -103,6 +104,8 @@ class ClientScreen(Screen[None]):
         self.search_status = ""  # shown in the topic line until Esc or another conversation
         self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
         self._directory_age = DIRECTORY_EVERY  # ticks since the directory was asked for
+        self.connection = ConnectionWatch()
+        self.desktop_notify = "off"  # "osc9" | "osc777": also a terminal desktop notification
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -116,7 +119,10 @@ class ClientScreen(Screen[None]):
                         yield MessageView(id="messages", tz=self.tz)
                     yield MemberList(id="member-list")
                 yield Composer(
-                    completer=self._complete, id="composer", placeholder="message, or /help"
+                    completer=self._complete,
+                    checker=self._refuse,
+                    id="composer",
+                    placeholder="message, or /help",
                 )
             with TabPane("Rooms", id="rooms"):
                 yield RoomsTable(id="rooms-table", tz=self.tz)
@@ -161,6 +167,9 @@ class ClientScreen(Screen[None]):
             case ev.ChatDelivered(entry=entry):
                 change = self.model.deliver(entry)
                 self._clocks_dirty = True
+                self._maybe_alert(change)
+            case ev.ConnectionChanged(state=state, detail=detail):
+                self._outage_line(self.connection.changed(state, detail, wall), wall)
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
                 self._ack_latency(cmid, wall)
@@ -219,6 +228,30 @@ class ClientScreen(Screen[None]):
         self._apply(change)
         self.post_message(StatusTick())
 
+    def _maybe_alert(self, change: Change) -> None:
+        """Bell (and, when set, a desktop note) for someone else's message, by notify level."""
+        for key in change.conversations:
+            conv = self.model.conversation(key)
+            line = conv.lines[-1] if conv.lines else None
+            if line is None or line.notice or line.sender == self.model.me or not change.new:
+                continue
+            level = self.model.notify_level(conv)
+            if should_alert(level, mention=line.mention, private=conv.kind is Kind.PRIVATE):
+                self.app.bell()
+                note = desktop_note(self.desktop_notify, f"tchat {conv.key}", line.text)
+                driver = getattr(self.app, "_driver", None)
+                if note and driver is not None and not self.app.is_headless:
+                    driver.write(note)  # as App.bell does: in order with the frames
+
+    def _outage_line(self, line: str | None, wall: float) -> None:
+        """One line marks an outage, one the recovery: in every conversation, as irssi does."""
+        if line is None:
+            return
+        change = Change()
+        for key in list(self.model.conversations):
+            change = self._merge(change, self.model.notice(line, wall, key))
+        self._apply(change)
+
     def _ack_latency(self, cmid: int, wall: float) -> None:
         """Submit -> acknowledged (stored by every live server): the round trip users feel."""
         started = self.submitted_at.pop(cmid, None)
@@ -262,19 +295,24 @@ class ClientScreen(Screen[None]):
         if node is None:  # the service is still starting
             self.query_one(StatusBar).status = Status(state="STARTING", user=self.model.me)
             return
-        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id else ""
+        state = state_name(node.state)
+        serving = state == "SERVING"
+        # Out of SERVING the last leader and round trip are history: don't show them as news.
+        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id and serving else ""
         self.query_one(StatusBar).status = Status(
-            state=state_name(node.state),
+            state=self.connection.status(self.wall()) or state,
             user=self.model.me,
             leader=leader,
-            epoch=str(node.epoch) if node.leader_id else "",
-            rtt_ms=rtt_ms(self.service),
+            epoch=str(node.epoch) if node.leader_id and serving else "",
+            rtt_ms=rtt_ms(self.service) if serving else None,
             delivery=delivery_mode(self.service),
             pending=len(getattr(node, "pending", ()) or ()),
-            ack_ms=self.ack_ms,
+            ack_ms=self.ack_ms if serving else None,
+            activity=tuple((n, c.mentioned) for n, c in self.model.activity()),
         )
 
     def _tick(self) -> None:
+        self._outage_line(self.connection.tick(self.wall()), self.wall())
         self.post_message(StatusTick())
         self._directory_age += 1
         if self._directory_age >= DIRECTORY_EVERY:
@@ -314,7 +352,8 @@ class ClientScreen(Screen[None]):
         if extra:
             label.append("  " + extra)
         elif conv.kind is Kind.ROOM:
-            label.append(f"  {len(conv.members)} members  {conv.group}")
+            count = len(conv.members)
+            label.append(f"  {count} member{'' if count == 1 else 's'}  {conv.group}")
             if not conv.joined:
                 label.append("  (not joined: /join " + sanitize(conv.name) + ")")
         self.query_one("#topic", Label).update(label)
@@ -361,7 +400,7 @@ class ClientScreen(Screen[None]):
     def open_conversation(self, key: str) -> None:
         conv = self.model.activate(key)
         self.search_status = ""
-        self.messages.show(conv.lines, self.model.me)
+        self.messages.show(conv.lines, self.model.me, self.model.read_mark(conv))
         self._lists_dirty = True
         self.post_message(RefreshLists())
         if conv.messages == 0:
@@ -416,13 +455,38 @@ class ClientScreen(Screen[None]):
         """A local notice in the current conversation."""
         self._apply(self.model.notice(text, self.wall()))
 
-    @on(Input.Submitted, "#composer")
-    def _composed(self, message: Input.Submitted) -> None:
-        composer = self.query_one(Composer)
-        line = message.value
-        composer.remember(line)
-        composer.value = ""
-        self.commands.run(line)
+    def _refuse(self, line: str) -> str | None:
+        """Checked at Enter, before the composer lets go of the text."""
+        problem = length_problem(line)
+        if problem:
+            self.say(problem)
+        return problem
+
+    def on_composer_submitted(self, message: Composer.Submitted) -> None:
+        # The composer already cleared itself and kept the line in its history, at Enter.
+        self.commands.run(message.value)
+
+    def on_composer_navigate(self, message: Composer.Navigate) -> None:
+        view = self.messages
+        match message.action:
+            case "page_up":
+                view.page(-1)
+            case "page_down":
+                view.page(1)
+            case "home":
+                view.action_scroll_home()
+            case "end":
+                view.action_scroll_end()
+            case "activity":
+                key = self.model.next_active()
+                if key is None:
+                    self.app.bell()
+                else:
+                    self.open_conversation(key)
+            case "window":
+                keys = [c.key for c in self.model.ordered()]
+                if 1 <= message.number <= len(keys):
+                    self.open_conversation(keys[message.number - 1])
 
     def _complete(self, value: str, cursor: int) -> list[str]:
         rooms = [c.name for c in self.model.rooms()]

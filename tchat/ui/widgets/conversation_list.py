@@ -17,13 +17,18 @@ class ConversationList(OptionList):
         "conversation-list--unread",
         "conversation-list--mention",
         "conversation-list--left",
+        "conversation-list--number",
     }
 
     def show(self, conversations: list[Conversation], active: str) -> None:
         style = self.get_component_rich_style
         options = []
-        for conv in conversations:
+        for number, conv in enumerate(conversations, 1):
             label = Text(no_wrap=True, overflow="ellipsis", end="")
+            if number < 10:  # Alt+1..9 reach these
+                label.append(f"{number} ", style("conversation-list--number"))
+            else:
+                label.append("  ")
             name = "status" if conv.kind is Kind.SYSTEM else sanitize(conv.key)
             label.append(
                 name,
