@@ -10,6 +10,7 @@ from tchat.core.messages import MAX_NAME, MAX_TEXT
 from tchat.core.names import name_problem, room_problem
 
 _LEADING = re.compile(r"^[#@/]")  # would read as a room, a mention or a command
+DESKTOP = ("osc9", "osc777", "off")
 MAX_PARTS = 8  # a longer text goes out as up to this many messages; more is refused
 
 
@@ -31,9 +32,24 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("who", "/who", "list the users online"),
         CommandSpec("me", "/me ACTION", "send an action to this conversation", 1, None),
         CommandSpec("away", "/away [on|off]", "mark yourself away (or back)", 0, 1),
-        CommandSpec("search", "/search TEXT", "find TEXT in this conversation", 1, None),
+        CommandSpec(
+            "search", "/search TEXT", "find TEXT everywhere (Alt+N/Alt+P: next/previous)", 1, None
+        ),
+        CommandSpec(
+            "lastlog", "/lastlog TEXT", "list this conversation's lines with TEXT", 1, None
+        ),
+        CommandSpec("names", "/names", "list the members of this conversation"),
+        CommandSpec("clear", "/clear", "clear this conversation's window"),
+        CommandSpec("highlight", "/highlight [WORD]", "ring and mark on WORD too (list)", 0, 1),
+        CommandSpec(
+            "notify",
+            "/notify [all|mentions|none]",
+            "when this conversation rings; /notify desktop osc9|osc777|off",
+            0,
+            2,
+        ),
         CommandSpec("theme", "/theme NAME", "switch the colour theme (saved)", 1, 1),
-        CommandSpec("help", "/help", "show this help"),
+        CommandSpec("help", "/help [COMMAND]", "show this help, or one command's", 0, 1),
         CommandSpec("quit", "/quit", "log out and exit"),
     )
 }
@@ -98,6 +114,15 @@ def parse(line: str) -> Parsed:
             return Invalid(f"not a room name: {problem}")
     if name == "away" and args and args[0].lower() not in ("on", "off"):
         return Invalid("usage: /away [on|off]")
+    if name == "notify" and args:
+        words = tuple(a.lower() for a in args)
+        level_ok = len(words) == 1 and words[0] in ("all", "mentions", "none")
+        desktop_ok = len(words) == 2 and words[0] == "desktop" and words[1] in DESKTOP
+        if not (level_ok or desktop_ok):
+            return Invalid(f"usage: {spec.usage}; /notify desktop osc9|osc777|off")
+        args = words
+    if name == "help" and args and args[0].lstrip("/").lower() not in COMMANDS:
+        return Invalid(f"no command /{args[0].lstrip('/')}; /help lists them")
     return Command(name, args)
 
 
@@ -138,6 +163,11 @@ def length_problem(text: str) -> str | None:
 
 def valid_name(name: str, limit: int = MAX_NAME) -> bool:
     return name_problem(name, limit=limit) is None and not _LEADING.match(name)
+
+
+def command_help(name: str) -> str:
+    spec = COMMANDS[name.lstrip("/").lower()]
+    return f"{spec.usage}  {spec.summary}"
 
 
 def help_lines() -> list[str]:

@@ -26,12 +26,14 @@ from textual.widgets import (
 
 from tchat.core import effects as ev
 from tchat.core.messages import RoomSummary
-from tchat.ui.attention import ConnectionWatch, desktop_note, should_alert
+from tchat.ui.attention import ConnectionWatch
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
 from tchat.ui.commands import complete, length_problem
 from tchat.ui.node_messages import NodeEvent, StatusTick
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
+from tchat.ui.screens.chat_navigation import Navigator
+from tchat.ui.search import SearchResults
 from tchat.ui.service import ClientServiceLike, delivery_mode, rtt_ms, state_name
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
@@ -92,6 +94,7 @@ class ClientScreen(Screen[None]):
         self.tz = tz
         self.themes = themes
         self.commands = CommandRunner(self)
+        self.navigator = Navigator(self)
         self.ops: dict[int, str] = {}  # cmid -> what a non-chat operation was, for errors
         self.history_requests: dict[int, str] = {}  # request id -> conversation key
         self.join_wanted: set[str] = set()  # rooms to open once entered
@@ -102,6 +105,7 @@ class ClientScreen(Screen[None]):
         self.submitted_at: dict[int, float] = {}  # cmid -> wall time, for the ack latency
         self.ack_ms: float | None = None  # smoothed submit -> Sent latency
         self.search_status = ""  # shown in the topic line until Esc or another conversation
+        self.found: SearchResults | None = None  # the last /search, stepped with Alt+N/Alt+P
         self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
         self._directory_age = DIRECTORY_EVERY  # ticks since the directory was asked for
         self.connection = ConnectionWatch()
@@ -167,9 +171,9 @@ class ClientScreen(Screen[None]):
             case ev.ChatDelivered(entry=entry):
                 change = self.model.deliver(entry)
                 self._clocks_dirty = True
-                self._maybe_alert(change)
+                self.navigator.alert(change)
             case ev.ConnectionChanged(state=state, detail=detail):
-                self._outage_line(self.connection.changed(state, detail, wall), wall)
+                self.navigator.outage_line(self.connection.changed(state, detail, wall), wall)
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
                 self._ack_latency(cmid, wall)
@@ -184,6 +188,7 @@ class ClientScreen(Screen[None]):
                 if name != self.model.me:
                     self.model.rename_me(name)
                 change = self.model.notice(f"connected as {name}", wall, STATUS_KEY)
+                self.navigator.outage_line(self.connection.changed("serving", "", wall), wall)
             case ev.UsersChanged(users=users):
                 arrived, left = self.model.users_changed(users, wall)
                 self._timeline(self.timeline.users(arrived, left, wall))
@@ -205,9 +210,9 @@ class ClientScreen(Screen[None]):
                 before = set(self.model.conversation(key).members)
                 change = self.model.members_changed(room, members)
                 for name in sorted(set(members) - before):
-                    change = self._merge(change, self.model.notice(f"{name} joined", wall, key))
+                    change = self.merge(change, self.model.notice(f"{name} joined", wall, key))
                 for name in sorted(before - set(members)):
-                    change = self._merge(change, self.model.notice(f"{name} left", wall, key))
+                    change = self.merge(change, self.model.notice(f"{name} left", wall, key))
             case ev.Renamed(old=old, new=new, reason=reason):
                 if old == self.model.me:
                     self.model.rename_me(new)
@@ -228,30 +233,6 @@ class ClientScreen(Screen[None]):
         self._apply(change)
         self.post_message(StatusTick())
 
-    def _maybe_alert(self, change: Change) -> None:
-        """Bell (and, when set, a desktop note) for someone else's message, by notify level."""
-        for key in change.conversations:
-            conv = self.model.conversation(key)
-            line = conv.lines[-1] if conv.lines else None
-            if line is None or line.notice or line.sender == self.model.me or not change.new:
-                continue
-            level = self.model.notify_level(conv)
-            if should_alert(level, mention=line.mention, private=conv.kind is Kind.PRIVATE):
-                self.app.bell()
-                note = desktop_note(self.desktop_notify, f"tchat {conv.key}", line.text)
-                driver = getattr(self.app, "_driver", None)
-                if note and driver is not None and not self.app.is_headless:
-                    driver.write(note)  # as App.bell does: in order with the frames
-
-    def _outage_line(self, line: str | None, wall: float) -> None:
-        """One line marks an outage, one the recovery: in every conversation, as irssi does."""
-        if line is None:
-            return
-        change = Change()
-        for key in list(self.model.conversations):
-            change = self._merge(change, self.model.notice(line, wall, key))
-        self._apply(change)
-
     def _ack_latency(self, cmid: int, wall: float) -> None:
         """Submit -> acknowledged (stored by every live server): the round trip users feel."""
         started = self.submitted_at.pop(cmid, None)
@@ -261,7 +242,7 @@ class ClientScreen(Screen[None]):
         self.ack_ms = sample if self.ack_ms is None else 0.8 * self.ack_ms + 0.2 * sample
 
     @staticmethod
-    def _merge(a: Change, b: Change) -> Change:
+    def merge(a: Change, b: Change) -> Change:
         return Change(
             conversations=a.conversations | b.conversations,
             appended=a.appended + b.appended,
@@ -312,7 +293,7 @@ class ClientScreen(Screen[None]):
         )
 
     def _tick(self) -> None:
-        self._outage_line(self.connection.tick(self.wall()), self.wall())
+        self.navigator.outage_line(self.connection.tick(self.wall()), self.wall())
         self.post_message(StatusTick())
         self._directory_age += 1
         if self._directory_age >= DIRECTORY_EVERY:
@@ -333,7 +314,7 @@ class ClientScreen(Screen[None]):
         self._lists_dirty = False
         self.query_one(ConversationList).show(self.model.ordered(), self.model.active)
         self._refresh_members()
-        self._refresh_topic()
+        self.refresh_topic()
         if self._tables_dirty:
             self._refresh_tables()
         if self._clocks_dirty:
@@ -344,7 +325,7 @@ class ClientScreen(Screen[None]):
         self._refresh_rooms()
         self._refresh_users()
 
-    def _refresh_topic(self) -> None:
+    def refresh_topic(self) -> None:
         extra = self.search_status
         conv = self.model.conversation(self.model.active)
         label = Text(no_wrap=True, overflow="ellipsis", end="")
@@ -403,6 +384,7 @@ class ClientScreen(Screen[None]):
         self.messages.show(conv.lines, self.model.me, self.model.read_mark(conv))
         self._lists_dirty = True
         self.post_message(RefreshLists())
+        self.post_message(StatusTick())  # the activity list changed
         if conv.messages == 0:
             self.load_history(key)
 
@@ -444,7 +426,8 @@ class ClientScreen(Screen[None]):
         if self.messages.highlight:
             self.messages.search("")
         self.search_status = ""
-        self._refresh_topic()
+        self.found = None
+        self.refresh_topic()
 
     # -- sending ----------------------------------------------------------------------
     def apply(self, change: Change) -> None:
@@ -467,26 +450,7 @@ class ClientScreen(Screen[None]):
         self.commands.run(message.value)
 
     def on_composer_navigate(self, message: Composer.Navigate) -> None:
-        view = self.messages
-        match message.action:
-            case "page_up":
-                view.page(-1)
-            case "page_down":
-                view.page(1)
-            case "home":
-                view.action_scroll_home()
-            case "end":
-                view.action_scroll_end()
-            case "activity":
-                key = self.model.next_active()
-                if key is None:
-                    self.app.bell()
-                else:
-                    self.open_conversation(key)
-            case "window":
-                keys = [c.key for c in self.model.ordered()]
-                if 1 <= message.number <= len(keys):
-                    self.open_conversation(keys[message.number - 1])
+        self.navigator.navigate(message)
 
     def _complete(self, value: str, cursor: int) -> list[str]:
         rooms = [c.name for c in self.model.rooms()]

@@ -41,6 +41,8 @@ class Composer(TextArea):
         Binding("ctrl+home", "navigate('home')", "Top", show=False),
         Binding("ctrl+end", "navigate('end')", "Bottom", show=False),
         Binding("alt+a", "navigate('activity')", "Next active", key_display="Alt+A"),
+        Binding("alt+n", "navigate('match', 1)", "Next match", show=False),
+        Binding("alt+p", "navigate('match', -1)", "Previous match", show=False),
         *(
             Binding(f"alt+{n}", f"navigate('window', {n})", f"Chat {n}", show=False)
             for n in range(1, 10)
@@ -63,7 +65,7 @@ class Composer(TextArea):
         """A key for the conversation rather than the text: scroll, or switch conversation."""
 
         composer: Composer
-        action: str  # page_up, page_down, home, end, activity, window
+        action: str  # page_up, page_down, home, end, activity, window, match
         number: int = 0
 
         @property
