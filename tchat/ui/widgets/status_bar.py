@@ -63,7 +63,9 @@ class StatusBar(Widget):
         if s.user:
             text.append(" " + sanitize(s.user))
         parts = [("leader", s.leader or "?"), ("epoch", s.epoch or "?")]
-        if s.client:
+        if s.state.startswith("disconnected"):
+            parts = []  # no leader, epoch or round trip to speak of: say only what waits
+        elif s.client:
             if s.rtt_ms is not None or s.ack_ms is None:
                 parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
             if s.ack_ms is not None:
