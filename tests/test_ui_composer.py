@@ -113,3 +113,20 @@ async def test_long_text_is_split_and_huge_text_is_refused_and_kept() -> None:
         assert len(sent_texts(demo)) == 3  # nothing more was sent
         assert composer.value == huge
         assert "too long" in screen_text(pilot)
+
+
+def test_alt_digits_from_a_terminal_are_alt_keys_not_option_characters() -> None:
+    import time as _time
+
+    from textual._xterm_parser import XTermParser
+
+    from tchat.ui.app import alt_digits_switch_windows
+
+    alt_digits_switch_windows()
+    parser = XTermParser()
+    keys = [event.key for event in parser.feed("\x1b3")]
+    deadline = _time.monotonic() + 2
+    while not keys and _time.monotonic() < deadline:  # ESC waits for a possible sequence
+        keys = [event.key for event in parser.tick()]  # type: ignore[attr-defined]
+    assert keys == ["alt+3"]
+    assert [event.key for event in XTermParser().feed("£")] == ["pound_sign"]

@@ -47,7 +47,7 @@ class ConnectionWatch:
     def _announce(self) -> str:
         self.announced = True
         why = f" ({self.detail})" if self.detail else ""
-        return f"-- disconnected{why}: retrying; messages you send wait for the leader --"
+        return f"-- disconnected{why}, retrying --"
 
     def status(self, now: float) -> str | None:
         """The status bar's state while disconnected, else None."""

@@ -53,9 +53,20 @@ def sanitize(text: str) -> str:
     return text.translate(_TABLE)
 
 
-def sanitize_multiline(text: str) -> str:
-    """``sanitize`` but line feeds stay (a CR becomes one): for chat text, shown row by row."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").translate(_MULTILINE)
+MAX_LINES = 100  # line breaks kept per message; past them "⏎" stands in (nothing is lost)
+
+
+def sanitize_multiline(text: str, max_lines: int = MAX_LINES) -> str:
+    """``sanitize`` but line feeds stay (a CR becomes one): for chat text, shown row by row.
+
+    A message of thousands of empty lines would push everything off the screen: after
+    ``max_lines`` lines the rest is joined with a visible "⏎" instead.
+    """
+    clean = text.replace("\r\n", "\n").replace("\r", "\n").translate(_MULTILINE)
+    if clean.count("\n") < max_lines:
+        return clean
+    head = clean.split("\n", max_lines)
+    return "\n".join(head[:-1]) + "\n" + head[-1].replace("\n", " ⏎ ")
 
 
 def safe_text(text: str, style: str | Style = "") -> Text:
