@@ -136,3 +136,16 @@ async def test_bell_on_private_messages_and_mentions_by_notify_level() -> None:
         await until(pilot, lambda: len(rings) == 1)
         demo.service.say("bob", "psst", to="you")
         await until(pilot, lambda: len(rings) == 2)
+
+
+async def test_typing_with_the_focus_elsewhere_lands_in_the_composer() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        composer = screen.query_one(Composer)
+        await pilot.press("tab")
+        await pilot.pause()
+        assert not composer.has_focus
+        await pilot.press("h", "i")
+        await until(pilot, lambda: composer.has_focus and composer.value == "hi")
+        assert not screen.query_one(MessageView).can_focus

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import tzinfo
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -444,6 +444,20 @@ class ClientScreen(Screen[None]):
         if problem:
             self.say(problem)
         return problem
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing with the focus elsewhere on the Chat tab goes to the composer."""
+        composer = self.query_one(Composer)
+        if (
+            event.is_printable
+            and event.character
+            and not composer.has_focus
+            and self.query_one("#tabs", TabbedContent).active == "chat"
+            and not isinstance(self.focused, Input)
+        ):
+            event.stop()
+            composer.focus()
+            composer.insert(event.character)
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         # The composer already cleared itself and kept the line in its history, at Enter.

@@ -10,8 +10,11 @@ from tchat.ui.chat_model import Conversation, Kind
 from tchat.ui.sanitize import sanitize
 
 
-class ConversationList(OptionList):
-    """Option ids are conversation keys; the screen handles ``OptionList.OptionSelected``."""
+class ConversationList(OptionList, can_focus=False):
+    """Option ids are conversation keys; the screen handles ``OptionList.OptionSelected``.
+
+    Clicked, never focused: Alt+1..9, Alt+A and Ctrl+N/P switch from the composer.
+    """
 
     COMPONENT_CLASSES = {
         "conversation-list--unread",

@@ -108,8 +108,11 @@ def row_count(plain: str, width: int, indent: int = PREFIX) -> int:
     return total
 
 
-class MessageView(ScrollView, can_focus=True):
-    """Shows a list of ``ChatLine``s owned by the model; the screen says what changed."""
+class MessageView(ScrollView, can_focus=False):
+    """Shows a list of ``ChatLine``s owned by the model; the screen says what changed.
+
+    Never focused: the composer keeps the focus and scrolls this view (PgUp, PgDn...).
+    """
 
     COMPONENT_CLASSES = {
         "message-view--time",
