@@ -14,8 +14,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
-    Button,
-    DataTable,
     Footer,
     Input,
     Label,
@@ -41,6 +39,7 @@ from tchat.ui.widgets.composer import Composer
 from tchat.ui.widgets.conversation_list import ConversationList
 from tchat.ui.widgets.directory import MemberList, RoomsTable, UsersTable
 from tchat.ui.widgets.message_view import MessageView
+from tchat.ui.widgets.rooms_pane import RoomsPane
 from tchat.ui.widgets.status_bar import Status, StatusBar
 from tchat.ui.widgets.timeline_view import TimelineView
 
@@ -129,11 +128,7 @@ class ClientScreen(Screen[None]):
                     placeholder="message, or /help",
                 )
             with TabPane("Rooms", id="rooms"):
-                yield RoomsTable(id="rooms-table", tz=self.tz)
-                with Horizontal(id="room-actions"):
-                    yield Input(placeholder="room name", id="room-name")
-                    yield Button("Join / create", id="room-join", variant="primary")
-                    yield Button("Leave", id="room-leave")
+                yield RoomsPane(id="rooms-pane", tz=self.tz)
             with TabPane("Members", id="members"):
                 yield UsersTable(id="users-table", tz=self.tz)
             with TabPane("Elections", id="elections"):
@@ -471,29 +466,9 @@ class ClientScreen(Screen[None]):
         return complete(value, cursor, self.model.online_names(), rooms, self.themes())
 
     # -- rooms tab --------------------------------------------------------------------
-    @on(Button.Pressed, "#room-join")
-    @on(Input.Submitted, "#room-name")
-    def _room_join(self) -> None:
-        self.commands.run("/join " + self._room_field())
+    def on_rooms_pane_command(self, message: RoomsPane.Command) -> None:
+        self.commands.run(message.line)
 
-    @on(Button.Pressed, "#room-leave")
-    def _room_leave(self) -> None:
-        self.commands.run("/leave " + self._room_field())
-
-    def _room_field(self) -> str:
-        field = self.query_one("#room-name", Input)
-        name = field.value.strip()
-        if not name:
-            table = self.query_one("#rooms-table", DataTable)
-            if table.row_count:
-                key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-                name = (key or "")[1:]
-        field.value = ""
-        return name
-
-    @on(DataTable.RowSelected, "#rooms-table")
-    def _room_picked(self, message: DataTable.RowSelected) -> None:
-        key = message.row_key.value
-        if key:
-            self.open_conversation(key)
-            self.action_tab("chat")
+    def on_rooms_pane_open(self, message: RoomsPane.Open) -> None:
+        self.open_conversation(message.key)
+        self.action_tab("chat")
