@@ -124,9 +124,9 @@ def test_alt_digits_from_a_terminal_are_alt_keys_not_option_characters() -> None
 
     alt_digits_switch_windows()
     parser = XTermParser()
-    keys = [event.key for event in parser.feed("\x1b3")]
+    keys = [getattr(event, "key", None) for event in parser.feed("\x1b3")]
     deadline = _time.monotonic() + 2
     while not keys and _time.monotonic() < deadline:  # ESC waits for a possible sequence
-        keys = [event.key for event in parser.tick()]  # type: ignore[attr-defined]
+        keys = [getattr(event, "key", None) for event in parser.tick()]
     assert keys == ["alt+3"]
-    assert [event.key for event in XTermParser().feed("£")] == ["pound_sign"]
+    assert [getattr(event, "key", None) for event in XTermParser().feed("£")] == ["pound_sign"]
