@@ -11,7 +11,7 @@ from tchat.ui.screens.client import ClientScreen
 from tchat.ui.screenshots import Demo, demo_app
 from tchat.ui.widgets.composer import Composer
 from tchat.ui.widgets.message_view import MessageView
-from tests.test_ui_app import SIZE, screen_text, started, until
+from tests.test_ui_app import SIZE, screen_text, started, type_line, until
 
 
 async def in_general(pilot: Pilot[int], demo: Demo) -> ClientScreen:
@@ -149,3 +149,20 @@ async def test_typing_with_the_focus_elsewhere_lands_in_the_composer() -> None:
         await pilot.press("h", "i")
         await until(pilot, lambda: composer.has_focus and composer.value == "hi")
         assert not screen.query_one(MessageView).can_focus
+
+
+async def test_sending_while_scrolled_up_returns_to_the_bottom() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        for i in range(60):
+            demo.service.say("alice", f"old {i}", room="general")
+        await until(pilot, lambda: "old 59" in screen_text(pilot))
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert "old 59" not in screen_text(pilot)
+        await type_line(pilot, "/names")
+        await until(pilot, lambda: "#general: 2 members" in screen_text(pilot))
+        assert "-- more" not in screen_text(pilot)
+        view = screen.query_one(MessageView)
+        assert view.scroll_y == view.max_scroll_y

@@ -456,6 +456,8 @@ class ClientScreen(Screen[None]):
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         # The composer already cleared itself and kept the line in its history, at Enter.
+        # What you send (or a command's answer) shows at the bottom: stop reading back first.
+        self.messages.action_scroll_end()
         self.commands.run(message.value)
 
     def on_composer_navigate(self, message: Composer.Navigate) -> None:
