@@ -166,3 +166,17 @@ async def test_sending_while_scrolled_up_returns_to_the_bottom() -> None:
         assert "-- more" not in screen_text(pilot)
         view = screen.query_one(MessageView)
         assert view.scroll_y == view.max_scroll_y
+
+
+async def test_a_paste_with_the_focus_elsewhere_lands_in_the_composer() -> None:
+    from textual import events
+
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        composer = screen.query_one(Composer)
+        await pilot.press("tab")
+        await pilot.pause()
+        assert not composer.has_focus
+        app.post_message(events.Paste("two\nlines"))
+        await until(pilot, lambda: composer.has_focus and composer.value == "two\nlines")

@@ -440,19 +440,27 @@ class ClientScreen(Screen[None]):
             self.say(problem)
         return problem
 
+    def _stray(self) -> Composer | None:
+        """The composer, when input reached another widget of the Chat tab instead."""
+        composer = self.query_one(Composer)
+        if composer.has_focus or isinstance(self.focused, Input):
+            return None
+        return composer if self.query_one("#tabs", TabbedContent).active == "chat" else None
+
     def on_key(self, event: events.Key) -> None:
         """Typing with the focus elsewhere on the Chat tab goes to the composer."""
-        composer = self.query_one(Composer)
-        if (
-            event.is_printable
-            and event.character
-            and not composer.has_focus
-            and self.query_one("#tabs", TabbedContent).active == "chat"
-            and not isinstance(self.focused, Input)
-        ):
+        composer = self._stray() if event.is_printable and event.character else None
+        if composer is not None and event.character:
             event.stop()
             composer.focus()
             composer.insert(event.character)
+
+    async def on_paste(self, event: events.Paste) -> None:
+        composer = self._stray()
+        if composer is not None:
+            event.stop()
+            composer.focus()
+            await composer._on_paste(events.Paste(event.text))
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         # The composer already cleared itself and kept the line in its history, at Enter.
