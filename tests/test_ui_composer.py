@@ -115,14 +115,14 @@ async def test_long_text_is_split_and_huge_text_is_refused_and_kept() -> None:
         assert "too long" in screen_text(pilot)
 
 
-def test_alt_digits_from_a_terminal_are_alt_keys_not_option_characters() -> None:
+def test_alt_digits_and_alt_enter_from_a_terminal_are_alt_keys() -> None:
     import time as _time
 
     from textual._xterm_parser import XTermParser
 
-    from tchat.ui.app import alt_digits_switch_windows
+    from tchat.ui.terminal_keys import fix_terminal_keys
 
-    alt_digits_switch_windows()
+    fix_terminal_keys()
     parser = XTermParser()
     keys = [getattr(event, "key", None) for event in parser.feed("\x1b3")]
     deadline = _time.monotonic() + 2
@@ -130,3 +130,4 @@ def test_alt_digits_from_a_terminal_are_alt_keys_not_option_characters() -> None
         keys = [getattr(event, "key", None) for event in parser.tick()]
     assert keys == ["alt+3"]
     assert [getattr(event, "key", None) for event in XTermParser().feed("£")] == ["pound_sign"]
+    assert [getattr(event, "key", None) for event in XTermParser().feed("\x1b\r")] == ["alt+enter"]

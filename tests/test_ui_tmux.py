@@ -206,8 +206,18 @@ def test_fast_typing_and_a_multiline_paste_in_tmux(tmp_path: Path) -> None:
             assert got["from"] == "alice"
             screen = tmux.wait_screen("        second line")
             assert "<alice> first line" in screen
+            tmux.keys("upper", enter=False)
+            tmux.run("send-keys", "-t", "t", "M-Enter")  # ESC CR: a newline, not a send
+            tmux.keys("lower", enter=True)
+            bob.wait_event("message", text="upper\nlower", timeout=15)
             texts = [e["text"] for e in bob.of("message") if e["from"] == "alice"]
-            assert texts == ["one", "two", "three", "first line\nsecond line\nthird line"]
+            assert texts == [
+                "one",
+                "two",
+                "three",
+                "first line\nsecond line\nthird line",
+                "upper\nlower",
+            ]
             tmux.keys("/quit")
             assert wait_for(tmux.exit_status, 15, "tchat to exit after /quit") == "0"
         finally:

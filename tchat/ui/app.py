@@ -18,6 +18,7 @@ from tchat.ui.node_messages import NodeEvent, ServerEffect
 from tchat.ui.sanitize import safe_line
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
 from tchat.ui.settings import config_path, read_settings, save_setting
+from tchat.ui.terminal_keys import fix_terminal_keys
 from tchat.ui.themes import DEFAULT_THEME, SENDER_VARIABLES, load_themes
 
 log = logging.getLogger(__name__)
@@ -74,20 +75,6 @@ class ThemedApp(App[int]):
             log.warning("cannot save %s to %s: %s", key, self.config_file, exc)
 
 
-def alt_digits_switch_windows() -> None:
-    """Let ESC 1..9 (Alt+1..9 in xterm and tmux) arrive as ``alt+1``..``alt+9``.
-
-    Textual maps those sequences to the characters macOS's Option key types on WezTerm
-    ("¡", "™", "£"...), so Alt+1 would type "¡" instead of opening conversation 1, as it
-    does in irssi and weechat. A literal "£" typed on a UK keyboard comes without the ESC
-    and is untouched.
-    """
-    from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
-
-    for digit in "123456789":
-        ANSI_SEQUENCES_KEYS.pop(f"\x1b{digit}", None)  # type: ignore[attr-defined]
-
-
 class ClientApp(ThemedApp):
     """``tchat``: asks for a name if needed, then runs the client screen over a service."""
 
@@ -106,7 +93,7 @@ class ClientApp(ThemedApp):
         tz: tzinfo | None = None,
     ) -> None:
         super().__init__(theme=theme, config=config, save=save_settings)
-        alt_digits_switch_windows()
+        fix_terminal_keys()
         self.factory = factory
         remembered = read_settings(config).get("user") if config else None
         self.user = user or (str(remembered) if remembered else None)

@@ -178,8 +178,8 @@ class CommandRunner:
             self.screen.say(line)
         self.screen.say(
             "keys: F1-F5 tabs, Alt+1..9 or Ctrl+N/Ctrl+P chats, Alt+A next with activity, "
-            "PgUp/PgDn scroll (Home/End at the line's edge: top/bottom), Alt+Enter newline, "
-            "Tab completes, Up/Down history, Ctrl+Q quits"
+            "PgUp/PgDn scroll (Home/End at the line's edge: top/bottom), "
+            "Alt+Enter or Ctrl+J newline, Tab completes, Up/Down history, Ctrl+Q quits"
         )
 
     def do_quit(self, _cmd: Command) -> None:

@@ -30,10 +30,9 @@ class Composer(TextArea):
 
     BINDINGS = [
         Binding("enter", "submit", "Send", show=False),
-        # Ctrl+J is "\n" on every terminal. Alt+Enter and Shift+Enter only reach us where the
-        # terminal reports them apart from Enter (kitty keyboard protocol); in xterm mode and
-        # under tmux, Textual's parser drops the Alt of ESC CR and we see a plain Enter.
-        Binding("ctrl+j,alt+enter,shift+enter", "newline", "Newline", key_display="Ctrl+J"),
+        # Alt+Enter needs tchat.ui.terminal_keys in xterm and tmux; Ctrl+J ("\n") works on
+        # every terminal; Shift+Enter only where the terminal reports it (kitty protocol).
+        Binding("alt+enter,ctrl+j,shift+enter", "newline", "Newline", key_display="Alt+⏎"),
         Binding("up", "history(-1)", "Previous", show=False),
         Binding("down", "history(1)", "Next", show=False),
         Binding("tab", "complete", "Complete", show=False),
