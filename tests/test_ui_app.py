@@ -159,7 +159,7 @@ async def test_commands_and_their_errors(tmp_path: Path) -> None:
         assert demo.service.submitted[-1][1] == SendChat("general", None, "waves", True)
         await type_line(pilot, "needle in a haystack")
         await type_line(pilot, "/search needle")
-        assert "1 match" in screen_text(pilot)
+        assert "1/1 in 1 conversation" in screen_text(pilot)
         await type_line(pilot, "/quit")
         await until(pilot, lambda: demo.service.stopped)
     assert app.return_value == 0

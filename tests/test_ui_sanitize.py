@@ -67,3 +67,14 @@ def test_no_control_or_bidi_character_survives(text: str) -> None:
         console.print(Text(clean), end="")
     assert "\x1b" not in capture.get()
     assert "\x9b" not in capture.get()
+
+
+def test_multiline_keeps_breaks_but_bounds_the_rows() -> None:
+    from tchat.ui.sanitize import MAX_LINES, sanitize_multiline
+
+    assert sanitize_multiline("a\r\nb\rc\n\x1b[2J") == "a\nb\nc\n␛[2J"
+    flood = "x\n" * 5000
+    shown = sanitize_multiline(flood)
+    assert shown.count("\n") == MAX_LINES
+    assert shown.count("x") == 5000  # nothing lost: the rest joined with a visible mark
+    assert "⏎" in shown

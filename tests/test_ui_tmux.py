@@ -174,3 +174,51 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
             assert status == "0", f"exit status {status}\n{tmux.screen()}\n{log_tail}"
         finally:
             tmux.close()
+
+
+def test_fast_typing_and_a_multiline_paste_in_tmux(tmp_path: Path) -> None:
+    """Keys in one burst arrive line by line; a bracketed paste is one message with its lines."""
+    with Cluster(tmp_path) as cluster:
+        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
+            daemon.started()
+        bob = cluster.client("bob")
+        bob.wait_event("ready", 15)
+        bob.send("/join lobby")
+        bob.wait_event("joined", room="lobby")
+        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
+        env.pop("TMUX", None)
+        tmux = Tmux(env, tmp_path / "tui.exit")
+        command = [sys.executable, "-m", "tchat", "--user", "alice", *cluster.net_args()]
+        try:
+            tmux.start(command, (100, 30))
+            tmux.wait_screen("serving", 20)
+            tmux.keys("/join lobby")
+            tmux.wait_screen("joined #lobby")
+            # One send-keys: the terminal hands tchat all of it in a single read.
+            tmux.keys("one\rtwo\rthree\r", enter=False)
+            for text in ("one", "two", "three"):
+                bob.wait_event("message", text=text, timeout=15)
+            tmux.run("set-buffer", "first line\nsecond line\nthird line")
+            tmux.run("paste-buffer", "-p", "-t", "t")  # -p: bracketed, as the app asked
+            tmux.wait_screen("third line")
+            tmux.keys("", enter=True)
+            got = bob.wait_event("message", text="first line\nsecond line\nthird line", timeout=15)
+            assert got["from"] == "alice"
+            screen = tmux.wait_screen("        second line")
+            assert "<alice> first line" in screen
+            tmux.keys("upper", enter=False)
+            tmux.run("send-keys", "-t", "t", "M-Enter")  # ESC CR: a newline, not a send
+            tmux.keys("lower", enter=True)
+            bob.wait_event("message", text="upper\nlower", timeout=15)
+            texts = [e["text"] for e in bob.of("message") if e["from"] == "alice"]
+            assert texts == [
+                "one",
+                "two",
+                "three",
+                "first line\nsecond line\nthird line",
+                "upper\nlower",
+            ]
+            tmux.keys("/quit")
+            assert wait_for(tmux.exit_status, 15, "tchat to exit after /quit") == "0"
+        finally:
+            tmux.close()

@@ -51,6 +51,18 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+def operation_json(op: Operation) -> dict[str, Any]:
+    """The ``op`` and arguments of an ``ok`` event, for an acknowledged non-message operation."""
+    match op:
+        case JoinRoom(room=room):
+            return {"op": "join", "room": room}
+        case LeaveRoom(room=room):
+            return {"op": "leave", "room": room}
+        case SetAway(away=away):
+            return {"op": "away" if away else "back"}
+    return {"op": type(op).__name__.lower()}
+
+
 def event_json(event: object) -> dict[str, Any] | None:
     """The CONTRACT.md JSON object for a client event (None: not shown)."""
     match event:
@@ -158,6 +170,8 @@ class HeadlessClient:
         self.failed = False
         self.joined_order: list[str] = []  # rooms as typed with /join, most recent last
         self.outstanding: dict[int, asyncio.Future[str]] = {}
+        # Non-message operations awaiting their ack: CONTRACT.md gives them `ok`, not `sent`.
+        self.operations: dict[int, dict[str, Any]] = {}
         self._lines: asyncio.Queue[str | None] | None = None
 
     @property
@@ -171,6 +185,10 @@ class HeadlessClient:
 
     def _on_event(self, event: object) -> None:
         obj = event_json(event)
+        if isinstance(event, Sent | OpFailed):
+            operation = self.operations.pop(event.cmid, None)
+            if operation is not None and isinstance(event, Sent):
+                obj = {"event": "ok", **operation, "cmid": event.cmid}
         if isinstance(event, Ready):
             self.ready.set()
         elif isinstance(event, Failed):
@@ -241,6 +259,8 @@ class HeadlessClient:
                     self.joined_order.append(room)
                 cmid = self.service.submit(command.op)
                 self.outstanding[cmid] = self.service.acked(cmid)
+                if not isinstance(command.op, SendChat):
+                    self.operations[cmid] = operation_json(command.op)
         return await self._quit()
 
     async def _quit(self) -> int:

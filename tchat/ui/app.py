@@ -18,10 +18,12 @@ from tchat.ui.node_messages import NodeEvent, ServerEffect
 from tchat.ui.sanitize import safe_line
 from tchat.ui.service import ClientServiceLike, ServerServiceLike
 from tchat.ui.settings import config_path, read_settings, save_setting
+from tchat.ui.terminal_keys import fix_terminal_keys
 from tchat.ui.themes import DEFAULT_THEME, SENDER_VARIABLES, load_themes
 
 log = logging.getLogger(__name__)
 ServiceFactory = Callable[[str], ClientServiceLike]
+QUIT_CONFIRM = 5.0  # seconds a second Ctrl+C has to confirm quitting with messages pending
 _SENDER_FALLBACK = ("primary", "secondary", "accent", "success", "warning", "error", "foreground")
 
 
@@ -91,6 +93,7 @@ class ClientApp(ThemedApp):
         tz: tzinfo | None = None,
     ) -> None:
         super().__init__(theme=theme, config=config, save=save_settings)
+        fix_terminal_keys()
         self.factory = factory
         remembered = read_settings(config).get("user") if config else None
         self.user = user or (str(remembered) if remembered else None)
@@ -98,6 +101,7 @@ class ClientApp(ThemedApp):
         self.tz = tz
         self.service: ClientServiceLike | None = None
         self._stopping = False
+        self._quit_asked = -QUIT_CONFIRM  # monotonic time of the last unconfirmed quit
 
     def on_mount(self) -> None:
         from tchat.ui.screens.name_prompt import NamePrompt
@@ -118,6 +122,11 @@ class ClientApp(ThemedApp):
         service = self.factory(name)
         self.service = service
         screen = ClientScreen(service, name, wall=self.wall, tz=self.tz, themes=self.theme_names)
+        desktop = (
+            read_settings(self.config_file).get("desktop_notify") if self.config_file else None
+        )
+        if desktop in ("osc9", "osc777"):
+            screen.desktop_notify = str(desktop)
 
         # Called on the event loop's thread by the runtime; post_message is thread-safe anyway.
         def forward(event: ClientEvent) -> None:
@@ -137,6 +146,19 @@ class ClientApp(ThemedApp):
             )
 
     async def action_quit(self) -> None:
+        """Quit; with messages not yet stored by the servers, only when asked twice."""
+        node = self.service.node if self.service is not None else None
+        pending = len(getattr(node, "pending", ()) or ())
+        now = time.monotonic()
+        if pending and now - self._quit_asked > QUIT_CONFIRM:
+            self._quit_asked = now
+            self.notify(
+                f"{pending} message{'s' if pending != 1 else ''} not yet stored by the servers: "
+                "quit again (Ctrl+C) to leave anyway",
+                severity="warning",
+                timeout=QUIT_CONFIRM,
+            )
+            return
         await self.shutdown_service()
         self.exit(0)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from tchat.core.messages import Chat, Dot, Entry, RoomInfo, UserInfo
 from tchat.core.vclock import VectorClock
-from tchat.ui.sanitize import sanitize
+from tchat.ui.sanitize import sanitize, sanitize_multiline
 
 RECENT_CLOCKS = 40  # chat entries kept for the Clocks tab
 
@@ -57,6 +57,8 @@ class Conversation:
     history_done: bool = False
     messages: int = 0
     last_activity: float = 0.0
+    notify: str = ""  # "all" | "mentions" | "none"; "" = the default for its kind
+    seen: ChatLine | None = None  # the last line shown before the user left this conversation
 
     @property
     def title(self) -> str:
@@ -80,6 +82,7 @@ class Change:
     prepended: int = 0  # lines inserted at the top of the active conversation
     users: bool = False
     rooms: bool = False
+    new: bool = False  # a message line from the network was appended (for the bell)
 
 
 STATUS_KEY = "*status"
@@ -103,6 +106,7 @@ class ChatModel:
         self.users: dict[str, UserRow] = {}
         self.recent: deque[Entry] = deque(maxlen=RECENT_CLOCKS)
         self._pending: dict[int, tuple[str, ChatLine]] = {}
+        self.highlights: list[str] = []  # /highlight words that count as mentions
         self._mention = self._mention_pattern(me)
         self.conversation(STATUS_KEY)
 
@@ -122,18 +126,61 @@ class ChatModel:
 
     def activate(self, key: str) -> Conversation:
         conv = self.conversation(key)
+        if key != self.active:
+            left = self.conversation(self.active)
+            left.seen = left.lines[-1] if left.lines else None
         self.active = key
         conv.unread = 0
         conv.mentioned = False
         return conv
 
+    def read_mark(self, conv: Conversation) -> int | None:
+        """Index of the last line read in ``conv``, when lines came after it."""
+        if conv.seen is None or not conv.lines or conv.lines[-1] is conv.seen:
+            return None
+        for index in range(len(conv.lines) - 1, -1, -1):
+            if conv.lines[index] is conv.seen:
+                return index
+        return None
+
+    def activity(self) -> list[tuple[int, Conversation]]:
+        """(1-based window number, conversation) of those with unread lines, in window order."""
+        return [(n, c) for n, c in enumerate(self.ordered(), 1) if c.unread]
+
+    def next_active(self) -> str | None:
+        """Where Alt+A goes: the first conversation with a mention, else with any activity."""
+        active = self.activity()
+        for _n, conv in active:
+            if conv.mentioned:
+                return conv.key
+        return active[0][1].key if active else None
+
+    def clear(self, key: str) -> None:
+        """/clear: forget the lines shown (the messages stay on the servers)."""
+        conv = self.conversation(key)
+        conv.lines.clear()
+        conv.seen = None
+
     def rename_me(self, new: str) -> None:
         self.me = new
         self._mention = self._mention_pattern(new)
 
-    @staticmethod
-    def _mention_pattern(name: str) -> re.Pattern[str]:
-        return re.compile(rf"(?<![\w@]){re.escape(name)}(?!\w)", re.IGNORECASE)
+    def highlight(self, word: str) -> bool:
+        """Count ``word`` as a mention from now on; False if it already was one."""
+        if word.lower() in (w.lower() for w in self.highlights) or len(self.highlights) >= 64:
+            return False
+        self.highlights.append(word)
+        self._mention = self._mention_pattern(self.me)
+        return True
+
+    def _mention_pattern(self, name: str) -> re.Pattern[str]:
+        words = "|".join(re.escape(w) for w in (name, *self.highlights))
+        return re.compile(rf"(?<![\w@])(?:{words})(?!\w)", re.IGNORECASE)
+
+    def notify_level(self, conv: Conversation) -> str:
+        if conv.notify:
+            return conv.notify
+        return "all" if conv.kind is Kind.PRIVATE else "mentions"
 
     # -- lines -------------------------------------------------------------------------
     def notice(self, text: str, ts: float, key: str | None = None) -> Change:
@@ -144,7 +191,12 @@ class ChatModel:
     def add_pending(self, key: str, cmid: int, text: str, action: bool, ts: float) -> Change:
         conv = self.conversation(key)
         line = ChatLine(
-            ts=ts, sender=self.me, text=sanitize(text), action=action, cmid=cmid, pending=True
+            ts=ts,
+            sender=self.me,
+            text=sanitize_multiline(text),
+            action=action,
+            cmid=cmid,
+            pending=True,
         )
         conv.lines.append(line)
         self._pending[cmid] = (key, line)
@@ -202,7 +254,8 @@ class ChatModel:
             return Change(conversations=frozenset({key}))
         mention = not own and bool(self._mention.search(body.text))
         conv.lines.append(self._line(entry, body, mention))
-        return self._appended(conv, unread=not own, mention=mention)
+        change = self._appended(conv, unread=not own, mention=mention)
+        return replace(change, new=True)
 
     def _update_own(self, entry: Entry, key: str) -> bool:
         for line in reversed(self.conversation(key).lines[-200:]):
@@ -215,7 +268,7 @@ class ChatModel:
         return ChatLine(
             ts=entry.ts,
             sender=sanitize(body.sender),
-            text=sanitize(body.text),
+            text=sanitize_multiline(body.text),
             action=body.action,
             entry_id=entry.id,
             mention=mention,

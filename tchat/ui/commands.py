@@ -10,6 +10,8 @@ from tchat.core.messages import MAX_NAME, MAX_TEXT
 from tchat.core.names import name_problem, room_problem
 
 _LEADING = re.compile(r"^[#@/]")  # would read as a room, a mention or a command
+DESKTOP = ("osc9", "osc777", "off")
+MAX_PARTS = 8  # a longer text goes out as up to this many messages; more is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +32,24 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("who", "/who", "list the users online"),
         CommandSpec("me", "/me ACTION", "send an action to this conversation", 1, None),
         CommandSpec("away", "/away [on|off]", "mark yourself away (or back)", 0, 1),
-        CommandSpec("search", "/search TEXT", "find TEXT in this conversation", 1, None),
+        CommandSpec(
+            "search", "/search TEXT", "find TEXT everywhere (Alt+N/Alt+P: next/previous)", 1, None
+        ),
+        CommandSpec(
+            "lastlog", "/lastlog TEXT", "list this conversation's lines with TEXT", 1, None
+        ),
+        CommandSpec("names", "/names", "list the members of this conversation"),
+        CommandSpec("clear", "/clear", "clear this conversation's window"),
+        CommandSpec("highlight", "/highlight [WORD]", "ring and mark on WORD too (list)", 0, 1),
+        CommandSpec(
+            "notify",
+            "/notify [all|mentions|none]",
+            "when this conversation rings; /notify desktop osc9|osc777|off",
+            0,
+            2,
+        ),
         CommandSpec("theme", "/theme NAME", "switch the colour theme (saved)", 1, 1),
-        CommandSpec("help", "/help", "show this help"),
+        CommandSpec("help", "/help [COMMAND]", "show this help, or one command's", 0, 1),
         CommandSpec("quit", "/quit", "log out and exit"),
     )
 }
@@ -66,8 +83,9 @@ def parse(line: str) -> Parsed:
         body = text[1:] if text.startswith("//") else text
         if not body.strip():
             return Invalid("nothing to send")
-        if len(body) > MAX_TEXT:
-            return Invalid(f"message too long ({len(body)} > {MAX_TEXT} characters)")
+        problem = length_problem(body)
+        if problem:
+            return Invalid(problem)
         return Plain(body)
     head, _, tail = text[1:].partition(" ")
     name = head.lower()
@@ -96,11 +114,60 @@ def parse(line: str) -> Parsed:
             return Invalid(f"not a room name: {problem}")
     if name == "away" and args and args[0].lower() not in ("on", "off"):
         return Invalid("usage: /away [on|off]")
+    if name == "notify" and args:
+        words = tuple(a.lower() for a in args)
+        level_ok = len(words) == 1 and words[0] in ("all", "mentions", "none")
+        desktop_ok = len(words) == 2 and words[0] == "desktop" and words[1] in DESKTOP
+        if not (level_ok or desktop_ok):
+            return Invalid(f"usage: {spec.usage}; /notify desktop osc9|osc777|off")
+        args = words
+    if name == "help" and args and args[0].lstrip("/").lower() not in COMMANDS:
+        return Invalid(f"no command /{args[0].lstrip('/')}; /help lists them")
     return Command(name, args)
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """``text`` as messages of at most ``limit`` characters, cut at a line break or a space.
+
+    The break where a cut falls is dropped; a word longer than ``limit`` is cut inside.
+    """
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = window.rfind("\n")
+        if cut <= 0:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            part, rest = rest[:limit], rest[limit:]
+        else:
+            part, rest = rest[:cut], rest[cut + 1 :]
+        if part.strip():
+            parts.append(part)
+    if rest.strip():
+        parts.append(rest)
+    return parts
+
+
+def length_problem(text: str) -> str | None:
+    """Why ``text`` is too long to send even split, or None."""
+    if len(text) <= MAX_TEXT:
+        return None
+    if len(text) > MAX_TEXT * MAX_PARTS or len(split_text(text)) > MAX_PARTS:
+        return (
+            f"message too long: {len(text):,} characters, at most {MAX_PARTS} messages "
+            f"of {MAX_TEXT:,}; the text stays in the input"
+        )
+    return None
 
 
 def valid_name(name: str, limit: int = MAX_NAME) -> bool:
     return name_problem(name, limit=limit) is None and not _LEADING.match(name)
+
+
+def command_help(name: str) -> str:
+    spec = COMMANDS[name.lstrip("/").lower()]
+    return f"{spec.usage}  {spec.summary}"
 
 
 def help_lines() -> list[str]:

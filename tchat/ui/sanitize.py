@@ -44,11 +44,29 @@ def _build_table() -> dict[int, str]:
 
 
 _TABLE = _build_table()
+# Chat text keeps its line breaks: the view draws each as a new row, never sends it raw.
+_MULTILINE = {code: out for code, out in _TABLE.items() if code != 0x0A}
 
 
 def sanitize(text: str) -> str:
     """Return ``text`` with every control, escape and bidi character made visible and inert."""
     return text.translate(_TABLE)
+
+
+MAX_LINES = 100  # line breaks kept per message; past them "⏎" stands in (nothing is lost)
+
+
+def sanitize_multiline(text: str, max_lines: int = MAX_LINES) -> str:
+    """``sanitize`` but line feeds stay (a CR becomes one): for chat text, shown row by row.
+
+    A message of thousands of empty lines would push everything off the screen: after
+    ``max_lines`` lines the rest is joined with a visible "⏎" instead.
+    """
+    clean = text.replace("\r\n", "\n").replace("\r", "\n").translate(_MULTILINE)
+    if clean.count("\n") < max_lines:
+        return clean
+    head = clean.split("\n", max_lines)
+    return "\n".join(head[:-1]) + "\n" + head[-1].replace("\n", " ⏎ ")
 
 
 def safe_text(text: str, style: str | Style = "") -> Text:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway
 from tchat.ui.chat_model import Kind, peer_key, room_key
-from tchat.ui.commands import Command, Invalid, Plain, help_lines, parse
+from tchat.ui.commands import (
+    Command,
+    Invalid,
+    Plain,
+    command_help,
+    help_lines,
+    length_problem,
+    parse,
+    split_text,
+)
+from tchat.ui.search import SearchResults
 
 if TYPE_CHECKING:
     from tchat.ui.screens.client import ClientScreen
 
 log = logging.getLogger(__name__)
+LASTLOG_MAX = 50  # lines /lastlog copies into the window
 
 
 class CommandRunner:
@@ -82,11 +94,68 @@ class CommandRunner:
 
     def do_search(self, cmd: Command) -> None:
         screen = self.screen
-        hits = screen.messages.search(cmd.rest)
-        screen.search_status = (
-            f"search {cmd.rest!r}: {hits} match{'es' if hits != 1 else ''} (Esc clears)"
+        screen.found = SearchResults.find(screen.model, cmd.rest)
+        screen.navigator.show_match(0)
+
+    def do_lastlog(self, cmd: Command) -> None:
+        screen = self.screen
+        needle = cmd.rest.lower()
+        conv = screen.model.conversation(screen.model.active)
+        hits = [line for line in conv.lines if not line.notice and needle in line.text.lower()]
+        screen.say(f"lastlog {cmd.rest!r}: {len(hits)} line{'s' if len(hits) != 1 else ''}")
+        for line in hits[-LASTLOG_MAX:]:
+            stamp = datetime.fromtimestamp(line.ts, screen.tz).strftime("%H:%M")
+            screen.say(f"  {stamp} <{line.sender}> {line.text}")
+        if len(hits) > LASTLOG_MAX:
+            screen.say(f"  (the last {LASTLOG_MAX} shown; /search steps through all)")
+
+    def do_names(self, _cmd: Command) -> None:
+        screen = self.screen
+        conv = screen.model.conversation(screen.model.active)
+        if conv.kind is Kind.ROOM:
+            names = sorted(conv.members, key=str.lower)
+            where = conv.key
+        elif conv.kind is Kind.PRIVATE:
+            names = sorted({screen.model.me, conv.name}, key=str.lower)
+            where = conv.key
+        else:
+            names = screen.model.online_names()
+            where = "online"
+        count = len(names)
+        screen.say(f"{where}: {count} member{'' if count == 1 else 's'}: {', '.join(names)}")
+
+    def do_clear(self, _cmd: Command) -> None:
+        screen = self.screen
+        screen.model.clear(screen.model.active)
+        screen.messages.clear_lines()
+
+    def do_highlight(self, cmd: Command) -> None:
+        model = self.screen.model
+        if not cmd.args:
+            words = ", ".join(model.highlights) or "none"
+            self.screen.say(f"highlighted words (besides your name): {words}")
+            return
+        if model.highlight(cmd.args[0]):
+            self.screen.say(f"{cmd.args[0]!r} now rings and marks like your name")
+        else:
+            self.screen.say(f"{cmd.args[0]!r} is already highlighted (or the list is full)")
+
+    def do_notify(self, cmd: Command) -> None:
+        screen = self.screen
+        conv = screen.model.conversation(screen.model.active)
+        if cmd.args[:1] == ("desktop",):
+            screen.desktop_notify = cmd.args[1]
+            remember = getattr(screen.app, "remember", None)
+            if remember is not None:
+                remember("desktop_notify", cmd.args[1])
+            screen.say(f"desktop notifications: {cmd.args[1]} (saved)")
+            return
+        if cmd.args:
+            conv.notify = cmd.args[0]
+        level = screen.model.notify_level(conv)
+        screen.say(
+            f"{conv.title} rings on: {level}; desktop notifications: {screen.desktop_notify}"
         )
-        screen._refresh_topic()
 
     def do_theme(self, cmd: Command) -> None:
         screen = self.screen
@@ -101,12 +170,16 @@ class CommandRunner:
             screen.app.theme = name
         screen.say(f"theme {name}")
 
-    def do_help(self, _cmd: Command) -> None:
+    def do_help(self, cmd: Command) -> None:
+        if cmd.args:
+            self.screen.say(command_help(cmd.args[0]))
+            return
         for line in help_lines():
             self.screen.say(line)
         self.screen.say(
-            "keys: F1-F5 tabs, Ctrl+N/Ctrl+P next/previous chat, Tab completes, "
-            "Up/Down history, PgUp loads older messages, Ctrl+Q quits"
+            "keys: F1-F5 tabs, Alt+1..9 or Ctrl+N/Ctrl+P chats, Alt+A next with activity, "
+            "PgUp/PgDn scroll (Home/End at the line's edge: top/bottom), "
+            "Alt+Enter or Ctrl+J newline, Tab completes, Up/Down history, Ctrl+Q quits"
         )
 
     def do_quit(self, _cmd: Command) -> None:
@@ -128,20 +201,24 @@ class CommandRunner:
 
     def send_chat(self, key: str, text: str, action: bool = False) -> None:
         conv = self.screen.model.conversation(key)
-        if conv.kind is Kind.ROOM:
-            if not conv.joined:
-                self.screen.say(f"you are not in #{conv.name}: /join {conv.name}")
-                return
-            op = SendChat(room=conv.name, to=None, text=text, action=action)
-        elif conv.kind is Kind.PRIVATE:
-            op = SendChat(room=None, to=conv.name, text=text, action=action)
-        else:
+        if conv.kind is Kind.SYSTEM:
             self.screen.say("this is the status window: /join a room or /msg someone first")
             return
-        cmid = self.submit(op)
-        if cmid is not None:
+        if conv.kind is Kind.ROOM and not conv.joined:
+            self.screen.say(f"you are not in #{conv.name}: /join {conv.name}")
+            return
+        problem = length_problem(text)
+        if problem:
+            self.screen.say(problem)
+            return
+        room = conv.name if conv.kind is Kind.ROOM else None
+        to = conv.name if conv.kind is Kind.PRIVATE else None
+        for part in split_text(text):  # over MAX_TEXT: several messages, in order
+            cmid = self.submit(SendChat(room=room, to=to, text=part, action=action))
+            if cmid is None:
+                return
             self.screen.apply(
-                self.screen.model.add_pending(key, cmid, text, action, self.screen.wall())
+                self.screen.model.add_pending(key, cmid, part, action, self.screen.wall())
             )
 
     def join(self, room: str) -> None:

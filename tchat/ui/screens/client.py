@@ -7,15 +7,13 @@ from collections.abc import Callable
 from datetime import tzinfo
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
-    Button,
-    DataTable,
     Footer,
     Input,
     Label,
@@ -26,11 +24,14 @@ from textual.widgets import (
 
 from tchat.core import effects as ev
 from tchat.core.messages import RoomSummary
+from tchat.ui.attention import ConnectionWatch
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
-from tchat.ui.commands import complete
+from tchat.ui.commands import complete, length_problem
 from tchat.ui.node_messages import NodeEvent, StatusTick
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
+from tchat.ui.screens.chat_navigation import Navigator
+from tchat.ui.search import SearchResults
 from tchat.ui.service import ClientServiceLike, delivery_mode, rtt_ms, state_name
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
@@ -38,6 +39,7 @@ from tchat.ui.widgets.composer import Composer
 from tchat.ui.widgets.conversation_list import ConversationList
 from tchat.ui.widgets.directory import MemberList, RoomsTable, UsersTable
 from tchat.ui.widgets.message_view import MessageView
+from tchat.ui.widgets.rooms_pane import RoomsPane
 from tchat.ui.widgets.status_bar import Status, StatusBar
 from tchat.ui.widgets.timeline_view import TimelineView
 
@@ -91,6 +93,7 @@ class ClientScreen(Screen[None]):
         self.tz = tz
         self.themes = themes
         self.commands = CommandRunner(self)
+        self.navigator = Navigator(self)
         self.ops: dict[int, str] = {}  # cmid -> what a non-chat operation was, for errors
         self.history_requests: dict[int, str] = {}  # request id -> conversation key
         self.join_wanted: set[str] = set()  # rooms to open once entered
@@ -101,8 +104,11 @@ class ClientScreen(Screen[None]):
         self.submitted_at: dict[int, float] = {}  # cmid -> wall time, for the ack latency
         self.ack_ms: float | None = None  # smoothed submit -> Sent latency
         self.search_status = ""  # shown in the topic line until Esc or another conversation
+        self.found: SearchResults | None = None  # the last /search, stepped with Alt+N/Alt+P
         self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
         self._directory_age = DIRECTORY_EVERY  # ticks since the directory was asked for
+        self.connection = ConnectionWatch()
+        self.desktop_notify = "off"  # "osc9" | "osc777": also a terminal desktop notification
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -116,14 +122,13 @@ class ClientScreen(Screen[None]):
                         yield MessageView(id="messages", tz=self.tz)
                     yield MemberList(id="member-list")
                 yield Composer(
-                    completer=self._complete, id="composer", placeholder="message, or /help"
+                    completer=self._complete,
+                    checker=self._refuse,
+                    id="composer",
+                    placeholder="message, or /help",
                 )
             with TabPane("Rooms", id="rooms"):
-                yield RoomsTable(id="rooms-table", tz=self.tz)
-                with Horizontal(id="room-actions"):
-                    yield Input(placeholder="room name", id="room-name")
-                    yield Button("Join / create", id="room-join", variant="primary")
-                    yield Button("Leave", id="room-leave")
+                yield RoomsPane(id="rooms-pane", tz=self.tz)
             with TabPane("Members", id="members"):
                 yield UsersTable(id="users-table", tz=self.tz)
             with TabPane("Elections", id="elections"):
@@ -161,6 +166,9 @@ class ClientScreen(Screen[None]):
             case ev.ChatDelivered(entry=entry):
                 change = self.model.deliver(entry)
                 self._clocks_dirty = True
+                self.navigator.alert(change)
+            case ev.ConnectionChanged(state=state, detail=detail):
+                self.navigator.outage_line(self.connection.changed(state, detail, wall), wall)
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
                 self._ack_latency(cmid, wall)
@@ -175,6 +183,7 @@ class ClientScreen(Screen[None]):
                 if name != self.model.me:
                     self.model.rename_me(name)
                 change = self.model.notice(f"connected as {name}", wall, STATUS_KEY)
+                self.navigator.outage_line(self.connection.changed("serving", "", wall), wall)
             case ev.UsersChanged(users=users):
                 arrived, left = self.model.users_changed(users, wall)
                 self._timeline(self.timeline.users(arrived, left, wall))
@@ -196,9 +205,9 @@ class ClientScreen(Screen[None]):
                 before = set(self.model.conversation(key).members)
                 change = self.model.members_changed(room, members)
                 for name in sorted(set(members) - before):
-                    change = self._merge(change, self.model.notice(f"{name} joined", wall, key))
+                    change = self.merge(change, self.model.notice(f"{name} joined", wall, key))
                 for name in sorted(before - set(members)):
-                    change = self._merge(change, self.model.notice(f"{name} left", wall, key))
+                    change = self.merge(change, self.model.notice(f"{name} left", wall, key))
             case ev.Renamed(old=old, new=new, reason=reason):
                 if old == self.model.me:
                     self.model.rename_me(new)
@@ -228,7 +237,7 @@ class ClientScreen(Screen[None]):
         self.ack_ms = sample if self.ack_ms is None else 0.8 * self.ack_ms + 0.2 * sample
 
     @staticmethod
-    def _merge(a: Change, b: Change) -> Change:
+    def merge(a: Change, b: Change) -> Change:
         return Change(
             conversations=a.conversations | b.conversations,
             appended=a.appended + b.appended,
@@ -262,19 +271,24 @@ class ClientScreen(Screen[None]):
         if node is None:  # the service is still starting
             self.query_one(StatusBar).status = Status(state="STARTING", user=self.model.me)
             return
-        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id else ""
+        state = state_name(node.state)
+        serving = state == "SERVING"
+        # Out of SERVING the last leader and round trip are history: don't show them as news.
+        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id and serving else ""
         self.query_one(StatusBar).status = Status(
-            state=state_name(node.state),
+            state=self.connection.status(self.wall()) or state,
             user=self.model.me,
             leader=leader,
-            epoch=str(node.epoch) if node.leader_id else "",
-            rtt_ms=rtt_ms(self.service),
+            epoch=str(node.epoch) if node.leader_id and serving else "",
+            rtt_ms=rtt_ms(self.service) if serving else None,
             delivery=delivery_mode(self.service),
             pending=len(getattr(node, "pending", ()) or ()),
-            ack_ms=self.ack_ms,
+            ack_ms=self.ack_ms if serving else None,
+            activity=tuple((n, c.mentioned) for n, c in self.model.activity()),
         )
 
     def _tick(self) -> None:
+        self.navigator.outage_line(self.connection.tick(self.wall()), self.wall())
         self.post_message(StatusTick())
         self._directory_age += 1
         if self._directory_age >= DIRECTORY_EVERY:
@@ -295,7 +309,7 @@ class ClientScreen(Screen[None]):
         self._lists_dirty = False
         self.query_one(ConversationList).show(self.model.ordered(), self.model.active)
         self._refresh_members()
-        self._refresh_topic()
+        self.refresh_topic()
         if self._tables_dirty:
             self._refresh_tables()
         if self._clocks_dirty:
@@ -306,7 +320,7 @@ class ClientScreen(Screen[None]):
         self._refresh_rooms()
         self._refresh_users()
 
-    def _refresh_topic(self) -> None:
+    def refresh_topic(self) -> None:
         extra = self.search_status
         conv = self.model.conversation(self.model.active)
         label = Text(no_wrap=True, overflow="ellipsis", end="")
@@ -314,7 +328,8 @@ class ClientScreen(Screen[None]):
         if extra:
             label.append("  " + extra)
         elif conv.kind is Kind.ROOM:
-            label.append(f"  {len(conv.members)} members  {conv.group}")
+            count = len(conv.members)
+            label.append(f"  {count} member{'' if count == 1 else 's'}  {conv.group}")
             if not conv.joined:
                 label.append("  (not joined: /join " + sanitize(conv.name) + ")")
         self.query_one("#topic", Label).update(label)
@@ -361,9 +376,10 @@ class ClientScreen(Screen[None]):
     def open_conversation(self, key: str) -> None:
         conv = self.model.activate(key)
         self.search_status = ""
-        self.messages.show(conv.lines, self.model.me)
+        self.messages.show(conv.lines, self.model.me, self.model.read_mark(conv))
         self._lists_dirty = True
         self.post_message(RefreshLists())
+        self.post_message(StatusTick())  # the activity list changed
         if conv.messages == 0:
             self.load_history(key)
 
@@ -405,7 +421,8 @@ class ClientScreen(Screen[None]):
         if self.messages.highlight:
             self.messages.search("")
         self.search_status = ""
-        self._refresh_topic()
+        self.found = None
+        self.refresh_topic()
 
     # -- sending ----------------------------------------------------------------------
     def apply(self, change: Change) -> None:
@@ -416,42 +433,52 @@ class ClientScreen(Screen[None]):
         """A local notice in the current conversation."""
         self._apply(self.model.notice(text, self.wall()))
 
-    @on(Input.Submitted, "#composer")
-    def _composed(self, message: Input.Submitted) -> None:
+    def _refuse(self, line: str) -> str | None:
+        """Checked at Enter, before the composer lets go of the text."""
+        problem = length_problem(line)
+        if problem:
+            self.say(problem)
+        return problem
+
+    def _stray(self) -> Composer | None:
+        """The composer, when input reached another widget of the Chat tab instead."""
         composer = self.query_one(Composer)
-        line = message.value
-        composer.remember(line)
-        composer.value = ""
-        self.commands.run(line)
+        if composer.has_focus or isinstance(self.focused, Input):
+            return None
+        return composer if self.query_one("#tabs", TabbedContent).active == "chat" else None
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing with the focus elsewhere on the Chat tab goes to the composer."""
+        composer = self._stray() if event.is_printable and event.character else None
+        if composer is not None and event.character:
+            event.stop()
+            composer.focus()
+            composer.insert(event.character)
+
+    async def on_paste(self, event: events.Paste) -> None:
+        composer = self._stray()
+        if composer is not None:
+            event.stop()
+            composer.focus()
+            await composer._on_paste(events.Paste(event.text))
+
+    def on_composer_submitted(self, message: Composer.Submitted) -> None:
+        # The composer already cleared itself and kept the line in its history, at Enter.
+        # What you send (or a command's answer) shows at the bottom: stop reading back first.
+        self.messages.action_scroll_end()
+        self.commands.run(message.value)
+
+    def on_composer_navigate(self, message: Composer.Navigate) -> None:
+        self.navigator.navigate(message)
 
     def _complete(self, value: str, cursor: int) -> list[str]:
         rooms = [c.name for c in self.model.rooms()]
         return complete(value, cursor, self.model.online_names(), rooms, self.themes())
 
     # -- rooms tab --------------------------------------------------------------------
-    @on(Button.Pressed, "#room-join")
-    @on(Input.Submitted, "#room-name")
-    def _room_join(self) -> None:
-        self.commands.run("/join " + self._room_field())
+    def on_rooms_pane_command(self, message: RoomsPane.Command) -> None:
+        self.commands.run(message.line)
 
-    @on(Button.Pressed, "#room-leave")
-    def _room_leave(self) -> None:
-        self.commands.run("/leave " + self._room_field())
-
-    def _room_field(self) -> str:
-        field = self.query_one("#room-name", Input)
-        name = field.value.strip()
-        if not name:
-            table = self.query_one("#rooms-table", DataTable)
-            if table.row_count:
-                key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-                name = (key or "")[1:]
-        field.value = ""
-        return name
-
-    @on(DataTable.RowSelected, "#rooms-table")
-    def _room_picked(self, message: DataTable.RowSelected) -> None:
-        key = message.row_key.value
-        if key:
-            self.open_conversation(key)
-            self.action_tab("chat")
+    def on_rooms_pane_open(self, message: RoomsPane.Open) -> None:
+        self.open_conversation(message.key)
+        self.action_tab("chat")

@@ -10,20 +10,28 @@ from tchat.ui.chat_model import Conversation, Kind
 from tchat.ui.sanitize import sanitize
 
 
-class ConversationList(OptionList):
-    """Option ids are conversation keys; the screen handles ``OptionList.OptionSelected``."""
+class ConversationList(OptionList, can_focus=False):
+    """Option ids are conversation keys; the screen handles ``OptionList.OptionSelected``.
+
+    Clicked, never focused: Alt+1..9, Alt+A and Ctrl+N/P switch from the composer.
+    """
 
     COMPONENT_CLASSES = {
         "conversation-list--unread",
         "conversation-list--mention",
         "conversation-list--left",
+        "conversation-list--number",
     }
 
     def show(self, conversations: list[Conversation], active: str) -> None:
         style = self.get_component_rich_style
         options = []
-        for conv in conversations:
+        for number, conv in enumerate(conversations, 1):
             label = Text(no_wrap=True, overflow="ellipsis", end="")
+            if number < 10:  # Alt+1..9 reach these
+                label.append(f"{number} ", style("conversation-list--number"))
+            else:
+                label.append("  ")
             name = "status" if conv.kind is Kind.SYSTEM else sanitize(conv.key)
             label.append(
                 name,

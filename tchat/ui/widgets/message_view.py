@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from bisect import bisect_right
 from datetime import datetime, tzinfo
@@ -19,6 +20,7 @@ from textual.strip import Strip
 from tchat.ui.chat_model import ChatLine
 
 SENDER_COLOURS = 8
+LINK = re.compile(r"\bhttps?://[!-~]{1,2000}")  # printable ASCII only, bounded
 PREFIX = 8  # "HH:MM x " before the sender
 
 
@@ -83,8 +85,34 @@ def fold(text: Text, width: int, indent: int = PREFIX) -> list[Text]:
     return [rows[0], *(Text(pad, end="") + row for row in rows[1:])]
 
 
-class MessageView(ScrollView, can_focus=True):
-    """Shows a list of ``ChatLine``s owned by the model; the screen says what changed."""
+def fold_lines(text: Text, width: int, indent: int = PREFIX) -> list[Text]:
+    """``fold`` for text with line breaks: each later line starts a row, indented."""
+    if "\n" not in text.plain:
+        return fold(text, width, indent)
+    rows: list[Text] = []
+    pad = " " * indent
+    for number, part in enumerate(text.split("\n", allow_blank=True)):
+        rows.extend(fold(Text(pad, end="") + part if number else part, width, indent))
+    return rows
+
+
+def row_count(plain: str, width: int, indent: int = PREFIX) -> int:
+    """How many rows ``fold_lines`` makes of a text whose plain form is ``plain``."""
+    if "\n" not in plain:
+        return 1 + (len(wrap_offsets(plain, width, indent)) if cell_len(plain) > width else 0)
+    pad = " " * indent
+    total = 0
+    for number, part in enumerate(plain.split("\n")):
+        row = pad + part if number else part
+        total += 1 + (len(wrap_offsets(row, width, indent)) if cell_len(row) > width else 0)
+    return total
+
+
+class MessageView(ScrollView, can_focus=False):
+    """Shows a list of ``ChatLine``s owned by the model; the screen says what changed.
+
+    Never focused: the composer keeps the focus and scrolls this view (PgUp, PgDn...).
+    """
 
     COMPONENT_CLASSES = {
         "message-view--time",
@@ -95,6 +123,9 @@ class MessageView(ScrollView, can_focus=True):
         "message-view--mention",
         "message-view--own",
         "message-view--match",
+        "message-view--marker",
+        "message-view--more",
+        "message-view--link",
         *(f"message-view--sender-{i}" for i in range(SENDER_COLOURS)),
     }
     BINDINGS = [
@@ -117,14 +148,18 @@ class MessageView(ScrollView, can_focus=True):
         self._total = 0
         self._width = 0
         self._follow = True  # stay at the newest line until the user scrolls up
-        self._cache: LRUCache[tuple[int, bool, bool, int, str], list[Strip]] = LRUCache(512)
+        self.read_mark: int | None = None  # a "new" rule is drawn below this line
+        self.unseen = 0  # lines appended below while the user was scrolled up
+        self._cache: LRUCache[tuple[int, bool, bool, int, str, bool], list[Strip]] = LRUCache(512)
 
     # -- what the screen calls --------------------------------------------------------
-    def show(self, lines: list[ChatLine], me: str) -> None:
+    def show(self, lines: list[ChatLine], me: str, read_mark: int | None = None) -> None:
         """Display another conversation (the list is shared with the model, not copied)."""
         self._lines = lines
         self.me = me
         self.highlight = ""
+        self.read_mark = read_mark
+        self.unseen = 0
         self._cache.clear()
         self._day = [self._ordinal(line.ts) for line in lines]
         self._cells = [self._plain_cells(line) for line in lines]
@@ -139,6 +174,8 @@ class MessageView(ScrollView, can_focus=True):
         self._layout_from(len(self._starts))
         if self._follow:
             self.scroll_end(animate=False)  # after the refresh, when the new size is known
+        else:
+            self.unseen += count
         self.refresh()
 
     def prepended(self, count: int) -> None:
@@ -147,6 +184,8 @@ class MessageView(ScrollView, can_focus=True):
         head = self._lines[:count]
         self._day[0:0] = [self._ordinal(line.ts) for line in head]
         self._cells[0:0] = [self._plain_cells(line) for line in head]
+        if self.read_mark is not None:
+            self.read_mark += count
         self._relayout()
         self.scroll_to(y=self.scroll_y + (self._total - before), animate=False, immediate=True)
 
@@ -155,16 +194,27 @@ class MessageView(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
-    def search(self, needle: str) -> int:
-        """Highlight ``needle`` and scroll to its last occurrence; returns the match count."""
+    def search(self, needle: str, line: ChatLine | None = None) -> int:
+        """Highlight ``needle`` and scroll to ``line`` (default: its last occurrence).
+
+        Returns the number of lines that match.
+        """
         self.highlight = needle
         self._cache.clear()
         lowered = needle.lower()
-        hits = [i for i, line in enumerate(self._lines) if lowered in line.text.lower()]
-        if hits:
-            self.scroll_to(y=self._starts[hits[-1]], animate=False, immediate=True)
+        hits = [i for i, item in enumerate(self._lines) if lowered and lowered in item.text.lower()]
+        target = hits[-1] if hits else None
+        if line is not None:
+            target = next((i for i in hits if self._lines[i] is line), target)
+        if target is not None:
+            self.scroll_to(y=self._starts[target], animate=False, immediate=True)
+            self._follow = False
         self.refresh()
         return len(hits)
+
+    def clear_lines(self) -> None:
+        """The model emptied the shared list: forget its layout."""
+        self.show(self._lines, self.me)
 
     @property
     def row_count(self) -> int:
@@ -175,6 +225,8 @@ class MessageView(ScrollView, can_focus=True):
         return datetime.fromtimestamp(ts, self.tz).toordinal()
 
     def _plain_cells(self, line: ChatLine) -> int:
+        if "\n" in line.text:
+            return 1 << 30  # never the one-row fast path
         return PREFIX + cell_len(self._nick(line)) + cell_len(line.text)
 
     def _nick(self, line: ChatLine) -> str:
@@ -185,11 +237,12 @@ class MessageView(ScrollView, can_focus=True):
     def _height(self, index: int, width: int) -> int:
         line = self._lines[index]
         sep = 1 if index == 0 or self._day[index] != self._day[index - 1] else 0
+        sep += 1 if index == self.read_mark else 0
         cells = self._cells[index]
         if cells <= width:
             return sep + 1
         plain = " " * PREFIX + self._nick(line) + line.text
-        return sep + 1 + len(wrap_offsets(plain, width))
+        return sep + row_count(plain, width)
 
     def _relayout(self) -> None:
         self._starts = []
@@ -223,6 +276,9 @@ class MessageView(ScrollView, can_focus=True):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
         self._follow = new_value >= self.max_scroll_y
+        if self._follow and self.unseen:
+            self.unseen = 0
+            self.refresh()
         if new_value <= 0 < old_value and self._lines:
             self.post_message(self.NeedHistory())
 
@@ -241,11 +297,26 @@ class MessageView(ScrollView, can_focus=True):
             self.post_message(self.NeedHistory())
         super().action_page_up()
 
+    def page(self, step: int) -> None:
+        """PgUp/PgDn from the composer: a screenful, at once (an animation lags fast keys)."""
+        if step < 0 and self.scroll_y <= 0:
+            self.post_message(self.NeedHistory())
+        height = max(1, self.scrollable_content_region.height - 1)
+        self.scroll_to(y=self.scroll_y + step * height, animate=False, immediate=True)
+
+    def action_scroll_end(self) -> None:
+        self._follow = True
+        self.unseen = 0
+        self.scroll_end(animate=False, immediate=True)
+        self.refresh()
+
     # -- rendering --------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         row = round(self.scroll_y) + y
         base = self.rich_style
+        if self.unseen and y == self.scrollable_content_region.height - 1:
+            return self._rule(f" -- more ({self.unseen} new, End) -- ", "more", width)
         if row >= self._total or not self._starts:
             return Strip.blank(width, base)
         index = bisect_right(self._starts, row) - 1
@@ -256,7 +327,8 @@ class MessageView(ScrollView, can_focus=True):
 
     def _item_strips(self, index: int, width: int) -> list[Strip]:
         line = self._lines[index]
-        key = (id(line), line.pending, line.failed, width, self.highlight)
+        marked = index == self.read_mark
+        key = (id(line), line.pending, line.failed, width, self.highlight, marked)
         cached = self._cache.get(key)
         sep = index == 0 or self._day[index] != self._day[index - 1]
         if cached is not None and (len(cached) == self._height(index, width)):
@@ -265,11 +337,19 @@ class MessageView(ScrollView, can_focus=True):
         rows: list[Text] = []
         if sep:
             rows.append(self._day_row(line.ts, width))
-        rows.extend(fold(self._text(line), width))
+        rows.extend(fold_lines(self._text(line), width))
         base = self.rich_style
         strips = [Strip(row.render(console), cell_len(row.plain)).apply_style(base) for row in rows]
+        if marked:
+            strips.append(self._rule(" new ", "marker", width))
         self._cache[key] = strips
         return strips
+
+    def _rule(self, label: str, kind: str, width: int) -> Strip:
+        style = self.get_component_rich_style(f"message-view--{kind}")
+        row = Text(label.center(width, "─" if kind == "marker" else " "), style=style, end="")
+        strip = Strip(row.render(self.app.console), cell_len(row.plain))
+        return strip.apply_style(self.rich_style).crop_extend(0, width, self.rich_style)
 
     def _day_row(self, ts: float, width: int) -> Text:
         label = datetime.fromtimestamp(ts, self.tz).strftime(" %A %d %B %Y ")
@@ -301,7 +381,14 @@ class MessageView(ScrollView, can_focus=True):
             body_style = style("message-view--failed")
         elif line.mention:
             body_style = style("message-view--mention")
+        start = len(text)
         text.append(line.text, body_style)  # plain append: network text is never markup
+        link_style = style("message-view--link")
+        for match in LINK.finditer(line.text):
+            # The URL is printable ASCII by the pattern: nothing in it can end the OSC 8 link.
+            url = match.group().rstrip(".,;:!?)]}'\"")
+            begin = start + match.start()
+            text.stylize(link_style + Style(link=url), begin, begin + len(url))
         if self.highlight:
             text.highlight_words(
                 [self.highlight], style("message-view--match"), case_sensitive=False
