@@ -37,8 +37,6 @@ from tchat.sim.scenarios import (
 from tchat.sim.wire import UDP_MAX_PAYLOAD, Wire
 from tchat.sim.workload import max_text
 
-NEEDS_FRAMES = pytest.mark.xfail(strict=False, reason="needs byte-bounded frames (branch frames)")
-
 
 def test_max_text_is_the_largest_text_a_client_may_send() -> None:
     text = max_text("tag")
@@ -153,7 +151,6 @@ def test_mail_sent_while_away_is_due_to_the_next_session_only() -> None:
     assert "c4" not in expected_deliveries(later, {"c1", "c4"})
 
 
-@NEEDS_FRAMES
 def test_a_burst_of_maximum_size_messages_commits() -> None:
     # FIFO sessions that deliver a step's frames in one read, as TCP does: the burst reaches
     # the leader at once and leaves in its next Append.

@@ -169,7 +169,6 @@ def test_regression_seed_keeps_every_invariant(
 BURST_SEEDS = [(seed, False) for seed in range(1, 9)] + [(seed, True) for seed in range(101, 105)]
 
 
-@pytest.mark.xfail(strict=False, reason="needs byte-bounded frames (branch frames)")
 @pytest.mark.parametrize(("seed", "chaos"), BURST_SEEDS)
 def test_burst_seed_keeps_every_invariant(seed: int, chaos: bool) -> None:
     config = WorkloadConfig(
