@@ -132,6 +132,7 @@ def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
         10**6: poison(3_000),  # no honest client names 3,000 unknown servers: refused
         10**6 + 1: poison(8, ids),  # could be honest (a partition's other side): clamped
         10**6 + 2: poison(0, ids),
+        10**6 + 3: poison(20),  # within MAX_SERVERS, but 20 servers nobody knows: refused
     }
     for cmid, clock in forged.items():
         op = SendChat(None, "bob", f"poison {cmid}", False)
@@ -142,7 +143,7 @@ def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
     bus._post(
         EVIL,
         leader.config.addr,
-        Register("carol", "evil-session", EVIL, poison(3_000, ids), False, True, 1),
+        Register("carol", "evil-session", EVIL, poison(60, ids), False, True, 1),
     )
     bus._post(EVIL, leader.config.addr, ClientBeat("evil-session", leader.epoch, MAX_INT))
     # Past the bounded causal wait, and past carol's client timeout (her UserOffline).
@@ -153,7 +154,11 @@ def test_a_clients_clock_is_kept_only_as_far_as_the_log_knows_it() -> None:
         for _src, dst, m in bus.sent
         if dst == alice.config.addr and isinstance(m, OpError)
     }
-    assert errors == {10**6: "your clock names 3000 servers this cluster does not know"}
+    # Refused before it counts anywhere: no cluster has 3,000 servers (MAX_SERVERS); and
+    # a clock within that bound that names 20 servers nobody knows.
+    assert sorted(errors) == [10**6, 10**6 + 3], errors
+    assert "3000 servers" in errors[10**6]
+    assert errors[10**6 + 3] == "your clock names 20 servers this cluster does not know"
     log_clock = leader.log.clock
     chats = [e for e in leader.log.entries() if isinstance(e.body, Chat) and e.body.to == "bob"]
     assert len(chats) == 2

@@ -127,7 +127,7 @@ async def test_garbage_and_oversized_tcp_frames_are_counted_and_disconnected() -
     async with pair() as (a, _inbox_a, b, inbox_b):
         host, port = b.addr.split(":")
         for payload, reason in (
-            (codec.frame(b"\x07rubbish"), "unknown-version"),
+            (codec.frame(b"\x7frubbish"), "unknown-version"),
             (codec.frame(HEAD + b"\xc1\xc1"), "malformed"),
             (struct.pack(">I", 10_000_000) + b"x", "oversized"),
         ):
