@@ -22,9 +22,11 @@ from tchat.core.messages import (
     NO_EPOCH,
     ClientBeat,
     Discover,
+    Epoch,
     Heartbeat,
     HistoryRequest,
     JoinRoom,
+    LeaderSuspect,
     NewLeader,
     Register,
     SendChat,
@@ -413,11 +415,13 @@ async def test_a_register_or_discover_for_another_address_is_refused() -> None:
         writer.write(frame(Register("eve", "c", "127.0.0.1:9", None, False, False, 1)))
         # Its discovery answer would go by datagram to a third party.
         writer.write(frame(Discover("127.0.0.1:9", "client", 1, 0)))
+        # Its LeaderAlive would go to whoever holds that address's session.
+        writer.write(frame(LeaderSuspect("c", "127.0.0.1:9", Epoch(1, 1))))
         writer.write(frame(Register("eve", "c", me, None, False, False, 2)))
         items = await inbox.wait(1)
         assert [m.attempt for m, _ in items] == [2]  # type: ignore[attr-defined]
         assert server.drops.counts["register-addr"] == 1
-        assert server.drops.counts["addr-mismatch"] == 1
+        assert server.drops.counts["addr-mismatch"] == 2
         writer.close()
     finally:
         await server.close()

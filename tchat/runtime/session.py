@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
-from tchat.core.messages import ClientBeat, Discover, Message, Register, StatusRequest, Submit
+from tchat.core.messages import (
+    ClientBeat,
+    Discover,
+    LeaderSuspect,
+    Message,
+    Register,
+    StatusRequest,
+    Submit,
+)
 from tchat.runtime.limits import operation_kind
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -33,7 +41,7 @@ MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would 
 HELD_FRAMES = 256
 HELD_BYTES = 256 * 1024
 # Client frames naming the address their answers go to.
-ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest))
+ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest, LeaderSuspect))
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.
