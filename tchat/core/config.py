@@ -37,6 +37,10 @@ class ServerConfig:
     batch_max: int = 256  # entries per Append
     sync_chunk_bytes: int = 24_000  # payload budget of one SyncData / Replay frame
     wall_offset: float = 0.0  # added to ``now`` for entry timestamps (wall clock)
+    # A user's rooms and a room's members bound what one login costs: its Welcome lists
+    # every room it is in, and each room message is fanned out to every member.
+    max_rooms_per_user: int = 100
+    max_room_members: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

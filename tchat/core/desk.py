@@ -46,6 +46,7 @@ from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
+    from tchat.core.fold import ClusterState
     from tchat.core.leader import Leadership
 
 USER_CHUNK = 400  # users per UserList frame (keeps frames far below the size cap)
@@ -304,7 +305,7 @@ class ClientDesk:
                     return None, problem
                 if state.is_member(room, name):
                     return None, f"you are already in room {room!r}"
-                return RoomJoined(room, name), ""
+                return self.join_limit(state, room, name)
             case LeaveRoom(room=room):
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
@@ -314,6 +315,21 @@ class ClientDesk:
             case Logout():
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
         return None, "unknown operation"
+
+    def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
+        """Refuse a join past the limits. ``state`` holds the pending entries too, so two
+        joins in flight cannot both take the last place: the answer depends only on the
+        log's order, the same on whichever leader judges it."""
+        config = self.lead.node.config
+        if len(state.rooms_of.get(name, ())) >= config.max_rooms_per_user:
+            return None, (
+                f"you are in {config.max_rooms_per_user} rooms, the most a user may be in: "
+                "/leave one first"
+            )
+        record = state.rooms.get(room)
+        if record is not None and len(record.members) >= config.max_room_members:
+            return None, f"room {room!r} is full ({config.max_room_members} members)"
+        return RoomJoined(room, name), ""
 
     def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
         lead = self.lead

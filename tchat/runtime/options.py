@@ -50,6 +50,8 @@ class NetOptions:
     multicast_port: int = 47471
     timing: Timing = field(default_factory=Timing)
     config_path: Path | None = None
+    max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
+    max_room_members: int = 1000
 
     @property
     def key(self) -> bytes | None:
@@ -166,6 +168,8 @@ _SIMPLE = {
     "max_frame": "max_frame",
     "multicast_base": "multicast_base",
     "multicast_port": "multicast_port",
+    "max_rooms_per_user": "max_rooms_per_user",
+    "max_room_members": "max_room_members",
 }
 
 
@@ -207,4 +211,7 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     if "broadcast" not in values:
         values["broadcast"] = broadcast_for(values["host"])
     values["log_level"] = str(values.get("log_level", "INFO")).upper()
+    for limit in ("max_rooms_per_user", "max_room_members"):
+        if limit in values and (type(values[limit]) is not int or values[limit] < 1):
+            raise SystemExit(f"tchat: {limit} must be a whole number of at least 1")
     return NetOptions(**values)

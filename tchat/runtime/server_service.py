@@ -100,6 +100,8 @@ class ServerService:
             timing=opts.timing,
             multicast_base=opts.multicast_base,
             multicast_port=opts.multicast_port,
+            max_rooms_per_user=opts.max_rooms_per_user,
+            max_room_members=opts.max_room_members,
             wall_offset=time.time() - asyncio.get_running_loop().time(),
         )
         self.node = ServerNode(config, durable, self.rng)
