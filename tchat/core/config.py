@@ -41,6 +41,9 @@ class ServerConfig:
     # every room it is in, and each room message is fanned out to every member.
     max_rooms_per_user: int = 100
     max_room_members: int = 1000
+    # Log entries kept in memory (the tail in key order); older ones are read from the
+    # log archive (the SQLite store) when catch-up, replay or scrollback needs them.
+    hot_entries: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

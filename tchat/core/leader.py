@@ -88,7 +88,7 @@ class Leadership:
 
     def _committed_view(self) -> ClusterState:
         view = self.node.new_state()
-        for entry in self.node.log.entries():
+        for entry in self.node.log.iter_entries():
             if not self.node.log.is_duplicate(entry) and entry.dot not in self.pending_dots:
                 view.apply(entry)
         return view

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 
+from tchat.core.archive import LogArchive
 from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
@@ -69,12 +70,18 @@ class ServerNode:
         config: ServerConfig,
         durable: DurableState | None = None,
         rng: random.Random | None = None,
+        archive: LogArchive | None = None,
     ) -> None:
         self.config = config
         self.server_id = config.server_id
         self.rng = rng or random.Random(config.server_id)
-        self.log = ReplicatedLog()
+        self.log = ReplicatedLog(archive, config.hot_entries)
         self.state = self.new_state()
+        if archive is not None and len(archive):
+            # A restart over a store that holds the log: rebuild from it, entry by entry.
+            for entry in self.log.restore():
+                if not self.log.is_duplicate(entry):
+                    self.state.apply(entry)
         self.role = ServerRole.JOINING
         self.epoch = NO_EPOCH
         self.leader_id = 0
@@ -184,7 +191,7 @@ class ServerNode:
         if refold:
             clashes = self.state.clashes
             self.state = self.new_state()
-            for entry in self.log.entries():
+            for entry in self.log.iter_entries():
                 if not self.log.is_duplicate(entry):
                     self.state.apply(entry)
             self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]

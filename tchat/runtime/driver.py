@@ -46,6 +46,10 @@ class Store(Protocol):
     def commit(self) -> None: ...
 
 
+class Settling(Protocol):
+    def settle(self, persists: list[Persist]) -> None: ...
+
+
 EffectListener = Callable[[Effect], None]
 SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
 SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
@@ -90,10 +94,15 @@ class NodeDriver:
         store: Store | None = None,
         groups: MulticastGroups | None = None,
         inline_commit: float = INLINE_COMMIT,
+        archive: Settling | None = None,
     ) -> None:
         self.node = node
         self.transport = transport
         self.store = store
+        # The log archive reading the store: told which entries each returned commit made
+        # durable (until then it answers for them from memory).
+        self.archive = archive
+        self._settling: dict[int, list[Persist]] = {}  # commit number -> its Persists
         self.groups = groups
         self.loop = asyncio.get_running_loop()
         self.listeners: list[EffectListener] = []
@@ -272,7 +281,11 @@ class NodeDriver:
                 return
             self._note_commit(time.perf_counter() - started)
             self._committed = self._submitted
+            if self.archive is not None:
+                self.archive.settle(persists)
             return
+        if self.archive is not None:
+            self._settling[self._submitted] = persists
         if self._committer is None:
             self._committer = CommitThread(self.loop, self._on_committed)
         self._in_flight = True
@@ -307,6 +320,9 @@ class NodeDriver:
             return
         self._committed = seq
         self._note_commit(elapsed)
+        settled = self._settling.pop(seq, None)
+        if settled is not None and self.archive is not None:
+            self.archive.settle(settled)
         if self._pending and not self._closed:
             self._submit()  # the next fsync overlaps with the sends released below
         # (the next commit, started just above, may have run inline and returned too)

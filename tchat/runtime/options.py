@@ -52,6 +52,7 @@ class NetOptions:
     config_path: Path | None = None
     max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
     max_room_members: int = 1000
+    hot_entries: int = 20_000  # log entries a server keeps in memory (the rest in SQLite)
 
     @property
     def key(self) -> bytes | None:
@@ -170,6 +171,7 @@ _SIMPLE = {
     "multicast_port": "multicast_port",
     "max_rooms_per_user": "max_rooms_per_user",
     "max_room_members": "max_room_members",
+    "hot_entries": "hot_entries",
 }
 
 
@@ -211,7 +213,7 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     if "broadcast" not in values:
         values["broadcast"] = broadcast_for(values["host"])
     values["log_level"] = str(values.get("log_level", "INFO")).upper()
-    for limit in ("max_rooms_per_user", "max_room_members"):
+    for limit in ("max_rooms_per_user", "max_room_members", "hot_entries"):
         if limit in values and (type(values[limit]) is not int or values[limit] < 1):
             raise SystemExit(f"tchat: {limit} must be a whole number of at least 1")
     return NetOptions(**values)
