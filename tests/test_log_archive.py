@@ -37,16 +37,18 @@ def two_sides(seed: int, count: int) -> tuple[list[Entry], list[Entry]]:
     logs: dict[int, list[Entry]] = {1: [], 2: []}
     clocks = {1: EMPTY_CLOCK, 2: EMPTY_CLOCK}
     cmid = 0
+    names: list[str] = []
     for n in range(count):
         side = rng.choice((1, 2))
         clock = clocks[side].increment(side)
         clocks[side] = clock
         origin = None
         kind = rng.random()
-        if kind < 0.05 and n:
+        if kind < 0.08 or not names:
+            names.append(f"u{n}")
             body: object = UserOnline(f"u{n}", "a", f"c{n}")
-        elif kind < 0.1:
-            body = RoomJoined(f"r{n % 3}", "alice")
+        elif kind < 0.2:
+            body = RoomJoined(f"r{n % 3}", rng.choice(names))
         else:
             room = f"r{n % 3}" if rng.random() < 0.8 else None
             body = Chat("alice", room, None if room else "bob", f"t{n}", False, EMPTY_CLOCK)
@@ -105,6 +107,29 @@ def test_a_small_hot_window_answers_like_the_whole_log_in_memory(seed: int) -> N
     probes = random.Random(seed).sample(first + second, 40)
     assert reads(small, probes) == reads(whole, probes)
     assert any(whole.is_duplicate(e) for e in first + second)  # copies were exercised
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merges_refold_to_the_same_state_whatever_the_window(seed: int) -> None:
+    """Entries merged inside the window re-fold from the fold below it; entries merged
+    below the window redo that fold from the archive. Either way: the state of a node that
+    holds the whole log in memory."""
+    first, second = two_sides(seed, 400)
+    nodes = [ServerNode(ServerConfig(1, "s1", hot_entries=hot)) for hot in (8, 10**9)]
+    for node in nodes:
+        node.merge_entries(first)
+    assert nodes[0].log.floor is not None and nodes[1].log.floor is None
+    rooms_folded = 0
+    for start in range(0, len(second), 20):
+        for node in nodes:
+            node.merge_entries(second[start : start + 20])
+        small, whole = (node.state for node in nodes)
+        assert small.snapshot() == whole.snapshot()
+        assert {r: (v.messages, v.stretches) for r, v in small.rooms.items()} == {
+            r: (v.messages, v.stretches) for r, v in whole.rooms.items()
+        }
+        rooms_folded += len(small.rooms)
+    assert rooms_folded  # the fold had rooms to get right
 
 
 def test_memory_stays_bounded_and_counters_are_runs() -> None:

@@ -50,6 +50,12 @@ class ReplicatedLog:
         self._high: dict[str, int] = {}
         self._counters: dict[int, CounterRanges] = {}  # per sequencing server
         self.clock: VectorClock = EMPTY_CLOCK
+        # Told of the entries leaving the window, in key order (the node folds them into
+        # its state as of the window's floor, so a merge re-folds from there).
+        self.on_evict: Callable[[list[Entry]], None] | None = None
+        # An entry landed below the window since the node last looked: what was folded
+        # below the floor is no longer the fold of the entries there.
+        self.cold_inserted = False
 
     def __len__(self) -> int:
         return self._count
@@ -64,6 +70,15 @@ class ReplicatedLog:
     def hot_size(self) -> int:
         """Entries held in memory."""
         return len(self._entries)
+
+    @property
+    def floor(self) -> Key | None:
+        """Key of the window's first entry once some have left it (None: all are in it)."""
+        return self._floor
+
+    def window(self) -> list[Entry]:
+        """The hot window's entries, in order (a copy)."""
+        return list(self._entries)
 
     def get(self, dot: Dot) -> Entry | None:
         entry = self._by_dot.get(dot)
@@ -94,6 +109,12 @@ class ReplicatedLog:
 
     def iter_entries(self) -> Iterator[Entry]:
         return self._walk(None, chats=False)
+
+    def below_floor(self) -> Iterator[Entry]:
+        """The entries older than the window, in order, from the archive."""
+        if self._floor is None:
+            return iter(())
+        return self._walk_archive(None, self._floor, chats=False)
 
     def last(self) -> Entry | None:
         return self._entries[-1] if self._entries else None
@@ -149,6 +170,7 @@ class ReplicatedLog:
         """Put ``entry`` in the hot window if it belongs there; True if at the tail."""
         key = entry.key
         if self._floor is not None and key < self._floor:
+            self.cold_inserted = True
             return False  # older than the window: the archive alone holds it
         at_tail = not self._keys or key > self._keys[-1]
         if at_tail:
@@ -189,6 +211,8 @@ class ReplicatedLog:
             del self._by_dot[entry.dot]
             if entry.origin is not None and self._hot_origin.get(entry.origin) is entry:
                 del self._hot_origin[entry.origin]
+        if self.on_evict is not None:
+            self.on_evict(gone)
 
     # -- walking in key order ------------------------------------------------------
     def _walk(self, start: Key | None, chats: bool) -> Iterator[Entry]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from tchat.core.archive import LogArchive
 from tchat.core.candidacy import Candidacy
@@ -77,6 +78,10 @@ class ServerNode:
         self.rng = rng or random.Random(config.server_id)
         self.log = ReplicatedLog(archive, config.hot_entries)
         self.state = self.new_state()
+        # The fold of the entries below the log's hot window, kept up as they leave it: a
+        # merge that lands inside the window re-folds from a copy of it, not from entry 1.
+        self.floor_state = self.new_state()
+        self.log.on_evict = self._fold_below_window
         if archive is not None and len(archive):
             # A restart over a store that holds the log: rebuild from it, entry by entry.
             for entry in self.log.restore():
@@ -190,15 +195,34 @@ class ServerNode:
                 refold = True
         if refold:
             clashes = self.state.clashes
-            self.state = self.new_state()
-            for entry in self.log.iter_entries():
-                if not self.log.is_duplicate(entry):
-                    self.state.apply(entry)
+            self.state = self.fold_from_floor(lambda entry: True)
             self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
                 self.peers[sid] = addr
         return added
+
+    def _fold_below_window(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if not self.log.is_duplicate(entry):
+                self.floor_state.apply(entry)
+
+    def fold_from_floor(self, wanted: Callable[[Entry], bool]) -> ClusterState:
+        """The fold of the whole log, skipping window entries ``wanted`` refuses: a copy of
+        the fold below the window, then the window. If an entry landed below the window,
+        the fold below it is redone first (from the archive, in pages)."""
+        log = self.log
+        if log.cold_inserted:
+            log.cold_inserted = False
+            self.floor_state = self.new_state()
+            for entry in log.below_floor():
+                if not log.is_duplicate(entry):
+                    self.floor_state.apply(entry)
+        state = copy.deepcopy(self.floor_state)
+        for entry in log.window():
+            if wanted(entry) and not log.is_duplicate(entry):
+                state.apply(entry)
+        return state
 
     def _become(self, role: ServerRole, event: str) -> None:
         if role not in _TRANSITIONS[self.role]:
