@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tchat.core.archive import CounterRanges, InMemoryArchive, LogArchive
+from tchat.core.archive import CounterRanges, InMemoryArchive, Key, LogArchive
+from tchat.core.client import ClientState
 from tchat.core.config import ServerConfig
-from tchat.core.effects import Persist
+from tchat.core.effects import ChatDelivered, Persist
 from tchat.core.log import ReplicatedLog
 from tchat.core.messages import (
     Chat,
     Dot,
     Entry,
+    JoinRoom,
     Origin,
     RoomJoined,
+    SendChat,
     UserOnline,
 )
 from tchat.core.server import ServerNode
@@ -258,3 +261,56 @@ def test_archives_satisfy_the_protocol(tmp_path: Path) -> None:
     with SqliteStore(tmp_path):
         sqlite: LogArchive = SqliteArchive(tmp_path / DB_NAME)
     assert len(memory) == len(sqlite) == 0
+
+
+class CountingArchive(InMemoryArchive):
+    """Counts the entries read from it in key order (what a catch-up walk costs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.walked = 0
+
+    def entries_from(self, key: Key | None, limit: int, chats: bool = False) -> list[Entry]:
+        found = super().entries_from(key, limit, chats)
+        self.walked += len(found)
+        return found
+
+
+def test_a_first_login_reads_no_history_from_the_archive() -> None:
+    """A new account's catch-up starts at its first login: nothing earlier concerns it, so
+    a login into a long log costs no walk of it (it was a walk of every chat ever)."""
+    from core_bus import Bus
+    from test_core_nodes import leaders, serving, settled
+
+    bus = Bus(seed=2)
+    servers = [bus.add_server(i, hot_entries=16) for i in (5, 9, 3)]
+    bus.run_until(lambda: settled(servers), 5)
+    (leader,) = leaders(servers)
+    archive = CountingArchive()
+    for entry in leader.log.entries():
+        archive.append(entry)
+    leader.log.archive = archive
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, JoinRoom("hall"))
+    bus.submit(bob, JoinRoom("hall"))
+    bus.run_until(lambda: not alice.pending and not bob.pending, 3)
+    for i in range(150):
+        bus.submit(alice, SendChat("hall", None, f"m{i}", False))
+    bus.submit(alice, SendChat(None, "bob", "private", False))
+    bus.run_until(lambda: not alice.pending, 10)
+    assert len(leader.log) > 150 and leader.log.hot_size < 20
+    archive.walked = 0
+    (carol,) = serving(bus, "carol")
+    assert archive.walked == 0
+    # A returning account still gets what it missed, from the archive.
+    bus.crash(bob.config.addr)
+    bus.run_until(lambda: "bob" not in leader.state.users, 10)
+    for i in range(30):
+        bus.submit(alice, SendChat("hall", None, f"late {i}", False))
+    bus.submit(alice, SendChat(None, "bob", "while away", False))
+    bus.run_until(lambda: not alice.pending, 10)
+    bob2 = bus.add_client("bob")
+    bus.run_until(lambda: bob2.state is ClientState.SERVING, 5)
+    bus.run(0.5)
+    got = [e.entry.body.text for e in bus.events[bob2.config.addr] if isinstance(e, ChatDelivered)]
+    assert "while away" in got and carol.state is ClientState.SERVING

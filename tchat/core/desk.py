@@ -145,9 +145,13 @@ class ClientDesk:
         users = node.state.user_infos() if session.lobby else ()
         snapshot, chunks = self._user_chunks(users)
         effects: list[Effect] = [Send(session.addr, chunk) for chunk in chunks]
+        # Nothing before the account's first login concerns it: a message names an
+        # addressee or a room member only once that login is in the sequencing leader's
+        # log, hence covered by the message's clock. A first login then reads no history.
+        since = node.state.first_online.get(session.name)
         relevant = [
             e
-            for e in node.log.chats_missing_for(cursor)  # only chat is ever replayed
+            for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
             and self.relevant(e, session.name)

@@ -248,11 +248,14 @@ class ReplicatedLog:
             if not entry.clock <= clock:
                 yield entry
 
-    def chats_missing_for(self, clock: VectorClock) -> Iterator[Entry]:
-        """The chat entries of ``missing_for(clock)``, without walking the others."""
+    def chats_missing_for(self, clock: VectorClock, since: Key | None = None) -> Iterator[Entry]:
+        """The chat entries of ``missing_for(clock)``, without walking the others; none
+        before key ``since`` (the caller knows nothing before it is wanted)."""
         start = self._first_missing(clock)
         if start is None:
             return
+        if since is not None and since > start:
+            start = since
         for entry in self._walk(start, chats=True):
             if not entry.clock <= clock:
                 yield entry
