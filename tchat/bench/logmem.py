@@ -77,6 +77,7 @@ async def logmem(
                         "committed": committed,
                         "rss_mib": round(vm_rss(pid) / 2**20, 1),
                         "commit_p99_ms": res["commit_latency"]["p99_ms"],
+                        "leader_cpu_us_per_message": res.get("leader_cpu_us_per_message"),
                     }
                 )
                 logger.info("logmem: %d committed, leader RSS %s", committed, checkpoints[-1])
