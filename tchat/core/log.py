@@ -194,8 +194,9 @@ class ReplicatedLog:
             known = self._hot_origin.get(origin)
             if known is None or key < known.key:
                 self._hot_origin[origin] = entry
-        # Evict in slices of an eighth of the window: amortised, not a shift per entry.
-        if len(self._entries) > self.hot + self.hot // 8:
+        # Evict in slices of a 32nd of the window: amortised (not a shift per entry), and
+        # each a short pause (a slice of 625 by default), not one of 2,500 every few seconds.
+        if len(self._entries) > self.hot + self.hot // 32:
             self._evict(len(self._entries) - self.hot)
         return at_tail
 

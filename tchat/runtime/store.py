@@ -49,8 +49,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS entries_by_key ON entries (clock_sum, dot_server, dot_counter);
-CREATE INDEX IF NOT EXISTS chats_by_key ON entries (clock_sum, dot_server, dot_counter)
-    WHERE chat = 1;
 CREATE INDEX IF NOT EXISTS entries_by_origin ON entries (origin_client, origin_cmid)
     WHERE origin_client IS NOT NULL;
 """
