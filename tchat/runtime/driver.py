@@ -47,6 +47,8 @@ class Store(Protocol):
 
 
 class Settling(Protocol):
+    reads: int  # entries read from disk so far (a slow step says how many were its own)
+
     def settle(self, persists: list[Persist]) -> None: ...
 
 
@@ -179,6 +181,7 @@ class NodeDriver:
     # -- internals ----------------------------------------------------------------
     def _run(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
         started = time.perf_counter()
+        reads = self.archive.reads if self.archive is not None else 0
         try:
             effects = fn(*args)
         except Exception:  # a core bug must not take the node down with it
@@ -190,12 +193,14 @@ class NodeDriver:
         self._steps += 1
         if elapsed > SLOW_STEP:  # a long step delays every timer: say which one it was
             what = type(args[0]).__name__ if len(args) > 1 else ""
+            read = self.archive.reads - reads if self.archive is not None else 0
             logger.warning(
-                "slow core step: %s %s took %.0f ms, %d effects",
+                "slow core step: %s %s took %.0f ms, %d effects%s",
                 getattr(fn, "__name__", fn),
                 what,
                 elapsed * 1000,
                 len(effects),
+                f", {read} log entries read from disk" if read else "",
             )
         self._queue(effects)
 
