@@ -118,10 +118,14 @@ def test_merges_refold_to_the_same_state_whatever_the_window(seed: int) -> None:
     below the window redo that fold from the archive. Either way: the state of a node that
     holds the whole log in memory."""
     first, second = two_sides(seed, 400)
-    nodes = [ServerNode(ServerConfig(1, "s1", hot_entries=hot)) for hot in (8, 10**9)]
+    nodes = [
+        ServerNode(ServerConfig(1, "s1", hot_entries=hot, fold_snapshot_every=20))
+        for hot in (8, 10**9)
+    ]
     for node in nodes:
         node.merge_entries(first)
     assert nodes[0].log.floor is not None and nodes[1].log.floor is None
+    assert len(nodes[0]._snapshots) == 4  # copies of the fold to re-fold from
     rooms_folded = 0
     for start in range(0, len(second), 20):
         for node in nodes:

@@ -44,6 +44,9 @@ class ServerConfig:
     # Log entries kept in memory (the tail in key order); older ones are read from the
     # log archive (the SQLite store) when catch-up, replay or scrollback needs them.
     hot_entries: int = 20_000
+    # Entries between the copies of the fold kept below the window (a merge that lands
+    # below it re-folds from the copy before it: at most this many entries read back).
+    fold_snapshot_every: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,9 @@ class ReplicatedLog:
         # Told of the entries leaving the window, in key order (the node folds them into
         # its state as of the window's floor, so a merge re-folds from there).
         self.on_evict: Callable[[list[Entry]], None] | None = None
-        # An entry landed below the window since the node last looked: what was folded
-        # below the floor is no longer the fold of the entries there.
-        self.cold_inserted = False
+        # The lowest key that landed below the window since the node last looked (None:
+        # none did): what was folded below the floor is not the fold of the entries there.
+        self.cold_from: Key | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -110,11 +110,12 @@ class ReplicatedLog:
     def iter_entries(self) -> Iterator[Entry]:
         return self._walk(None, chats=False)
 
-    def below_floor(self) -> Iterator[Entry]:
-        """The entries older than the window, in order, from the archive."""
+    def below_floor(self, start: Key | None = None) -> Iterator[Entry]:
+        """The entries older than the window (from key ``start`` on), in order, from the
+        archive."""
         if self._floor is None:
             return iter(())
-        return self._walk_archive(None, self._floor, chats=False)
+        return self._walk_archive(start, self._floor, chats=False)
 
     def last(self) -> Entry | None:
         return self._entries[-1] if self._entries else None
@@ -170,7 +171,8 @@ class ReplicatedLog:
         """Put ``entry`` in the hot window if it belongs there; True if at the tail."""
         key = entry.key
         if self._floor is not None and key < self._floor:
-            self.cold_inserted = True
+            if self.cold_from is None or key < self.cold_from:
+                self.cold_from = key
             return False  # older than the window: the archive alone holds it
         at_tail = not self._keys or key > self._keys[-1]
         if at_tail:

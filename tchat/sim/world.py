@@ -149,6 +149,7 @@ class World:
             # A hot window far smaller than a run's log: catch-up, replay, scrollback and
             # re-folds read old entries from the log's archive, as on a long-lived server.
             hot_entries=SIM_HOT_ENTRIES,
+            fold_snapshot_every=SIM_HOT_ENTRIES * 2,
         )
         slot = ServerSlot(server_id, config)
         self.servers[server_id] = slot
