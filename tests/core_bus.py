@@ -59,6 +59,9 @@ class Bus:
     def add_server(self, server_id: int, **config: object) -> ServerNode:
         addr = f"s{server_id}"
         durable = self.durable.setdefault(addr, DurableState())
+        # A small hot window: most reads of the log go to its archive, as on a long-lived server.
+        config.setdefault("hot_entries", 16)
+        config.setdefault("fold_snapshot_every", 24)
         node = ServerNode(ServerConfig(server_id, addr, **config), durable)  # type: ignore[arg-type]
         self.nodes[addr] = node
         self._apply(addr, node.start(self.now))

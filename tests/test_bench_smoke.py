@@ -168,3 +168,11 @@ def test_memory_small() -> None:
     r = bench("memory", "--clients", "20")
     assert r["users_seen_by_status"] >= 20
     assert r["leader_rss_after_mib"] >= r["leader_rss_before_mib"] > 0
+
+
+def test_logmem_small() -> None:
+    r = bench("logmem", "--messages", "300", "--rate", "300", "--rounds", "3")
+    assert r["committed"] == r["sent"] == 300 and r["lost"] == 0
+    assert [c["committed"] for c in r["checkpoints"]] == [100, 200, 300]
+    assert r["leader_rss_after_mib"] >= r["leader_rss_before_mib"] > 0
+    assert r["rss_samples_mib"] and r["ok"]

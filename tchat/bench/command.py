@@ -1,4 +1,4 @@
-"""``tchat bench``: fanout, throughput, failover, election and memory benchmarks."""
+"""``tchat bench``: fanout, throughput, failover, election, memory and logmem benchmarks."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", type=_csv_ints, default=[3, 5, 9], help="real-process ring sizes")
     p.add_argument("--real-trials", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
+    common(p)
+
+    p = sub.add_parser("logmem", help="leader RSS as the log grows to N committed messages")
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--rate", type=float, default=2000.0, help="offered msg/s in all")
+    p.add_argument("--senders", type=int, default=10, help="room members, all sending")
+    p.add_argument("--size", type=int, default=64, help="message text bytes")
+    p.add_argument("--rounds", type=int, default=10, help="RSS checkpoints (one per round)")
+    p.add_argument("--workers", type=int, default=1, help="load processes")
     common(p)
 
     p = sub.add_parser("memory", help="leader RSS per idle connected client")

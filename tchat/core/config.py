@@ -39,6 +39,16 @@ class ServerConfig:
     batch_max: int = 256  # entries per Append
     sync_chunk_bytes: int = 24_000  # payload budget of one SyncData / Replay frame
     wall_offset: float = 0.0  # added to ``now`` for entry timestamps (wall clock)
+    # A user's rooms and a room's members bound what one login costs: its Welcome lists
+    # every room it is in, and each room message is fanned out to every member.
+    max_rooms_per_user: int = 100
+    max_room_members: int = 1000
+    # Log entries kept in memory (the tail in key order); older ones are read from the
+    # log archive (the SQLite store) when catch-up, replay or scrollback needs them.
+    hot_entries: int = 20_000
+    # Entries between the copies of the fold kept below the window (a merge that lands
+    # below it re-folds from the copy before it: at most this many entries read back).
+    fold_snapshot_every: int = 100_000
 
     def __post_init__(self) -> None:
         # Every server frame carries this ID; a peer's decoder refuses one out of range.

@@ -51,6 +51,7 @@ from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
+    from tchat.core.fold import ClusterState
     from tchat.core.leader import Leadership
 
 USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
@@ -172,9 +173,13 @@ class ClientDesk:
         users = node.state.user_infos() if session.lobby else ()
         snapshot, chunks = self._user_chunks(users)
         effects: list[Effect] = [Send(session.addr, chunk) for chunk in chunks]
+        # Nothing before the account's first login concerns it: a message names an
+        # addressee or a room member only once that login is in the sequencing leader's
+        # log, hence covered by the message's clock. A first login then reads no history.
+        since = node.state.first_online.get(session.name)
         relevant = [
             e
-            for e in node.log.chats_missing_for(cursor)  # only chat is ever replayed
+            for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
             and self.relevant(e, session.name)
@@ -373,9 +378,9 @@ class ClientDesk:
         lead = self.lead
         state = lead.node.state
         name = session.name
-        problem = self.clock_problem(msg.clock)
-        if problem:
-            return None, problem
+        forged = self.clock_problem(msg.clock)
+        if forged:
+            return None, forged
         match msg.op:
             case SendChat(room=room, to=to, text=text, action=action):
                 problem = text_problem(text)
@@ -394,7 +399,7 @@ class ClientDesk:
                     return None, problem
                 if state.is_member(room, name):
                     return None, f"you are already in room {room!r}"
-                return RoomJoined(room, name), ""
+                return self.join_limit(state, room, name)
             case LeaveRoom(room=room):
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
@@ -416,6 +421,21 @@ class ClientDesk:
             return cursor
         known = self.lead.node.log.clock
         return VectorClock({server: count for server, count in cursor.items() if known.get(server)})
+
+    def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
+        """Refuse a join past the limits. ``state`` holds the pending entries too, so two
+        joins in flight cannot both take the last place: the answer depends only on the
+        log's order, the same on whichever leader judges it."""
+        config = self.lead.node.config
+        if len(state.rooms_of.get(name, ())) >= config.max_rooms_per_user:
+            return None, (
+                f"you are in {config.max_rooms_per_user} rooms, the most a user may be in: "
+                "/leave one first"
+            )
+        record = state.rooms.get(room)
+        if record is not None and len(record.members) >= config.max_room_members:
+            return None, f"room {room!r} is full ({config.max_room_members} members)"
+        return RoomJoined(room, name), ""
 
     def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
         lead = self.lead

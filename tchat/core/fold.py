@@ -98,6 +98,9 @@ class ClusterState:
         self._infos: dict[str, UserInfo] = {}  # users as the wire shows them, kept up to date
         self._user_infos: tuple[UserInfo, ...] | None = None  # user_infos(), until a change
         self.closed_sessions: set[str] = set()  # client IDs that logged out: never again
+        # name -> key of its first login (the earliest, clashed or not): nothing before it
+        # in the log concerns the name, so a login's catch-up starts there, not at entry 1.
+        self.first_online: dict[str, Key] = {}
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -117,6 +120,7 @@ class ClusterState:
             case ServerLeft(server_id=server_id):
                 self.servers.pop(server_id, None)
             case UserOnline(name=name, addr=addr, client_id=client_id):
+                self.first_online.setdefault(name, entry.key)
                 current = self.users.get(name)
                 if current is not None and current.client_id != client_id:
                     self.clashes.append(Clash(name, client_id))

@@ -88,9 +88,14 @@ class Leadership:
         self.held_acks: list[tuple[Entry, str, int]] = []
 
     def _committed_view(self) -> ClusterState:
-        view = self.node.new_state()
-        for entry in self.node.log.entries():
-            if not self.node.log.is_duplicate(entry) and entry.dot not in self.pending_dots:
+        node = self.node
+        floor = node.log.floor
+        if floor is None or all(p.entry.key >= floor for p in self.pending):
+            # Every uncommitted entry is in the window: the fold below it is committed.
+            return node.fold_from_floor(lambda entry: entry.dot not in self.pending_dots)
+        view = node.new_state()
+        for entry in node.log.iter_entries():
+            if not node.log.is_duplicate(entry) and entry.dot not in self.pending_dots:
                 view.apply(entry)
         return view
 

@@ -1,12 +1,20 @@
-"""The replicated log: a grow-only set of entries kept in a deterministic causal order."""
+"""The replicated log: a grow-only set of entries kept in a deterministic causal order,
+recent ones in memory, all of them in a LogArchive."""
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
 
+from tchat.core.archive import CounterRanges, InMemoryArchive, Key, LogArchive
 from tchat.core.messages import Chat, Dot, Entry, Origin
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
+
+HOT_ENTRIES = 20_000  # entries kept in memory by default: the tail of the log
+ARCHIVE_PAGE = 256  # entries read from the archive at a time
+# Chat entries one scrollback request may read from the archive looking for matches: the
+# work a request costs is bounded, however rare its room or conversation is in the log.
+HISTORY_SCAN = 20_000
 
 
 class ReplicatedLog:
@@ -16,55 +24,156 @@ class ReplicatedLog:
     The log is kept causally closed: an entry is only ever added after everything its
     clock covers (senders ship entries in key order), so ``clock`` — the merge of every
     entry's clock — says exactly which entries this replica holds.
+
+    Memory is bounded: the clock, each server's counters as runs, each client's highest
+    operation number, and a hot window of the last ``hot`` entries in key order. Every
+    entry also goes to the ``archive``, which answers for the older ones.
     """
 
-    def __init__(self) -> None:
-        self._keys: list[tuple[int, int, int]] = []
+    def __init__(self, archive: LogArchive | None = None, hot: int = HOT_ENTRIES) -> None:
+        self.archive: LogArchive = archive if archive is not None else InMemoryArchive()
+        self.hot = max(1, hot)
+        self._count = 0
+        # The hot window: every entry whose key is >= _floor (None: every entry), in order.
+        self._floor: Key | None = None
+        self._keys: list[Key] = []
         self._entries: list[Entry] = []
         self._by_dot: dict[Dot, Entry] = {}
-        self._by_origin: dict[Origin, Entry] = {}
-        self._copies = False  # some operation is recorded twice (only ever after a merge)
-        # per sequencing server, the sorted counters it holds (to find where a clock ends)
-        self._counters: dict[int, list[int]] = {}
-        # The chat entries alone, in log order: a login's catch-up looks only at these.
-        self._chat_keys: list[tuple[int, int, int]] = []
+        self._chat_keys: list[Key] = []  # the window's chat entries: catch-up reads these
         self._chats: list[Entry] = []
+        self._hot_origin: dict[Origin, Entry] = {}  # first in key order within the window
+        # Operations recorded twice (only ever after a merge): the archive decides which
+        # copy is first. Empty in a log that never merged a partition's copies.
+        self._copied: set[Origin] = set()
+        # client ID -> its highest operation number in the log: a new operation (the
+        # common case) is known not to be here without asking the archive.
+        self._high: dict[str, int] = {}
+        self._counters: dict[int, CounterRanges] = {}  # per sequencing server
         self.clock: VectorClock = EMPTY_CLOCK
+        # Told of the entries leaving the window, in key order (the node folds them into
+        # its state as of the window's floor, so a merge re-folds from there).
+        self.on_evict: Callable[[list[Entry]], None] | None = None
+        # The lowest key that landed below the window since the node last looked (None:
+        # none did): what was folded below the floor is not the fold of the entries there.
+        self.cold_from: Key | None = None
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count
 
     def __contains__(self, dot: object) -> bool:
-        return dot in self._by_dot
+        if not isinstance(dot, Dot):
+            return False
+        counters = self._counters.get(dot.server)
+        return counters is not None and dot.counter in counters
+
+    @property
+    def hot_size(self) -> int:
+        """Entries held in memory."""
+        return len(self._entries)
+
+    @property
+    def floor(self) -> Key | None:
+        """Key of the window's first entry once some have left it (None: all are in it)."""
+        return self._floor
+
+    def window(self) -> list[Entry]:
+        """The hot window's entries, in order (a copy)."""
+        return list(self._entries)
 
     def get(self, dot: Dot) -> Entry | None:
-        return self._by_dot.get(dot)
+        entry = self._by_dot.get(dot)
+        if entry is None and dot in self:
+            entry = self.archive.get(dot)
+        return entry
 
     def by_origin(self, origin: Origin) -> Entry | None:
-        return self._by_origin.get(origin)
+        """The entry that counts for this client operation (the first copy in key order)."""
+        if origin.cmid > self._high.get(origin.client_id, 0):
+            return None
+        entry = self._hot_origin.get(origin)
+        if entry is not None and origin not in self._copied:
+            return entry
+        return self.archive.by_origin(origin)
 
     def is_duplicate(self, entry: Entry) -> bool:
         """A later copy of an operation some other entry already records."""
-        if not self._copies:  # the common case, asked for every entry committed
-            return False
-        return entry.origin is not None and self._by_origin.get(entry.origin) is not entry
+        if not self._copied or entry.origin not in self._copied:
+            return False  # the common case, asked for every entry committed
+        first = self.archive.by_origin(entry.origin)
+        return first is not None and first.dot != entry.dot
 
     def entries(self) -> list[Entry]:
-        return self._entries
+        """Every entry, in order, as a list: for tests and the simulator (a server's log
+        does not fit in memory; it walks ``iter_entries``)."""
+        return list(self.iter_entries())
+
+    def iter_entries(self) -> Iterator[Entry]:
+        return self._walk(None, chats=False)
+
+    def below_floor(self, start: Key | None = None) -> Iterator[Entry]:
+        """The entries older than the window (from key ``start`` on), in order, from the
+        archive."""
+        if self._floor is None:
+            return iter(())
+        return self._walk_archive(start, self._floor, chats=False)
 
     def last(self) -> Entry | None:
         return self._entries[-1] if self._entries else None
 
     def next_counter(self, server_id: int) -> int:
         counters = self._counters.get(server_id)
-        return (counters[-1] + 1) if counters else 1
+        return (counters.last() + 1) if counters else 1
 
     def add(self, entry: Entry) -> bool | None:
         """Add ``entry``. Returns None if it was already here, True if it went to the
         tail (the common case), False if it was inserted in the middle (a merge)."""
-        if entry.dot in self._by_dot:
+        if entry.dot in self:
             return None
+        origin = entry.origin
+        if origin is not None:
+            high = self._high.get(origin.client_id, 0)
+            if origin.cmid <= high and self.by_origin(origin) is not None:
+                # Two partitions may each have sequenced the same resent operation; the
+                # copy first in log order is the one that counts, everywhere.
+                self._copied.add(origin)
+            if origin.cmid > high:
+                self._high[origin.client_id] = origin.cmid
+        self._account(entry)
+        self.archive.append(entry)
+        return self._keep(entry)
+
+    def restore(self) -> Iterator[Entry]:
+        """Rebuild the indexes from an archive that already holds a log (a restart), and
+        yield its entries in order for the caller to fold."""
+        for entry in self._walk_archive(None, None, chats=False):
+            origin = entry.origin
+            if origin is not None:
+                high = self._high.get(origin.client_id, 0)
+                if origin.cmid <= high:
+                    first = self.archive.by_origin(origin)
+                    if first is not None and first.dot != entry.dot:
+                        self._copied.add(origin)
+                else:
+                    self._high[origin.client_id] = origin.cmid
+            self._account(entry)
+            self._keep(entry)
+            yield entry
+
+    def _account(self, entry: Entry) -> None:
+        self._count += 1
+        counters = self._counters.get(entry.dot.server)
+        if counters is None:
+            counters = self._counters[entry.dot.server] = CounterRanges()
+        counters.add(entry.dot.counter)
+        self.clock = self.clock.merge(entry.clock)
+
+    def _keep(self, entry: Entry) -> bool:
+        """Put ``entry`` in the hot window if it belongs there; True if at the tail."""
         key = entry.key
+        if self._floor is not None and key < self._floor:
+            if self.cold_from is None or key < self.cold_from:
+                self.cold_from = key
+            return False  # older than the window: the archive alone holds it
         at_tail = not self._keys or key > self._keys[-1]
         if at_tail:
             self._keys.append(key)
@@ -75,65 +184,135 @@ class ReplicatedLog:
             self._entries.insert(index, entry)
         self._by_dot[entry.dot] = entry
         if isinstance(entry.body, Chat):
-            index = bisect_right(self._chat_keys, key)
-            self._chat_keys.insert(index, key)
-            self._chats.insert(index, entry)
-        if entry.origin is not None:
-            # Two partitions may each have sequenced the same resent operation; the copy
-            # first in log order is the one that counts, everywhere.
-            known = self._by_origin.get(entry.origin)
+            if not self._chat_keys or key > self._chat_keys[-1]:
+                self._chat_keys.append(key)
+                self._chats.append(entry)
+            else:
+                index = bisect_right(self._chat_keys, key)
+                self._chat_keys.insert(index, key)
+                self._chats.insert(index, entry)
+        origin = entry.origin
+        if origin is not None:
+            known = self._hot_origin.get(origin)
             if known is None or key < known.key:
-                self._by_origin[entry.origin] = entry
-            if known is not None:
-                self._copies = True
-        counters = self._counters.setdefault(entry.dot.server, [])
-        if not counters or entry.dot.counter > counters[-1]:
-            counters.append(entry.dot.counter)
-        else:
-            insort(counters, entry.dot.counter)
-        self.clock = self.clock.merge(entry.clock)
+                self._hot_origin[origin] = entry
+        # Evict in slices of a 32nd of the window: amortised (not a shift per entry), and
+        # each a short pause (a slice of 625 by default), not one of 2,500 every few seconds.
+        if len(self._entries) > self.hot + self.hot // 32:
+            self._evict(len(self._entries) - self.hot)
         return at_tail
+
+    def _evict(self, count: int) -> None:
+        gone = self._entries[:count]
+        del self._entries[:count]
+        del self._keys[:count]
+        self._floor = self._keys[0]
+        chats = bisect_left(self._chat_keys, self._floor)
+        del self._chat_keys[:chats]
+        del self._chats[:chats]
+        for entry in gone:
+            del self._by_dot[entry.dot]
+            if entry.origin is not None and self._hot_origin.get(entry.origin) is entry:
+                del self._hot_origin[entry.origin]
+        if self.on_evict is not None:
+            self.on_evict(gone)
+
+    # -- walking in key order ------------------------------------------------------
+    def _walk(self, start: Key | None, chats: bool) -> Iterator[Entry]:
+        """Entries (or chat entries) whose key is >= ``start``, in order: the archive's
+        below the hot window, then the window's."""
+        floor = self._floor
+        if floor is not None and (start is None or start < floor):
+            yield from self._walk_archive(start, floor, chats)
+            start = floor
+        keys, entries = (self._chat_keys, self._chats) if chats else (self._keys, self._entries)
+        begin = 0 if start is None else bisect_left(keys, start)
+        # A copy: a caller may add entries while it walks (a chunk taken, then merged).
+        yield from entries[begin:]
+
+    def _walk_archive(self, start: Key | None, end: Key | None, chats: bool) -> Iterator[Entry]:
+        while True:
+            page = self.archive.entries_from(start, ARCHIVE_PAGE, chats)
+            for entry in page:
+                if end is not None and entry.key >= end:
+                    return
+                yield entry
+            if len(page) < ARCHIVE_PAGE:
+                return
+            last = page[-1].key
+            start = (last[0], last[1], last[2] + 1)
 
     def missing_for(self, clock: VectorClock) -> Iterator[Entry]:
         """Entries not covered by ``clock``, in log order: what a replica at ``clock`` lacks."""
-        for entry in self._entries[self._first_missing(clock) :]:
-            if not entry.clock <= clock:
-                yield entry
-
-    def chats_missing_for(self, clock: VectorClock) -> Iterator[Entry]:
-        """The chat entries of ``missing_for(clock)``, without walking the others."""
         start = self._first_missing(clock)
-        if start >= len(self._keys):
+        if start is None:
             return
-        for entry in self._chats[bisect_left(self._chat_keys, self._keys[start]) :]:
+        for entry in self._walk(start, chats=False):
             if not entry.clock <= clock:
                 yield entry
 
-    def _first_missing(self, clock: VectorClock) -> int:
-        """Index of the first entry ``clock`` may not cover (everything before it is)."""
-        start = len(self._entries)
+    def chats_missing_for(self, clock: VectorClock, since: Key | None = None) -> Iterator[Entry]:
+        """The chat entries of ``missing_for(clock)``, without walking the others; none
+        before key ``since`` (the caller knows nothing before it is wanted)."""
+        start = self._first_missing(clock)
+        if start is None:
+            return
+        if since is not None and since > start:
+            start = since
+        for entry in self._walk(start, chats=True):
+            if not entry.clock <= clock:
+                yield entry
+
+    def _first_missing(self, clock: VectorClock) -> Key | None:
+        """Key of the first entry ``clock`` may not cover (everything before it is)."""
+        start: Key | None = None
         for server, have in self.clock.items():
-            if have <= clock.get(server):
+            seen = clock.get(server)
+            if have <= seen:
                 continue
-            counters = self._counters.get(server, [])
-            index = bisect_right(counters, clock.get(server))
-            if index < len(counters):
-                entry = self._by_dot[Dot(server, counters[index])]
-                start = min(start, bisect_right(self._keys, entry.key) - 1)
+            counters = self._counters.get(server)
+            counter = counters.first_above(seen) if counters is not None else None
+            if counter is None:
+                continue
+            entry = self.get(Dot(server, counter))
+            if entry is not None and (start is None or entry.key < start):
+                start = entry.key
         return start
 
-    def chats_before(self, before: Dot | None, limit: int, want: object) -> list[Entry]:
+    def chats_before(
+        self, before: Dot | None, limit: int, want: Callable[[Entry], bool]
+    ) -> list[Entry]:
         """Up to ``limit`` chat entries before ``before`` (newest last) for which
         ``want(entry)`` is true: scrollback."""
-        end = len(self._entries)
-        if before is not None and before in self._by_dot:
-            end = bisect_right(self._keys, self._by_dot[before].key) - 1
+        end: Key | None = None
+        if before is not None:
+            anchor = self.get(before)
+            if anchor is not None:
+                end = anchor.key
         found: list[Entry] = []
-        for index in range(end - 1, -1, -1):
-            entry = self._entries[index]
-            if isinstance(entry.body, Chat) and want(entry):  # type: ignore[operator]
+        stop = len(self._chat_keys) if end is None else bisect_left(self._chat_keys, end)
+        for index in range(stop - 1, -1, -1):
+            entry = self._chats[index]
+            if want(entry):
                 found.append(entry)
                 if len(found) >= limit:
+                    found.reverse()
+                    return found
+        if self._floor is not None:
+            # The rest from the archive, below the window (or below ``before``).
+            cursor = self._floor if end is None or end > self._floor else end
+            scanned = 0
+            while scanned < HISTORY_SCAN:
+                page = self.archive.chats_before(cursor, ARCHIVE_PAGE)
+                for entry in page:
+                    if want(entry):
+                        found.append(entry)
+                        if len(found) >= limit:
+                            found.reverse()
+                            return found
+                scanned += len(page)
+                if len(page) < ARCHIVE_PAGE:
                     break
+                cursor = page[-1].key
         found.reverse()
         return found

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from tchat.core import codec
+from tchat.core.archive import Key, LogArchive
 from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
@@ -61,6 +63,10 @@ from tchat.core.messages import (
 from tchat.core.roles import _TRANSITIONS, DISCOVERY_INTERVAL, ServerRole
 from tchat.core.wakeup import WakeWatch
 
+# Copies of the fold below the window kept for re-folds (each as big as the state: users,
+# rooms, memberships), one every ServerConfig.fold_snapshot_every entries.
+FOLD_SNAPSHOTS = 4
+
 
 class ServerNode:
     """One server. Feed it messages and time; carry out the effects it returns."""
@@ -70,12 +76,24 @@ class ServerNode:
         config: ServerConfig,
         durable: DurableState | None = None,
         rng: random.Random | None = None,
+        archive: LogArchive | None = None,
     ) -> None:
         self.config = config
         self.server_id = config.server_id
         self.rng = rng or random.Random(config.server_id)
-        self.log = ReplicatedLog()
+        self.log = ReplicatedLog(archive, config.hot_entries)
         self.state = self.new_state()
+        # The fold of the entries below the log's hot window, kept up as they leave it: a
+        # merge that lands inside the window re-folds from a copy of it, not from entry 1.
+        self.floor_state = self.new_state()
+        self._snapshots: list[tuple[Key, ClusterState]] = []  # oldest first
+        self._since_snapshot = 0  # entries folded below the window since the last one
+        self.log.on_evict = self._fold_below_window
+        if archive is not None and len(archive):
+            # A restart over a store that holds the log: rebuild from it, entry by entry.
+            for entry in self.log.restore():
+                if not self.log.is_duplicate(entry):
+                    self.state.apply(entry)
         self.role = ServerRole.JOINING
         self.epoch = NO_EPOCH
         self.leader_id = 0
@@ -186,15 +204,57 @@ class ServerNode:
                 refold = True
         if refold:
             clashes = self.state.clashes
-            self.state = self.new_state()
-            for entry in self.log.entries():
-                if not self.log.is_duplicate(entry):
-                    self.state.apply(entry)
+            self.state = self.fold_from_floor(lambda entry: True)
             self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
                 self.peers[sid] = addr
         return added
+
+    def _fold_below_window(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if not self.log.is_duplicate(entry):
+                self.floor_state.apply(entry)
+        self._since_snapshot += len(entries)
+        floor = self.log.floor
+        if self._since_snapshot >= self.config.fold_snapshot_every and floor is not None:
+            self._snapshot(floor, self.floor_state)
+
+    def _snapshot(self, key: Key, state: ClusterState) -> None:
+        """Keep a copy of the fold of every entry below ``key``: a merge that lands below
+        the window re-folds from the latest one below it, not from the first entry."""
+        self._since_snapshot = 0
+        self._snapshots.append((key, copy.deepcopy(state)))
+        del self._snapshots[:-FOLD_SNAPSHOTS]
+
+    def fold_from_floor(self, wanted: Callable[[Entry], bool]) -> ClusterState:
+        """The fold of the whole log, skipping window entries ``wanted`` refuses: a copy of
+        the fold below the window, then the window. If an entry landed below the window,
+        the fold below it is redone first: from the latest snapshot below that entry, with
+        the rest read from the archive in pages."""
+        log = self.log
+        if log.cold_from is not None:
+            landed, log.cold_from = log.cold_from, None
+            # A snapshot at key k folds the entries below k: still right if nothing landed
+            # below k.
+            self._snapshots = [(k, s) for k, s in self._snapshots if k <= landed]
+            start: Key | None = None
+            self.floor_state = self.new_state()
+            if self._snapshots:
+                start, base = self._snapshots[-1]
+                self.floor_state = copy.deepcopy(base)
+            self._since_snapshot = 0
+            for entry in log.below_floor(start):
+                if self._since_snapshot >= self.config.fold_snapshot_every:
+                    self._snapshot(entry.key, self.floor_state)
+                self._since_snapshot += 1
+                if not log.is_duplicate(entry):
+                    self.floor_state.apply(entry)
+        state = copy.deepcopy(self.floor_state)
+        for entry in log.window():
+            if wanted(entry) and not log.is_duplicate(entry):
+                state.apply(entry)
+        return state
 
     def _become(self, role: ServerRole, event: str) -> None:
         if role not in _TRANSITIONS[self.role]:

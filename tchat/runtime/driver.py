@@ -49,6 +49,12 @@ class Store(Protocol):
 StoreCheck = Callable[[Persist], None]  # raises ValueError for a Persist it must not keep
 
 
+class Settling(Protocol):
+    reads: int  # entries read from disk so far (a slow step says how many were its own)
+
+    def settle(self, persists: list[Persist]) -> None: ...
+
+
 EffectListener = Callable[[Effect], None]
 SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
 SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
@@ -93,10 +99,15 @@ class NodeDriver:
         store: Store | None = None,
         groups: MulticastGroups | None = None,
         inline_commit: float = INLINE_COMMIT,
+        archive: Settling | None = None,
     ) -> None:
         self.node = node
         self.transport = transport
         self.store = store
+        # The log archive reading the store: told which entries each returned commit made
+        # durable (until then it answers for them from memory).
+        self.archive = archive
+        self._settling: dict[int, list[Persist]] = {}  # commit number -> its Persists
         self.groups = groups
         self.loop = asyncio.get_running_loop()
         self.listeners: list[EffectListener] = []
@@ -173,6 +184,7 @@ class NodeDriver:
     # -- internals ----------------------------------------------------------------
     def _run(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
         started = time.perf_counter()
+        reads = self.archive.reads if self.archive is not None else 0
         try:
             effects = fn(*args)
         except Exception:  # a core bug must not take the node down with it
@@ -186,12 +198,14 @@ class NodeDriver:
         self._steps += 1
         if elapsed > SLOW_STEP:  # a long step delays every timer: say which one it was
             what = type(args[0]).__name__ if len(args) > 1 else ""
+            read = self.archive.reads - reads if self.archive is not None else 0
             logger.warning(
-                "slow core step: %s %s took %.0f ms, %d effects",
+                "slow core step: %s %s took %.0f ms, %d effects%s",
                 getattr(fn, "__name__", fn),
                 what,
                 elapsed * 1000,
                 len(effects),
+                f", {read} log entries read from disk" if read else "",
             )
         self._queue(effects)
 
@@ -312,7 +326,11 @@ class NodeDriver:
                 return
             self._note_commit(time.perf_counter() - started)
             self._committed = self._submitted
+            if self.archive is not None:
+                self.archive.settle(persists)
             return
+        if self.archive is not None:
+            self._settling[self._submitted] = persists
         if self._committer is None:
             self._committer = CommitThread(self.loop, self._on_committed)
         self._in_flight = True
@@ -347,6 +365,9 @@ class NodeDriver:
             return
         self._committed = seq
         self._note_commit(elapsed)
+        settled = self._settling.pop(seq, None)
+        if settled is not None and self.archive is not None:
+            self.archive.settle(settled)
         if self._pending and not self._closed:
             self._submit()  # the next fsync overlaps with the sends released below
         # (the next commit, started just above, may have run inline and returned too)

@@ -57,6 +57,9 @@ class NetOptions:
     multicast_port: int = 47471
     timing: Timing = field(default_factory=Timing)
     config_path: Path | None = None
+    max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
+    max_room_members: int = 1000
+    hot_entries: int = 20_000  # log entries a server keeps in memory (the rest in SQLite)
 
     @property
     def key(self) -> bytes | None:
@@ -205,6 +208,9 @@ _SIMPLE = {
     "max_frame": "max_frame",
     "multicast_base": "multicast_base",
     "multicast_port": "multicast_port",
+    "max_rooms_per_user": "max_rooms_per_user",
+    "max_room_members": "max_room_members",
+    "hot_entries": "hot_entries",
 }
 
 
@@ -250,6 +256,9 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         value = values.get(name)
         if value is not None and (not isinstance(value, int | float) or value < 0):
             raise SystemExit(f"tchat: {name} must be a number >= 0, not {value!r}")
+    for limit in ("max_rooms_per_user", "max_room_members", "hot_entries"):
+        if limit in values and (type(values[limit]) is not int or values[limit] < 1):
+            raise SystemExit(f"tchat: {limit} must be a whole number of at least 1")
     return NetOptions(**values)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from tchat.core.config import ServerConfig
 from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
+from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, default_data_dir
@@ -66,6 +67,7 @@ class ServerService:
         self.discovery: DiscoveryListener | None = None
         self.driver: NodeDriver | None = None
         self.store: SqliteStore | None = None
+        self.archive: SqliteArchive | None = None
         self.node: Any = None  # tchat.core.server.ServerNode
         self.data_dir: Path | None = None
         self.server_id = 0
@@ -100,13 +102,17 @@ class ServerService:
             timing=opts.timing,
             multicast_base=opts.multicast_base,
             multicast_port=opts.multicast_port,
+            max_rooms_per_user=opts.max_rooms_per_user,
+            max_room_members=opts.max_room_members,
+            hot_entries=opts.hot_entries,
             wall_offset=time.time() - asyncio.get_running_loop().time(),
         )
-        self.node = ServerNode(config, durable, self.rng)
+        self.archive = SqliteArchive(self.store.path)
+        self.node = ServerNode(config, durable, self.rng, self.archive)
         node = self.node
         self.transport.admitting = AdmissionGate(lambda: node.backlog)
         self.transport.known_server = self._is_server
-        self.driver = NodeDriver(self.node, self.transport, self.store)
+        self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
@@ -120,7 +126,7 @@ class ServerService:
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         store = SqliteStore(self.data_dir)
-        durable = store.load()
+        durable = store.load_meta()  # the log is read through the archive
         return store, durable
 
     def _server_id(self) -> int:
@@ -190,6 +196,9 @@ class ServerService:
             self.discovery.close()
         if self.transport is not None:
             await self.transport.close()
+        if self.archive is not None:
+            self.archive.close()
+            self.archive = None
         if self.store is not None and self.driver is not None and self.driver.store_busy:
             # The commit thread is stuck on the disk and still owns the connection: leave
             # it to the process exit rather than close it under that thread.

@@ -18,23 +18,30 @@ from types import TracebackType
 from tchat.core import codec
 from tchat.core.effects import DurableState, Persist
 from tchat.core.errors import RemoteProtocolError
-from tchat.core.messages import Entry
+from tchat.core.messages import Chat, Entry
 from tchat.core.schema import MAX_INT, describe, entry_problem
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "tchat.db"
-SCHEMA_VERSION = 1  # PRAGMA user_version: bump with a migration when the tables change
+SCHEMA_VERSION = 2  # PRAGMA user_version: bump with a migration when the tables change
 SERVER_ID_KEY = "server_id"
 
 SQLITE_INT_MAX = 2**63 - 1  # an INTEGER column is a signed 64-bit value
-INSERT_CHUNK = 1024  # most rows per INSERT statement (3 parameters each), a power of two
+INSERT_CHUNK = 1024  # most rows per INSERT statement, a power of two
+ROW_FIELDS = 7  # parameters per row
 
+# Version 2 adds what the log archive (tchat/runtime/archive.py) reads by: the entry's key
+# (clock sum, dot) for order, whether it is a chat, and the client operation it records.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     dot_server INTEGER NOT NULL,
     dot_counter INTEGER NOT NULL,
     data BLOB NOT NULL,
+    clock_sum INTEGER,
+    chat INTEGER,
+    origin_client TEXT,
+    origin_cmid INTEGER,
     PRIMARY KEY (dot_server, dot_counter)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
@@ -42,6 +49,12 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS entries_by_key ON entries (clock_sum, dot_server, dot_counter);
+CREATE INDEX IF NOT EXISTS entries_by_origin ON entries (origin_client, origin_cmid)
+    WHERE origin_client IS NOT NULL;
+"""
+_V1_COLUMNS = ("clock_sum INTEGER", "chat INTEGER", "origin_client TEXT", "origin_cmid INTEGER")
 
 
 class StoreError(Exception):
@@ -54,7 +67,21 @@ class UnstorableValue(ValueError):
     anything is written; the runtime refuses the step that produced it."""
 
 
-Row = tuple[int, int, bytes]  # (dot server, dot counter, encoded entry)
+# (dot server, dot counter, encoded entry, clock sum, chat, origin client, origin cmid)
+Row = tuple[int, int, bytes, int, int, str | None, int | None]
+
+
+def entry_row(entry: Entry) -> Row:
+    origin = entry.origin
+    return (
+        entry.dot.server,
+        entry.dot.counter,
+        codec.encode_entry(entry),
+        entry.clock.total,
+        1 if isinstance(entry.body, Chat) else 0,
+        None if origin is None else origin.client_id,
+        None if origin is None else origin.cmid,
+    )
 
 
 def meta_problem(key: str, value: object) -> str:
@@ -112,32 +139,52 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=OFF")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise StoreError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
         db.executescript(_SCHEMA)
+        if version == 1:
+            self._migrate_v1()
+        db.executescript(_INDEXES)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         # Rows per INSERT: a power of two whose parameters fit this SQLite's limit (999
         # before 3.32, 32766 after).
-        limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 3
+        limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // ROW_FIELDS
         self._chunk = min(INSERT_CHUNK, 1 << (limit.bit_length() - 1))
 
+    def _migrate_v1(self) -> None:
+        """Version 1 stored dot and blob only: add the archive's columns, filled from the
+        decoded entries, in one transaction."""
+        db = self._db
+        columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in _V1_COLUMNS:
+                if column.split()[0] not in columns:
+                    db.execute(f"ALTER TABLE entries ADD COLUMN {column}")
+            rows = db.execute("SELECT dot_server, dot_counter, data FROM entries").fetchall()
+            for server, counter, data in rows:
+                row = entry_row(self._decode(server, counter, data))
+                db.execute(
+                    "UPDATE entries SET clock_sum = ?, chat = ?, origin_client = ?,"
+                    " origin_cmid = ? WHERE dot_server = ? AND dot_counter = ?",
+                    (*row[3:], server, counter),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        logger.info("%s: migrated %d entries to schema version 2", self.path, len(rows))
+
+    def _decode(self, server: int, counter: int, data: bytes) -> Entry:
+        return decode_row(self.path, server, counter, data)
+
     # -- reading -------------------------------------------------------------
-    def load(self) -> DurableState:
-        """Everything committed so far; entries in dot order (the node sorts them its way)."""
-        entries: list[Entry] = []
-        rows = self._db.execute(
-            "SELECT dot_server, dot_counter, data FROM entries ORDER BY dot_server, dot_counter"
-        )
-        for server, counter, data in rows:
-            try:
-                entry = codec.decode_entry(data)
-            except RemoteProtocolError as exc:
-                raise StoreError(
-                    f"{self.path}: entry {server}.{counter} is corrupt: {exc}"
-                ) from exc
-            if (entry.dot.server, entry.dot.counter) != (server, counter):
-                raise StoreError(f"{self.path}: row {server}.{counter} holds entry {entry.dot}")
-            entries.append(entry)
+    def load_meta(self) -> DurableState:
+        """The metadata alone: the log stays on disk, read through a LogArchive."""
+        return DurableState(entries=[], meta=self._read_meta())
+
+    def _read_meta(self) -> dict[str, int]:
         meta: dict[str, int] = {}
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             if type(value) is int and 0 <= value <= MAX_INT:
@@ -151,6 +198,17 @@ class SqliteStore:
                     key,
                     describe(value),
                 )
+        return meta
+
+    def load(self) -> DurableState:
+        """Everything committed so far; entries in dot order (the node sorts them its way)."""
+        entries: list[Entry] = []
+        rows = self._db.execute(
+            "SELECT dot_server, dot_counter, data FROM entries ORDER BY dot_server, dot_counter"
+        )
+        for server, counter, data in rows:
+            entries.append(self._decode(server, counter, data))
+        meta = self._read_meta()
         logger.info(
             "loaded %d entries and %d meta keys from %s", len(entries), len(meta), self.path
         )
@@ -192,7 +250,7 @@ class SqliteStore:
         """Stage a Persist into the current batch (durable at the next ``commit``)."""
         self.check(effect)
         for entry in effect.entries:
-            self._entries.append((entry.dot.server, entry.dot.counter, codec.encode_entry(entry)))
+            self._entries.append(entry_row(entry))
         self._meta.update(effect.meta)
 
     def set_meta(self, key: str, value: int) -> None:
@@ -224,7 +282,7 @@ class SqliteStore:
         meta: dict[str, int] = {}
         for effect in persists:
             for entry in effect.entries:
-                rows.append((entry.dot.server, entry.dot.counter, codec.encode_entry(entry)))
+                rows.append(entry_row(entry))
             meta.update(effect.meta)  # a later value of a key wins, as with write()
         return Batch(rows, list(meta.items()))
 
@@ -287,10 +345,24 @@ class SqliteStore:
         self.close()
 
 
+def decode_row(path: Path, server: int, counter: int, data: bytes) -> Entry:
+    """A stored entry, checked: a row that does not decode to its own dot is corruption."""
+    try:
+        entry = codec.decode_entry(data)
+    except RemoteProtocolError as exc:
+        raise StoreError(f"{path}: entry {server}.{counter} is corrupt: {exc}") from exc
+    if (entry.dot.server, entry.dot.counter) != (server, counter):
+        raise StoreError(f"{path}: row {server}.{counter} holds entry {entry.dot}")
+    return entry
+
+
 @functools.lru_cache(maxsize=16)
 def _insert_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?)"] * rows)
-    return f"INSERT OR IGNORE INTO entries (dot_server, dot_counter, data) VALUES {values}"
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT OR IGNORE INTO entries (dot_server, dot_counter, data, clock_sum, chat,"
+        f" origin_client, origin_cmid) VALUES {values}"
+    )
 
 
 CommitDone = Callable[[int, "BaseException | None", float], None]

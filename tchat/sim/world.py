@@ -57,6 +57,7 @@ WALL_BASE = 1_700_000_000.0  # entry timestamps look like wall-clock seconds
 _DELIVER, _TICK, _ACTION = 0, 1, 2
 STORM_STEPS = 50_000  # every this many steps, check that simulated time moved on...
 STORM_MIN_SIM = 0.05  # ...by at least this much: else the nodes are in a message storm
+SIM_HOT_ENTRIES = 24  # log entries a simulated server keeps in memory
 
 
 class _Outsider:
@@ -164,7 +165,15 @@ class World:
     def add_server(self, server_id: int, start: bool = True) -> ServerSlot:
         if server_id in self.servers:
             raise ValueError(f"server {server_id} exists")
-        config = ServerConfig(server_id=server_id, addr=server_addr(server_id), timing=self.timing)
+        config = ServerConfig(
+            server_id=server_id,
+            addr=server_addr(server_id),
+            timing=self.timing,
+            # A hot window far smaller than a run's log: catch-up, replay, scrollback and
+            # re-folds read old entries from the log's archive, as on a long-lived server.
+            hot_entries=SIM_HOT_ENTRIES,
+            fold_snapshot_every=SIM_HOT_ENTRIES * 2,
+        )
         slot = ServerSlot(server_id, config)
         self.servers[server_id] = slot
         self._by_addr[slot.addr] = slot

@@ -25,6 +25,9 @@ class FakeLog:
     def entries(self) -> list[Entry]:
         return list(self.items)
 
+    def window(self) -> list[Entry]:
+        return list(self.items)
+
     def __len__(self) -> int:
         return len(self.items)
 

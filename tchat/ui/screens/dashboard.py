@@ -171,7 +171,7 @@ class DashboardScreen(Screen[None]):
         node_log = node.log  # type: ignore[attr-defined]
         if not self._changed("clock", (node_log.clock, len(node_log))):
             return
-        entries = node_log.entries()
+        entries = node_log.window()  # the recent entries, in memory (the log is on disk)
         recent = [e for e in islice(reversed(entries), 0, 4 * RECENT) if isinstance(e.body, Chat)]
         view = self.query_one(ClockView)
         view.clock = node_log.clock
