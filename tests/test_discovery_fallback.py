@@ -3,12 +3,14 @@ and where a server without --data-dir keeps its data (real processes, 127.0.0.1 
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import Daemon, cluster, free_udp_port
+from tests.cluster_harness import Daemon, cluster, free_udp_port, wait_for
 
 
 def unheard_port(taken: int) -> int:
@@ -105,3 +107,24 @@ def test_server_without_data_dir_keeps_its_data_under_its_id(tmp_path: Path) -> 
         again.started()
         assert again.server_id == first.server_id
         assert again.data_dir == first.data_dir
+
+
+def test_servers_find_each_other_and_status_finds_them_by_server_address(tmp_path: Path) -> None:
+    with cluster(tmp_path) as c:
+        first = c.daemon(server_id=1)
+        c.leader_of([first], timeout=20)
+        # The second server's broadcasts reach nobody: it joins through --server alone.
+        lost = unheard_port(c.discovery_port)
+        second = c.daemon(server_id=2, args=["--discovery-port", str(lost), "--server", first.addr])
+
+        def both_live() -> bool:
+            status = c.status(0.4)
+            return bool(status) and {s["id"] for s in status["servers"] if s["live"]} == {1, 2}
+
+        wait_for(both_live, 30, "server 2 in the cluster of server 1")
+        # tchat status on the unheard port finds the cluster through --server too.
+        argv = c.status_argv(0.5)
+        argv += ["--discovery-port", str(lost), "--server", second.addr]
+        done = subprocess.run(argv, capture_output=True, text=True, env=c.env, timeout=20)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["leader"] == 1
