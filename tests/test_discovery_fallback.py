@@ -119,7 +119,9 @@ def test_servers_find_each_other_and_status_finds_them_by_server_address(tmp_pat
 
         def both_live() -> bool:
             status = c.status(0.4)
-            return bool(status) and {s["id"] for s in status["servers"] if s["live"]} == {1, 2}
+            if status is None:
+                return False
+            return {s["id"] for s in status["servers"] if s["live"]} == {1, 2}
 
         wait_for(both_live, 30, "server 2 in the cluster of server 1")
         # tchat status on the unheard port finds the cluster through --server too.
