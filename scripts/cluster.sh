@@ -459,14 +459,17 @@ cmd_status() {
 }
 
 cmd_status_popup() { # S: the status in a popup as big as the terminal; long output scrolls
-    local out rows
+    local out rows cols
     out=$(NOTIFY=0 cmd_status 2>&1)
     rows=$(tput lines 2>/dev/null || echo 24)
-    if [ "$(printf '%s\n' "$out" | wc -l)" -lt "$((rows - 1))" ] || ! command -v less >/dev/null; then
+    cols=$(tput cols 2>/dev/null || echo 80)
+    # Rows as shown: a long line wraps onto more than one.
+    if [ "$(printf '%s\n' "$out" | fold -w "$cols" | wc -l)" -lt "$rows" ] ||
+        ! command -v less >/dev/null; then
         printf '%s\n(press Enter)' "$out"
         read -r _ || true
     else
-        printf '%s\n' "$out" | less -S -P '(q closes, arrows scroll)'
+        printf '%s\n' "$out" | less -P '(q closes, arrows scroll)'
     fi
 }
 

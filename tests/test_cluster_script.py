@@ -412,6 +412,19 @@ def test_layout_at_100x30_client_restart_and_stop_attached(cluster: Cluster) -> 
         servers = cluster.tmux("list-panes", "-t", cluster.pane("server-1"), "-F", "#{@tchat_role}")
         assert servers.split() == ["server-1", "server-2"]
 
+        # prefix+S shows `status` in a popup of the whole terminal, 98x28 inside its
+        # border at 100x30: the status of this cluster fits, lines wrapped, without scrolling.
+        shown = cluster.script("status", timeout=30).stdout.splitlines()
+        assert sum(1 + max(0, len(line) - 1) // 98 for line in shown) + 1 <= 28, shown
+        terminal.press("S")
+        deadline = time.monotonic() + 15
+        while not processes_mentioning(f"{cluster.session} --notify _status-popup"):
+            assert time.monotonic() < deadline, "no status popup after prefix+S"
+            time.sleep(0.05)
+        popup = processes_mentioning(f"{cluster.session} --notify _status-popup")[0]
+        assert not processes_mentioning("less -P"), "the status should fit without paging"
+        os.write(terminal.master, b"\r")  # kept by the popup's pty until `read` takes it
+        assert exited(popup, timeout=10), "Enter did not close the status popup"
         # client NAME: one more client, in a window of its own, against the running cluster.
         added = cluster.script("client", "carol", timeout=30)
         assert added.returncode == 0, added.stdout + added.stderr
