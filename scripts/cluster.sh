@@ -351,7 +351,7 @@ cmd_start() {
         rm -rf "$DATA_DIR"/server-* "$DATA_DIR/pids" "$STATE"
     fi
     CLIENT_MODE=headless
-    if [ "$HEADLESS" = 0 ] && [ "$CLIENTS" -gt 0 ]; then
+    if [ "$HEADLESS" = 0 ]; then # also with no clients: `client NAME` may add some
         if "$PY" -c 'import tchat.ui.app as a; assert callable(a.run_client)' 2>/dev/null; then
             CLIENT_MODE=tui
         else
