@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.cluster_harness import Client, free_udp_port
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -33,6 +38,8 @@ class Cluster:
     def __init__(self, tmp_path: Path) -> None:
         self.session = f"tchat-test-{os.getpid()}"
         self.data = tmp_path / "cluster"
+        # A port of this test's own: the script would take 47470, which other runs share.
+        self.port = free_udp_port()
 
     def script(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -113,6 +120,31 @@ class Cluster:
             out.append(f"--- {title}:\n" + "\n".join(shown.splitlines()[-12:]))
         return "\n".join(out)
 
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.session, *args], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    def pane(self, role: str) -> str:
+        """The pane id of a role (server-1, client-alice...), or ""."""
+        for line in self.tmux(
+            "list-panes", "-s", "-t", self.session, "-F", "#{@tchat_role} #{pane_id}"
+        ).splitlines():
+            found, _, pane = line.partition(" ")
+            if found == role:
+                return pane
+        return ""
+
+    def wait_pid(self, role: str, other_than: int = 0, timeout: float = 15.0) -> int:
+        """The live pid of role's process (a new one when other_than is given)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pids().get(role, 0)
+            if pid and pid != other_than and alive(pid):
+                return pid
+            time.sleep(0.05)
+        raise AssertionError(f"no live {role} within {timeout}s\n{self.panes()}")
+
     def has_session(self) -> bool:
         return (
             subprocess.run(
@@ -169,7 +201,7 @@ def processes_mentioning(text: str) -> list[int]:
 class Terminal:
     """A person at a terminal attached to the session: presses tmux keys through a real pty."""
 
-    def __init__(self, session: str) -> None:
+    def __init__(self, session: str, size: tuple[int, int] = (100, 30)) -> None:
         self.session = session
         # wait-for remembers a signal sent before anyone waits, so this cannot race.
         subprocess.run(
@@ -177,6 +209,8 @@ class Terminal:
             check=True,
         )
         self.master, slave = pty.openpty()
+        columns, rows = size  # the terminal the README's user has
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = {k: v for k, v in os.environ.items() if k != "TMUX"} | {"TERM": "xterm-256color"}
         self.proc = subprocess.Popen(
             ["tmux", "-L", session, "attach", "-t", session],
@@ -235,7 +269,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
-    started = cluster.script("--detach", "--servers", "3", "--clients", "2")
+    started = cluster.script(
+        "--detach", "--servers", "3", "--clients", "2", "--discovery-port", str(cluster.port)
+    )
     assert started.returncode == 0, started.stderr
     assert cluster.has_session()
     first = cluster.wait_status(
@@ -298,3 +334,119 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
     assert not [pid for pid in pids.values() if alive(pid)]
     assert not processes_mentioning(str(cluster.data))
     assert not processes_mentioning(f"--discovery-port {cluster.discovery_port}")
+
+
+def test_discovery_port_is_kept_and_a_hand_client_finds_the_cluster(cluster: Cluster) -> None:
+    # Headless clients: they used to wait seconds on stop for a logout the dead leader
+    # could not acknowledge (old code: 5.3 s).
+    started = cluster.script(
+        "--detach",
+        "--servers",
+        "1",
+        "--clients",
+        "1",
+        "--headless",
+        "--discovery-port",
+        str(cluster.port),
+    )
+    assert started.returncode == 0, started.stderr
+    hand = f"--host 127.0.0.1 --discovery-port {cluster.port}"
+    assert f".venv/bin/tchat' --user NAME {hand}" in started.stdout, started.stdout
+    cluster.wait_status(
+        lambda s: s["leader"] == 101 and [u["name"] for u in s["users"]] == ["alice"],
+        "alice served by a leader",
+    )
+    # The printed command, by hand: another client finds the cluster on that port.
+    env = os.environ | {"XDG_DATA_HOME": str(cluster.data / "hand"), "PYTHONUNBUFFERED": "1"}
+    bob = Client(
+        "bob", [sys.executable, "-m", "tchat", "--headless", "--user", "bob", *hand.split()], env
+    )
+    try:
+        bob.wait_event("ready", timeout=20)
+        bob.send("/quit")
+        assert bob.wait_exit(10) == 0
+    finally:
+        bob.kill()
+    began = time.monotonic()
+    stopped = cluster.script("stop", timeout=30)
+    took = time.monotonic() - began
+    print(f"stop, detached: {took:.2f} s")
+    assert stopped.returncode == 0, stopped.stderr
+    assert took < 3.0, f"stop took {took:.2f} s"
+    # Started again without --discovery-port: the same port, from the data dir.
+    again = cluster.script("--detach", "--servers", "1", "--clients", "1", "--headless")
+    assert again.returncode == 0, again.stderr
+    assert cluster.discovery_port == cluster.port
+    assert hand in again.stdout
+    cluster.wait_status(lambda s: s["leader"] == 101, "the leader again, on the stored port")
+    assert cluster.script("stop", timeout=30).returncode == 0
+
+
+def test_layout_at_100x30_client_restart_and_stop_attached(cluster: Cluster) -> None:
+    started = cluster.script(
+        "--detach", "--servers", "2", "--clients", "2", "--discovery-port", str(cluster.port)
+    )
+    assert started.returncode == 0, started.stderr
+    cluster.wait_status(lambda s: len(answered(s)) == 2 and bool(s["leader"]), "a leader")
+    terminal = Terminal(cluster.session, size=(100, 30))
+    try:
+        assert terminal.attached(), "tmux attach did not attach"
+        alice = cluster.pane("client-alice")
+        assert alice, cluster.panes()
+        # Each client has a window of its own: all of the terminal but tmux's status line.
+        deadline = time.monotonic() + 10
+        size = ""
+        while time.monotonic() < deadline:
+            size = cluster.tmux(
+                "display",
+                "-p",
+                "-t",
+                alice,
+                "#{pane_width}x#{pane_height} #{window_panes} #{pane_active}",
+            )
+            if size.startswith("100x29 "):
+                break
+            time.sleep(0.05)
+        assert size == "100x29 1 1", size
+        assert cluster.tmux("display", "-p", "-t", cluster.session, "#{window_name}") == "alice"
+        servers = cluster.tmux("list-panes", "-t", cluster.pane("server-1"), "-F", "#{@tchat_role}")
+        assert servers.split() == ["server-1", "server-2"]
+
+        # prefix+S shows `status` in a popup of the whole terminal, 98x28 inside its
+        # border at 100x30: the status of this cluster fits, lines wrapped, without scrolling.
+        shown = cluster.script("status", timeout=30).stdout.splitlines()
+        assert sum(1 + max(0, len(line) - 1) // 98 for line in shown) + 1 <= 28, shown
+        terminal.press("S")
+        deadline = time.monotonic() + 15
+        while not processes_mentioning(f"{cluster.session} --notify _status-popup"):
+            assert time.monotonic() < deadline, "no status popup after prefix+S"
+            time.sleep(0.05)
+        popup = processes_mentioning(f"{cluster.session} --notify _status-popup")[0]
+        assert not processes_mentioning("less -P"), "the status should fit without paging"
+        os.write(terminal.master, b"\r")  # kept by the popup's pty until `read` takes it
+        assert exited(popup, timeout=10), "Enter did not close the status popup"
+        # client NAME: one more client, in a window of its own, against the running cluster.
+        added = cluster.script("client", "carol", timeout=30)
+        assert added.returncode == 0, added.stdout + added.stderr
+        cluster.wait_pid("client-carol")
+        cluster.wait_status(
+            lambda s: "carol" in {u["name"] for u in s["users"]}, "carol among the users"
+        )
+        # A client that quit comes back with prefix+R.
+        old = cluster.wait_pid("client-alice")
+        cluster.tmux("send-keys", "-t", alice, "/quit", "Enter")
+        assert exited(old, timeout=15), cluster.panes()
+        terminal.press("R")
+        cluster.wait_pid("client-alice", other_than=old)
+
+        pids = cluster.pids()
+        began = time.monotonic()
+        stopped = cluster.script("stop", timeout=30)
+        took = time.monotonic() - began
+        print(f"stop, attached: {took:.2f} s")
+        assert stopped.returncode == 0, stopped.stderr
+        assert took < 3.0, f"stop took {took:.2f} s"
+        assert not [pid for pid in pids.values() if alive(pid)]
+        assert not cluster.has_session()
+    finally:
+        terminal.close()

@@ -166,6 +166,21 @@ class ConnectionChanged(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryHint(ClientEvent):
+    """No server answered discovery for ``waited`` seconds: what was tried, what to check.
+
+    The runtime delivers it (it alone knows the addresses and the clock); the core never
+    does. ``tried`` lists the ``host:port`` destinations of the Discover datagrams.
+    """
+
+    waited: float
+    addr: str
+    broadcast: str
+    tried: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Renamed(ClientEvent):
     old: str
     new: str

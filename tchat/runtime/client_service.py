@@ -11,8 +11,17 @@ from collections.abc import Callable
 from typing import Any
 
 from tchat.core.config import ClientConfig
-from tchat.core.effects import ChatDelivered, ConnectionChanged, Deliver, Effect, Sent
-from tchat.core.messages import Dot, Logout, Message, Operation
+from tchat.core.effects import (
+    ChatDelivered,
+    ConnectionChanged,
+    Deliver,
+    DiscoveryHint,
+    Effect,
+    LeaderLearned,
+    Ready,
+    Sent,
+)
+from tchat.core.messages import DiscoverReply, Dot, Logout, Message, Operation
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
@@ -52,6 +61,10 @@ class ClientService:
         # Smoothed time from submit to the leader's ack (seconds): the round trip a user
         # feels, replication included. None until the first ack.
         self.rtt: float | None = None
+        # The discovery watch: a hint for the user when no server answers for a while.
+        self._answered = False
+        self._searching_since = 0.0
+        self._hint_timer: asyncio.TimerHandle | None = None
 
     @property
     def addr(self) -> str:
@@ -101,6 +114,7 @@ class ClientService:
         self.driver = NodeDriver(self.node, self.transport, None, self.groups)
         self.driver.listeners.append(self._on_effect)
         self.driver.start()
+        self._watch_discovery()
 
     def _is_server(self, addr: str) -> bool:
         """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
@@ -108,8 +122,38 @@ class ClientService:
         return node is not None and (addr == node.leader_addr or addr in node.servers.values())
 
     def _on_message(self, message: Message, src: str) -> None:
+        if type(message) is DiscoverReply:
+            self._answered = True
         if self.driver is not None:
             self.driver.on_message(message, src)
+
+    # -- the discovery watch ----------------------------------------------------------
+    def _watch_discovery(self) -> None:
+        """(Re)arm the hint: looking for servers starts now."""
+        delay = self.options.discovery_hint
+        if delay <= 0 or self._hint_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._answered = False
+        self._searching_since = loop.time()
+        self._hint_timer = loop.call_later(delay, self._hint_due)
+
+    def _hint_due(self) -> None:
+        self._hint_timer = None
+        if self._answered or self.driver is None:
+            return
+        hint = discovery_hint(
+            self.options, self.addr, asyncio.get_running_loop().time() - self._searching_since
+        )
+        logger.warning("%s", hint.text)
+        self._notify(hint)
+
+    def _notify(self, event: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("client listener failed")
 
     def _on_effect(self, effect: Effect) -> None:
         for listener in self._effect_listeners:
@@ -124,6 +168,10 @@ class ClientService:
                 except Exception:
                     logger.exception("client listener failed")
             return
+        if isinstance(event, Ready | LeaderLearned):
+            self._answered = True
+        elif isinstance(event, ConnectionChanged) and event.state == "discovering":
+            self._watch_discovery()  # the leader is gone: looking again
         if isinstance(event, Sent):
             sent_at = self._submitted.pop(event.cmid, None)
             if sent_at is not None:
@@ -140,11 +188,7 @@ class ClientService:
         ):
             # The leader's UserOffline for us closes the node (it may not ack the Logout).
             self._closed.set_result(event.detail)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("client listener failed")
+        self._notify(event)
 
     # -- commands -----------------------------------------------------------------
     def submit(self, op: Operation) -> int:
@@ -218,9 +262,28 @@ class ClientService:
         )
 
     async def close(self) -> None:
+        if self._hint_timer is not None:
+            self._hint_timer.cancel()
+            self._hint_timer = None
         if self.driver is not None:
             self.driver.close()
         if self.groups is not None:
             self.groups.close()
         if self.transport is not None:
             await self.transport.close()
+
+
+def discovery_hint(options: NetOptions, addr: str, waited: float) -> DiscoveryHint:
+    """What a client that heard no server tried, and what the user should check."""
+    broadcast = f"{options.broadcast}:{options.discovery_port}"
+    tried = (broadcast, *options.servers)
+    also = f" and asked {', '.join(options.servers)} directly" if options.servers else ""
+    text = (
+        f"no server answered for {waited:.0f}s: this client ({addr}) broadcast Discover to "
+        f"{broadcast}{also}. Check that a server runs on the subnet of {options.host} with "
+        f"discovery port {options.discovery_port} (--discovery-port), that --host is this "
+        f"machine's address on that subnet, that the firewall lets UDP {options.discovery_port} "
+        f"and the reply to {addr} through; where broadcast does not pass, name a server "
+        f"with --server HOST:PORT."
+    )
+    return DiscoveryHint(round(waited, 3), addr, broadcast, tuple(tried), text)

@@ -1,4 +1,5 @@
-"""UDP broadcast discovery: servers listen on the discovery port, anyone broadcasts to it."""
+"""UDP broadcast discovery: servers listen on the discovery port, anyone broadcasts to it;
+``--server`` addresses are asked by unicast too, where broadcast does not pass."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import socket
 
 from tchat.core.messages import Message
+from tchat.runtime.session import split_addr
 from tchat.runtime.transport import Datagrams, Transport
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,14 @@ class DiscoveryListener:
 
 
 def broadcast(transport: Transport, message: Message) -> None:
-    """One datagram to the broadcast address on the discovery port, from our own address."""
+    """One datagram to the broadcast address on the discovery port, from our own address,
+    and the same to each ``--server`` address (a server's node port answers discovery too).
+    """
     opts = transport.options
-    transport.send_datagram(opts.broadcast, opts.discovery_port, message)
+    data = transport.encode(message)
+    transport.send_raw_datagram(data, opts.broadcast, opts.discovery_port)
+    for addr in opts.servers:  # checked HOST:PORT, at most MAX_FALLBACK_SERVERS
+        if addr == transport.addr:
+            continue
+        host, port = split_addr(addr)
+        transport.send_raw_datagram(data, host, port)

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from tchat.core.effects import (
     ChatDelivered,
     ConnectionChanged,
+    DiscoveryHint,
     Failed,
     HistoryLoaded,
     LeaderLearned,
@@ -99,6 +100,16 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {"event": "error", "message": reason, "fatal": True}
         case ConnectionChanged(state=state, detail=detail):
             return {"event": "status", "state": state, "detail": detail}
+        case DiscoveryHint(waited=waited, addr=addr, broadcast=bcast, tried=tried, text=text):
+            return {
+                "event": "status",
+                "state": "no-answer",
+                "detail": text,
+                "waited": waited,
+                "addr": addr,
+                "broadcast": bcast,
+                "tried": list(tried),
+            }
         case Renamed(old=old, new=new, reason=reason):
             return {"event": "renamed", "old": old, "new": new, "reason": reason}
         case HistoryLoaded(request_id=rid, entries=entries):

@@ -13,6 +13,7 @@ from tchat.runtime.options import (
     add_network_arguments,
     add_node_arguments,
     options_from_args,
+    wants_dashboard,
 )
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
@@ -49,11 +50,13 @@ def setup_logging(options: NetOptions, log_file: Path | None, to_stderr: bool) -
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if wants_dashboard(args) and (args.daemon or args.headless):
+        parser.error("--server (the dashboard mode) cannot go with --daemon or --headless")
     if args.daemon:
         mode = "daemon"
     elif args.headless:
         mode = "headless"
-    elif args.server:
+    elif wants_dashboard(args):
         mode = "server"
     else:
         mode = "client"

@@ -21,6 +21,7 @@ from tchat.core.config import Timing
 logger = logging.getLogger(__name__)
 
 DEFAULT_DISCOVERY_PORT = 47470
+MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
 
 
@@ -55,6 +56,11 @@ class NetOptions:
     lobby: bool = True  # False: do not follow user-list changes after login (load clients)
     multicast_base: str = "239.255.42.0"
     multicast_port: int = 47471
+    # Servers' addresses (host:port) that discovery also asks by unicast: for networks
+    # where broadcast does not pass. Bounded by MAX_FALLBACK_SERVERS.
+    servers: tuple[str, ...] = ()
+    # Seconds without any server's answer before a client says what it tried (0: never).
+    discovery_hint: float = 5.0
     timing: Timing = field(default_factory=Timing)
     config_path: Path | None = None
     max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
@@ -110,10 +116,27 @@ def default_config_path() -> Path:
     return Path(base) / "tchat" / "config.toml"
 
 
-def default_data_dir(server_id: int | None, host: str, port: int) -> Path:
+def data_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    name = str(server_id) if server_id else f"{host}-{port}"
-    return Path(base) / "tchat" / name
+    return Path(base) / "tchat"
+
+
+def default_data_dir(server_id: int) -> Path:
+    """Where a server without ``--data-dir`` keeps its data: under its ID, as README says."""
+    return data_home() / str(server_id)
+
+
+def parse_server_addr(text: str) -> str:
+    """``HOST:PORT`` of a fallback server, checked: an IPv4 address and a port 1..65535."""
+    host, sep, port = str(text).strip().rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not sep or not 1 <= number <= 65535:
+        raise SystemExit(f"tchat: --server wants HOST:PORT (an IPv4 address), not {text!r}")
+    return f"{host}:{number}"
 
 
 # --------------------------------------------------------------------------- argparse
@@ -124,6 +147,22 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--port", type=int, help="TCP/UDP port of this node (0 = any free port)")
     net.add_argument("--discovery-port", type=int, help="UDP port for broadcast discovery")
     net.add_argument("--broadcast", help="broadcast address for discovery")
+    # Bare, --server is the dashboard mode (CONTRACT.md); with an address it names a server
+    # that discovery also asks directly, for networks where broadcast does not pass.
+    net.add_argument(
+        "--server",
+        nargs="?",
+        const="",
+        action="append",
+        metavar="HOST:PORT",
+        help="bare: run a server with the Textual dashboard; HOST:PORT (repeatable): "
+        "also ask this server directly when looking for the cluster",
+    )
+    net.add_argument(
+        "--discovery-hint",
+        type=float,
+        help="seconds without an answer before a client says what it tried (0 = never)",
+    )
     net.add_argument("--cluster-key", help=f"shared secret of the servers (or ${KEY_ENV})")
     net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
     net.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
@@ -139,7 +178,6 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--server", action="store_true", help="server with the Textual dashboard")
     modes.add_argument("--daemon", action="store_true", help="headless server node")
     modes.add_argument("--headless", action="store_true", help="scriptable JSON-lines client")
     parser.add_argument("--user", help="user name (client modes)")
@@ -211,6 +249,7 @@ _SIMPLE = {
     "max_rooms_per_user": "max_rooms_per_user",
     "max_room_members": "max_room_members",
     "hot_entries": "hot_entries",
+    "discovery_hint": "discovery_hint",
 }
 
 
@@ -243,6 +282,7 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     if unknown:
         raise SystemExit(f"tchat: unknown [timing] keys: {', '.join(sorted(unknown))}")
     values["timing"] = Timing(**{k: float(v) for k, v in timing.items()})
+    values["servers"] = _fallback_servers(conf.get("servers"), getattr(args, "server", None))
     if "host" not in values:
         values["host"] = primary_address()
     try:
@@ -273,4 +313,28 @@ _NON_NEGATIVE = (
     "client_buffer_limit",
     "discovery_rate",
     "discovery_total_rate",
+    "discovery_hint",
 )
+
+
+def wants_dashboard(args: argparse.Namespace) -> bool:
+    """A bare ``--server``: the server mode with the Textual dashboard."""
+    return "" in (getattr(args, "server", None) or [])
+
+
+def _fallback_servers(configured: object, given: list[str] | None) -> tuple[str, ...]:
+    """``servers = [...]`` from the config and every ``--server HOST:PORT``, checked."""
+    if configured is None:
+        configured = []
+    if not isinstance(configured, list):
+        raise SystemExit('tchat: servers in the config must be a list of "HOST:PORT"')
+    found: list[str] = []
+    for text in [*configured, *(given or [])]:
+        if text == "":
+            continue  # the bare --server of the dashboard mode
+        addr = parse_server_addr(text)
+        if addr not in found:
+            found.append(addr)
+    if len(found) > MAX_FALLBACK_SERVERS:
+        raise SystemExit(f"tchat: at most {MAX_FALLBACK_SERVERS} --server addresses")
+    return tuple(found)

@@ -16,7 +16,7 @@ from tchat.core.messages import Message
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
-from tchat.runtime.options import NetOptions, default_data_dir
+from tchat.runtime.options import NetOptions, data_home, default_data_dir
 from tchat.runtime.store import SqliteStore
 from tchat.runtime.transport import Transport
 
@@ -70,6 +70,7 @@ class ServerService:
         self.archive: SqliteArchive | None = None
         self.node: Any = None  # tchat.core.server.ServerNode
         self.data_dir: Path | None = None
+        self._remembered_id: int | None = None
         self.server_id = 0
         self._listeners: list[Callable[[Effect], None]] = []
         self._stopping = False
@@ -121,8 +122,10 @@ class ServerService:
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
         assert self.transport is not None
+        if opts.data_dir is None and not opts.server_id:
+            self._remembered_id = remembered_server_id(opts.host, self.rng)
         self.data_dir = opts.data_dir or default_data_dir(
-            opts.server_id, opts.host, self.transport.port
+            opts.server_id or self._remembered_id or 0
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         store = SqliteStore(self.data_dir)
@@ -142,6 +145,8 @@ class ServerService:
             server_id = wanted
         elif stored:
             server_id = int(stored)
+        elif self._remembered_id:
+            server_id = self._remembered_id  # the ID its default data dir is named after
         else:
             server_id = self.rng.randrange(1, MAX_SERVER_ID)
         if stored is None or int(stored) != server_id:
@@ -210,3 +215,27 @@ class ServerService:
             except Exception:
                 logger.exception("closing the store failed")
             self.store = None
+
+
+def remembered_server_id(host: str, rng: random.Random) -> int:
+    """The ID a server on ``host`` without ``--id`` or ``--data-dir`` had last time.
+
+    Its data lives under that ID (README: ``~/.local/share/tchat/<id>``), so the ID has to
+    be known before the data dir is: it is kept per host address beside the data dirs,
+    generated on the first start. (The host's address, not its port: the default port is
+    any free one, and a server that found its data by port lost it at every restart.)
+    """
+    path = data_home() / "server-ids" / host
+    try:
+        text = path.read_text().strip()
+        if text.isdigit() and 0 < int(text) < MAX_SERVER_ID:
+            return int(text)
+        logger.warning("ignoring %s: not a server ID", path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("cannot read %s (%s): a new server ID", path, exc)
+    server_id = rng.randrange(1, MAX_SERVER_ID)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{server_id}\n")
+    return server_id

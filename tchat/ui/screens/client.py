@@ -169,6 +169,11 @@ class ClientScreen(Screen[None]):
                 self.navigator.alert(change)
             case ev.ConnectionChanged(state=state, detail=detail):
                 self.navigator.outage_line(self.connection.changed(state, detail, wall), wall)
+            case ev.DiscoveryHint(text=text):
+                # Sitting at "discovering" says nothing: say what was tried, where it shows.
+                change = self.model.notice(text, wall, STATUS_KEY)
+                if self.model.active != STATUS_KEY:
+                    change = self.model.notice(text, wall)  # and where the user looks
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
                 self._ack_latency(cmid, wall)
