@@ -16,8 +16,6 @@ from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 from tests.test_runtime_transport import on_uvloop
 
-pytest.importorskip("tchat.core.server")
-
 TIMEOUT = 10.0
 
 

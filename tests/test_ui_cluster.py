@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from tchat.runtime.client_service import ClientService
 from tchat.ui.app import ClientApp
 from tchat.ui.screens.client import ClientScreen
 from tchat.ui.widgets.composer import Composer
 from tests.cluster_harness import Cluster
 
-pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
-pytest.importorskip("tchat.runtime.client_service", reason="the runtime has not landed yet")
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -42,7 +41,7 @@ async def type_line(pilot: Pilot[int], text: str) -> None:
 
 
 async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Path) -> None:
-    from tchat.runtime.client_service import ClientService
+
     from tchat.runtime.options import NetOptions
 
     with Cluster(tmp_path) as cluster:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tchat.core.client import ClientNode
 from tchat.core.config import ClientConfig
 from tchat.core.effects import ChatDelivered, ConnectionChanged, Deliver, Effect, Sent
 from tchat.core.messages import Dot, Logout, Message, Operation
@@ -70,8 +71,6 @@ class ClientService:
         self._effect_listeners.append(listener)
 
     async def start(self) -> None:
-        from tchat.core.client import ClientNode  # the core lands separately; import late
-
         loop = asyncio.get_running_loop()
         opts = self.options
         self.transport = Transport(opts, self._on_message, shared_decode=True)

@@ -13,6 +13,7 @@ from typing import Any
 from tchat.core.config import ServerConfig
 from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
+from tchat.core.server import ServerNode
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, default_data_dir
@@ -87,8 +88,6 @@ class ServerService:
             self.driver.listeners.append(listener)
 
     async def start(self) -> None:
-        from tchat.core.server import ServerNode  # the core lands separately; import late
-
         opts = self.options
         self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
