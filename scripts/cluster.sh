@@ -43,7 +43,8 @@ Environment:
 
 Keys inside the session (after the tmux prefix, Ctrl-b unless you changed it):
   K   kill the leader (kill -9) and watch the others elect a new one
-  R   restart every killed server (it reloads its data and rejoins as backup)
+  R   restart every server that exited: killed, or stopped by a failed core step
+      (exit status 1, fail-stop); it reloads its data and rejoins as backup
   S   show the cluster status in a popup
   Q   stop the whole cluster
   arrows / o   move between panes; d   detach (the cluster keeps running)
@@ -243,7 +244,7 @@ write_tmux_conf() {
 if-shell "test -f ~/.tmux.conf" "source-file ~/.tmux.conf"
 set -g default-shell /bin/sh
 set -g remain-on-exit on
-set -g remain-on-exit-format " #{@tchat_title} exited (#{?pane_dead_signal,signal #{pane_dead_signal},status #{pane_dead_status}}): prefix+R restarts killed servers "
+set -g remain-on-exit-format " #{@tchat_title} exited (#{?pane_dead_signal,signal #{pane_dead_signal},status #{pane_dead_status}}): prefix+R restarts exited servers "
 set -g pane-border-status top
 set -g pane-border-format " #{?pane_active,#[reverse],}#{@tchat_title}#[default] #{?pane_dead,(exited),} "
 set -g status-left "[tchat] "

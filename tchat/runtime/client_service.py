@@ -11,8 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from tchat.core.client import ClientNode
+from tchat.core.client_states import ClientState
 from tchat.core.config import ClientConfig
-from tchat.core.effects import ChatDelivered, ConnectionChanged, Deliver, Effect, Sent
+from tchat.core.effects import (
+    ChatDelivered,
+    ClientEvent,
+    ConnectionChanged,
+    Deliver,
+    Effect,
+    Failed,
+    OpFailed,
+    Sent,
+)
 from tchat.core.messages import Dot, Logout, Message, Operation
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
@@ -23,6 +33,9 @@ from tchat.runtime.transport import Transport
 logger = logging.getLogger(__name__)
 
 ClientListener = Callable[[Any], None]  # receives tchat.core.effects.ClientEvent
+# A session whose core raised starts over at most this often in a row: a bug that hits every
+# session (a poisoned frame replayed at each welcome) ends in a Failed, not a restart loop.
+MAX_RESTARTS = 5
 
 
 class ClientService:
@@ -53,6 +66,9 @@ class ClientService:
         # Smoothed time from submit to the leader's ack (seconds): the round trip a user
         # feels, replication included. None until the first ack.
         self.rtt: float | None = None
+        self.restarts = 0  # sessions started over after the core raised
+        self._restart: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def addr(self) -> str:
@@ -99,7 +115,59 @@ class ClientService:
         self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, None, self.groups)
         self.driver.listeners.append(self._on_effect)
+        self.driver.stopped.add_done_callback(self._on_driver_stopped)
         self.driver.start()
+
+    # -- fail-stop ------------------------------------------------------------------
+    def _on_driver_stopped(self, _done: asyncio.Future[str]) -> None:
+        """The core raised (the driver stopped it): the node is half-changed and must go.
+        Its operations not yet acknowledged fail visibly; a new node logs in under the same
+        name once the leader has dropped the old session (its client timeout)."""
+        driver, node = self.driver, self.node
+        if driver is None or driver.failure is None or self._stopping or self._restart:
+            return
+        pending = sorted(getattr(node, "pending", {}) or {})
+        reason = f"the client failed ({driver.failure}); the session starts over"
+        for cmid in pending:
+            self._emit(OpFailed(cmid, reason))
+            self._submitted.pop(cmid, None)
+            future = self._acked.pop(cmid, None)
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError(reason))
+        if self.restarts >= MAX_RESTARTS:
+            logger.critical("client core failed %d times: giving up", self.restarts + 1)
+            self._emit(Failed(f"the client failed {self.restarts + 1} times in a row"))
+            return
+        self.restarts += 1
+        logger.error("%s (restart %d of at most %d)", reason, self.restarts, MAX_RESTARTS)
+        self._emit(ConnectionChanged(ClientState.DISCOVERING.value, reason))
+        self._restart = asyncio.get_running_loop().create_task(self._start_over())
+
+    async def _start_over(self) -> None:
+        await self.close()
+        self.transport = self.groups = self.driver = None
+        self.node = None
+        timing = self.options.timing
+        # The old session holds our name at the leader until its client timeout: a new
+        # login before that would be refused as a taken name.
+        await asyncio.sleep(timing.client_timeout + 2 * timing.client_heartbeat_interval)
+        if self._stopping:
+            return
+        self.client_id = uuid.uuid4().hex  # a new session: the old one's cmids stay its own
+        try:
+            await self.start()
+        except Exception as exc:
+            logger.exception("starting the session over failed")
+            self._emit(Failed(f"cannot start the session over: {exc}"))
+        finally:
+            self._restart = None
+
+    def _emit(self, event: ClientEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("client listener failed")
 
     def _is_server(self, addr: str) -> bool:
         """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
@@ -190,6 +258,10 @@ class ClientService:
     async def stop(self, timeout: float = 2.0) -> bool:
         """Log out (waiting, bounded, for the leader's ack) and close. True if acknowledged."""
         ok = False
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
         if self.driver is not None and self.node is not None and self._can_log_out():
             self._closed = asyncio.get_running_loop().create_future()
             try:
