@@ -80,8 +80,10 @@ async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Pa
                     lambda: not screen.model.conversation("#lobby").lines[-1].pending,
                     "the ack",
                 )
-                assert screen.ack_ms is not None and screen.ack_ms < 1000
-                await until(pilot, lambda: " ack " in screen_text(pilot), "the ack latency shown")
+                rtt = app.service.status().rtt_ms  # type: ignore[union-attr]
+                assert rtt is not None and rtt < 1000
+                await until(pilot, lambda: " rtt " in screen_text(pilot), "the round trip shown")
+                assert " ack " not in screen_text(pilot)  # measured once, shown once
                 bob.send("/say lobby [bold]hi[/bold] alice")
                 await until(
                     pilot,
@@ -96,12 +98,12 @@ async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Pa
                 )
 
                 leader = cluster.leader_of(daemons)
-                old_epoch = str(app.service.node.epoch)  # type: ignore[union-attr]
+                old_epoch = app.service.status().epoch  # type: ignore[union-attr]
                 leader.kill()
                 await until(
                     pilot,
                     lambda: (
-                        str(app.service.node.epoch) != old_epoch  # type: ignore[union-attr]
+                        app.service.status().epoch != old_epoch  # type: ignore[union-attr]
                         and screen.timeline.leader_id not in (0, leader.server_id)
                     ),
                     "a new leader",

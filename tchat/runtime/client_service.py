@@ -24,6 +24,7 @@ from tchat.core.effects import (
     Sent,
 )
 from tchat.core.messages import Dot, Logout, Message, Operation
+from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
@@ -78,6 +79,22 @@ class ClientService:
     def connection(self) -> str:
         """ "multicast" or "unicast": how this client receives room messages."""
         return "multicast" if self.multicast else "unicast"
+
+    def status(self) -> ClientStatus:
+        """A snapshot of the session for a UI: it reads nothing else of the node."""
+        node = self.node
+        if node is None:  # starting, or starting over
+            return ClientStatus()
+        return ClientStatus(
+            state=node.state.name,
+            leader_id=node.leader_id,
+            leader_addr=node.leader_addr or "",
+            epoch=str(node.epoch) if node.leader_id else "",
+            pending=len(node.pending),
+            rtt_ms=self.rtt * 1000 if self.rtt is not None else None,
+            delivery=self.connection,
+            clock=node.clock,
+        )
 
     def add_listener(self, listener: ClientListener) -> None:
         """``listener(event)`` for every ClientEvent the node delivers."""
