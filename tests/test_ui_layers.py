@@ -90,3 +90,22 @@ def test_no_import_circle_inside_ui() -> None:
         if name not in state:
             visit(name)
     assert not circles, "import circles in tchat/ui:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_ui_reads_no_service_node() -> None:
+    """Screens and the app see a session only through the service's status snapshot; the
+    demo's fake services own a fake node of their own and are exempt."""
+    offenders = []
+    for name, path in ui_modules().items():
+        if name.startswith("tchat.ui.demo"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Attribute) and node.attr == "node"):
+                continue
+            owner = node.value
+            owner_name = (
+                owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            )
+            if owner_name == "service":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, "the UI reads service.node:\n" + "\n".join(offenders)

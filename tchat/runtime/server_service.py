@@ -14,9 +14,11 @@ from tchat.core.config import ServerConfig
 from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
+from tchat.core.status import ServerStatus
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, default_data_dir
+from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import SqliteStore
 from tchat.runtime.transport import Transport
 
@@ -72,6 +74,7 @@ class ServerService:
         self.server_id = 0
         self._listeners: list[Callable[[Effect], None]] = []
         self._stopping = False
+        self._status = ServerStatusReader()
 
     @property
     def addr(self) -> str:
@@ -80,6 +83,12 @@ class ServerService:
     @property
     def drops(self) -> dict[str, int]:
         return self.transport.drops.snapshot() if self.transport is not None else {}
+
+    def status(self) -> ServerStatus:
+        """A snapshot of the node for the dashboard: it reads nothing else of the node."""
+        if self.node is None:
+            return ServerStatus()
+        return self._status.read(self.node, asyncio.get_running_loop().time())
 
     def add_listener(self, listener: Callable[[Effect], None]) -> None:
         """``listener(effect)`` for every LogEvent / LeaderChanged / Stopped the node emits."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from tchat.core.effects import ClientEvent, Effect
 from tchat.core.messages import Dot, Operation
-from tchat.core.status import ClientStatus
+from tchat.core.status import ClientStatus, ServerStatus
 
 
 class ClientServiceLike(Protocol):
@@ -31,17 +31,13 @@ class ClientServiceLike(Protocol):
 
 
 class ServerServiceLike(Protocol):
-    """tchat.runtime.server_service.ServerService, as the dashboard uses it."""
+    """tchat.runtime.server_service.ServerService, as the dashboard uses it: the node only
+    through ``status()``."""
 
-    node: Any  # ServerNode: .server_id .role .epoch .leader_id .servers .live_backups .log .state
+    def status(self) -> ServerStatus: ...
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
     def add_listener(self, listener: Callable[[Effect], None]) -> None: ...
-
-
-def state_name(state: object) -> str:
-    """An enum member's name, or the string itself."""
-    return str(getattr(state, "name", state) or "?")
