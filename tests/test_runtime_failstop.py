@@ -29,10 +29,11 @@ from tchat.core.effects import (
     Effect,
     Persist,
     Ready,
+    RoomEntered,
     Send,
     Sent,
 )
-from tchat.core.messages import SendChat, Submit
+from tchat.core.messages import JoinRoom, SendChat, Submit
 from tchat.core.vclock import VectorClock
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.driver import NodeDriver
@@ -132,18 +133,23 @@ async def test_a_client_whose_core_raises_starts_its_session_over(tmp_path: Path
         await server.start()
         await client.start()
         await until(lambda: ready_count() == 1)
+        await asyncio.wait_for(client.acked(client.submit(JoinRoom("lobby"))), TIMEOUT)
         first, first_id = client.node, client.client_id
         assert client.driver is not None
 
         def broken(now: float) -> list[Effect]:
             raise RuntimeError("a client core bug")
 
-        first.tick = broken  # the node's next timer step raises
+        assert first is not None
+        first.tick = broken  # type: ignore[method-assign]  # its next timer step raises
         await until(lambda: ready_count() == 2)
         assert client.restarts == 1
         assert client.node is not first and client.client_id != first_id
         assert any(isinstance(e, ConnectionChanged) and "starts over" in e.detail for e in events)
-        cmid = client.submit(SendChat(None, "alice", "after the restart", False))
+        await until(lambda: client.node is not None and "lobby" in client.node.rooms)
+        entered = [e for e in events if isinstance(e, RoomEntered) and e.info.room == "lobby"]
+        assert len(entered) == 2  # joined again by the new session
+        cmid = client.submit(SendChat("lobby", None, "after the restart", False))
         assert await asyncio.wait_for(client.acked(cmid), TIMEOUT)
         assert any(isinstance(e, Sent) and e.cmid == cmid for e in events)
         assert await client.stop()

@@ -21,9 +21,10 @@ from tchat.core.effects import (
     Effect,
     Failed,
     OpFailed,
+    Ready,
     Sent,
 )
-from tchat.core.messages import Dot, Logout, Message, Operation
+from tchat.core.messages import Dot, JoinRoom, Logout, Message, Operation
 from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
@@ -56,7 +57,7 @@ class ClientService:
         self.transport: Transport | None = None
         self.groups: MulticastGroups | None = None
         self.driver: NodeDriver | None = None
-        self.node: Any = None  # ClientNode
+        self.node: ClientNode | None = None
         self.multicast = False  # rooms arrive by multicast (else over the session)
         self.multicast_detail = ""
         self._listeners: list[ClientListener] = [listener] if listener else []
@@ -69,6 +70,7 @@ class ClientService:
         self.rtt: float | None = None
         self.restarts = 0  # sessions started over after the core raised
         self._restart: asyncio.Task[None] | None = None
+        self._rejoin: list[str] = []  # rooms the failed session was in: joined again on Ready
         self._stopping = False
 
     @property
@@ -156,6 +158,7 @@ class ClientService:
             self._emit(Failed(f"the client failed {self.restarts + 1} times in a row"))
             return
         self.restarts += 1
+        self._rejoin = sorted(getattr(node, "rooms", {}) or {})
         logger.error("%s (restart %d of at most %d)", reason, self.restarts, MAX_RESTARTS)
         self._emit(ConnectionChanged(ClientState.DISCOVERING.value, reason))
         self._restart = asyncio.get_running_loop().create_task(self._start_over())
@@ -178,6 +181,15 @@ class ClientService:
             self._emit(Failed(f"cannot start the session over: {exc}"))
         finally:
             self._restart = None
+
+    def _join_again(self, rooms: list[str]) -> None:
+        if self.driver is None or self._stopping:
+            return
+        for room in rooms:
+            try:
+                self.submit(JoinRoom(room))
+            except Exception:
+                logger.exception("joining %s again failed", room)
 
     def _emit(self, event: ClientEvent) -> None:
         for listener in list(self._listeners):
@@ -208,6 +220,10 @@ class ClientService:
                 except Exception:
                     logger.exception("client listener failed")
             return
+        if isinstance(event, Ready) and self._rejoin:
+            # The old session's logout (its timeout) took it out of its rooms: back in.
+            rooms, self._rejoin = self._rejoin, []
+            asyncio.get_running_loop().call_soon(self._join_again, rooms)
         if isinstance(event, Sent):
             sent_at = self._submitted.pop(event.cmid, None)
             if sent_at is not None:
@@ -233,7 +249,7 @@ class ClientService:
     # -- commands -----------------------------------------------------------------
     def submit(self, op: Operation) -> int:
         """Queue ``op`` for the leader; it is resent until acknowledged. Returns its cmid."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         cmid, _effects = self.driver.call(self.node.submit, op, now, time.time())
         if len(self._submitted) < 10_000:  # bounded even if acks never come
@@ -250,7 +266,7 @@ class ClientService:
 
     def request_rooms(self) -> int:
         """Ask for the cluster's room directory; it arrives as a RoomDirectory event."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         request_id, _effects = self.driver.call(self.node.request_rooms, now)
         return int(request_id)
@@ -264,7 +280,7 @@ class ClientService:
     ) -> int:
         """Ask for chat entries older than ``before`` (an entry ID or Dot); the answer arrives
         as a HistoryLoaded event."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         before_id = str(before) if before is not None else None
         request_id, _effects = self.driver.call(

@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tchat.core.config import ServerConfig
 from tchat.core.effects import DurableState, Effect
@@ -69,7 +68,7 @@ class ServerService:
         self.discovery: DiscoveryListener | None = None
         self.driver: NodeDriver | None = None
         self.store: SqliteStore | None = None
-        self.node: Any = None  # tchat.core.server.ServerNode
+        self.node: ServerNode | None = None
         self.data_dir: Path | None = None
         self.server_id = 0
         self._listeners: list[Callable[[Effect], None]] = []
