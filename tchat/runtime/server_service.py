@@ -166,11 +166,10 @@ class ServerService:
             self.driver.on_message(message, src)
 
     def step_down(self) -> bool:
-        """Hand leadership over now if the core supports it; False when it does not."""
-        fn = getattr(self.node, "step_down", None)
-        if fn is None or self.driver is None:
+        """Hand leadership over now; False when the node is not running."""
+        if self.node is None or self.driver is None:
             return False
-        self.driver.call(fn, asyncio.get_running_loop().time())
+        self.driver.call(self.node.step_down, asyncio.get_running_loop().time())
         return True
 
     async def stop(self, timeout: float = 3.0) -> None:

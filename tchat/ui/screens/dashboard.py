@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
@@ -169,20 +168,10 @@ class DashboardScreen(Screen[None]):
         self.query_one(TabbedContent).active = tab
 
     async def action_step_down(self) -> None:
-        step_down = getattr(self.service, "step_down", None)
-        if step_down is None:
-            self.notify("this server build cannot step down on request", severity="warning")
-            return
         if self.service.status().role != "LEADER":
             self.notify("only the leader can step down", severity="warning")
             return
-        result = step_down()
-        if inspect.isawaitable(result):
-            result = await result
-        if result is False:  # the service has it, the core node does not (yet)
-            self.notify(
-                "this server's core cannot step down on request; 'l' leaves instead",
-                severity="warning",
-            )
+        if not self.service.step_down():
+            self.notify("the server node is not running", severity="warning")
             return
         self.notify("stepping down: the ring elects a successor")
