@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -248,12 +249,16 @@ class NodeDriver:
         """Fail-stop: a step that raised left the node half-changed, diverged from its own
         log. It must not serve on: stop without carrying out anything more; the supervisor
         restarts the process from durable state. The log names the step and its input by
-        message type and sender only: a message's text is no log's business."""
+        message type and sender, and the trace by its frames and the exception's type: its
+        text may quote a message's, and a message's text is no log's business."""
         self.errors += 1
         what = getattr(fn, "__name__", str(fn))
         if len(args) > 1 and isinstance(args[0], Message):
             what = f"{what} {type(args[0]).__name__} from {args[1]}"
-        logger.critical("core node raised in %s; stopping the node", what, exc_info=exc)
+        trace = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+        logger.critical(
+            "core node raised %s in %s; stopping the node\n%s", type(exc).__name__, what, trace
+        )
         self._fail(f"core step {what} raised {type(exc).__name__}")
 
     def _storable(
