@@ -35,7 +35,7 @@ from tchat.runtime.transport import Transport
 logger = logging.getLogger(__name__)
 
 ClientListener = Callable[[Any], None]  # receives tchat.core.effects.ClientEvent
-# A session whose core raised starts over at most this often in a row: a bug that hits every
+# A session whose core raised starts over at most this often per service: a bug that hits every
 # session (a poisoned frame replayed at each welcome) ends in a Failed, not a restart loop.
 MAX_RESTARTS = 5
 
@@ -155,7 +155,7 @@ class ClientService:
                 future.set_exception(ConnectionError(reason))
         if self.restarts >= MAX_RESTARTS:
             logger.critical("client core failed %d times: giving up", self.restarts + 1)
-            self._emit(Failed(f"the client failed {self.restarts + 1} times in a row"))
+            self._emit(Failed(f"the client failed {self.restarts + 1} times since it started"))
             return
         self.restarts += 1
         self._rejoin = sorted(getattr(node, "rooms", {}) or {})
