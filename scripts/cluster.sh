@@ -48,8 +48,9 @@ Environment:
 
 Keys inside the session (after the tmux prefix, Ctrl-b unless you changed it):
   K   kill the leader (kill -9) and watch the others elect a new one
-  R   restart what exited: killed servers (they reload their data and rejoin as
-      backups) and clients that quit
+  R   restart what exited: killed servers, and servers stopped by a failed core step
+      (exit status 1, fail-stop; they reload their data and rejoin as backups), and
+      clients that quit
   S   show the cluster status in a popup
   Q   stop the whole cluster
   0 1 2 ... / n p   switch windows: 0 is the servers' logs, then one per client

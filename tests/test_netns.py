@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -196,11 +195,6 @@ def _root_links() -> set[str]:
 # tchat across hosts: real broadcast discovery, real multicast, real partitions.
 
 NODE_PORT = 47480
-needs_core = pytest.mark.skipif(
-    importlib.util.find_spec("tchat.core.server") is None
-    or importlib.util.find_spec("tchat.core.client") is None,
-    reason="the core server and client nodes have not landed yet",
-)
 ROOM = "lobby"
 UP = 25.0  # generous: a leader and registered clients well within this on a loaded CI box
 
@@ -333,7 +327,6 @@ def tchat_lan_factory(tmp_path: Path) -> Iterator[Callable[..., TchatLan]]:
         t.lan.close()
 
 
-@needs_core
 def test_cluster_on_five_hosts_discovers_registers_and_chats(
     tchat_lan_factory: Callable[..., TchatLan],
 ) -> None:
@@ -432,7 +425,6 @@ def partition_scenario(t: TchatLan, drop_clients: bool) -> None:
     t.wait("alice", "message", "a message sent after healing", id=after)
 
 
-@needs_core
 def test_short_partition_both_sides_chat_then_heal_merges_history(
     tchat_lan_factory: Callable[..., TchatLan],
 ) -> None:
@@ -442,7 +434,6 @@ def test_short_partition_both_sides_chat_then_heal_merges_history(
     partition_scenario(t, drop_clients=False)
 
 
-@needs_core
 def test_long_partition_logs_clients_out_then_heal_merges_history(
     tchat_lan_factory: Callable[..., TchatLan],
 ) -> None:

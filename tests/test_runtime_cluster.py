@@ -17,8 +17,6 @@ from tchat.core.messages import MESSAGE_TYPES, NO_EPOCH, PROTOCOL_VERSION, Heart
 from tests.cluster_harness import Client, Cluster, Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-pytest.importorskip("tchat.core.server", reason="the core server node has not landed yet")
-pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
 
 
 def start_daemons(cluster: Cluster, ids: list[int]) -> list[Daemon]:

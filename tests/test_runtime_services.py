@@ -16,8 +16,6 @@ from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
 from tests.test_runtime_transport import on_uvloop
 
-pytest.importorskip("tchat.core.server")
-
 TIMEOUT = 10.0
 
 
@@ -57,6 +55,17 @@ async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) 
         entry_id = await asyncio.wait_for(client.acked(cmid), TIMEOUT)
         assert entry_id
         assert client.rtt is not None and 0 < client.rtt < TIMEOUT
+        # What the UIs read: snapshots, not the nodes.
+        seen = client.status()
+        assert seen.state == "SERVING" and seen.leader_id == other.server_id
+        assert seen.rtt_ms == client.rtt * 1000 and seen.pending == 0
+        status = other.status()
+        assert status.role == "LEADER" and status.server_id == other.server_id
+        assert [p.server_id for p in status.peers] == [1, 2]
+        assert [p.me for p in status.peers].count(True) == 1
+        assert [u.name for u in status.users] == ["alice"]
+        assert [(r.name, r.members) for r in status.rooms] == [("lobby", ("alice",))]
+        assert status.log_size > 0 and status.recent[-1].body.text == "after the handover"  # type: ignore[attr-defined]
 
         await other.stop()  # graceful: hands over to the server that stepped down
         await until(lambda: client.node.leader_id == leader.server_id)

@@ -27,12 +27,12 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import VectorClock
 from tchat.runtime import discovery, multicast
+from tchat.runtime.connection import ADMISSION_MAX_WAIT
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ADMIT_BACKLOG, AdmissionGate
-from tchat.runtime.session import ADMISSION_MAX_WAIT
 from tchat.runtime.transport import HELLO, Transport
 
 TIMEOUT = 3.0

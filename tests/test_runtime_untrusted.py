@@ -26,7 +26,7 @@ from tchat.core.messages import (
 )
 from tchat.core.schema import MAX_INT
 from tchat.core.vclock import VectorClock
-from tchat.runtime.session import HELLO
+from tchat.runtime.connection import HELLO
 from tchat.runtime.store import DB_NAME, SqliteStore, UnstorableValue
 from tests.cluster_harness import Cluster, Daemon, wait_for
 

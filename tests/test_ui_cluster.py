@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from tchat.runtime.client_service import ClientService
 from tchat.ui.app import ClientApp
 from tchat.ui.screens.client import ClientScreen
 from tchat.ui.widgets.composer import Composer
 from tests.cluster_harness import Cluster
 
-pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
-pytest.importorskip("tchat.runtime.client_service", reason="the runtime has not landed yet")
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -42,7 +41,7 @@ async def type_line(pilot: Pilot[int], text: str) -> None:
 
 
 async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Path) -> None:
-    from tchat.runtime.client_service import ClientService
+
     from tchat.runtime.options import NetOptions
 
     with Cluster(tmp_path) as cluster:
@@ -81,8 +80,10 @@ async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Pa
                     lambda: not screen.model.conversation("#lobby").lines[-1].pending,
                     "the ack",
                 )
-                assert screen.ack_ms is not None and screen.ack_ms < 1000
-                await until(pilot, lambda: " ack " in screen_text(pilot), "the ack latency shown")
+                rtt = app.service.status().rtt_ms  # type: ignore[union-attr]
+                assert rtt is not None and rtt < 1000
+                await until(pilot, lambda: " rtt " in screen_text(pilot), "the round trip shown")
+                assert " ack " not in screen_text(pilot)  # measured once, shown once
                 bob.send("/say lobby [bold]hi[/bold] alice")
                 await until(
                     pilot,
@@ -97,12 +98,12 @@ async def test_tui_chats_with_a_headless_user_and_survives_failover(tmp_path: Pa
                 )
 
                 leader = cluster.leader_of(daemons)
-                old_epoch = str(app.service.node.epoch)  # type: ignore[union-attr]
+                old_epoch = app.service.status().epoch  # type: ignore[union-attr]
                 leader.kill()
                 await until(
                     pilot,
                     lambda: (
-                        str(app.service.node.epoch) != old_epoch  # type: ignore[union-attr]
+                        app.service.status().epoch != old_epoch  # type: ignore[union-attr]
                         and screen.timeline.leader_id not in (0, leader.server_id)
                     ),
                     "a new leader",

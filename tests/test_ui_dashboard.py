@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
@@ -71,3 +73,29 @@ async def test_step_down_and_leave_keys() -> None:
         await pilot.press("l")
         await until(pilot, lambda: service.stopped)
     assert app.return_value == 0
+
+
+async def test_dashboard_over_a_real_server_service(tmp_path: Path) -> None:
+    """The wiring tchat.runtime.modes does for ``tchat --server``: a real node's snapshot."""
+    from tchat.runtime.options import NetOptions
+    from tchat.runtime.server_service import ServerService
+
+    port = random.randrange(20000, 32000)
+    options = NetOptions(
+        host="127.0.0.1",
+        discovery_port=port,
+        multicast_port=port + 1,
+        server_id=7,
+        data_dir=tmp_path / "s7",
+    )
+    service = ServerService(options)
+    app = DashboardApp(service, config=None, tz=UTC)
+    async with app.run_test(size=(100, 30)) as pilot:
+        try:
+            await until(pilot, lambda: "leader 7@127.0.0.1:" in screen_text(pilot), 15.0)
+            assert service.status().role == "LEADER"
+            ring = app.screen.query_one("#ring-table", DataTable)
+            await until(pilot, lambda: ring.row_count == 1)
+            assert "7 *" in screen_text(pilot)
+        finally:
+            await service.stop()

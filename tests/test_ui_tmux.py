@@ -13,7 +13,6 @@ import pytest
 
 from tests.cluster_harness import REPO, Cluster, WaitTimeout, wait_for
 
-pytest.importorskip("tchat.core.client", reason="the core client node has not landed yet")
 pytestmark = [
     pytest.mark.timeout(90),
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),

@@ -248,6 +248,8 @@ class ClientNode:
         return self._request, effects
 
     def flush(self, now: float) -> list[Effect]:
+        """The driver's end-of-iteration hook (CoreNode); a client batches nothing, so it has
+        nothing to send here: every step returns its frames at once."""
         return []
 
     # -- time ------------------------------------------------------------------------
@@ -536,7 +538,3 @@ class ClientNode:
         effects.append(Deliver(Renamed(old, candidate, msg.reason)))
         self.welcomed_once = True
         self._resume(effects, "name clash")
-
-    def logout(self, now: float, ts: float) -> tuple[int, list[Effect]]:
-        """Ask to log out; the leader's UserOffline for us closes the node."""
-        return self.submit(Logout(), now, ts)

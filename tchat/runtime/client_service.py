@@ -10,18 +10,24 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tchat.core.client import ClientNode
+from tchat.core.client_states import ClientState
 from tchat.core.config import ClientConfig
 from tchat.core.effects import (
     ChatDelivered,
+    ClientEvent,
     ConnectionChanged,
     Deliver,
     DiscoveryHint,
     Effect,
+    Failed,
     LeaderLearned,
+    OpFailed,
     Ready,
     Sent,
 )
-from tchat.core.messages import DiscoverReply, Dot, Logout, Message, Operation
+from tchat.core.messages import DiscoverReply, Dot, JoinRoom, Logout, Message, Operation
+from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
@@ -31,6 +37,9 @@ from tchat.runtime.transport import Transport
 logger = logging.getLogger(__name__)
 
 ClientListener = Callable[[Any], None]  # receives tchat.core.effects.ClientEvent
+# A session whose core raised starts over at most this often per service: a bug that hits every
+# session (a poisoned frame replayed at each welcome) ends in a Failed, not a restart loop.
+MAX_RESTARTS = 5
 
 
 class ClientService:
@@ -50,7 +59,7 @@ class ClientService:
         self.transport: Transport | None = None
         self.groups: MulticastGroups | None = None
         self.driver: NodeDriver | None = None
-        self.node: Any = None  # ClientNode
+        self.node: ClientNode | None = None
         self.multicast = False  # rooms arrive by multicast (else over the session)
         self.multicast_detail = ""
         self._listeners: list[ClientListener] = [listener] if listener else []
@@ -65,6 +74,10 @@ class ClientService:
         self._answered = False
         self._searching_since = 0.0
         self._hint_timer: asyncio.TimerHandle | None = None
+        self.restarts = 0  # sessions started over after the core raised
+        self._restart: asyncio.Task[None] | None = None
+        self._rejoin: list[str] = []  # rooms the failed session was in: joined again on Ready
+        self._stopping = False
 
     @property
     def addr(self) -> str:
@@ -75,6 +88,22 @@ class ClientService:
         """ "multicast" or "unicast": how this client receives room messages."""
         return "multicast" if self.multicast else "unicast"
 
+    def status(self) -> ClientStatus:
+        """A snapshot of the session for a UI: it reads nothing else of the node."""
+        node = self.node
+        if node is None:  # starting, or starting over
+            return ClientStatus()
+        return ClientStatus(
+            state=node.state.name,
+            leader_id=node.leader_id,
+            leader_addr=node.leader_addr or "",
+            epoch=str(node.epoch) if node.leader_id else "",
+            pending=len(node.pending),
+            rtt_ms=self.rtt * 1000 if self.rtt is not None else None,
+            delivery=self.connection,
+            clock=node.clock,
+        )
+
     def add_listener(self, listener: ClientListener) -> None:
         """``listener(event)`` for every ClientEvent the node delivers."""
         self._listeners.append(listener)
@@ -83,8 +112,6 @@ class ClientService:
         self._effect_listeners.append(listener)
 
     async def start(self) -> None:
-        from tchat.core.client import ClientNode  # the core lands separately; import late
-
         loop = asyncio.get_running_loop()
         opts = self.options
         self.transport = Transport(opts, self._on_message, shared_decode=True)
@@ -113,8 +140,70 @@ class ClientService:
         self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, None, self.groups)
         self.driver.listeners.append(self._on_effect)
+        self.driver.stopped.add_done_callback(self._on_driver_stopped)
         self.driver.start()
         self._watch_discovery()
+
+    # -- fail-stop ------------------------------------------------------------------
+    def _on_driver_stopped(self, _done: asyncio.Future[str]) -> None:
+        """The core raised (the driver stopped it): the node is half-changed and must go.
+        Its operations not yet acknowledged fail visibly; a new node logs in under the same
+        name once the leader has dropped the old session (its client timeout)."""
+        driver, node = self.driver, self.node
+        if driver is None or driver.failure is None or self._stopping or self._restart:
+            return
+        pending = sorted(getattr(node, "pending", {}) or {})
+        reason = f"the client failed ({driver.failure}); the session starts over"
+        for cmid in pending:
+            self._emit(OpFailed(cmid, reason))
+            self._submitted.pop(cmid, None)
+            future = self._acked.pop(cmid, None)
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError(reason))
+        if self.restarts >= MAX_RESTARTS:
+            logger.critical("client core failed %d times: giving up", self.restarts + 1)
+            self._emit(Failed(f"the client failed {self.restarts + 1} times since it started"))
+            return
+        self.restarts += 1
+        self._rejoin = sorted(getattr(node, "rooms", {}) or {})
+        logger.error("%s (restart %d of at most %d)", reason, self.restarts, MAX_RESTARTS)
+        self._emit(ConnectionChanged(ClientState.DISCOVERING.value, reason))
+        self._restart = asyncio.get_running_loop().create_task(self._start_over())
+
+    async def _start_over(self) -> None:
+        await self.close()
+        self.transport = self.groups = self.driver = None
+        self.node = None
+        timing = self.options.timing
+        # The old session holds our name at the leader until its client timeout: a new
+        # login before that would be refused as a taken name.
+        await asyncio.sleep(timing.client_timeout + 2 * timing.client_heartbeat_interval)
+        if self._stopping:
+            return
+        self.client_id = uuid.uuid4().hex  # a new session: the old one's cmids stay its own
+        try:
+            await self.start()
+        except Exception as exc:
+            logger.exception("starting the session over failed")
+            self._emit(Failed(f"cannot start the session over: {exc}"))
+        finally:
+            self._restart = None
+
+    def _join_again(self, rooms: list[str]) -> None:
+        if self.driver is None or self._stopping:
+            return
+        for room in rooms:
+            try:
+                self.submit(JoinRoom(room))
+            except Exception:
+                logger.exception("joining %s again failed", room)
+
+    def _emit(self, event: ClientEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("client listener failed")
 
     def _is_server(self, addr: str) -> bool:
         """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
@@ -172,6 +261,10 @@ class ClientService:
             self._answered = True
         elif isinstance(event, ConnectionChanged) and event.state == "discovering":
             self._watch_discovery()  # the leader is gone: looking again
+        if isinstance(event, Ready) and self._rejoin:
+            # The old session's logout (its timeout) took it out of its rooms: back in.
+            rooms, self._rejoin = self._rejoin, []
+            asyncio.get_running_loop().call_soon(self._join_again, rooms)
         if isinstance(event, Sent):
             sent_at = self._submitted.pop(event.cmid, None)
             if sent_at is not None:
@@ -193,7 +286,7 @@ class ClientService:
     # -- commands -----------------------------------------------------------------
     def submit(self, op: Operation) -> int:
         """Queue ``op`` for the leader; it is resent until acknowledged. Returns its cmid."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         cmid, _effects = self.driver.call(self.node.submit, op, now, time.time())
         if len(self._submitted) < 10_000:  # bounded even if acks never come
@@ -210,7 +303,7 @@ class ClientService:
 
     def request_rooms(self) -> int:
         """Ask for the cluster's room directory; it arrives as a RoomDirectory event."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         request_id, _effects = self.driver.call(self.node.request_rooms, now)
         return int(request_id)
@@ -224,7 +317,7 @@ class ClientService:
     ) -> int:
         """Ask for chat entries older than ``before`` (an entry ID or Dot); the answer arrives
         as a HistoryLoaded event."""
-        assert self.driver is not None, "start() first"
+        assert self.driver is not None and self.node is not None, "start() first"
         now = asyncio.get_running_loop().time()
         before_id = str(before) if before is not None else None
         request_id, _effects = self.driver.call(
@@ -235,6 +328,10 @@ class ClientService:
     async def stop(self, timeout: float = 2.0) -> bool:
         """Log out (waiting, bounded, for the leader's ack) and close. True if acknowledged."""
         ok = False
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
         if self.driver is not None and self.node is not None and self._can_log_out():
             self._closed = asyncio.get_running_loop().create_future()
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -115,7 +116,7 @@ class NodeDriver:
         self.errors = 0
         self.refused = 0  # steps refused because they would have stored an unstorable value
         self._check: StoreCheck | None = getattr(store, "check", None)
-        self.failure: str | None = None  # set when the node had to stop (store failure)
+        self.failure: str | None = None  # set when the node had to stop (store or core failure)
         self.commits = 0
         self.store_busy = False  # close() could not stop the commit thread: keep the store
         self._queued: list[Effect] = []
@@ -152,7 +153,11 @@ class NodeDriver:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a node command (submit, stop...) whose result is or ends with a list of effects."""
-        result = fn(*args)
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            self._core_failed(fn, args, exc)
+            raise
         effects = result[-1] if isinstance(result, tuple) else result
         self._queue(effects if self._storable(effects, fn, args) else [])
         return result
@@ -187,9 +192,8 @@ class NodeDriver:
         reads = self.archive.reads if self.archive is not None else 0
         try:
             effects = fn(*args)
-        except Exception:  # a core bug must not take the node down with it
-            self.errors += 1
-            logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+        except Exception as exc:
+            self._core_failed(fn, args, exc)
             return
         if not self._storable(effects, fn, args):
             return
@@ -226,6 +230,8 @@ class NodeDriver:
                 self._flush_deferred = True  # flushed when the commit returns
             else:
                 self._run_into_queue(flush, self.loop.time())
+                if self._closed:  # the flush raised: fail-stop, nothing goes out
+                    return
         effects, self._queued = self._queued, []
         started = time.perf_counter()
         self._execute(effects)
@@ -247,12 +253,27 @@ class NodeDriver:
     def _run_into_queue(self, fn: Callable[..., list[Effect]], *args: Any) -> None:
         try:
             effects = fn(*args)
-        except Exception:
-            self.errors += 1
-            logger.exception("core node raised in %s", getattr(fn, "__name__", fn))
+        except Exception as exc:
+            self._core_failed(fn, args, exc)
             return
         if self._storable(effects, fn, args):
             self._queued.extend(effects)
+
+    def _core_failed(self, fn: Callable[..., Any], args: tuple[Any, ...], exc: Exception) -> None:
+        """Fail-stop: a step that raised left the node half-changed, diverged from its own
+        log. It must not serve on: stop without carrying out anything more; the supervisor
+        restarts the process from durable state. The log names the step and its input by
+        message type and sender, and the trace by its frames and the exception's type: its
+        text may quote a message's, and a message's text is no log's business."""
+        self.errors += 1
+        what = getattr(fn, "__name__", str(fn))
+        if len(args) > 1 and isinstance(args[0], Message):
+            what = f"{what} {type(args[0]).__name__} from {args[1]}"
+        trace = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+        logger.critical(
+            "core node raised %s in %s; stopping the node\n%s", type(exc).__name__, what, trace
+        )
+        self._fail(f"core step {what} raised {type(exc).__name__}")
 
     def _storable(
         self, effects: list[Effect], fn: Callable[..., Any], args: tuple[Any, ...]
@@ -392,12 +413,15 @@ class NodeDriver:
             self._arm_timer()
         self._flush_deferred = False  # whatever was queued is carried out (or held) by _flush
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException | str) -> None:
         # Fail-stop: a server that cannot make entries durable must not send the
         # acknowledgements that depend on them, nor anything after.
-        logger.critical("store failed, stopping this node without sending: %s", error)
-        self.failure = f"store failed: {error}"
+        if isinstance(error, BaseException):
+            logger.critical("store failed, stopping this node without sending: %s", error)
+            error = f"store failed: {error}"
+        self.failure = error
         self._closed = True
+        self._queued.clear()
         self._held.clear()
         self._pending.clear()
         if not self.stopped.done():

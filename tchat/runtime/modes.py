@@ -85,9 +85,21 @@ def _run_ui(options: NetOptions, mode: str) -> int:
         )
         return 2
     eventloop.install()
-    if mode == "server":
+    config = app.config_of(options)
+    ui: app.ClientApp | app.DashboardApp
+    if mode == "server":  # ``tchat --server``: the daemon's node, with the dashboard on top
         from tchat.runtime.daemon import lift_open_files
+        from tchat.runtime.server_service import ServerService
 
         lift_open_files(options)
-    runner = app.run_dashboard if mode == "server" else app.run_client
-    return int(runner(options) or 0)
+        ui = app.DashboardApp(ServerService(options), theme=options.theme, config=config)
+    else:  # ``tchat [--user NAME] [--theme NAME]``: one session per name the user picks
+        from tchat.runtime.client_service import ClientService
+
+        ui = app.ClientApp(
+            lambda name: ClientService(options, name),
+            user=options.user,
+            theme=options.theme,
+            config=config,
+        )
+    return app.run_app(ui)

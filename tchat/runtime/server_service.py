@@ -8,15 +8,17 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tchat.core.config import ServerConfig
 from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
+from tchat.core.server import ServerNode
+from tchat.core.status import ServerStatus
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, data_home, default_data_dir
+from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import SqliteStore
 from tchat.runtime.transport import Transport
 
@@ -68,12 +70,13 @@ class ServerService:
         self.driver: NodeDriver | None = None
         self.store: SqliteStore | None = None
         self.archive: SqliteArchive | None = None
-        self.node: Any = None  # tchat.core.server.ServerNode
+        self.node: ServerNode | None = None
         self.data_dir: Path | None = None
         self._remembered_id: int | None = None
         self.server_id = 0
         self._listeners: list[Callable[[Effect], None]] = []
         self._stopping = False
+        self._status = ServerStatusReader()
 
     @property
     def addr(self) -> str:
@@ -83,6 +86,12 @@ class ServerService:
     def drops(self) -> dict[str, int]:
         return self.transport.drops.snapshot() if self.transport is not None else {}
 
+    def status(self) -> ServerStatus:
+        """A snapshot of the node for the dashboard: it reads nothing else of the node."""
+        if self.node is None:
+            return ServerStatus()
+        return self._status.read(self.node, asyncio.get_running_loop().time())
+
     def add_listener(self, listener: Callable[[Effect], None]) -> None:
         """``listener(effect)`` for every LogEvent / LeaderChanged / Stopped the node emits."""
         self._listeners.append(listener)
@@ -90,8 +99,6 @@ class ServerService:
             self.driver.listeners.append(listener)
 
     async def start(self) -> None:
-        from tchat.core.server import ServerNode  # the core lands separately; import late
-
         opts = self.options
         self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
@@ -170,11 +177,10 @@ class ServerService:
             self.driver.on_message(message, src)
 
     def step_down(self) -> bool:
-        """Hand leadership over now if the core supports it; False when it does not."""
-        fn = getattr(self.node, "step_down", None)
-        if fn is None or self.driver is None:
+        """Hand leadership over now; False when the node is not running."""
+        if self.node is None or self.driver is None:
             return False
-        self.driver.call(fn, asyncio.get_running_loop().time())
+        self.driver.call(self.node.step_down, asyncio.get_running_loop().time())
         return True
 
     async def stop(self, timeout: float = 3.0) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import Discover, DiscoverReply, Message, NewLeader, StatusReply
+from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, split_addr
 from tchat.runtime.limits import (
     ConnectionCaps,
     DatagramPolicy,
@@ -21,9 +22,8 @@ from tchat.runtime.limits import (
     open_files_budget,
 )
 from tchat.runtime.options import NetOptions
-from tchat.runtime.session import HELLO, DropCounters, Session, split_addr
 
-__all__ = ["HELLO", "DropCounters", "Session", "Transport", "split_addr"]
+__all__ = ["HELLO", "DropCounters", "FramedConnection", "Transport", "split_addr"]
 
 logger = logging.getLogger(__name__)
 ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
@@ -149,15 +149,15 @@ class Transport:
             options.max_connections_per_host, open_files_budget(options.max_connections)
         )
         self._sweeper: asyncio.TimerHandle | None = None
-        self.sessions: dict[str, Session] = {}  # peer addr -> the session we send on
-        self.inbound: set[Session] = set()
+        self.sessions: dict[str, FramedConnection] = {}  # peer addr -> the session we send on
+        self.inbound: set[FramedConnection] = set()
         self.server: asyncio.Server | None = None
         self.udp: asyncio.DatagramTransport | None = None
         self.port = 0
         self.sent_frames = 0
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dirty: list[Session] = []
+        self._dirty: list[FramedConnection] = []
         # Frames just encoded, by message identity (the message is kept, so its id stays
         # its own): one message to many peers, or the same UserList chunks in every
         # Welcome of a login storm, is encoded once.
@@ -180,7 +180,7 @@ class Transport:
         host = self.options.host
         for _attempt in range(BIND_ATTEMPTS):
             server = await self.loop.create_server(
-                lambda: Session(self, None, outbound=False),
+                lambda: FramedConnection(self, None, outbound=False),
                 host,
                 self.options.port,
                 reuse_address=True,
@@ -257,7 +257,7 @@ class Transport:
         return False
 
     # -- inbound connections ------------------------------------------------------
-    def admit(self, session: Session) -> bool:
+    def admit(self, session: FramedConnection) -> bool:
         """A connection came in: within the caps per source host and in total?"""
         refused = self.caps.admit(session.host)
         if refused is not None:
@@ -291,14 +291,14 @@ class Transport:
         if self.inbound:
             self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
 
-    def adopt(self, session: Session) -> None:
+    def adopt(self, session: FramedConnection) -> None:
         """An inbound session said who it is: answer that peer over it unless we have one."""
         assert session.peer_addr is not None
         current = self.sessions.get(session.peer_addr)
         if current is None or current.closed:
             self.sessions[session.peer_addr] = session
 
-    def forget(self, session: Session) -> None:
+    def forget(self, session: FramedConnection) -> None:
         self.inbound.discard(session)
         if session.capped:
             session.capped = False
@@ -307,7 +307,7 @@ class Transport:
             del self.sessions[session.peer_addr]
 
     # -- sending ----------------------------------------------------------------
-    def mark_dirty(self, session: Session) -> None:
+    def mark_dirty(self, session: FramedConnection) -> None:
         if not self._dirty:
             self.loop.call_soon(self._flush_outboxes)
         self._dirty.append(session)
@@ -383,20 +383,20 @@ class Transport:
         except OSError as exc:
             logger.debug("datagram to %s:%s failed: %s", host, port, exc)
 
-    def _connect(self, addr: str) -> Session | None:
+    def _connect(self, addr: str) -> FramedConnection | None:
         try:
             host, port = split_addr(addr)
         except ValueError:
             self.drops.count("bad-address", addr, "cannot send")
             return None
-        session = Session(self, addr, outbound=True)
+        session = FramedConnection(self, addr, outbound=True)
         self.sessions[addr] = session
         task = self.loop.create_task(self._open(session, host, port))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return session
 
-    async def _open(self, session: Session, host: str, port: int) -> None:
+    async def _open(self, session: FramedConnection, host: str, port: int) -> None:
         try:
             await asyncio.wait_for(
                 self.loop.create_connection(

@@ -147,8 +147,7 @@ class ClientApp(ThemedApp):
 
     async def action_quit(self) -> None:
         """Quit; with messages not yet stored by the servers, only when asked twice."""
-        node = self.service.node if self.service is not None else None
-        pending = len(getattr(node, "pending", ()) or ())
+        pending = self.service.status().pending if self.service is not None else 0
         now = time.monotonic()
         if pending and now - self._quit_asked > QUIT_CONFIRM:
             self._quit_asked = now
@@ -230,12 +229,14 @@ class DashboardApp(ThemedApp):
         self.exit(0)
 
 
-def _config_of(options: Any) -> Path:
+def config_of(options: Any) -> Path:
+    """The settings file for ``options``: its ``config`` or ``config_path``, else the XDG one."""
     explicit = getattr(options, "config", None) or getattr(options, "config_path", None)
     return config_path(explicit)
 
 
-def _run(app: App[int]) -> int:
+def run_app(app: App[int]) -> int:
+    """Run a tchat app on uvloop (tchat.runtime.modes builds it with its service)."""
     try:
         import uvloop
 
@@ -247,32 +248,3 @@ def _run(app: App[int]) -> int:
     finally:
         if loop is not None:
             loop.close()
-
-
-def run_client(options: Any) -> int:
-    """``tchat [--user NAME] [--theme NAME]``."""
-    from tchat.runtime.client_service import ClientService
-
-    def factory(name: str) -> ClientServiceLike:
-        return ClientService(options, name)  # type: ignore[return-value]
-
-    app = ClientApp(
-        factory,
-        user=getattr(options, "user", None),
-        theme=getattr(options, "theme", None),
-        config=_config_of(options),
-    )
-    return _run(app)
-
-
-def run_dashboard(options: Any) -> int:
-    """``tchat --server``: the daemon's node, with the dashboard on top."""
-    from tchat.runtime.server_service import ServerService
-
-    service = ServerService(options)
-    app = DashboardApp(
-        service,
-        theme=getattr(options, "theme", None),  # type: ignore[arg-type]
-        config=_config_of(options),
-    )
-    return _run(app)

@@ -30,6 +30,7 @@ from tchat.core.messages import (
     SetAway,
     UserInfo,
 )
+from tchat.core.status import ClientStatus
 from tchat.core.vclock import VectorClock
 
 BASE = datetime(2026, 11, 24, 9, 0, tzinfo=UTC).timestamp()
@@ -91,6 +92,19 @@ class FakeClientService:
         self._cmid = 0
         self._rid = 0
         self._log = VectorClock()  # the simulated leader's log clock: every entry gets a new dot
+
+    def status(self) -> ClientStatus:
+        node = self.node
+        return ClientStatus(
+            state=node.state.name,
+            leader_id=node.leader_id,
+            leader_addr=node.leader_addr,
+            epoch=str(node.epoch) if node.leader_id else "",
+            pending=len(node.pending),
+            rtt_ms=self.rtt * 1000 if self.rtt is not None else None,
+            delivery="multicast" if self.multicast else "unicast",
+            clock=node.clock,
+        )
 
     def add_listener(self, listener: Callable[[ev.ClientEvent], None]) -> None:
         self.listeners.append(listener)

@@ -8,6 +8,7 @@ from enum import Enum
 
 from tchat.core.effects import Effect, LeaderChanged, LogEvent
 from tchat.core.messages import Chat, Dot, Entry, Epoch, ServerInfo, UserInfo
+from tchat.core.status import PeerStatus, RoomStatus, ServerStatus
 from tchat.core.vclock import VectorClock
 from tchat.ui.demo import BASE
 
@@ -57,6 +58,35 @@ class FakeServerService:
         self.listeners: list[Callable[[Effect], None]] = []
         self.stopped = False
         self.stepped_down = False
+
+    def status(self) -> ServerStatus:
+        node = self.node
+        return ServerStatus(
+            server_id=node.server_id,
+            role=node.role.name,
+            leader_id=node.leader_id,
+            epoch=str(node.epoch),
+            peers=tuple(
+                PeerStatus(
+                    server_id=s.server_id,
+                    addr=s.addr,
+                    me=s.server_id == node.server_id,
+                    leader=s.server_id == node.leader_id,
+                    live_backup=s.server_id in node.live_backups,
+                    heard_age=None,
+                    lag=node.lag.get(s.server_id),
+                )
+                for s in sorted(node.servers, key=lambda s: s.server_id)
+            ),
+            users=tuple(user for _, user in sorted(node.state.users.items())),
+            rooms=tuple(
+                RoomStatus(name, group, tuple(sorted(members)), None)
+                for name, (group, members) in sorted(node.state.rooms.items())
+            ),
+            log_size=len(node.log),
+            clock=node.log.clock,
+            recent=tuple(e for e in node.log.items if isinstance(e.body, Chat))[-40:],
+        )
 
     def add_listener(self, listener: Callable[[Effect], None]) -> None:
         self.listeners.append(listener)

@@ -1,11 +1,10 @@
-"""Reads a ServerNode into dashboard rows (pure; tolerant of the fake and the real node)."""
+"""Turns a ServerStatus snapshot into dashboard rows (pure formatting)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from tchat.ui.service import state_name
+from tchat.core.status import RoomStatus, ServerStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,78 +17,38 @@ class RingRow:
     me: bool
 
 
-def ring_rows(node: Any, now: float | None, timeout: float = 0.5) -> list[RingRow]:
+def ring_rows(status: ServerStatus) -> list[RingRow]:
     """One row per known server: role, liveness as this node sees it, replication lag.
 
-    ``now`` is the node's clock (the event loop's time); a peer heard within ``timeout``
-    counts as live. Lag is in log entries the leader has not had acknowledged yet.
+    A peer heard within the status's ``peer_timeout`` counts as live; lag is in log
+    entries the leader has not had acknowledged yet.
     """
-    live_backups = set(getattr(node, "live_backups", ()) or ())
-    heard: dict[int, float] = dict(getattr(node, "peer_heard", {}) or {})
-    lags = _lags(node)
     rows = []
-    for server in sorted(node.servers, key=lambda s: s.server_id):
-        sid = server.server_id
-        me = sid == node.server_id
-        is_leader = sid == node.leader_id
-        if me:
-            role, live = state_name(node.role), "self"
+    for peer in status.peers:
+        if peer.me:
+            role, live = status.role, "self"
         else:
-            role = "LEADER" if is_leader else "BACKUP"
-            age = now - heard[sid] if now is not None and sid in heard else None
-            if sid in live_backups:
+            role = "LEADER" if peer.leader else "BACKUP"
+            age = peer.heard_age
+            if peer.live_backup:
                 live = "yes"
             elif age is not None:
-                live = f"yes ({age * 1000:.0f} ms)" if age <= timeout else f"no ({age:.1f} s)"
+                live = (
+                    f"yes ({age * 1000:.0f} ms)"
+                    if age <= status.peer_timeout
+                    else f"no ({age:.1f} s)"
+                )
             else:
-                live = "yes" if is_leader else "?"
-        lag = "–" if me or sid not in lags else str(lags[sid])
-        rows.append(RingRow(sid, server.addr, role, live, lag, me))
+                live = "yes" if peer.leader else "?"
+        lag = "–" if peer.me or peer.lag is None else str(peer.lag)
+        rows.append(RingRow(peer.server_id, peer.addr, role, live, lag, peer.me))
     return rows
 
 
-def _lags(node: Any) -> dict[int, int]:
-    explicit = getattr(node, "lag", None)
-    if isinstance(explicit, dict):
-        return {int(k): int(v) for k, v in explicit.items()}
-    leadership = getattr(node, "leadership", None)
-    replicas = getattr(leadership, "replicas", None)
-    if not isinstance(replicas, dict):
-        return {}
-    total = node.log.clock.total
-    out = {}
-    for sid, replica in replicas.items():
-        acked = getattr(replica, "acked_clock", None)
-        if acked is not None:
-            out[int(sid)] = max(0, total - acked.total)
-    return out
+def user_rows(status: ServerStatus) -> list[tuple[str, str, str, float]]:
+    """(name, addr, status, since) for every user online."""
+    return [(u.name, u.addr, u.status, u.since) for u in status.users]
 
 
-def user_rows(node: Any) -> list[tuple[str, str, str, float]]:
-    """(name, addr, status, since) for the fold's users (UserInfo or UserRecord values)."""
-    users = getattr(node.state, "users", {}) or {}
-    rows = []
-    for name, user in sorted(users.items()):
-        status = getattr(user, "status", None)
-        if status is None:
-            status = "away" if getattr(user, "away", False) else "online"
-        rows.append(
-            (name, str(getattr(user, "addr", "")), str(status), float(getattr(user, "since", 0.0)))
-        )
-    return rows
-
-
-def room_rows(node: Any) -> list[tuple[str, str, tuple[str, ...], int | None]]:
-    """(room, group, members, messages) from (group, members) pairs or RoomRecord values."""
-    rooms = getattr(node.state, "rooms", {}) or {}
-    rows = []
-    for name, value in sorted(rooms.items()):
-        if isinstance(value, tuple) and len(value) == 2:
-            group, members = value
-            messages = None
-        else:
-            group = getattr(value, "group", "")
-            members = getattr(value, "members", ())
-            messages = getattr(value, "messages", None)
-        rows.append((name, str(group), tuple(sorted(members)), messages))
-    return rows
+def room_rows(status: ServerStatus) -> list[RoomStatus]:
+    return list(status.rooms)

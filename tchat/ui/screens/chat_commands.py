@@ -21,7 +21,7 @@ from tchat.ui.commands import (
 from tchat.ui.search import SearchResults
 
 if TYPE_CHECKING:
-    from tchat.ui.screens.client import ClientScreen
+    from tchat.ui.screens.chat_surface import ChatSurface
 
 log = logging.getLogger(__name__)
 LASTLOG_MAX = 50  # lines /lastlog copies into the window
@@ -30,7 +30,7 @@ LASTLOG_MAX = 50  # lines /lastlog copies into the window
 class CommandRunner:
     """One method per command; errors become notices that explain themselves."""
 
-    def __init__(self, screen: ClientScreen) -> None:
+    def __init__(self, screen: ChatSurface) -> None:
         self.screen = screen
         self.away = False
 
@@ -196,7 +196,6 @@ class CommandRunner:
             return None
         if what:
             self.screen.ops[cmid] = what
-        self.screen.submitted_at[cmid] = self.screen.wall()
         return cmid
 
     def send_chat(self, key: str, text: str, action: bool = False) -> None:

@@ -13,11 +13,11 @@ from tchat.ui.chat_model import Change, Kind
 from tchat.ui.widgets.composer import Composer
 
 if TYPE_CHECKING:
-    from tchat.ui.screens.client import ClientScreen
+    from tchat.ui.screens.chat_surface import ChatSurface
 
 
 class Navigator:
-    def __init__(self, screen: ClientScreen) -> None:
+    def __init__(self, screen: ChatSurface) -> None:
         self.screen = screen
 
     def navigate(self, message: Composer.Navigate) -> None:

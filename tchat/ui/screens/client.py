@@ -32,7 +32,7 @@ from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
 from tchat.ui.screens.chat_navigation import Navigator
 from tchat.ui.search import SearchResults
-from tchat.ui.service import ClientServiceLike, delivery_mode, rtt_ms, state_name
+from tchat.ui.service import ClientServiceLike
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
 from tchat.ui.widgets.composer import Composer
@@ -101,8 +101,6 @@ class ClientScreen(Screen[None]):
         self._tables_dirty = True
         self._activity = False
         self._clocks_dirty = True
-        self.submitted_at: dict[int, float] = {}  # cmid -> wall time, for the ack latency
-        self.ack_ms: float | None = None  # smoothed submit -> Sent latency
         self.search_status = ""  # shown in the topic line until Esc or another conversation
         self.found: SearchResults | None = None  # the last /search, stepped with Alt+N/Alt+P
         self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
@@ -176,10 +174,8 @@ class ClientScreen(Screen[None]):
                     change = self.model.notice(text, wall)  # and where the user looks
             case ev.Sent(cmid=cmid, entry_id=entry_id):
                 self.ops.pop(cmid, None)
-                self._ack_latency(cmid, wall)
                 change = self.model.mark_sent(cmid, entry_id)
             case ev.OpFailed(cmid=cmid, reason=reason):
-                self.submitted_at.pop(cmid, None)
                 what = self.ops.pop(cmid, None)
                 change = self.model.mark_failed(cmid, reason, wall)
                 if what is not None:
@@ -233,14 +229,6 @@ class ClientScreen(Screen[None]):
         self._apply(change)
         self.post_message(StatusTick())
 
-    def _ack_latency(self, cmid: int, wall: float) -> None:
-        """Submit -> acknowledged (stored by every live server): the round trip users feel."""
-        started = self.submitted_at.pop(cmid, None)
-        if started is None:
-            return
-        sample = max(0.0, (wall - started) * 1000)
-        self.ack_ms = sample if self.ack_ms is None else 0.8 * self.ack_ms + 0.2 * sample
-
     @staticmethod
     def merge(a: Change, b: Change) -> Change:
         return Change(
@@ -272,23 +260,21 @@ class ClientScreen(Screen[None]):
             self.query_one(TimelineView).show(self.timeline.entries)
 
     def on_status_tick(self, _message: StatusTick) -> None:
-        node = self.service.node
-        if node is None:  # the service is still starting
+        status = self.service.status()
+        if status.state == "STARTING":  # the service is still starting
             self.query_one(StatusBar).status = Status(state="STARTING", user=self.model.me)
             return
-        state = state_name(node.state)
-        serving = state == "SERVING"
+        serving = status.serving
         # Out of SERVING the last leader and round trip are history: don't show them as news.
-        leader = f"{node.leader_id}@{node.leader_addr}" if node.leader_id and serving else ""
+        known = bool(status.leader_id) and serving
         self.query_one(StatusBar).status = Status(
-            state=self.connection.status(self.wall()) or state,
+            state=self.connection.status(self.wall()) or status.state,
             user=self.model.me,
-            leader=leader,
-            epoch=str(node.epoch) if node.leader_id and serving else "",
-            rtt_ms=rtt_ms(self.service) if serving else None,
-            delivery=delivery_mode(self.service),
-            pending=len(getattr(node, "pending", ()) or ()),
-            ack_ms=self.ack_ms if serving else None,
+            leader=f"{status.leader_id}@{status.leader_addr}" if known else "",
+            epoch=status.epoch if known else "",
+            rtt_ms=status.rtt_ms if serving else None,
+            delivery=status.delivery,
+            pending=status.pending,
             activity=tuple((n, c.mentioned) for n, c in self.model.activity()),
         )
 
@@ -367,8 +353,8 @@ class ClientScreen(Screen[None]):
     def _refresh_clocks(self) -> None:
         self._clocks_dirty = False
         view = self.query_one(ClockView)
-        node = self.service.node
-        view.clock = node.clock if node is not None else view.clock
+        status = self.service.status()
+        view.clock = status.clock if status.state != "STARTING" else view.clock
         view.entries = list(self.model.recent)
         view.refresh()
 

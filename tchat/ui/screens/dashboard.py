@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from itertools import islice
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from tchat.core.messages import Chat
+from tchat.core.status import ServerStatus
 from tchat.ui.node_messages import ServerEffect
 from tchat.ui.sanitize import safe_text
-from tchat.ui.server_view import ring_rows, room_rows, user_rows
-from tchat.ui.service import ServerServiceLike, state_name
+from tchat.ui.server_view import RingRow, ring_rows, room_rows, user_rows
+from tchat.ui.service import ServerServiceLike
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
 from tchat.ui.widgets.status_bar import Status, StatusBar
 from tchat.ui.widgets.timeline_view import TimelineView
 
 log = logging.getLogger(__name__)
-RECENT = 40
 
 
 class DashboardScreen(Screen[None]):
@@ -94,27 +89,26 @@ class DashboardScreen(Screen[None]):
             log.exception("dashboard refresh failed")
 
     def _refresh_views(self) -> None:
-        node = self.service.node
-        if node is None:  # still starting: nothing to show yet
+        status = self.service.status()
+        if status.role == "STARTING":  # still starting: nothing to show yet
             self.query_one(StatusBar).status = Status(state="STARTING")
             return
-        role = state_name(node.role)
-        leader = node.leader_id
-        addr = next((s.addr for s in node.servers if s.server_id == leader), "")
-        rows = ring_rows(node, _loop_time(), self._peer_timeout(node))
+        leader = status.leader_id
+        addr = next((p.addr for p in status.peers if p.server_id == leader), "")
+        rows = ring_rows(status)
         live = sum(1 for r in rows if r.live.startswith(("yes", "self")))
         self.query_one(StatusBar).status = Status(
-            state=role,
-            user=f"server {node.server_id}",
+            state=status.role,
+            user=f"server {status.server_id}",
             leader=f"{leader}@{addr}" if leader else "",
-            epoch=str(node.epoch),
+            epoch=status.epoch,
             client=False,
-            extras=(("live", f"{live}/{len(node.servers)}"), ("log", f"{len(node.log)} entries")),
+            extras=(("live", f"{live}/{len(status.peers)}"), ("log", f"{status.log_size} entries")),
         )
-        self._ring(node)
-        self._users(node)
-        self._rooms(node)
-        self._clocks(node)
+        self._ring(status, rows)
+        self._users(status)
+        self._rooms(status)
+        self._clocks(status)
 
     def _changed(self, key: str, value: object) -> bool:
         if self._seen.get(key) == value:
@@ -122,10 +116,9 @@ class DashboardScreen(Screen[None]):
         self._seen[key] = value
         return True
 
-    def _ring(self, node: Any) -> None:
-        rows = ring_rows(node, _loop_time(), self._peer_timeout(node))
+    def _ring(self, status: ServerStatus, rows: list[RingRow]) -> None:
         cells = [
-            (f"{r.server_id}{' *' if r.me else ''}", r.addr, r.role, str(node.epoch), r.live, r.lag)
+            (f"{r.server_id}{' *' if r.me else ''}", r.addr, r.role, status.epoch, r.live, r.lag)
             for r in rows
         ]
         if self._changed("ring", cells):
@@ -134,15 +127,10 @@ class DashboardScreen(Screen[None]):
             for row in cells:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    @staticmethod
-    def _peer_timeout(node: Any) -> float:
-        timing = getattr(getattr(node, "config", None), "timing", None)
-        return float(getattr(timing, "leader_timeout", 0.25)) * 2
-
-    def _users(self, node: Any) -> None:
+    def _users(self, status: ServerStatus) -> None:
         rows = [
-            (name, addr, status, datetime.fromtimestamp(since, self.tz).strftime("%H:%M:%S"))
-            for name, addr, status, since in user_rows(node)
+            (name, addr, state, datetime.fromtimestamp(since, self.tz).strftime("%H:%M:%S"))
+            for name, addr, state, since in user_rows(status)
         ]
         if self._changed("users", rows):
             table = self.query_one("#users-table", DataTable)
@@ -150,16 +138,16 @@ class DashboardScreen(Screen[None]):
             for row in rows:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    def _rooms(self, node: Any) -> None:
+    def _rooms(self, status: ServerStatus) -> None:
         rows = [
             (
-                "#" + name,
-                group,
-                str(len(members)),
-                "–" if n is None else str(n),
-                ", ".join(members)[:60],
+                "#" + room.name,
+                room.group,
+                str(len(room.members)),
+                "–" if room.messages is None else str(room.messages),
+                ", ".join(room.members)[:60],
             )
-            for name, group, members, n in room_rows(node)
+            for room in room_rows(status)
         ]
         if self._changed("rooms", rows):
             table = self.query_one("#rooms-table", DataTable)
@@ -167,15 +155,12 @@ class DashboardScreen(Screen[None]):
             for row in rows:
                 table.add_row(*(safe_text(cell) for cell in row))
 
-    def _clocks(self, node: Any) -> None:
-        node_log = node.log  # type: ignore[attr-defined]
-        if not self._changed("clock", (node_log.clock, len(node_log))):
+    def _clocks(self, status: ServerStatus) -> None:
+        if not self._changed("clock", (status.clock, status.log_size)):
             return
-        entries = node_log.window()  # the recent entries, in memory (the log is on disk)
-        recent = [e for e in islice(reversed(entries), 0, 4 * RECENT) if isinstance(e.body, Chat)]
         view = self.query_one(ClockView)
-        view.clock = node_log.clock
-        view.entries = list(reversed(recent[:RECENT]))
+        view.clock = status.clock
+        view.entries = list(status.recent)
         view.refresh()
 
     # -- keys -------------------------------------------------------------------------
@@ -183,28 +168,10 @@ class DashboardScreen(Screen[None]):
         self.query_one(TabbedContent).active = tab
 
     async def action_step_down(self) -> None:
-        step_down = getattr(self.service, "step_down", None)
-        if step_down is None:
-            self.notify("this server build cannot step down on request", severity="warning")
-            return
-        if state_name(self.service.node.role) != "LEADER":
+        if self.service.status().role != "LEADER":
             self.notify("only the leader can step down", severity="warning")
             return
-        result = step_down()
-        if inspect.isawaitable(result):
-            result = await result
-        if result is False:  # the service has it, the core node does not (yet)
-            self.notify(
-                "this server's core cannot step down on request; 'l' leaves instead",
-                severity="warning",
-            )
+        if not self.service.step_down():
+            self.notify("the server node is not running", severity="warning")
             return
         self.notify("stepping down: the ring elects a successor")
-
-
-def _loop_time() -> float | None:
-    """The node's clock: the runtime passes the event loop's time as ``now``."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return None

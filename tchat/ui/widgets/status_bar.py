@@ -20,7 +20,6 @@ class Status:
     rtt_ms: float | None = None
     delivery: str = ""  # "multicast" | "unicast" | ""
     pending: int = 0
-    ack_ms: float | None = None  # smoothed submit -> acknowledgement latency
     client: bool = True  # a client shows round trip and delivery mode; a server does not
     extras: tuple[tuple[str, str], ...] = ()
     activity: tuple[tuple[int, bool], ...] = ()  # (window number, mentioned) with unread lines
@@ -66,10 +65,7 @@ class StatusBar(Widget):
         if s.state.startswith("disconnected"):
             parts = []  # no leader, epoch or round trip to speak of: say only what waits
         elif s.client:
-            if s.rtt_ms is not None or s.ack_ms is None:
-                parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
-            if s.ack_ms is not None:
-                parts.append(("ack", f"{s.ack_ms:.1f} ms"))
+            parts.append(("rtt", f"{s.rtt_ms:.1f} ms" if s.rtt_ms is not None else "–"))
             parts.append(("via", s.delivery or "–"))
         parts.extend(s.extras)
         if s.pending:

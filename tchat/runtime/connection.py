@@ -1,4 +1,4 @@
-"""One TCP session: length-prefixed frames in and out, hello, rate-limit backpressure."""
+"""FramedConnection: one TCP connection carrying length-prefixed frames, hello, backpressure."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class Session(asyncio.Protocol):
+class FramedConnection(asyncio.Protocol):
     """One TCP connection carrying length-prefixed frames, in or out."""
 
     def __init__(self, owner: Transport, peer_addr: str | None, outbound: bool) -> None:
