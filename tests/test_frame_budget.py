@@ -10,7 +10,7 @@ import pytest
 from core_bus import Bus
 from test_core_nodes import chats, leaders, settled
 
-from tchat.core import codec
+from tchat.core import codec, desk
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import HistoryLoaded, OpFailed, RoomDirectory
 from tchat.core.messages import (
@@ -289,3 +289,27 @@ def test_a_client_whose_clocks_named_thousands_of_servers_still_logs_out_in_one_
     bus.submit(alice, SendChat(None, "bob", "after mallory", False))
     bus.run_until(lambda: chats(bus, bob)[-1:] == ["after mallory"], 3)
     assert not bus.oversized
+
+
+def test_a_room_whose_member_list_would_not_fit_a_frame_refuses_the_next_join() -> None:
+    """A room's members travel whole (RoomInfo in the joiner's frame and in Welcomes, a
+    room frame's touches): 600 members with 32-character names of four-byte characters
+    are ~70 KB, past the cap, although the count limit (1,000) allowed them. A join that
+    would take the member list past its byte budget is refused with a reason."""
+    bus, servers = _wired_cluster(seed=16)
+    (alice,) = _serving(bus, "alice")
+    (leader,) = leaders(servers)
+    names = [("🙂" * 28) + f"{i:04d}" for i in range(600)]
+    _sequence(bus, leader, [UserOnline(n, "127.0.0.1:1", f"id-{i}") for i, n in enumerate(names)])
+    _sequence(bus, leader, [RoomJoined("hall", n) for n in names])
+    bus.submit(alice, JoinRoom("hall"))
+    bus.run(0.5)
+    refused = [e for e in bus.events[alice.config.addr] if isinstance(e, OpFailed)]
+    assert [e.reason for e in refused] == [
+        f"room 'hall' is full: its member list is at its limit of {desk.MEMBER_LIST_BYTES} bytes"
+    ]
+    assert "hall" not in alice.rooms
+    assert not bus.oversized
+    # A room of short names takes a join as before.
+    bus.submit(alice, JoinRoom("lobby2"))
+    bus.run_until(lambda: "lobby2" in alice.rooms, 2)

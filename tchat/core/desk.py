@@ -64,6 +64,12 @@ REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they
 DEFERRED_PER_CLIENT = 64
 DEFERRED_MAX = 4096
 UNKNOWN_SERVERS_MAX = 8  # servers a client's clock may name that we do not know (yet)
+# Bytes a room's member names may take. A room's members travel whole: in the RoomInfo of a
+# joiner's frame and of every Welcome, and as a room frame's touches (each with a gsn); at
+# half the frame budget the list and its touches fit a frame whatever the names (1,000
+# members of 32 four-byte characters were 130 KB, and no joiner could be told the room).
+MEMBER_LIST_BYTES = codec.FRAME_BUDGET // 2
+MEMBER_OVERHEAD = 3  # a msgpack string's header, at most, for a name of MAX_NAME characters
 
 
 def _clock_problem(entries: int) -> str:
@@ -435,6 +441,14 @@ class ClientDesk:
         record = state.rooms.get(room)
         if record is not None and len(record.members) >= config.max_room_members:
             return None, f"room {room!r} is full ({config.max_room_members} members)"
+        if record is not None:
+            weight = sum(codec.utf8_size(m) for m in record.members)
+            weight += MEMBER_OVERHEAD * len(record.members)
+            if weight + codec.utf8_size(name) + MEMBER_OVERHEAD > MEMBER_LIST_BYTES:
+                return None, (
+                    f"room {room!r} is full: its member list is at its limit of "
+                    f"{MEMBER_LIST_BYTES} bytes"
+                )
         return RoomJoined(room, name), ""
 
     def on_beat(self, msg: ClientBeat, now: float) -> list[Effect]:
