@@ -9,7 +9,7 @@ import logging
 import socket
 
 from tchat.core.messages import Message
-from tchat.runtime.session import split_addr
+from tchat.runtime.connection import split_addr
 from tchat.runtime.transport import Datagrams, Transport
 
 logger = logging.getLogger(__name__)
