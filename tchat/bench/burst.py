@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tchat.bench.priority import boost_priority, server_priority
+from tchat.bench.priority import SERVER_PRIORITY, at_priority, boost_priority
 
 HOST = "127.0.0.1"
 LINE_CHARS = 3990  # the client's longest message, in characters
@@ -134,8 +134,9 @@ class Child:
 
 
 class BurstRun:
-    def __init__(self, tree: Path, servers: int, root: Path) -> None:
+    def __init__(self, tree: Path, servers: int, root: Path, server_nice: int) -> None:
         self.tree = tree
+        self.server_nice = server_nice
         self.root = root
         self.servers = servers
         self.discovery_port = _free_udp_port()
@@ -174,7 +175,7 @@ class BurstRun:
                 "--port", "0", "--id", str(sid), "--data-dir", str(data),
                 "--log-level", "INFO",
             ]  # fmt: skip
-            child = Child(argv, self.env, False, server_priority)
+            child = Child(argv, self.env, False, at_priority(self.server_nice))
             self.children.append(child)
             self.daemons[sid] = child
 
@@ -258,9 +259,10 @@ def burst(
     ascii_only: bool = False,
     after_deadline: float = 15.0,
     pause: float = 0.0,
+    server_nice: int = SERVER_PRIORITY,
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="tchat-burst-"))
-    run = BurstRun(tree, servers, root)
+    run = BurstRun(tree, servers, root, server_nice)
     texts = [burst_line(i, chars, ascii_only) for i in range(lines)]
     result: dict[str, Any] = {
         "bench": "burst",
@@ -272,6 +274,7 @@ def burst(
         "utf8_bytes_per_line": len(texts[0].encode()) if texts else 0,
         "deadline_s": deadline,
         "leader_paused_ms": round(pause * 1000),
+        "server_nice": server_nice,
     }
     try:
         run.start_daemons()
@@ -386,4 +389,5 @@ def run(args: Any) -> dict[str, Any]:
         args.ascii,
         args.after_deadline,
         args.pause_leader / 1000,
+        args.server_nice,
     )

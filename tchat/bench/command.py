@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pause-leader", type=float, default=0.0, help="ms the leader is stopped as it begins"
     )
+    p.add_argument(
+        "--server-nice", type=int, default=-15, help="the daemons' nice value (bench: -15)"
+    )
     common(p)
 
     p = sub.add_parser("memory", help="leader RSS per idle connected client")
