@@ -176,3 +176,10 @@ def test_logmem_small() -> None:
     assert [c["committed"] for c in r["checkpoints"]] == [100, 200, 300]
     assert r["leader_rss_after_mib"] >= r["leader_rss_before_mib"] > 0
     assert r["rss_samples_mib"] and r["ok"]
+
+
+def test_burst_small() -> None:
+    r = bench("burst", "--lines", "5", "--chars", "500", "--deadline", "20")
+    assert r["received_within_deadline"] == 5 and r["received_in_order_and_intact"]
+    assert r["acked_within_deadline"] == 5 and r["after_line_delivered"] and r["ok"]
+    assert r["utf8_bytes_per_line"] > 500  # multi-byte characters among them

@@ -1,4 +1,4 @@
-"""``tchat bench``: fanout, throughput, failover, election, memory and logmem benchmarks."""
+"""``tchat bench``: fanout, throughput, failover, election, memory, logmem and burst benchmarks."""
 
 from __future__ import annotations
 
@@ -79,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="message text bytes")
     p.add_argument("--rounds", type=int, default=10, help="RSS checkpoints (one per round)")
     p.add_argument("--workers", type=int, default=1, help="load processes")
+    common(p)
+
+    p = sub.add_parser("burst", help="N max-size lines at once: delivered, and chat goes on?")
+    p.add_argument("--lines", type=int, default=50)
+    p.add_argument("--chars", type=int, default=3990, help="characters per line")
+    p.add_argument("--ascii", action="store_true", help="ASCII lines (default: ~2 B a char)")
+    p.add_argument("--deadline", type=float, default=60.0, help="seconds to receive them all")
+    p.add_argument("--after-deadline", type=float, default=15.0, help="for the line after")
+    p.add_argument("--servers", type=int, default=3)
+    p.add_argument("--tree", help="run daemons and clients from this source tree (default: this)")
+    p.add_argument(
+        "--pause-leader", type=float, default=0.0, help="ms the leader is stopped as it begins"
+    )
+    p.add_argument(
+        "--server-nice", type=int, default=-15, help="the daemons' nice value (bench: -15)"
+    )
     common(p)
 
     p = sub.add_parser("memory", help="leader RSS per idle connected client")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
+from functools import partial
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 # Absolute nice values (as root). Both go ahead of whatever else runs on the machine (see
@@ -34,3 +36,8 @@ def boost_priority() -> None:
 def server_priority() -> None:
     """A server: tchat's daemons, ngircd (before exec)."""
     _child(SERVER_PRIORITY)
+
+
+def at_priority(priority: int) -> Callable[[], None]:
+    """A before-exec hook taking absolute nice value ``priority`` (and dying with the bench)."""
+    return partial(_child, priority)
