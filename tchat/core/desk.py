@@ -283,7 +283,7 @@ class ClientDesk:
                 return []
             # Recorded earlier (another epoch, or before a backup rejoined): a live backup
             # may not hold it yet, and the ack promises that every one does.
-            return lead._ack_when_held(existing, msg.client_id, msg.cmid, lead._held())
+            return lead.ack_when_held(existing, msg.client_id, msg.cmid, lead.held())
         problem = self.refused.get(origin, "")
         body = None
         if not problem:
@@ -306,7 +306,7 @@ class ClientDesk:
             lead.deferred.append((msg, addr, first_seen))
             effects = []
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
-                effects.extend(lead._pull(sid, peer, msg.clock, now))
+                effects.extend(lead.pull(sid, peer, msg.clock, now))
             return effects
         entry = lead.next_entry(body, now, origin)
         # Every entry must fit one frame, or no batch holding it could ever be sent (the
@@ -487,7 +487,9 @@ class ClientDesk:
                     UserOffline(name, record.client_id, reason, self.cursor(session)), now
                 )
                 effects.extend(persist)
-                node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
+                effects.append(
+                    node.log_event("client-dropped", f"user {name}: {reason}", user=name)
+                )
         return effects
 
     def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:

@@ -110,16 +110,11 @@ class ServerNode:
         self._now = 0.0
         beat = config.timing.heartbeat_interval
         self.wake = WakeWatch(late_after=2 * beat, grace=beat)
-        self._leader_heard = 0.0
-        self._next_heartbeat = 0.0
-        self._next_retry = 0.0
-        self._next_discovery = 0.0
-        self._join_deadline = 0.0
-        self._admitted_seq: int | None = None  # last batch stored, once admitted this epoch
-        self._sync_wait: dict[int, int] = {}  # peer -> token while SYNCING
-        self._sync_deadline = 0.0
-        self._departed: set[int] = set()
-        self._abstain_until = float("-inf")
+        self.leader_heard = 0.0
+        self.next_heartbeat = 0.0
+        self.next_retry = 0.0
+        self.next_discovery = 0.0
+        self.join_deadline = 0.0
         if durable is not None:
             self.merge_entries(sorted(durable.entries, key=lambda e: e.key))
             self.max_term = durable.meta.get("term", 0)
@@ -170,8 +165,8 @@ class ServerNode:
     def count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1
 
-    def log_event(self, effects: list[Effect], kind: str, text: str, **fields: object) -> None:
-        effects.append(LogEvent(kind, text, tuple(sorted(fields.items()))))
+    def log_event(self, kind: str, text: str, **fields: object) -> LogEvent:
+        return LogEvent(kind, text, tuple(sorted(fields.items())))
 
     def chunk(self, entries: Iterator[Entry]) -> tuple[tuple[Entry, ...], bool]:
         """Take entries up to the frame budget; returns (chunk, more-remain)."""
@@ -256,30 +251,32 @@ class ServerNode:
                 state.apply(entry)
         return state
 
-    def _become(self, role: ServerRole, event: str) -> None:
+    def become(self, role: ServerRole, event: str) -> None:
         if role not in _TRANSITIONS[self.role]:
             raise IllegalTransition("ServerNode", self.role, event)
         self.role = role
 
-    def _set_epoch(self, epoch: Epoch, effects: list[Effect]) -> None:
+    def set_epoch(self, epoch: Epoch) -> Persist:
         self.epoch = epoch
-        effects.append(Persist(meta=(("epoch_term", epoch.term), ("epoch_leader", epoch.leader))))
+        return Persist(meta=(("epoch_term", epoch.term), ("epoch_leader", epoch.leader)))
 
-    def _observe_term(self, term: int, effects: list[Effect]) -> None:
+    def observe_term(self, term: int) -> list[Effect]:
+        effects: list[Effect] = []
         if term > self.max_term:
             self.max_term = term
             effects.append(Persist(meta=(("term", term),)))
         self.election.observe(term)
+        return effects
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         self._now = now
-        self._join_deadline = now + self.config.timing.leader_timeout * 2
-        self._next_retry = now
+        self.join_deadline = now + self.config.timing.leader_timeout * 2
+        self.next_retry = now
         return self._discover(now)
 
     def _discover(self, now: float) -> list[Effect]:
-        self._next_discovery = now + DISCOVERY_INTERVAL
+        self.next_discovery = now + DISCOVERY_INTERVAL
         probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
         effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.peers.items()))
@@ -295,18 +292,20 @@ class ServerNode:
             Send(addr, StepDown(self.server_id, self.epoch))
             for _, addr in sorted(self.peers.items())
         )
-        self.log_event(
-            effects, "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
+        effects.append(
+            self.log_event(
+                "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
+            )
         )
         self.leadership = None
         self.leader_id = 0
         self.leader_addr = ""
-        self._admitted_seq = None
-        self._become(ServerRole.JOINING, "step-down")
+        self.following.admitted_seq = None
+        self.become(ServerRole.JOINING, "step-down")
         # Sit the successor's election out (only pass tokens on), and do not start one.
-        self._abstain_until = now + self.candidacy.timeout() * 2
-        self._join_deadline = self._abstain_until
-        self._next_retry = now + self.config.timing.heartbeat_interval * 2
+        self.candidacy.abstain_until = now + self.candidacy.timeout() * 2
+        self.join_deadline = self.candidacy.abstain_until
+        self.next_retry = now + self.config.timing.heartbeat_interval * 2
         return effects
 
     def stop(self, now: float) -> list[Effect]:
@@ -317,11 +316,11 @@ class ServerNode:
             effects.extend(self.leadership.flush(now))
             for _sid, addr in sorted(self.peers.items()):
                 effects.append(Send(addr, StepDown(self.server_id, self.epoch)))
-            self.log_event(effects, "stepped-down", f"leader {self.server_id} stepping down")
+            effects.append(self.log_event("stepped-down", f"leader {self.server_id} stepping down"))
         elif self.leader_addr:
             effects.append(Send(self.leader_addr, Leaving(self.server_id, self.epoch)))
         self.leadership = None
-        self._become(ServerRole.STOPPED, "stop")
+        self.become(ServerRole.STOPPED, "stop")
         effects.append(Stopped("graceful stop"))
         return effects
 
@@ -338,17 +337,17 @@ class ServerNode:
         role = self.role
         if role is ServerRole.STOPPED:
             return None
-        times = [self._next_discovery] if role is ServerRole.LEADER else []
+        times = [self.next_discovery] if role is ServerRole.LEADER else []
         if self.leadership is not None:
             if self.leadership.outbox:
                 return self._now
-            times += [self._next_heartbeat, self.leadership.next_deadline()]
+            times += [self.next_heartbeat, self.leadership.next_deadline()]
         elif role is ServerRole.SYNCING:
-            times.append(self._sync_deadline)
+            times.append(self.candidacy.sync_deadline)
         else:
-            times.append(self._next_retry)
+            times.append(self.next_retry)
             if self.leader_id and not self.election.participant:
-                leader_timeout = self._leader_heard + self.config.timing.leader_timeout
+                leader_timeout = self.leader_heard + self.config.timing.leader_timeout
                 times.append(max(leader_timeout, self.wake.judge_after))
         election = self.election.next_deadline()
         if election is not None:
@@ -367,40 +366,41 @@ class ServerNode:
         effects.extend(self.candidacy.timers(now))
         role = self.role
         if self.leadership is not None:
-            if now >= self._next_heartbeat:
-                self._next_heartbeat = now + timing.heartbeat_interval
+            if now >= self.next_heartbeat:
+                self.next_heartbeat = now + timing.heartbeat_interval
                 beat = Heartbeat(
                     self.server_id, self.config.addr, self.epoch, self.leadership.seq, self.servers
                 )
                 effects.extend(Send(addr, beat) for _, addr in sorted(self.peers.items()))
             effects.extend(self.leadership.tick(now))
             effects.extend(self.leadership.flush(now))
-            if now >= self._next_discovery:
+            if now >= self.next_discovery:
                 effects.extend(self._discover(now))
         elif role is ServerRole.SYNCING:
-            if now >= self._sync_deadline:
+            if now >= self.candidacy.sync_deadline:
                 effects.extend(self.candidacy.take_office(now))
         else:
             if (
                 self.leader_id
-                and now >= self._leader_heard + timing.leader_timeout
+                and now >= self.leader_heard + timing.leader_timeout
                 and now >= self.wake.judge_after
                 and not self.election.participant
             ):
-                self.log_event(
-                    effects,
-                    "leader-suspected",
-                    f"no heartbeat from leader {self.leader_id} for "
-                    f"{now - self._leader_heard:.3f}s",
-                    leader=self.leader_id,
+                effects.append(
+                    self.log_event(
+                        "leader-suspected",
+                        f"no heartbeat from leader {self.leader_id} for "
+                        f"{now - self.leader_heard:.3f}s",
+                        leader=self.leader_id,
+                    )
                 )
                 effects.extend(self.candidacy.start(now, suspect=self.leader_id))
-            elif now >= self._next_retry:
-                self._next_retry = now + timing.heartbeat_interval * 2
-                if self.leader_addr and self._admitted_seq is None:
+            elif now >= self.next_retry:
+                self.next_retry = now + timing.heartbeat_interval * 2
+                if self.leader_addr and self.following.admitted_seq is None:
                     effects.append(Send(self.leader_addr, self.following.join_request()))
                 elif not self.leader_id and not self.election.participant:
-                    if now >= self._join_deadline:
+                    if now >= self.join_deadline:
                         effects.extend(self.candidacy.start(now, suspect=0))
                     else:
                         effects.extend(self._discover(now))
@@ -430,15 +430,15 @@ class ServerNode:
                     effects.append(Send(message.addr, probe))
                 effects.append(Send(message.addr, self._discover_reply(message.nonce)))
             case DiscoverReply():
-                self._on_discover_reply(message, effects, now)
+                effects.extend(self._on_discover_reply(message, now))
             case StatusRequest():
                 effects.append(Send(message.addr, self._status_reply(message.nonce)))
             case Heartbeat():
-                self.following.on_heartbeat(message, effects, now)
+                effects.extend(self.following.on_heartbeat(message, now))
             case Append():
-                self.following.on_append(message, src_addr, effects, now)
+                effects.extend(self.following.on_append(message, src_addr, now))
             case Admit():
-                self.following.on_admit(message, src_addr, effects, now)
+                effects.extend(self.following.on_admit(message, src_addr, now))
             case AppendAck():
                 if self.leadership is not None and message.epoch == self.epoch:
                     addr = self.peers.get(message.src, src_addr)
@@ -452,41 +452,45 @@ class ServerNode:
                         Send(message.addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr))
                     )
             case SyncRequest():
-                self.following.on_sync_request(message, src_addr, effects, now)
+                effects.extend(self.following.on_sync_request(message, src_addr, now))
             case SyncData():
-                self.following.on_sync_data(message, effects, now)
+                effects.extend(self.following.on_sync_data(message, now))
             case Election():
-                self.candidacy.on_election(message, src_addr, effects, now)
+                effects.extend(self.candidacy.on_election(message, src_addr, now))
             case ElectionAck():
                 self.election.acked(message.term, message.candidate, message.src)
             case NewLeader():
                 self.peers[message.src] = message.addr
-                self.candidacy.on_new_leader(
-                    message.epoch, message.addr, message.servers, effects, now
+                effects.extend(
+                    self.candidacy.on_new_leader(message.epoch, message.addr, message.servers, now)
                 )
             case StaleEpoch():
                 if message.epoch > self.epoch and message.leader_addr:
-                    self.following.follow(message.epoch, message.leader_addr, effects, now)
+                    effects.extend(self.following.follow(message.epoch, message.leader_addr, now))
                 elif message.epoch > self.epoch and self.role is ServerRole.LEADER:
                     # A server restarted with the epoch it led on the other side of a
                     # healed partition: newer than ours, but its leader is gone. It rejects
                     # our frames as stale and no election can win while we lead, so we
                     # renew past it (tchat sim --seed 10110 --servers 5 --clients 6).
-                    self.candidacy.renew_epoch(message.epoch, f"server {message.src}", effects, now)
+                    effects.extend(
+                        self.candidacy.renew_epoch(message.epoch, f"server {message.src}", now)
+                    )
             case StepDown():
                 if message.epoch == self.epoch and message.src == self.leader_id:
-                    self._departed.add(message.src)
-                    self.log_event(
-                        effects, "handover", f"leader {message.src} handed over", leader=message.src
+                    self.candidacy.departed.add(message.src)
+                    effects.append(
+                        self.log_event(
+                            "handover", f"leader {message.src} handed over", leader=message.src
+                        )
                     )
                     effects.extend(self.candidacy.start(now, suspect=message.src))
             case Leaving():
                 if self.leadership is not None:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
-                self.candidacy.on_leader_suspect(message, effects, now)
+                effects.extend(self.candidacy.on_leader_suspect(message, now))
             case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
-                self._on_client(message, src_addr, effects, now)
+                effects.extend(self._on_client(message, src_addr, now))
             case _:
                 self.count("unexpected")
         return effects
@@ -538,39 +542,37 @@ class ServerNode:
             len(state.rooms),
         )
 
-    def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect], now: float) -> None:
+    def _on_discover_reply(self, msg: DiscoverReply, now: float) -> list[Effect]:
         if msg.server_id != self.server_id:
             self.peers[msg.server_id] = msg.addr
         for info in msg.servers:
             if info.server_id != self.server_id:
                 self.peers.setdefault(info.server_id, info.addr)
         if not msg.leader_id or msg.leader_id == self.server_id:
-            return
+            return []
         if msg.epoch > self.epoch or (msg.epoch == self.epoch and not self.leader_addr):
-            self.following.follow(msg.epoch, msg.leader_addr, effects, now)
+            return self.following.follow(msg.epoch, msg.leader_addr, now)
+        return []
 
-    def _on_client(self, msg: Message, src_addr: str, effects: list[Effect], now: float) -> None:
+    def _on_client(self, msg: Message, src_addr: str, now: float) -> list[Effect]:
         leadership = self.leadership
         if leadership is None:
             if isinstance(msg, (Register, Submit)):
                 reply_to = msg.addr if isinstance(msg, Register) else src_addr
-                effects.append(
-                    Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))
-                )
-            return
+                return [Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
+            return []
         match msg:
             case Register():
-                effects.extend(leadership.desk.on_register(msg, msg.addr, now))
+                return leadership.desk.on_register(msg, msg.addr, now)
             case Submit():
                 session = leadership.streams.sessions.get(msg.client_id)
-                effects.extend(
-                    leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
-                )
+                return leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
             case HistoryRequest():
-                effects.extend(leadership.desk.on_history(msg, src_addr))
+                return leadership.desk.on_history(msg, src_addr)
             case RoomsRequest():
-                effects.extend(leadership.desk.on_rooms(msg, src_addr))
+                return leadership.desk.on_rooms(msg, src_addr)
             case ClientBeat():
-                effects.extend(leadership.desk.on_beat(msg, now))
+                return leadership.desk.on_beat(msg, now)
+        return []
 
     # -- election ----------------------------------------------------------------
