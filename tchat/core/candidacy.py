@@ -116,7 +116,7 @@ class Candidacy:
         effects.extend(node.observe_term(term))
         candidate = node.election.begin(term, now, self.timeout())
         if node.role is not ServerRole.LEADER:
-            node.become(ServerRole.CANDIDATE, "start-election")
+            node.become("start-election")
         effects.append(
             node.log_event(
                 "election-started",
@@ -172,7 +172,7 @@ class Candidacy:
             effects.extend(self.elected(now))
             return effects
         if node.role in (ServerRole.JOINING, ServerRole.BACKUP):
-            node.become(ServerRole.CANDIDATE, "election-token")
+            node.become("election-token")
         # The candidate is campaigning, so it is alive even if it is the leader we stopped
         # hearing: skipping it would kill its token for good (sim seed 201613).
         effects.extend(self.send_token(candidate, now, self.known_gone(now) - {candidate}))
@@ -216,7 +216,7 @@ class Candidacy:
         effects.append(node.set_epoch(Epoch(term, node.server_id)))
         node.leader_id = node.server_id
         node.leader_addr = node.config.addr
-        node.become(ServerRole.SYNCING, "elected")
+        node.become("elected")
         effects.append(
             node.log_event(
                 "elected",
@@ -243,7 +243,7 @@ class Candidacy:
     def take_office(self, now: float) -> list[Effect]:
         node = self.node
         effects: list[Effect] = []
-        node.become(ServerRole.LEADER, "synced")
+        node.become("synced")
         missing = sorted(self.sync_wait)
         self.sync_wait.clear()
         self.departed.clear()

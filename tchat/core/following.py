@@ -58,7 +58,7 @@ class Following:
         node.leader_heard = now
         self.admitted_seq = None
         node.candidacy.sync_wait.clear()
-        node.become(ServerRole.JOINING, "follow")
+        node.become("follow")
         effects.append(LeaderChanged(epoch.leader, leader_addr, epoch))
         if ask_to_join:
             effects.append(Send(leader_addr, self.join_request()))
@@ -98,10 +98,7 @@ class Following:
         node.leader_id = msg.epoch.leader
         if node.role is ServerRole.CANDIDATE:
             node.election.finish()
-            node.become(
-                ServerRole.BACKUP if self.admitted_seq is not None else ServerRole.JOINING,
-                "heartbeat",
-            )
+            node.become("heartbeat-admitted" if self.admitted_seq is not None else "heartbeat")
         if self.admitted_seq is None:
             effects.append(Send(msg.addr, self.join_request()))
         else:
@@ -154,7 +151,7 @@ class Following:
         if self.admitted_seq is None:
             self.admitted_seq = msg.base_seq
             if node.role is not ServerRole.CANDIDATE:
-                node.become(ServerRole.BACKUP, "admitted")
+                node.become("admitted")
             effects.append(
                 node.log_event(
                     "admitted",

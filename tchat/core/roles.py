@@ -14,39 +14,34 @@ class ServerRole(Enum):
     STOPPED = "stopped"
 
 
-_TRANSITIONS: dict[ServerRole, frozenset[ServerRole]] = {
-    ServerRole.JOINING: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.BACKUP,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.BACKUP: frozenset(
-        {ServerRole.JOINING, ServerRole.CANDIDATE, ServerRole.SYNCING, ServerRole.STOPPED}
-    ),
-    ServerRole.CANDIDATE: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.BACKUP,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.SYNCING: frozenset(
-        {
-            ServerRole.JOINING,
-            ServerRole.LEADER,
-            ServerRole.CANDIDATE,
-            ServerRole.SYNCING,
-            ServerRole.STOPPED,
-        }
-    ),
-    ServerRole.LEADER: frozenset({ServerRole.JOINING, ServerRole.SYNCING, ServerRole.STOPPED}),
-    ServerRole.STOPPED: frozenset(),
+_J, _B, _C, _S, _L = (
+    ServerRole.JOINING,
+    ServerRole.BACKUP,
+    ServerRole.CANDIDATE,
+    ServerRole.SYNCING,
+    ServerRole.LEADER,
+)
+# event -> (the role it leads to, the roles it may happen in). The one place a server's
+# role changes: ServerNode.become looks the (role, event) pair up in TRANSITIONS below.
+_EDGES: dict[str, tuple[ServerRole, frozenset[ServerRole]]] = {
+    "follow": (_J, frozenset({_J, _B, _C, _S, _L})),  # a newer epoch's leader is known
+    "step-down": (_J, frozenset({_J, _B, _C, _S, _L})),  # we hand leadership over
+    "heartbeat": (_J, frozenset({_J, _B, _C, _S, _L})),  # our leader beats, not admitted
+    "heartbeat-admitted": (_B, frozenset({_J, _C})),  # our leader beats, admitted
+    "admitted": (_B, frozenset({_J, _C})),  # the leader's Admit completed
+    "start-election": (_C, frozenset({_J, _B, _C, _S})),
+    "election-token": (_C, frozenset({_J, _B, _C, _S})),  # we carry someone's token
+    "elected": (_S, frozenset({_J, _B, _C, _S, _L})),  # our token came back (or renewal)
+    "synced": (_L, frozenset({_S})),  # every sync answer is in (or the wait timed out)
+    "stop": (ServerRole.STOPPED, frozenset({_J, _B, _C, _S, _L})),
 }
+
+# (role, event) -> next role; a pair not here is an illegal transition.
+TRANSITIONS: dict[tuple[ServerRole, str], ServerRole] = {
+    (role, event): target
+    for event, (target, sources) in _EDGES.items()
+    for role in sorted(sources, key=lambda r: r.value)
+}
+SERVER_EVENTS = tuple(_EDGES)
 
 DISCOVERY_INTERVAL = 1.0  # a leader looks for other partitions' leaders this often

@@ -60,7 +60,7 @@ from tchat.core.messages import (
     SyncData,
     SyncRequest,
 )
-from tchat.core.roles import _TRANSITIONS, DISCOVERY_INTERVAL, ServerRole
+from tchat.core.roles import DISCOVERY_INTERVAL, TRANSITIONS, ServerRole
 from tchat.core.wakeup import WakeWatch
 
 # Copies of the fold below the window kept for re-folds (each as big as the state: users,
@@ -251,8 +251,11 @@ class ServerNode:
                 state.apply(entry)
         return state
 
-    def become(self, role: ServerRole, event: str) -> None:
-        if role not in _TRANSITIONS[self.role]:
+    def become(self, event: str) -> None:
+        """Move to the role TRANSITIONS gives for (our role, ``event``): the only place the
+        role changes."""
+        role = TRANSITIONS.get((self.role, event))
+        if role is None:
             raise IllegalTransition("ServerNode", self.role, event)
         self.role = role
 
@@ -301,7 +304,7 @@ class ServerNode:
         self.leader_id = 0
         self.leader_addr = ""
         self.following.admitted_seq = None
-        self.become(ServerRole.JOINING, "step-down")
+        self.become("step-down")
         # Sit the successor's election out (only pass tokens on), and do not start one.
         self.candidacy.abstain_until = now + self.candidacy.timeout() * 2
         self.join_deadline = self.candidacy.abstain_until
@@ -320,7 +323,7 @@ class ServerNode:
         elif self.leader_addr:
             effects.append(Send(self.leader_addr, Leaving(self.server_id, self.epoch)))
         self.leadership = None
-        self.become(ServerRole.STOPPED, "stop")
+        self.become("stop")
         effects.append(Stopped("graceful stop"))
         return effects
 
