@@ -24,7 +24,7 @@ from tchat.core.messages import (
     StaleEpoch,
     SyncRequest,
 )
-from tchat.core.roles import DISCOVERY_INTERVAL, ServerRole
+from tchat.core.roles import DISCOVERY_INTERVAL, Leading, ServerRole, Syncing
 
 if TYPE_CHECKING:
     from tchat.core.server import ServerNode
@@ -35,8 +35,6 @@ class Candidacy:
 
     def __init__(self, node: ServerNode) -> None:
         self.node = node
-        self.sync_wait: dict[int, int] = {}  # peer -> token while SYNCING
-        self.sync_deadline = 0.0
         self.departed: set[int] = set()  # servers that handed over this epoch
         self.abstain_until = float("-inf")  # after stepping down: relay tokens, do not stand
 
@@ -212,11 +210,11 @@ class Candidacy:
         term = node.election.term
         started = node.election.started_at if node.election.started_at is not None else now
         node.election.finish()
-        node.leadership = None
         effects.append(node.set_epoch(Epoch(term, node.server_id)))
         node.leader_id = node.server_id
         node.leader_addr = node.config.addr
-        node.become("elected")
+        syncing = Syncing(deadline=now + node.config.timing.sync_timeout)
+        node.become("elected", syncing)
         effects.append(
             node.log_event(
                 "elected",
@@ -225,30 +223,28 @@ class Candidacy:
                 duration=round(now - started, 6),
             )
         )
-        self.sync_wait = {}
         quiet = node.config.timing.leader_timeout
         for sid, addr in sorted(node.peers.items()):
             if sid in gone or now - node.peer_heard.get(sid, -quiet) > quiet:
                 continue  # gone (or never heard): do not wait for its sync answer
             token = node.next_token()
-            self.sync_wait[sid] = token
+            syncing.waiting[sid] = token
             effects.append(
                 Send(addr, SyncRequest(node.server_id, node.epoch, token, node.log.clock))
             )
-        self.sync_deadline = now + node.config.timing.sync_timeout
-        if not self.sync_wait:
+        if not syncing.waiting:
             effects.extend(self.take_office(now))
         return effects
 
     def take_office(self, now: float) -> list[Effect]:
         node = self.node
         effects: list[Effect] = []
-        node.become("synced")
-        missing = sorted(self.sync_wait)
-        self.sync_wait.clear()
+        phase = node.phase
+        missing = sorted(phase.waiting) if isinstance(phase, Syncing) else []
         self.departed.clear()
         node.following.admitted_seq = None
-        leadership = node.leadership = Leadership(node, node.epoch, now)
+        leadership = Leadership(node, node.epoch, now)
+        node.become("synced", Leading(leadership))
         leadership.serve_deadline = now + node.config.timing.sync_timeout
         if node.state.servers.get(node.server_id) != node.config.addr:
             _, persist = leadership.sequence(ServerJoined(node.server_id, node.config.addr), now)

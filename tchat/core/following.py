@@ -21,7 +21,7 @@ from tchat.core.messages import (
     SyncData,
     SyncRequest,
 )
-from tchat.core.roles import ServerRole
+from tchat.core.roles import ServerRole, Syncing
 
 if TYPE_CHECKING:
     from tchat.core.server import ServerNode
@@ -49,7 +49,6 @@ class Following:
                     epoch=str(epoch),
                 )
             )
-        node.leadership = None
         effects.extend(node.observe_term(epoch.term))
         node.election.finish()
         effects.append(node.set_epoch(epoch))
@@ -57,7 +56,6 @@ class Following:
         node.leader_addr = leader_addr
         node.leader_heard = now
         self.admitted_seq = None
-        node.candidacy.sync_wait.clear()
         node.become("follow")
         effects.append(LeaderChanged(epoch.leader, leader_addr, epoch))
         if ask_to_join:
@@ -193,10 +191,8 @@ class Following:
             if msg.epoch == node.epoch:
                 effects.extend(node.leadership.on_sync_data(msg, now))
             return effects
-        if (
-            node.role is not ServerRole.SYNCING
-            or node.candidacy.sync_wait.get(msg.src) != msg.token
-        ):
+        phase = node.phase
+        if not isinstance(phase, Syncing) or phase.waiting.get(msg.src) != msg.token:
             return effects
         added = node.merge_entries(msg.entries)
         if added:
@@ -209,7 +205,7 @@ class Following:
                 )
             )
         else:
-            del node.candidacy.sync_wait[msg.src]
-            if not node.candidacy.sync_wait:
+            del phase.waiting[msg.src]
+            if not phase.waiting:
                 effects.extend(node.candidacy.take_office(now))
         return effects

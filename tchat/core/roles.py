@@ -1,8 +1,14 @@
-"""Server roles, their legal transitions, and the discovery cadence."""
+"""Server phases (a role plus the data only that role has), their legal transitions, and
+the discovery cadence."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from tchat.core.leader import Leadership
 
 
 class ServerRole(Enum):
@@ -43,5 +49,48 @@ TRANSITIONS: dict[tuple[ServerRole, str], ServerRole] = {
     for role in sorted(sources, key=lambda r: r.value)
 }
 SERVER_EVENTS = tuple(_EDGES)
+
+
+@dataclass(frozen=True)
+class Joining:
+    role: ClassVar[ServerRole] = ServerRole.JOINING
+
+
+@dataclass(frozen=True)
+class Backup:
+    role: ClassVar[ServerRole] = ServerRole.BACKUP
+
+
+@dataclass(frozen=True)
+class Candidate:
+    role: ClassVar[ServerRole] = ServerRole.CANDIDATE
+
+
+@dataclass
+class Syncing:
+    """Elected: pulling what the others have before announcing."""
+
+    deadline: float  # take office by then, answers or not
+    waiting: dict[int, int] = field(default_factory=dict)  # peer -> token of our request
+    role: ClassVar[ServerRole] = ServerRole.SYNCING
+
+
+@dataclass
+class Leading:
+    leadership: Leadership
+    role: ClassVar[ServerRole] = ServerRole.LEADER
+
+
+@dataclass(frozen=True)
+class Stopped:
+    role: ClassVar[ServerRole] = ServerRole.STOPPED
+
+
+ServerPhase = Joining | Backup | Candidate | Syncing | Leading | Stopped
+
+# The phases that carry no data: a transition to one of them needs nothing but the event.
+BARE_PHASES: dict[ServerRole, ServerPhase] = {
+    p.role: p for p in (Joining(), Backup(), Candidate(), Stopped())
+}
 
 DISCOVERY_INTERVAL = 1.0  # a leader looks for other partitions' leaders this often

@@ -60,7 +60,16 @@ from tchat.core.messages import (
     SyncData,
     SyncRequest,
 )
-from tchat.core.roles import DISCOVERY_INTERVAL, TRANSITIONS, ServerRole
+from tchat.core.roles import (
+    BARE_PHASES,
+    DISCOVERY_INTERVAL,
+    TRANSITIONS,
+    Joining,
+    Leading,
+    ServerPhase,
+    ServerRole,
+    Syncing,
+)
 from tchat.core.wakeup import WakeWatch
 
 # Copies of the fold below the window kept for re-folds (each as big as the state: users,
@@ -94,7 +103,7 @@ class ServerNode:
             for entry in self.log.restore():
                 if not self.log.is_duplicate(entry):
                     self.state.apply(entry)
-        self.role = ServerRole.JOINING
+        self.phase: ServerPhase = Joining()
         self.epoch = NO_EPOCH
         self.leader_id = 0
         self.leader_addr = ""
@@ -104,7 +113,6 @@ class ServerNode:
         self.election = LcrElection(self.server_id)
         self.candidacy = Candidacy(self)
         self.following = Following(self)
-        self.leadership: Leadership | None = None
         self.counters: dict[str, int] = {}
         self._token = 0
         self._now = 0.0
@@ -251,13 +259,24 @@ class ServerNode:
                 state.apply(entry)
         return state
 
-    def become(self, event: str) -> None:
-        """Move to the role TRANSITIONS gives for (our role, ``event``): the only place the
-        role changes."""
+    @property
+    def role(self) -> ServerRole:
+        return self.phase.role
+
+    @property
+    def leadership(self) -> Leadership | None:
+        """Our leader's state while we lead (the data of the Leading phase), else None."""
+        return self.phase.leadership if isinstance(self.phase, Leading) else None
+
+    def become(self, event: str, phase: ServerPhase | None = None) -> None:
+        """Move to the phase TRANSITIONS gives for (our role, ``event``): the only place the
+        phase changes. A phase with data (Syncing, Leading) comes ready-made."""
         role = TRANSITIONS.get((self.role, event))
-        if role is None:
+        if phase is None and role is not None:
+            phase = BARE_PHASES.get(role)
+        if phase is None or phase.role is not role:
             raise IllegalTransition("ServerNode", self.role, event)
-        self.role = role
+        self.phase = phase
 
     def set_epoch(self, epoch: Epoch) -> Persist:
         self.epoch = epoch
@@ -300,7 +319,6 @@ class ServerNode:
                 "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
             )
         )
-        self.leadership = None
         self.leader_id = 0
         self.leader_addr = ""
         self.following.admitted_seq = None
@@ -322,7 +340,6 @@ class ServerNode:
             effects.append(self.log_event("stepped-down", f"leader {self.server_id} stepping down"))
         elif self.leader_addr:
             effects.append(Send(self.leader_addr, Leaving(self.server_id, self.epoch)))
-        self.leadership = None
         self.become("stop")
         effects.append(Stopped("graceful stop"))
         return effects
@@ -345,8 +362,8 @@ class ServerNode:
             if self.leadership.outbox:
                 return self._now
             times += [self.next_heartbeat, self.leadership.next_deadline()]
-        elif role is ServerRole.SYNCING:
-            times.append(self.candidacy.sync_deadline)
+        elif isinstance(self.phase, Syncing):
+            times.append(self.phase.deadline)
         else:
             times.append(self.next_retry)
             if self.leader_id and not self.election.participant:
@@ -379,8 +396,8 @@ class ServerNode:
             effects.extend(self.leadership.flush(now))
             if now >= self.next_discovery:
                 effects.extend(self._discover(now))
-        elif role is ServerRole.SYNCING:
-            if now >= self.candidacy.sync_deadline:
+        elif isinstance(self.phase, Syncing):
+            if now >= self.phase.deadline:
                 effects.extend(self.candidacy.take_office(now))
         else:
             if (
