@@ -93,7 +93,9 @@ def test_only_server_py_assigns_the_phase() -> None:
             continue  # checked below: only __init__ and become
         path = CORE / f"{name}.py"
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = node.targets if isinstance(node, ast.Assign) else []
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             offenders += [
                 f"{name}.py:{node.lineno}"
                 for t in targets

@@ -27,13 +27,13 @@ from tchat.core.messages import (
 from tchat.core.roles import DISCOVERY_INTERVAL, Leading, ServerRole, Syncing
 
 if TYPE_CHECKING:
-    from tchat.core.server import ServerNode
+    from tchat.core.server_context import ServerView
 
 
 class Candidacy:
     """What a ServerNode does to find, become or renew a leader."""
 
-    def __init__(self, node: ServerNode) -> None:
+    def __init__(self, node: ServerView) -> None:
         self.node = node
         self.departed: set[int] = set()  # servers that handed over this epoch
         self.abstain_until = float("-inf")  # after stepping down: relay tokens, do not stand

@@ -52,7 +52,7 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
     from tchat.core.fold import ClusterState
-    from tchat.core.leader import Leadership
+    from tchat.core.node_context import LeaderCore
 
 USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
 # Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
@@ -81,7 +81,7 @@ def _user_bytes(user: UserInfo) -> int:
 class ClientDesk:
     """What a Leadership does for its clients."""
 
-    def __init__(self, lead: Leadership) -> None:
+    def __init__(self, lead: LeaderCore) -> None:
         self.lead = lead
         # the user list it was built from, its snapshot id, its UserList frames
         self._chunks: tuple[tuple[UserInfo, ...], int, tuple[UserList, ...]] | None = None

@@ -24,13 +24,13 @@ from tchat.core.messages import (
 from tchat.core.roles import ServerRole, Syncing
 
 if TYPE_CHECKING:
-    from tchat.core.server import ServerNode
+    from tchat.core.server_context import ServerView
 
 
 class Following:
     """What a ServerNode does as a backup (and when it answers a sync)."""
 
-    def __init__(self, node: ServerNode) -> None:
+    def __init__(self, node: ServerView) -> None:
         self.node = node
         self.admitted_seq: int | None = None  # last batch stored, once admitted this epoch
 

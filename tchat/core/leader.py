@@ -29,13 +29,14 @@ from tchat.core.messages import (
     UserOffline,
     UserOnline,
 )
+from tchat.core.node_context import Pending
 from tchat.core.stream import ClientStreams
 from tchat.core.vclock import VectorClock
 
 RETRANSMIT_BATCHES = 64  # batches resent to a lagging backup per retransmit tick, at most
 
 if TYPE_CHECKING:
-    from tchat.core.server import ServerNode
+    from tchat.core.node_context import ServerCore
 
 
 @dataclass(slots=True)
@@ -50,19 +51,10 @@ class Replica:
     admitted: bool = False
 
 
-@dataclass(slots=True)
-class Pending:
-    """An entry sequenced (or merged) by this leader, waiting for every live backup."""
-
-    entry: Entry
-    acks: list[tuple[str, int]]  # (client_id, cmid) to acknowledge on commit
-    merged: bool = False  # brought by another server: clients get it by resuming
-
-
 class Leadership:
     """The leader's state for one epoch. Dropped whole when the server steps down."""
 
-    def __init__(self, node: ServerNode, epoch: Epoch, now: float) -> None:
+    def __init__(self, node: ServerCore, epoch: Epoch, now: float) -> None:
         self.node = node
         self.epoch = epoch
         self.seq = 0
