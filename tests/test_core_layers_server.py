@@ -25,6 +25,7 @@ SERVER_FILES = (
     "election",
     "fold",
     "log",
+    "log_fold",
     "archive",
     "effects",
 )

@@ -34,9 +34,11 @@ class ServerCore(Protocol):
     server_id: int
     config: ServerConfig
     log: ReplicatedLog
-    state: ClusterState
     wake: WakeWatch
     peers: dict[int, str]
+
+    @property
+    def state(self) -> ClusterState: ...
 
     @property
     def servers(self) -> tuple[ServerInfo, ...]: ...

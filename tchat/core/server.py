@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable, Iterable, Iterator
 
 from tchat.core import codec
-from tchat.core.archive import Key, LogArchive
+from tchat.core.archive import LogArchive
 from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
@@ -25,6 +24,7 @@ from tchat.core.fold import ClusterState
 from tchat.core.following import Following
 from tchat.core.leader import Leadership
 from tchat.core.log import ReplicatedLog
+from tchat.core.log_fold import LogFold
 from tchat.core.messages import (
     NO_EPOCH,
     STATUS_MEMBERS,
@@ -72,10 +72,6 @@ from tchat.core.roles import (
 )
 from tchat.core.wakeup import WakeWatch
 
-# Copies of the fold below the window kept for re-folds (each as big as the state: users,
-# rooms, memberships), one every ServerConfig.fold_snapshot_every entries.
-FOLD_SNAPSHOTS = 4
-
 
 class ServerNode:
     """One server. Feed it messages and time; carry out the effects it returns."""
@@ -91,13 +87,7 @@ class ServerNode:
         self.server_id = config.server_id
         self.rng = rng or random.Random(config.server_id)
         self.log = ReplicatedLog(archive, config.hot_entries)
-        self.state = self.new_state()
-        # The fold of the entries below the log's hot window, kept up as they leave it: a
-        # merge that lands inside the window re-folds from a copy of it, not from entry 1.
-        self.floor_state = self.new_state()
-        self._snapshots: list[tuple[Key, ClusterState]] = []  # oldest first
-        self._since_snapshot = 0  # entries folded below the window since the last one
-        self.log.on_evict = self._fold_below_window
+        self.fold = LogFold(self.log, config)
         if archive is not None and len(archive):
             # A restart over a store that holds the log: rebuild from it, entry by entry.
             for entry in self.log.restore():
@@ -142,9 +132,13 @@ class ServerNode:
         self.peers.pop(self.server_id, None)
 
     # -- small helpers -----------------------------------------------------------
+    @property
+    def state(self) -> ClusterState:
+        """The fold of the whole log (kept by ``self.fold``)."""
+        return self.fold.state
+
     def new_state(self) -> ClusterState:
-        c = self.config
-        return ClusterState(c.multicast_base, c.multicast_count, c.multicast_port)
+        return self.fold.new_state()
 
     def next_token(self) -> int:
         self._token += 1
@@ -192,72 +186,16 @@ class ServerNode:
         return tuple(taken), False
 
     def merge_entries(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Add entries from elsewhere; refold if any landed mid-log. Returns the new ones."""
-        added: list[Entry] = []
-        refold = False
-        for entry in entries:
-            where = self.log.add(entry)
-            if where is None:
-                continue
-            added.append(entry)
-            if where and not refold:
-                if not self.log.is_duplicate(entry):
-                    self.state.apply(entry)
-            else:
-                refold = True
-        if refold:
-            clashes = self.state.clashes
-            self.state = self.fold_from_floor(lambda entry: True)
-            self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]
+        """Add entries from elsewhere (the fold refolds if any landed mid-log) and learn
+        the servers they name. Returns the new ones."""
+        added = self.fold.merge(entries)
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
                 self.peers[sid] = addr
         return added
 
-    def _fold_below_window(self, entries: list[Entry]) -> None:
-        for entry in entries:
-            if not self.log.is_duplicate(entry):
-                self.floor_state.apply(entry)
-        self._since_snapshot += len(entries)
-        floor = self.log.floor
-        if self._since_snapshot >= self.config.fold_snapshot_every and floor is not None:
-            self._snapshot(floor, self.floor_state)
-
-    def _snapshot(self, key: Key, state: ClusterState) -> None:
-        """Keep a copy of the fold of every entry below ``key``: a merge that lands below
-        the window re-folds from the latest one below it, not from the first entry."""
-        self._since_snapshot = 0
-        self._snapshots.append((key, copy.deepcopy(state)))
-        del self._snapshots[:-FOLD_SNAPSHOTS]
-
     def fold_from_floor(self, wanted: Callable[[Entry], bool]) -> ClusterState:
-        """The fold of the whole log, skipping window entries ``wanted`` refuses: a copy of
-        the fold below the window, then the window. If an entry landed below the window,
-        the fold below it is redone first: from the latest snapshot below that entry, with
-        the rest read from the archive in pages."""
-        log = self.log
-        if log.cold_from is not None:
-            landed, log.cold_from = log.cold_from, None
-            # A snapshot at key k folds the entries below k: still right if nothing landed
-            # below k.
-            self._snapshots = [(k, s) for k, s in self._snapshots if k <= landed]
-            start: Key | None = None
-            self.floor_state = self.new_state()
-            if self._snapshots:
-                start, base = self._snapshots[-1]
-                self.floor_state = copy.deepcopy(base)
-            self._since_snapshot = 0
-            for entry in log.below_floor(start):
-                if self._since_snapshot >= self.config.fold_snapshot_every:
-                    self._snapshot(entry.key, self.floor_state)
-                self._since_snapshot += 1
-                if not log.is_duplicate(entry):
-                    self.floor_state.apply(entry)
-        state = copy.deepcopy(self.floor_state)
-        for entry in log.window():
-            if wanted(entry) and not log.is_duplicate(entry):
-                state.apply(entry)
-        return state
+        return self.fold.fold_from_floor(wanted)
 
     @property
     def role(self) -> ServerRole:
