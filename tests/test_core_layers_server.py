@@ -17,6 +17,7 @@ SERVER_FILES = (
     "roles",
     "phases",
     "server_context",
+    "server_replies",
     "candidacy",
     "following",
     "leader",

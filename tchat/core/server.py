@@ -27,9 +27,6 @@ from tchat.core.log import ReplicatedLog
 from tchat.core.log_fold import LogFold
 from tchat.core.messages import (
     NO_EPOCH,
-    STATUS_MEMBERS,
-    STATUS_ROOMS,
-    STATUS_USERS,
     Admit,
     Append,
     AppendAck,
@@ -49,11 +46,9 @@ from tchat.core.messages import (
     NewLeader,
     NotLeader,
     Register,
-    RoomInfo,
     RoomsRequest,
     ServerInfo,
     StaleEpoch,
-    StatusReply,
     StatusRequest,
     StepDown,
     Submit,
@@ -70,6 +65,7 @@ from tchat.core.roles import (
     ServerRole,
     Syncing,
 )
+from tchat.core.server_replies import discover_reply, status_reply
 from tchat.core.wakeup import WakeWatch
 
 
@@ -386,11 +382,11 @@ class ServerNode:
                     # send it too), so learn the server only from its signed answer.
                     probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
                     effects.append(Send(message.addr, probe))
-                effects.append(Send(message.addr, self._discover_reply(message.nonce)))
+                effects.append(Send(message.addr, discover_reply(self, message.nonce)))
             case DiscoverReply():
                 effects.extend(self._on_discover_reply(message, now))
             case StatusRequest():
-                effects.append(Send(message.addr, self._status_reply(message.nonce)))
+                effects.append(Send(message.addr, status_reply(self, message.nonce)))
             case Heartbeat():
                 effects.extend(self.following.on_heartbeat(message, now))
             case Append():
@@ -452,53 +448,6 @@ class ServerNode:
             case _:
                 self.count("unexpected")
         return effects
-
-    def _discover_reply(self, nonce: int) -> DiscoverReply:
-        return DiscoverReply(
-            self.server_id,
-            self.config.addr,
-            self.leader_id,
-            self.leader_addr,
-            self.epoch,
-            self.servers,
-            nonce,
-        )
-
-    def _status_reply(self, nonce: int) -> StatusReply:
-        state = self.state
-        names = sorted(state.rooms)[:STATUS_ROOMS]
-        rooms = tuple(
-            RoomInfo(
-                room,
-                state.rooms[room].group,
-                tuple(sorted(state.rooms[room].members)[:STATUS_MEMBERS]),
-                state.rooms[room].messages,
-            )
-            for room in names
-        )
-        users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
-        # A reply is one frame: each list keeps what fits a third of the budget, the last
-        # third is for the server list (the counts below say how many there are in all).
-        # Long names and addresses made 300 users ~120 KB.
-        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
-        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
-        live = tuple(sorted(self.live_backups | {self.server_id}))
-        return StatusReply(
-            self.server_id,
-            self.config.addr,
-            self.role.value,
-            self.epoch,
-            self.leader_id,
-            self.leader_addr,
-            self.servers,
-            live,
-            users,
-            rooms,
-            len(self.log),
-            nonce,
-            len(state.users),
-            len(state.rooms),
-        )
 
     def _on_discover_reply(self, msg: DiscoverReply, now: float) -> list[Effect]:
         if msg.server_id != self.server_id:

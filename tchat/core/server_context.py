@@ -54,6 +54,9 @@ class ServerView(ServerCore, Protocol):
     def leadership(self) -> Leadership | None: ...
 
     @property
+    def live_backups(self) -> set[int]: ...
+
+    @property
     def following(self) -> FollowingPart: ...
 
     @property
