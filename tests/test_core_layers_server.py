@@ -104,3 +104,22 @@ def test_no_import_circle_among_the_server_files() -> None:
         " -> ".join(c) for c in sorted(found - KNOWN_CIRCLES)
     )
     assert KNOWN_CIRCLES - found == set(), "gone (strike them out of KNOWN_CIRCLES)"
+
+
+def test_no_server_file_reaches_into_another_objects_private_fields() -> None:
+    """What ``ruff check --select SLF001`` counts: ``other._field`` (self's and cls's own
+    underscores are fine). A helper owns its state or asks through a public method."""
+    offenders = []
+    for name, path in server_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attr = node.attr
+            if not attr.startswith("_") or (attr.startswith("__") and attr.endswith("__")):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if isinstance(node.value, ast.Call):
+                continue  # super()._x and the like
+            offenders.append(f"{name}:{node.lineno} .{attr}")
+    assert offenders == [], "\n".join(offenders)
