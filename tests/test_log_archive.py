@@ -125,7 +125,7 @@ def test_merges_refold_to_the_same_state_whatever_the_window(seed: int) -> None:
     for node in nodes:
         node.merge_entries(first)
     assert nodes[0].log.floor is not None and nodes[1].log.floor is None
-    assert len(nodes[0]._snapshots) == 4  # copies of the fold to re-fold from
+    assert len(nodes[0].fold.snapshots) == 4  # copies of the fold to re-fold from
     rooms_folded = 0
     for start in range(0, len(second), 20):
         for node in nodes:

@@ -52,15 +52,15 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
     from tchat.core.fold import ClusterState
-    from tchat.core.leader import Leadership
+    from tchat.core.node_context import LeaderCore
 
 USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
 # Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
 # (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
 WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
-# Operations held while we pull the history their clocks name: a clock is the client's word,
-# so the hold is bounded per client and in all (the rest wait for the client's resend).
+# Operations deferred while we pull the history their clocks name: a clock is the client's
+# word, so the deferral is bounded per client and in all (the rest wait for the client's resend).
 DEFERRED_PER_CLIENT = 64
 DEFERRED_MAX = 4096
 UNKNOWN_SERVERS_MAX = 8  # servers a client's clock may name that we do not know (yet)
@@ -87,7 +87,7 @@ def _user_bytes(user: UserInfo) -> int:
 class ClientDesk:
     """What a Leadership does for its clients."""
 
-    def __init__(self, lead: Leadership) -> None:
+    def __init__(self, lead: LeaderCore) -> None:
         self.lead = lead
         # the user list it was built from, its snapshot id, its UserList frames
         self._chunks: tuple[tuple[UserInfo, ...], int, tuple[UserList, ...]] | None = None
@@ -115,16 +115,16 @@ class ClientDesk:
             # again (a ghost nobody would ever log out). A new login uses a new client ID.
             return [Send(addr, Rejected("this session has logged out"))]
         streams = lead.streams
-        holder = node.state.users.get(msg.name)
+        owner = node.state.users.get(msg.name)
         session = streams.sessions.get(msg.client_id)
         if session is not None and session.active and msg.attempt <= session.register_attempt:
-            # A late copy of a Register we took already (the network duplicated or held
+            # A late copy of a Register we took already (the network duplicated or delayed
             # it): the client is welcomed since. Taking it again would reset its stream
             # (it then resumes) or, under a name it lost to a clash since, give one
             # session two names. A client resending for a lost Welcome counts up.
             node.count("stale-register")
             return []
-        if holder is not None and holder.client_id != msg.client_id:
+        if owner is not None and owner.client_id != msg.client_id:
             if msg.cursor is not None:
                 # A resuming session lost its name (a partition merge gave it to the other
                 # side's earlier login, or it timed out and someone took it): rename, not fail.
@@ -150,7 +150,7 @@ class ClientDesk:
         if cursor is not None:
             session.reported_clock = session.reported_clock.merge(cursor)
             session.resume_cursor = cursor
-        if holder is not None:  # a resume: the user is online already
+        if owner is not None:  # a resume: the user is online already
             return self.welcome(session, cursor, now)
         pending = next(
             (
@@ -268,12 +268,12 @@ class ClientDesk:
             return []
         if first_seen is None:
             session.last_heard = now
-            # A resend of a submit we are already holding keeps its original wait.
+            # A resend of a submit we have deferred already keeps its original wait.
             first_seen = next(
                 (
                     since
-                    for held, _, since in lead.deferred
-                    if held.client_id == msg.client_id and held.cmid == msg.cmid
+                    for deferred, _, since in lead.deferred
+                    if deferred.client_id == msg.client_id and deferred.cmid == msg.cmid
                 ),
                 now,
             )
@@ -289,7 +289,7 @@ class ClientDesk:
                 return []
             # Recorded earlier (another epoch, or before a backup rejoined): a live backup
             # may not hold it yet, and the ack promises that every one does.
-            return lead._ack_when_held(existing, msg.client_id, msg.cmid, lead._held())
+            return lead.ack_when_held(existing, msg.client_id, msg.cmid, lead.held())
         problem = self.refused.get(origin, "")
         body = None
         if not problem:
@@ -312,10 +312,10 @@ class ClientDesk:
             lead.deferred.append((msg, addr, first_seen))
             effects = []
             for sid, peer in sorted(node.peers.items()):  # whoever may hold them
-                effects.extend(lead._pull(sid, peer, msg.clock, now))
+                effects.extend(lead.pull(sid, peer, msg.clock, now))
             return effects
         entry = lead.next_entry(body, now, origin)
-        # Every entry must fit one frame, or no batch holding it could ever be sent (the
+        # Every entry must fit one frame, or no batch carrying it could ever be sent (the
         # field limits keep an honest one under MAX_ENTRY: this is the backstop). The size
         # is the bytes the entry is then sent as, made once: no extra work.
         size = codec.entry_size(entry)
@@ -336,7 +336,7 @@ class ClientDesk:
         """Why no honest client sends ``clock`` ('' if one may). A clock names the servers
         that sequenced what the client delivered: ours, and after a partition a few that
         joined on the other side only (we learn them by pulling). More unknown servers
-        than that is a forgery; held, it would cost a comparison per entry on every retry
+        than that is a forgery; kept, it would cost a comparison per entry on every retry
         of the causal wait."""
         if len(clock) <= UNKNOWN_SERVERS_MAX:
             return ""  # every honest clock, at the cost of one len()
@@ -429,7 +429,7 @@ class ClientDesk:
         return VectorClock({server: count for server, count in cursor.items() if known.get(server)})
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
-        """Refuse a join past the limits. ``state`` holds the pending entries too, so two
+        """Refuse a join past the limits. ``state`` includes the pending entries too, so two
         joins in flight cannot both take the last place: the answer depends only on the
         log's order, the same on whichever leader judges it."""
         config = self.lead.node.config
@@ -486,7 +486,7 @@ class ClientDesk:
                 lead.streams.attach(session)
                 continue
             # A session now serving under another name (renamed after a clash) no longer
-            # holds this one; a silent one has timed out.
+            # owns this one; a silent one has timed out.
             if session.name != name:
                 reason = f"renamed to {session.name}"
             elif now - session.last_heard > timeout and now >= node.wake.judge_after:
@@ -501,7 +501,9 @@ class ClientDesk:
                     UserOffline(name, record.client_id, reason, self.cursor(session)), now
                 )
                 effects.extend(persist)
-                node.log_event(effects, "client-dropped", f"user {name}: {reason}", user=name)
+                effects.append(
+                    node.log_event("client-dropped", f"user {name}: {reason}", user=name)
+                )
         return effects
 
     def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:

@@ -29,13 +29,14 @@ from tchat.core.messages import (
     UserOffline,
     UserOnline,
 )
+from tchat.core.node_context import Pending
 from tchat.core.stream import ClientStreams
 from tchat.core.vclock import VectorClock
 
 RETRANSMIT_BATCHES = 64  # batches resent to a lagging backup per retransmit tick, at most
 
 if TYPE_CHECKING:
-    from tchat.core.server import ServerNode
+    from tchat.core.node_context import ServerCore
 
 
 @dataclass(slots=True)
@@ -50,19 +51,10 @@ class Replica:
     admitted: bool = False
 
 
-@dataclass(slots=True)
-class Pending:
-    """An entry sequenced (or merged) by this leader, waiting for every live backup."""
-
-    entry: Entry
-    acks: list[tuple[str, int]]  # (client_id, cmid) to acknowledge on commit
-    merged: bool = False  # brought by another server: clients get it by resuming
-
-
 class Leadership:
     """The leader's state for one epoch. Dropped whole when the server steps down."""
 
-    def __init__(self, node: ServerNode, epoch: Epoch, now: float) -> None:
+    def __init__(self, node: ServerCore, epoch: Epoch, now: float) -> None:
         self.node = node
         self.epoch = epoch
         self.seq = 0
@@ -168,7 +160,7 @@ class Leadership:
         effects: list[Effect] = []
         if not self.serving:
             return effects
-        held = self._held()
+        held = self.held()
         acks: list[Effect] = []  # after the frames: a run of room messages shares one frame
         while self.pending:
             head = self.pending[0]
@@ -194,14 +186,14 @@ class Leadership:
                 shown = self.streams.shows_sender(head.entry)
             if not shown:
                 for client_id, cmid in head.acks:
-                    acks.extend(self._ack_when_held(canonical, client_id, cmid, held))
+                    acks.extend(self.ack_when_held(canonical, client_id, cmid, held))
             effects.extend(self._after_commit(head.entry, now))
         effects.extend(self.streams.flush_rooms(now))
         effects.extend(acks)
         if self.held_acks:
             waiting, self.held_acks = self.held_acks, []
             for entry, client_id, cmid in waiting:
-                effects.extend(self._ack_when_held(entry, client_id, cmid, held))
+                effects.extend(self.ack_when_held(entry, client_id, cmid, held))
         if self.resync_needed and not self._merged_pending:
             # Merged entries may sit anywhere in log order: the fold in log order is the
             # truth every replica agrees on, so the streams restart from it and every
@@ -212,7 +204,7 @@ class Leadership:
         self._trim_batches()
         return effects
 
-    def _held(self) -> VectorClock | None:
+    def held(self) -> VectorClock | None:
         """What every admitted backup holds (the log is causally closed everywhere);
         None when there is no admitted backup."""
         held = None
@@ -220,7 +212,7 @@ class Leadership:
             held = replica.acked_clock if held is None else held.meet(replica.acked_clock)
         return held
 
-    def _ack_when_held(
+    def ack_when_held(
         self, entry: Entry, client_id: str, cmid: int, held: VectorClock | None
     ) -> list[Effect]:
         """Acknowledge ``entry`` only once every live backup stores it (design: any
@@ -273,8 +265,10 @@ class Leadership:
         if node.state.servers.get(src) != addr:
             _, persist = self.sequence(ServerJoined(src, addr), now)
             effects.extend(persist)
-            node.log_event(effects, "server-joined", f"server {src} joined at {addr}", server=src)
-        effects.extend(self._pull(src, addr, clock, now))
+            effects.append(
+                node.log_event("server-joined", f"server {src} joined at {addr}", server=src)
+            )
+        effects.extend(self.pull(src, addr, clock, now))
         chunk, more = node.chunk(node.log.missing_for(clock))
         if not more:
             replica.admitted = True
@@ -282,7 +276,7 @@ class Leadership:
         effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, not more)))
         return effects
 
-    def _pull(self, src: int, addr: str, clock: VectorClock, now: float) -> list[Effect]:
+    def pull(self, src: int, addr: str, clock: VectorClock, now: float) -> list[Effect]:
         """Ask a backup for entries it has and we lack (it led a partition, or restarted
         with history nobody else kept). One pull at a time per backup; a lost one is
         retried after the sync timeout."""
@@ -307,12 +301,13 @@ class Leadership:
         self.adopt_merged(merged)
         if merged:
             effects.extend(self.desk.retry_deferred(now))
-            node.log_event(
-                effects,
-                "merged",
-                f"merged {len(merged)} entries from server {msg.src}",
-                server=msg.src,
-                count=len(merged),
+            effects.append(
+                node.log_event(
+                    "merged",
+                    f"merged {len(merged)} entries from server {msg.src}",
+                    server=msg.src,
+                    count=len(merged),
+                )
             )
         addr = node.peers.get(msg.src)
         if msg.more and addr:
@@ -339,7 +334,7 @@ class Leadership:
         replica.acked_clock = replica.acked_clock.merge(msg.clock)
         # Lost batches are resent by the retransmit timer, not here: resending on every
         # ack would answer each in-flight batch's ack with more batches (a storm).
-        effects = self._pull(msg.src, replica.addr, msg.clock, now)
+        effects = self.pull(msg.src, replica.addr, msg.clock, now)
         effects.extend(self.advance(now))
         return effects
 
@@ -371,12 +366,13 @@ class Leadership:
         if replica is None:
             return []
         effects: list[Effect] = []
-        self.node.log_event(
-            effects,
-            "server-dropped",
-            f"server {server_id} dropped: {reason}",
-            server=server_id,
-            reason=reason,
+        effects.append(
+            self.node.log_event(
+                "server-dropped",
+                f"server {server_id} dropped: {reason}",
+                server=server_id,
+                reason=reason,
+            )
         )
         effects.extend(self.advance(now))
         return effects
@@ -401,11 +397,12 @@ class Leadership:
             now >= self.serve_deadline or all(r.admitted for r in self.replicas.values())
         ):
             self.serving = True
-            node.log_event(
-                effects,
-                "serving",
-                f"leader {node.server_id} serving epoch {self.epoch}",
-                epoch=str(self.epoch),
+            effects.append(
+                node.log_event(
+                    "serving",
+                    f"leader {node.server_id} serving epoch {self.epoch}",
+                    epoch=str(self.epoch),
+                )
             )
             waiting, self.waiting_registers = self.waiting_registers, []
             for message, addr in waiting:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable, Iterable, Iterator
 
 from tchat.core import codec
-from tchat.core.archive import Key, LogArchive
+from tchat.core.archive import LogArchive
 from tchat.core.candidacy import Candidacy
 from tchat.core.config import ServerConfig
 from tchat.core.effects import (
@@ -25,11 +24,9 @@ from tchat.core.fold import ClusterState
 from tchat.core.following import Following
 from tchat.core.leader import Leadership
 from tchat.core.log import ReplicatedLog
+from tchat.core.log_fold import LogFold
 from tchat.core.messages import (
     NO_EPOCH,
-    STATUS_MEMBERS,
-    STATUS_ROOMS,
-    STATUS_USERS,
     Admit,
     Append,
     AppendAck,
@@ -49,23 +46,27 @@ from tchat.core.messages import (
     NewLeader,
     NotLeader,
     Register,
-    RoomInfo,
     RoomsRequest,
     ServerInfo,
     StaleEpoch,
-    StatusReply,
     StatusRequest,
     StepDown,
     Submit,
     SyncData,
     SyncRequest,
 )
-from tchat.core.roles import _TRANSITIONS, DISCOVERY_INTERVAL, ServerRole
+from tchat.core.roles import (
+    BARE_PHASES,
+    DISCOVERY_INTERVAL,
+    TRANSITIONS,
+    Joining,
+    Leading,
+    ServerPhase,
+    ServerRole,
+    Syncing,
+)
+from tchat.core.server_replies import discover_reply, status_reply
 from tchat.core.wakeup import WakeWatch
-
-# Copies of the fold below the window kept for re-folds (each as big as the state: users,
-# rooms, memberships), one every ServerConfig.fold_snapshot_every entries.
-FOLD_SNAPSHOTS = 4
 
 
 class ServerNode:
@@ -82,19 +83,13 @@ class ServerNode:
         self.server_id = config.server_id
         self.rng = rng or random.Random(config.server_id)
         self.log = ReplicatedLog(archive, config.hot_entries)
-        self.state = self.new_state()
-        # The fold of the entries below the log's hot window, kept up as they leave it: a
-        # merge that lands inside the window re-folds from a copy of it, not from entry 1.
-        self.floor_state = self.new_state()
-        self._snapshots: list[tuple[Key, ClusterState]] = []  # oldest first
-        self._since_snapshot = 0  # entries folded below the window since the last one
-        self.log.on_evict = self._fold_below_window
+        self.fold = LogFold(self.log, config)
         if archive is not None and len(archive):
             # A restart over a store that holds the log: rebuild from it, entry by entry.
             for entry in self.log.restore():
                 if not self.log.is_duplicate(entry):
                     self.state.apply(entry)
-        self.role = ServerRole.JOINING
+        self.phase: ServerPhase = Joining()
         self.epoch = NO_EPOCH
         self.leader_id = 0
         self.leader_addr = ""
@@ -104,22 +99,16 @@ class ServerNode:
         self.election = LcrElection(self.server_id)
         self.candidacy = Candidacy(self)
         self.following = Following(self)
-        self.leadership: Leadership | None = None
         self.counters: dict[str, int] = {}
         self._token = 0
         self._now = 0.0
         beat = config.timing.heartbeat_interval
         self.wake = WakeWatch(late_after=2 * beat, grace=beat)
-        self._leader_heard = 0.0
-        self._next_heartbeat = 0.0
-        self._next_retry = 0.0
-        self._next_discovery = 0.0
-        self._join_deadline = 0.0
-        self._admitted_seq: int | None = None  # last batch stored, once admitted this epoch
-        self._sync_wait: dict[int, int] = {}  # peer -> token while SYNCING
-        self._sync_deadline = 0.0
-        self._departed: set[int] = set()
-        self._abstain_until = float("-inf")
+        self.leader_heard = 0.0
+        self.next_heartbeat = 0.0
+        self.next_retry = 0.0
+        self.next_discovery = 0.0
+        self.join_deadline = 0.0
         if durable is not None:
             self.merge_entries(sorted(durable.entries, key=lambda e: e.key))
             self.max_term = durable.meta.get("term", 0)
@@ -139,9 +128,13 @@ class ServerNode:
         self.peers.pop(self.server_id, None)
 
     # -- small helpers -----------------------------------------------------------
+    @property
+    def state(self) -> ClusterState:
+        """The fold of the whole log (kept by ``self.fold``)."""
+        return self.fold.state
+
     def new_state(self) -> ClusterState:
-        c = self.config
-        return ClusterState(c.multicast_base, c.multicast_count, c.multicast_port)
+        return self.fold.new_state()
 
     def next_token(self) -> int:
         self._token += 1
@@ -170,8 +163,8 @@ class ServerNode:
     def count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1
 
-    def log_event(self, effects: list[Effect], kind: str, text: str, **fields: object) -> None:
-        effects.append(LogEvent(kind, text, tuple(sorted(fields.items()))))
+    def log_event(self, kind: str, text: str, **fields: object) -> LogEvent:
+        return LogEvent(kind, text, tuple(sorted(fields.items())))
 
     def chunk(self, entries: Iterator[Entry]) -> tuple[tuple[Entry, ...], bool]:
         """Take entries up to the frame budget; returns (chunk, more-remain)."""
@@ -189,97 +182,57 @@ class ServerNode:
         return tuple(taken), False
 
     def merge_entries(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Add entries from elsewhere; refold if any landed mid-log. Returns the new ones."""
-        added: list[Entry] = []
-        refold = False
-        for entry in entries:
-            where = self.log.add(entry)
-            if where is None:
-                continue
-            added.append(entry)
-            if where and not refold:
-                if not self.log.is_duplicate(entry):
-                    self.state.apply(entry)
-            else:
-                refold = True
-        if refold:
-            clashes = self.state.clashes
-            self.state = self.fold_from_floor(lambda entry: True)
-            self.state.clashes = clashes + [c for c in self.state.clashes if c not in clashes]
+        """Add entries from elsewhere (the fold refolds if any landed mid-log) and learn
+        the servers they name. Returns the new ones."""
+        added = self.fold.merge(entries)
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
                 self.peers[sid] = addr
         return added
 
-    def _fold_below_window(self, entries: list[Entry]) -> None:
-        for entry in entries:
-            if not self.log.is_duplicate(entry):
-                self.floor_state.apply(entry)
-        self._since_snapshot += len(entries)
-        floor = self.log.floor
-        if self._since_snapshot >= self.config.fold_snapshot_every and floor is not None:
-            self._snapshot(floor, self.floor_state)
-
-    def _snapshot(self, key: Key, state: ClusterState) -> None:
-        """Keep a copy of the fold of every entry below ``key``: a merge that lands below
-        the window re-folds from the latest one below it, not from the first entry."""
-        self._since_snapshot = 0
-        self._snapshots.append((key, copy.deepcopy(state)))
-        del self._snapshots[:-FOLD_SNAPSHOTS]
-
     def fold_from_floor(self, wanted: Callable[[Entry], bool]) -> ClusterState:
-        """The fold of the whole log, skipping window entries ``wanted`` refuses: a copy of
-        the fold below the window, then the window. If an entry landed below the window,
-        the fold below it is redone first: from the latest snapshot below that entry, with
-        the rest read from the archive in pages."""
-        log = self.log
-        if log.cold_from is not None:
-            landed, log.cold_from = log.cold_from, None
-            # A snapshot at key k folds the entries below k: still right if nothing landed
-            # below k.
-            self._snapshots = [(k, s) for k, s in self._snapshots if k <= landed]
-            start: Key | None = None
-            self.floor_state = self.new_state()
-            if self._snapshots:
-                start, base = self._snapshots[-1]
-                self.floor_state = copy.deepcopy(base)
-            self._since_snapshot = 0
-            for entry in log.below_floor(start):
-                if self._since_snapshot >= self.config.fold_snapshot_every:
-                    self._snapshot(entry.key, self.floor_state)
-                self._since_snapshot += 1
-                if not log.is_duplicate(entry):
-                    self.floor_state.apply(entry)
-        state = copy.deepcopy(self.floor_state)
-        for entry in log.window():
-            if wanted(entry) and not log.is_duplicate(entry):
-                state.apply(entry)
-        return state
+        return self.fold.fold_from_floor(wanted)
 
-    def _become(self, role: ServerRole, event: str) -> None:
-        if role not in _TRANSITIONS[self.role]:
+    @property
+    def role(self) -> ServerRole:
+        return self.phase.role
+
+    @property
+    def leadership(self) -> Leadership | None:
+        """Our leader's state while we lead (the data of the Leading phase), else None."""
+        return self.phase.leadership if isinstance(self.phase, Leading) else None
+
+    def become(self, event: str, phase: ServerPhase | None = None) -> None:
+        """Move to the phase TRANSITIONS gives for (our role, ``event``): the only place the
+        phase changes. A phase with data (Syncing, Leading) comes ready-made."""
+        role = TRANSITIONS.get((self.role, event))
+        if phase is None and role is not None:
+            phase = BARE_PHASES.get(role)
+        if phase is None or phase.role is not role:
             raise IllegalTransition("ServerNode", self.role, event)
-        self.role = role
+        self.phase = phase
 
-    def _set_epoch(self, epoch: Epoch, effects: list[Effect]) -> None:
+    def set_epoch(self, epoch: Epoch) -> Persist:
         self.epoch = epoch
-        effects.append(Persist(meta=(("epoch_term", epoch.term), ("epoch_leader", epoch.leader))))
+        return Persist(meta=(("epoch_term", epoch.term), ("epoch_leader", epoch.leader)))
 
-    def _observe_term(self, term: int, effects: list[Effect]) -> None:
+    def observe_term(self, term: int) -> list[Effect]:
+        effects: list[Effect] = []
         if term > self.max_term:
             self.max_term = term
             effects.append(Persist(meta=(("term", term),)))
         self.election.observe(term)
+        return effects
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         self._now = now
-        self._join_deadline = now + self.config.timing.leader_timeout * 2
-        self._next_retry = now
+        self.join_deadline = now + self.config.timing.leader_timeout * 2
+        self.next_retry = now
         return self._discover(now)
 
     def _discover(self, now: float) -> list[Effect]:
-        self._next_discovery = now + DISCOVERY_INTERVAL
+        self.next_discovery = now + DISCOVERY_INTERVAL
         probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
         effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.peers.items()))
@@ -295,18 +248,19 @@ class ServerNode:
             Send(addr, StepDown(self.server_id, self.epoch))
             for _, addr in sorted(self.peers.items())
         )
-        self.log_event(
-            effects, "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
+        effects.append(
+            self.log_event(
+                "stepped-down", f"leader {self.server_id} steps down", leader=self.server_id
+            )
         )
-        self.leadership = None
         self.leader_id = 0
         self.leader_addr = ""
-        self._admitted_seq = None
-        self._become(ServerRole.JOINING, "step-down")
+        self.following.admitted_seq = None
+        self.become("step-down")
         # Sit the successor's election out (only pass tokens on), and do not start one.
-        self._abstain_until = now + self.candidacy.timeout() * 2
-        self._join_deadline = self._abstain_until
-        self._next_retry = now + self.config.timing.heartbeat_interval * 2
+        self.candidacy.abstain_until = now + self.candidacy.timeout() * 2
+        self.join_deadline = self.candidacy.abstain_until
+        self.next_retry = now + self.config.timing.heartbeat_interval * 2
         return effects
 
     def stop(self, now: float) -> list[Effect]:
@@ -317,11 +271,10 @@ class ServerNode:
             effects.extend(self.leadership.flush(now))
             for _sid, addr in sorted(self.peers.items()):
                 effects.append(Send(addr, StepDown(self.server_id, self.epoch)))
-            self.log_event(effects, "stepped-down", f"leader {self.server_id} stepping down")
+            effects.append(self.log_event("stepped-down", f"leader {self.server_id} stepping down"))
         elif self.leader_addr:
             effects.append(Send(self.leader_addr, Leaving(self.server_id, self.epoch)))
-        self.leadership = None
-        self._become(ServerRole.STOPPED, "stop")
+        self.become("stop")
         effects.append(Stopped("graceful stop"))
         return effects
 
@@ -338,17 +291,17 @@ class ServerNode:
         role = self.role
         if role is ServerRole.STOPPED:
             return None
-        times = [self._next_discovery] if role is ServerRole.LEADER else []
+        times = [self.next_discovery] if role is ServerRole.LEADER else []
         if self.leadership is not None:
             if self.leadership.outbox:
                 return self._now
-            times += [self._next_heartbeat, self.leadership.next_deadline()]
-        elif role is ServerRole.SYNCING:
-            times.append(self._sync_deadline)
+            times += [self.next_heartbeat, self.leadership.next_deadline()]
+        elif isinstance(self.phase, Syncing):
+            times.append(self.phase.deadline)
         else:
-            times.append(self._next_retry)
+            times.append(self.next_retry)
             if self.leader_id and not self.election.participant:
-                leader_timeout = self._leader_heard + self.config.timing.leader_timeout
+                leader_timeout = self.leader_heard + self.config.timing.leader_timeout
                 times.append(max(leader_timeout, self.wake.judge_after))
         election = self.election.next_deadline()
         if election is not None:
@@ -367,40 +320,41 @@ class ServerNode:
         effects.extend(self.candidacy.timers(now))
         role = self.role
         if self.leadership is not None:
-            if now >= self._next_heartbeat:
-                self._next_heartbeat = now + timing.heartbeat_interval
+            if now >= self.next_heartbeat:
+                self.next_heartbeat = now + timing.heartbeat_interval
                 beat = Heartbeat(
                     self.server_id, self.config.addr, self.epoch, self.leadership.seq, self.servers
                 )
                 effects.extend(Send(addr, beat) for _, addr in sorted(self.peers.items()))
             effects.extend(self.leadership.tick(now))
             effects.extend(self.leadership.flush(now))
-            if now >= self._next_discovery:
+            if now >= self.next_discovery:
                 effects.extend(self._discover(now))
-        elif role is ServerRole.SYNCING:
-            if now >= self._sync_deadline:
+        elif isinstance(self.phase, Syncing):
+            if now >= self.phase.deadline:
                 effects.extend(self.candidacy.take_office(now))
         else:
             if (
                 self.leader_id
-                and now >= self._leader_heard + timing.leader_timeout
+                and now >= self.leader_heard + timing.leader_timeout
                 and now >= self.wake.judge_after
                 and not self.election.participant
             ):
-                self.log_event(
-                    effects,
-                    "leader-suspected",
-                    f"no heartbeat from leader {self.leader_id} for "
-                    f"{now - self._leader_heard:.3f}s",
-                    leader=self.leader_id,
+                effects.append(
+                    self.log_event(
+                        "leader-suspected",
+                        f"no heartbeat from leader {self.leader_id} for "
+                        f"{now - self.leader_heard:.3f}s",
+                        leader=self.leader_id,
+                    )
                 )
                 effects.extend(self.candidacy.start(now, suspect=self.leader_id))
-            elif now >= self._next_retry:
-                self._next_retry = now + timing.heartbeat_interval * 2
-                if self.leader_addr and self._admitted_seq is None:
+            elif now >= self.next_retry:
+                self.next_retry = now + timing.heartbeat_interval * 2
+                if self.leader_addr and self.following.admitted_seq is None:
                     effects.append(Send(self.leader_addr, self.following.join_request()))
                 elif not self.leader_id and not self.election.participant:
-                    if now >= self._join_deadline:
+                    if now >= self.join_deadline:
                         effects.extend(self.candidacy.start(now, suspect=0))
                     else:
                         effects.extend(self._discover(now))
@@ -428,17 +382,17 @@ class ServerNode:
                     # send it too), so learn the server only from its signed answer.
                     probe = Discover(self.config.addr, "server", self.next_token(), self.server_id)
                     effects.append(Send(message.addr, probe))
-                effects.append(Send(message.addr, self._discover_reply(message.nonce)))
+                effects.append(Send(message.addr, discover_reply(self, message.nonce)))
             case DiscoverReply():
-                self._on_discover_reply(message, effects, now)
+                effects.extend(self._on_discover_reply(message, now))
             case StatusRequest():
-                effects.append(Send(message.addr, self._status_reply(message.nonce)))
+                effects.append(Send(message.addr, status_reply(self, message.nonce)))
             case Heartbeat():
-                self.following.on_heartbeat(message, effects, now)
+                effects.extend(self.following.on_heartbeat(message, now))
             case Append():
-                self.following.on_append(message, src_addr, effects, now)
+                effects.extend(self.following.on_append(message, src_addr, now))
             case Admit():
-                self.following.on_admit(message, src_addr, effects, now)
+                effects.extend(self.following.on_admit(message, src_addr, now))
             case AppendAck():
                 if self.leadership is not None and message.epoch == self.epoch:
                     addr = self.peers.get(message.src, src_addr)
@@ -452,125 +406,80 @@ class ServerNode:
                         Send(message.addr, StaleEpoch(self.server_id, self.epoch, self.leader_addr))
                     )
             case SyncRequest():
-                self.following.on_sync_request(message, src_addr, effects, now)
+                effects.extend(self.following.on_sync_request(message, src_addr, now))
             case SyncData():
-                self.following.on_sync_data(message, effects, now)
+                effects.extend(self.following.on_sync_data(message, now))
             case Election():
-                self.candidacy.on_election(message, src_addr, effects, now)
+                effects.extend(self.candidacy.on_election(message, src_addr, now))
             case ElectionAck():
                 self.election.acked(message.term, message.candidate, message.src)
             case NewLeader():
                 self.peers[message.src] = message.addr
-                self.candidacy.on_new_leader(
-                    message.epoch, message.addr, message.servers, effects, now
+                effects.extend(
+                    self.candidacy.on_new_leader(message.epoch, message.addr, message.servers, now)
                 )
             case StaleEpoch():
                 if message.epoch > self.epoch and message.leader_addr:
-                    self.following.follow(message.epoch, message.leader_addr, effects, now)
+                    effects.extend(self.following.follow(message.epoch, message.leader_addr, now))
                 elif message.epoch > self.epoch and self.role is ServerRole.LEADER:
                     # A server restarted with the epoch it led on the other side of a
                     # healed partition: newer than ours, but its leader is gone. It rejects
                     # our frames as stale and no election can win while we lead, so we
                     # renew past it (tchat sim --seed 10110 --servers 5 --clients 6).
-                    self.candidacy.renew_epoch(message.epoch, f"server {message.src}", effects, now)
+                    effects.extend(
+                        self.candidacy.renew_epoch(message.epoch, f"server {message.src}", now)
+                    )
             case StepDown():
                 if message.epoch == self.epoch and message.src == self.leader_id:
-                    self._departed.add(message.src)
-                    self.log_event(
-                        effects, "handover", f"leader {message.src} handed over", leader=message.src
+                    self.candidacy.departed.add(message.src)
+                    effects.append(
+                        self.log_event(
+                            "handover", f"leader {message.src} handed over", leader=message.src
+                        )
                     )
                     effects.extend(self.candidacy.start(now, suspect=message.src))
             case Leaving():
                 if self.leadership is not None:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
-                self.candidacy.on_leader_suspect(message, effects, now)
+                effects.extend(self.candidacy.on_leader_suspect(message, now))
             case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
-                self._on_client(message, src_addr, effects, now)
+                effects.extend(self._on_client(message, src_addr, now))
             case _:
                 self.count("unexpected")
         return effects
 
-    def _discover_reply(self, nonce: int) -> DiscoverReply:
-        return DiscoverReply(
-            self.server_id,
-            self.config.addr,
-            self.leader_id,
-            self.leader_addr,
-            self.epoch,
-            self.servers,
-            nonce,
-        )
-
-    def _status_reply(self, nonce: int) -> StatusReply:
-        state = self.state
-        names = sorted(state.rooms)[:STATUS_ROOMS]
-        rooms = tuple(
-            RoomInfo(
-                room,
-                state.rooms[room].group,
-                tuple(sorted(state.rooms[room].members)[:STATUS_MEMBERS]),
-                state.rooms[room].messages,
-            )
-            for room in names
-        )
-        users = tuple(state.users[name].info() for name in sorted(state.users)[:STATUS_USERS])
-        # A reply is one frame: each list keeps what fits a third of the budget, the last
-        # third is for the server list (the counts below say how many there are in all).
-        # Long names and addresses made 300 users ~120 KB.
-        rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
-        users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
-        live = tuple(sorted(self.live_backups | {self.server_id}))
-        return StatusReply(
-            self.server_id,
-            self.config.addr,
-            self.role.value,
-            self.epoch,
-            self.leader_id,
-            self.leader_addr,
-            self.servers,
-            live,
-            users,
-            rooms,
-            len(self.log),
-            nonce,
-            len(state.users),
-            len(state.rooms),
-        )
-
-    def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect], now: float) -> None:
+    def _on_discover_reply(self, msg: DiscoverReply, now: float) -> list[Effect]:
         if msg.server_id != self.server_id:
             self.peers[msg.server_id] = msg.addr
         for info in msg.servers:
             if info.server_id != self.server_id:
                 self.peers.setdefault(info.server_id, info.addr)
         if not msg.leader_id or msg.leader_id == self.server_id:
-            return
+            return []
         if msg.epoch > self.epoch or (msg.epoch == self.epoch and not self.leader_addr):
-            self.following.follow(msg.epoch, msg.leader_addr, effects, now)
+            return self.following.follow(msg.epoch, msg.leader_addr, now)
+        return []
 
-    def _on_client(self, msg: Message, src_addr: str, effects: list[Effect], now: float) -> None:
+    def _on_client(self, msg: Message, src_addr: str, now: float) -> list[Effect]:
         leadership = self.leadership
         if leadership is None:
             if isinstance(msg, (Register, Submit)):
                 reply_to = msg.addr if isinstance(msg, Register) else src_addr
-                effects.append(
-                    Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))
-                )
-            return
+                return [Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
+            return []
         match msg:
             case Register():
-                effects.extend(leadership.desk.on_register(msg, msg.addr, now))
+                return leadership.desk.on_register(msg, msg.addr, now)
             case Submit():
                 session = leadership.streams.sessions.get(msg.client_id)
-                effects.extend(
-                    leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
-                )
+                return leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
             case HistoryRequest():
-                effects.extend(leadership.desk.on_history(msg, src_addr))
+                return leadership.desk.on_history(msg, src_addr)
             case RoomsRequest():
-                effects.extend(leadership.desk.on_rooms(msg, src_addr))
+                return leadership.desk.on_rooms(msg, src_addr)
             case ClientBeat():
-                effects.extend(leadership.desk.on_beat(msg, now))
+                return leadership.desk.on_beat(msg, now)
+        return []
 
     # -- election ----------------------------------------------------------------

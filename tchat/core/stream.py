@@ -9,7 +9,7 @@ anything per member on the room path: a room message costs one multicast datagra
 
 User-list changes (logins, logouts, away) wait up to ``LOBBY_DELAY`` to share one lobby
 frame, so a storm of logins costs one datagram per batch, not one frame per client per
-login. Nothing overtakes a held change: publishing anything else sends the batch first.
+login. Nothing overtakes a queued change: publishing anything else sends the batch first.
 
 Room messages of one room committed back to back (one ``advance`` of the leader) share one
 room frame the same way, without waiting: the run stays open only until something else is
@@ -111,8 +111,8 @@ class ClientStreams:
         self.gsn = 0
         self.sessions: dict[str, Session] = {}  # client_id -> session
         # name -> its sessions, oldest first: nearly always one, but a name can have two
-        # for a while (a merge gave it to one login while the other still holds a session
-        # under it, or a placeholder of the log's holder waits for it to resume)
+        # for a while (a merge gave it to one login while the other still has a session
+        # under it, or a placeholder of the log's owner waits for it to resume)
         self.by_name: dict[str, list[Session]] = {}
         self.room_last: dict[str, int] = {}
         self._touched: dict[str, dict[str, int]] = {}  # room -> member -> gsn
@@ -120,7 +120,7 @@ class ClientStreams:
         self._lobby: list[Entry] = []  # user-list changes waiting for the next lobby frame
         self.lobby_due: float | None = None  # when they must go out
         self._lobby_rooms: set[str] = set()  # rooms with frames since the last lobby frame
-        self._lobby_bytes = 0  # encoded bytes of the held lobby entries
+        self._lobby_bytes = 0  # encoded bytes of the queued lobby entries
         self._lobby_touch_bytes = 0  # at most what the next lobby frame's touches take
         self._beat_gsn = -1  # the gsn at the last heartbeat round
         self._neighbours: dict[str, tuple[str, ...]] = {}
@@ -135,9 +135,9 @@ class ClientStreams:
         """Restart every channel from ``view`` (after a merge, before clients resume).
 
         Every room's chain restarts at a gsn that no frame carries, so a client still
-        holding the old stream (its Resync lost) sees a gap on the next multicast frame and
+        on the old stream (its Resync lost) sees a gap on the next multicast frame and
         resumes, instead of chaining new frames onto a cursor that skipped the merge."""
-        effects = self.flush_lobby(now)  # held changes (and an open run) go out before the merge
+        effects = self.flush_lobby(now)  # queued changes (and an open run) go out first
         self.view = view
         self._neighbours.clear()
         self._room_targets.clear()
@@ -168,9 +168,9 @@ class ClientStreams:
         return session
 
     def _unname(self, session: Session) -> None:
-        holders = self.by_name.get(session.name)
-        if holders is not None:
-            rest = [s for s in holders if s is not session]  # by identity, not field equality
+        named = self.by_name.get(session.name)
+        if named is not None:
+            rest = [s for s in named if s is not session]  # by identity, not field equality
             if rest:
                 self.by_name[session.name] = rest
             else:
@@ -188,7 +188,7 @@ class ClientStreams:
     def activate(self, session: Session, now: float) -> tuple[int, tuple[RoomInfo, ...], RoomInfo]:
         """Start ``session``'s stream now: returns the gsn it starts after, its rooms and
         the lobby. Its lobby chain starts at the last lobby frame sent, so the frame that
-        will carry the user-list changes held now is its next one: it applies them again
+        will carry the user-list changes queued now is its next one: it applies them again
         (the user list it is sent has them; re-applying changes in order is idempotent)
         and chains on. Starting after them instead stalled every login of a login storm
         for the gap timeout and logged it in twice: more changes joined that frame, whose
@@ -224,14 +224,14 @@ class ClientStreams:
         )
 
     def live_session(self, name: str) -> Session | None:
-        """The welcomed session serving ``name``: the log's holder of the name if two are."""
-        holders = self.by_name.get(name)
-        if not holders:
+        """The welcomed session serving ``name``: the log's owner of the name if two are."""
+        named = self.by_name.get(name)
+        if not named:
             return None
-        if len(holders) == 1:
-            session = holders[0]
+        if len(named) == 1:
+            session = named[0]
             return session if session.active else None
-        live = [s for s in holders if s.active]
+        live = [s for s in named if s.active]
         record = self.view.users.get(name)
         if record is not None:
             for session in live:
@@ -264,9 +264,9 @@ class ClientStreams:
             return []
         effects = self.flush_rooms(now)  # a run ends where anything else begins
         if isinstance(body, (UserOnline, UserOffline, UserStatus)):
-            effects.extend(self._hold_user_change(entry, now))
+            effects.extend(self._queue_user_change(entry, now))
             return effects
-        effects.extend(self.flush_lobby(now))  # nothing overtakes a held user-list change
+        effects.extend(self.flush_lobby(now))  # nothing overtakes a queued user-list change
         before_members: tuple[str, ...] = ()
         if isinstance(body, RoomLeft):
             before_members = tuple(view.members(body.room))
@@ -309,10 +309,10 @@ class ClientStreams:
         return effects
 
     # -- the lobby -------------------------------------------------------------
-    def _hold_user_change(self, entry: Entry, now: float) -> list[Effect]:
+    def _queue_user_change(self, entry: Entry, now: float) -> list[Effect]:
         body = entry.body
         size = codec.entry_size(entry)
-        # The held changes go out first if this one would take their frame past its share.
+        # The queued changes go out first if this one would take their frame past its share.
         effects = (
             self.flush_lobby(now)
             if self._lobby and self._lobby_bytes + size > LOBBY_ENTRY_BYTES
@@ -343,14 +343,14 @@ class ClientStreams:
         return effects
 
     def flush_lobby(self, now: float, *, empty: bool = False) -> list[Effect]:
-        """Send the held user-list changes as one lobby frame (an ``empty`` one when the
+        """Send the queued user-list changes as one lobby frame (an ``empty`` one when the
         caller took a gsn for it), to the lobby group and to unicast clients' sessions."""
-        rooms = self.flush_rooms(now)  # an open run was published before held changes' frame
+        rooms = self.flush_rooms(now)  # an open run was published before queued changes' frame
         entries = tuple(self._lobby)
         if not entries and not empty:
             return rooms
         prev = self.room_last.get(LOBBY, 0)
-        # Held entries hold the last gsns: anything published after them sent them first.
+        # Queued entries take the last gsns: anything published after them sent them first.
         gsn = self.gsn
         touched, rooms_touched = self._touches(LOBBY, sorted(self._lobby_rooms), prev)
         self._lobby_rooms.clear()
