@@ -7,7 +7,7 @@ import random
 
 from tchat.core.client_states import _TRANSITIONS, ClientState
 from tchat.core.config import ClientConfig
-from tchat.core.delivery import Frame, HoldBack
+from tchat.core.delivery import Frame
 from tchat.core.effects import (
     Broadcast,
     ConnectionChanged,
@@ -17,13 +17,14 @@ from tchat.core.effects import (
     HistoryLoaded,
     LeaderLearned,
     OpFailed,
+    Ready,
     Renamed,
     RoomDirectory,
     Send,
     Sent,
 )
 from tchat.core.errors import IllegalTransition
-from tchat.core.inbox import ORIGIN_MEMORY, Inbox, WelcomeParts
+from tchat.core.inbox import ORIGIN_MEMORY, Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
@@ -101,19 +102,13 @@ class ClientNode:
         self.welcomed_once = False
         self._cmid = 0
         self._request = 0
-        self._hold: HoldBack | None = None
-        self._early: list[Frame] = []  # frames of the epoch before its Welcome
         self.lobby_group = ""  # the lobby's multicast group, once welcomed
-        self._rejoin: list[str] = []
-        self._wanted_rooms: set[str] = set()  # rooms we joined and did not leave
         self._directory: dict[int, list[RoomSummary]] = {}  # room directory answers
         self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
         # (address, epoch) of the older leader we told of our newer epoch, and that epoch
         self._nudged: tuple[str, Epoch, Epoch] | None = None
-        self._welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
-        self._snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
@@ -123,11 +118,13 @@ class ClientNode:
         self._next_retry = 0.0
         self._attempts = 0  # Registers since the last answer (backoff)
         self._registers = 0  # Registers ever sent (Register.attempt)
-        # The first Register of the current (re)registration: a Welcome answering an older
-        # one (say, sent before a Resync) describes a stream the leader has replaced.
-        self._welcome_from = 1
         self._last_resend = 0.0
         self.inbox = Inbox(self)
+
+    @property
+    def now(self) -> float:
+        """The time of the step being taken."""
+        return self._now
 
     # -- helpers -------------------------------------------------------------------
     def _become(
@@ -200,9 +197,9 @@ class ClientNode:
         if isinstance(op, Logout):
             self._logging_out = True
         elif isinstance(op, JoinRoom):
-            self._wanted_rooms.add(op.room)
+            self.inbox.wanted_rooms.add(op.room)
         elif isinstance(op, LeaveRoom):
-            self._wanted_rooms.discard(op.room)
+            self.inbox.wanted_rooms.discard(op.room)
         message = self.next_submit(op, ts)
         if not self.pending:
             self._last_resend = now  # the silence-resend timer starts with the oldest op
@@ -271,8 +268,9 @@ class ClientNode:
             if self._probed_for != self._leader_heard:
                 times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
             times.append(self._suspect_at())
-            if self._hold is not None and self._hold.stalled_since is not None:
-                times.append(self._hold.stalled_since + GAP_TIMEOUT)
+            holdback = self.inbox.holdback
+            if holdback is not None and holdback.stalled_since is not None:
+                times.append(holdback.stalled_since + GAP_TIMEOUT)
             if self.pending:
                 times.append(self._last_resend + SILENCE_RESEND)
         return min(times) if times else None
@@ -298,15 +296,16 @@ class ClientNode:
                 self._next_beat = now + timing.client_timeout / 3
                 if probe:
                     self._probed_for = self._leader_heard
-                last = self._hold.last if self._hold is not None else 0
+                holdback = self.inbox.holdback
+                last = holdback.last if holdback is not None else 0
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
             if now >= self._suspect_at():
                 self._suspect_leader(effects, "no heartbeat from the leader")
             elif (
-                self._hold is not None
-                and self._hold.stalled_since is not None
-                and now >= self._hold.stalled_since + GAP_TIMEOUT
+                self.inbox.holdback is not None
+                and self.inbox.holdback.stalled_since is not None
+                and now >= self.inbox.holdback.stalled_since + GAP_TIMEOUT
             ):
                 self._resume(effects, "a gap in the stream")
             elif self.pending and now >= self._last_resend + SILENCE_RESEND:
@@ -330,7 +329,7 @@ class ClientNode:
             if sid != self.leader_id:
                 effects.append(Send(addr, suspect))
         self._attempts = 0
-        self._hold = None
+        self.inbox.holdback = None
         self._become(ClientState.DISCOVERING, "suspect", effects, why)
         self._leader_heard = self._now
         self._discover(effects)
@@ -343,11 +342,9 @@ class ClientNode:
     ) -> None:
         """(Re)register from scratch: no stream yet, and only a Welcome answering a
         Register from here on counts."""
-        self._hold = None
-        self._early = []
+        self.inbox.end_stream(self._registers + 1)
         self._attempts = 0
         self._become(state, event, effects, detail)
-        self._welcome_from = self._registers + 1
         self._register(effects)
 
     # -- messages --------------------------------------------------------------------
@@ -400,20 +397,20 @@ class ClientNode:
             case UserList():
                 users = self.inbox.snapshot(message.epoch, message.snapshot)
                 users.update((user.name, user) for user in message.users)
-                self.inbox.try_welcome(effects)
+                self._try_welcome(effects)
             case Replay():
                 entries = self.inbox.parts(message.epoch, message.token).entries
                 entries.update((entry.id, entry) for entry in message.entries)
-                self.inbox.try_welcome(effects)
+                self._try_welcome(effects)
             case RoomList():
                 rooms = self.inbox.parts(message.epoch, message.token).rooms
                 rooms.update((info.room, info) for info in message.rooms)
-                self.inbox.try_welcome(effects)
+                self._try_welcome(effects)
             case Welcome():
                 self.inbox.parts(message.epoch, message.token).welcome = message
-                self.inbox.try_welcome(effects)
+                self._try_welcome(effects)
             case SessionFrame() | RoomFrame() | LobbyFrame():
-                self.inbox.on_frame(message, effects)
+                self._on_frame(message, effects)
             case Ack():
                 self.acknowledged(message.cmid, message.entry_id, effects)
             case OpError():
@@ -426,8 +423,7 @@ class ClientNode:
                 if self.state is ClientState.SERVING:
                     self._resume(effects, message.reason)
                 elif self.state in (ClientState.REGISTERING, ClientState.RESUMING):
-                    self._welcomes.clear()  # any Welcome on its way predates the merge
-                    self._snapshots.clear()
+                    self.inbox.forget_welcomes()  # any on its way predates the merge
                     self._register(effects)
             case NameClash():
                 self._on_name_clash(message, effects)
@@ -441,6 +437,51 @@ class ClientNode:
             case HistoryReply():
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
         return effects
+
+    def _try_welcome(self, effects: list[Effect]) -> None:
+        registering = self.state in (ClientState.REGISTERING, ClientState.RESUMING)
+        msg = self.inbox.try_welcome(registering, effects)
+        if msg is not None:
+            self._welcomed(msg, effects)
+
+    def _welcomed(self, msg: Welcome, effects: list[Effect]) -> None:
+        """The inbox applied a complete Welcome: serve, send what is pending, and apply
+        the frames that came before it."""
+        self._become(
+            ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
+        )
+        self._next_beat = self._now
+        if not self.welcomed_once:
+            self.welcomed_once = True
+            effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
+        self._last_resend = self._now
+        for room in self.inbox.take_rejoins():
+            if room not in self.rooms:
+                rejoin_op = self.next_submit(JoinRoom(room), self._now + self.config.wall_offset)
+                self.pending[rejoin_op.cmid] = rejoin_op
+                self._automatic.add(rejoin_op.cmid)  # ours, not the user's: no Sent/OpFailed
+        for cmid in sorted(self.pending):
+            effects.append(Send(self.leader_addr, self.pending[cmid]))
+        for frame in self.inbox.take_early_frames():
+            if frame.epoch == self.epoch:
+                self._on_frame(frame, effects)
+
+    def _on_frame(self, frame: Frame, effects: list[Effect]) -> None:
+        outcome = self.inbox.on_frame(frame, self.state is ClientState.SERVING, effects)
+        if outcome.beat_now:
+            # A beat now tells the leader we are in the group: it stops sending this
+            # room's frames over our session too (ClientStreams.joined).
+            self._next_beat = self._now
+        offline = outcome.offline
+        if offline is None:
+            return
+        if self._logging_out and offline.client_id == self.client_id:
+            self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+        else:
+            # Not our logout: log in again; the Welcome says which rooms we are in.
+            self._resume(effects, f"the name {self.name} was logged out ({offline.reason})")
+        if offline.users_changed:
+            self.inbox.users_changed(effects)
 
     def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None:
         """Operation ``cmid`` is durable as ``entry_id``: by an Ack, or by our own room
@@ -506,23 +547,25 @@ class ClientNode:
         )
 
     def _on_heartbeat(self, msg: ClientHeartbeat, effects: list[Effect]) -> None:
-        if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:
+        holdback = self.inbox.holdback
+        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
             return
         self._leader_heard = self._now
         heads = {touch.name: touch.gsn for touch in msg.room_heads}
-        if self._hold.behind(msg.session_head, heads) and self._hold.stalled_since is None:
-            self._hold.stalled_since = self._now
+        if holdback.behind(msg.session_head, heads) and holdback.stalled_since is None:
+            holdback.stalled_since = self._now
 
     def _on_lobby_beat(self, msg: LobbyBeat) -> None:
-        if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:
+        holdback = self.inbox.holdback
+        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
             return
         self._leader_heard = self._now
         if (
             self.config.lobby
-            and self._hold.behind(0, {LOBBY: msg.lobby_head})
-            and self._hold.stalled_since is None
+            and holdback.behind(0, {LOBBY: msg.lobby_head})
+            and holdback.stalled_since is None
         ):
-            self._hold.stalled_since = self._now
+            holdback.stalled_since = self._now
 
     def _on_name_clash(self, msg: NameClash, effects: list[Effect]) -> None:
         if msg.name != self.name:
@@ -534,7 +577,7 @@ class ClientNode:
                 break
         old, self.name = self.name, candidate
         # The rooms joined under the old name went with it: join them again as the new name.
-        self._rejoin = sorted(set(self._rejoin) | set(self.rooms))
+        self.inbox.rooms_to_rejoin = sorted(set(self.inbox.rooms_to_rejoin) | set(self.rooms))
         effects.append(Deliver(Renamed(old, candidate, msg.reason)))
         self.welcomed_once = True
         self._resume(effects, "name clash")
