@@ -497,7 +497,7 @@ def test_what_a_client_remembers_of_its_deliveries_stays_bounded() -> None:
         sent += 1
         bus.run(10.0)
     assert chats(bus, bob) == [f"m{i}" for i in range(sent)]
-    remembered = bob.recent_origins | bob.older_origins
+    remembered = bob.inbox.recent_origins | bob.inbox.older_origins
     assert 0 < len(remembered) <= 2 * ORIGIN_MEMORY / 10 + 1 < sent
     assert Origin(alice.client_id, sent + 1) in remembered  # the last one (cmid 1 was the join)
 

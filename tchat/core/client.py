@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from tchat.core.client_states import _TRANSITIONS, ClientState
+from tchat.core.client_states import ClientEvent, ClientState, next_state
 from tchat.core.config import ClientConfig
 from tchat.core.delivery import Frame
 from tchat.core.effects import (
@@ -24,7 +24,7 @@ from tchat.core.effects import (
     Sent,
 )
 from tchat.core.errors import IllegalTransition
-from tchat.core.inbox import ORIGIN_MEMORY, Inbox
+from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
@@ -50,7 +50,6 @@ from tchat.core.messages import (
     NotLeader,
     Operation,
     OpError,
-    Origin,
     Register,
     Rejected,
     Replay,
@@ -94,11 +93,6 @@ class ClientNode:
         self.users: dict[str, UserInfo] = {}
         self.rooms: dict[str, RoomInfo] = {}
         self.pending: dict[int, Submit] = {}
-        # Origins of the chat delivered lately, in two generations that each last
-        # ORIGIN_MEMORY: the older one is dropped whole (no per-entry expiry to pay for).
-        self.recent_origins: set[Origin] = set()
-        self.older_origins: set[Origin] = set()
-        self.origins_turn = ORIGIN_MEMORY  # when the current generation becomes the older
         self.welcomed_once = False
         self._cmid = 0
         self._request = 0
@@ -127,11 +121,11 @@ class ClientNode:
         return self._now
 
     # -- helpers -------------------------------------------------------------------
-    def _become(
-        self, state: ClientState, event: str, effects: list[Effect], detail: str = ""
-    ) -> None:
-        if state not in _TRANSITIONS[self.state]:
-            raise IllegalTransition("ClientNode", self.state, event)
+    def _become(self, event: ClientEvent, effects: list[Effect], detail: str = "") -> None:
+        """The only place the state changes: along the table in client_states."""
+        state = next_state(self.state, event)
+        if state is None:
+            raise IllegalTransition("ClientNode", self.state, event.value)
         changed = state is not self.state
         self.state = state
         if changed:
@@ -176,8 +170,8 @@ class ClientNode:
         self.epoch = epoch
         self._leader_heard = self._now
         effects.append(Deliver(LeaderLearned(leader_id, addr, epoch, servers)))
-        target = ClientState.RESUMING if self.welcomed_once else ClientState.REGISTERING
-        self._start_over(target, "leader", effects, f"leader {leader_id} epoch {epoch}")
+        event = ClientEvent.LEADER_AGAIN if self.welcomed_once else ClientEvent.LEADER
+        self._start_over(event, effects, f"leader {leader_id} epoch {epoch}")
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
@@ -185,7 +179,7 @@ class ClientNode:
         effects: list[Effect] = []
         problem = name_problem(self.name)
         if problem:
-            self._become(ClientState.FAILED, "start", effects, problem)
+            self._become(ClientEvent.INVALID_NAME, effects, problem)
             effects.append(Deliver(Failed(problem)))
             return effects
         self._leader_heard = now
@@ -330,21 +324,19 @@ class ClientNode:
                 effects.append(Send(addr, suspect))
         self._attempts = 0
         self.inbox.holdback = None
-        self._become(ClientState.DISCOVERING, "suspect", effects, why)
+        self._become(ClientEvent.SUSPECT, effects, why)
         self._leader_heard = self._now
         self._discover(effects)
 
     def _resume(self, effects: list[Effect], why: str) -> None:
-        self._start_over(ClientState.RESUMING, "resume", effects, why)
+        self._start_over(ClientEvent.RESUME, effects, why)
 
-    def _start_over(
-        self, state: ClientState, event: str, effects: list[Effect], detail: str
-    ) -> None:
+    def _start_over(self, event: ClientEvent, effects: list[Effect], detail: str) -> None:
         """(Re)register from scratch: no stream yet, and only a Welcome answering a
         Register from here on counts."""
         self.inbox.end_stream(self._registers + 1)
         self._attempts = 0
-        self._become(state, event, effects, detail)
+        self._become(event, effects, detail)
         self._register(effects)
 
     # -- messages --------------------------------------------------------------------
@@ -392,7 +384,7 @@ class ClientNode:
                         message.leader_id, message.leader_addr, message.epoch, effects
                     )
             case Rejected():
-                self._become(ClientState.FAILED, "rejected", effects, message.reason)
+                self._become(ClientEvent.REJECTED, effects, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
                 users = self.inbox.snapshot(message.epoch, message.snapshot)
@@ -447,9 +439,7 @@ class ClientNode:
     def _welcomed(self, msg: Welcome, effects: list[Effect]) -> None:
         """The inbox applied a complete Welcome: serve, send what is pending, and apply
         the frames that came before it."""
-        self._become(
-            ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
-        )
+        self._become(ClientEvent.WELCOMED, effects, f"leader {msg.leader_id} epoch {msg.epoch}")
         self._next_beat = self._now
         if not self.welcomed_once:
             self.welcomed_once = True
@@ -476,7 +466,7 @@ class ClientNode:
         if offline is None:
             return
         if self._logging_out and offline.client_id == self.client_id:
-            self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+            self._become(ClientEvent.LOGGED_OUT, effects, "logged out")
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.
             self._resume(effects, f"the name {self.name} was logged out ({offline.reason})")
@@ -491,7 +481,7 @@ class ClientNode:
         if submitted is not None and isinstance(submitted.op, Logout):
             # Durably logged out: done, whether or not our own UserOffline
             # frame reaches us (resuming now would log us back in).
-            self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+            self._become(ClientEvent.LOGGED_OUT, effects, "logged out")
 
     def _answered(self, cmid: int, event: Sent | OpFailed, effects: list[Effect]) -> Submit | None:
         """Settle pending operation ``cmid`` (None if it is not pending): the user hears

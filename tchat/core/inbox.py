@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
+from tchat.core.config import ClientConfig
 from tchat.core.delivery import Frame, HoldBack
 from tchat.core.effects import (
     ChatDelivered,
@@ -29,20 +30,43 @@ from tchat.core.messages import (
     Entry,
     Epoch,
     LobbyFrame,
+    Origin,
     RoomFrame,
     RoomInfo,
     RoomJoined,
     RoomLeft,
     SessionFrame,
+    Submit,
     UserInfo,
     UserOffline,
     UserOnline,
     UserStatus,
     Welcome,
 )
+from tchat.core.vclock import VectorClock
 
-if TYPE_CHECKING:
-    from tchat.core.client import ClientNode
+
+class InboxHost(Protocol):
+    """What the inbox reads and writes of its node (a ClientNode): what the node shows and
+    the session's identity. The inbox never imports the node."""
+
+    config: ClientConfig
+    name: str
+    client_id: str
+    epoch: Epoch
+    leader_id: int
+    leader_addr: str
+    servers: dict[int, str]
+    users: dict[str, UserInfo]
+    rooms: dict[str, RoomInfo]
+    clock: VectorClock
+    lobby_group: str
+    pending: dict[int, Submit]
+
+    @property
+    def now(self) -> float: ...
+
+    def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None: ...
 
 
 T = TypeVar("T")
@@ -93,8 +117,13 @@ class WelcomeParts:
 class Inbox:
     """What a ClientNode does with what the leader streams to it."""
 
-    def __init__(self, node: ClientNode) -> None:
+    def __init__(self, node: InboxHost) -> None:
         self.node = node
+        # Origins of the chat delivered lately, in two generations that each last
+        # ORIGIN_MEMORY: the older one is dropped whole (no per-entry expiry to pay for).
+        self.recent_origins: set[Origin] = set()
+        self.older_origins: set[Origin] = set()
+        self.origins_turn = ORIGIN_MEMORY  # when the current generation becomes the older
         self.welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
         self.snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
         # The first Register of the current (re)registration: a Welcome answering an older
@@ -354,13 +383,13 @@ class Inbox:
         node.clock = node.clock.merge(entry.clock)
         origin = entry.origin
         if origin is not None:
-            if node.now >= node.origins_turn:
-                node.older_origins = node.recent_origins
-                node.recent_origins = set()
-                node.origins_turn = node.now + ORIGIN_MEMORY
-            if origin in node.recent_origins or origin in node.older_origins:
+            if node.now >= self.origins_turn:
+                self.older_origins = self.recent_origins
+                self.recent_origins = set()
+                self.origins_turn = node.now + ORIGIN_MEMORY
+            if origin in self.recent_origins or origin in self.older_origins:
                 return
-            node.recent_origins.add(origin)
+            self.recent_origins.add(origin)
             if origin.client_id == node.client_id and origin.cmid in node.pending:
                 node.acknowledged(origin.cmid, entry.id, effects)
         effects.append(Deliver(ChatDelivered(entry)))
