@@ -12,7 +12,7 @@ import pytest
 from tchat.core.client import ClientNode
 from tchat.core.client_states import TRANSITIONS, ClientEvent, ClientState
 from tchat.core.config import ClientConfig
-from tchat.core.effects import ConnectionChanged, Deliver, Effect
+from tchat.core.effects import ConnectionChanged, Deliver
 from tchat.core.errors import IllegalTransition
 
 S = ClientState
@@ -56,17 +56,16 @@ def test_every_pair_moves_by_the_table_or_is_refused_by_name(
     state: ClientState, event: ClientEvent
 ) -> None:
     node = node_in(state)
-    effects: list[Effect] = []
     target = TRANSITIONS.get((state, event))
     if target is None:
         with pytest.raises(IllegalTransition) as refused:
-            node._become(event, effects, "why")
+            node._become(event, "why")
         assert event.value in str(refused.value) and repr(state) in str(refused.value)
-        assert node.state is state and effects == []
+        assert node.state is state
         return
     assert target is EVENT_TARGET[event]
     assert target in OLD_TARGETS[state]
-    node._become(event, effects, "why")
+    effects = node._become(event, "why")
     assert node.state is target
     changed = [Deliver(ConnectionChanged(target.value, "why"))] if target is not state else []
     assert effects == changed

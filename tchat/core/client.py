@@ -1,5 +1,9 @@
 """The client node: finds the leader, registers, sends, and delivers exactly once in causal
-order across failovers (sans-IO)."""
+order across failovers (sans-IO).
+
+Longer than 400 lines: discovering, registering, serving and resuming share the leader's
+address, the timers and the pending operations, and split apart each would reach into the
+others; what the stream does to the users, rooms and clock lives in inbox.py."""
 
 from __future__ import annotations
 
@@ -121,70 +125,65 @@ class ClientNode:
         return self._now
 
     # -- helpers -------------------------------------------------------------------
-    def _become(self, event: ClientEvent, effects: list[Effect], detail: str = "") -> None:
+    def _become(self, event: ClientEvent, detail: str = "") -> list[Effect]:
         """The only place the state changes: along the table in client_states."""
         state = next_state(self.state, event)
         if state is None:
             raise IllegalTransition("ClientNode", self.state, event.value)
         changed = state is not self.state
         self.state = state
-        if changed:
-            effects.append(Deliver(ConnectionChanged(state.value, detail)))
+        return [Deliver(ConnectionChanged(state.value, detail))] if changed else []
 
-    def _register(self, effects: list[Effect]) -> None:
+    def _register(self) -> list[Effect]:
         cursor = self.clock if self.welcomed_once else None
         self._registers += 1
-        effects.append(
-            Send(
-                self.leader_addr,
-                Register(
-                    self.name,
-                    self.client_id,
-                    self.config.addr,
-                    cursor,
-                    self.config.multicast,
-                    self.config.lobby,
-                    self._registers,
-                ),
-            )
+        register = Send(
+            self.leader_addr,
+            Register(
+                self.name,
+                self.client_id,
+                self.config.addr,
+                cursor,
+                self.config.multicast,
+                self.config.lobby,
+                self._registers,
+            ),
         )
         self._next_retry = self._now + self.config.timing.client_retry_interval
         self._attempts += 1
+        return [register]
 
-    def _discover(self, effects: list[Effect]) -> None:
+    def _discover(self) -> list[Effect]:
         probe = Discover(self.config.addr, "client", self.rng.getrandbits(31), 0)
-        effects.append(Broadcast(probe))
+        effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.servers.items()))
         self._next_retry = self._now + self.config.timing.client_retry_interval
+        return effects
 
     def _switch_leader(
         self,
         leader_id: int,
         addr: str,
         epoch: Epoch,
-        effects: list[Effect],
         servers: tuple[ServerInfo, ...] = (),
-    ) -> None:
+    ) -> list[Effect]:
         self.leader_id = leader_id
         self.leader_addr = addr
         self.epoch = epoch
         self._leader_heard = self._now
-        effects.append(Deliver(LeaderLearned(leader_id, addr, epoch, servers)))
+        effects: list[Effect] = [Deliver(LeaderLearned(leader_id, addr, epoch, servers))]
         event = ClientEvent.LEADER_AGAIN if self.welcomed_once else ClientEvent.LEADER
-        self._start_over(event, effects, f"leader {leader_id} epoch {epoch}")
+        effects += self._start_over(event, f"leader {leader_id} epoch {epoch}")
+        return effects
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         self._now = now
-        effects: list[Effect] = []
         problem = name_problem(self.name)
         if problem:
-            self._become(ClientEvent.INVALID_NAME, effects, problem)
-            effects.append(Deliver(Failed(problem)))
-            return effects
+            return [*self._become(ClientEvent.INVALID_NAME, problem), Deliver(Failed(problem))]
         self._leader_heard = now
-        self._discover(effects)
-        return effects
+        return self._discover()
 
     def submit(self, op: Operation, now: float, ts: float) -> tuple[int, list[Effect]]:
         self._now = now
@@ -295,13 +294,13 @@ class ClientNode:
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
             if now >= self._suspect_at():
-                self._suspect_leader(effects, "no heartbeat from the leader")
+                effects += self._suspect_leader("no heartbeat from the leader")
             elif (
                 self.inbox.holdback is not None
                 and self.inbox.holdback.stalled_since is not None
                 and now >= self.inbox.holdback.stalled_since + GAP_TIMEOUT
             ):
-                self._resume(effects, "a gap in the stream")
+                effects += self._resume("a gap in the stream")
             elif self.pending and now >= self._last_resend + SILENCE_RESEND:
                 self._last_resend = now
                 for cmid in sorted(self.pending):
@@ -310,34 +309,38 @@ class ClientNode:
         if now < self._next_retry:
             return effects
         if state is ClientState.DISCOVERING or not self.leader_addr:
-            self._discover(effects)
+            effects += self._discover()
         elif self._attempts >= 4:
-            self._suspect_leader(effects, f"leader {self.leader_id} does not answer")
+            effects += self._suspect_leader(f"leader {self.leader_id} does not answer")
         else:
-            self._register(effects)
+            effects += self._register()
         return effects
 
-    def _suspect_leader(self, effects: list[Effect], why: str) -> None:
+    def _suspect_leader(self, why: str) -> list[Effect]:
         suspect = LeaderSuspect(self.client_id, self.config.addr, self.epoch)
-        for sid, addr in sorted(self.servers.items()):
-            if sid != self.leader_id:
-                effects.append(Send(addr, suspect))
+        effects: list[Effect] = [
+            Send(addr, suspect)
+            for sid, addr in sorted(self.servers.items())
+            if sid != self.leader_id
+        ]
         self._attempts = 0
         self.inbox.holdback = None
-        self._become(ClientEvent.SUSPECT, effects, why)
+        effects += self._become(ClientEvent.SUSPECT, why)
         self._leader_heard = self._now
-        self._discover(effects)
+        effects += self._discover()
+        return effects
 
-    def _resume(self, effects: list[Effect], why: str) -> None:
-        self._start_over(ClientEvent.RESUME, effects, why)
+    def _resume(self, why: str) -> list[Effect]:
+        return self._start_over(ClientEvent.RESUME, why)
 
-    def _start_over(self, event: ClientEvent, effects: list[Effect], detail: str) -> None:
+    def _start_over(self, event: ClientEvent, detail: str) -> list[Effect]:
         """(Re)register from scratch: no stream yet, and only a Welcome answering a
         Register from here on counts."""
         self.inbox.end_stream(self._registers + 1)
         self._attempts = 0
-        self._become(event, effects, detail)
-        self._register(effects)
+        effects = self._become(event, detail)
+        effects += self._register()
+        return effects
 
     # -- messages --------------------------------------------------------------------
     def handle(self, message: Message, src_addr: str, now: float) -> list[Effect]:
@@ -361,18 +364,18 @@ class ClientNode:
             self._leader_heard = now
         match message:
             case DiscoverReply():
-                self._on_discover_reply(message, effects)
+                effects += self._on_discover_reply(message)
             case NewLeader():
                 for info in message.servers:
                     self.servers[info.server_id] = info.addr
                 if message.epoch > self.epoch or self.state is ClientState.DISCOVERING:
-                    self._switch_leader(
-                        message.src, message.addr, message.epoch, effects, message.servers
+                    effects += self._switch_leader(
+                        message.src, message.addr, message.epoch, message.servers
                     )
             case NotLeader():
                 if message.leader_id and message.leader_addr != self.leader_addr:
-                    self._switch_leader(
-                        message.leader_id, message.leader_addr, message.epoch, effects
+                    effects += self._switch_leader(
+                        message.leader_id, message.leader_addr, message.epoch
                     )
             case LeaderAlive():
                 if (
@@ -380,45 +383,45 @@ class ClientNode:
                     and (message.epoch >= self.epoch or self._vouched(message))
                     and self.state is not ClientState.SERVING
                 ):
-                    self._switch_leader(
-                        message.leader_id, message.leader_addr, message.epoch, effects
+                    effects += self._switch_leader(
+                        message.leader_id, message.leader_addr, message.epoch
                     )
             case Rejected():
-                self._become(ClientEvent.REJECTED, effects, message.reason)
+                effects += self._become(ClientEvent.REJECTED, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
                 users = self.inbox.snapshot(message.epoch, message.snapshot)
                 users.update((user.name, user) for user in message.users)
-                self._try_welcome(effects)
+                effects += self._try_welcome()
             case Replay():
                 entries = self.inbox.parts(message.epoch, message.token).entries
                 entries.update((entry.id, entry) for entry in message.entries)
-                self._try_welcome(effects)
+                effects += self._try_welcome()
             case RoomList():
                 rooms = self.inbox.parts(message.epoch, message.token).rooms
                 rooms.update((info.room, info) for info in message.rooms)
-                self._try_welcome(effects)
+                effects += self._try_welcome()
             case Welcome():
                 self.inbox.parts(message.epoch, message.token).welcome = message
-                self._try_welcome(effects)
+                effects += self._try_welcome()
             case SessionFrame() | RoomFrame() | LobbyFrame():
-                self._on_frame(message, effects)
+                effects += self._on_frame(message)
             case Ack():
-                self.acknowledged(message.cmid, message.entry_id, effects)
+                effects += self.acknowledged(message.cmid, message.entry_id)
             case OpError():
-                self._answered(message.cmid, OpFailed(message.cmid, message.reason), effects)
+                effects += self._answered(message.cmid, OpFailed(message.cmid, message.reason))[1]
             case ClientHeartbeat():
-                self._on_heartbeat(message, effects)
+                self._on_heartbeat(message)
             case LobbyBeat():
                 self._on_lobby_beat(message)
             case Resync():
                 if self.state is ClientState.SERVING:
-                    self._resume(effects, message.reason)
+                    effects += self._resume(message.reason)
                 elif self.state in (ClientState.REGISTERING, ClientState.RESUMING):
                     self.inbox.forget_welcomes()  # any on its way predates the merge
-                    self._register(effects)
+                    effects += self._register()
             case NameClash():
-                self._on_name_clash(message, effects)
+                effects += self._on_name_clash(message)
             case RoomsReply():
                 parts = self._directory.get(message.request_id)
                 if parts is not None:
@@ -430,16 +433,17 @@ class ClientNode:
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
         return effects
 
-    def _try_welcome(self, effects: list[Effect]) -> None:
+    def _try_welcome(self) -> list[Effect]:
         registering = self.state in (ClientState.REGISTERING, ClientState.RESUMING)
-        msg = self.inbox.try_welcome(registering, effects)
+        msg, effects = self.inbox.try_welcome(registering)
         if msg is not None:
-            self._welcomed(msg, effects)
+            effects += self._welcomed(msg)
+        return effects
 
-    def _welcomed(self, msg: Welcome, effects: list[Effect]) -> None:
+    def _welcomed(self, msg: Welcome) -> list[Effect]:
         """The inbox applied a complete Welcome: serve, send what is pending, and apply
         the frames that came before it."""
-        self._become(ClientEvent.WELCOMED, effects, f"leader {msg.leader_id} epoch {msg.epoch}")
+        effects = self._become(ClientEvent.WELCOMED, f"leader {msg.leader_id} epoch {msg.epoch}")
         self._next_beat = self._now
         if not self.welcomed_once:
             self.welcomed_once = True
@@ -454,36 +458,39 @@ class ClientNode:
             effects.append(Send(self.leader_addr, self.pending[cmid]))
         for frame in self.inbox.take_early_frames():
             if frame.epoch == self.epoch:
-                self._on_frame(frame, effects)
+                effects += self._on_frame(frame)
+        return effects
 
-    def _on_frame(self, frame: Frame, effects: list[Effect]) -> None:
-        outcome = self.inbox.on_frame(frame, self.state is ClientState.SERVING, effects)
+    def _on_frame(self, frame: Frame) -> list[Effect]:
+        outcome, effects = self.inbox.on_frame(frame, self.state is ClientState.SERVING)
         if outcome.beat_now:
             # A beat now tells the leader we are in the group: it stops sending this
             # room's frames over our session too (ClientStreams.joined).
             self._next_beat = self._now
         offline = outcome.offline
         if offline is None:
-            return
+            return effects
         if self._logging_out and offline.client_id == self.client_id:
-            self._become(ClientEvent.LOGGED_OUT, effects, "logged out")
+            effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.
-            self._resume(effects, f"the name {self.name} was logged out ({offline.reason})")
+            effects += self._resume(f"the name {self.name} was logged out ({offline.reason})")
         if offline.users_changed:
-            self.inbox.users_changed(effects)
+            effects.append(self.inbox.users_changed())
+        return effects
 
-    def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None:
+    def acknowledged(self, cmid: int, entry_id: str) -> list[Effect]:
         """Operation ``cmid`` is durable as ``entry_id``: by an Ack, or by our own room
         message coming back in the room's stream (the leader streams only what every live
         backup stores, so it sends no Ack for that: see PROTOCOL.md, acknowledgements)."""
-        submitted = self._answered(cmid, Sent(cmid, entry_id), effects)
+        submitted, effects = self._answered(cmid, Sent(cmid, entry_id))
         if submitted is not None and isinstance(submitted.op, Logout):
             # Durably logged out: done, whether or not our own UserOffline
             # frame reaches us (resuming now would log us back in).
-            self._become(ClientEvent.LOGGED_OUT, effects, "logged out")
+            effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
+        return effects
 
-    def _answered(self, cmid: int, event: Sent | OpFailed, effects: list[Effect]) -> Submit | None:
+    def _answered(self, cmid: int, event: Sent | OpFailed) -> tuple[Submit | None, list[Effect]]:
         """Settle pending operation ``cmid`` (None if it is not pending): the user hears
         ``event``, unless the operation was ours (a rejoin after a resume, say)."""
         submitted = self.pending.pop(cmid, None)
@@ -496,29 +503,27 @@ class ClientNode:
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
             else:
-                effects.append(Deliver(event))
-        return submitted
+                return submitted, [Deliver(event)]
+        return submitted, []
 
-    def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect]) -> None:
+    def _on_discover_reply(self, msg: DiscoverReply) -> list[Effect]:
         self.servers[msg.server_id] = msg.addr
         for info in msg.servers:
             self.servers[info.server_id] = info.addr
         if not msg.leader_id:
-            return
+            return []
         if msg.epoch < self.epoch:
             # Only an older leader answers: the newer one we followed is gone. Tell it the
             # epoch we know, so it leads on under a newer one we can accept.
             if self._now >= self._last_nudge + self.config.timing.client_leader_timeout:
                 self._last_nudge = self._now
                 self._nudged = (msg.leader_addr, msg.epoch, self.epoch)
-                effects.append(
-                    Send(
-                        msg.leader_addr, LeaderSuspect(self.client_id, self.config.addr, self.epoch)
-                    )
-                )
-            return
+                suspect = LeaderSuspect(self.client_id, self.config.addr, self.epoch)
+                return [Send(msg.leader_addr, suspect)]
+            return []
         if self.state is ClientState.DISCOVERING or msg.epoch > self.epoch:
-            self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, effects, msg.servers)
+            return self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, msg.servers)
+        return []
 
     def _vouched(self, msg: LeaderAlive) -> bool:
         """An older leader we nudged answers for itself that it leads: follow it. Servers
@@ -536,7 +541,7 @@ class ClientNode:
             and self.epoch == nudged[2]
         )
 
-    def _on_heartbeat(self, msg: ClientHeartbeat, effects: list[Effect]) -> None:
+    def _on_heartbeat(self, msg: ClientHeartbeat) -> None:
         holdback = self.inbox.holdback
         if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
             return
@@ -557,9 +562,9 @@ class ClientNode:
         ):
             holdback.stalled_since = self._now
 
-    def _on_name_clash(self, msg: NameClash, effects: list[Effect]) -> None:
+    def _on_name_clash(self, msg: NameClash) -> list[Effect]:
         if msg.name != self.name:
-            return
+            return []
         taken = set(self.users)
         for suffix in range(2, 1000):
             candidate = f"{self.name[: 32 - len(str(suffix)) - 1]}_{suffix}"
@@ -568,6 +573,7 @@ class ClientNode:
         old, self.name = self.name, candidate
         # The rooms joined under the old name went with it: join them again as the new name.
         self.inbox.rooms_to_rejoin = sorted(set(self.inbox.rooms_to_rejoin) | set(self.rooms))
-        effects.append(Deliver(Renamed(old, candidate, msg.reason)))
+        effects: list[Effect] = [Deliver(Renamed(old, candidate, msg.reason))]
         self.welcomed_once = True
-        self._resume(effects, "name clash")
+        effects += self._resume("name clash")
+        return effects

@@ -66,7 +66,7 @@ class InboxHost(Protocol):
     @property
     def now(self) -> float: ...
 
-    def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None: ...
+    def acknowledged(self, cmid: int, entry_id: str) -> list[Effect]: ...
 
 
 T = TypeVar("T")
@@ -164,10 +164,10 @@ class Inbox:
         early, self.early_frames = self.early_frames, []
         return early
 
-    def try_welcome(self, registering: bool, effects: list[Effect]) -> Welcome | None:
+    def try_welcome(self, registering: bool) -> tuple[Welcome | None, list[Effect]]:
         """Complete a Welcome once all its UserList, Replay and RoomList chunks are here
         (any order), and apply it if we are ``registering``: the Welcome applied (the node
-        then starts serving), or None."""
+        then starts serving) or None, and the effects in order."""
         node = self.node
         for key in sorted(self.welcomes):
             parts = self.welcomes[key]
@@ -183,16 +183,17 @@ class Inbox:
                 continue
             self.forget_welcomes()
             if not registering:
-                return None
+                return None, []
+            effects: list[Effect] = []
             for entry in sorted(parts.entries.values(), key=lambda e: e.key):
-                self.deliver_chat(entry, effects)
+                effects += self.deliver_chat(entry)
             if parts.rooms:
                 msg = dataclasses.replace(msg, rooms=(*msg.rooms, *parts.rooms.values()))
-            self.on_welcome(msg, list(users.values()), effects)
-            return msg
-        return None
+            effects += self.on_welcome(msg, list(users.values()))
+            return msg, effects
+        return None, []
 
-    def on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:
+    def on_welcome(self, msg: Welcome, users: list[UserInfo]) -> list[Effect]:
         """The users, rooms and groups a complete Welcome shows, and a new hold-back queue
         from its gsn."""
         node = self.node
@@ -202,7 +203,7 @@ class Inbox:
         for server in msg.servers:
             node.servers[server.server_id] = server.addr
         node.users = {u.name: u for u in users}
-        self.users_changed(effects)
+        effects: list[Effect] = [self.users_changed()]
         old_rooms = node.rooms
         node.rooms = {info.room: info for info in msg.rooms}
         for room in sorted(old_rooms):
@@ -233,36 +234,42 @@ class Inbox:
             node.lobby_group = msg.lobby.group
             effects.append(JoinGroup(msg.lobby.group))
         self.holdback = HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby))
+        return effects
 
-    def on_frame(self, frame: Frame, serving: bool, effects: list[Effect]) -> FrameOutcome:
+    def on_frame(self, frame: Frame, serving: bool) -> tuple[FrameOutcome, list[Effect]]:
         """Offer a frame to the hold-back queue and apply what it releases in order
         (a frame that comes before its Welcome waits for it, unless we are ``serving``)."""
         node = self.node
         outcome = FrameOutcome()
+        effects: list[Effect] = []
         if isinstance(frame, LobbyFrame) and not node.config.lobby:
-            return outcome  # we hear the lobby group for its beats only
+            return outcome, effects  # we hear the lobby group for its beats only
         holdback = self.holdback
         if holdback is None or not serving or frame.epoch != node.epoch:
             if frame.epoch >= node.epoch and len(self.early_frames) < 10_000:
                 self.early_frames.append(frame)
-            return outcome
+            return outcome, effects
         if not holdback.offer(frame):
-            return outcome
+            return outcome, effects
         while True:
             ready = holdback.next_ready(node.now)
             if ready is None:
-                return outcome
-            outcome.offline = self.apply_frame(ready, outcome, effects)
+                return outcome, effects
+            outcome.offline, applied = self.apply_frame(ready, outcome)
+            effects += applied
             if outcome.offline is not None:
                 # Nothing after our name's logout is ours: the rest of this frame (the
                 # name logging in elsewhere, and out again) must not be applied.
                 self.holdback = None
-                return outcome
+                return outcome, effects
 
     def apply_frame(
-        self, frame: Frame, outcome: FrameOutcome, effects: list[Effect]
-    ) -> OwnNameOffline | None:
+        self, frame: Frame, outcome: FrameOutcome
+    ) -> tuple[OwnNameOffline | None, list[Effect]]:
+        """Apply one frame the queue released: its effects in order, and our own name's
+        logout if the frame holds it (the entries after it are not applied)."""
         node = self.node
+        effects: list[Effect] = []
         if isinstance(frame, LobbyFrame):
             changed = False
             for entry in frame.entries:
@@ -272,31 +279,30 @@ class Inbox:
                     # Our name went offline: our logout, or the leader stopped hearing us
                     # (a one-way link), or the log merged another session's logout of
                     # this name (which takes the name's rooms along). The node decides.
-                    return OwnNameOffline(body.client_id, body.reason, changed)
-                changed = self.apply_user_change(entry, effects) or changed
+                    return OwnNameOffline(body.client_id, body.reason, changed), effects
+                user_changed, applied = self.apply_user_change(entry)
+                changed = user_changed or changed
+                effects += applied
             if changed:  # one event per frame: a login storm is not a storm of redraws
-                self.users_changed(effects)
-            return None
+                effects.append(self.users_changed())
+            return None, effects
         if isinstance(frame, RoomFrame):
             # A run of room messages committed back to back, delivered in its order.
             for entry in frame.entries:
                 if type(entry.body) is Chat:
-                    self.deliver_chat(entry, effects)
+                    effects += self.deliver_chat(entry)
                 else:  # a leader only batches chat; anything else is applied as it comes
-                    self.apply_entry(frame, entry, outcome, effects)
-            return None
-        self.apply_entry(frame, frame.entry, outcome, effects)
-        return None
+                    effects += self.apply_entry(frame, entry, outcome)
+            return None, effects
+        return None, self.apply_entry(frame, frame.entry, outcome)
 
-    def apply_entry(
-        self, frame: Frame, entry: Entry, outcome: FrameOutcome, effects: list[Effect]
-    ) -> None:
-        """One entry of a session or room frame."""
+    def apply_entry(self, frame: Frame, entry: Entry, outcome: FrameOutcome) -> list[Effect]:
+        """One entry of a session or room frame: its effects in order."""
         node = self.node
         body = entry.body
         if type(body) is Chat:
-            self.deliver_chat(entry, effects)
-            return
+            return self.deliver_chat(entry)
+        effects: list[Effect] = []
         node.clock = node.clock.merge(entry.clock)
         match body:
             case RoomJoined(room=room, name=name):
@@ -317,7 +323,7 @@ class Inbox:
             case RoomLeft(room=room, name=name):
                 known = node.rooms.get(room)
                 if known is None:
-                    return
+                    return effects
                 info = known
                 if name == node.name:
                     del node.rooms[room]
@@ -329,39 +335,41 @@ class Inbox:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                     effects.append(Deliver(MembersChanged(room, members)))
+        return effects
 
-    def apply_user_change(self, entry: Entry, effects: list[Effect]) -> bool:
-        """One lobby entry, not our own name's logout; True if the user list changed (the
-        caller says so once)."""
+    def apply_user_change(self, entry: Entry) -> tuple[bool, list[Effect]]:
+        """One lobby entry, not our own name's logout: True if the user list changed (the
+        caller says so once), and the effects in order."""
         node = self.node
         match entry.body:
             case UserOnline(name=name, addr=addr):
                 node.users[name] = UserInfo(name, addr, "online", entry.ts)
-                return True
+                return True, []
             case UserOffline(name=name):
                 node.users.pop(name, None)
+                effects: list[Effect] = []
                 for room in sorted(node.rooms):  # a user who leaves leaves every room
                     info = node.rooms[room]
                     if name in info.members:
                         members = tuple(m for m in info.members if m != name)
                         node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                         effects.append(Deliver(MembersChanged(room, members)))
-                return True
+                return True, effects
             case UserStatus(name=name, away=away):
                 user = node.users.get(name)
                 if user is not None:
                     node.users[name] = UserInfo(
                         name, user.addr, "away" if away else "online", entry.ts
                     )
-                    return True
-        return False
+                    return True, []
+        return False, []
 
-    def users_changed(self, effects: list[Effect]) -> None:
+    def users_changed(self) -> Effect:
         # Unsorted: with 10,000 users sorting per frame would cost more than the frame.
-        effects.append(Deliver(UsersChanged(tuple(self.node.users.values()))))
+        return Deliver(UsersChanged(tuple(self.node.users.values())))
 
-    def deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
-        """Deliver a chat entry unless it was delivered before.
+    def deliver_chat(self, entry: Entry) -> list[Effect]:
+        """Deliver a chat entry unless it was delivered before: its effects in order.
 
         The clock is the merge of every entry this node applied, and entries come in an
         order that extends happened-before (gsn order within an epoch; a catch-up only
@@ -379,17 +387,19 @@ class Inbox:
         node = self.node
         dot = entry.dot
         if node.clock.get(dot.server) >= dot.counter:
-            return
+            return []
         node.clock = node.clock.merge(entry.clock)
         origin = entry.origin
+        effects: list[Effect] = []
         if origin is not None:
             if node.now >= self.origins_turn:
                 self.older_origins = self.recent_origins
                 self.recent_origins = set()
                 self.origins_turn = node.now + ORIGIN_MEMORY
             if origin in self.recent_origins or origin in self.older_origins:
-                return
+                return effects
             self.recent_origins.add(origin)
             if origin.client_id == node.client_id and origin.cmid in node.pending:
-                node.acknowledged(origin.cmid, entry.id, effects)
+                effects = node.acknowledged(origin.cmid, entry.id)
         effects.append(Deliver(ChatDelivered(entry)))
+        return effects
