@@ -6,7 +6,7 @@ from __future__ import annotations
 from core_bus import Bus
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import ChatDelivered, Effect
+from tchat.core.effects import ChatDelivered
 from tchat.core.messages import (
     Chat,
     ClientBeat,
@@ -102,8 +102,7 @@ def test_a_client_that_knew_a_vanished_newer_leader_follows_the_one_that_leads()
     (ann,) = serving(bus, "ann")
     before = terms(bus, servers)
     gone = Epoch(leader.epoch.term + 5, 77)  # led by a server nobody hears any more
-    effects: list[Effect] = []
-    ann._switch_leader(77, "s77", gone, effects)
+    effects = ann._switch_leader(77, "s77", gone)
     bus._apply(ann.config.addr, effects)
     bus.run_until(lambda: ann.state is ClientState.SERVING and ann.epoch != gone, 30)
     assert (ann.leader_id, ann.epoch) == (leader.server_id, leader.epoch)

@@ -1,13 +1,17 @@
 """The client node: finds the leader, registers, sends, and delivers exactly once in causal
-order across failovers (sans-IO)."""
+order across failovers (sans-IO).
+
+Longer than 400 lines: discovering, registering, serving and resuming share the leader's
+address, the timers and the pending operations, and split apart each would reach into the
+others; what the stream does to the users, rooms and clock lives in inbox.py."""
 
 from __future__ import annotations
 
 import random
 
-from tchat.core.client_states import _TRANSITIONS, ClientState
+from tchat.core.client_states import ClientEvent, ClientState, next_state
 from tchat.core.config import ClientConfig
-from tchat.core.delivery import Frame, HoldBack
+from tchat.core.delivery import Frame
 from tchat.core.effects import (
     Broadcast,
     ConnectionChanged,
@@ -17,13 +21,14 @@ from tchat.core.effects import (
     HistoryLoaded,
     LeaderLearned,
     OpFailed,
+    Ready,
     Renamed,
     RoomDirectory,
     Send,
     Sent,
 )
 from tchat.core.errors import IllegalTransition
-from tchat.core.inbox import ORIGIN_MEMORY, Inbox, WelcomeParts
+from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
@@ -49,7 +54,6 @@ from tchat.core.messages import (
     NotLeader,
     Operation,
     OpError,
-    Origin,
     Register,
     Rejected,
     Replay,
@@ -93,27 +97,16 @@ class ClientNode:
         self.users: dict[str, UserInfo] = {}
         self.rooms: dict[str, RoomInfo] = {}
         self.pending: dict[int, Submit] = {}
-        # Origins of the chat delivered lately, in two generations that each last
-        # ORIGIN_MEMORY: the older one is dropped whole (no per-entry expiry to pay for).
-        self.recent_origins: set[Origin] = set()
-        self.older_origins: set[Origin] = set()
-        self.origins_turn = ORIGIN_MEMORY  # when the current generation becomes the older
         self.welcomed_once = False
         self._cmid = 0
         self._request = 0
-        self._hold: HoldBack | None = None
-        self._early: list[Frame] = []  # frames of the epoch before its Welcome
         self.lobby_group = ""  # the lobby's multicast group, once welcomed
-        self._rejoin: list[str] = []
-        self._wanted_rooms: set[str] = set()  # rooms we joined and did not leave
         self._directory: dict[int, list[RoomSummary]] = {}  # room directory answers
         self._automatic: set[int] = set()  # cmids the node submitted on its own (rejoins)
         self._logging_out = False
         self._last_nudge = float("-inf")
         # (address, epoch) of the older leader we told of our newer epoch, and that epoch
         self._nudged: tuple[str, Epoch, Epoch] | None = None
-        self._welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
-        self._snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
         self._now = 0.0
         self._leader_heard = 0.0
         self._next_beat = 0.0
@@ -123,86 +116,83 @@ class ClientNode:
         self._next_retry = 0.0
         self._attempts = 0  # Registers since the last answer (backoff)
         self._registers = 0  # Registers ever sent (Register.attempt)
-        # The first Register of the current (re)registration: a Welcome answering an older
-        # one (say, sent before a Resync) describes a stream the leader has replaced.
-        self._welcome_from = 1
         self._last_resend = 0.0
         self.inbox = Inbox(self)
 
+    @property
+    def now(self) -> float:
+        """The time of the step being taken."""
+        return self._now
+
     # -- helpers -------------------------------------------------------------------
-    def _become(
-        self, state: ClientState, event: str, effects: list[Effect], detail: str = ""
-    ) -> None:
-        if state not in _TRANSITIONS[self.state]:
-            raise IllegalTransition("ClientNode", self.state, event)
+    def _become(self, event: ClientEvent, detail: str = "") -> list[Effect]:
+        """The only place the state changes: along the table in client_states."""
+        state = next_state(self.state, event)
+        if state is None:
+            raise IllegalTransition("ClientNode", self.state, event.value)
         changed = state is not self.state
         self.state = state
-        if changed:
-            effects.append(Deliver(ConnectionChanged(state.value, detail)))
+        return [Deliver(ConnectionChanged(state.value, detail))] if changed else []
 
-    def _register(self, effects: list[Effect]) -> None:
+    def _register(self) -> list[Effect]:
         cursor = self.clock if self.welcomed_once else None
         self._registers += 1
-        effects.append(
-            Send(
-                self.leader_addr,
-                Register(
-                    self.name,
-                    self.client_id,
-                    self.config.addr,
-                    cursor,
-                    self.config.multicast,
-                    self.config.lobby,
-                    self._registers,
-                ),
-            )
+        register = Send(
+            self.leader_addr,
+            Register(
+                self.name,
+                self.client_id,
+                self.config.addr,
+                cursor,
+                self.config.multicast,
+                self.config.lobby,
+                self._registers,
+            ),
         )
         self._next_retry = self._now + self.config.timing.client_retry_interval
         self._attempts += 1
+        return [register]
 
-    def _discover(self, effects: list[Effect]) -> None:
+    def _discover(self) -> list[Effect]:
         probe = Discover(self.config.addr, "client", self.rng.getrandbits(31), 0)
-        effects.append(Broadcast(probe))
+        effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.servers.items()))
         self._next_retry = self._now + self.config.timing.client_retry_interval
+        return effects
 
     def _switch_leader(
         self,
         leader_id: int,
         addr: str,
         epoch: Epoch,
-        effects: list[Effect],
         servers: tuple[ServerInfo, ...] = (),
-    ) -> None:
+    ) -> list[Effect]:
         self.leader_id = leader_id
         self.leader_addr = addr
         self.epoch = epoch
         self._leader_heard = self._now
-        effects.append(Deliver(LeaderLearned(leader_id, addr, epoch, servers)))
-        target = ClientState.RESUMING if self.welcomed_once else ClientState.REGISTERING
-        self._start_over(target, "leader", effects, f"leader {leader_id} epoch {epoch}")
+        effects: list[Effect] = [Deliver(LeaderLearned(leader_id, addr, epoch, servers))]
+        event = ClientEvent.LEADER_AGAIN if self.welcomed_once else ClientEvent.LEADER
+        effects += self._start_over(event, f"leader {leader_id} epoch {epoch}")
+        return effects
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         self._now = now
-        effects: list[Effect] = []
         problem = name_problem(self.name)
         if problem:
-            self._become(ClientState.FAILED, "start", effects, problem)
-            effects.append(Deliver(Failed(problem)))
-            return effects
+            return [*self._become(ClientEvent.INVALID_NAME, problem), Deliver(Failed(problem))]
         self._leader_heard = now
-        self._discover(effects)
-        return effects
+        return self._discover()
 
     def submit(self, op: Operation, now: float, ts: float) -> tuple[int, list[Effect]]:
         self._now = now
         if isinstance(op, Logout):
             self._logging_out = True
         elif isinstance(op, JoinRoom):
-            self._wanted_rooms.add(op.room)
+            self.inbox.wanted_rooms.add(op.room)
         elif isinstance(op, LeaveRoom):
-            self._wanted_rooms.discard(op.room)
+            self.inbox.wanted_rooms.discard(op.room)
         message = self.next_submit(op, ts)
         if not self.pending:
             self._last_resend = now  # the silence-resend timer starts with the oldest op
@@ -271,8 +261,9 @@ class ClientNode:
             if self._probed_for != self._leader_heard:
                 times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
             times.append(self._suspect_at())
-            if self._hold is not None and self._hold.stalled_since is not None:
-                times.append(self._hold.stalled_since + GAP_TIMEOUT)
+            holdback = self.inbox.holdback
+            if holdback is not None and holdback.stalled_since is not None:
+                times.append(holdback.stalled_since + GAP_TIMEOUT)
             if self.pending:
                 times.append(self._last_resend + SILENCE_RESEND)
         return min(times) if times else None
@@ -298,17 +289,18 @@ class ClientNode:
                 self._next_beat = now + timing.client_timeout / 3
                 if probe:
                     self._probed_for = self._leader_heard
-                last = self._hold.last if self._hold is not None else 0
+                holdback = self.inbox.holdback
+                last = holdback.last if holdback is not None else 0
                 beat = ClientBeat(self.client_id, self.epoch, last, probe)
                 effects.append(Send(self.leader_addr, beat))
             if now >= self._suspect_at():
-                self._suspect_leader(effects, "no heartbeat from the leader")
+                effects += self._suspect_leader("no heartbeat from the leader")
             elif (
-                self._hold is not None
-                and self._hold.stalled_since is not None
-                and now >= self._hold.stalled_since + GAP_TIMEOUT
+                self.inbox.holdback is not None
+                and self.inbox.holdback.stalled_since is not None
+                and now >= self.inbox.holdback.stalled_since + GAP_TIMEOUT
             ):
-                self._resume(effects, "a gap in the stream")
+                effects += self._resume("a gap in the stream")
             elif self.pending and now >= self._last_resend + SILENCE_RESEND:
                 self._last_resend = now
                 for cmid in sorted(self.pending):
@@ -317,38 +309,38 @@ class ClientNode:
         if now < self._next_retry:
             return effects
         if state is ClientState.DISCOVERING or not self.leader_addr:
-            self._discover(effects)
+            effects += self._discover()
         elif self._attempts >= 4:
-            self._suspect_leader(effects, f"leader {self.leader_id} does not answer")
+            effects += self._suspect_leader(f"leader {self.leader_id} does not answer")
         else:
-            self._register(effects)
+            effects += self._register()
         return effects
 
-    def _suspect_leader(self, effects: list[Effect], why: str) -> None:
+    def _suspect_leader(self, why: str) -> list[Effect]:
         suspect = LeaderSuspect(self.client_id, self.config.addr, self.epoch)
-        for sid, addr in sorted(self.servers.items()):
-            if sid != self.leader_id:
-                effects.append(Send(addr, suspect))
+        effects: list[Effect] = [
+            Send(addr, suspect)
+            for sid, addr in sorted(self.servers.items())
+            if sid != self.leader_id
+        ]
         self._attempts = 0
-        self._hold = None
-        self._become(ClientState.DISCOVERING, "suspect", effects, why)
+        self.inbox.holdback = None
+        effects += self._become(ClientEvent.SUSPECT, why)
         self._leader_heard = self._now
-        self._discover(effects)
+        effects += self._discover()
+        return effects
 
-    def _resume(self, effects: list[Effect], why: str) -> None:
-        self._start_over(ClientState.RESUMING, "resume", effects, why)
+    def _resume(self, why: str) -> list[Effect]:
+        return self._start_over(ClientEvent.RESUME, why)
 
-    def _start_over(
-        self, state: ClientState, event: str, effects: list[Effect], detail: str
-    ) -> None:
+    def _start_over(self, event: ClientEvent, detail: str) -> list[Effect]:
         """(Re)register from scratch: no stream yet, and only a Welcome answering a
         Register from here on counts."""
-        self._hold = None
-        self._early = []
+        self.inbox.end_stream(self._registers + 1)
         self._attempts = 0
-        self._become(state, event, effects, detail)
-        self._welcome_from = self._registers + 1
-        self._register(effects)
+        effects = self._become(event, detail)
+        effects += self._register()
+        return effects
 
     # -- messages --------------------------------------------------------------------
     def handle(self, message: Message, src_addr: str, now: float) -> list[Effect]:
@@ -372,18 +364,18 @@ class ClientNode:
             self._leader_heard = now
         match message:
             case DiscoverReply():
-                self._on_discover_reply(message, effects)
+                effects += self._on_discover_reply(message)
             case NewLeader():
                 for info in message.servers:
                     self.servers[info.server_id] = info.addr
                 if message.epoch > self.epoch or self.state is ClientState.DISCOVERING:
-                    self._switch_leader(
-                        message.src, message.addr, message.epoch, effects, message.servers
+                    effects += self._switch_leader(
+                        message.src, message.addr, message.epoch, message.servers
                     )
             case NotLeader():
                 if message.leader_id and message.leader_addr != self.leader_addr:
-                    self._switch_leader(
-                        message.leader_id, message.leader_addr, message.epoch, effects
+                    effects += self._switch_leader(
+                        message.leader_id, message.leader_addr, message.epoch
                     )
             case LeaderAlive():
                 if (
@@ -391,46 +383,45 @@ class ClientNode:
                     and (message.epoch >= self.epoch or self._vouched(message))
                     and self.state is not ClientState.SERVING
                 ):
-                    self._switch_leader(
-                        message.leader_id, message.leader_addr, message.epoch, effects
+                    effects += self._switch_leader(
+                        message.leader_id, message.leader_addr, message.epoch
                     )
             case Rejected():
-                self._become(ClientState.FAILED, "rejected", effects, message.reason)
+                effects += self._become(ClientEvent.REJECTED, message.reason)
                 effects.append(Deliver(Failed(message.reason)))
             case UserList():
                 users = self.inbox.snapshot(message.epoch, message.snapshot)
                 users.update((user.name, user) for user in message.users)
-                self.inbox.try_welcome(effects)
+                effects += self._try_welcome()
             case Replay():
                 entries = self.inbox.parts(message.epoch, message.token).entries
                 entries.update((entry.id, entry) for entry in message.entries)
-                self.inbox.try_welcome(effects)
+                effects += self._try_welcome()
             case RoomList():
                 rooms = self.inbox.parts(message.epoch, message.token).rooms
                 rooms.update((info.room, info) for info in message.rooms)
-                self.inbox.try_welcome(effects)
+                effects += self._try_welcome()
             case Welcome():
                 self.inbox.parts(message.epoch, message.token).welcome = message
-                self.inbox.try_welcome(effects)
+                effects += self._try_welcome()
             case SessionFrame() | RoomFrame() | LobbyFrame():
-                self.inbox.on_frame(message, effects)
+                effects += self._on_frame(message)
             case Ack():
-                self.acknowledged(message.cmid, message.entry_id, effects)
+                effects += self.acknowledged(message.cmid, message.entry_id)
             case OpError():
-                self._answered(message.cmid, OpFailed(message.cmid, message.reason), effects)
+                effects += self._answered(message.cmid, OpFailed(message.cmid, message.reason))[1]
             case ClientHeartbeat():
-                self._on_heartbeat(message, effects)
+                self._on_heartbeat(message)
             case LobbyBeat():
                 self._on_lobby_beat(message)
             case Resync():
                 if self.state is ClientState.SERVING:
-                    self._resume(effects, message.reason)
+                    effects += self._resume(message.reason)
                 elif self.state in (ClientState.REGISTERING, ClientState.RESUMING):
-                    self._welcomes.clear()  # any Welcome on its way predates the merge
-                    self._snapshots.clear()
-                    self._register(effects)
+                    self.inbox.forget_welcomes()  # any on its way predates the merge
+                    effects += self._register()
             case NameClash():
-                self._on_name_clash(message, effects)
+                effects += self._on_name_clash(message)
             case RoomsReply():
                 parts = self._directory.get(message.request_id)
                 if parts is not None:
@@ -442,17 +433,64 @@ class ClientNode:
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
         return effects
 
-    def acknowledged(self, cmid: int, entry_id: str, effects: list[Effect]) -> None:
+    def _try_welcome(self) -> list[Effect]:
+        registering = self.state in (ClientState.REGISTERING, ClientState.RESUMING)
+        msg, effects = self.inbox.try_welcome(registering)
+        if msg is not None:
+            effects += self._welcomed(msg)
+        return effects
+
+    def _welcomed(self, msg: Welcome) -> list[Effect]:
+        """The inbox applied a complete Welcome: serve, send what is pending, and apply
+        the frames that came before it."""
+        effects = self._become(ClientEvent.WELCOMED, f"leader {msg.leader_id} epoch {msg.epoch}")
+        self._next_beat = self._now
+        if not self.welcomed_once:
+            self.welcomed_once = True
+            effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
+        self._last_resend = self._now
+        for room in self.inbox.take_rejoins():
+            if room not in self.rooms:
+                rejoin_op = self.next_submit(JoinRoom(room), self._now + self.config.wall_offset)
+                self.pending[rejoin_op.cmid] = rejoin_op
+                self._automatic.add(rejoin_op.cmid)  # ours, not the user's: no Sent/OpFailed
+        for cmid in sorted(self.pending):
+            effects.append(Send(self.leader_addr, self.pending[cmid]))
+        for frame in self.inbox.take_early_frames():
+            if frame.epoch == self.epoch:
+                effects += self._on_frame(frame)
+        return effects
+
+    def _on_frame(self, frame: Frame) -> list[Effect]:
+        outcome, effects = self.inbox.on_frame(frame, self.state is ClientState.SERVING)
+        if outcome.beat_now:
+            # A beat now tells the leader we are in the group: it stops sending this
+            # room's frames over our session too (ClientStreams.joined).
+            self._next_beat = self._now
+        offline = outcome.offline
+        if offline is None:
+            return effects
+        if self._logging_out and offline.client_id == self.client_id:
+            effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
+        else:
+            # Not our logout: log in again; the Welcome says which rooms we are in.
+            effects += self._resume(f"the name {self.name} was logged out ({offline.reason})")
+        if offline.users_changed:
+            effects.append(self.inbox.users_changed())
+        return effects
+
+    def acknowledged(self, cmid: int, entry_id: str) -> list[Effect]:
         """Operation ``cmid`` is durable as ``entry_id``: by an Ack, or by our own room
         message coming back in the room's stream (the leader streams only what every live
         backup stores, so it sends no Ack for that: see PROTOCOL.md, acknowledgements)."""
-        submitted = self._answered(cmid, Sent(cmid, entry_id), effects)
+        submitted, effects = self._answered(cmid, Sent(cmid, entry_id))
         if submitted is not None and isinstance(submitted.op, Logout):
             # Durably logged out: done, whether or not our own UserOffline
             # frame reaches us (resuming now would log us back in).
-            self._become(ClientState.CLOSED, "logged-out", effects, "logged out")
+            effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
+        return effects
 
-    def _answered(self, cmid: int, event: Sent | OpFailed, effects: list[Effect]) -> Submit | None:
+    def _answered(self, cmid: int, event: Sent | OpFailed) -> tuple[Submit | None, list[Effect]]:
         """Settle pending operation ``cmid`` (None if it is not pending): the user hears
         ``event``, unless the operation was ours (a rejoin after a resume, say)."""
         submitted = self.pending.pop(cmid, None)
@@ -465,29 +503,27 @@ class ClientNode:
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
             else:
-                effects.append(Deliver(event))
-        return submitted
+                return submitted, [Deliver(event)]
+        return submitted, []
 
-    def _on_discover_reply(self, msg: DiscoverReply, effects: list[Effect]) -> None:
+    def _on_discover_reply(self, msg: DiscoverReply) -> list[Effect]:
         self.servers[msg.server_id] = msg.addr
         for info in msg.servers:
             self.servers[info.server_id] = info.addr
         if not msg.leader_id:
-            return
+            return []
         if msg.epoch < self.epoch:
             # Only an older leader answers: the newer one we followed is gone. Tell it the
             # epoch we know, so it leads on under a newer one we can accept.
             if self._now >= self._last_nudge + self.config.timing.client_leader_timeout:
                 self._last_nudge = self._now
                 self._nudged = (msg.leader_addr, msg.epoch, self.epoch)
-                effects.append(
-                    Send(
-                        msg.leader_addr, LeaderSuspect(self.client_id, self.config.addr, self.epoch)
-                    )
-                )
-            return
+                suspect = LeaderSuspect(self.client_id, self.config.addr, self.epoch)
+                return [Send(msg.leader_addr, suspect)]
+            return []
         if self.state is ClientState.DISCOVERING or msg.epoch > self.epoch:
-            self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, effects, msg.servers)
+            return self._switch_leader(msg.leader_id, msg.leader_addr, msg.epoch, msg.servers)
+        return []
 
     def _vouched(self, msg: LeaderAlive) -> bool:
         """An older leader we nudged answers for itself that it leads: follow it. Servers
@@ -505,28 +541,30 @@ class ClientNode:
             and self.epoch == nudged[2]
         )
 
-    def _on_heartbeat(self, msg: ClientHeartbeat, effects: list[Effect]) -> None:
-        if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:
+    def _on_heartbeat(self, msg: ClientHeartbeat) -> None:
+        holdback = self.inbox.holdback
+        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
             return
         self._leader_heard = self._now
         heads = {touch.name: touch.gsn for touch in msg.room_heads}
-        if self._hold.behind(msg.session_head, heads) and self._hold.stalled_since is None:
-            self._hold.stalled_since = self._now
+        if holdback.behind(msg.session_head, heads) and holdback.stalled_since is None:
+            holdback.stalled_since = self._now
 
     def _on_lobby_beat(self, msg: LobbyBeat) -> None:
-        if msg.epoch != self.epoch or self._hold is None or self.state is not ClientState.SERVING:
+        holdback = self.inbox.holdback
+        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
             return
         self._leader_heard = self._now
         if (
             self.config.lobby
-            and self._hold.behind(0, {LOBBY: msg.lobby_head})
-            and self._hold.stalled_since is None
+            and holdback.behind(0, {LOBBY: msg.lobby_head})
+            and holdback.stalled_since is None
         ):
-            self._hold.stalled_since = self._now
+            holdback.stalled_since = self._now
 
-    def _on_name_clash(self, msg: NameClash, effects: list[Effect]) -> None:
+    def _on_name_clash(self, msg: NameClash) -> list[Effect]:
         if msg.name != self.name:
-            return
+            return []
         taken = set(self.users)
         for suffix in range(2, 1000):
             candidate = f"{self.name[: 32 - len(str(suffix)) - 1]}_{suffix}"
@@ -534,7 +572,8 @@ class ClientNode:
                 break
         old, self.name = self.name, candidate
         # The rooms joined under the old name went with it: join them again as the new name.
-        self._rejoin = sorted(set(self._rejoin) | set(self.rooms))
-        effects.append(Deliver(Renamed(old, candidate, msg.reason)))
+        self.inbox.rooms_to_rejoin = sorted(set(self.inbox.rooms_to_rejoin) | set(self.rooms))
+        effects: list[Effect] = [Deliver(Renamed(old, candidate, msg.reason))]
         self.welcomed_once = True
-        self._resume(effects, "name clash")
+        effects += self._resume("name clash")
+        return effects

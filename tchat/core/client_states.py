@@ -1,4 +1,5 @@
-"""Client connection states and their legal transitions."""
+"""Client connection states, the events that move them, and the one (state, event) -> state
+table that ClientNode._become follows."""
 
 from __future__ import annotations
 
@@ -14,43 +15,44 @@ class ClientState(Enum):
     CLOSED = "closed"  # logged out
 
 
-_TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
-    ClientState.DISCOVERING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.REGISTERING,
-            ClientState.RESUMING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.REGISTERING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.REGISTERING,
-            ClientState.SERVING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.SERVING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.RESUMING,
-            ClientState.SERVING,
-            ClientState.CLOSED,
-            ClientState.FAILED,
-        }
-    ),
-    ClientState.RESUMING: frozenset(
-        {
-            ClientState.DISCOVERING,
-            ClientState.RESUMING,
-            ClientState.SERVING,
-            ClientState.FAILED,
-            ClientState.CLOSED,
-        }
-    ),
-    ClientState.FAILED: frozenset({ClientState.CLOSED}),
-    ClientState.CLOSED: frozenset(),
+class ClientEvent(Enum):
+    """What moves a client from one state to another (the value names it in errors)."""
+
+    INVALID_NAME = "start"  # our own name is not one a server accepts
+    REJECTED = "rejected"  # a server refused us for good
+    LEADER = "leader"  # a leader learned before any Welcome: log in
+    LEADER_AGAIN = "leader-again"  # a leader learned after a Welcome: resume with our cursor
+    WELCOMED = "welcome"  # a complete Welcome: the stream flows
+    RESUME = "resume"  # a gap, a Resync, our name dropped or renamed: register again
+    SUSPECT = "suspect"  # the leader went silent or does not answer: discover again
+    LOGGED_OUT = "logged-out"  # our Logout is durable
+
+
+_S = ClientState
+_E = ClientEvent
+_LIVE = (_S.DISCOVERING, _S.REGISTERING, _S.SERVING, _S.RESUMING)
+
+# Every legal move; a (state, event) pair not here raises IllegalTransition.
+TRANSITIONS: dict[tuple[ClientState, ClientEvent], ClientState] = {
+    **{(state, _E.INVALID_NAME): _S.FAILED for state in _LIVE},
+    **{(state, _E.REJECTED): _S.FAILED for state in _LIVE},
+    (_S.DISCOVERING, _E.LEADER): _S.REGISTERING,
+    (_S.REGISTERING, _E.LEADER): _S.REGISTERING,
+    (_S.DISCOVERING, _E.LEADER_AGAIN): _S.RESUMING,
+    (_S.SERVING, _E.LEADER_AGAIN): _S.RESUMING,
+    (_S.RESUMING, _E.LEADER_AGAIN): _S.RESUMING,
+    (_S.REGISTERING, _E.WELCOMED): _S.SERVING,
+    (_S.RESUMING, _E.WELCOMED): _S.SERVING,
+    (_S.SERVING, _E.WELCOMED): _S.SERVING,
+    # Not from REGISTERING: that was never legal (the table the fingerprints pin).
+    (_S.DISCOVERING, _E.RESUME): _S.RESUMING,
+    (_S.SERVING, _E.RESUME): _S.RESUMING,
+    (_S.RESUMING, _E.RESUME): _S.RESUMING,
+    **{(state, _E.SUSPECT): _S.DISCOVERING for state in _LIVE},
+    **{(state, _E.LOGGED_OUT): _S.CLOSED for state in (*_LIVE, _S.FAILED)},
 }
+
+
+def next_state(state: ClientState, event: ClientEvent) -> ClientState | None:
+    """Where ``event`` takes a client in ``state``; None if it is illegal there."""
+    return TRANSITIONS.get((state, event))

@@ -29,7 +29,7 @@ class HoldBack:
         self.session_end = start
         self.room_end: dict[str, int] = {info.room: info.head for info in rooms}
         self._pending: dict[int, Frame] = {}
-        self._order: list[int] = []  # heap of held gsns (may hold ones already gone)
+        self._order: list[int] = []  # heap of held gsns (may list ones already gone)
         self.stalled_since: float | None = None
 
     def offer(self, frame: Frame) -> bool:
@@ -115,7 +115,7 @@ class HoldBack:
         return need <= self.last
 
     def behind(self, session_head: int, room_heads: dict[str, int]) -> bool:
-        """True if the leader has sent us frames we have neither delivered nor hold."""
+        """True if the leader has sent us frames we have neither delivered nor hold back."""
         held = set(self._pending)
         if session_head > self.session_end and session_head not in held:
             return True

@@ -1,14 +1,18 @@
 """A client's inbox: completing a Welcome, then applying its stream in delivery order to
-the users, rooms and clock it shows, and delivering chat exactly once."""
+the users, rooms and clock it shows, and delivering chat exactly once.
+
+The inbox owns what only it needs (the welcome attempts, the hold-back queue, the frames
+that came before their Welcome, the rooms to join again) and changes the node's phase
+never: a step that ends the stream returns an outcome (OwnNameOffline) for the node."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
-from tchat.core.client_states import ClientState
+from tchat.core.config import ClientConfig
 from tchat.core.delivery import Frame, HoldBack
 from tchat.core.effects import (
     ChatDelivered,
@@ -17,32 +21,52 @@ from tchat.core.effects import (
     JoinGroup,
     LeaveGroup,
     MembersChanged,
-    Ready,
     RoomEntered,
     RoomExited,
-    Send,
     UsersChanged,
 )
 from tchat.core.messages import (
     Chat,
     Entry,
     Epoch,
-    JoinRoom,
     LobbyFrame,
+    Origin,
     RoomFrame,
     RoomInfo,
     RoomJoined,
     RoomLeft,
     SessionFrame,
+    Submit,
     UserInfo,
     UserOffline,
     UserOnline,
     UserStatus,
     Welcome,
 )
+from tchat.core.vclock import VectorClock
 
-if TYPE_CHECKING:
-    from tchat.core.client import ClientNode
+
+class InboxHost(Protocol):
+    """What the inbox reads and writes of its node (a ClientNode): what the node shows and
+    the session's identity. The inbox never imports the node."""
+
+    config: ClientConfig
+    name: str
+    client_id: str
+    epoch: Epoch
+    leader_id: int
+    leader_addr: str
+    servers: dict[int, str]
+    users: dict[str, UserInfo]
+    rooms: dict[str, RoomInfo]
+    clock: VectorClock
+    lobby_group: str
+    pending: dict[int, Submit]
+
+    @property
+    def now(self) -> float: ...
+
+    def acknowledged(self, cmid: int, entry_id: str) -> list[Effect]: ...
 
 
 T = TypeVar("T")
@@ -63,6 +87,25 @@ def _slot(table: dict[tuple[Epoch, int], T], key: tuple[Epoch, int], new: Callab
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class OwnNameOffline:
+    """Our own name went offline in the lobby stream: the stream ends here, and the node
+    closes (our logout) or resumes (anything else). ``users_changed``: the frame changed
+    the user list before that entry; the node reports it after acting."""
+
+    client_id: str
+    reason: str
+    users_changed: bool
+
+
+@dataclass(slots=True)
+class FrameOutcome:
+    """What applying frames asks of the node."""
+
+    beat_now: bool = False  # we joined a room: a beat tells the leader we hear its group
+    offline: OwnNameOffline | None = None
+
+
 @dataclass(slots=True)
 class WelcomeParts:
     # keyed, so that a duplicated chunk does not throw the counts off
@@ -74,45 +117,85 @@ class WelcomeParts:
 class Inbox:
     """What a ClientNode does with what the leader streams to it."""
 
-    def __init__(self, node: ClientNode) -> None:
+    def __init__(self, node: InboxHost) -> None:
         self.node = node
+        # Origins of the chat delivered lately, in two generations that each last
+        # ORIGIN_MEMORY: the older one is dropped whole (no per-entry expiry to pay for).
+        self.recent_origins: set[Origin] = set()
+        self.older_origins: set[Origin] = set()
+        self.origins_turn = ORIGIN_MEMORY  # when the current generation becomes the older
+        self.welcomes: dict[tuple[Epoch, int], WelcomeParts] = {}
+        self.snapshots: dict[tuple[Epoch, int], dict[str, UserInfo]] = {}  # UserList chunks
+        # The first Register of the current (re)registration: a Welcome answering an older
+        # one (say, sent before a Resync) describes a stream the leader has replaced.
+        self.welcome_from = 1
+        # The hold-back queue of the stream we follow; None until welcomed, and again
+        # from the moment the stream ends (a resume, a suspicion, our logout).
+        self.holdback: HoldBack | None = None
+        self.early_frames: list[Frame] = []  # frames of the epoch before its Welcome
+        self.rooms_to_rejoin: list[str] = []  # rooms to join again once welcomed
+        self.wanted_rooms: set[str] = set()  # rooms we joined and did not leave
 
     def parts(self, epoch: Epoch, token: int) -> WelcomeParts:
         """The Replay and RoomList chunks and Welcome of one welcome attempt received so far."""
-        return _slot(self.node._welcomes, (epoch, token), WelcomeParts)
+        return _slot(self.welcomes, (epoch, token), WelcomeParts)
 
     def snapshot(self, epoch: Epoch, snapshot: int) -> dict[str, UserInfo]:
         """The users of one UserList snapshot received so far (keyed: duplicates are free)."""
-        return _slot(self.node._snapshots, (epoch, snapshot), dict)
+        return _slot(self.snapshots, (epoch, snapshot), dict)
 
-    def try_welcome(self, effects: list[Effect]) -> None:
+    def forget_welcomes(self) -> None:
+        """Drop every welcome attempt received so far (any on its way is stale)."""
+        self.welcomes.clear()
+        self.snapshots.clear()
+
+    def end_stream(self, first_register: int) -> None:
+        """We (re)register: no stream until a Welcome that answers a Register numbered
+        ``first_register`` or later."""
+        self.holdback = None
+        self.early_frames = []
+        self.welcome_from = first_register
+
+    def take_rejoins(self) -> list[str]:
+        rejoin, self.rooms_to_rejoin = self.rooms_to_rejoin, []
+        return rejoin
+
+    def take_early_frames(self) -> list[Frame]:
+        early, self.early_frames = self.early_frames, []
+        return early
+
+    def try_welcome(self, registering: bool) -> tuple[Welcome | None, list[Effect]]:
         """Complete a Welcome once all its UserList, Replay and RoomList chunks are here
-        (any order)."""
+        (any order), and apply it if we are ``registering``: the Welcome applied (the node
+        then starts serving) or None, and the effects in order."""
         node = self.node
-        for key in sorted(node._welcomes):
-            parts = node._welcomes[key]
+        for key in sorted(self.welcomes):
+            parts = self.welcomes[key]
             msg = parts.welcome
-            if msg is None or msg.epoch < node.epoch or msg.attempt < node._welcome_from:
+            if msg is None or msg.epoch < node.epoch or msg.attempt < self.welcome_from:
                 continue
-            users = node._snapshots.get((msg.epoch, msg.snapshot), {})
+            users = self.snapshots.get((msg.epoch, msg.snapshot), {})
             if (
                 len(users) != msg.user_count
                 or len(parts.entries) != msg.replay_count
                 or len(parts.rooms) != msg.room_count
             ):
                 continue
-            node._welcomes.clear()
-            node._snapshots.clear()
-            if node.state not in (ClientState.REGISTERING, ClientState.RESUMING):
-                return
+            self.forget_welcomes()
+            if not registering:
+                return None, []
+            effects: list[Effect] = []
             for entry in sorted(parts.entries.values(), key=lambda e: e.key):
-                self.deliver_chat(entry, effects)
+                effects += self.deliver_chat(entry)
             if parts.rooms:
                 msg = dataclasses.replace(msg, rooms=(*msg.rooms, *parts.rooms.values()))
-            self.on_welcome(msg, list(users.values()), effects)
-            return
+            effects += self.on_welcome(msg, list(users.values()))
+            return msg, effects
+        return None, []
 
-    def on_welcome(self, msg: Welcome, users: list[UserInfo], effects: list[Effect]) -> None:
+    def on_welcome(self, msg: Welcome, users: list[UserInfo]) -> list[Effect]:
+        """The users, rooms and groups a complete Welcome shows, and a new hold-back queue
+        from its gsn."""
         node = self.node
         node.epoch = msg.epoch
         node.leader_id = msg.leader_id
@@ -120,17 +203,17 @@ class Inbox:
         for server in msg.servers:
             node.servers[server.server_id] = server.addr
         node.users = {u.name: u for u in users}
-        self.users_changed(effects)
+        effects: list[Effect] = [self.users_changed()]
         old_rooms = node.rooms
         node.rooms = {info.room: info for info in msg.rooms}
         for room in sorted(old_rooms):
             if room in node.rooms:
                 continue
             effects.append(LeaveGroup(old_rooms[room].group))
-            if room in node._wanted_rooms:
+            if room in self.wanted_rooms:
                 # We never left it: the servers dropped us (a partition outlasted the client
                 # timeout on the other side). Join again instead of reporting a leave.
-                node._rejoin = sorted({*node._rejoin, room})
+                self.rooms_to_rejoin = sorted({*self.rooms_to_rejoin, room})
             else:
                 effects.append(Deliver(RoomExited(room)))
         for room in sorted(node.rooms):
@@ -150,89 +233,88 @@ class Inbox:
                 effects.append(LeaveGroup(node.lobby_group))
             node.lobby_group = msg.lobby.group
             effects.append(JoinGroup(msg.lobby.group))
-        node._hold = HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby))
-        node._become(
-            ClientState.SERVING, "welcome", effects, f"leader {msg.leader_id} epoch {msg.epoch}"
-        )
-        node._next_beat = node._now
-        if not node.welcomed_once:
-            node.welcomed_once = True
-            effects.append(Deliver(Ready(node.name, msg.leader_id, msg.leader_addr, msg.epoch)))
-        node._last_resend = node._now
-        rejoin, node._rejoin = node._rejoin, []
-        for room in rejoin:
-            if room not in node.rooms:
-                rejoin_op = node.next_submit(JoinRoom(room), node._now + node.config.wall_offset)
-                node.pending[rejoin_op.cmid] = rejoin_op
-                node._automatic.add(rejoin_op.cmid)  # ours, not the user's: no Sent/OpFailed
-        for cmid in sorted(node.pending):
-            effects.append(Send(node.leader_addr, node.pending[cmid]))
-        early, node._early = node._early, []
-        for frame in early:
-            if frame.epoch == node.epoch:
-                self.on_frame(frame, effects)
+        self.holdback = HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby))
+        return effects
 
-    def on_frame(self, frame: Frame, effects: list[Effect]) -> None:
+    def on_frame(self, frame: Frame, serving: bool) -> tuple[FrameOutcome, list[Effect]]:
+        """Offer a frame to the hold-back queue and apply what it releases in order
+        (a frame that comes before its Welcome waits for it, unless we are ``serving``)."""
         node = self.node
+        outcome = FrameOutcome()
+        effects: list[Effect] = []
         if isinstance(frame, LobbyFrame) and not node.config.lobby:
-            return  # we hear the lobby group for its beats only
-        hold = node._hold
-        if hold is None or node.state is not ClientState.SERVING or frame.epoch != node.epoch:
-            if frame.epoch >= node.epoch and len(node._early) < 10_000:
-                node._early.append(frame)
-            return
-        if not hold.offer(frame):
-            return
+            return outcome, effects  # we hear the lobby group for its beats only
+        holdback = self.holdback
+        if holdback is None or not serving or frame.epoch != node.epoch:
+            if frame.epoch >= node.epoch and len(self.early_frames) < 10_000:
+                self.early_frames.append(frame)
+            return outcome, effects
+        if not holdback.offer(frame):
+            return outcome, effects
         while True:
-            ready = hold.next_ready(node._now)
+            ready = holdback.next_ready(node.now)
             if ready is None:
-                return
-            self.apply_frame(ready, effects)
-            if node._hold is not hold:
-                return
+                return outcome, effects
+            outcome.offline, applied = self.apply_frame(ready, outcome)
+            effects += applied
+            if outcome.offline is not None:
+                # Nothing after our name's logout is ours: the rest of this frame (the
+                # name logging in elsewhere, and out again) must not be applied.
+                self.holdback = None
+                return outcome, effects
 
-    def apply_frame(self, frame: Frame, effects: list[Effect]) -> None:
+    def apply_frame(
+        self, frame: Frame, outcome: FrameOutcome
+    ) -> tuple[OwnNameOffline | None, list[Effect]]:
+        """Apply one frame the queue released: its effects in order, and our own name's
+        logout if the frame holds it (the entries after it are not applied)."""
         node = self.node
+        effects: list[Effect] = []
         if isinstance(frame, LobbyFrame):
-            hold = node._hold
             changed = False
             for entry in frame.entries:
                 node.clock = node.clock.merge(entry.clock)
-                changed = self.apply_user_change(entry, effects) or changed
-                if node._hold is not hold:  # our own logout: we resume or close
-                    break
+                body = entry.body
+                if type(body) is UserOffline and body.name == node.name:
+                    # Our name went offline: our logout, or the leader stopped hearing us
+                    # (a one-way link), or the log merged another session's logout of
+                    # this name (which takes the name's rooms along). The node decides.
+                    return OwnNameOffline(body.client_id, body.reason, changed), effects
+                user_changed, applied = self.apply_user_change(entry)
+                changed = user_changed or changed
+                effects += applied
             if changed:  # one event per frame: a login storm is not a storm of redraws
-                self.users_changed(effects)
-            return
+                effects.append(self.users_changed())
+            return None, effects
         if isinstance(frame, RoomFrame):
             # A run of room messages committed back to back, delivered in its order.
             for entry in frame.entries:
                 if type(entry.body) is Chat:
-                    self.deliver_chat(entry, effects)
+                    effects += self.deliver_chat(entry)
                 else:  # a leader only batches chat; anything else is applied as it comes
-                    self.apply_entry(frame, entry, effects)
-            return
-        self.apply_entry(frame, frame.entry, effects)
+                    effects += self.apply_entry(frame, entry, outcome)
+            return None, effects
+        return None, self.apply_entry(frame, frame.entry, outcome)
 
-    def apply_entry(self, frame: Frame, entry: Entry, effects: list[Effect]) -> None:
-        """One entry of a session or room frame."""
+    def apply_entry(self, frame: Frame, entry: Entry, outcome: FrameOutcome) -> list[Effect]:
+        """One entry of a session or room frame: its effects in order."""
         node = self.node
         body = entry.body
         if type(body) is Chat:
-            self.deliver_chat(entry, effects)
-            return
+            return self.deliver_chat(entry)
+        effects: list[Effect] = []
         node.clock = node.clock.merge(entry.clock)
         match body:
             case RoomJoined(room=room, name=name):
                 if name == node.name and isinstance(frame, SessionFrame) and frame.room:
                     node.rooms[room] = frame.room
-                    assert node._hold is not None
-                    node._hold.join(frame.room)
+                    assert self.holdback is not None
+                    self.holdback.join(frame.room)
                     effects.append(JoinGroup(frame.room.group))
                     effects.append(Deliver(RoomEntered(frame.room)))
                     # A beat now tells the leader we are in the group: it stops sending
                     # this room's frames over our session too (ClientStreams.joined).
-                    node._next_beat = node._now
+                    outcome.beat_now = True
                 elif room in node.rooms:
                     info = node.rooms[room]
                     members = tuple(sorted({*info.members, name}))
@@ -241,63 +323,53 @@ class Inbox:
             case RoomLeft(room=room, name=name):
                 known = node.rooms.get(room)
                 if known is None:
-                    return
+                    return effects
                 info = known
                 if name == node.name:
                     del node.rooms[room]
-                    assert node._hold is not None
-                    node._hold.leave(room)
+                    assert self.holdback is not None
+                    self.holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
                     effects.append(Deliver(RoomExited(room)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                     effects.append(Deliver(MembersChanged(room, members)))
+        return effects
 
-    def apply_user_change(self, entry: Entry, effects: list[Effect]) -> bool:
-        """One lobby entry; True if the user list changed (the caller says so once)."""
+    def apply_user_change(self, entry: Entry) -> tuple[bool, list[Effect]]:
+        """One lobby entry, not our own name's logout: True if the user list changed (the
+        caller says so once), and the effects in order."""
         node = self.node
         match entry.body:
             case UserOnline(name=name, addr=addr):
                 node.users[name] = UserInfo(name, addr, "online", entry.ts)
-                return True
-            case UserOffline(name=name, client_id=client_id, reason=reason):
-                if name == node.name:
-                    if node._logging_out and client_id == node.client_id:
-                        node._become(ClientState.CLOSED, "logged-out", effects, "logged out")
-                        # Nothing after our logout is ours: the rest of this frame (the name
-                        # logging in elsewhere, and out again) must not make us resume.
-                        node._hold = None
-                    else:
-                        # Our name went offline: the leader stopped hearing us (a one-way
-                        # link), or the log merged another session's logout of this name
-                        # (which takes the name's rooms along). Log in again; the Welcome
-                        # says which rooms we are in.
-                        node._resume(effects, f"the name {name} was logged out ({reason})")
-                    return False
+                return True, []
+            case UserOffline(name=name):
                 node.users.pop(name, None)
+                effects: list[Effect] = []
                 for room in sorted(node.rooms):  # a user who leaves leaves every room
                     info = node.rooms[room]
                     if name in info.members:
                         members = tuple(m for m in info.members if m != name)
                         node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                         effects.append(Deliver(MembersChanged(room, members)))
-                return True
+                return True, effects
             case UserStatus(name=name, away=away):
                 user = node.users.get(name)
                 if user is not None:
                     node.users[name] = UserInfo(
                         name, user.addr, "away" if away else "online", entry.ts
                     )
-                    return True
-        return False
+                    return True, []
+        return False, []
 
-    def users_changed(self, effects: list[Effect]) -> None:
+    def users_changed(self) -> Effect:
         # Unsorted: with 10,000 users sorting per frame would cost more than the frame.
-        effects.append(Deliver(UsersChanged(tuple(self.node.users.values()))))
+        return Deliver(UsersChanged(tuple(self.node.users.values())))
 
-    def deliver_chat(self, entry: Entry, effects: list[Effect]) -> None:
-        """Deliver a chat entry unless it was delivered before.
+    def deliver_chat(self, entry: Entry) -> list[Effect]:
+        """Deliver a chat entry unless it was delivered before: its effects in order.
 
         The clock is the merge of every entry this node applied, and entries come in an
         order that extends happened-before (gsn order within an epoch; a catch-up only
@@ -315,17 +387,19 @@ class Inbox:
         node = self.node
         dot = entry.dot
         if node.clock.get(dot.server) >= dot.counter:
-            return
+            return []
         node.clock = node.clock.merge(entry.clock)
         origin = entry.origin
+        effects: list[Effect] = []
         if origin is not None:
-            if node._now >= node.origins_turn:
-                node.older_origins = node.recent_origins
-                node.recent_origins = set()
-                node.origins_turn = node._now + ORIGIN_MEMORY
-            if origin in node.recent_origins or origin in node.older_origins:
-                return
-            node.recent_origins.add(origin)
+            if node.now >= self.origins_turn:
+                self.older_origins = self.recent_origins
+                self.recent_origins = set()
+                self.origins_turn = node.now + ORIGIN_MEMORY
+            if origin in self.recent_origins or origin in self.older_origins:
+                return effects
+            self.recent_origins.add(origin)
             if origin.client_id == node.client_id and origin.cmid in node.pending:
-                node.acknowledged(origin.cmid, entry.id, effects)
+                effects = node.acknowledged(origin.cmid, entry.id)
         effects.append(Deliver(ChatDelivered(entry)))
+        return effects

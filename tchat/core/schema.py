@@ -101,7 +101,7 @@ def _clock_decoder(where: str) -> Decoder:
         # decoded per entry of every frame; it was a fifth of a backup's profile).
         if 0 in value.values():
             value = {key: count for key, count in value.items() if count}
-        return VectorClock._trusted(value)
+        return VectorClock.trusted(value)
 
     return decode_clock
 

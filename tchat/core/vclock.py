@@ -37,13 +37,15 @@ class VectorClock:
         self._total = sum(cleaned.values())
 
     @classmethod
-    def _trusted(cls, entries: dict[int, int]) -> VectorClock:
-        """Wrap a dict already known to hold only positive counters (no copy, no checks)."""
-        clock = cls.__new__(cls)
-        clock._entries = entries
-        clock._hash = None
-        clock._total = sum(entries.values())
-        return clock
+    def trusted(cls, entries: dict[int, int]) -> VectorClock:
+        """Wrap a dict already known to hold only positive counters (no copy, no checks):
+        the caller gives the dict up (the clock is immutable only if nobody else writes it)."""
+        # Named self: this is the other constructor, it fills the new instance's slots.
+        self = cls.__new__(cls)
+        self._entries = entries
+        self._hash = None
+        self._total = sum(entries.values())
+        return self
 
     # -- reading -------------------------------------------------------------
     def __getitem__(self, server_id: int) -> int:
@@ -81,7 +83,7 @@ class VectorClock:
     def increment(self, server_id: int) -> VectorClock:
         entries = dict(self._entries)
         entries[server_id] = entries.get(server_id, 0) + 1
-        return VectorClock._trusted(entries)
+        return VectorClock.trusted(entries)
 
     def merge(self, other: VectorClock) -> VectorClock:
         if other is self or not other._entries:
@@ -97,13 +99,13 @@ class VectorClock:
                 entries[key] = value
         if entries is None:
             return self
-        return VectorClock._trusted(entries)
+        return VectorClock.trusted(entries)
 
     def meet(self, other: VectorClock) -> VectorClock:
         """Pointwise minimum: what both clocks cover."""
         theirs = other._entries
         entries = {k: min(v, theirs[k]) for k, v in self._entries.items() if k in theirs}
-        return VectorClock._trusted(entries)
+        return VectorClock.trusted(entries)
 
     # -- comparing -----------------------------------------------------------
     def __le__(self, other: object) -> bool:

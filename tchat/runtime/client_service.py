@@ -175,7 +175,7 @@ class ClientService:
         self.transport = self.groups = self.driver = None
         self.node = None
         timing = self.options.timing
-        # The old session holds our name at the leader until its client timeout: a new
+        # The old session keeps our name at the leader until its client timeout: a new
         # login before that would be refused as a taken name.
         await asyncio.sleep(timing.client_timeout + 2 * timing.client_heartbeat_interval)
         if self._stopping:

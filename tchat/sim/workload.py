@@ -159,8 +159,7 @@ class Workload:
             return
         world = self.world
         _, effects = node.request_history(self.rng.choice(rooms), None, None, 20, world.now)
-        world._apply(client, effects)  # type: ignore[arg-type]
-        world._schedule_timer(client)  # type: ignore[arg-type]
+        world.carry_out(client, effects)  # type: ignore[arg-type]
 
     # -- bursts of maximum-size messages (WorkloadConfig.bursts) -----------------------
     def big_text(self) -> str:

@@ -411,6 +411,12 @@ class World:
         else:
             self._schedule_timer(slot)
 
+    def carry_out(self, slot: Slot, effects: list[Effect]) -> None:
+        """Carry out the effects of a step a driver took on ``slot``'s node (the workload's
+        history requests), then wake the node by its new deadline."""
+        self._apply(slot, effects)
+        self._schedule_timer(slot)
+
     def _schedule_timer(self, slot: Slot) -> None:
         deadline = slot.node.next_deadline()
         if deadline is None or deadline >= slot.timer_at:

@@ -451,7 +451,7 @@ class ClientScreen(Screen[None]):
         if composer is not None:
             event.stop()
             composer.focus()
-            await composer._on_paste(events.Paste(event.text))
+            await composer.paste(event.text)
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         # The composer already cleared itself and kept the line in its history, at Enter.

@@ -125,6 +125,11 @@ class Composer(TextArea):
             return
         await super()._on_key(event)
 
+    async def paste(self, text: str) -> None:
+        """Paste ``text`` as if the terminal had pasted it here (a paste the screen caught
+        while the composer lacked focus)."""
+        await self._on_paste(events.Paste(text))
+
     async def _on_paste(self, event: events.Paste) -> None:
         """A paste keeps its lines (terminals send CR or CRLF between them)."""
         event.stop()
