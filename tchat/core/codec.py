@@ -66,7 +66,8 @@ def _to_msgpack(obj: Any) -> Any:
 
 def _pack(obj: Any) -> bytes:
     try:
-        return msgpack.packb(obj, default=_to_msgpack, use_bin_type=True)
+        packed: bytes = msgpack.packb(obj, default=_to_msgpack, use_bin_type=True)
+        return packed
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {exc}") from exc
 
@@ -226,11 +227,12 @@ def decode(
         body = data[HEADER_SIZE:]
     cut = _CUT.get(body[1]) if len(body) > 1 else None
     unpacked = None if cut is None else _unpack_cut(bytes(body), *cut)
+    message: Message
     if unpacked is None:
         message = decode_message(_unpack(body))
     else:
         message = decode_message(unpacked[0])
-        for entry, data in zip(message.entries, unpacked[1], strict=True):  # type: ignore[attr-defined]
+        for entry, data in zip(message.entries, unpacked[1], strict=True):  # type: ignore[attr-defined,unused-ignore]
             _remember(entry, data)
     if key is not None and not signed and message.from_server:
         raise BadSignature(f"unsigned {type(message).__name__} while a cluster key is set")
