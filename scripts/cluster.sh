@@ -353,10 +353,10 @@ cmd_start() {
     fi
     CLIENT_MODE=headless
     if [ "$HEADLESS" = 0 ]; then # also with no clients: `client NAME` may add some
-        if "$PY" -c 'import tchat.ui.app as a; assert callable(a.run_client)' 2>/dev/null; then
+        if "$PY" -c 'import textual, tchat.ui.app as a; assert callable(a.run_app)' 2>/dev/null; then
             CLIENT_MODE=tui
         else
-            echo "Note: the Textual UI (tchat.ui.app.run_client) is not available here;" \
+            echo "Note: the Textual UI (tchat.ui.app) is not available here;" \
                 "clients run headless (tchat --headless)."
         fi
     fi

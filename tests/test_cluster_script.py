@@ -387,6 +387,9 @@ def test_layout_at_100x30_client_restart_and_stop_attached(cluster: Cluster) -> 
         "--detach", "--servers", "2", "--clients", "2", "--discovery-port", str(cluster.port)
     )
     assert started.returncode == 0, started.stderr
+    # The clients are the Textual app, not the headless fallback (a renamed entry point
+    # once turned every demo client headless without a word in any test).
+    assert "clients run headless" not in started.stdout, started.stdout
     cluster.wait_status(lambda s: len(answered(s)) == 2 and bool(s["leader"]), "a leader")
     terminal = Terminal(cluster.session, size=(100, 30))
     try:
