@@ -413,20 +413,8 @@ class ClientDesk:
             case SetAway(away=away):
                 return UserStatus(name, away), ""
             case Logout():
-                return UserOffline(name, session.client_id, "logout", self.cursor(session)), ""
+                return UserOffline(name, session.client_id, "logout", session.cursor()), ""
         return None, "unknown operation"
-
-    def cursor(self, session: Session) -> VectorClock:
-        """``session``'s cursor as its UserOffline records it. What the client reported
-        merges every clock it sent, each of up to MAX_SERVERS ids of its choosing, so it
-        may name thousands (a 92 KB entry no batch could carry stalled every commit); past
-        MAX_SERVERS only the ids of the log's servers are kept: nothing the log holds,
-        which is all a next login resumes from, carries another."""
-        cursor = session.cursor()
-        if len(cursor) <= MAX_SERVERS:
-            return cursor
-        known = self.lead.node.log.clock
-        return VectorClock({server: count for server, count in cursor.items() if known.get(server)})
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
         """Refuse a join past the limits. ``state`` includes the pending entries too, so two
@@ -498,7 +486,7 @@ class ClientDesk:
                 for p in lead.pending
             ):
                 _, persist = lead.sequence(
-                    UserOffline(name, record.client_id, reason, self.cursor(session)), now
+                    UserOffline(name, record.client_id, reason, session.cursor()), now
                 )
                 effects.extend(persist)
                 effects.append(
