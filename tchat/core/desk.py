@@ -280,7 +280,8 @@ class ClientDesk:
         origin = Origin(msg.client_id, msg.cmid)
         if len(msg.clock) > MAX_SERVERS:  # before it counts anywhere (it would be carried)
             return self._refuse(origin, _clock_problem(len(msg.clock)), msg, addr)
-        session.reported_clock = session.reported_clock.merge(self.known_part(msg.clock))
+        known = self.known_part(msg.clock)  # what of its clock our log can vouch for
+        session.reported_clock = session.reported_clock.merge(known)
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
             pending = lead.pending_dots.get(existing.dot)
@@ -293,7 +294,7 @@ class ClientDesk:
         problem = self.refused.get(origin, "")
         body = None
         if not problem:
-            body, problem = self.validate(session, msg)
+            body, problem = self.validate(session, msg, known)
         if body is None:
             return self._refuse(origin, problem, msg, addr)
         if not msg.clock <= node.log.clock and now < first_seen + self.defer_limit():
@@ -380,7 +381,10 @@ class ClientDesk:
             effects.extend(self.on_submit(msg, addr, now, first_seen))
         return effects
 
-    def validate(self, session: Session, msg: Submit) -> tuple[EntryBody | None, str]:
+    def validate(
+        self, session: Session, msg: Submit, known: VectorClock
+    ) -> tuple[EntryBody | None, str]:
+        """The entry ``msg`` asks for, or why not; ``known`` is ``known_part(msg.clock)``."""
         lead = self.lead
         state = lead.node.state
         name = session.name
@@ -398,7 +402,7 @@ class ClientDesk:
                     return None, f"you are not in room {room!r}: /join it first"
                 if to is not None and to not in state.accounts:
                     return None, f"no user named {to!r}"
-                return Chat(name, room, to, text, action, self.known_part(msg.clock)), ""
+                return Chat(name, room, to, text, action, known), ""
             case JoinRoom(room=room):
                 problem = room_problem(room)
                 if problem:
