@@ -103,3 +103,22 @@ def test_items_are_sorted_and_zeros_are_dropped(a: VectorClock) -> None:
 def test_negative_entries_are_refused() -> None:
     with pytest.raises(ValueError):
         VectorClock({1: -1})
+
+
+@SETTINGS
+@given(clocks, clocks)
+def test_meet_is_the_pointwise_minimum(a: VectorClock, b: VectorClock) -> None:
+    servers = {k for k, _ in a.items()} | {k for k, _ in b.items()}
+    assert a.meet(b) == VectorClock({k: min(a[k], b[k]) for k in servers})
+    assert a.meet(b) <= a and a.meet(b) <= b
+    if a <= b:  # the fast path hands back the clock itself, which is its own meet
+        assert a.meet(b) is a
+
+
+wide = st.dictionaries(st.integers(0, 2**54), st.integers(0, 2**54), max_size=4).map(VectorClock)
+
+
+@SETTINGS
+@given(wide, st.integers(0, 2**54))
+def test_within_agrees_with_highest(a: VectorClock, bound: int) -> None:
+    assert a.within(bound) == (a.highest() <= bound)

@@ -74,6 +74,17 @@ class VectorClock:
             return 0
         return max(max(entries), max(entries.values()))
 
+    def within(self, bound: int) -> bool:
+        """Whether every server ID and counter is at most ``bound``: ``highest() <= bound``,
+        answered from the cached sum when it can be (counters are never negative, so each
+        is at most the sum), which spares a pass over the counters on every stored entry."""
+        entries = self._entries
+        if not entries:
+            return True
+        if self._total <= bound:
+            return max(entries) <= bound
+        return max(max(entries), max(entries.values())) <= bound
+
     @property
     def total(self) -> int:
         """Sum of all entries: grows strictly along happened-before (a Lamport time)."""
@@ -104,6 +115,14 @@ class VectorClock:
     def meet(self, other: VectorClock) -> VectorClock:
         """Pointwise minimum: what both clocks cover."""
         theirs = other._entries
+        # The common case first: a clock already covered by ``other`` is its own meet, and
+        # comparing allocates nothing (a leader meets every operation's clock with its
+        # log's: issue 13 measured the dict build at ~1.5 us an operation).
+        for key, value in self._entries.items():
+            if value > theirs.get(key, 0):
+                break
+        else:
+            return self
         entries = {k: min(v, theirs[k]) for k, v in self._entries.items() if k in theirs}
         return VectorClock.trusted(entries)
 
