@@ -60,13 +60,15 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def write_secret_file(path: Path, data: bytes, *, exclusive: bool = True) -> None:
+def write_secret_file(
+    path: Path, data: bytes, *, exclusive: bool = True, max_size: int = MAX_SECRET_FILE
+) -> None:
     """Atomically write ``data`` to ``path`` with mode 0600; ``exclusive`` never replaces a file.
 
     Raises FileExistsError if ``exclusive`` and ``path`` exists (the caller then reads it).
     """
-    if len(data) > MAX_SECRET_FILE:
-        raise ValueError(f"a secret file holds at most {MAX_SECRET_FILE} bytes, not {len(data)}")
+    if len(data) > max_size:
+        raise ValueError(f"a secret file holds at most {max_size} bytes, not {len(data)}")
     ensure_private_dir(path.parent)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
