@@ -15,6 +15,7 @@ from tchat.crypto.certificate import (
     CERT_SIZE,
     MAX_SIGNED_DATAGRAM,
     SIGNED_OVERHEAD,
+    CertificateCache,
     issue_certificate,
     sign_datagram,
     verify_certificate,
@@ -310,3 +311,31 @@ def test_any_pinned_key_bytes_give_only_crypto_error(raw: bytes) -> None:
     except CryptoError:
         return
     assert raw == secret.public_key.raw
+
+
+def test_certificate_cache_saves_the_cert_check_but_not_the_datagram_check(
+    secret: ClusterSecret, keys: ServerKeys
+) -> None:
+    cache = CertificateCache(secret.public_key, max_entries=2)
+    cert = issue_certificate(secret, 7, keys, NOW, DAY)
+    blob = sign_datagram(keys.signing_key, cert, b"frame")
+    assert verify_datagram(secret.public_key, blob, NOW, cache).body == b"frame"
+    assert len(cache) == 1
+    # The cached certificate does not excuse a bad datagram signature...
+    forged = sign_datagram(ServerKeys.generate().signing_key, cert, b"forged")
+    with pytest.raises(CryptoError):
+        verify_datagram(secret.public_key, forged, NOW, cache)
+    # ...nor an expiry, and it is bounded.
+    with pytest.raises(CryptoError) as info:
+        verify_datagram(secret.public_key, blob, NOW + 2 * DAY, cache)
+    assert info.value.reason is Reason.EXPIRED
+    for server_id in range(5):
+        cache.verify(issue_certificate(secret, server_id, keys, NOW), NOW)
+    assert len(cache) == 2
+    # A forged certificate never enters the cache.
+    rogue = issue_certificate(ClusterSecret.generate(), 7, keys, NOW)
+    with pytest.raises(CryptoError):
+        cache.verify(rogue, NOW)
+    assert rogue not in cache._certs
+    with pytest.raises(ValueError):
+        verify_datagram(ClusterSecret.generate().public_key, blob, NOW, cache)
