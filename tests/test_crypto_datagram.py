@@ -166,8 +166,17 @@ def test_cache_is_bounded_lru_of_verified_peers() -> None:
     opener = DatagramOpener(SECRET, max_peers=4)
     sealers = [DatagramSealer(SECRET, i) for i in range(6)]
     firsts = [s.seal(b"hello") for s in sealers]
-    for blob in firsts:
+    for blob in firsts[:4]:
         opener.open(blob)
+    # Sender 0 speaks again: it is the most recently used, so 1 and 2 are evicted first.
+    again = sealers[0].seal(b"still here")
+    opener.open(again)
+    for blob in firsts[4:]:
+        opener.open(blob)
+    assert len(opener) == 4
+    assert _reason(opener, again) is Reason.REPLAY  # sender 0's window was kept
+    # An evicted pair starts a fresh window: its old datagram is accepted again (documented).
+    assert opener.open(firsts[1]) == (1, b"hello")
     assert len(opener) == 4
 
 
