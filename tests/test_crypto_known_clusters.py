@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tchat.crypto.cluster import ClusterSecret
+from tchat.crypto.cluster import ClusterSecret, ServerKeys, parse_secret
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.identity import Identity
 from tchat.crypto.keyfiles import KeyFileError, write_secret_file
 from tchat.crypto.known_clusters import MAX_FILE, KeyChanged, KnownClusters
 
@@ -122,3 +127,22 @@ def test_pin_file_size_is_bounded(tmp_path: Path) -> None:
 def test_bad_labels_are_refused(tmp_path: Path, label: str) -> None:
     with pytest.raises(ValueError):
         KnownClusters.load(tmp_path / "k").pin(label, KEY_A, WHEN)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=120), max_size=8))
+def test_any_file_content_loads_with_problems_never_an_exception(lines: list[str]) -> None:
+    known = KnownClusters(Path("/nonexistent/known_clusters"), lines)
+    assert len(known) + len(known.problems) <= len(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_key_file_parsers_raise_only_crypto_error(text: str) -> None:
+    for parse in (
+        lambda: parse_secret(text, "env"),
+        lambda: Identity.parse_line(text),
+        lambda: ServerKeys.parse_line(text, "server.key"),
+    ):
+        with contextlib.suppress(CryptoError):
+            parse()
