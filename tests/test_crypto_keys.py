@@ -20,6 +20,7 @@ from tchat.crypto.certificate import (
     sign_datagram,
     verify_certificate,
     verify_datagram,
+    verify_server_static,
 )
 from tchat.crypto.cluster import (
     ClusterPublicKey,
@@ -339,3 +340,22 @@ def test_certificate_cache_saves_the_cert_check_but_not_the_datagram_check(
     assert rogue not in cache._certs
     with pytest.raises(ValueError):
         verify_datagram(ClusterSecret.generate().public_key, blob, NOW, cache)
+
+
+def test_noise_static_key_must_be_the_certified_one(
+    secret: ClusterSecret, keys: ServerKeys
+) -> None:
+    cert = issue_certificate(secret, 7, keys, NOW)
+    got = verify_server_static(secret.public_key, cert, keys.x25519_public, NOW)
+    assert got.server_id == 7
+    # A rogue that completed a handshake with its own static key, showing server 7's cert.
+    rogue = ServerKeys.generate()
+    with pytest.raises(CryptoError) as info:
+        verify_server_static(secret.public_key, cert, rogue.x25519_public, NOW)
+    assert info.value.reason is Reason.BAD_SIGNATURE
+    with pytest.raises(CryptoError):
+        verify_server_static(ClusterSecret.generate().public_key, cert, keys.x25519_public, NOW)
+    cache = CertificateCache(secret.public_key)
+    assert verify_server_static(secret.public_key, cert, keys.x25519_public, NOW, cache) == got
+    with pytest.raises(CryptoError):
+        verify_server_static(secret.public_key, cert, rogue.x25519_public, NOW, cache)

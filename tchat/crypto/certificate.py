@@ -26,6 +26,10 @@ client, who has no secret, must verify)::
     -64  64    Ed25519 signature by the certificate's key over
                b"tchat signed datagram v1\\0" + every byte before the signature
 
+A client that completed a Noise handshake checks the server's certificate (sent in the
+handshake payload) with ``verify_server_static``: certified by the pinned key *and* for
+the static key the handshake proved.
+
 ``verify_datagram`` checks the certificate against the pinned cluster key, then the
 signature against the certificate's key, and returns the certificate with the body: the
 caller takes the sender from ``cert.server_id`` (never from the body). A signature does
@@ -174,6 +178,32 @@ class CertificateCache:
             _check_validity(cert, now)
             self._certs.move_to_end(blob)
         return cert
+
+
+def verify_server_static(
+    pinned_cluster_key: ClusterPublicKey,
+    cert_blob: bytes,
+    remote_static: bytes,
+    now: float,
+    cache: CertificateCache | None = None,
+) -> ServerCertificate:
+    """The certificate from a server's Noise handshake, if it certifies the proven static key.
+
+    ``remote_static`` is the X25519 key the handshake authenticated; a certificate that is
+    valid but names another key (a server replaying a neighbour's certificate) is refused.
+    """
+    if cache is not None and cache.pinned != pinned_cluster_key:
+        raise ValueError("the certificate cache belongs to another pinned key")
+    if cache is None:
+        cert = verify_certificate(pinned_cluster_key, cert_blob, now)
+    else:
+        cert = cache.verify(cert_blob, now)
+    if bytes(remote_static) != cert.x25519_public:
+        raise CryptoError(
+            f"the handshake's static key is not the one certified for server {cert.server_id}",
+            Reason.BAD_SIGNATURE,
+        )
+    return cert
 
 
 @dataclass(frozen=True, slots=True)
