@@ -146,3 +146,16 @@ def test_key_file_parsers_raise_only_crypto_error(text: str) -> None:
     ):
         with contextlib.suppress(CryptoError):
             parse()
+
+
+def test_two_clients_pinning_at_once_keep_both_pins(tmp_path: Path) -> None:
+    path = tmp_path / "known_clusters"
+    first, second = KnownClusters.load(path), KnownClusters.load(path)
+    first.pin("lan", KEY_A, WHEN)
+    second.pin("office", KEY_B, WHEN)
+    both = KnownClusters.load(path)
+    assert both.lookup("lan") is not None and both.lookup("office") is not None
+    # The second client's stale view does not let it pin another key over the first's.
+    stale = KnownClusters(path, [])
+    with pytest.raises(KeyChanged):
+        stale.pin("lan", KEY_B, WHEN)

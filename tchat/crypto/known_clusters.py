@@ -106,9 +106,16 @@ class KnownClusters:
 
     def __init__(self, path: Path, lines: list[str]) -> None:
         self.path = path
-        self._lines = lines
+        self._lines: list[str] = []
         self._pins: dict[str, Pin] = {}
         self.problems: list[str] = []
+        self._take(lines)
+
+    def _take(self, lines: list[str]) -> None:
+        path = self.path
+        self._lines = lines
+        self._pins = {}
+        self.problems = []
         for number, line in enumerate(lines, 1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -129,13 +136,11 @@ class KnownClusters:
     def load(cls, path: Path | None = None) -> KnownClusters:
         """Read the pin file (absent: no pins); KeyFileError if it is unsafe or too large."""
         path = client_data_dir() / KNOWN_CLUSTERS_FILE if path is None else path
-        try:
-            data = read_secret_file(path, MAX_FILE)
-        except KeyFileError as exc:
-            if exc.reason is not Reason.MISSING:
-                raise
-            return cls(path, [])
-        return cls(path, data.decode("utf-8", errors="replace").splitlines())
+        return cls(path, _read_lines(path))
+
+    def reload(self) -> None:
+        """Read the file again (another client of the same user may have pinned since)."""
+        self._take(_read_lines(self.path))
 
     def __len__(self) -> int:
         return len(self._pins)
@@ -160,6 +165,8 @@ class KnownClusters:
         problem = label_problem(label)
         if problem:
             raise ValueError(problem)
+        # Re-read first: a pin written by another client since we loaded must win, not vanish.
+        self.reload()
         held = self.check(label, key)
         if held is not None:
             return held
@@ -172,6 +179,7 @@ class KnownClusters:
 
     def forget(self, label: str) -> bool:
         """Drop the pin under ``label`` (``tchat key forget``) and save; False if there was none."""
+        self.reload()
         if label not in self._pins:
             return False
         kept = [line for line in self._lines if line.split()[:1] != [label]]
@@ -185,3 +193,13 @@ class KnownClusters:
             raise CryptoError(f"{self.path} would exceed {MAX_FILE} bytes")
         write_secret_file(self.path, data, exclusive=False, max_size=MAX_FILE)
         self._lines = lines
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        data = read_secret_file(path, MAX_FILE)
+    except KeyFileError as exc:
+        if exc.reason is not Reason.MISSING:
+            raise
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()
