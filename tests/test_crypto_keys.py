@@ -34,6 +34,8 @@ from tchat.crypto.keyfiles import KeyFileError, write_secret_file
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
+# Module-level for hypothesis tests, which cannot take function-scoped fixtures.
+_KEYS = ServerKeys.generate()
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +227,6 @@ def test_mutated_certificates_raise_only_crypto_error(index: int, xor: int, now:
     blob[index] ^= xor
     with pytest.raises(CryptoError):
         verify_certificate(secret.public_key, bytes(blob), now)
-
-
-_KEYS = ServerKeys.generate()
 
 
 # --- signed datagrams (what a client verifies) ------------------------------------------
