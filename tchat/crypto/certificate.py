@@ -12,8 +12,8 @@ Certificate, version 1: 153 bytes, big-endian::
                b"tchat server cert v1\\0" + bytes 0..88
 
 Any server holding the secret can issue its own certificate at start and renew it
-(``needs_renewal``), so the default lifetime is short: a stolen server key outlives
-nothing longer than that without the secret. Clients judge expiry on their own clock,
+(``needs_renewal``), so the default lifetime is short: a server key stolen without the
+secret is usable only until its certificate expires. Clients judge expiry on their own clock,
 with ``CLOCK_SKEW`` of slack for a certificate issued "in the future".
 
 Signed datagram (discovery replies, NewLeader, status replies: server frames that a
