@@ -69,7 +69,9 @@ def _nonce(counter: int) -> bytes:
 class DatagramSealer:
     """Seals this server's datagrams; one per process (a fresh boot salt each time)."""
 
-    def __init__(self, secret: ClusterSecret, sender_id: int, *, boot_salt: bytes | None = None):
+    def __init__(
+        self, secret: ClusterSecret, sender_id: int, *, boot_salt: bytes | None = None
+    ) -> None:
         if not 0 <= sender_id <= MAX_INT:
             raise ValueError(f"a server id is in [0, 2**53), not {sender_id}")
         self.sender_id = sender_id
