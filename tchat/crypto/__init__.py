@@ -1,0 +1,1 @@
+"""Runtime-side cryptography: keys, certificates, sealed datagrams, room keys, pins and sessions."""
