@@ -3,7 +3,7 @@ move them, and the one (state, event) -> state table that ClientNode._become fol
 
 No transition carries a phase's data into the next: every phase with data starts fresh (a
 retry timer one client_retry_interval away and no Register unanswered; Serving with a beat
-and the silence-resend timer due now). Even REGISTERING -> REGISTERING starts over, as
+due now and the silence-resend timer started now). Even REGISTERING -> REGISTERING starts over, as
 it did when these were node fields reset by hand. What must survive a transition lives on
 the node (ClientNode's docstring lists it)."""
 
