@@ -157,3 +157,13 @@ def test_behind_says_whether_the_leader_sent_what_we_lack() -> None:
     assert hb.behind(3, {"r": 0})  # session frame 3 neither held nor delivered
     assert hb.behind(2, {"r": 4})  # room frame 4 missing
     assert not hb.behind(0, {"other-room": 9})  # not our room
+
+
+def test_leaving_a_room_skips_its_held_frames_instead_of_stalling() -> None:
+    hb = queue()
+    offer_all(hb, [room(2, 1), session(3, 0)])  # room frame 2 waits for room frame 1
+    assert drain(hb, now=1.0) == []
+    assert hb.stalled_since == 1.0
+    hb.leave("r")  # our own RoomLeft: nothing of that room is ours any more
+    assert drain(hb, now=2.0) == [3]
+    assert hb.pending() == 0 and hb.stalled_since is None

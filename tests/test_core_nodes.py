@@ -177,7 +177,7 @@ def test_a_client_may_opt_out_of_the_lobby_and_still_gets_its_messages_in_order(
     assert bot.config.addr in bus.groups.get(leaders(servers)[0].state.lobby_group, ())
     assert [m for m in to_bot if isinstance(m, LobbyFrame)]
     assert [m for m in to_bot if isinstance(m, LobbyBeat)]
-    assert bot.inbox.holdback is not None and LOBBY not in bot.inbox.holdback.room_end
+    assert bot.holdback is not None and LOBBY not in bot.holdback.room_end
 
 
 def test_taken_and_invalid_names_are_refused_with_a_reason() -> None:
@@ -700,9 +700,7 @@ def test_every_login_of_a_storm_is_welcomed_once_without_a_stall() -> None:
     bus.run(1.0)  # two gap timeouts: a stalled client would have registered again
     registers = Counter(src for src, _, m in bus.sent if isinstance(m, Register))
     assert set(registers.values()) == {1}
-    assert all(
-        c.inbox.holdback is not None and c.inbox.holdback.stalled_since is None for c in clients
-    )
+    assert all(c.holdback is not None and c.holdback.stalled_since is None for c in clients)
 
 
 def test_a_client_resends_only_after_a_second_without_answers() -> None:

@@ -1,17 +1,38 @@
 """The client node: finds the leader, registers, sends, and delivers exactly once in causal
 order across failovers (sans-IO).
 
+The node's phase (client_states.ClientPhase) is one value that carries what only that phase
+has: the retry timer and unanswered Registers of Discovering, Registering and Resuming, and
+the hold-back queue, beat and resend timers of Serving. Only ``_become`` assigns it, along
+the one (state, event) -> state table. What outlives a phase stays on the node and no
+transition touches it: who the leader is and when we last heard it (``_leader_heard``, and
+``_probed_for``, the silence our last probe asked about), the pending operations and the
+counters that number them, and the nudge we sent an older leader (its answer comes once we
+discover again).
+
 Longer than 400 lines: discovering, registering, serving and resuming share the leader's
-address, the timers and the pending operations, and split apart each would reach into the
-others; what the stream does to the users, rooms and clock lives in inbox.py."""
+address, the pending operations and the fencing of old epochs in ``handle``, and split
+apart each would reach into the others; what the stream does to the users, rooms and clock
+lives in inbox.py."""
 
 from __future__ import annotations
 
 import random
 
-from tchat.core.client_states import ClientEvent, ClientState, next_state
+from tchat.core.client_states import (
+    BARE_PHASES,
+    ClientEvent,
+    ClientPhase,
+    ClientState,
+    Discovering,
+    Registering,
+    Resuming,
+    RetryingPhase,
+    Serving,
+    next_state,
+)
 from tchat.core.config import ClientConfig
-from tchat.core.delivery import Frame
+from tchat.core.delivery import Frame, HoldBack
 from tchat.core.effects import (
     Broadcast,
     ConnectionChanged,
@@ -88,7 +109,7 @@ class ClientNode:
         self.rng = rng or random.Random(config.client_id)
         self.name = config.name
         self.client_id = config.client_id
-        self.state = ClientState.DISCOVERING
+        self.phase: ClientPhase = Discovering(retry_at=0.0)
         self.epoch = NO_EPOCH
         self.leader_id = 0
         self.leader_addr = ""
@@ -109,14 +130,10 @@ class ClientNode:
         self._nudged: tuple[str, Epoch, Epoch] | None = None
         self._now = 0.0
         self._leader_heard = 0.0
-        self._next_beat = 0.0
         beat = config.timing.client_heartbeat_interval
         self._wake = WakeWatch(late_after=beat, grace=beat / 2)
         self._probed_for = 0.0  # the _leader_heard our last probe was about
-        self._next_retry = 0.0
-        self._attempts = 0  # Registers since the last answer (backoff)
         self._registers = 0  # Registers ever sent (Register.attempt)
-        self._last_resend = 0.0
         self.inbox = Inbox(self)
 
     @property
@@ -124,18 +141,47 @@ class ClientNode:
         """The time of the step being taken."""
         return self._now
 
+    @property
+    def state(self) -> ClientState:
+        """The connection state: the phase's kind."""
+        return self.phase.state
+
+    @property
+    def holdback(self) -> HoldBack | None:
+        """The hold-back queue of the stream we follow: only while serving."""
+        return self.phase.holdback if isinstance(self.phase, Serving) else None
+
     # -- helpers -------------------------------------------------------------------
-    def _become(self, event: ClientEvent, detail: str = "") -> list[Effect]:
-        """The only place the state changes: along the table in client_states."""
+    def _become(
+        self, event: ClientEvent, detail: str = "", phase: ClientPhase | None = None
+    ) -> list[Effect]:
+        """The only place the phase changes: to the state the table in client_states gives
+        for (our state, ``event``). A phase with data (all but Failed and Closed) comes
+        ready-made; nothing of the old phase carries over unless the caller put it there."""
         state = next_state(self.state, event)
-        if state is None:
+        if phase is None and state is not None:
+            phase = BARE_PHASES.get(state)
+        if phase is None or phase.state is not state:
             raise IllegalTransition("ClientNode", self.state, event.value)
         changed = state is not self.state
-        self.state = state
+        self.phase = phase
         return [Deliver(ConnectionChanged(state.value, detail))] if changed else []
 
+    def _retry_at(self) -> float:
+        return self._now + self.config.timing.client_retry_interval
+
+    def _retrying(self) -> RetryingPhase:
+        """The phase, which the caller knows retries on a timer (a bug if it does not)."""
+        phase = self.phase
+        if not isinstance(phase, (Discovering, Registering, Resuming)):
+            raise IllegalTransition("ClientNode", self.state, "retry")
+        return phase
+
     def _register(self) -> list[Effect]:
-        cursor = self.clock if self.welcomed_once else None
+        phase = self._retrying()
+        if isinstance(phase, Discovering):
+            raise IllegalTransition("ClientNode", self.state, "register")
+        cursor = self.clock if isinstance(phase, Resuming) else None
         self._registers += 1
         register = Send(
             self.leader_addr,
@@ -149,15 +195,15 @@ class ClientNode:
                 self._registers,
             ),
         )
-        self._next_retry = self._now + self.config.timing.client_retry_interval
-        self._attempts += 1
+        phase.retry_at = self._retry_at()
+        phase.attempts += 1
         return [register]
 
     def _discover(self) -> list[Effect]:
         probe = Discover(self.config.addr, "client", self.rng.getrandbits(31), 0)
         effects: list[Effect] = [Broadcast(probe)]
         effects.extend(Send(addr, probe) for _, addr in sorted(self.servers.items()))
-        self._next_retry = self._now + self.config.timing.client_retry_interval
+        self._retrying().retry_at = self._retry_at()
         return effects
 
     def _switch_leader(
@@ -194,12 +240,14 @@ class ClientNode:
         elif isinstance(op, LeaveRoom):
             self.inbox.wanted_rooms.discard(op.room)
         message = self.next_submit(op, ts)
-        if not self.pending:
-            self._last_resend = now  # the silence-resend timer starts with the oldest op
-        self.pending[self._cmid] = message
         effects: list[Effect] = []
-        if self.state is ClientState.SERVING:
+        if isinstance(self.phase, Serving):
+            if not self.pending:
+                # The silence-resend timer starts with the oldest op (a Welcome starts it
+                # for those submitted before).
+                self.phase.last_resend = now
             effects.append(Send(self.leader_addr, message))
+        self.pending[self._cmid] = message
         return self._cmid, effects
 
     def next_submit(self, op: Operation, ts: float) -> Submit:
@@ -252,65 +300,60 @@ class ClientNode:
         return max(silent, self._wake.judge_after)
 
     def _next_deadline(self) -> float | None:
-        if self.state in (ClientState.FAILED, ClientState.CLOSED):
+        phase = self.phase
+        if isinstance(phase, (Discovering, Registering, Resuming)):
+            return phase.retry_at
+        if not isinstance(phase, Serving):
             return None
         timing = self.config.timing
-        times = [self._next_retry] if self.state is not ClientState.SERVING else []
-        if self.state is ClientState.SERVING:
-            times.append(self._next_beat)
-            if self._probed_for != self._leader_heard:
-                times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
-            times.append(self._suspect_at())
-            holdback = self.inbox.holdback
-            if holdback is not None and holdback.stalled_since is not None:
-                times.append(holdback.stalled_since + GAP_TIMEOUT)
-            if self.pending:
-                times.append(self._last_resend + SILENCE_RESEND)
-        return min(times) if times else None
+        times = [phase.next_beat]
+        if self._probed_for != self._leader_heard:
+            times.append(self._leader_heard + timing.client_leader_timeout * PROBE_AFTER)
+        times.append(self._suspect_at())
+        if phase.holdback.stalled_since is not None:
+            times.append(phase.holdback.stalled_since + GAP_TIMEOUT)
+        if self.pending:
+            times.append(phase.last_resend + SILENCE_RESEND)
+        return min(times)
 
     def tick(self, now: float) -> list[Effect]:
         self._now = now
         effects: list[Effect] = []
         timing = self.config.timing
-        state = self.state
-        if state in (ClientState.FAILED, ClientState.CLOSED):
-            return effects
+        phase = self.phase
+        if not isinstance(phase, (Discovering, Registering, Resuming, Serving)):
+            return effects  # failed or closed: no timers
         self._wake.woke(now)  # woken late, we were the silent one: read before judging
-        if state is ClientState.SERVING:
+        if isinstance(phase, Serving):
             # Silent past PROBE_AFTER of the timeout (LobbyBeats lost, or we are a unicast
             # client the leader forgot): ask over the session once before suspecting.
             probe = (
                 now >= self._leader_heard + timing.client_leader_timeout * PROBE_AFTER
                 and self._probed_for != self._leader_heard
             )
-            if now >= self._next_beat or probe:
+            if now >= phase.next_beat or probe:
                 # Three beats per client_timeout: the session is TCP, a beat is not lost
                 # while it lives, and each one is a frame the leader must read.
-                self._next_beat = now + timing.client_timeout / 3
+                phase.next_beat = now + timing.client_timeout / 3
                 if probe:
                     self._probed_for = self._leader_heard
-                holdback = self.inbox.holdback
-                last = holdback.last if holdback is not None else 0
-                beat = ClientBeat(self.client_id, self.epoch, last, probe)
+                beat = ClientBeat(self.client_id, self.epoch, phase.holdback.last, probe)
                 effects.append(Send(self.leader_addr, beat))
+            stalled = phase.holdback.stalled_since
             if now >= self._suspect_at():
                 effects += self._suspect_leader("no heartbeat from the leader")
-            elif (
-                self.inbox.holdback is not None
-                and self.inbox.holdback.stalled_since is not None
-                and now >= self.inbox.holdback.stalled_since + GAP_TIMEOUT
-            ):
+            elif stalled is not None and now >= stalled + GAP_TIMEOUT:
                 effects += self._resume("a gap in the stream")
-            elif self.pending and now >= self._last_resend + SILENCE_RESEND:
-                self._last_resend = now
+            elif self.pending and now >= phase.last_resend + SILENCE_RESEND:
+                phase.last_resend = now
                 for cmid in sorted(self.pending):
                     effects.append(Send(self.leader_addr, self.pending[cmid]))
             return effects
-        if now < self._next_retry:
+        if now < phase.retry_at:
             return effects
-        if state is ClientState.DISCOVERING or not self.leader_addr:
+        if isinstance(phase, Discovering) or not self.leader_addr:
             effects += self._discover()
-        elif self._attempts >= 4:
+        elif phase.attempts >= 4:
             effects += self._suspect_leader(f"leader {self.leader_id} does not answer")
         else:
             effects += self._register()
@@ -323,9 +366,8 @@ class ClientNode:
             for sid, addr in sorted(self.servers.items())
             if sid != self.leader_id
         ]
-        self._attempts = 0
-        self.inbox.holdback = None
-        effects += self._become(ClientEvent.SUSPECT, why)
+        # The stream and the unanswered Registers end with the phase they belonged to.
+        effects += self._become(ClientEvent.SUSPECT, why, Discovering(self._retry_at()))
         self._leader_heard = self._now
         effects += self._discover()
         return effects
@@ -334,11 +376,11 @@ class ClientNode:
         return self._start_over(ClientEvent.RESUME, why)
 
     def _start_over(self, event: ClientEvent, detail: str) -> list[Effect]:
-        """(Re)register from scratch: no stream yet, and only a Welcome answering a
-        Register from here on counts."""
+        """(Re)register from scratch: no stream yet (it ended with Serving), no Register
+        unanswered yet, and only a Welcome answering a Register from here on counts."""
         self.inbox.end_stream(self._registers + 1)
-        self._attempts = 0
-        effects = self._become(event, detail)
+        fresh = Registering if event is ClientEvent.LEADER else Resuming
+        effects = self._become(event, detail, fresh(self._retry_at()))
         effects += self._register()
         return effects
 
@@ -434,21 +476,22 @@ class ClientNode:
         return effects
 
     def _try_welcome(self) -> list[Effect]:
-        registering = self.state in (ClientState.REGISTERING, ClientState.RESUMING)
-        msg, effects = self.inbox.try_welcome(registering)
-        if msg is not None:
-            effects += self._welcomed(msg)
+        registering = isinstance(self.phase, (Registering, Resuming))
+        welcomed, effects = self.inbox.try_welcome(registering)
+        if welcomed is not None:
+            effects += self._welcomed(*welcomed)
         return effects
 
-    def _welcomed(self, msg: Welcome) -> list[Effect]:
-        """The inbox applied a complete Welcome: serve, send what is pending, and apply
-        the frames that came before it."""
-        effects = self._become(ClientEvent.WELCOMED, f"leader {msg.leader_id} epoch {msg.epoch}")
-        self._next_beat = self._now
+    def _welcomed(self, msg: Welcome, holdback: HoldBack) -> list[Effect]:
+        """The inbox applied a complete Welcome: serve the stream ``holdback`` starts,
+        send what is pending, and apply the frames that came before it."""
+        # A beat at once, and the silence-resend timer starts over: the resend is below.
+        serving = Serving(holdback, next_beat=self._now, last_resend=self._now)
+        detail = f"leader {msg.leader_id} epoch {msg.epoch}"
+        effects = self._become(ClientEvent.WELCOMED, detail, serving)
         if not self.welcomed_once:
             self.welcomed_once = True
             effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
-        self._last_resend = self._now
         for room in self.inbox.take_rejoins():
             if room not in self.rooms:
                 rejoin_op = self.next_submit(JoinRoom(room), self._now + self.config.wall_offset)
@@ -462,11 +505,11 @@ class ClientNode:
         return effects
 
     def _on_frame(self, frame: Frame) -> list[Effect]:
-        outcome, effects = self.inbox.on_frame(frame, self.state is ClientState.SERVING)
-        if outcome.beat_now:
+        outcome, effects = self.inbox.on_frame(frame, self.holdback)
+        if outcome.beat_now and isinstance(self.phase, Serving):
             # A beat now tells the leader we are in the group: it stops sending this
             # room's frames over our session too (ClientStreams.joined).
-            self._next_beat = self._now
+            self.phase.next_beat = self._now
         offline = outcome.offline
         if offline is None:
             return effects
@@ -499,7 +542,8 @@ class ClientNode:
             # lost. Resending it anyway, once a second while any was pending, cost a busy
             # sender's leader a second copy of everything in flight, and gave an overloaded
             # one (answers slower than a second) all of it again every second.
-            self._last_resend = self._now
+            if isinstance(self.phase, Serving):
+                self.phase.last_resend = self._now
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
             else:
@@ -542,8 +586,8 @@ class ClientNode:
         )
 
     def _on_heartbeat(self, msg: ClientHeartbeat) -> None:
-        holdback = self.inbox.holdback
-        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
+        holdback = self.holdback
+        if msg.epoch != self.epoch or holdback is None:
             return
         self._leader_heard = self._now
         heads = {touch.name: touch.gsn for touch in msg.room_heads}
@@ -551,8 +595,8 @@ class ClientNode:
             holdback.stalled_since = self._now
 
     def _on_lobby_beat(self, msg: LobbyBeat) -> None:
-        holdback = self.inbox.holdback
-        if msg.epoch != self.epoch or holdback is None or self.state is not ClientState.SERVING:
+        holdback = self.holdback
+        if msg.epoch != self.epoch or holdback is None:
             return
         self._leader_heard = self._now
         if (

@@ -1,5 +1,10 @@
 """The leader's front desk for clients: logins and resumes, operations, catch-up,
-timeouts, scrollback and the room directory."""
+timeouts, scrollback and the room directory.
+
+Longer than 400 lines: every request a client makes of the leader comes to this one desk,
+and the requests share what it checks them against (the sessions, the submits deferred
+until history arrives, a client's clock and the limits on names and rooms); each handler
+is short. Split by request, each part would read the others' checks."""
 
 from __future__ import annotations
 

@@ -1,9 +1,15 @@
 """A client's inbox: completing a Welcome, then applying its stream in delivery order to
 the users, rooms and clock it shows, and delivering chat exactly once.
 
-The inbox owns what only it needs (the welcome attempts, the hold-back queue, the frames
-that came before their Welcome, the rooms to join again) and changes the node's phase
-never: a step that ends the stream returns an outcome (OwnNameOffline) for the node."""
+The inbox owns what only it needs (the welcome attempts, the frames that came before their
+Welcome, the rooms to join again) and changes the node's phase never: a complete Welcome
+returns the hold-back queue it starts, which the node's Serving phase then holds and hands
+back with each frame, and a step that ends the stream returns an outcome (OwnNameOffline)
+for the node.
+
+Longer than 400 lines: completing a Welcome and applying the stream change the same users,
+rooms and clock and share one record of what was delivered (the clock and the recent
+origins); split, two modules would write the same fields of the node."""
 
 from __future__ import annotations
 
@@ -129,9 +135,6 @@ class Inbox:
         # The first Register of the current (re)registration: a Welcome answering an older
         # one (say, sent before a Resync) describes a stream the leader has replaced.
         self.welcome_from = 1
-        # The hold-back queue of the stream we follow; None until welcomed, and again
-        # from the moment the stream ends (a resume, a suspicion, our logout).
-        self.holdback: HoldBack | None = None
         self.early_frames: list[Frame] = []  # frames of the epoch before its Welcome
         self.rooms_to_rejoin: list[str] = []  # rooms to join again once welcomed
         self.wanted_rooms: set[str] = set()  # rooms we joined and did not leave
@@ -152,7 +155,6 @@ class Inbox:
     def end_stream(self, first_register: int) -> None:
         """We (re)register: no stream until a Welcome that answers a Register numbered
         ``first_register`` or later."""
-        self.holdback = None
         self.early_frames = []
         self.welcome_from = first_register
 
@@ -164,10 +166,13 @@ class Inbox:
         early, self.early_frames = self.early_frames, []
         return early
 
-    def try_welcome(self, registering: bool) -> tuple[Welcome | None, list[Effect]]:
+    def try_welcome(
+        self, registering: bool
+    ) -> tuple[tuple[Welcome, HoldBack] | None, list[Effect]]:
         """Complete a Welcome once all its UserList, Replay and RoomList chunks are here
-        (any order), and apply it if we are ``registering``: the Welcome applied (the node
-        then starts serving) or None, and the effects in order."""
+        (any order), and apply it if we are ``registering``: the Welcome applied and the
+        hold-back queue of the stream it starts (the node then serves it), or None; and the
+        effects in order."""
         node = self.node
         for key in sorted(self.welcomes):
             parts = self.welcomes[key]
@@ -189,11 +194,12 @@ class Inbox:
                 effects += self.deliver_chat(entry)
             if parts.rooms:
                 msg = dataclasses.replace(msg, rooms=(*msg.rooms, *parts.rooms.values()))
-            effects += self.on_welcome(msg, list(users.values()))
-            return msg, effects
+            holdback, applied = self.on_welcome(msg, list(users.values()))
+            effects += applied
+            return (msg, holdback), effects
         return None, []
 
-    def on_welcome(self, msg: Welcome, users: list[UserInfo]) -> list[Effect]:
+    def on_welcome(self, msg: Welcome, users: list[UserInfo]) -> tuple[HoldBack, list[Effect]]:
         """The users, rooms and groups a complete Welcome shows, and a new hold-back queue
         from its gsn."""
         node = self.node
@@ -233,19 +239,20 @@ class Inbox:
                 effects.append(LeaveGroup(node.lobby_group))
             node.lobby_group = msg.lobby.group
             effects.append(JoinGroup(msg.lobby.group))
-        self.holdback = HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby))
-        return effects
+        return HoldBack(node.name, msg.gsn, (*msg.rooms, *lobby)), effects
 
-    def on_frame(self, frame: Frame, serving: bool) -> tuple[FrameOutcome, list[Effect]]:
-        """Offer a frame to the hold-back queue and apply what it releases in order
-        (a frame that comes before its Welcome waits for it, unless we are ``serving``)."""
+    def on_frame(
+        self, frame: Frame, holdback: HoldBack | None
+    ) -> tuple[FrameOutcome, list[Effect]]:
+        """Offer a frame to the hold-back queue of the stream we serve and apply what it
+        releases in order (with no ``holdback``, a frame waits for its Welcome). After our
+        own name's logout nothing more is applied: the node ends the stream."""
         node = self.node
         outcome = FrameOutcome()
         effects: list[Effect] = []
         if isinstance(frame, LobbyFrame) and not node.config.lobby:
             return outcome, effects  # we hear the lobby group for its beats only
-        holdback = self.holdback
-        if holdback is None or not serving or frame.epoch != node.epoch:
+        if holdback is None or frame.epoch != node.epoch:
             if frame.epoch >= node.epoch and len(self.early_frames) < 10_000:
                 self.early_frames.append(frame)
             return outcome, effects
@@ -255,16 +262,15 @@ class Inbox:
             ready = holdback.next_ready(node.now)
             if ready is None:
                 return outcome, effects
-            outcome.offline, applied = self.apply_frame(ready, outcome)
+            outcome.offline, applied = self.apply_frame(ready, holdback, outcome)
             effects += applied
             if outcome.offline is not None:
                 # Nothing after our name's logout is ours: the rest of this frame (the
                 # name logging in elsewhere, and out again) must not be applied.
-                self.holdback = None
                 return outcome, effects
 
     def apply_frame(
-        self, frame: Frame, outcome: FrameOutcome
+        self, frame: Frame, holdback: HoldBack, outcome: FrameOutcome
     ) -> tuple[OwnNameOffline | None, list[Effect]]:
         """Apply one frame the queue released: its effects in order, and our own name's
         logout if the frame holds it (the entries after it are not applied)."""
@@ -292,11 +298,13 @@ class Inbox:
                 if type(entry.body) is Chat:
                     effects += self.deliver_chat(entry)
                 else:  # a leader only batches chat; anything else is applied as it comes
-                    effects += self.apply_entry(frame, entry, outcome)
+                    effects += self.apply_entry(frame, entry, holdback, outcome)
             return None, effects
-        return None, self.apply_entry(frame, frame.entry, outcome)
+        return None, self.apply_entry(frame, frame.entry, holdback, outcome)
 
-    def apply_entry(self, frame: Frame, entry: Entry, outcome: FrameOutcome) -> list[Effect]:
+    def apply_entry(
+        self, frame: Frame, entry: Entry, holdback: HoldBack, outcome: FrameOutcome
+    ) -> list[Effect]:
         """One entry of a session or room frame: its effects in order."""
         node = self.node
         body = entry.body
@@ -308,8 +316,7 @@ class Inbox:
             case RoomJoined(room=room, name=name):
                 if name == node.name and isinstance(frame, SessionFrame) and frame.room:
                     node.rooms[room] = frame.room
-                    assert self.holdback is not None
-                    self.holdback.join(frame.room)
+                    holdback.join(frame.room)
                     effects.append(JoinGroup(frame.room.group))
                     effects.append(Deliver(RoomEntered(frame.room)))
                     # A beat now tells the leader we are in the group: it stops sending
@@ -327,8 +334,7 @@ class Inbox:
                 info = known
                 if name == node.name:
                     del node.rooms[room]
-                    assert self.holdback is not None
-                    self.holdback.leave(room)
+                    holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
                     effects.append(Deliver(RoomExited(room)))
                 else:

@@ -1,4 +1,10 @@
-"""What a server does while it leads an epoch: replicate, commit, and serve clients."""
+"""What a server does while it leads an epoch: replicate, commit, and serve clients.
+
+Longer than 400 lines: sequencing, commit and the backups' admissions and acknowledgements
+change one state together (the pending entries, each Replica's acknowledged position, the
+clock every admitted backup holds), and the commit rule reads all of it at once. Split, the
+replica half would write the commit half's fields, a helper that is the node in disguise.
+What the leader does for clients is in desk.py, and how it streams to them in stream.py."""
 
 from __future__ import annotations
 
@@ -425,5 +431,3 @@ class Leadership:
         if not self.serving:
             times.append(self.serve_deadline)
         return min(times)
-
-    # -- clients -------------------------------------------------------------------

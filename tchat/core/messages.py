@@ -3,6 +3,11 @@
 The codec (``tchat.core.codec``) turns these into msgpack frames and back, validating
 every field against the annotations declared here. Field order is wire order: append
 new fields at the end and bump ``PROTOCOL_VERSION`` when changing an existing one.
+
+Longer than 400 lines: this is the protocol's one table of records, a short frozen
+dataclass per message, entry body and operation, closed by the tuples (MESSAGE_TYPES,
+ENTRY_BODY_TYPES, OPERATION_TYPES) whose order is the wire's tags. Kept whole, the wire
+format reads in one place and a tag's position cannot drift between files.
 """
 
 from __future__ import annotations

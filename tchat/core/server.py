@@ -1,4 +1,12 @@
-"""The server node: a replica on the ring that follows, elects, or leads (sans-IO)."""
+"""The server node: a replica on the ring that follows, elects, or leads (sans-IO).
+
+Longer than 400 lines: the node owns its phase (``become`` is the only place it changes)
+and what every phase shares (the log and its fold, the epoch, the peers, the timers), so it
+keeps the dispatch of every message (``handle``) and every timer (``tick``,
+``next_deadline``) in one place. The work of each phase is already elsewhere (following.py,
+candidacy.py, leader.py with desk.py and stream.py; the answers to discovery and status in
+server_replies.py). Split, the dispatch would send a reader following one message through
+two files again, the wandering path issue 14 removed."""
 
 from __future__ import annotations
 
@@ -481,5 +489,3 @@ class ServerNode:
             case ClientBeat():
                 return leadership.desk.on_beat(msg, now)
         return []
-
-    # -- election ----------------------------------------------------------------

@@ -14,6 +14,11 @@ login. Nothing overtakes a queued change: publishing anything else sends the bat
 Room messages of one room committed back to back (one ``advance`` of the leader) share one
 room frame the same way, without waiting: the run stays open only until something else is
 published or the caller ends the step with ``flush_rooms``.
+
+Longer than 400 lines: the session, room and lobby channels are one bookkeeping. One gsn
+numbers them all, and each frame's ``prev`` and touches are computed against every
+channel's head at once (the proof a client's HoldBack checks), so a channel split off would
+read and write the others' heads.
 """
 
 from __future__ import annotations

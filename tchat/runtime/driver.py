@@ -1,4 +1,9 @@
-"""NodeDriver: runs a sans-IO core node on the event loop and carries out its effects."""
+"""NodeDriver: runs a sans-IO core node on the event loop and carries out its effects.
+
+Longer than 400 lines: the inputs, the effect queue, the group-commit pipeline and the
+timer are one ordering (nothing a step sends goes out before what it made durable, and a
+failed step or commit stops everything after it), which reads in one class. The commit
+thread itself is store.CommitThread, and the sockets are transport.py's."""
 
 from __future__ import annotations
 

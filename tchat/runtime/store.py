@@ -1,4 +1,9 @@
-"""SqliteStore: a server's durable log and metadata in SQLite (WAL), committed in batches."""
+"""SqliteStore: a server's durable log and metadata in SQLite (WAL), committed in batches.
+
+Longer than 400 lines: every write to a server's database is here (the schema and its
+migration, the checks a Persist must pass, the batched commit and the CommitThread that
+runs it off the event loop), so the durability order reads in one place. Reads of the log
+for the core are runtime/archive.py's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TCP framed sessions and UDP datagrams on one host:port, with drop counting and backpressure."""
+"""TCP framed sessions and UDP datagrams on one host:port, with drop counting and backpressure.
+
+Longer than 400 lines: the sessions and the datagrams share one host:port, one set of drop
+counters, the connection caps and the encode and decode caches, and admission (who may open
+a session, whose datagrams count) reads all of them. The framed connection itself is
+connection.py's, and the limits are limits.py's."""
 
 from __future__ import annotations
 

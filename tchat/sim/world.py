@@ -1,4 +1,9 @@
-"""The simulated world: virtual clock, event heap, nodes, crashes and restarts, effect routing."""
+"""The simulated world: virtual clock, event heap, nodes, crashes and restarts, effect routing.
+
+Longer than 400 lines: scheduling, stepping nodes, routing their effects and the faults all
+push to and pop from one event heap, whose order a seed replays and a fingerprint pins;
+kept in one class, that order reads in one place. The network's delays and losses
+(network.py), the workload, the invariants and the scenarios have their own modules."""
 
 from __future__ import annotations
 

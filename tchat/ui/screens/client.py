@@ -1,4 +1,9 @@
-"""The client's main screen: tabs Chat, Rooms, Members, Elections, Clocks over one node."""
+"""The client's main screen: tabs Chat, Rooms, Members, Elections, Clocks over one node.
+
+Longer than 400 lines: the screen routes the node's events to five tabs, and one event
+often changes several at once (a join: the chat, the Rooms and Members tabs, the topic).
+The tabs' widgets are in ui/widgets, the chat's model in chat_model.py and the commands in
+commands.py; what is here is the routing between them."""
 
 from __future__ import annotations
 
