@@ -158,3 +158,26 @@ def test_an_old_log_with_names_now_refused_still_folds() -> None:
     assert state.user_look_alikes.similar("\u0430lice") is None
     assert state.user_look_alikes.similar("Alice") == "\u0430lice"
     assert state.room_look_alikes.similar("rm") == "RM"
+
+
+def test_two_look_alikes_in_flight_at_once_cannot_both_get_in() -> None:
+    bus, leader = cluster()
+    # Both reach the leader before either login is committed: the first one sequenced
+    # is in the fold the second is judged against.
+    answers = register_by_hand(bus, leader, ["carol", "Carol"])
+    assert isinstance(answers["carol"], Welcome)
+    assert isinstance(answers["Carol"], Rejected), answers
+    assert "too similar to 'carol'" in answers["Carol"].reason
+
+
+def test_a_fold_snapshot_keeps_the_look_alikes() -> None:
+    import copy
+
+    state = ClusterState("239.0.0.0", 16, 5000)
+    state.apply(Entry(Dot(1, 1), VectorClock({1: 1}), 1.0, None, UserOnline("alice", "a", "c")))
+    state.apply(Entry(Dot(1, 2), VectorClock({1: 2}), 2.0, None, RoomJoined("dev", "alice")))
+    copied = copy.deepcopy(state)
+    assert copied.user_look_alikes.similar("al1ce") == "alice"
+    assert copied.room_look_alikes.similar("DEV") == "dev"
+    copied.user_look_alikes.add("bob")
+    assert state.user_look_alikes.similar("B0B") is None  # a copy, not a shared index

@@ -193,13 +193,19 @@ def checked_name(raw: str, *, what: str = "name", limit: int = MAX_NAME) -> tupl
     # Measured before normalising too: NFKC may make a character 18, never work for 1 MB.
     if len(raw) > limit:
         return raw, f"{what} is longer than {limit} characters"
-    # The characters typed first: NFKC turns some invisible ones into others (U+3164 HANGUL
-    # FILLER into U+1160), and the refusal should name the one the user sent.
-    for char in raw:
-        problem = _char_problem(char, what)
-        if problem is not None:
-            return raw, problem
+    if raw.isascii():  # the common case, in one pass: printable ASCII is all Latin or Common
+        for char in raw:
+            if not "!" <= char <= "~":
+                return raw, _char_problem(char, what)
+        return raw, None
     normal = normal_name(raw)
+    if normal != raw:
+        # The characters typed first: NFKC turns some invisible ones into others (U+3164
+        # HANGUL FILLER into U+1160), and the refusal should name the one the user sent.
+        for char in raw:
+            problem = _char_problem(char, what)
+            if problem is not None:
+                return raw, problem
     return normal, _problem(normal, what, limit)
 
 
