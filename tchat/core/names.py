@@ -26,7 +26,7 @@ from tchat.core.messages import MAX_NAME, MAX_ROOM, MAX_TEXT
 MAX_MARKS = 2  # combining marks in a row: more stacks them into an unreadable smear (Zalgo)
 
 # Bidirectional controls: they reorder what a terminal shows ("bob\u202eeve" reads "bobeve"
-# backwards). All are Cf except none; listed apart for a clearer refusal.
+# backwards). All are Cf too: listed apart for a clearer refusal.
 BIDI = frozenset(
     [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)],
 )
@@ -210,7 +210,8 @@ def checked_name(raw: str, *, what: str = "name", limit: int = MAX_NAME) -> tupl
 
 
 def name_problem(name: str, *, what: str = "name", limit: int = MAX_NAME) -> str | None:
-    """Why ``name``, exactly as given, is not acceptable as a user name, or None when it is."""
+    """Why ``name``, exactly as given (the wire takes only the normal form), is no acceptable
+    name, or None when it is."""
     normal, problem = checked_name(name, what=what, limit=limit)
     if problem is None and normal != name:
         return f"{what} {name!r} is not in its normal form (NFKC): it is {normal!r}"
@@ -282,7 +283,7 @@ def _script_problem(name: str, what: str) -> str | None:
             first[script] = char
             if len(first) > 1 and frozenset(first) not in _MAY_MIX:
                 shown = " and ".join(f"{s.title()} ({describe(c)})" for s, c in first.items())
-                return f"{what} mixes scripts, {shown}: a look-alike of another name"
+                return f"{what} mixes scripts, {shown}: that is how look-alikes are made"
     return None
 
 
