@@ -135,10 +135,33 @@ def test_look_alikes_index_names_the_older_name_and_lets_it_back() -> None:
     assert len(seen) == 2
 
 
+def test_a_released_name_lets_its_look_alikes_come() -> None:
+    seen = LookAlikes()
+    for name in ("alice", "Alice", "bob"):
+        seen.add(name)
+    seen.discard("alice")
+    assert seen.similar("aLice") == "Alice" and len(seen) == 2
+    seen.discard("Alice")
+    seen.discard("carol")  # never known: nothing happens
+    assert seen.similar("aLice") is None and len(seen) == 1
+    assert seen.similar("B0B") == "bob"
+
+
 _ANY = st.text(st.characters(codec="utf-8"), max_size=40)
+# Names people type: letters of a few scripts, digits, marks, punctuation, an emoji, some
+# look-alikes and invisible ones, so that both answers come up often.
+_TYPED = st.text(
+    st.sampled_from(
+        "abcxyzABC019_-.\u00e9\u00eb\u0301\u0308\u0430\u0435\u043e\u0456\u03b1\u03bf"
+        "\u7530\u305f\u30bf\ud55c\u05d0\u0645\u0915\u094d\uff41\uff21\ufb01\u2168"
+        "\U0001f642\u200b\u3164\u2800\u202e "
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
-@given(_ANY)
+@given(st.one_of(_ANY, _TYPED))
 def test_any_string_is_a_valid_name_or_gets_a_reason(raw: str) -> None:
     normal, problem = checked_name(raw)
     if problem is None:

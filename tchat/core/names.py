@@ -330,6 +330,19 @@ class LookAlikes:
             self._by_skeleton[key] = (*known, name)
         self._count += 1
 
+    def discard(self, name: str) -> None:
+        """Forget ``name`` (an account released by the operator): its look-alikes may come."""
+        key = skeleton(name)
+        known = self._by_skeleton.get(key)
+        if known == name:
+            del self._by_skeleton[key]
+        elif isinstance(known, tuple) and name in known:
+            rest = tuple(n for n in known if n != name)
+            self._by_skeleton[key] = rest[0] if len(rest) == 1 else rest
+        else:
+            return
+        self._count -= 1
+
     def similar(self, name: str) -> str | None:
         """The earliest known name that ``name`` looks like, unless ``name`` is known."""
         known = self._by_skeleton.get(skeleton(name))
