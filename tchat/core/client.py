@@ -92,7 +92,7 @@ from tchat.core.messages import (
     UserList,
     Welcome,
 )
-from tchat.core.names import name_problem
+from tchat.core.names import checked_name
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 from tchat.core.wakeup import WakeWatch
 
@@ -225,11 +225,18 @@ class ClientNode:
     # -- lifecycle -------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         self._now = now
-        problem = name_problem(self.name)
+        typed = self.name
+        self.name, problem = checked_name(typed)
         if problem:
             return [*self._become(ClientEvent.INVALID_NAME, problem), Deliver(Failed(problem))]
         self._leader_heard = now
-        return self._discover()
+        effects: list[Effect] = []
+        if self.name != typed:
+            # The leader takes only the normal form: register under it, and say so.
+            reason = f"names are NFKC-normalised: {typed!r} is {self.name!r}"
+            effects.append(Deliver(Renamed(typed, self.name, reason)))
+        effects += self._discover()
+        return effects
 
     def submit(self, op: Operation, now: float, ts: float) -> tuple[int, list[Effect]]:
         self._now = now

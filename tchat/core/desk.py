@@ -51,7 +51,7 @@ from tchat.core.messages import (
     UserStatus,
     Welcome,
 )
-from tchat.core.names import name_problem, room_problem, text_problem
+from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
 from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
@@ -110,7 +110,9 @@ class ClientDesk:
             ]
             lead.waiting_registers.append((msg, addr))
             return []
-        problem = name_problem(msg.name)
+        problem = name_problem(msg.name) or look_alike_problem(
+            msg.name, node.state.user_look_alikes
+        )
         if problem:
             return [Send(addr, Rejected(problem))]
         if msg.cursor is not None and len(msg.cursor) > MAX_SERVERS:
@@ -409,7 +411,13 @@ class ClientDesk:
                     return None, f"no user named {to!r}"
                 return Chat(name, room, to, text, action, known), ""
             case JoinRoom(room=room):
-                problem = room_problem(room)
+                # Only a new room is judged: one an old log holds stays open to its members.
+                problem = (
+                    None
+                    if room in state.rooms
+                    else room_problem(room)
+                    or look_alike_problem(room, state.room_look_alikes, what="room name")
+                )
                 if problem:
                     return None, problem
                 if state.is_member(room, name):

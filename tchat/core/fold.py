@@ -18,6 +18,7 @@ from tchat.core.messages import (
     UserOnline,
     UserStatus,
 )
+from tchat.core.names import LookAlikes
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 Key = tuple[int, int, int]
@@ -101,6 +102,9 @@ class ClusterState:
         # name -> key of its first login (the earliest, clashed or not): nothing before it
         # in the log concerns the name, so a login's catch-up starts there, not at entry 1.
         self.first_online: dict[str, Key] = {}
+        # Every account's and room's name by skeleton: a new name must not look like one.
+        self.user_look_alikes = LookAlikes()
+        self.room_look_alikes = LookAlikes()
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -120,7 +124,8 @@ class ClusterState:
             case ServerLeft(server_id=server_id):
                 self.servers.pop(server_id, None)
             case UserOnline(name=name, addr=addr, client_id=client_id):
-                self.first_online.setdefault(name, entry.key)
+                if self.first_online.setdefault(name, entry.key) == entry.key:
+                    self.user_look_alikes.add(name)
                 current = self.users.get(name)
                 if current is not None and current.client_id != client_id:
                     self.clashes.append(Clash(name, client_id))
@@ -152,6 +157,7 @@ class ClusterState:
                 record = self.rooms.get(room)
                 if record is None:
                     record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
+                    self.room_look_alikes.add(room)
                 record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
             case RoomLeft(room=room, name=name):

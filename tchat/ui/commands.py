@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tchat.core.messages import MAX_NAME, MAX_TEXT
-from tchat.core.names import name_problem, room_problem
+from tchat.core.names import checked_name, normal_name, room_problem
 
 _LEADING = re.compile(r"^[#@/]")  # would read as a room, a mention or a command
 DESKTOP = ("osc9", "osc777", "off")
@@ -100,15 +100,17 @@ def parse(line: str) -> Parsed:
         if spec.min_args and not tail:
             return Invalid(f"usage: {spec.usage}")
         if name == "msg":
-            if not valid_name(first, MAX_NAME):
-                return Invalid(f"not a user name: {first!r}; usage: {spec.usage}")
-            return Command(name, (first,), rest.strip())
+            user, problem = name_or_problem(first, MAX_NAME)
+            if problem:
+                return Invalid(f"not a user name: {problem}; usage: {spec.usage}")
+            return Command(name, (user,), rest.strip())
         return Command(name, (), tail)
     args = tuple(tail.split()) if tail else ()
     if not spec.min_args <= len(args) <= spec.max_args:
         return Invalid(f"usage: {spec.usage}")
     if name in ("join", "leave"):
-        args = tuple(a.lstrip("#") for a in args)
+        # What the user typed stands for its normal form ("＃ｄｅｖ" is "dev").
+        args = tuple(normal_name(a).lstrip("#") for a in args)
         problem = room_problem(args[0]) if args else None
         if problem:
             return Invalid(f"not a room name: {problem}")
@@ -161,8 +163,18 @@ def length_problem(text: str) -> str | None:
     return None
 
 
+def name_or_problem(typed: str, limit: int = MAX_NAME) -> tuple[str, str | None]:
+    """The name ``typed`` stands for (its NFKC form) and why it is no user name, or None."""
+    name, problem = checked_name(typed, limit=limit)
+    if problem is None and _LEADING.match(name):
+        problem = (
+            "a name does not start with # @ or / (it would read as a room, a mention or a command)"
+        )
+    return name, problem
+
+
 def valid_name(name: str, limit: int = MAX_NAME) -> bool:
-    return name_problem(name, limit=limit) is None and not _LEADING.match(name)
+    return name_or_problem(name, limit)[1] is None
 
 
 def command_help(name: str) -> str:

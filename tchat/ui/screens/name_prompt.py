@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from tchat.core.messages import MAX_NAME
-from tchat.ui.commands import valid_name
+from tchat.ui.commands import name_or_problem
 from tchat.ui.sanitize import sanitize
 
 
@@ -36,10 +36,9 @@ class NamePrompt(ModalScreen[str]):
 
     @on(Input.Submitted)
     def _chosen(self, message: Input.Submitted) -> None:
-        name = message.value.strip()
-        if not valid_name(name, MAX_NAME):
-            self.query_one("#name-error", Label).update(
-                "a name is 1 to 32 characters, no spaces, not starting with # @ /"
-            )
+        name, problem = name_or_problem(message.value.strip(), MAX_NAME)
+        if problem:
+            # The reason names the character (U+XXXX and its name): the input may hide it.
+            self.query_one("#name-error", Label).update(Text(sanitize(problem)))
             return
-        self.dismiss(name)
+        self.dismiss(name)  # its normal form: "ａｌｉｃｅ" is "alice"
