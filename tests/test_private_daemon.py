@@ -139,3 +139,16 @@ def test_status_without_the_key_shows_no_users_rooms_or_counts(tmp_path: Path) -
         forger = status(cluster, stranger, "--insecure")
         assert forger is not None and forger["users"] is None
         assert daemon.drop_count("bad-signature") >= 1
+
+
+def test_a_clients_xdg_dirs_are_made_private(tmp_path: Path) -> None:
+    data, config = tmp_path / "data" / "tchat", tmp_path / "config" / "tchat"
+    for path in (data, config):  # as an earlier version (or a umask of 022) left them
+        path.mkdir(parents=True)
+        path.chmod(0o755)
+    with Cluster(tmp_path, key="the xdg test key") as cluster:
+        cluster.daemon(server_id=1, data_dir=tmp_path / "server")
+        alice = cluster.client("alice")
+        alice.wait_event("ready")
+        assert mode(data) == 0o700 and mode(config) == 0o700
+        assert "was mode 0755" in "\n".join(alice.stderr_lines)
