@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import stat
@@ -150,6 +151,13 @@ def private_dir(path: Path, what: str) -> bool:
         logger.warning("%s %s was mode %s (others could read it): now 0700", what, path, _mode(st))
         return True
     return False
+
+
+def create_private(path: Path) -> None:
+    """Make ``path`` an empty 0600 file unless it exists: SQLite then gives its -wal and
+    -shm the same mode, whatever the process's umask (a service run in-process)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE))
 
 
 def private_files(directory: Path, names: tuple[str, ...] = DB_FILES) -> list[str]:

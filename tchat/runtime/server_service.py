@@ -21,12 +21,13 @@ from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir
 from tchat.runtime.private_files import (
     KEY_FILE_NAME,
+    create_private,
     data_dir_key,
     private_dir,
     private_files,
 )
 from tchat.runtime.server_status import ServerStatusReader
-from tchat.runtime.store import SqliteStore
+from tchat.runtime.store import DB_NAME, SqliteStore
 from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class ServerService:
         # or database made by an earlier version is tightened here, with a warning).
         private_dir(self.data_dir, "data dir")
         private_files(self.data_dir)
+        create_private(self.data_dir / DB_NAME)
         store = SqliteStore(self.data_dir)
         durable = store.load_meta()  # the log is read through the archive
         return store, durable
