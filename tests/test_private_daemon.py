@@ -152,3 +152,28 @@ def test_a_clients_xdg_dirs_are_made_private(tmp_path: Path) -> None:
         alice.wait_event("ready")
         assert mode(data) == 0o700 and mode(config) == 0o700
         assert "was mode 0755" in "\n".join(alice.stderr_lines)
+
+
+def test_status_text_says_what_is_withheld_and_which_servers_run_insecure() -> None:
+    from tchat.core.messages import Epoch, ServerInfo, StatusReply, UserInfo
+    from tchat.runtime.status import render, summarize
+
+    servers = (ServerInfo(1, "127.0.0.1:5001"), ServerInfo(2, "127.0.0.1:5002"))
+    epoch = Epoch(3, 2)
+
+    def reply(sid: int, full: bool) -> StatusReply:
+        users = (UserInfo("alice", "127.0.0.1:6000", "online", 1.0),) if full else ()
+        return StatusReply(
+            sid, f"127.0.0.1:500{sid}", "leader" if sid == 2 else "backup", epoch, 2,
+            "127.0.0.1:5002", servers, (1, 2), users, (), 9 if full else 0, 7,
+            len(users), 0, full=full,
+        )  # fmt: skip
+
+    anonymous = render(summarize([reply(1, False), reply(2, False)], insecure=[1]))
+    assert "users, rooms: (ask with the cluster key" in anonymous and "alice" not in anonymous
+    assert "WARNING: server(s) 1 run without a cluster key" in anonymous
+    assert "127.0.0.1:5002" in anonymous and "cluster fingerprint: (none yet)" in anonymous
+    # A full reply from any server is the view shown, even if the best-epoch one is not.
+    mixed = summarize([reply(1, True), reply(2, False)])
+    assert mixed["full"] and [u["name"] for u in mixed["users"]] == ["alice"]
+    assert "alice" in render(mixed) and "WARNING" not in render(mixed)
