@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.cluster_harness import REPO, Cluster, Daemon
 
@@ -16,7 +17,7 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-def status(cluster: Cluster, env: dict[str, str], *extra: str) -> dict[str, object] | None:
+def status(cluster: Cluster, env: dict[str, str], *extra: str) -> dict[str, Any] | None:
     argv = [sys.executable, "-m", "tchat", "status", "--json", "--wait", "0.6"]
     argv += ["--host", "127.0.0.1", "--discovery-port", str(cluster.discovery_port), *extra]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=20)
@@ -75,7 +76,7 @@ def test_a_daemon_without_a_key_makes_one_and_keeps_its_files_private(tmp_path: 
         assert anonymous["full"] is False and anonymous["log_size"] is None
         keyed = status(cluster, {**env, "TCHAT_CLUSTER_KEY": key})
         assert keyed is not None and keyed["full"] is True
-        assert [u["name"] for u in keyed["users"]] == ["alice"]  # type: ignore[union-attr]
+        assert [u["name"] for u in keyed["users"]] == ["alice"]
 
 
 def test_no_log_level_prints_message_text(tmp_path: Path) -> None:
@@ -128,13 +129,13 @@ def test_status_without_the_key_shows_no_users_rooms_or_counts(tmp_path: Path) -
         stranger = {k: v for k, v in cluster.env.items() if k != "TCHAT_CLUSTER_KEY"}
         anonymous = status(cluster, stranger)
         assert anonymous is not None and anonymous["leader"] == 1
-        assert [s["addr"] for s in anonymous["servers"]] == [daemon.addr]  # type: ignore[index]
+        assert [s["addr"] for s in anonymous["servers"]] == [daemon.addr]
         assert anonymous["users"] is None and anonymous["rooms"] is None
         assert anonymous.get("user_count") is None and anonymous.get("room_count") is None
         assert "alice" not in json.dumps(anonymous) and "lobby" not in json.dumps(anonymous)
         keyed = status(cluster, cluster.env)  # TCHAT_CLUSTER_KEY: a signed request
         assert keyed is not None and keyed["user_count"] == 1 and keyed["room_count"] == 1
-        assert [u["name"] for u in keyed["users"]] == ["alice"]  # type: ignore[union-attr]
+        assert [u["name"] for u in keyed["users"]] == ["alice"]
         # A request that claims the full view without the key's signature gets nothing.
         forger = status(cluster, stranger, "--insecure")
         assert forger is not None and forger["users"] is None
