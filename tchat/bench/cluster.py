@@ -169,6 +169,7 @@ class Cluster:
     def launch(self, sid: int) -> None:
         d = self.daemons[sid]
         env = dict(os.environ)
+        env.pop("TCHAT_CLUSTER_KEY", None)  # the daemons run --insecure, which refuses a key
         env["PYTHONPATH"] = (
             str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
         )
