@@ -140,6 +140,16 @@ def test_status_without_the_key_shows_no_users_rooms_or_counts(tmp_path: Path) -
         forger = status(cluster, stranger, "--insecure")
         assert forger is not None and forger["users"] is None
         assert daemon.drop_count("bad-signature") >= 1
+        wrong = subprocess.run(
+            [sys.executable, "-m", "tchat", "status", "--wait", "0.4", "--host", "127.0.0.1"]
+            + ["--discovery-port", str(cluster.discovery_port)],
+            capture_output=True,
+            text=True,
+            env={**stranger, "TCHAT_CLUSTER_KEY": "not the key of this cluster"},
+            cwd=REPO,
+            timeout=20,
+        )
+        assert wrong.returncode == 1 and "is it the cluster's?" in wrong.stderr
 
 
 def test_a_clients_xdg_dirs_are_made_private(tmp_path: Path) -> None:

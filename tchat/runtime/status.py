@@ -171,7 +171,11 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=options.log_level if args.log_level else "WARNING", stream=sys.stderr)
     replies, insecure = eventloop.run(gather_marked(options, args.wait))
     if not replies:
-        print("tchat status: no server answered", file=sys.stderr)
+        hint = ""
+        if options.cluster_key is not None:
+            # Servers with another key drop the signed request, and we their signed answers.
+            hint = f" (with the cluster key from {options.key_source}: is it the cluster's?)"
+        print(f"tchat status: no server answered{hint}", file=sys.stderr)
         return 1
     summary = summarize(replies, insecure)
     try:
