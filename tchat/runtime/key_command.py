@@ -19,8 +19,8 @@ EPILOG = f"""\
 A server started without a key makes one in its data dir ({KEY_FILE_NAME}, mode 0600).
 Give every other server of the cluster the same key, without putting it on a command
 line (every local user can read those with ps):
-  tchat key show --data-dir DIR --export > tchat.env   # then chmod 600, copy, and use it as
-                                                       # a systemd EnvironmentFile, or
+  (umask 077; tchat key show --data-dir DIR --export > tchat.env)  # copy it over ssh: a
+                                                      # systemd EnvironmentFile, or
   export {KEY_ENV}=$(tchat key show --data-dir DIR)
   tchat --daemon --cluster-key-file /etc/tchat/cluster.key   # a 0600 file of one line
 """
