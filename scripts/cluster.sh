@@ -44,7 +44,9 @@ Options for every command:
   --session NAME        tmux session and tmux server socket name (default tchat)
 Environment:
   TCHAT_BIN             the tchat program to run (default .venv/bin/tchat)
-  TCHAT_CLUSTER_KEY     the servers' shared secret, passed on to every node
+  TCHAT_CLUSTER_KEY     the servers' shared secret; without it the servers share the key
+                        file DIR/cluster.key (made 0600 on the first start), never a
+                        command-line argument (ps shows those to every local user)
 
 Keys inside the session (after the tmux prefix, Ctrl-b unless you changed it):
   K   kill the leader (kill -9) and watch the others elect a new one
@@ -100,6 +102,7 @@ COMMAND=${COMMAND:-start}
 [[ -z "$DISCOVERY_PORT" || "$DISCOVERY_PORT" =~ ^[1-9][0-9]{0,4}$ ]] || die "bad --discovery-port"
 [[ "$SESSION" =~ ^[A-Za-z0-9_.-]+$ ]] || die "--session: letters, digits, _ . - only"
 mkdir -p "$DATA_DIR"
+chmod 700 "$DATA_DIR" # the servers' logs (every PM) and the cluster key live here
 DATA_DIR=$(cd "$DATA_DIR" && pwd)
 STATE="$DATA_DIR/cluster.state"
 PY="$ROOT/.venv/bin/python"
@@ -283,7 +286,21 @@ run_server() { # exec'd in server N's pane, so the pid file names the daemon its
     echo "server $n: id $id on $HOST:${PORTS[$((n - 1))]}, data $DATA_DIR/server-$n"
     exec "$TCHAT" --daemon --host "$HOST" --port "${PORTS[$((n - 1))]}" \
         --discovery-port "$DISCOVERY_PORT" --multicast-port "$MULTICAST_PORT" --id "$id" \
-        --data-dir "$DATA_DIR/server-$n" --log-level "$LOG_LEVEL"
+        --data-dir "$DATA_DIR/server-$n" --log-level "$LOG_LEVEL" \
+        ${KEY_ARGS[@]+"${KEY_ARGS[@]}"}
+}
+
+# The servers' shared secret: TCHAT_CLUSTER_KEY from the environment, else the key file of
+# this cluster (a file's name may show in ps; the key itself never does).
+KEY_FILE="$DATA_DIR/cluster.key"
+KEY_ARGS=()
+[ -z "${TCHAT_CLUSTER_KEY:-}" ] && KEY_ARGS=(--cluster-key-file "$KEY_FILE")
+
+ensure_key() { # one key for every server of the demo, made once for this data dir
+    [ -n "${TCHAT_CLUSTER_KEY:-}" ] && return 0
+    [ -f "$KEY_FILE" ] && return 0
+    "$TCHAT" key new --cluster-key-file "$KEY_FILE" >/dev/null || die "could not make $KEY_FILE"
+    echo "Made the cluster key $KEY_FILE (mode 0600); its servers share it."
 }
 
 run_client() {
@@ -380,6 +397,7 @@ cmd_start() {
     for ((n = 0; n < CLIENTS; n++)); do CLIENT_NAMES+=("${NAMES[$n]:-user$((n + 1))}"); done
     rm -rf "$DATA_DIR/pids"
     mkdir -p "$DATA_DIR/pids"
+    ensure_key
     write_state
     local conf me pane
     conf=$(write_tmux_conf)
@@ -405,6 +423,10 @@ cmd_start() {
     echo "tchat cluster '$SESSION': $SERVERS servers, $CLIENTS $CLIENT_MODE clients on $HOST," \
         "discovery port $DISCOVERY_PORT, data in $DATA_DIR"
     echo "Another client, from any terminal: $(hand_command)"
+    if [ -z "${TCHAT_CLUSTER_KEY:-}" ]; then
+        echo "Cluster key (another server needs it, a client does not): $KEY_FILE;" \
+            "tchat key show --cluster-key-file $(shq "$KEY_FILE") prints it"
+    fi
     echo "  (or: scripts/cluster.sh client NAME, in a window of this session;" \
         "'source .venv/bin/activate' puts tchat on your PATH)"
     if [ "$DETACH" = 1 ] || [ ! -t 0 ] || [ ! -t 1 ]; then # no terminal: nothing to attach
@@ -435,8 +457,9 @@ cmd_attach() {
     TMUX='' exec tmux -L "$SESSION" attach -t "$SESSION"
 }
 
-tchat_status() { # extra args go to tchat status
-    "$TCHAT" status --host "$HOST" --discovery-port "$DISCOVERY_PORT" "$@"
+tchat_status() { # extra args go to tchat status; with the key it shows users and rooms too
+    "$TCHAT" status --host "$HOST" --discovery-port "$DISCOVERY_PORT" \
+        ${KEY_ARGS[@]+"${KEY_ARGS[@]}"} "$@"
 }
 
 cmd_status() {

@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "sim": "tchat.sim.command",
     "bench": "tchat.bench.command",
     "status": "tchat.runtime.status",
+    "key": "tchat.runtime.key_command",
 }
 NODE_MODES = "tchat.runtime.modes"  # tchat [--daemon | --server | --headless] ...
 

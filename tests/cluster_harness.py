@@ -269,7 +269,12 @@ class Cluster:
                 "XDG_DATA_HOME": str(self.tmp / "data"),
             }
         )
+        # The key goes by the environment, never the command line (ps shows that to all).
+        # Without one the daemons run --insecure, as every daemon did before keys were
+        # made by default: each would make a key of its own and they would not meet.
         self.env.pop("TCHAT_CLUSTER_KEY", None)
+        if key:
+            self.env["TCHAT_CLUSTER_KEY"] = key
         self._count = 0
 
     def net_args(self, host: str | None = None) -> list[str]:
@@ -281,8 +286,8 @@ class Cluster:
             "--multicast-port",
             str(self.multicast_port),
         ]
-        if self.key:
-            args += ["--cluster-key", self.key]
+        if not self.key:
+            args.append("--insecure")
         return args + self.extra
 
     def daemon(

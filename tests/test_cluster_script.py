@@ -60,7 +60,9 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         return {p.stem: int(p.read_text()) for p in (self.data / "pids").glob("*.pid")}
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self, keyed: bool = True) -> dict[str, Any] | None:
+        """``tchat status --json``; with the demo's key file, so users and rooms are shown."""
+        key = ["--cluster-key-file", str(self.data / "cluster.key")] if keyed else []
         done = subprocess.run(
             [
                 sys.executable,
@@ -74,6 +76,7 @@ class Cluster:
                 str(self.discovery_port),
                 "--wait",
                 "0.4",
+                *key,
             ],
             capture_output=True,
             text=True,
@@ -281,6 +284,15 @@ def test_detached_cluster_fails_over_and_stops_clean(cluster: Cluster) -> None:
     pids = cluster.pids()
     assert set(pids) == {"server-1", "server-2", "server-3", "client-alice", "client-bob"}
     assert all(alive(pid) for pid in pids.values()), cluster.panes()
+    # The servers share one key, made once for the demo, private, and in no command line.
+    key_file = cluster.data / "cluster.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) == 44 and not processes_mentioning(key)
+    assert cluster.data.stat().st_mode & 0o777 == 0o700
+    anonymous = cluster.status(keyed=False)
+    assert anonymous is not None and anonymous["users"] is None, anonymous
+    assert len(answered(anonymous)) == 3
 
     killed = cluster.script("kill-leader", timeout=30)
     assert killed.returncode == 0, killed.stdout + killed.stderr

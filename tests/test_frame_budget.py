@@ -21,6 +21,7 @@ from tchat.core.messages import (
     Admit,
     Append,
     Chat,
+    ClusterStatusRequest,
     Dot,
     Entry,
     EntryBody,
@@ -38,7 +39,6 @@ from tchat.core.messages import (
     SendChat,
     SessionFrame,
     StatusReply,
-    StatusRequest,
     Submit,
     SyncData,
     Touch,
@@ -183,7 +183,7 @@ def test_user_lists_directories_status_and_welcomes_of_a_crowded_cluster_fit() -
     bus.run(0.2)
     (directory,) = [e for e in bus.events[bob.config.addr] if isinstance(e, RoomDirectory)]
     assert len(directory.rooms) == 720
-    bus._post("status", leader.config.addr, StatusRequest("status", 7))
+    bus._post("status", leader.config.addr, ClusterStatusRequest("status", 7))
     bus.run(0.1)
     (status,) = [m for src, dst, m in bus.sent if dst == "status"]
     assert isinstance(status, StatusReply) and status.user_count == 402

@@ -246,7 +246,10 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
             wait_for(lambda r=reason, n=n: daemon.drop_count(r) >= n, 5, f"{n} x {reason}")
 
         # A server with another key is kept out: its frames are refused, never merged.
-        intruder = cluster.daemon(server_id=7, args=["--cluster-key", "wrong"])
+        wrong = tmp_path / "wrong.key"
+        wrong.write_text("a wrong key of some length\n")
+        wrong.chmod(0o600)
+        intruder = cluster.daemon(server_id=7, args=["--cluster-key-file", str(wrong)])
         wait_for(lambda: daemon.drop_count("bad-signature") >= 3, 5, "the intruder's frames")
         client = cluster.client("alice")
         ready(client)

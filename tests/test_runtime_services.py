@@ -29,8 +29,10 @@ async def until(predicate, timeout: float = TIMEOUT) -> None:  # type: ignore[no
 async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) -> None:
     port = random.randrange(20000, 32000)
     base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
+    # One key for both: a server given none makes its own, and two keys never meet.
+    keyed = dataclasses.replace(base, cluster_key=b"the services test key")
     servers = [
-        ServerService(dataclasses.replace(base, server_id=i, data_dir=tmp_path / f"s{i}"))
+        ServerService(dataclasses.replace(keyed, server_id=i, data_dir=tmp_path / f"s{i}"))
         for i in (1, 2)
     ]
     effects: list[Effect] = []

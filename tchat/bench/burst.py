@@ -157,6 +157,9 @@ class BurstRun:
         self.daemons: dict[int, Child] = {}
 
     def net_args(self) -> list[str]:
+        # No cluster key, as the trees compared ran before daemons made their own: a tree
+        # that makes them takes --insecure (else each daemon would have its own key).
+        insecure = (self.tree / "tchat" / "runtime" / "private_files.py").exists()
         return [
             "--host", HOST,
             "--discovery-port", str(self.discovery_port),
@@ -164,6 +167,7 @@ class BurstRun:
             "--multicast-base", self.multicast_base,
             "--multicast-port", str(self.multicast_port),
             "--config", str(self.root / "empty.toml"),
+            *(["--insecure"] if insecure else []),
         ]  # fmt: skip
 
     def start_daemons(self) -> None:

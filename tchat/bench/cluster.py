@@ -152,6 +152,9 @@ class Cluster:
             "--max-connections-per-host", "0", "--max-connections", "100000",
             "--discovery-rate", "0",
             "--config", str(self.root / "empty.toml"),
+            # No cluster key, as every bench ran before daemons made their own: the figures
+            # stay comparable (each daemon would make a key of its own and never meet).
+            "--insecure",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -166,6 +169,7 @@ class Cluster:
     def launch(self, sid: int) -> None:
         d = self.daemons[sid]
         env = dict(os.environ)
+        env.pop("TCHAT_CLUSTER_KEY", None)  # the daemons run --insecure, which refuses a key
         env["PYTHONPATH"] = (
             str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
         )
@@ -246,7 +250,7 @@ class Cluster:
     async def status(self, wait: float = 0.3) -> list[Any]:
         from tchat.runtime.status import gather
 
-        return await gather(self.net_options(), wait)
+        return await gather(self.net_options(insecure=True), wait)  # the full view
 
     async def wait_stable(self, timeout: float = 30.0, live: int | None = None) -> int:
         """Wait until one leader and ``live`` (default: all running) servers agree; its id."""

@@ -670,7 +670,19 @@ class StatusRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterStatusRequest(StatusRequest):
+    """``tchat status`` by someone who holds the cluster secret: the full view, users and
+    rooms too. Signed like a server's frame, so a server with a key takes it only signed
+    with that key; an anonymous StatusRequest gets only what a client needs."""
+
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReply(Message):
+    """A server's view of the cluster. To an anonymous StatusRequest (``full`` False) it
+    carries only what a client needs to find the cluster: no users, no rooms, no counts."""
+
     server_id: int
     addr: str
     role: str
@@ -685,6 +697,10 @@ class StatusReply(Message):
     nonce: int
     user_count: int  # all of them: a reply is one datagram, the lists may be cut short
     room_count: int
+    full: bool = True  # False: the answer to an anonymous request (lists and counts empty)
+    # The fingerprint of the cluster's public key, for clients to check and pin; "" until
+    # the cluster has one (issue 15, part 3).
+    cluster_fingerprint: str = ""
     from_server: ClassVar[bool] = True
 
 
@@ -758,6 +774,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     LobbyFrame,
     LobbyBeat,
     RoomList,
+    ClusterStatusRequest,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

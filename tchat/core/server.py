@@ -39,6 +39,7 @@ from tchat.core.messages import (
     Append,
     AppendAck,
     ClientBeat,
+    ClusterStatusRequest,
     Discover,
     DiscoverReply,
     Election,
@@ -393,6 +394,8 @@ class ServerNode:
                 effects.append(Send(message.addr, discover_reply(self, message.nonce)))
             case DiscoverReply():
                 effects.extend(self._on_discover_reply(message, now))
+            case ClusterStatusRequest():  # signed with the cluster key (the codec checked)
+                effects.append(Send(message.addr, status_reply(self, message.nonce, full=True)))
             case StatusRequest():
                 effects.append(Send(message.addr, status_reply(self, message.nonce)))
             case Heartbeat():

@@ -31,8 +31,32 @@ def discover_reply(node: ServerView, nonce: int) -> DiscoverReply:
     )
 
 
-def status_reply(node: ServerView, nonce: int) -> StatusReply:
-    """What a StatusRequest asks: our view of the cluster, within one frame."""
+def status_reply(node: ServerView, nonce: int, full: bool = False) -> StatusReply:
+    """What a StatusRequest asks: our view of the cluster, within one frame.
+
+    Only ``full`` (a request signed with the cluster key) gets users, rooms and their
+    counts: who is online, from which address, and who is in which room is nobody
+    else's business. Servers' addresses stay: a client needs them to connect.
+    """
+    live = tuple(sorted(node.live_backups | {node.server_id}))
+    if not full:
+        return StatusReply(
+            node.server_id,
+            node.config.addr,
+            node.role.value,
+            node.epoch,
+            node.leader_id,
+            node.leader_addr,
+            node.servers,
+            live,
+            (),
+            (),
+            0,
+            nonce,
+            0,
+            0,
+            full=False,
+        )
     state = node.state
     names = sorted(state.rooms)[:STATUS_ROOMS]
     rooms = tuple(
@@ -50,7 +74,6 @@ def status_reply(node: ServerView, nonce: int) -> StatusReply:
     # Long names and addresses made 300 users ~120 KB.
     rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
     users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
-    live = tuple(sorted(node.live_backups | {node.server_id}))
     return StatusReply(
         node.server_id,
         node.config.addr,

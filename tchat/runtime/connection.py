@@ -14,6 +14,7 @@ from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
 from tchat.core.messages import (
     ClientBeat,
+    ClusterStatusRequest,
     Discover,
     LeaderSuspect,
     Message,
@@ -41,7 +42,9 @@ MIN_RECHECK = 0.001  # the event loop's timer resolution: an earlier look would 
 HELD_FRAMES = 256
 HELD_BYTES = 256 * 1024
 # Client frames naming the address their answers go to.
-ADDRESSED: frozenset[type[Message]] = frozenset((Register, Discover, StatusRequest, LeaderSuspect))
+ADDRESSED: frozenset[type[Message]] = frozenset(
+    (Register, Discover, StatusRequest, ClusterStatusRequest, LeaderSuspect)
+)
 # Seconds a session waits at most for a closed gate: its client's beats are behind the
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.

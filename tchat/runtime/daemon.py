@@ -40,15 +40,17 @@ async def run_daemon(options: NetOptions) -> int:
         print(f"tchat: daemon failed to start: {exc}", file=sys.stderr)
         return 1
     assert service.driver is not None
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # After the handlers: whoever waits for this line may SIGTERM us at once (a test did,
+    # and the daemon died of the signal instead of stopping gracefully).
     print(
         f"tchat daemon id={service.server_id} addr={service.addr} data={service.data_dir}",
         file=sys.stderr,
         flush=True,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     summary = loop.create_task(_drop_summaries(service))
     watchdog = loop.create_task(_stall_watchdog())
     collector = loop.create_task(GcPolicy().run())

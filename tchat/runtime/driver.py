@@ -29,6 +29,7 @@ from tchat.core.effects import (
     Stopped,
 )
 from tchat.core.messages import Message
+from tchat.core.redact import redacted
 from tchat.runtime import discovery, multicast
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.store import CommitThread
@@ -36,7 +37,8 @@ from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
 node_log = logging.getLogger("tchat.node")
-frame_log = logging.getLogger("tchat.frames")  # every frame in and out, at DEBUG
+# every frame in and out, at DEBUG: their shape, never the text users wrote (redacted)
+frame_log = logging.getLogger("tchat.frames")
 
 
 class CoreNode(Protocol):
@@ -151,7 +153,7 @@ class NodeDriver:
         if self._closed:
             return
         if self._trace:
-            frame_log.debug("<- %s %r", src, message)
+            frame_log.debug("<- %s %s", src, redacted(message))
         kind = type(message).__name__
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
         self._run(self.node.handle, message, src, self.loop.time())
@@ -447,7 +449,7 @@ class NodeDriver:
         match effect:
             case Send(addr=addr, message=message):
                 if self._trace:
-                    frame_log.debug("-> %s %r", addr, message)
+                    frame_log.debug("-> %s %s", addr, redacted(message))
                 self.transport.send(addr, message)
             case Broadcast(message=message):
                 discovery.broadcast(self.transport, message)
@@ -476,7 +478,7 @@ class NodeDriver:
             case Deliver():
                 self._notify(effect)
             case _:
-                logger.warning("unknown effect %r", effect)
+                logger.warning("unknown effect %s", redacted(effect))
 
     def _notify(self, effect: Effect) -> None:
         for listener in list(self.listeners):

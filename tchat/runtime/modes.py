@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,9 +13,12 @@ from tchat.runtime.options import (
     NetOptions,
     add_network_arguments,
     add_node_arguments,
+    data_home,
+    default_config_path,
     options_from_args,
     wants_dashboard,
 )
+from tchat.runtime.private_files import SecretFileError, private_dir
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 
@@ -60,8 +64,13 @@ def main(argv: list[str]) -> int:
         mode = "server"
     else:
         mode = "client"
+    # Everything a node writes (the log with every PM, keys, settings, its log file) is
+    # its user's alone; set before anything is opened.
+    os.umask(0o077)
     options = options_from_args(args, mode)
     setup_logging(options, args.log_file, to_stderr=mode in ("daemon", "headless"))
+    if mode in ("client", "headless"):
+        _private_client_dirs()
     if mode == "daemon":
         from tchat.runtime.daemon import run_daemon
 
@@ -73,6 +82,18 @@ def main(argv: list[str]) -> int:
 
         return eventloop.run(run_headless(options, options.user))
     return _run_ui(options, mode)
+
+
+def _private_client_dirs() -> None:
+    """A client's XDG dirs (identity, pinned keys, settings) are its user's alone: the ones
+    an earlier version made 0755 are tightened (a server does the same with its data dir)."""
+    for path, what in ((data_home(), "data dir"), (default_config_path().parent, "config dir")):
+        if path.is_dir():
+            try:
+                private_dir(path, what)
+            except (SecretFileError, OSError) as exc:
+                # Not ours to fix (another owner, a read-only home): say it, run anyway.
+                logging.getLogger(__name__).warning("%s", exc)
 
 
 def _run_ui(options: NetOptions, mode: str) -> int:

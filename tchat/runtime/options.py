@@ -10,13 +10,16 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tchat.core.codec import MAX_FRAME
 from tchat.core.config import Timing
+from tchat.runtime.private_files import SecretFileError, check_private, parse_key, read_secret_file
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,10 @@ class NetOptions:
     discovery_port: int = DEFAULT_DISCOVERY_PORT
     broadcast: str = "127.255.255.255"
     cluster_key: bytes | None = None
+    # Where the key came from ("environment", "key file PATH", "config PATH", "data dir"):
+    # said in the log, never the key itself.
+    key_source: str = ""
+    insecure: bool = False  # --insecure: no cluster key at all, said loudly
     mode: str = "client"  # client | server | daemon | headless
     user: str | None = None
     theme: str | None = None
@@ -163,7 +170,20 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds without an answer before a client says what it tried (0 = never)",
     )
-    net.add_argument("--cluster-key", help=f"shared secret of the servers (or ${KEY_ENV})")
+    net.add_argument(
+        "--cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help=f"file (mode 0600) holding the servers' shared secret (or ${KEY_ENV})",
+    )
+    # Gone: an argument is in `ps` and /proc/PID/cmdline for every local user to read.
+    net.add_argument("--cluster-key", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
+    net.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="run with no cluster key: anyone on the LAN can join and forge server frames",
+    )
     net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
     net.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     net.add_argument(
@@ -174,6 +194,27 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--max-frame", type=int, help="largest accepted frame in bytes")
     net.add_argument("--heartbeat", type=float, help="leader heartbeat interval (s)")
     net.add_argument("--leader-timeout", type=float, help="backups suspect a silent leader (s)")
+
+
+class _RefuseKeyArgument(argparse.Action):
+    """``--cluster-key KEY``: refused with what to do instead (exit 2, as argparse errors)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        kwargs["nargs"] = "?"
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        parser.error(
+            "--cluster-key is gone: a secret on the command line is visible to every local "
+            f"user (ps). Set {KEY_ENV}=KEY in the environment or use --cluster-key-file FILE "
+            "(mode 0600)"
+        )
+
+
+def refuse(message: str) -> typing.NoReturn:
+    """A usage error of the command line or config: said on stderr, exit status 2."""
+    print(f"tchat: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,9 +258,42 @@ def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
         return {}
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            conf = tomllib.load(fh)
+            if "cluster_key" in conf:
+                # Checked on the file we read: a config with a secret must be ours alone.
+                check_private(os.fstat(fh.fileno()), path, "config file")
+            return conf
+    except SecretFileError as exc:
+        refuse(f"{exc} (it holds cluster_key)")
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
+
+
+def cluster_key_of(
+    args: argparse.Namespace, conf: dict[str, Any], config_path: Path
+) -> tuple[bytes | None, str]:
+    """(key, where it came from): --cluster-key-file > $TCHAT_CLUSTER_KEY > the config's
+    ``cluster_key_file`` or ``cluster_key``; (None, "") when none is given."""
+    try:
+        given = getattr(args, "cluster_key_file", None)
+        if given is not None:
+            return read_secret_file(Path(given).expanduser()), f"key file {given}"
+        env = os.environ.get(KEY_ENV)
+        if env:
+            return parse_key(env, KEY_ENV), "environment"
+        named = conf.get("cluster_key_file")
+        if named is not None:
+            if not isinstance(named, str):
+                refuse(f"cluster_key_file in {config_path} must be a path")
+            return read_secret_file(Path(named).expanduser()), f"key file {named}"
+        inline = conf.get("cluster_key")
+        if inline is not None:
+            if not isinstance(inline, str):
+                refuse(f"cluster_key in {config_path} must be a string")
+            return parse_key(inline, f"cluster_key in {config_path}"), f"config {config_path}"
+    except SecretFileError as exc:
+        refuse(str(exc))
+    return None, ""
 
 
 # config-file key (also the dest of the argparse option) -> NetOptions field
@@ -254,7 +328,10 @@ _SIMPLE = {
 
 
 def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
-    """Merge defaults < TOML config < environment (key) < command line into NetOptions."""
+    """Merge defaults < TOML config < environment (key) < command line into NetOptions.
+
+    The cluster key is never taken from the command line itself (only a file's name).
+    """
     explicit = getattr(args, "config", None)
     config_path = explicit or default_config_path()
     conf = _load_toml(config_path, explicit is not None)
@@ -266,10 +343,10 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
                 values[name] = source[option]
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(values["data_dir"]).expanduser()
-    key: str | None = os.environ.get(KEY_ENV) or conf.get("cluster_key")
-    if getattr(args, "cluster_key", None):
-        key = str(args.cluster_key)
-    values["cluster_key"] = key.encode() if key else None
+    values["cluster_key"], values["key_source"] = cluster_key_of(args, conf, config_path)
+    values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
+    if values["insecure"] and values["cluster_key"] is not None:
+        refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     timing = dict(conf.get("timing", {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -17,9 +18,16 @@ from tchat.core.status import ServerStatus
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
-from tchat.runtime.options import NetOptions, data_home, default_data_dir
+from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir
+from tchat.runtime.private_files import (
+    KEY_FILE_NAME,
+    create_private,
+    data_dir_key,
+    private_dir,
+    private_files,
+)
 from tchat.runtime.server_status import ServerStatusReader
-from tchat.runtime.store import SqliteStore
+from tchat.runtime.store import DB_NAME, SqliteStore
 from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -99,10 +107,11 @@ class ServerService:
             self.driver.listeners.append(listener)
 
     async def start(self) -> None:
-        opts = self.options
+        # The data dir first: the cluster key may live there, and the transport needs it.
+        self.store, durable = self._open_store()
+        self.options = opts = self._with_cluster_key(self.options)
         self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
-        self.store, durable = self._open_store()
         self.server_id = self._server_id()
         config = ServerConfig(
             server_id=self.server_id,
@@ -128,16 +137,48 @@ class ServerService:
 
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
-        assert self.transport is not None
         if opts.data_dir is None and not opts.server_id:
             self._remembered_id = remembered_server_id(opts.host, self.rng)
         self.data_dir = opts.data_dir or default_data_dir(
             opts.server_id or self._remembered_id or 0
         )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The log holds every PM: readable by us alone (the umask covers new files; a dir
+        # or database made by an earlier version is tightened here, with a warning).
+        private_dir(self.data_dir, "data dir")
+        private_files(self.data_dir)
+        create_private(self.data_dir / DB_NAME)
         store = SqliteStore(self.data_dir)
         durable = store.load_meta()  # the log is read through the archive
         return store, durable
+
+    def _with_cluster_key(self, opts: NetOptions) -> NetOptions:
+        """The options with the cluster key this server runs with: the one given, else the
+        data dir's (made on the first start), else none under --insecure, said loudly."""
+        if opts.cluster_key is not None:
+            logger.info("cluster key from %s", opts.key_source)
+            return opts
+        if opts.insecure:
+            logger.warning(
+                "INSECURE: running without a cluster key (--insecure): anyone on the LAN "
+                "can join this cluster, forge its frames and read its log"
+            )
+            return opts
+        assert self.data_dir is not None
+        key, created = data_dir_key(self.data_dir)
+        path = self.data_dir / KEY_FILE_NAME
+        if created:
+            # Said once, when it is made: the other servers need the same key to join.
+            logger.warning(
+                "created a cluster key in %s. Give the other servers the same key: "
+                "`tchat key show --data-dir %s` prints it; pass it as %s=... in their "
+                "environment or in a 0600 file named by --cluster-key-file",
+                path,
+                self.data_dir,
+                KEY_ENV,
+            )
+        else:
+            logger.info("cluster key from %s", path)
+        return dataclasses.replace(opts, cluster_key=key, key_source=f"data dir {path}")
 
     def _server_id(self) -> int:
         store = self.store

@@ -1,0 +1,124 @@
+"""The cluster secret never on the command line, and only from files no one else can read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tchat.runtime.modes import build_parser
+from tchat.runtime.options import NetOptions, options_from_args
+
+# Imported where used, so each test also runs (and fails) on the tree before this module.
+
+
+def parse(argv: list[str]) -> NetOptions:
+    return options_from_args(build_parser().parse_args(argv), "daemon")
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TCHAT_CLUSTER_KEY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def key_file(path: Path, text: str, mode: int) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_a_key_on_the_command_line_is_refused_with_what_to_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Every local user reads a process's arguments (ps, /proc/PID/cmdline).
+    for argv in (["--cluster-key", "sekrit"], ["--cluster-key=sekrit"]):
+        with pytest.raises(SystemExit) as stopped:
+            parse(["--host", "127.0.0.1", *argv])
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err
+        assert "TCHAT_CLUSTER_KEY" in said and "--cluster-key-file" in said
+        assert "sekrit" not in said
+
+
+def test_a_private_key_file_is_read_and_a_readable_one_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = key_file(tmp_path / "good.key", "  the cluster secret of this test \n", 0o600)
+    opts = parse(["--host", "127.0.0.1", "--cluster-key-file", str(good)])
+    assert opts.cluster_key == b"the cluster secret of this test"
+    assert str(good) in opts.key_source
+    capsys.readouterr()
+    for mode in (0o644, 0o640, 0o604):
+        loose = key_file(tmp_path / f"loose-{mode:o}.key", "a secret others can read\n", mode)
+        with pytest.raises(SystemExit) as stopped:
+            parse(["--host", "127.0.0.1", "--cluster-key-file", str(loose)])
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err
+        assert f"mode {mode:04o}" in said and "chmod 600" in said
+        assert "others can read" not in said  # the key itself is never echoed
+
+
+def test_key_files_that_are_not_one_short_line_of_a_regular_file_are_refused(
+    tmp_path: Path,
+) -> None:
+    from tchat.runtime.private_files import SecretFileError, read_secret_file
+
+    os.mkfifo(tmp_path / "fifo", 0o600)  # would block a start that read it
+    (tmp_path / "dir").mkdir(mode=0o700)
+    cases = {
+        tmp_path / "fifo": "not a regular file",
+        tmp_path / "dir": "not a regular file",
+        key_file(tmp_path / "empty", "\n\n", 0o600): "0 lines",
+        key_file(tmp_path / "two", "one\ntwo\n", 0o600): "2 lines",
+        key_file(tmp_path / "big", "k" * 5000, 0o600): "over 4096 bytes",
+        key_file(tmp_path / "long", "k" * 2000, 0o600): "2000 characters",
+        key_file(tmp_path / "ctl", "a\x1bkey\n", 0o600): "control characters",
+        tmp_path / "missing": "cannot open",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(SecretFileError, match=reason):
+            read_secret_file(path)
+
+
+def test_a_config_holding_the_key_must_be_private_one_without_may_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = key_file(tmp_path / "plain.toml", 'host = "127.0.0.1"\n', 0o644)
+    assert parse(["--config", str(plain)]).cluster_key is None
+    secret = key_file(tmp_path / "secret.toml", 'cluster_key = "a config secret"\n', 0o644)
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--host", "127.0.0.1", "--config", str(secret)])
+    assert stopped.value.code == 2
+    assert "mode 0644" in capsys.readouterr().err
+    secret.chmod(0o600)
+    assert parse(["--host", "127.0.0.1", "--config", str(secret)]).cluster_key == (
+        b"a config secret"
+    )
+
+
+def test_insecure_is_explicit_and_cannot_go_with_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = parse(["--host", "127.0.0.1", "--insecure"])
+    assert opts.insecure and opts.cluster_key is None
+    assert not parse(["--host", "127.0.0.1"]).insecure
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "an environment secret")
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--host", "127.0.0.1", "--insecure"])
+    assert stopped.value.code == 2 and "--insecure" in capsys.readouterr().err
+
+
+def test_a_data_dir_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    from tchat.runtime.private_files import SecretFileError, create_key_file, data_dir_key
+
+    key, created = data_dir_key(tmp_path)
+    assert created and len(key) == 44  # 32 random bytes in base64
+    path = tmp_path / "cluster.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert data_dir_key(tmp_path) == (key, False)
+    assert not create_key_file(path)  # never over an existing key
+    path.chmod(0o644)  # someone loosened it: it may have leaked, the operator decides
+    with pytest.raises(SecretFileError, match="mode 0644"):
+        data_dir_key(tmp_path)
