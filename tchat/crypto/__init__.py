@@ -1,0 +1,1 @@
+"""Runtime-side cryptography: Noise, the encrypted record layer and the session handshake."""
