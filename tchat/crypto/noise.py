@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -36,12 +37,10 @@ _Aead = ChaCha20Poly1305 | AESGCM
 BytesLike = bytes | bytearray | memoryview
 
 
-def _chacha_nonce(n: int) -> bytes:
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
-
-
-def _aesgcm_nonce(n: int) -> bytes:
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "big")
+# Spec 12.3 / 12.4: 32 zero bits then the 64-bit counter, little-endian for ChaChaPoly and
+# big-endian for AESGCM.
+_chacha_nonce = struct.Struct("<4xQ").pack
+_aesgcm_nonce = struct.Struct(">4xQ").pack
 
 
 _CIPHERS: dict[str, tuple[type[_Aead], Callable[[int], bytes]]] = {

@@ -142,6 +142,9 @@ class RecordSealer:
 
         Empty data gives one empty record (a tag only): a valid keepalive.
         """
+        if len(data) <= MAX_RECORD_PLAINTEXT:  # the common case: one record, one join
+            sealed = self._cipher.encrypt_with_ad(b"", data)
+            return len(sealed).to_bytes(LENGTH_LEN, "big") + sealed
         view = memoryview(data)
         parts: list[bytes] = []
         start = 0
