@@ -5,9 +5,13 @@ of that key); the client (initiator) has no static key in NX. Both then hold `ha
 unique to this session, which the client signs with its identity key to log in (channel
 binding), and the record layer's two directions from `transport()`.
 
+NX alone proves only that the server holds *some* key: before it sends anything (the login
+first of all) the client must check that `remote_payload` is the cluster's certificate of
+`remote_static`; otherwise a man in the middle completes the handshake with his own key.
+
 XX (both sides send a static key) serves a peer that has a key of its own, such as a server
 dialling another server. The caller bounds the handshake's time; a `NoiseError` from `step`
-means: close the connection.
+means: close the connection. Why NX, ChaChaPoly and SHA256: docs/SECURITY.md.
 """
 
 from __future__ import annotations
