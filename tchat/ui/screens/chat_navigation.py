@@ -68,7 +68,7 @@ class Navigator:
             return
         for key in change.conversations:
             conv = screen.model.conversation(key)
-            line = conv.lines[-1] if conv.lines else None
+            line = screen.model.last_committed(conv)  # our pending lines sit below it
             if line is None or line.notice or line.sender == screen.model.me:
                 continue
             level = screen.model.notify_level(conv)
