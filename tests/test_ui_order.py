@@ -321,3 +321,28 @@ def test_pending_and_failed_marks_snapshot(snap_compare: object) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)  # type: ignore[operator]
+
+
+async def test_a_reader_scrolled_up_keeps_the_screen_while_lines_move_below() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        for i in range(60):
+            demo.service.say("carol", f"backlog {i}", room="general")
+        await type_line(pilot, "mine, pending")
+        cmid = demo.service.submitted[-1][0]
+        await pilot.press("pageup")
+        await pilot.pause()
+        view = screen.messages
+        before = (view.scroll_y, screen_text(pilot))
+        assert "backlog 59" not in before[1]
+        demo.service.say("carol", "committed while scrolled up", room="general")
+        demo.service.acknowledge(cmid)
+        await until(pilot, lambda: "(1 new, End)" in screen_text(pilot))
+        assert view.scroll_y == before[0]
+        lines = [line.text for line in screen.model.conversation(ROOM).lines[-2:]]
+        assert lines == ["committed while scrolled up", "mine, pending"]
+        await pilot.press("end")
+        await until(pilot, lambda: "<you> mine, pending" in screen_text(pilot))
+        text = screen_text(pilot)
+        assert text.index("committed while scrolled up") < text.index("<you> mine, pending")
