@@ -172,3 +172,36 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except (FileNotFoundError, IndexError):
         return True
+
+
+def test_scrollback_from_the_input_line_in_tmux(tmp_path: Path) -> None:
+    """PgUp and End work while typing; scrolled up, new lines show as "-- more (N new) --"."""
+    with Cluster(tmp_path) as cluster:
+        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
+            daemon.started()
+        bob = cluster.client("bob")
+        bob.wait_event("ready", 15)
+        bob.send("/join lobby")
+        bob.wait_event("joined", room="lobby")
+        tmux, command = tui(cluster, tmp_path)
+        with running(tmux, command):
+            tmux.wait_screen("serving", 20)
+            tmux.keys("/join lobby")
+            tmux.wait_screen("joined #lobby")
+            for i in range(60):
+                bob.send(f"/say lobby backlog line {i:02d}")
+            tmux.wait_screen("backlog line 59")
+            tmux.keys("half a sentence", enter=False)  # the focus stays in the input
+            tmux.run("send-keys", "-t", "t", "PPage")
+            wait_for(lambda: "backlog line 59" not in tmux.screen(), 15, "PgUp to scroll up")
+            bob.send("/say lobby arrived while scrolled up")
+            screen = tmux.wait_screen("-- more (1 new, End) --")
+            assert "arrived while scrolled up" not in screen
+            tmux.run("send-keys", "-t", "t", "End")
+            screen = tmux.wait_screen("<bob> arrived while scrolled up")
+            assert "-- more" not in screen
+            tmux.keys(" and the rest")  # what was typed before the keys is still there
+            got = bob.wait_event("message", 15, text="half a sentence and the rest")
+            assert got["from"] == "alice"
+            tmux.keys("/quit")
+            assert wait_for(tmux.exit_status, 15, "tchat to exit after /quit") == "0"
