@@ -19,6 +19,7 @@ from tchat.core.effects import OpFailed
 from tchat.core.messages import Chat, Dot, Entry, Origin, SendChat
 from tchat.core.vclock import VectorClock
 from tchat.ui.chat_model import ChatLine, ChatModel
+from tchat.ui.outbox import last_committed
 from tchat.ui.screens.client import ClientScreen
 from tchat.ui.screenshots import Demo, demo_app, stage
 from tchat.ui.widgets.composer import Composer
@@ -154,7 +155,7 @@ def test_a_mention_while_own_lines_are_pending_is_the_last_committed_line() -> N
     model.add_pending(ROOM, 1, "a", False, 5.0)
     change = model.deliver(chat(1, "carol", "hey bob"))
     conv = model.conversation(ROOM)
-    line = model.last_committed(conv)
+    line = last_committed(conv)
     assert change.new and line is not None and line.mention and line.text == "hey bob"
 
 

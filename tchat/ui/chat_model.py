@@ -4,12 +4,9 @@ Pure Python (no Textual): the client screen feeds it ``ClientEvent``s and render
 rules (pending until acknowledged, exactly one line per entry, unread and mention counts,
 online/away/gone) are testable without a terminal.
 
-One order for everyone: a conversation's lines are its committed (delivery) order, which every
-member of a room shares, followed by its *outbox*: our own messages not yet committed (shown
-pending) or refused (shown failed), in the order they were typed. A delivered entry goes in
-above the outbox; our own message leaves the outbox for its place in the committed order when
-its committed copy arrives, so bob's line typed during an outage ends where the leader put
-it, as it does for everyone else, not where bob typed it.
+One order for everyone: a conversation shows the committed order, our unsettled messages
+below it (tchat.ui.outbox); ours take their committed place when it is known, so bob's line
+typed during an outage ends where the leader put it, as for everyone else.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from tchat.core.messages import Chat, Dot, Entry, RoomInfo, UserInfo
-from tchat.core.vclock import VectorClock
+from tchat.ui import outbox
 from tchat.ui.sanitize import sanitize, sanitize_multiline
 
 RECENT_CLOCKS = 40  # chat entries kept for the Clocks tab
@@ -146,20 +143,15 @@ class ChatModel:
         conv = self.conversation(key)
         if key != self.active:
             left = self.conversation(self.active)
-            left.seen = self.last_committed(left)
+            left.seen = outbox.last_committed(left)
         self.active = key
         conv.unread = 0
         conv.mentioned = False
         return conv
 
-    def last_committed(self, conv: Conversation) -> ChatLine | None:
-        """The newest line above the outbox (what the bell and the read marker look at)."""
-        index = len(conv.lines) - conv.outbox - 1
-        return conv.lines[index] if index >= 0 else None
-
     def read_mark(self, conv: Conversation) -> int | None:
         """Index of the last line read in ``conv``, when lines came after it."""
-        if conv.seen is None or self.last_committed(conv) in (None, conv.seen):
+        if conv.seen is None or outbox.last_committed(conv) in (None, conv.seen):
             return None
         for index in range(len(conv.lines) - conv.outbox - 1, -1, -1):
             if conv.lines[index] is conv.seen:
@@ -209,7 +201,7 @@ class ChatModel:
     # -- lines -------------------------------------------------------------------------
     def notice(self, text: str, ts: float, key: str | None = None) -> Change:
         conv = self.conversation(key or self.active)
-        index = self._commit(conv, ChatLine(ts=ts, sender="*", text=sanitize(text), notice=True))
+        index = outbox.commit(conv, ChatLine(ts=ts, sender="*", text=sanitize(text), notice=True))
         return self._appended(conv, index, unread=False)
 
     def add_pending(self, key: str, cmid: int, text: str, action: bool, ts: float) -> Change:
@@ -243,7 +235,7 @@ class ChatModel:
         line.entry_id = entry_id
         line.draft = ""
         conv.ids.add(entry_id)
-        moved = self._settle(conv, line)
+        moved = outbox.settle(conv, line)
         self._unplaced[entry_id] = (key, line)
         if len(self._unplaced) > UNPLACED_MAX:
             del self._unplaced[next(iter(self._unplaced))]
@@ -270,42 +262,8 @@ class ChatModel:
     def take_failed(self, key: str) -> tuple[list[ChatLine], Change]:
         """Remove ``key``'s failed lines (for /resend or /dismiss), oldest first."""
         conv = self.conversation(key)
-        start = len(conv.lines) - conv.outbox
-        failed = [line for line in conv.lines[start:] if line.failed]
-        if failed:
-            conv.lines[start:] = [line for line in conv.lines[start:] if not line.failed]
-            conv.outbox -= len(failed)
+        failed, start = outbox.take_failed(conv)
         return failed, self._touched(conv, start)
-
-    def _commit(self, conv: Conversation, line: ChatLine) -> int:
-        """Put ``line`` at the end of the committed order, above the outbox: its index."""
-        index = len(conv.lines) - conv.outbox
-        conv.lines.insert(index, line)
-        return index
-
-    def _settle(self, conv: Conversation, line: ChatLine) -> int:
-        """``line`` leaves the outbox for the end of the committed order: its new index,
-        from which lines moved or changed (its mark is gone, its height may be)."""
-        start = len(conv.lines) - conv.outbox
-        for index in range(start, len(conv.lines)):
-            if conv.lines[index] is line:
-                del conv.lines[index]
-                conv.lines.insert(start, line)
-                conv.outbox -= 1
-                break
-        return start
-
-    def _place(self, conv: Conversation, line: ChatLine) -> int | None:
-        """An Acked own ``line``'s committed copy came: move it to the committed order's end."""
-        end = len(conv.lines) - conv.outbox - 1
-        for index in range(end, -1, -1):
-            if conv.lines[index] is line:
-                if index == end:
-                    return None
-                del conv.lines[index]
-                conv.lines.insert(end, line)
-                return index
-        return None  # cleared meanwhile: nothing to move
 
     def _touched(self, conv: Conversation, moved: int | None) -> Change:
         spliced = moved if conv.key == self.active else None
@@ -330,7 +288,7 @@ class ChatModel:
                 return Change(conversations=frozenset({key}))
             line = placed[1]
             line.ts = entry.ts
-            return self._touched(conv, self._place(conv, line))
+            return self._touched(conv, outbox.place(conv, line))
         conv.ids.add(entry.id)
         conv.messages += 1
         conv.last_activity = max(conv.last_activity, entry.ts)
@@ -348,9 +306,9 @@ class ChatModel:
             line.entry_id = entry.id
             line.ts = entry.ts
             line.draft = ""
-            return self._touched(conv, self._settle(conv, line))
+            return self._touched(conv, outbox.settle(conv, line))
         mention = not own and bool(self._mention.search(body.text))
-        index = self._commit(conv, self._line(entry, body, mention))
+        index = outbox.commit(conv, self._line(entry, body, mention))
         change = self._appended(conv, index, unread=not own, mention=mention)
         return replace(change, new=True)
 
@@ -442,23 +400,3 @@ class ChatModel:
 
 
 _GONE = UserRow("", "", "gone", 0.0)
-
-
-def happened_before(a: Entry, b: Entry) -> bool:
-    """True when ``b``'s sender had delivered ``a`` when it sent ``b``."""
-    body = b.body
-    clock = body.sender_clock if isinstance(body, Chat) else b.clock
-    return clock.get(a.dot.server) >= a.dot.counter and a.dot != b.dot
-
-
-def causal_relation(a: Entry, b: Entry) -> str:
-    """ "->" (a before b), "<-" (b before a) or "||" (concurrent)."""
-    if happened_before(a, b):
-        return "->"
-    if happened_before(b, a):
-        return "<-"
-    return "||"
-
-
-def clock_text(clock: VectorClock) -> str:
-    return "{" + ", ".join(f"{k}:{v}" for k, v in clock.items()) + "}"
