@@ -295,12 +295,12 @@ class ChatModel:
         if conv.oldest is None:
             conv.oldest = entry.dot
         own = body.sender == self.me
-        pending = self._pending.get(entry.origin.cmid) if own and entry.origin else None
+        cmid = entry.origin.cmid if own and entry.origin is not None else None
+        pending = self._pending.get(cmid) if cmid is not None else None
         # Another terminal of ours numbers its operations too: the text must match as well.
-        if pending is not None and pending[0] == key and pending[1].draft == body.text:
+        if cmid is not None and pending and pending[0] == key and pending[1].draft == body.text:
             # Our own message came back (before or without its Ack): the pending line is it.
-            assert entry.origin is not None
-            del self._pending[entry.origin.cmid]
+            del self._pending[cmid]
             line = pending[1]
             line.pending = False
             line.entry_id = entry.id
