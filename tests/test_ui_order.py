@@ -347,3 +347,17 @@ async def test_a_reader_scrolled_up_keeps_the_screen_while_lines_move_below() ->
         await until(pilot, lambda: "<you> mine, pending" in screen_text(pilot))
         text = screen_text(pilot)
         assert text.index("committed while scrolled up") < text.index("<you> mine, pending")
+
+
+async def test_a_mention_rings_while_our_own_line_is_pending() -> None:
+    """The bell looks at the newest committed line, not at our pending one below it."""
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        rings: list[int] = []
+        app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+        await type_line(pilot, "still on its way")
+        demo.service.say("carol", "you: look at this", room="general")
+        await until(pilot, lambda: "look at this" in screen_text(pilot))
+        assert rings == [1]
+        assert screen.model.conversation(ROOM).lines[-1].pending
