@@ -94,6 +94,17 @@ def test_several_pending_messages_keep_their_send_order_and_no_duplicate() -> No
     assert shown(model) == ["carol: x", "bob: a", "carol: y", "bob: b", "bob: c"]
 
 
+def test_a_private_conversation_keeps_the_committed_order_too() -> None:
+    model = ChatModel("bob")
+    model.activate("@carol")
+    model.add_pending("@carol", 1, "are you there?", False, 5.0)
+    theirs = Chat("carol", None, "bob", "sent before yours", False, VectorClock({}))
+    model.deliver(Entry(Dot(1, 1), VectorClock({1: 1}), 1001.0, None, theirs))
+    mine = Chat("bob", None, "carol", "are you there?", False, VectorClock({}))
+    model.deliver(Entry(Dot(1, 2), VectorClock({1: 2}), 1002.0, Origin("c", 1), mine))
+    assert shown(model, "@carol") == ["carol: sent before yours", "bob: are you there?"]
+
+
 def test_notices_go_above_pending_lines() -> None:
     """An outage line or a join notice is history: it does not split the pending area."""
     model = ChatModel("bob")
