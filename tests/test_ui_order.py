@@ -372,3 +372,32 @@ async def test_a_mention_rings_while_our_own_line_is_pending() -> None:
         await until(pilot, lambda: "look at this" in screen_text(pilot))
         assert rings == [1]
         assert screen.model.conversation(ROOM).lines[-1].pending
+
+
+async def test_the_read_marker_stays_on_its_line_while_lines_move_below() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        general = screen.model.conversation(ROOM)
+        demo.service.say("carol", "read before leaving", room="general")
+        await until(pilot, lambda: general.lines[-1].text == "read before leaving")
+        screen.open_conversation("@carol")
+        demo.service.say("carol", "unread while away", room="general")
+        await until(pilot, lambda: general.unread == 1)
+        screen.open_conversation(ROOM)
+        await pilot.pause()
+        view = screen.messages
+        lines = screen.model.conversation(ROOM).lines
+        assert view.read_mark is not None and lines[view.read_mark].text == "read before leaving"
+        await type_line(pilot, "mine, pending")
+        cmid = demo.service.submitted[-1][0]
+        demo.service.say("carol", "committed before mine", room="general")
+        demo.service.acknowledge(cmid)
+        await until(pilot, lambda: "(sending)" not in screen_text(pilot))
+        assert lines[view.read_mark].text == "read before leaving"
+        assert [line.text for line in lines[view.read_mark + 1 :] if not line.notice] == [
+            "unread while away",
+            "committed before mine",
+            "mine, pending",
+        ]
+        assert "─ new ─" in screen_text(pilot)

@@ -248,8 +248,9 @@ class ClientScreen(Screen[None]):
             view.prepended(change.prepended)
         if change.spliced is not None:
             # Lines moved under the view (ours took its committed place): the read marker
-            # follows the line it marks, not an index.
-            view.read_mark = self.model.read_mark(self.model.conversation(self.model.active))
+            # follows the line it marks, not an index (found again only when one shows).
+            if view.read_mark is not None:
+                view.read_mark = self.model.read_mark(self.model.conversation(self.model.active))
             view.spliced(change.spliced, change.appended)
         elif change.appended:
             view.appended(change.appended)
