@@ -255,7 +255,10 @@ class MessageView(ScrollView, can_focus=False):
     def _plain_cells(self, line: ChatLine) -> int:
         if "\n" in line.text:
             return 1 << 30  # never the one-row fast path
-        return PREFIX + cell_len(self._nick(line)) + cell_len(line.text) + cell_len(_state(line))
+        cells = PREFIX + cell_len(self._nick(line)) + cell_len(line.text)
+        if line.pending or line.failed:  # the rare case: no call per line of a long history
+            cells += cell_len(_state(line))
+        return cells
 
     def _nick(self, line: ChatLine) -> str:
         if line.notice:
@@ -391,14 +394,8 @@ class MessageView(ScrollView, can_focus=False):
         text = Text(end="")
         text.append(stamp, style("message-view--time"))
         text.append(" ")
-        text.append(
-            mark,
-            style("message-view--pending")
-            if line.pending
-            else style("message-view--failed")
-            if line.failed
-            else Style(),
-        )
+        unsettled = "pending" if line.pending else "refusal" if line.failed else ""
+        text.append(mark, style(f"message-view--{unsettled}") if unsettled else Style())
         text.append(" ")
         if line.notice:
             text.append(self._nick(line), style("message-view--notice"))
@@ -428,10 +425,8 @@ class MessageView(ScrollView, can_focus=False):
             text.highlight_words(
                 [self.highlight], style("message-view--match"), case_sensitive=False
             )
-        state = _state(line)
-        if state:
-            kind = "refusal" if line.failed else "pending"
-            text.append(state, style(f"message-view--{kind}"))
+        if unsettled:
+            text.append(_state(line), style(f"message-view--{unsettled}"))
         return text
 
 
