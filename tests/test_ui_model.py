@@ -14,7 +14,8 @@ from rich.text import Text
 from tchat.core.effects import ConnectionChanged, LeaderLearned, Ready
 from tchat.core.messages import Chat, Dot, Entry, Epoch, Origin, UserInfo
 from tchat.core.vclock import VectorClock
-from tchat.ui.chat_model import ChatModel, causal_relation
+from tchat.ui.causality import causal_relation
+from tchat.ui.chat_model import ChatModel
 from tchat.ui.commands import Command, Invalid, Plain, complete, parse
 from tchat.ui.settings import save_setting
 from tchat.ui.themes import load_themes, theme_from_toml

@@ -3,6 +3,10 @@
 Pure Python (no Textual): the client screen feeds it ``ClientEvent``s and renders it, so the
 rules (pending until acknowledged, exactly one line per entry, unread and mention counts,
 online/away/gone) are testable without a terminal.
+
+One order for everyone: a conversation shows the committed order, our unsettled messages
+below it (tchat.ui.outbox); ours take their committed place when it is known, so bob's line
+typed during an outage ends where the leader put it, as for everyone else.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from tchat.core.messages import Chat, Dot, Entry, RoomInfo, UserInfo
-from tchat.core.vclock import VectorClock
+from tchat.ui import outbox
 from tchat.ui.sanitize import sanitize, sanitize_multiline
 
 RECENT_CLOCKS = 40  # chat entries kept for the Clocks tab
+# Own messages acknowledged whose committed copy has not come yet. Past this many (a copy that
+# never comes: we left the room first) the oldest just stays where its Ack put it.
+UNPLACED_MAX = 1024
+REASON_MAX = 200  # characters of a refusal's reason kept on the failed line
 
 
 class Kind(Enum):
@@ -38,7 +46,9 @@ class ChatLine:
     pending: bool = False  # own message the leader has not acknowledged yet
     mention: bool = False
     notice: bool = False  # local information line, not a chat message
-    failed: bool = False
+    failed: bool = False  # the leader refused it: stays, marked, until /resend or /dismiss
+    reason: str = ""  # why it failed (sanitised)
+    draft: str = ""  # own message not yet committed: the text as typed, for /resend
 
 
 @dataclass(slots=True)
@@ -59,6 +69,7 @@ class Conversation:
     last_activity: float = 0.0
     notify: str = ""  # "all" | "mentions" | "none"; "" = the default for its kind
     seen: ChatLine | None = None  # the last line shown before the user left this conversation
+    outbox: int = 0  # the last ``outbox`` lines are own messages pending or failed
 
     @property
     def title(self) -> str:
@@ -78,11 +89,14 @@ class Change:
     """Which parts of the model an event touched: the screen refreshes only those."""
 
     conversations: frozenset[str] = frozenset()
-    appended: int = 0  # lines appended to the active conversation
+    appended: int = 0  # lines added to the active conversation (at the end or at ``spliced``)
     prepended: int = 0  # lines inserted at the top of the active conversation
     users: bool = False
     rooms: bool = False
     new: bool = False  # a message line from the network was appended (for the bell)
+    # Lines of the active conversation from this index on were inserted, moved or removed
+    # (above the outbox): the view lays them out again. None: at most appended at the end.
+    spliced: int | None = None
 
 
 STATUS_KEY = "*status"
@@ -106,6 +120,7 @@ class ChatModel:
         self.users: dict[str, UserRow] = {}
         self.recent: deque[Entry] = deque(maxlen=RECENT_CLOCKS)
         self._pending: dict[int, tuple[str, ChatLine]] = {}
+        self._unplaced: dict[str, tuple[str, ChatLine]] = {}  # entry id -> Acked own line
         self.highlights: list[str] = []  # /highlight words that count as mentions
         self._mention = self._mention_pattern(me)
         self.conversation(STATUS_KEY)
@@ -128,7 +143,7 @@ class ChatModel:
         conv = self.conversation(key)
         if key != self.active:
             left = self.conversation(self.active)
-            left.seen = left.lines[-1] if left.lines else None
+            left.seen = outbox.last_committed(left)
         self.active = key
         conv.unread = 0
         conv.mentioned = False
@@ -136,9 +151,9 @@ class ChatModel:
 
     def read_mark(self, conv: Conversation) -> int | None:
         """Index of the last line read in ``conv``, when lines came after it."""
-        if conv.seen is None or not conv.lines or conv.lines[-1] is conv.seen:
+        if conv.seen is None or outbox.last_committed(conv) in (None, conv.seen):
             return None
-        for index in range(len(conv.lines) - 1, -1, -1):
+        for index in range(len(conv.lines) - conv.outbox - 1, -1, -1):
             if conv.lines[index] is conv.seen:
                 return index
         return None
@@ -158,7 +173,8 @@ class ChatModel:
     def clear(self, key: str) -> None:
         """/clear: forget the lines shown (the messages stay on the servers)."""
         conv = self.conversation(key)
-        conv.lines.clear()
+        # What is not committed yet stays: it would come back from nowhere, or never.
+        del conv.lines[: len(conv.lines) - conv.outbox]
         conv.seen = None
 
     def rename_me(self, new: str) -> None:
@@ -185,8 +201,8 @@ class ChatModel:
     # -- lines -------------------------------------------------------------------------
     def notice(self, text: str, ts: float, key: str | None = None) -> Change:
         conv = self.conversation(key or self.active)
-        conv.lines.append(ChatLine(ts=ts, sender="*", text=sanitize(text), notice=True))
-        return self._appended(conv, unread=False)
+        index = outbox.commit(conv, ChatLine(ts=ts, sender="*", text=sanitize(text), notice=True))
+        return self._appended(conv, index, unread=False)
 
     def add_pending(self, key: str, cmid: int, text: str, action: bool, ts: float) -> Change:
         conv = self.conversation(key)
@@ -197,29 +213,61 @@ class ChatModel:
             action=action,
             cmid=cmid,
             pending=True,
+            draft=text,
         )
         conv.lines.append(line)
+        conv.outbox += 1
         self._pending[cmid] = (key, line)
-        return self._appended(conv, unread=False)
+        return self._appended(conv, len(conv.lines) - 1, unread=False)
 
     def mark_sent(self, cmid: int, entry_id: str) -> Change:
+        """The leader stored ``cmid``: out of the outbox, where the committed order ends now.
+
+        Its committed copy may still be on its way behind entries committed before it (the
+        Ack comes over TCP, room copies by multicast): ``deliver`` moves it once more then.
+        """
         found = self._pending.pop(cmid, None)
         if found is None:
             return Change()
         key, line = found
+        conv = self.conversation(key)
         line.pending = False
         line.entry_id = entry_id
-        self.conversation(key).ids.add(entry_id)
-        return Change(conversations=frozenset({key}))
+        line.draft = ""
+        conv.ids.add(entry_id)
+        moved = outbox.settle(conv, line)
+        self._unplaced[entry_id] = (key, line)
+        if len(self._unplaced) > UNPLACED_MAX:
+            del self._unplaced[next(iter(self._unplaced))]
+        return self._touched(conv, moved)
 
     def mark_failed(self, cmid: int, reason: str, ts: float) -> Change:
+        """Refused: the line stays in the outbox, marked with the reason, until dismissed."""
         found = self._pending.pop(cmid, None)
         if found is None:
             return Change()
         key, line = found
         line.pending = False
         line.failed = True
-        return self.notice(f"not sent: {reason}", ts, key)
+        line.reason = sanitize(reason)[:REASON_MAX]
+        conv = self.conversation(key)
+        start = len(conv.lines) - conv.outbox
+        index = next((i for i in range(start, len(conv.lines)) if conv.lines[i] is line), start)
+        change = self._touched(conv, index)  # the reason makes it longer
+        if key != self.active:  # where the user looks, too
+            other = self.notice(f"not sent to {key}: {reason}", ts)
+            change = replace(other, conversations=other.conversations | change.conversations)
+        return change
+
+    def take_failed(self, key: str) -> tuple[list[ChatLine], Change]:
+        """Remove ``key``'s failed lines (for /resend or /dismiss), oldest first."""
+        conv = self.conversation(key)
+        failed, start = outbox.take_failed(conv)
+        return failed, self._touched(conv, start)
+
+    def _touched(self, conv: Conversation, moved: int | None) -> Change:
+        spliced = moved if conv.key == self.active else None
+        return Change(conversations=frozenset({conv.key}), spliced=spliced)
 
     def key_for(self, chat: Chat) -> str:
         if chat.room is not None:
@@ -235,34 +283,34 @@ class ChatModel:
         key = self.key_for(body)
         conv = self.conversation(key)
         if entry.id in conv.ids:
-            self._update_own(entry, key)
-            return Change(conversations=frozenset({key}))
+            placed = self._unplaced.pop(entry.id, None)
+            if placed is None:  # already shown (from history)
+                return Change(conversations=frozenset({key}))
+            line = placed[1]
+            line.ts = entry.ts
+            return self._touched(conv, outbox.place(conv, line))
         conv.ids.add(entry.id)
         conv.messages += 1
         conv.last_activity = max(conv.last_activity, entry.ts)
         if conv.oldest is None:
             conv.oldest = entry.dot
         own = body.sender == self.me
-        if own and entry.origin is not None and entry.origin.cmid in self._pending:
-            # Our own message came back before its Ack: the pending line becomes it.
-            pkey, line = self._pending.pop(entry.origin.cmid)
+        cmid = entry.origin.cmid if own and entry.origin is not None else None
+        pending = self._pending.get(cmid) if cmid is not None else None
+        # Another terminal of ours numbers its operations too: the text must match as well.
+        if cmid is not None and pending and pending[0] == key and pending[1].draft == body.text:
+            # Our own message came back (before or without its Ack): the pending line is it.
+            del self._pending[cmid]
+            line = pending[1]
             line.pending = False
             line.entry_id = entry.id
             line.ts = entry.ts
-            return Change(conversations=frozenset({pkey}))
-        if own and self._update_own(entry, key):
-            return Change(conversations=frozenset({key}))
+            line.draft = ""
+            return self._touched(conv, outbox.settle(conv, line))
         mention = not own and bool(self._mention.search(body.text))
-        conv.lines.append(self._line(entry, body, mention))
-        change = self._appended(conv, unread=not own, mention=mention)
+        index = outbox.commit(conv, self._line(entry, body, mention))
+        change = self._appended(conv, index, unread=not own, mention=mention)
         return replace(change, new=True)
-
-    def _update_own(self, entry: Entry, key: str) -> bool:
-        for line in reversed(self.conversation(key).lines[-200:]):
-            if line.entry_id == entry.id:
-                line.ts = entry.ts
-                return True
-        return False
 
     def _line(self, entry: Entry, body: Chat, mention: bool) -> ChatLine:
         return ChatLine(
@@ -274,9 +322,13 @@ class ChatModel:
             mention=mention,
         )
 
-    def _appended(self, conv: Conversation, unread: bool, mention: bool = False) -> Change:
+    def _appended(
+        self, conv: Conversation, index: int, unread: bool, mention: bool = False
+    ) -> Change:
+        """A line went in at ``index`` (the end, or above the outbox)."""
         if conv.key == self.active:
-            return Change(conversations=frozenset({conv.key}), appended=1)
+            spliced = index if index < len(conv.lines) - 1 else None
+            return Change(conversations=frozenset({conv.key}), appended=1, spliced=spliced)
         if unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or mention or conv.kind is Kind.PRIVATE
@@ -348,23 +400,3 @@ class ChatModel:
 
 
 _GONE = UserRow("", "", "gone", 0.0)
-
-
-def happened_before(a: Entry, b: Entry) -> bool:
-    """True when ``b``'s sender had delivered ``a`` when it sent ``b``."""
-    body = b.body
-    clock = body.sender_clock if isinstance(body, Chat) else b.clock
-    return clock.get(a.dot.server) >= a.dot.counter and a.dot != b.dot
-
-
-def causal_relation(a: Entry, b: Entry) -> str:
-    """ "->" (a before b), "<-" (b before a) or "||" (concurrent)."""
-    if happened_before(a, b):
-        return "->"
-    if happened_before(b, a):
-        return "<-"
-    return "||"
-
-
-def clock_text(clock: VectorClock) -> str:
-    return "{" + ", ".join(f"{k}:{v}" for k, v in clock.items()) + "}"

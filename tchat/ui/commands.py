@@ -40,6 +40,8 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec("names", "/names", "list the members of this conversation"),
         CommandSpec("clear", "/clear", "clear this conversation's window"),
+        CommandSpec("resend", "/resend", "send this conversation's refused messages again"),
+        CommandSpec("dismiss", "/dismiss", "drop this conversation's refused messages"),
         CommandSpec("highlight", "/highlight [WORD]", "ring and mark on WORD too (list)", 0, 1),
         CommandSpec(
             "notify",

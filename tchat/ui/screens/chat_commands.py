@@ -129,6 +129,29 @@ class CommandRunner:
         screen.model.clear(screen.model.active)
         screen.messages.clear_lines()
 
+    def do_resend(self, _cmd: Command) -> None:
+        """A refused message stays, marked, until the user says: again, as typed, in order."""
+        screen = self.screen
+        key = screen.model.active
+        conv = screen.model.conversation(key)
+        if not any(line.failed for line in conv.lines[len(conv.lines) - conv.outbox :]):
+            screen.say("no refused message here to resend")
+            return
+        if conv.kind is Kind.ROOM and not conv.joined:
+            screen.say(f"you are not in #{conv.name}: /join {conv.name}, then /resend")
+            return
+        failed, change = screen.model.take_failed(key)
+        screen.apply(change)
+        for line in failed:
+            self.send_chat(key, line.draft, line.action)
+
+    def do_dismiss(self, _cmd: Command) -> None:
+        screen = self.screen
+        failed, change = screen.model.take_failed(screen.model.active)
+        screen.apply(change)
+        count = len(failed)
+        screen.say(f"dropped {count} refused message{'' if count == 1 else 's'}")
+
     def do_highlight(self, cmd: Command) -> None:
         model = self.screen.model
         if not cmd.args:

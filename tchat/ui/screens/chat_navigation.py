@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tchat.ui.attention import desktop_note, should_alert
 from tchat.ui.chat_model import Change, Kind
+from tchat.ui.outbox import last_committed
 from tchat.ui.widgets.composer import Composer
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Navigator:
             return
         for key in change.conversations:
             conv = screen.model.conversation(key)
-            line = conv.lines[-1] if conv.lines else None
+            line = last_committed(conv)  # our pending lines sit below it
             if line is None or line.notice or line.sender == screen.model.me:
                 continue
             level = screen.model.notify_level(conv)

@@ -236,19 +236,28 @@ class ClientScreen(Screen[None]):
 
     @staticmethod
     def merge(a: Change, b: Change) -> Change:
+        starts = [s for s in (a.spliced, b.spliced) if s is not None]
         return Change(
             conversations=a.conversations | b.conversations,
             appended=a.appended + b.appended,
             prepended=a.prepended + b.prepended,
             users=a.users or b.users,
             rooms=a.rooms or b.rooms,
+            new=a.new or b.new,
+            spliced=min(starts) if starts else None,
         )
 
     def _apply(self, change: Change) -> None:
         view = self.messages
         if change.prepended:
             view.prepended(change.prepended)
-        if change.appended:
+        if change.spliced is not None:
+            # Lines moved under the view (ours took its committed place): the read marker
+            # follows the line it marks, not an index (found again only when one shows).
+            if view.read_mark is not None:
+                view.read_mark = self.model.read_mark(self.model.conversation(self.model.active))
+            view.spliced(change.spliced, change.appended)
+        elif change.appended:
             view.appended(change.appended)
         elif self.model.active in change.conversations:
             view.changed()

@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from tchat.core.messages import Chat, Entry
 from tchat.core.vclock import VectorClock
-from tchat.ui.chat_model import causal_relation, clock_text, happened_before
+from tchat.ui.causality import causal_relation, clock_text, happened_before
 from tchat.ui.sanitize import sanitize
 from tchat.ui.widgets.message_view import sender_slot
 

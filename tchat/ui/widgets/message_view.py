@@ -22,6 +22,8 @@ from tchat.ui.chat_model import ChatLine
 SENDER_COLOURS = 8
 LINK = re.compile(r"\bhttps?://[!-~]{1,2000}")  # printable ASCII only, bounded
 PREFIX = 8  # "HH:MM x " before the sender
+# A line's rows depend on it and on: pending, failed, width, search, read marker, reason.
+CacheKey = tuple[int, bool, bool, int, str, bool, str]
 
 
 def sender_slot(name: str) -> int:
@@ -120,6 +122,7 @@ class MessageView(ScrollView, can_focus=False):
         "message-view--notice",
         "message-view--pending",
         "message-view--failed",
+        "message-view--refusal",
         "message-view--mention",
         "message-view--own",
         "message-view--match",
@@ -150,7 +153,7 @@ class MessageView(ScrollView, can_focus=False):
         self._follow = True  # stay at the newest line until the user scrolls up
         self.read_mark: int | None = None  # a "new" rule is drawn below this line
         self.unseen = 0  # lines appended below while the user was scrolled up
-        self._cache: LRUCache[tuple[int, bool, bool, int, str, bool], list[Strip]] = LRUCache(512)
+        self._cache: LRUCache[CacheKey, list[Strip]] = LRUCache(512)
 
     # -- what the screen calls --------------------------------------------------------
     def show(self, lines: list[ChatLine], me: str, read_mark: int | None = None) -> None:
@@ -190,8 +193,33 @@ class MessageView(ScrollView, can_focus=False):
         self.scroll_to(y=self.scroll_y + (self._total - before), animate=False, immediate=True)
 
     def changed(self) -> None:
-        """Lines changed in place (pending -> sent): heights are unchanged."""
+        """Lines changed in place, keeping their heights (a theme, a timestamp)."""
         self._cache.clear()
+        self.refresh()
+
+    def spliced(self, start: int, added: int) -> None:
+        """Lines from ``start`` on were inserted, moved, removed or changed their mark (a
+        committed line went in above our pending ones, ours took its committed place, or
+        was refused): lay them out again.
+
+        Only rows from ``start`` move, so a reader scrolled up keeps what is on screen; one
+        at the bottom stays there.
+        """
+        start = max(0, min(start, len(self._cells), len(self._lines)))
+        del self._day[start:]
+        del self._cells[start:]
+        for line in self._lines[start:]:
+            self._day.append(self._ordinal(line.ts))
+            self._cells.append(self._plain_cells(line))
+        if start < len(self._starts):
+            self._total = self._starts[start]
+            del self._starts[start:]
+        self._cache.clear()
+        self._layout_from(start)
+        if self._follow:
+            self.scroll_end(animate=False)
+        else:
+            self.unseen += added
         self.refresh()
 
     def search(self, needle: str, line: ChatLine | None = None) -> int:
@@ -227,7 +255,10 @@ class MessageView(ScrollView, can_focus=False):
     def _plain_cells(self, line: ChatLine) -> int:
         if "\n" in line.text:
             return 1 << 30  # never the one-row fast path
-        return PREFIX + cell_len(self._nick(line)) + cell_len(line.text)
+        cells = PREFIX + cell_len(self._nick(line)) + cell_len(line.text)
+        if line.pending or line.failed:  # the rare case: no call per line of a long history
+            cells += cell_len(_state(line))
+        return cells
 
     def _nick(self, line: ChatLine) -> str:
         if line.notice:
@@ -241,7 +272,7 @@ class MessageView(ScrollView, can_focus=False):
         cells = self._cells[index]
         if cells <= width:
             return sep + 1
-        plain = " " * PREFIX + self._nick(line) + line.text
+        plain = " " * PREFIX + self._nick(line) + line.text + _state(line)
         return sep + row_count(plain, width)
 
     def _relayout(self) -> None:
@@ -328,7 +359,7 @@ class MessageView(ScrollView, can_focus=False):
     def _item_strips(self, index: int, width: int) -> list[Strip]:
         line = self._lines[index]
         marked = index == self.read_mark
-        key = (id(line), line.pending, line.failed, width, self.highlight, marked)
+        key = (id(line), line.pending, line.failed, width, self.highlight, marked, line.reason)
         cached = self._cache.get(key)
         sep = index == 0 or self._day[index] != self._day[index - 1]
         if cached is not None and (len(cached) == self._height(index, width)):
@@ -363,7 +394,8 @@ class MessageView(ScrollView, can_focus=False):
         text = Text(end="")
         text.append(stamp, style("message-view--time"))
         text.append(" ")
-        text.append(mark, style("message-view--pending") if line.pending else Style())
+        unsettled = "pending" if line.pending else "refusal" if line.failed else ""
+        text.append(mark, style(f"message-view--{unsettled}") if unsettled else Style())
         text.append(" ")
         if line.notice:
             text.append(self._nick(line), style("message-view--notice"))
@@ -393,4 +425,16 @@ class MessageView(ScrollView, can_focus=False):
             text.highlight_words(
                 [self.highlight], style("message-view--match"), case_sensitive=False
             )
+        if unsettled:
+            text.append(_state(line), style(f"message-view--{unsettled}"))
         return text
+
+
+def _state(line: ChatLine) -> str:
+    """What follows an own message not yet in the committed order (irssi-like, in words)."""
+    if line.pending:
+        return "  (sending)"
+    if line.failed:
+        because = f": {line.reason}" if line.reason else ""
+        return f"  (not sent{because}; /resend or /dismiss)"
+    return ""
