@@ -7,6 +7,10 @@ online/away/gone) are testable without a terminal.
 One order for everyone: a conversation shows the committed order, our unsettled messages
 below it (tchat.ui.outbox); ours take their committed place when it is known, so bob's line
 typed during an outage ends where the leader put it, as for everyone else.
+
+Longer than 400 lines: every rule that decides what a line looks like and where it goes
+(delivery, settling, unread and mention counts, presence) reads and writes the same
+conversation records; the line moves themselves already live in tchat.ui.outbox.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""A virtualised conversation view: renders only the visible rows of any number of messages."""
+"""A virtualised conversation view: renders only the visible rows of any number of messages.
+
+Longer than 400 lines: the row cache, the scroll anchor and the markers (read line, more
+below, splices of moved lines) are one piece of state that every redraw path keeps
+consistent; split, each part would need the others' internals.
+"""
 
 from __future__ import annotations
 
