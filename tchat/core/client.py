@@ -32,6 +32,7 @@ from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
+    UNSIGNED,
     Ack,
     ClientBeat,
     ClientHeartbeat,
@@ -147,6 +148,8 @@ class ClientNode:
                 self.config.multicast,
                 self.config.lobby,
                 self._registers,
+                self.config.identity,
+                UNSIGNED,  # signed by whoever carries it, for the session it goes out on
             ),
         )
         self._next_retry = self._now + self.config.timing.client_retry_interval

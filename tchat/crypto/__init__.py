@@ -1,0 +1,1 @@
+"""Cryptography on `cryptography`'s primitives: identities (and, later, sessions and keys)."""
