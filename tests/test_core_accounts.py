@@ -8,19 +8,23 @@ from test_core_nodes import chats, cluster, leaders, serving
 from tchat.core.client import ClientState
 from tchat.core.effects import Failed
 from tchat.core.messages import (
+    Entry,
     HistoryReply,
     HistoryRequest,
+    JoinRoom,
     Logout,
     NameClaimed,
     Register,
     Rejected,
     Replay,
     SendChat,
+    SessionFrame,
     Submit,
     UserOffline,
     UserOnline,
     Welcome,
 )
+from tchat.core.projection import client_tag
 from tchat.core.vclock import EMPTY_CLOCK
 
 STRANGER = "10.66.6.6:666"  # an address of the attacker's own
@@ -137,3 +141,49 @@ def test_an_operator_releases_a_name_for_another_key() -> None:
     bus.run(0.5)
     assert chats(bus, newcomer) == []  # nothing of the old owner's
     assert leader.state.claims["alice"] == key_for("the new alice")
+
+
+def test_no_frame_to_a_client_carries_a_client_id() -> None:
+    """Lobby frames carried every login's client ID and room frames every sender's, and
+    the ID was the key to the session: clients now see a one-way tag, and still know
+    their own operations by their own."""
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: not alice.pending and not bob.pending, 2)
+    bus.submit(alice, SendChat("room", None, "in the room", False))
+    bus.submit(alice, SendChat(None, "bob", "in private", False))
+    bus.run_until(lambda: not alice.pending and len(chats(bus, bob)) == 2, 2)
+    bus.submit(bob, Logout())
+    bus.run_until(lambda: "bob" not in alice.users, 2)
+    (back,) = serving(bus, "bob")  # a Replay of what he missed
+    bus._post(
+        back.config.addr,
+        leaders(servers)[0].config.addr,
+        HistoryRequest(back.client_id, 7, "room", None, None, 50),
+    )
+    bus.run(0.5)
+
+    ids = {alice.client_id, bob.client_id, back.client_id}
+    servers_addrs = {s.config.addr for s in servers}
+    seen: list[str] = []
+    for _, dst, message in bus.sent:
+        if dst in servers_addrs:
+            continue
+        for entry in _entries(message):
+            if entry.origin is not None:
+                seen.append(entry.origin.client_id)
+            seen.append(getattr(entry.body, "client_id", ""))
+    assert seen and not ids & set(seen)
+    assert client_tag(alice.client_id) in seen
+    assert any(
+        isinstance(m, HistoryReply) and m.entries for _, d, m in bus.sent if d == back.config.addr
+    )
+
+
+def _entries(message: object) -> list[Entry]:
+    if isinstance(message, SessionFrame):
+        return [message.entry]
+    found = getattr(message, "entries", ())
+    return [e for e in found if isinstance(e, Entry)]

@@ -499,7 +499,7 @@ def test_what_a_client_remembers_of_its_deliveries_stays_bounded() -> None:
     assert chats(bus, bob) == [f"m{i}" for i in range(sent)]
     remembered = bob.inbox.recent_origins | bob.inbox.older_origins
     assert 0 < len(remembered) <= 2 * ORIGIN_MEMORY / 10 + 1 < sent
-    assert Origin(alice.client_id, sent + 1) in remembered  # the last one (cmid 1 was the join)
+    assert Origin(alice.client_tag, sent + 1) in remembered  # the last one (cmid 1 was the join)
 
 
 def test_room_frames_go_over_a_new_members_session_only_until_it_beats() -> None:
@@ -621,7 +621,7 @@ def test_a_room_message_is_acknowledged_by_its_own_frame() -> None:
     own = {
         e.entry.origin.cmid: e.entry.id
         for e in events
-        if isinstance(e, ChatDelivered) and e.entry.origin.client_id == alice.client_id
+        if isinstance(e, ChatDelivered) and e.entry.origin.client_id == alice.client_tag
     }
     assert {c: sent[c] for c in room_cmids} == {c: own[c] for c in room_cmids}
     for cmid in room_cmids:  # acknowledged as it is shown, never after

@@ -73,6 +73,7 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.names import name_problem
+from tchat.core.projection import client_tag
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 from tchat.core.wakeup import WakeWatch
 
@@ -89,6 +90,8 @@ class ClientNode:
         self.rng = rng or random.Random(config.client_id)
         self.name = config.name
         self.client_id = config.client_id
+        # What frames call our operations and logins by (no client sees another's ID).
+        self.client_tag = client_tag(config.client_id)
         self.state = ClientState.DISCOVERING
         self.epoch = NO_EPOCH
         self.leader_id = 0
@@ -473,7 +476,7 @@ class ClientNode:
         offline = outcome.offline
         if offline is None:
             return effects
-        if self._logging_out and offline.client_id == self.client_id:
+        if self._logging_out and offline.client_id == self.client_tag:
             effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.

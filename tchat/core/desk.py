@@ -50,6 +50,7 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.names import name_problem, room_problem, text_problem
+from tchat.core.projection import public_entry
 from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
@@ -229,7 +230,7 @@ class ClientDesk:
         # log, hence covered by the message's clock. A first login then reads no history.
         since = node.state.first_online.get(session.name)
         relevant = [
-            e
+            public_entry(e)
             for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
@@ -566,7 +567,7 @@ class ClientDesk:
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)
-        found = [e for e in found if e.dot not in lead.pending_dots]
+        found = [public_entry(e) for e in found if e.dot not in lead.pending_dots]
         effects: list[Effect] = []
         while True:
             chunk, _ = lead.node.chunk(iter(found))

@@ -44,6 +44,7 @@ from tchat.core.messages import (
     UserOnline,
     UserStatus,
 )
+from tchat.core.projection import public_entry
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 FRESH_JOIN_GRACE = 1.0  # seconds a new member also gets its room over the session
@@ -244,10 +245,16 @@ class ClientStreams:
 
     # -- publishing ------------------------------------------------------------
     def publish(self, entry: Entry, now: float) -> list[Effect]:
-        """Stream one committed entry to whoever must see it."""
+        """Stream one committed entry to whoever must see it (with no client's ID)."""
         body = entry.body
         view = self.view
         run = self._run
+        if isinstance(body, (NameClaimed, NameReleased)):
+            # Account bindings are the servers' business: no client channel carries them
+            # (a claim comes with its login's UserOnline, which the lobby shows).
+            view.apply(entry)
+            return []
+        shown = public_entry(entry)
         if (
             run is not None
             and type(body) is Chat
@@ -255,24 +262,19 @@ class ClientStreams:
             and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
             and len(run.entries) < ROOM_BATCH
             and run.text + len(body.text) <= ROOM_BATCH_TEXT
-            and run.size + (size := codec.entry_size(entry)) <= codec.FRAME_BUDGET
+            and run.size + (size := codec.entry_size(shown)) <= codec.FRAME_BUDGET
         ):
             if not view.apply(entry):
                 return []
             self.gsn += 1
             self.room_last[run.room] = self.gsn
-            run.entries.append(entry)
+            run.entries.append(shown)
             run.text += len(body.text)
             run.size += size
             return []
-        if isinstance(body, (NameClaimed, NameReleased)):
-            # Account bindings are the servers' business: no client channel carries them
-            # (a claim comes with its login's UserOnline, which the lobby shows).
-            view.apply(entry)
-            return []
         effects = self.flush_rooms(now)  # a run ends where anything else begins
         if isinstance(body, (UserOnline, UserOffline, UserStatus)):
-            effects.extend(self._queue_user_change(entry, now))
+            effects.extend(self._queue_user_change(entry, shown, now))
             return effects
         effects.extend(self.flush_lobby(now))  # nothing overtakes a queued user-list change
         before_members: tuple[str, ...] = ()
@@ -287,21 +289,21 @@ class ClientStreams:
         gsn = self.gsn
         match body:
             case Chat(room=str() as room):
-                self._open_run(room, entry, gsn)
+                self._open_run(room, shown, gsn)
             case Chat(sender=sender, to=str() as to):
                 names = sorted({sender, to})
-                effects.extend(self._session_frames(names, entry, gsn, scope=None))
+                effects.extend(self._session_frames(names, shown, gsn, scope=None))
             case RoomJoined(room=room, name=name):
                 if any(session.multicast for session in self.live_sessions(name)):
                     self._fresh.setdefault(room, {})[name] = (now + FRESH_JOIN_GRACE, gsn)
                 effects.extend(
-                    self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
+                    self._session_frames(view.members(room), shown, gsn, scope=room, joiner=name)
                 )
             case RoomLeft(room=room, name=name):
                 self._fresh.get(room, {}).pop(name, None)
                 effects.extend(
                     self._session_frames(
-                        list(before_members), entry, gsn, scope=room, left={name: (room,)}
+                        list(before_members), shown, gsn, scope=room, left={name: (room,)}
                     )
                 )
         if (
@@ -316,9 +318,10 @@ class ClientStreams:
         return effects
 
     # -- the lobby -------------------------------------------------------------
-    def _queue_user_change(self, entry: Entry, now: float) -> list[Effect]:
+    def _queue_user_change(self, entry: Entry, shown: Entry, now: float) -> list[Effect]:
+        """``entry`` changes the user list: it goes out (as ``shown``) in the next lobby frame."""
         body = entry.body
-        size = codec.entry_size(entry)
+        size = codec.entry_size(shown)
         # The queued changes go out first if this one would take their frame past its share.
         effects = (
             self.flush_lobby(now)
@@ -341,7 +344,7 @@ class ClientStreams:
         if isinstance(body, UserOffline):
             for room in before_rooms:  # it gets none of these rooms' frames any more
                 self._touched.get(room, {}).pop(body.name, None)
-        self._lobby.append(entry)
+        self._lobby.append(shown)
         self._lobby_bytes += size
         if self.lobby_due is None:
             self.lobby_due = now + LOBBY_DELAY
@@ -466,7 +469,7 @@ class ClientStreams:
         failover is answered by an Ack."""
         run = self._run
         origin = entry.origin
-        if run is None or run.entries[-1] is not entry or origin is None:
+        if run is None or run.entries[-1].dot != entry.dot or origin is None:
             return False
         session = self.sessions.get(origin.client_id)
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tchat.core.messages import Chat, Entry
+from tchat.core.projection import client_tag
 from tchat.sim.expected import expected_deliveries, members_of, order_conflict
 
 if TYPE_CHECKING:
@@ -139,7 +140,8 @@ def completeness(checker: Checker, entries: list[Entry]) -> list[Problem]:
         if not c.renamed and not c.logged_out
     }
     expected = expected_deliveries(entries, set(eligible))
-    op_of = {e.id: (e.origin.client_id, e.origin.cmid) for e in entries if e.origin}
+    # Clients see an origin's client ID as its tag (tchat.core.projection).
+    op_of = {e.id: (client_tag(e.origin.client_id), e.origin.cmid) for e in entries if e.origin}
     problems: list[Problem] = []
     for cid, ids in sorted(expected.items()):
         got = eligible[cid].delivered_ids
