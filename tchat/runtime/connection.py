@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
 from tchat.core.messages import (
@@ -25,7 +27,7 @@ from tchat.core.messages import (
     StatusRequest,
     Submit,
 )
-from tchat.crypto.identity import verify_binding
+from tchat.crypto.identity import public_bytes, sign_binding, verify_binding
 from tchat.runtime.limits import operation_kind
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -57,6 +59,14 @@ CHALLENGE_WAIT = 3.0
 # A client's Register is signed for its session's channel binding (Register.proof) by this
 # function of the owner's: (Register, binding) -> the signed Register.
 Signer = Callable[[Register, bytes], Register]
+
+
+def warm_up_logins() -> None:
+    """Sign and check one proof now: the first Ed25519 operation loads OpenSSL's tables,
+    which a server would otherwise pay for (in memory and time) at its first login."""
+    key = Ed25519PrivateKey.generate()
+    proof = sign_binding(key, bytes(NONCE_SIZE), "warm-up")
+    verify_binding(public_bytes(key), bytes(NONCE_SIZE), "warm-up", proof)
 
 
 class DropCounters:

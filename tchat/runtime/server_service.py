@@ -15,6 +15,7 @@ from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
 from tchat.runtime.archive import SqliteArchive
+from tchat.runtime.connection import warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import NetOptions, data_home, default_data_dir
@@ -100,6 +101,7 @@ class ServerService:
 
     async def start(self) -> None:
         opts = self.options
+        warm_up_logins()
         self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
         self.store, durable = self._open_store()
