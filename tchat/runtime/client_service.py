@@ -184,9 +184,10 @@ class ClientService:
         self.transport = self.groups = self.driver = None
         self.node = None
         timing = self.options.timing
-        # The old session keeps our name at the leader until its client timeout: a new
-        # login before that would be refused as a taken name.
-        await asyncio.sleep(timing.client_timeout + 2 * timing.client_heartbeat_interval)
+        # The old session keeps our name at the leader until its client timeout, but a
+        # login with our own key is another session of ours, admitted at once: only a short
+        # pause, so that a node failing at every start does not spin.
+        await asyncio.sleep(2 * timing.client_heartbeat_interval)
         if self._stopping:
             return
         self.client_id = uuid.uuid4().hex  # a new session: the old one's cmids stay its own
