@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.vclock import EMPTY_CLOCK
+from tchat.runtime import connection
+from tchat.runtime.transport import Transport
 from tests.cluster_harness import Cluster, wait_for
+from tests.test_runtime_transport import Inbox, on_uvloop, options, wait_until
 from tests.test_runtime_untrusted import RawSession
 
 pytestmark = pytest.mark.timeout(120)
@@ -148,3 +152,31 @@ def test_two_terminals_of_one_identity_are_both_served_at_once(tmp_path: Path) -
         second.wait_event("message", 15, text="to every terminal")
         # One user, online once in everyone's list.
         assert [u["name"] for u in bob.of("users")[-1]["users"]].count("alice") == 1
+
+
+@on_uvloop
+async def test_a_client_waits_for_the_challenge_a_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that sends no Challenge (an older tchat, or not a tchat) gets no login:
+    the client gives up on that connection after CHALLENGE_WAIT, counted, and says why."""
+    monkeypatch.setattr(connection, "CHALLENGE_WAIT", 0.3)
+    heard: list[bytes] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while chunk := await reader.read(65536):  # until the client hangs up
+            heard.append(chunk)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Transport(options(), Inbox())
+    client.signer = lambda register, binding: register
+    await client.start()
+    try:
+        client.send(f"127.0.0.1:{port}", Register("alice", "c1", client.addr, None, True, True))
+        await wait_until(lambda: client.drops.counts.get("no-challenge", 0) == 1, 5.0)
+        await wait_until(lambda: bool(heard))  # the hello
+        assert all(b"alice" not in chunk for chunk in heard)  # the Register never went out
+    finally:
+        await client.close()
+        server.close()
