@@ -132,7 +132,7 @@ ensure_venv() {
         echo "Creating .venv with $py ..."
         "$py" -m venv "$ROOT/.venv"
     fi
-    if [ ! -x "$TCHAT" ] || ! "$PY" -c 'import tchat.cli, msgpack, textual' 2>/dev/null; then
+    if [ ! -x "$TCHAT" ] || ! "$PY" -c 'import tchat.cli, msgpack, textual, cryptography' 2>/dev/null; then
         echo "Installing tchat into .venv (log: .venv/install.log) ..."
         # Build warnings are noise here; the log keeps them, and a failure shows its tail.
         if ! { "$PY" -m pip install --upgrade pip && "$PY" -m pip install -e "$ROOT"; } \

@@ -339,6 +339,10 @@ class Cluster:
             *self.net_args(host),
             *args,
         ]
+        if "--identity" not in args:
+            # One key per name: a later client of the name is its owner again, and each
+            # name its own owner (one shared XDG key would make every name one account's).
+            argv += ["--identity", str(self.tmp / "identities" / f"{name}.key")]
         proc = Client(name, argv, self.env)
         self.procs.append(proc)
         return proc

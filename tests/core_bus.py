@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections.abc import Callable
@@ -26,6 +27,11 @@ from tchat.core.messages import Message, Operation
 from tchat.core.server import ServerNode
 
 Node = ServerNode | ClientNode
+
+
+def key_for(seed: str) -> bytes:
+    """A 32-byte stand-in public key: the core never verifies (the runtime does)."""
+    return hashlib.sha256(f"identity {seed}".encode()).digest()
 
 
 @dataclass
@@ -69,7 +75,11 @@ class Bus:
 
     def add_client(self, name: str, client_id: str = "", **config: object) -> ClientNode:
         addr = f"c-{name}-{len(self.nodes)}"
-        node = ClientNode(ClientConfig(name, client_id or addr, addr, **config))  # type: ignore[arg-type]
+        client_id = client_id or addr
+        # A name's owner has one key (a later login of the name is the same person) unless
+        # a test gives another: a stranger asking for the name.
+        config.setdefault("identity", key_for(name))
+        node = ClientNode(ClientConfig(name, client_id, addr, **config))  # type: ignore[arg-type]
         self.nodes[addr] = node
         self.events[addr] = []
         self._apply(addr, node.start(self.now))

@@ -32,6 +32,7 @@ from tchat.core.messages import (
     OPERATION_TYPES,
     PROTOCOL_VERSION,
     Ack,
+    Challenge,
     Chat,
     Discover,
     Dot,
@@ -41,12 +42,13 @@ from tchat.core.messages import (
     Heartbeat,
     Operation,
     Origin,
+    Register,
     RoomFrame,
     ServerInfo,
     Submit,
     Touch,
 )
-from tchat.core.schema import MAX_INT, string_limits
+from tchat.core.schema import MAX_INT, bytes_limits, string_limits
 from tchat.core.vclock import VectorClock
 
 KEY = b"cluster-secret-0123456789abcdef"
@@ -74,7 +76,8 @@ def strategy_for(tp: Any, field: str) -> st.SearchStrategy[Any]:
         low, high = string_limits(field)
         return st.text(min_size=low, max_size=min(high, 24)) | st.just("é" * high)
     if tp is bytes:
-        return st.binary(max_size=64)
+        low, high = bytes_limits(field)
+        return st.binary(min_size=low, max_size=min(high, 64))
     if tp is VectorClock:
         counters = st.integers(0, MAX_INT) | st.integers(0, 5)
         return st.dictionaries(st.integers(0, MAX_INT), counters, max_size=4).map(VectorClock)
@@ -560,7 +563,7 @@ def minimal_value(tp: Any, field: str) -> Any:
     if tp is str:
         return "a" * string_limits(field)[0]
     if tp is bytes:
-        return b""
+        return bytes(bytes_limits(field)[0])
     if tp is VectorClock:
         return VectorClock()
     if tp is EntryBody:
@@ -588,3 +591,19 @@ def test_every_message_built_with_its_defaults_round_trips(cls: type) -> None:
     # built the short way was dropped by every receiver as an invalid field.
     message = minimal_record(cls)
     assert decode(encode(message, KEY), KEY) == message
+
+
+@pytest.mark.parametrize(
+    ("identity", "proof"),
+    [(bytes(31), bytes(64)), (bytes(33), bytes(64)), (bytes(32), bytes(63)), (b"", b"")],
+)
+def test_keys_and_proofs_have_exactly_their_size(identity: bytes, proof: bytes) -> None:
+    register = Register("alice", "c1", "a:1", None, True, True, 1, identity, proof)
+    with pytest.raises(InvalidField):
+        decode(encode(register))
+
+
+def test_a_challenge_nonce_has_exactly_its_size() -> None:
+    assert decode(encode(Challenge(bytes(32)))) == Challenge(bytes(32))
+    with pytest.raises(InvalidField):
+        decode(encode(Challenge(bytes(16))))

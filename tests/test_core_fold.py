@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
-from tchat.core.fold import Clash, ClusterState
+from tchat.core.fold import MAX_SESSIONS, Clash, ClusterState
 from tchat.core.messages import (
     Chat,
     Dot,
     Entry,
     EntryBody,
+    NameClaimed,
+    NameReleased,
     RoomJoined,
     RoomLeft,
     ServerJoined,
@@ -40,8 +43,14 @@ def fold(*bodies: EntryBody) -> tuple[ClusterState, list[bool]]:
     return state, [state.apply(log(body)) for body in bodies]
 
 
-def online(name: str, client: str | None = None) -> UserOnline:
-    return UserOnline(name, f"10.0.0.1:{len(name)}", client or f"c-{name}")
+def key(seed: str) -> bytes:
+    return hashlib.sha256(seed.encode()).digest()
+
+
+def online(name: str, client: str | None = None, identity: bytes | None = None) -> UserOnline:
+    """A login; each session its own key unless ``identity`` says whose it is."""
+    client = client or f"c-{name}"
+    return UserOnline(name, f"10.0.0.1:{len(name)}", client, identity or key(client))
 
 
 def offline(name: str, client: str | None = None, reason: str = "logout") -> UserOffline:
@@ -92,7 +101,72 @@ def test_a_second_login_under_a_taken_name_loses_and_is_recorded() -> None:
 
 def test_a_relogin_by_the_same_session_is_no_clash() -> None:
     state, applied = fold(online("alice", "c1"), online("alice", "c1"))
-    assert applied == [True, True] and not state.clashes
+    assert applied == [True, False] and not state.clashes  # nothing changed for clients
+    assert list(state.users["alice"].sessions) == ["c1"]
+
+
+def test_a_name_belongs_to_its_first_claim_in_log_order() -> None:
+    """Two sides of a partition claimed one name for different keys: the claim first in
+    the merged order keeps it everywhere, and the other key's logins clash."""
+    state, applied = fold(
+        NameClaimed("alice", key("a")),
+        NameClaimed("alice", key("b")),
+        online("alice", "c2", key("b")),
+        online("alice", "c1", key("a")),
+    )
+    assert applied == [True, False, False, True]
+    assert state.claims == {"alice": key("a")}
+    assert state.users["alice"].client_id == "c1"
+    assert state.clashes == [Clash("alice", "c2")]
+
+
+def test_a_login_with_another_key_loses_even_while_the_name_is_offline() -> None:
+    state, applied = fold(
+        online("alice", "c1", key("a")), offline("alice", "c1"), online("alice", "c2", key("b"))
+    )
+    assert applied == [True, True, False]
+    assert "alice" not in state.users and state.clashes == [Clash("alice", "c2")]
+
+
+def test_sessions_of_one_account_keep_the_user_online_until_the_last_ends() -> None:
+    state, applied = fold(
+        online("alice", "c1", key("a")),
+        online("alice", "c2", key("a")),  # a second terminal: no user-list change
+        offline("alice", "c1"),  # the stale one times out: alice stays online
+        offline("alice", "c2"),
+    )
+    assert applied == [True, False, False, True]
+    assert "alice" not in state.users and not state.clashes
+    assert state.session_names == {}
+
+
+def test_a_login_past_the_session_limit_replaces_the_oldest() -> None:
+    logins = [online("alice", f"c{i}", key("a")) for i in range(MAX_SESSIONS + 1)]
+    state, _ = fold(*logins)
+    assert list(state.users["alice"].sessions) == [f"c{i}" for i in range(1, MAX_SESSIONS + 1)]
+    assert state.replaced == [Clash("alice", "c0")]
+    assert "c0" not in state.session_names
+
+
+def test_a_client_id_online_under_one_name_cannot_log_in_under_another() -> None:
+    state, applied = fold(online("alice", "c1", key("a")), online("mallory", "c1", key("m")))
+    assert applied == [True, False] and state.clashes == [Clash("mallory", "c1")]
+
+
+def test_a_released_name_is_claimed_afresh_and_reads_nothing_of_before() -> None:
+    state, applied = fold(
+        NameClaimed("alice", key("a")),
+        online("alice", "c1", key("a")),
+        offline("alice", "c1"),
+        NameReleased("alice"),
+        NameReleased("alice"),  # nothing to release any more
+        NameClaimed("alice", key("b")),
+        online("alice", "c2", key("b")),
+    )
+    assert applied == [True, True, True, True, False, True, True]
+    assert state.claims == {"alice": key("b")}
+    assert "alice" not in state.offline_cursor  # the new owner resumes from nothing
+    assert state.first_online["alice"][2] == 4  # catch-up starts at the release
 
 
 def test_status_and_leaves_of_unknown_users_or_rooms_are_ignored() -> None:

@@ -206,6 +206,20 @@ def test_full_cluster_restart_keeps_history(tmp_path: Path) -> None:
 HEAD = bytes((PROTOCOL_VERSION, 0))  # a frame's header: version, no flags
 
 
+def skip_challenge(sock: socket.socket) -> None:
+    """Read past the Challenge a server sends first on every connection it accepts."""
+    head = b""
+    while len(head) < 4:
+        chunk = sock.recv(4 - len(head))
+        assert chunk, "the daemon hung up before its Challenge"
+        head += chunk
+    left = struct.unpack(">I", head)[0]
+    while left:
+        chunk = sock.recv(left)
+        assert chunk, "the daemon hung up within its Challenge"
+        left -= len(chunk)
+
+
 def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path) -> None:
     with Cluster(tmp_path, key="sekrit") as cluster:
         (daemon,) = start_daemons(cluster, [5])
@@ -220,6 +234,7 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
             with socket.create_connection((host, int(port)), timeout=5) as sock:
                 sock.sendall(payload)
                 sock.settimeout(5)
+                skip_challenge(sock)
                 assert sock.recv(10) == b"", "the daemon hangs up on a bad stream"
         forged = codec.encode(beat, b"not the key")
         request = codec.encode(StatusRequest(addr="127.0.0.1:1", nonce=1))

@@ -20,6 +20,7 @@ from tchat.core import codec
 from tchat.core.effects import ClientEvent, Ready
 from tchat.core.messages import (
     NO_EPOCH,
+    Challenge,
     ClientBeat,
     Discover,
     Epoch,
@@ -34,6 +35,7 @@ from tchat.core.messages import (
     Submit,
 )
 from tchat.core.vclock import VectorClock
+from tchat.crypto.identity import Identity, sign_binding
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.limits import LruTable, open_files_budget
 from tchat.runtime.options import NetOptions
@@ -47,6 +49,21 @@ CHAT = SendChat(room="r", to=None, text="x", action=False)
 
 def submit(cmid: int, op: object = CHAT) -> Submit:
     return Submit("c", cmid, op, VectorClock(), 0.0)  # type: ignore[arg-type]
+
+
+async def challenge(reader: asyncio.StreamReader) -> bytes:
+    """The Challenge a server sends first on every connection it accepts: its nonce."""
+    length = int.from_bytes(await reader.readexactly(4), "big")
+    message = codec.decode(await reader.readexactly(length))
+    assert isinstance(message, Challenge), message
+    return message.nonce
+
+
+def signed(register: Register, nonce: bytes) -> Register:
+    """``register`` with a key of its own and its proof for the session of ``nonce``."""
+    key = Identity.generate()
+    proof = sign_binding(key, nonce, register.name)
+    return dataclasses.replace(register, identity=key.public_raw, proof=proof)
 
 
 def frame(message: object) -> bytes:
@@ -291,6 +308,8 @@ async def test_a_connection_that_never_registers_is_closed() -> None:
         speaking[1].write(frame(ClientBeat("c", NO_EPOCH, 0)))
         started = loop.time()
         async with asyncio.timeout(TIMEOUT):
+            await challenge(silent[0])
+            await challenge(half[0])
             assert await silent[0].read(10) == b""
             assert await half[0].read(10) == b""
         assert 0.25 <= loop.time() - started <= 3.0
@@ -311,6 +330,7 @@ async def test_an_idle_session_is_closed() -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(frame(ClientBeat("c", NO_EPOCH, 0)))
         async with asyncio.timeout(TIMEOUT):
+            await challenge(reader)
             assert await reader.read(10) == b""
         assert server.drops.counts["idle-timeout"] == 1
         writer.close()
@@ -417,7 +437,8 @@ async def test_a_register_or_discover_for_another_address_is_refused() -> None:
         writer.write(frame(Discover("127.0.0.1:9", "client", 1, 0)))
         # Its LeaderAlive would go to whoever holds that address's session.
         writer.write(frame(LeaderSuspect("c", "127.0.0.1:9", Epoch(1, 1))))
-        writer.write(frame(Register("eve", "c", me, None, False, False, 2)))
+        nonce = await challenge(reader)
+        writer.write(frame(signed(Register("eve", "c", me, None, False, False, 2), nonce)))
         items = await inbox.wait(1)
         assert [m.attempt for m, _ in items] == [2]  # type: ignore[attr-defined]
         assert server.drops.counts["register-addr"] == 1

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from tchat.core import codec
 from tchat.core.config import MAX_SERVER_ID, ServerConfig
 from tchat.core.messages import (
+    UNSIGNED,
     Ack,
+    Challenge,
     Epoch,
     LeaderSuspect,
     Message,
@@ -26,6 +29,7 @@ from tchat.core.messages import (
 )
 from tchat.core.schema import MAX_INT
 from tchat.core.vclock import VectorClock
+from tchat.crypto.identity import Identity, sign_binding
 from tchat.runtime.connection import HELLO
 from tchat.runtime.store import DB_NAME, SqliteStore, UnstorableValue
 from tests.cluster_harness import Cluster, Daemon, wait_for
@@ -120,17 +124,29 @@ def test_server_ids_are_protocol_ints() -> None:
 
 
 class RawSession:
-    """A client session by hand: HELLO, then length-prefixed frames, both ways."""
+    """A client session by hand: HELLO, then length-prefixed frames, both ways. Its
+    Registers are signed with its own key for the session's Challenge, unless signed."""
 
-    def __init__(self, addr: str) -> None:
+    def __init__(self, addr: str, key: Identity | None = None) -> None:
         host, port = addr.split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=5)
         local_host, local_port = self.sock.getsockname()[:2]
         self.addr = f"{local_host}:{local_port}"
         self.frames = codec.FrameDecoder()
+        self.key = key or Identity.generate()
         self.sock.sendall(codec.frame(HELLO + self.addr.encode()))
+        challenge = self.until(lambda m: isinstance(m, Challenge))
+        assert isinstance(challenge, Challenge)
+        self.binding = challenge.nonce
+
+    def signed(self, register: Register) -> Register:
+        """``register`` with this session's key and its proof for this session."""
+        proof = sign_binding(self.key, self.binding, register.name)
+        return replace(register, identity=self.key.public_raw, proof=proof)
 
     def send(self, message: Message) -> None:
+        if isinstance(message, Register) and message.proof == UNSIGNED:
+            message = self.signed(message)
         self.sock.sendall(codec.frame(codec.encode(message)))
 
     def until(self, found: Callable[[Message], bool], timeout: float = 10.0) -> Message:

@@ -346,7 +346,7 @@ def test_expected_deliveries_follow_membership_and_sessions() -> None:
     log = [
         entry(1, 1, {1: 1}, UserOnline("ann", "a", "c1")),
         entry(1, 2, {1: 2}, UserOnline("bob", "b", "c2")),
-        entry(1, 3, {1: 3}, UserOnline("ann", "x", "c9")),  # clash: ignored
+        entry(1, 3, {1: 3}, UserOnline("ann", "x", "c9", b"k" * 32)),  # another key: ignored
         entry(1, 4, {1: 4}, RoomJoined("lobby", "ann")),
         entry(1, 5, {1: 5}, Chat("ann", "lobby", None, "1", False, VectorClock())),
         entry(1, 6, {1: 6}, RoomJoined("lobby", "bob")),
@@ -358,3 +358,7 @@ def test_expected_deliveries_follow_membership_and_sessions() -> None:
     ]
     got = expected_deliveries(log, {"c1", "c2", "c9"})
     assert got == {"c1": ["1.5", "1.7", "1.9"], "c2": ["1.7", "1.9"]}
+    # With ann's own key, c9 is her second terminal: it gets what came after its login.
+    log[2] = entry(1, 3, {1: 3}, UserOnline("ann", "x", "c9"))
+    got = expected_deliveries(log, {"c1", "c2", "c9"})
+    assert got == {"c1": ["1.5", "1.7", "1.9"], "c2": ["1.7", "1.9"], "c9": ["1.5", "1.7", "1.9"]}

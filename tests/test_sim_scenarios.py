@@ -147,7 +147,7 @@ def test_partition_with_a_name_clash_on_both_sides_then_heal() -> None:
     world.partition([world.servers[10].addr, ann.addr])
     assert wait_until(world, lambda: world.role(world.servers[10]) == "LEADER", 5.0)
     zed_b = world.add_client("zed", side=1)
-    zed_a = world.add_client("zed", side=0)
+    zed_a = world.add_client("zed", side=0, owner="another zed")  # two people, one name
     assert wait_until(
         world,
         lambda: all(z.node.state.name == "SERVING" for z in (zed_a, zed_b)),

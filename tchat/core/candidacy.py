@@ -255,7 +255,11 @@ class Candidacy:
         node.next_discovery = now + DISCOVERY_INTERVAL
         announce = NewLeader(node.server_id, node.config.addr, node.epoch, node.servers)
         effects.extend(Send(addr, announce) for _, addr in sorted(node.peers.items()))
-        effects.extend(Send(u.addr, announce) for _, u in sorted(node.state.users.items()))
+        effects.extend(
+            Send(addr, announce)
+            for _, user in sorted(node.state.users.items())
+            for addr in user.sessions.values()  # every terminal of every user
+        )
         effects.append(LeaderChanged(node.server_id, node.config.addr, node.epoch))
         effects.append(
             node.log_event(

@@ -53,6 +53,7 @@ from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
+    UNSIGNED,
     Ack,
     ClientBeat,
     ClientHeartbeat,
@@ -93,6 +94,7 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.names import checked_name
+from tchat.core.projection import client_tag
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 from tchat.core.wakeup import WakeWatch
 
@@ -110,6 +112,8 @@ class ClientNode:
         self.name = config.name
         self.client_id = config.client_id
         self.phase: ClientPhase = Discovering(retry_at=0.0)
+        # What frames call our operations and logins by (no client sees another's ID).
+        self.client_tag = client_tag(config.client_id)
         self.epoch = NO_EPOCH
         self.leader_id = 0
         self.leader_addr = ""
@@ -193,6 +197,8 @@ class ClientNode:
                 self.config.multicast,
                 self.config.lobby,
                 self._registers,
+                self.config.identity,
+                UNSIGNED,  # signed by whoever carries it, for the session it goes out on
             ),
         )
         phase.retry_at = self._retry_at()
@@ -520,7 +526,7 @@ class ClientNode:
         offline = outcome.offline
         if offline is None:
             return effects
-        if self._logging_out and offline.client_id == self.client_id:
+        if self._logging_out and offline.client_id == self.client_tag:
             effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.

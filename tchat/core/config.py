@@ -67,3 +67,6 @@ class ClientConfig:
     # and load generators: 10,000 clients in a few processes cannot each apply 10,000 logins.
     lobby: bool = True
     wall_offset: float = 0.0
+    # The raw public key of the user's identity: its Registers name it, and the runtime
+    # (or the simulator) signs each for the session it goes out on.
+    identity: bytes = b""

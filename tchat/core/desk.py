@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from tchat.core import codec
 from tchat.core.effects import Effect, Send
+from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
     MAX_SERVERS,
     ROOM_SUMMARY_MEMBERS,
@@ -27,7 +28,9 @@ from tchat.core.messages import (
     JoinRoom,
     LeaveRoom,
     Logout,
+    NameClaimed,
     NameClash,
+    NameReleased,
     OpError,
     Origin,
     Register,
@@ -52,6 +55,7 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
+from tchat.core.projection import public_entry
 from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
@@ -122,8 +126,31 @@ class ClientDesk:
             # again (a ghost nobody would ever log out). A new login uses a new client ID.
             return [Send(addr, Rejected("this session has logged out"))]
         streams = lead.streams
-        owner = node.state.users.get(msg.name)
+        state = node.state
         session = streams.sessions.get(msg.client_id)
+        holder = state.session_names.get(msg.client_id)
+        if (session is not None and session.identity != msg.identity) or (
+            holder is not None and state.users[holder].identity != msg.identity
+        ):
+            # A client ID is no credential: another key naming it takes nothing over.
+            node.count("foreign-client-id")
+            return [Send(addr, Rejected("this client ID belongs to another key's session"))]
+        claim = state.claims.get(msg.name)
+        owner = state.users.get(msg.name)
+        if (claim is not None and claim != msg.identity) or (
+            owner is not None and owner.identity != msg.identity
+        ):
+            if msg.cursor is not None:
+                # A resuming session lost its name (a partition merge gave it to the other
+                # side's earlier claim): rename, not fail.
+                reason = (
+                    f"{msg.name!r} was also registered on the other side of a network "
+                    "partition; the earlier registration keeps it"
+                )
+                return [Send(addr, NameClash(lead.epoch, msg.name, reason))]
+            if claim is not None and claim != msg.identity:
+                return [Send(addr, Rejected(f"the name {msg.name!r} belongs to another key"))]
+            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
         if session is not None and session.active and msg.attempt <= session.register_attempt:
             # A late copy of a Register we took already (the network duplicated or delayed
             # it): the client is welcomed since. Taking it again would reset its stream
@@ -131,21 +158,14 @@ class ClientDesk:
             # session two names. A client resending for a lost Welcome counts up.
             node.count("stale-register")
             return []
-        if owner is not None and owner.client_id != msg.client_id:
-            if msg.cursor is not None:
-                # A resuming session lost its name (a partition merge gave it to the other
-                # side's earlier login, or it timed out and someone took it): rename, not fail.
-                reason = (
-                    f"{msg.name!r} was also registered on the other side of a network "
-                    "partition (or taken while you were away); the earlier login keeps it"
-                )
-                return [Send(addr, NameClash(lead.epoch, msg.name, reason))]
-            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
+        if claim is None and len(state.claims) >= MAX_ACCOUNTS:
+            return [Send(addr, Rejected("this cluster has no room for new accounts"))]
         if session is not None and session.name != msg.name:
             streams.detach(msg.client_id)
             session = None
         if session is None:
             session = Session(msg.name, msg.client_id, addr, msg.multicast, now)
+            session.identity = msg.identity
             streams.attach(session)
         session.addr = addr
         session.register_attempt = max(session.register_attempt, msg.attempt)
@@ -157,7 +177,7 @@ class ClientDesk:
         if cursor is not None:
             session.reported_clock = session.reported_clock.merge(cursor)
             session.resume_cursor = cursor
-        if owner is not None:  # a resume: the user is online already
+        if owner is not None and msg.client_id in owner.sessions:  # a resume
             return self.welcome(session, cursor, now)
         pending = next(
             (
@@ -169,7 +189,33 @@ class ClientDesk:
         )
         if pending is not None:  # our earlier login is still being replicated
             return []
-        _, effects = lead.sequence(UserOnline(msg.name, addr, msg.client_id), now)
+        effects: list[Effect] = []
+        if claim is None:
+            # First come, first served: the name is this key's from now on (the state
+            # holds pending entries too, so a second login in flight sees the claim).
+            _, effects = lead.sequence(NameClaimed(msg.name, msg.identity), now)
+        # Another session of an online account (a second terminal, a restarted client
+        # whose old session has not timed out) is admitted at once: its own UserOnline.
+        _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
+        return effects + more
+
+    def release_name(self, name: str, now: float) -> list[Effect]:
+        """An operator frees ``name`` (``tchat admin release-name``, authenticated by the
+        runtime with the cluster secret): its sessions go offline, then the claim ends."""
+        lead = self.lead
+        node = lead.node
+        if not lead.serving or name not in node.state.claims:
+            return []
+        effects: list[Effect] = []
+        record = node.state.users.get(name)
+        for client_id in list(record.sessions) if record is not None else ():
+            session = lead.streams.sessions.get(client_id)
+            cursor = session.cursor() if session is not None else EMPTY_CLOCK
+            _, persist = lead.sequence(UserOffline(name, client_id, "name released", cursor), now)
+            effects.extend(persist)
+        _, persist = lead.sequence(NameReleased(name), now)
+        effects.extend(persist)
+        effects.append(node.log_event("name-released", f"name {name} released", user=name))
         return effects
 
     def welcome(self, session: Session, cursor: VectorClock | None, now: float) -> list[Effect]:
@@ -191,7 +237,7 @@ class ClientDesk:
         # log, hence covered by the message's clock. A first login then reads no history.
         since = node.state.first_online.get(session.name)
         relevant = [
-            e
+            public_entry(e)
             for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
@@ -484,31 +530,38 @@ class ClientDesk:
         effects: list[Effect] = []
         for name in sorted(node.state.users):
             record = node.state.users[name]
-            session = lead.streams.sessions.get(record.client_id)
-            if session is None:
-                # Online in the log but never seen in this epoch: give it time to resume.
-                session = Session(name, record.client_id, record.addr, True, now)
-                lead.streams.attach(session)
-                continue
-            # A session now serving under another name (renamed after a clash) no longer
-            # owns this one; a silent one has timed out.
-            if session.name != name:
-                reason = f"renamed to {session.name}"
-            elif now - session.last_heard > timeout and now >= node.wake.judge_after:
-                reason = "timeout"
-            else:
-                continue
-            if not any(
-                isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == record.client_id
-                for p in lead.pending
-            ):
-                _, persist = lead.sequence(
-                    UserOffline(name, record.client_id, reason, session.cursor()), now
-                )
-                effects.extend(persist)
-                effects.append(
-                    node.log_event("client-dropped", f"user {name}: {reason}", user=name)
-                )
+            for client_id, addr in list(record.sessions.items()):
+                effects.extend(self._expire_session(name, client_id, addr, now, timeout))
+        return effects
+
+    def _expire_session(
+        self, name: str, client_id: str, addr: str, now: float, timeout: float
+    ) -> list[Effect]:
+        lead = self.lead
+        node = lead.node
+        record = node.state.users[name]
+        session = lead.streams.sessions.get(client_id)
+        if session is None:
+            # Online in the log but never seen in this epoch: give it time to resume.
+            session = Session(name, client_id, addr, True, now)
+            session.identity = record.identity
+            lead.streams.attach(session)
+            return []
+        # A session now serving under another name (renamed after a clash) no longer
+        # owns this one; a silent one has timed out.
+        if session.name != name:
+            reason = f"renamed to {session.name}"
+        elif now - session.last_heard > timeout and now >= node.wake.judge_after:
+            reason = "timeout"
+        else:
+            return []
+        if any(
+            isinstance(p.entry.body, UserOffline) and p.entry.body.client_id == client_id
+            for p in lead.pending
+        ):
+            return []
+        _, effects = lead.sequence(UserOffline(name, client_id, reason, session.cursor()), now)
+        effects.append(node.log_event("client-dropped", f"user {name}: {reason}", user=name))
         return effects
 
     def on_history(self, msg: HistoryRequest, addr: str) -> list[Effect]:
@@ -527,7 +580,7 @@ class ClientDesk:
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)
-        found = [e for e in found if e.dot not in lead.pending_dots]
+        found = [public_entry(e) for e in found if e.dot not in lead.pending_dots]
         effects: list[Effect] = []
         while True:
             chunk, _ = lead.node.chunk(iter(found))
@@ -576,4 +629,24 @@ class ClientDesk:
                     )
                 )
         lead.node.state.clashes.clear()
+        effects.extend(self.drop_replaced())
+        return effects
+
+    def drop_replaced(self) -> list[Effect]:
+        """Tell and drop the sessions a user's newest login replaced (past MAX_SESSIONS)."""
+        lead = self.lead
+        effects: list[Effect] = []
+        for replaced in lead.node.state.replaced:
+            session = lead.streams.detach(replaced.client_id)
+            if session is not None:
+                effects.append(
+                    Send(
+                        session.addr,
+                        Rejected(
+                            f"logged out: {replaced.name!r} logged in on more than "
+                            f"{MAX_SESSIONS} sessions, and this was the oldest"
+                        ),
+                    )
+                )
+        lead.node.state.replaced.clear()
         return effects

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from tchat.core.messages import (
     Chat,
     Entry,
+    NameClaimed,
+    NameReleased,
     RoomJoined,
     RoomLeft,
     ServerJoined,
@@ -22,15 +24,26 @@ from tchat.core.names import LookAlikes
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 Key = tuple[int, int, int]
+# Sessions one user may have at once (terminals, a restarted client whose old session has
+# not timed out yet): a login past it replaces the oldest.
+MAX_SESSIONS = 8
+# Names ever claimed: the bound of the account table (a claim is made only by a proven
+# login, and each costs a replicated entry; past this the leader refuses new names).
+MAX_ACCOUNTS = 1_000_000
 
 
 @dataclass(slots=True)
 class UserRecord:
+    """An online user. ``addr`` and ``client_id`` are its first session's (what the user
+    list shows); ``sessions`` all of them, client ID -> address, oldest first."""
+
     name: str
     addr: str
     client_id: str
     away: bool
     since: float
+    identity: bytes = b""
+    sessions: dict[str, str] = field(default_factory=dict)
 
     def info(self) -> UserInfo:
         return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
@@ -77,9 +90,14 @@ class ClusterState:
     """Deterministic fold of the log. Same entries in the same order -> same state.
 
     Conflicts that only a merge can produce are resolved here, identically everywhere:
-    a login for a name already online under another session loses (it is recorded in
-    ``clashes`` so the leader can tell that client), and two rooms hashed to the same
-    multicast group get the next free one in log order.
+    a name claimed by two keys belongs to the claim first in log order, and a login under
+    another key than the name's loses (it is recorded in ``clashes`` so the leader can
+    tell that client); two rooms hashed to the same multicast group get the next free one
+    in log order.
+
+    ``apply`` returns whether clients see a change: a second session of an online user
+    (or the end of one while another lives) changes no user list, so the leader's stream
+    publishes nothing for it.
     """
 
     def __init__(self, multicast_base: str, multicast_count: int, multicast_port: int) -> None:
@@ -91,11 +109,15 @@ class ClusterState:
         self.servers: dict[int, str] = {}
         self.users: dict[str, UserRecord] = {}
         self.accounts: set[str] = set()
+        self.claims: dict[str, bytes] = {}  # name -> the identity key it belongs to
+        self.session_names: dict[str, str] = {}  # client ID of an online session -> its name
         self.offline_cursor: dict[str, VectorClock] = {}
         self.rooms: dict[str, RoomRecord] = {}
         self.rooms_of: dict[str, set[str]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
+        # Sessions a login past MAX_SESSIONS replaced (the leader tells and drops them).
+        self.replaced: list[Clash] = []
         self._infos: dict[str, UserInfo] = {}  # users as the wire shows them, kept up to date
         self._user_infos: tuple[UserInfo, ...] | None = None  # user_infos(), until a change
         self.closed_sessions: set[str] = set()  # client IDs that logged out: never again
@@ -108,7 +130,8 @@ class ClusterState:
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
-        """Apply one entry at the end of the order. False if the fold ignored it."""
+        """Apply one entry at the end of the order. False if clients see no change (the
+        fold ignored it, or it changed only the sessions of a user online already)."""
         body = entry.body
         if type(body) is Chat:  # the commonest entry by far: no match over every kind
             record = self.rooms.get(body.room) if body.room is not None else None
@@ -123,25 +146,59 @@ class ClusterState:
                 self.servers[server_id] = addr
             case ServerLeft(server_id=server_id):
                 self.servers.pop(server_id, None)
-            case UserOnline(name=name, addr=addr, client_id=client_id):
+            case NameClaimed(name=name, identity=identity):
+                if name in self.claims:
+                    return False  # the first claim in log order keeps it
+                self.claims[name] = identity
+            case NameReleased(name=name):
+                if self.claims.pop(name, None) is None:
+                    return False
+                # The next owner reads nothing of the old one's: catch-up starts here.
+                self.first_online[name] = entry.key
+                self.offline_cursor.pop(name, None)
+            case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
+                claim = self.claims.setdefault(name, identity)
                 current = self.users.get(name)
-                if current is not None and current.client_id != client_id:
+                if (
+                    claim != identity
+                    or (current is not None and current.identity != identity)
+                    or self.session_names.get(client_id, name) != name
+                ):
                     self.clashes.append(Clash(name, client_id))
                     return False
-                user = self.users[name] = UserRecord(name, addr, client_id, False, entry.ts)
+                if current is not None:
+                    # Another session of the same account: the user was online already.
+                    if client_id in current.sessions:
+                        return False  # a copy of this session's login
+                    current.sessions[client_id] = addr
+                    self.session_names[client_id] = name
+                    if len(current.sessions) > MAX_SESSIONS:
+                        oldest = next(iter(current.sessions))
+                        del current.sessions[oldest]
+                        del self.session_names[oldest]
+                        self.replaced.append(Clash(name, oldest))
+                    return False
+                user = self.users[name] = UserRecord(
+                    name, addr, client_id, False, entry.ts, identity, {client_id: addr}
+                )
                 self._infos[name] = user.info()
+                self.session_names[client_id] = name
                 self.accounts.add(name)
             case UserOffline(name=name, client_id=client_id, cursor=cursor, reason=reason):
                 if reason == "logout":
                     self.closed_sessions.add(client_id)
                 current = self.users.get(name)
-                if current is None or current.client_id != client_id:
+                if current is None or client_id not in current.sessions:
                     return False
+                del current.sessions[client_id]
+                del self.session_names[client_id]
+                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
+                if current.sessions:
+                    return False  # another session lives: the user stays online
                 del self.users[name]
                 del self._infos[name]
-                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 for room in sorted(self.rooms_of.pop(name, set())):
                     self.rooms[room].leave(name, entry.key)
             case UserStatus(name=name, away=away):
@@ -202,9 +259,10 @@ class ClusterState:
         return (
             tuple(sorted(self.servers.items())),
             tuple(
-                (u.name, u.client_id, u.away)
+                (u.name, tuple(u.sessions), u.away)
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
+            tuple(sorted(self.claims.items())),
             tuple(
                 (name, record.group, tuple(sorted(record.members)))
                 for name, record in sorted(self.rooms.items())

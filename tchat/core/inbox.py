@@ -59,6 +59,7 @@ class InboxHost(Protocol):
     config: ClientConfig
     name: str
     client_id: str
+    client_tag: str  # our client ID as frames show it (tchat.core.projection)
     epoch: Epoch
     leader_id: int
     leader_addr: str
@@ -99,7 +100,7 @@ class OwnNameOffline:
     closes (our logout) or resumes (anything else). ``users_changed``: the frame changed
     the user list before that entry; the node reports it after acting."""
 
-    client_id: str
+    client_id: str  # the session's tag (tchat.core.projection), as the lobby showed it
     reason: str
     users_changed: bool
 
@@ -405,7 +406,7 @@ class Inbox:
             if origin in self.recent_origins or origin in self.older_origins:
                 return effects
             self.recent_origins.add(origin)
-            if origin.client_id == node.client_id and origin.cmid in node.pending:
+            if origin.client_id == node.client_tag and origin.cmid in node.pending:
                 effects = node.acknowledged(origin.cmid, entry.id)
         effects.append(Deliver(ChatDelivered(entry)))
         return effects

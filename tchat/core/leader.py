@@ -234,13 +234,14 @@ class Leadership:
     def _after_commit(self, entry: Entry, now: float) -> list[Effect]:
         body = entry.body
         if isinstance(body, UserOnline):
+            effects = self.desk.drop_replaced() if self.node.state.replaced else []
             session = self.streams.sessions.get(body.client_id)
             if session is not None and not session.active:
                 cursor = session.resume_cursor
                 # Its stream starts at the current heads: every frame they name must be out.
-                effects = self.streams.flush_rooms(now)
+                effects.extend(self.streams.flush_rooms(now))
                 effects.extend(self.desk.welcome(session, cursor, now))
-                return effects
+            return effects
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)
             if session is not None and session.name == body.name:

@@ -20,8 +20,9 @@ from tchat.core.vclock import VectorClock
 # 2: the lobby channel (LobbyFrame, Welcome.lobby); 3: LobbyBeat; 4: RoomFrame carries a run
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
-# 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count)
-PROTOCOL_VERSION = 7
+# 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
+# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased)
+PROTOCOL_VERSION = 8
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -31,6 +32,10 @@ MAX_REASON = 200
 # Servers of one cluster at most. A clock has one entry per server, so this bounds the
 # clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
 MAX_SERVERS = 64
+IDENTITY_SIZE = 32  # a raw Ed25519 public key
+PROOF_SIZE = 64  # an Ed25519 signature
+NONCE_SIZE = 32  # a login Challenge's nonce
+UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
 
 
 # --------------------------------------------------------------------------- records
@@ -138,9 +143,12 @@ class ServerLeft(EntryBody):
 
 @dataclass(frozen=True, slots=True)
 class UserOnline(EntryBody):
+    """A session of ``name`` logged in; ``identity`` is the key its login proved."""
+
     name: str
     addr: str
     client_id: str
+    identity: bytes = bytes(IDENTITY_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,21 @@ class Chat(EntryBody):
     text: str
     action: bool  # "/me" message
     sender_clock: VectorClock  # what the sender had delivered when it sent
+
+
+@dataclass(frozen=True, slots=True)
+class NameClaimed(EntryBody):
+    """``name`` is the account of ``identity`` from now on: first come, first served."""
+
+    name: str
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NameReleased(EntryBody):
+    """An operator freed ``name``: the next login of any key claims it afresh."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +401,13 @@ class Register(Message):
     lobby: bool  # False: it does not follow the user list (gets none, nor its changes)
     # Counts the client's Registers: a late copy of one already taken is stale.
     attempt: int = 0
+    # The login's key (raw Ed25519 public key) and its signature over this session's
+    # channel binding and the name (tchat.crypto.identity.sign_binding). The server's
+    # runtime verifies it before the core sees the Register, so the core takes
+    # ``identity`` as proven for this session. (A later login by account password, from a
+    # machine without the key, appends its own field here: not built yet.)
+    identity: bytes = bytes(IDENTITY_SIZE)
+    proof: bytes = UNSIGNED
 
 
 class Operation:
@@ -460,6 +490,15 @@ class HistoryRequest(Message):
 
 
 # server -> client --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Challenge(Message):
+    """First frame of a server on every accepted connection: the session's channel
+    binding, which a login proof signs (so a proof is good for this session only)."""
+
+    nonce: bytes
+    from_server: ClassVar[bool] = True
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected(Message):
     reason: str
@@ -775,6 +814,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     LobbyBeat,
     RoomList,
     ClusterStatusRequest,
+    Challenge,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
@@ -786,6 +826,8 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     RoomJoined,
     RoomLeft,
     Chat,
+    NameClaimed,
+    NameReleased,
 )
 
 OPERATION_TYPES: tuple[type[Operation], ...] = (SendChat, JoinRoom, LeaveRoom, SetAway, Logout)

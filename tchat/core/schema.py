@@ -64,6 +64,18 @@ def string_limits(field: str) -> tuple[int, int]:
     return 0, MAX_OTHER_STR
 
 
+def bytes_limits(field: str) -> tuple[int, int]:
+    """(min, max) length of a bytes field called ``field``: keys, signatures and nonces
+    have exactly their size (anything else is forged, and a short key is not a key)."""
+    if field == "identity":
+        return messages.IDENTITY_SIZE, messages.IDENTITY_SIZE
+    if field == "proof":
+        return messages.PROOF_SIZE, messages.PROOF_SIZE
+    if field == "nonce":
+        return messages.NONCE_SIZE, messages.NONCE_SIZE
+    return 0, MAX_BYTES
+
+
 def describe(value: object) -> str:
     """A short, log-safe description of an untrusted value (never its text)."""
     kind = type(value).__name__
@@ -209,7 +221,13 @@ class _Compiler:
                 f"a string of {low}..{high} chars",
             )
         if tp is bytes:
-            return f"type(@) is bytes and len(@) <= {MAX_BYTES}", f"at most {MAX_BYTES} bytes"
+            low, high = bytes_limits(field)
+            if low == high:
+                return f"type(@) is bytes and len(@) == {low}", f"exactly {low} bytes"
+            return (
+                f"type(@) is bytes and {low} <= len(@) <= {high}",
+                f"{low}..{high} bytes",
+            )
         return None
 
     def item_decoder(self, tp: Any, field: str, where: str) -> Decoder:

@@ -479,12 +479,18 @@ class ServerNode:
                 reply_to = msg.addr if isinstance(msg, Register) else src_addr
                 return [Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
             return []
+        if isinstance(msg, (Submit, HistoryRequest, ClientBeat)):
+            session = leadership.streams.sessions.get(msg.client_id)
+            if session is not None and session.addr != src_addr:
+                # A client ID is no credential: only the session that logged in (its
+                # proven Register came from there) speaks, reads or beats for it.
+                self.count("foreign-session")
+                return []
         match msg:
             case Register():
                 return leadership.desk.on_register(msg, msg.addr, now)
             case Submit():
-                session = leadership.streams.sessions.get(msg.client_id)
-                return leadership.desk.on_submit(msg, session.addr if session else src_addr, now)
+                return leadership.desk.on_submit(msg, src_addr, now)
             case HistoryRequest():
                 return leadership.desk.on_history(msg, src_addr)
             case RoomsRequest():

@@ -37,6 +37,8 @@ from tchat.core.messages import (
     Epoch,
     LobbyBeat,
     LobbyFrame,
+    NameClaimed,
+    NameReleased,
     RoomFrame,
     RoomInfo,
     RoomJoined,
@@ -47,6 +49,7 @@ from tchat.core.messages import (
     UserOnline,
     UserStatus,
 )
+from tchat.core.projection import public_entry
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 FRESH_JOIN_GRACE = 1.0  # seconds a new member also gets its room over the session
@@ -102,6 +105,7 @@ class Session:
     reported_clock: VectorClock = EMPTY_CLOCK  # the client's own cursor, as last reported
     resume_cursor: VectorClock | None = None  # where a re-registering client's replay starts
     register_attempt: int = 0  # the highest Register.attempt taken from this client
+    identity: bytes = b""  # the key its login proved (a placeholder: the log's record's)
 
     def cursor(self) -> VectorClock:
         return self.reported_clock.merge(self.private_clock)
@@ -228,28 +232,34 @@ class ClientStreams:
             room, record.group, tuple(sorted(record.members)), self.room_last.get(room, 0)
         )
 
-    def live_session(self, name: str) -> Session | None:
-        """The welcomed session serving ``name``: the log's owner of the name if two are."""
+    def live_sessions(self, name: str) -> list[Session]:
+        """Every welcomed session serving ``name`` (a user may have several terminals),
+        oldest first; only the log's own sessions of it when a merge left others."""
         named = self.by_name.get(name)
         if not named:
-            return None
+            return []
         if len(named) == 1:
-            session = named[0]
-            return session if session.active else None
-        live = [s for s in named if s.active]
+            return named if named[0].active else []
         record = self.view.users.get(name)
+        live = [s for s in named if s.active]
         if record is not None:
-            for session in live:
-                if session.client_id == record.client_id:
-                    return session
-        return live[-1] if live else None
+            owned = [s for s in live if s.client_id in record.sessions]
+            if owned:
+                return owned
+        return live[-1:]
 
     # -- publishing ------------------------------------------------------------
     def publish(self, entry: Entry, now: float) -> list[Effect]:
-        """Stream one committed entry to whoever must see it."""
+        """Stream one committed entry to whoever must see it (with no client's ID)."""
         body = entry.body
         view = self.view
         run = self._run
+        if isinstance(body, (NameClaimed, NameReleased)):
+            # Account bindings are the servers' business: no client channel carries them
+            # (a claim comes with its login's UserOnline, which the lobby shows).
+            view.apply(entry)
+            return []
+        shown = public_entry(entry)
         if (
             run is not None
             and type(body) is Chat
@@ -257,19 +267,19 @@ class ClientStreams:
             and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
             and len(run.entries) < ROOM_BATCH
             and run.text + len(body.text) <= ROOM_BATCH_TEXT
-            and run.size + (size := codec.entry_size(entry)) <= codec.FRAME_BUDGET
+            and run.size + (size := codec.entry_size(shown)) <= codec.FRAME_BUDGET
         ):
             if not view.apply(entry):
                 return []
             self.gsn += 1
             self.room_last[run.room] = self.gsn
-            run.entries.append(entry)
+            run.entries.append(shown)
             run.text += len(body.text)
             run.size += size
             return []
         effects = self.flush_rooms(now)  # a run ends where anything else begins
         if isinstance(body, (UserOnline, UserOffline, UserStatus)):
-            effects.extend(self._queue_user_change(entry, now))
+            effects.extend(self._queue_user_change(entry, shown, now))
             return effects
         effects.extend(self.flush_lobby(now))  # nothing overtakes a queued user-list change
         before_members: tuple[str, ...] = ()
@@ -284,22 +294,21 @@ class ClientStreams:
         gsn = self.gsn
         match body:
             case Chat(room=str() as room):
-                self._open_run(room, entry, gsn)
+                self._open_run(room, shown, gsn)
             case Chat(sender=sender, to=str() as to):
                 names = sorted({sender, to})
-                effects.extend(self._session_frames(names, entry, gsn, scope=None))
+                effects.extend(self._session_frames(names, shown, gsn, scope=None))
             case RoomJoined(room=room, name=name):
-                session = self.live_session(name)
-                if session is not None and session.multicast:
+                if any(session.multicast for session in self.live_sessions(name)):
                     self._fresh.setdefault(room, {})[name] = (now + FRESH_JOIN_GRACE, gsn)
                 effects.extend(
-                    self._session_frames(view.members(room), entry, gsn, scope=room, joiner=name)
+                    self._session_frames(view.members(room), shown, gsn, scope=room, joiner=name)
                 )
             case RoomLeft(room=room, name=name):
                 self._fresh.get(room, {}).pop(name, None)
                 effects.extend(
                     self._session_frames(
-                        list(before_members), entry, gsn, scope=room, left={name: (room,)}
+                        list(before_members), shown, gsn, scope=room, left={name: (room,)}
                     )
                 )
         if (
@@ -314,9 +323,10 @@ class ClientStreams:
         return effects
 
     # -- the lobby -------------------------------------------------------------
-    def _queue_user_change(self, entry: Entry, now: float) -> list[Effect]:
+    def _queue_user_change(self, entry: Entry, shown: Entry, now: float) -> list[Effect]:
+        """``entry`` changes the user list: it goes out (as ``shown``) in the next lobby frame."""
         body = entry.body
-        size = codec.entry_size(entry)
+        size = codec.entry_size(shown)
         # The queued changes go out first if this one would take their frame past its share.
         effects = (
             self.flush_lobby(now)
@@ -339,7 +349,7 @@ class ClientStreams:
         if isinstance(body, UserOffline):
             for room in before_rooms:  # it gets none of these rooms' frames any more
                 self._touched.get(room, {}).pop(body.name, None)
-        self._lobby.append(entry)
+        self._lobby.append(shown)
         self._lobby_bytes += size
         if self.lobby_due is None:
             self.lobby_due = now + LOBBY_DELAY
@@ -382,11 +392,11 @@ class ClientStreams:
         fresh = self._fresh.get(channel)
         if fresh:
             for name, (until, _) in sorted(fresh.items()):
-                session = self.live_session(name)
-                if until < now or session is None:
+                sessions = self.live_sessions(name)
+                if until < now or not sessions:
                     del fresh[name]
                 else:
-                    effects.append(Send(session.addr, frame))
+                    effects.extend(Send(session.addr, frame) for session in sessions)
         return effects
 
     def _session_frames(
@@ -402,48 +412,57 @@ class ClientStreams:
         """One SessionFrame per live recipient. ``scope`` a room name: every member of
         that room got it; None: only these names."""
         effects: list[Effect] = []
-        is_private = isinstance(entry.body, Chat)
         left = left or {}
         lobby_touched = self._touched.setdefault(LOBBY, {})
         for name in names:
-            session = self.live_session(name)
-            if session is None:
+            sessions = self.live_sessions(name)
+            if not sessions:
                 continue
-            rooms = self.view.rooms_of.get(name, ())
-            # Room frames it got since its last session frame: count the rooms it was in
-            # before this entry too (a leave must not outrun the room's last frame).
-            was_in = left.get(name, ())
-            # A joiner got none of its new room's frames (it starts that room at the head
-            # its RoomInfo names): waiting for the last of them stalled every join into a
-            # busy room until the gap timeout, and then a resume.
-            joined = entry.body.room if name == joiner else None  # type: ignore[attr-defined]
-            other = 0
-            for room in (*rooms, *was_in, LOBBY) if session.lobby else (*rooms, *was_in):
-                if room == joined:
-                    continue
-                last = self.room_last.get(room, 0)
-                if last > session.session_last and last > other:
-                    other = last
-            info = self.room_info(joined) if joined is not None else None
-            effects.append(
-                Send(
-                    session.addr,
-                    SessionFrame(self.epoch, gsn, session.session_last, other, entry, info),
-                )
+            effects.extend(
+                self._session_frame(name, session, entry, gsn, joiner, left) for session in sessions
             )
-            session.session_last = gsn
-            if is_private:
-                session.private_clock = session.private_clock.merge(entry.clock)
-            if session.lobby:
+            if any(session.lobby for session in sessions):
                 if name not in lobby_touched:
                     self._lobby_touch_bytes += _touch_bytes(name)
                 lobby_touched[name] = gsn
-            for room in rooms:
+            for room in self.view.rooms_of.get(name, ()):
                 if room != scope:
                     self._touched.setdefault(room, {})[name] = gsn
         if scope is not None:
             self._all_last[scope] = gsn
         return effects
+
+    def _session_frame(
+        self,
+        name: str,
+        session: Session,
+        entry: Entry,
+        gsn: int,
+        joiner: str | None,
+        left: dict[str, tuple[str, ...]],
+    ) -> Send:
+        """``entry`` as the next frame of one of ``name``'s sessions."""
+        rooms = self.view.rooms_of.get(name, ())
+        # Room frames it got since its last session frame: count the rooms it was in
+        # before this entry too (a leave must not outrun the room's last frame).
+        was_in = left.get(name, ())
+        # A joiner got none of its new room's frames (it starts that room at the head
+        # its RoomInfo names): waiting for the last of them stalled every join into a
+        # busy room until the gap timeout, and then a resume.
+        joined = entry.body.room if name == joiner else None  # type: ignore[attr-defined]
+        other = 0
+        for room in (*rooms, *was_in, LOBBY) if session.lobby else (*rooms, *was_in):
+            if room == joined:
+                continue
+            last = self.room_last.get(room, 0)
+            if last > session.session_last and last > other:
+                other = last
+        info = self.room_info(joined) if joined is not None else None
+        frame = SessionFrame(self.epoch, gsn, session.session_last, other, entry, info)
+        session.session_last = gsn
+        if isinstance(entry.body, Chat):
+            session.private_clock = session.private_clock.merge(entry.clock)
+        return Send(session.addr, frame)
 
     def shows_sender(self, entry: Entry) -> bool:
         """Whether the room frame being filled carries ``entry`` to the client that sent
@@ -455,7 +474,7 @@ class ClientStreams:
         failover is answered by an Ack."""
         run = self._run
         origin = entry.origin
-        if run is None or run.entries[-1] is not entry or origin is None:
+        if run is None or run.entries[-1].dot != entry.dot or origin is None:
             return False
         session = self.sessions.get(origin.client_id)
         return (
@@ -526,7 +545,7 @@ class ClientStreams:
                 live = [s for s in self.sessions.values() if s.active and s.lobby]
             else:
                 members = sorted(self.view.rooms[channel].members)
-                live = [s for name in members if (s := self.live_session(name)) is not None]
+                live = [s for name in members for s in self.live_sessions(name)]
             multicast = any(session.multicast for session in live)
             unicast = tuple(session for session in live if not session.multicast)
             found = self._room_targets[channel] = (multicast, unicast)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ from tchat.core.effects import (
 )
 from tchat.core.messages import DiscoverReply, Dot, JoinRoom, Logout, Message, Operation
 from tchat.core.status import ClientStatus
+from tchat.crypto.identity import load_or_create_identity, sign_binding
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
@@ -56,6 +58,7 @@ class ClientService:
         self.name = name
         self.rng = rng or random.Random()
         self.client_id = uuid.uuid4().hex
+        self.identity = b""  # the raw public key of our identity, once loaded
         self.transport: Transport | None = None
         self.groups: MulticastGroups | None = None
         self.driver: NodeDriver | None = None
@@ -115,6 +118,11 @@ class ClientService:
         loop = asyncio.get_running_loop()
         opts = self.options
         self.transport = Transport(opts, self._on_message, shared_decode=True)
+        key = load_or_create_identity(opts.identity)
+        self.identity = key.public_raw
+        self.transport.signer = lambda register, binding: dataclasses.replace(
+            register, identity=self.identity, proof=sign_binding(key, binding, register.name)
+        )
         await self.transport.start()
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
@@ -135,6 +143,7 @@ class ClientService:
             multicast=self.multicast,
             lobby=opts.lobby,
             wall_offset=time.time() - loop.time(),
+            identity=self.identity,
         )
         self.node = ClientNode(config, self.rng)
         self.transport.known_server = self._is_server
@@ -175,9 +184,10 @@ class ClientService:
         self.transport = self.groups = self.driver = None
         self.node = None
         timing = self.options.timing
-        # The old session keeps our name at the leader until its client timeout: a new
-        # login before that would be refused as a taken name.
-        await asyncio.sleep(timing.client_timeout + 2 * timing.client_heartbeat_interval)
+        # The old session keeps our name at the leader until its client timeout, but a
+        # login with our own key is another session of ours, admitted at once: only a short
+        # pause, so that a node failing at every start does not spin.
+        await asyncio.sleep(2 * timing.client_heartbeat_interval)
         if self._stopping:
             return
         self.client_id = uuid.uuid4().hex  # a new session: the old one's cmids stay its own

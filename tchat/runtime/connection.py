@@ -1,10 +1,16 @@
-"""FramedConnection: one TCP connection carrying length-prefixed frames, hello, backpressure."""
+"""FramedConnection: one TCP connection carrying length-prefixed frames, hello, backpressure.
+
+Longer than 400 lines: what one connection may carry (its login binding, its rate limits,
+its backpressure and what it holds back) is decided per frame from the same connection
+state; split, each check would read another class's fields.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -13,15 +19,19 @@ from typing import TYPE_CHECKING, Any
 from tchat.core import codec
 from tchat.core.errors import OversizedFrame, RemoteProtocolError
 from tchat.core.messages import (
+    NONCE_SIZE,
+    Challenge,
     ClientBeat,
     ClusterStatusRequest,
     Discover,
     LeaderSuspect,
     Message,
     Register,
+    Rejected,
     StatusRequest,
     Submit,
 )
+from tchat.crypto.identity import Identity, sign_binding, verify_binding
 from tchat.runtime.limits import operation_kind
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -49,6 +59,20 @@ ADDRESSED: frozenset[type[Message]] = frozenset(
 # held operations, and a backlog that does not drain (a backup that stopped acking but is
 # not dropped yet) must not make the leader time its clients out.
 ADMISSION_MAX_WAIT = 1.0
+# Seconds a client waits at most for the server's Challenge before it can log in on a
+# session: a server that sends none is not one that can check a login.
+CHALLENGE_WAIT = 3.0
+# A client's Register is signed for its session's channel binding (Register.proof) by this
+# function of the owner's: (Register, binding) -> the signed Register.
+Signer = Callable[[Register, bytes], Register]
+
+
+def warm_up_logins() -> None:
+    """Sign and check one proof now: the first Ed25519 operation loads OpenSSL's tables,
+    which a server would otherwise pay for (in memory and time) at its first login."""
+    key = Identity.generate()
+    proof = sign_binding(key, bytes(NONCE_SIZE), "warm-up")
+    verify_binding(key.public_raw, bytes(NONCE_SIZE), "warm-up", proof)
 
 
 class DropCounters:
@@ -112,6 +136,13 @@ class FramedConnection(asyncio.Protocol):
         self.paused = False  # reading is paused while frames are held
         self.gated = False  # the admission gate (not a rate limit) holds the head frame
         self.resume_handle: asyncio.TimerHandle | None = None
+        # What both ends of this session know and no other session has, which a login
+        # proof signs so that it cannot be replayed on another session. Today the nonce of
+        # the server's Challenge (``_challenge`` and ``_on_challenge``, the one place on
+        # each side); with Noise sessions, the handshake hash replaces it.
+        self.channel_binding = b""
+        self.waiting_login: Register | None = None  # client: until the binding is known
+        self.login_timer: asyncio.TimerHandle | None = None
 
     @property
     def label(self) -> str:
@@ -142,6 +173,8 @@ class FramedConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
         if self.owner.limits is not None:
             self.buckets = self.owner.limits.session_buckets()
+        if not self.outbound and self.owner.serving:
+            self._challenge()
         if self.outbound:
             self.transport.write(codec.frame(HELLO + self.owner.addr.encode()))
             for data in self.pending:
@@ -172,6 +205,9 @@ class FramedConnection(asyncio.Protocol):
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
+            if type(message) is Challenge:
+                self._on_challenge(message)
+                continue
             if type(message) in ADDRESSED and self.owner.serving:
                 claimed: str = message.addr  # type: ignore[attr-defined]
                 if claimed != self.label:
@@ -192,12 +228,15 @@ class FramedConnection(asyncio.Protocol):
             if again is not None:
                 self._hold(message, len(raw), again)
                 continue
-            self.owner.dispatch(message, self.label)
+            self._deliver(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.resume_handle is not None:
             self.resume_handle.cancel()
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
         self.owner.forget(self)
         logger.debug("session %s closed (%s)", self.label, exc)
 
@@ -263,6 +302,73 @@ class FramedConnection(asyncio.Protocol):
         self.owner.forget(self)
         if self.transport is not None:
             self.transport.abort()
+
+    # -- logins: the channel binding and its proof ------------------------------
+    def _challenge(self) -> None:
+        """Server side: this session's binding, sent first (before anything else)."""
+        self.channel_binding = secrets.token_bytes(NONCE_SIZE)
+        data = codec.frame(self.owner.encode(Challenge(self.channel_binding)))
+        self.transport.write(data)
+
+    def _on_challenge(self, message: Challenge) -> None:
+        """Client side: the server's binding for this session; a login waiting for it
+        goes out now. Only the first counts (a second could be a peer's trick to make
+        us sign for another session)."""
+        if not self.outbound or self.channel_binding:
+            self.owner.drops.count("unexpected-challenge", self.label, "ignored")
+            return
+        self.channel_binding = message.nonce
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
+        waiting, self.waiting_login = self.waiting_login, None
+        if waiting is not None:
+            self.send_login(waiting)
+
+    def send_login(self, register: Register) -> None:
+        """Client side: sign ``register`` for this session and send it, once the server's
+        Challenge is here (the latest Register waits for it, for CHALLENGE_WAIT at most)."""
+        signer = self.owner.signer
+        if signer is None:
+            raise RuntimeError("a Register needs the transport's signer")
+        if self.closed:
+            return
+        if not self.channel_binding:
+            self.waiting_login = register  # a retry replaces the one still waiting
+            if self.login_timer is None:
+                self.login_timer = self.owner.loop.call_later(CHALLENGE_WAIT, self._no_challenge)
+            return
+        self.write(codec.frame(self.owner.encode(signer(register, self.channel_binding))))
+
+    def _no_challenge(self) -> None:
+        self.login_timer = None
+        if self.waiting_login is None or self.closed:
+            return
+        self.waiting_login = None
+        logger.error(
+            "%s sent no login challenge within %.0f s: cannot log in there "
+            "(is it a tchat older than protocol 8?)",
+            self.label,
+            CHALLENGE_WAIT,
+        )
+        self._drop("no-challenge", f"no Challenge in {CHALLENGE_WAIT:.0f} s")
+
+    def _deliver(self, message: Message) -> None:
+        """Hand ``message`` to the node: a client's Register only with a valid proof for
+        this session (the core takes its identity as proven). The check costs one Ed25519
+        verification, after the session's rate limit for logins."""
+        if (
+            type(message) is Register
+            and self.owner.serving
+            and not verify_binding(
+                message.identity, self.channel_binding, message.name, message.proof
+            )
+        ):
+            self.owner.drops.count("bad-proof", self.label, f"login as {message.name!r}")
+            refusal = Rejected("login proof failed")
+            self.write(codec.frame(self.owner.encode(refusal)))
+            return
+        self.owner.dispatch(message, self.label)
 
     # -- internals --------------------------------------------------------------
     def _hello(self, payload: bytes) -> None:
@@ -353,7 +459,7 @@ class FramedConnection(asyncio.Protocol):
                 return
             self.held.popleft()
             self.held_bytes -= size
-            self.owner.dispatch(message, self.label)
+            self._deliver(message)
         if self.paused:
             self.paused = False
             self.transport.resume_reading()

@@ -79,6 +79,7 @@ class NetOptions:
     max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
     max_room_members: int = 1000
     hot_entries: int = 20_000  # log entries a server keeps in memory (the rest in SQLite)
+    identity: Path | None = None  # a client's identity key file (None: the XDG default)
 
     @property
     def key(self) -> bytes | None:
@@ -228,6 +229,12 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--daemon", action="store_true", help="headless server node")
     modes.add_argument("--headless", action="store_true", help="scriptable JSON-lines client")
     parser.add_argument("--user", help="user name (client modes)")
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        metavar="FILE",
+        help="identity key file (client modes; default $XDG_DATA_HOME/tchat/identity.key)",
+    )
     parser.add_argument("--theme", help="Textual theme name")
     parser.add_argument("--id", type=int, dest="server_id", help="unique server ID")
     parser.add_argument("--data-dir", type=Path, help="server data directory")
@@ -330,6 +337,7 @@ _SIMPLE = {
     "max_room_members": "max_room_members",
     "hot_entries": "hot_entries",
     "discovery_hint": "discovery_hint",
+    "identity": "identity",
 }
 
 
@@ -349,6 +357,8 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
                 values[name] = source[option]
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(values["data_dir"]).expanduser()
+    if values.get("identity") is not None:
+        values["identity"] = Path(values["identity"]).expanduser()
     values["cluster_key"], values["key_source"] = cluster_key_of(args, conf, config_path)
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
     if values["insecure"] and values["cluster_key"] is not None:

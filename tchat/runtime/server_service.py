@@ -16,6 +16,7 @@ from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
 from tchat.runtime.archive import SqliteArchive
+from tchat.runtime.connection import warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir
@@ -110,6 +111,7 @@ class ServerService:
         # The data dir first: the cluster key may live there, and the transport needs it.
         self.store, durable = self._open_store()
         self.options = opts = self._with_cluster_key(self.options)
+        warm_up_logins()
         self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
         await self.transport.start()
         self.server_id = self._server_id()

@@ -16,8 +16,15 @@ from typing import Any
 
 from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
-from tchat.core.messages import Discover, DiscoverReply, Message, NewLeader, StatusReply
-from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, split_addr
+from tchat.core.messages import (
+    Discover,
+    DiscoverReply,
+    Message,
+    NewLeader,
+    Register,
+    StatusReply,
+)
+from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, Signer, split_addr
 from tchat.runtime.limits import (
     ConnectionCaps,
     DatagramPolicy,
@@ -138,6 +145,8 @@ class Transport:
         self.known_server: Callable[[str], bool] | None = None
         # Whether clients' operations may be read now; None: always (see ServerService).
         self.admitting: Callable[[], bool] | None = None
+        # A client's: signs its Registers for the session they go out on (None: a server).
+        self.signer: Signer | None = None
         self.drops = drops or DropCounters()
         self.loop = asyncio.get_running_loop()
         now = self.loop.time()
@@ -340,6 +349,9 @@ class Transport:
         if addr == self._addr:
             self.loop.call_soon(self.dispatch, message, addr)
             return
+        if self.signer is not None and type(message) is Register:
+            self._send_login(addr, message)
+            return
         found = self._encoded.get(id(message))
         if found is not None and found[0] is message:
             data = found[1]
@@ -376,6 +388,17 @@ class Transport:
                 return
         self.sent_frames += 1
         session.write(data)
+
+    def _send_login(self, addr: str, register: Register) -> None:
+        """A login is signed for the session it goes out on, once that session's
+        binding is known: it waits for the server's Challenge there."""
+        session = self.sessions.get(addr)
+        if session is None or session.closed:
+            session = self._connect(addr)
+            if session is None:
+                return
+        self.sent_frames += 1
+        session.send_login(register)
 
     def send_datagram(self, host: str, port: int, message: Message) -> None:
         self.send_raw_datagram(self.encode(message), host, port)

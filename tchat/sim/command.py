@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         help="bursts of 20-60 maximum-size room messages, and maximum-size private "
         "messages to users who logged out and come back",
     )
+    parser.add_argument(
+        "--forgers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N forged logins per run: a taken name with the forger's key, a replayed "
+        "proof, a victim's client ID (none is ever admitted)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
     parser.add_argument(
         "--trace",
@@ -92,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_gap=(0.05, 0.3) if args.chaos else (0.3, 1.2),
         ops_per_client=args.ops,
         bursts=args.bursts,
+        forgers=args.forgers,
     )
     if args.servers < 1 or args.clients < 0:
         print("tchat sim: need at least one server and no negative client count")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tchat.core.messages import Chat, Entry
+from tchat.core.projection import client_tag
 from tchat.sim.expected import expected_deliveries, members_of, order_conflict
 
 if TYPE_CHECKING:
     from tchat.sim.invariants import Checker
-    from tchat.sim.world import ServerSlot
+    from tchat.sim.world import ClientSlot, ServerSlot
 
 Problem = tuple[str, str]  # (invariant, detail)
 
@@ -79,10 +80,10 @@ def clients_converged(checker: Checker, leader: ServerSlot, lfold: Any) -> list[
         # keeps the user online: not converged yet, though no longer the client's to check.
         if c.alive and c.logged_out and not c.failed and c.node.state.name != "CLOSED":
             problems.append(("logout-pending", f"{c.client_id} ({c.node.name}) logging out"))
-    names_seen: dict[str, str] = {}
+    names_seen: dict[str, ClientSlot] = {}
     for c in checker.world.clients.values():
-        if not c.alive or c.logged_out or c.failed:
-            continue
+        if not c.alive or c.logged_out or c.failed or c.forger:
+            continue  # a forger is never let in: it has no stream to converge
         node = c.node
         state = node.state.name
         if state != "SERVING":
@@ -112,11 +113,13 @@ def clients_converged(checker: Checker, leader: ServerSlot, lfold: Any) -> list[
                 )
             )
         name = node.name
-        if name in names_seen:
+        other = names_seen.get(name)
+        # Several terminals of one account serve one name; two keys never do.
+        if other is not None and other.config.identity != c.config.identity:
             problems.append(
-                ("names-unique", f"{c.client_id} and {names_seen[name]} both serve as {name!r}")
+                ("names-unique", f"{c.client_id} and {other.client_id} both serve as {name!r}")
             )
-        names_seen[name] = c.client_id
+        names_seen[name] = c
         mine = {r: m for r, (_, m) in rooms.items() if name in m}
         theirs = {r: tuple(sorted(members_of(info))) for r, info in node.rooms.items()}
         if mine != theirs:
@@ -137,7 +140,8 @@ def completeness(checker: Checker, entries: list[Entry]) -> list[Problem]:
         if not c.renamed and not c.logged_out
     }
     expected = expected_deliveries(entries, set(eligible))
-    op_of = {e.id: (e.origin.client_id, e.origin.cmid) for e in entries if e.origin}
+    # Clients see an origin's client ID as its tag (tchat.core.projection).
+    op_of = {e.id: (client_tag(e.origin.client_id), e.origin.cmid) for e in entries if e.origin}
     problems: list[Problem] = []
     for cid, ids in sorted(expected.items()):
         got = eligible[cid].delivered_ids

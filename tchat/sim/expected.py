@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tchat.core.messages import Chat, Entry, RoomJoined, RoomLeft, UserOffline, UserOnline
+from tchat.core.messages import (
+    Chat,
+    Entry,
+    NameClaimed,
+    NameReleased,
+    RoomJoined,
+    RoomLeft,
+    UserOffline,
+    UserOnline,
+)
 
 
 def members_of(info: Any) -> Any:
@@ -52,7 +61,11 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     already: neither "must deliver" nor "must not" is right for it, so it is not checked.
     """
     ends = _membership_ends(entries)
-    session: dict[str, tuple[str, Entry]] = {}  # name -> (client_id, UserOnline entry)
+    # name -> its sessions (client_id -> UserOnline entry), while the user is online: a user
+    # may have several (terminals of one key); a login under another key than the name's
+    # claim lost a clash and is ignored.
+    session: dict[str, dict[str, Entry]] = {}
+    claims: dict[str, bytes] = {}
     # A private message to a name that is offline waits for the name's next login, whose
     # welcome replays it: name -> its last UserOffline, name -> the messages waiting.
     went_offline: dict[str, Entry] = {}
@@ -69,17 +82,26 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if op in origins:
                 continue
             origins.add(op)
-        if isinstance(body, UserOnline):
-            # A second session under a name already online lost a merge clash: ignored.
-            if body.name not in session:
-                session[body.name] = (body.client_id, e)
+        if isinstance(body, NameClaimed):
+            claims.setdefault(body.name, body.identity)
+        elif isinstance(body, NameReleased):
+            claims.pop(body.name, None)
+        elif isinstance(body, UserOnline):
+            if claims.setdefault(body.name, body.identity) != body.identity:
+                continue  # another key's login lost the name in a merge
+            sessions = session.get(body.name)
+            if sessions is None:
+                session[body.name] = {body.client_id: e}
                 for mail in mailbox.pop(body.name, ()):
                     # Only mail that happened before this login is surely in its replay.
                     if body.client_id in clients and mail.clock < e.clock:
                         expected.setdefault(body.client_id, []).append(mail.id)
+            else:
+                sessions.setdefault(body.client_id, e)  # another terminal
         elif isinstance(body, UserOffline):
-            online = session.get(body.name)
-            if online is not None and online[0] == body.client_id:
+            sessions = session.get(body.name)
+            ended = sessions is not None and sessions.pop(body.client_id, None) is not None
+            if ended and not sessions:  # the user's last session: the user is offline
                 del session[body.name]
                 went_offline[body.name] = e
                 for names in members.values():
@@ -101,28 +123,37 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
                 if to not in session and offline is not None and offline.clock < e.clock:
                     mailbox.setdefault(to, []).append(e)
             for name in recipients:
-                online = session.get(name)
-                if online is not None and online[0] in clients and _spans(online[1], e, ends):
-                    expected.setdefault(online[0], []).append(e.id)
+                for client_id, login in session.get(name, {}).items():
+                    if client_id in clients and _spans(login, e, ends):
+                        expected.setdefault(client_id, []).append(e.id)
     return expected
 
 
 def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
-    """For each UserOnline / RoomJoined entry id, the entry that ends it (if any)."""
+    """For each UserOnline / RoomJoined entry id, the entry that ends it (if any): a
+    session's logout ends its login, the user's last session's ends its joins."""
     ends: dict[str, Entry] = {}
-    open_logins: dict[str, Entry] = {}  # name -> UserOnline
+    claims: dict[str, bytes] = {}
+    open_logins: dict[str, dict[str, Entry]] = {}  # name -> client_id -> UserOnline
     open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
     for e in entries:
         body = e.body
-        if isinstance(body, UserOnline):
-            open_logins.setdefault(body.name, e)
+        if isinstance(body, NameClaimed):
+            claims.setdefault(body.name, body.identity)
+        elif isinstance(body, NameReleased):
+            claims.pop(body.name, None)
+        elif isinstance(body, UserOnline):
+            if claims.setdefault(body.name, body.identity) == body.identity:
+                open_logins.setdefault(body.name, {}).setdefault(body.client_id, e)
         elif isinstance(body, UserOffline):
-            login = open_logins.get(body.name)
-            if login is not None and login.body.client_id == body.client_id:  # type: ignore[attr-defined]
+            logins = open_logins.get(body.name, {})
+            login = logins.pop(body.client_id, None)
+            if login is not None:
                 ends[login.id] = e
-                del open_logins[body.name]
-                for key in [k for k in open_joins if k[1] == body.name]:
-                    ends[open_joins.pop(key).id] = e
+                if not logins:
+                    del open_logins[body.name]
+                    for key in [k for k in open_joins if k[1] == body.name]:
+                        ends[open_joins.pop(key).id] = e
         elif isinstance(body, RoomJoined):
             if body.name in open_logins:
                 open_joins.setdefault((body.room, body.name), e)

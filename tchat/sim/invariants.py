@@ -67,6 +67,9 @@ class Checker:
         self.ack_promised: set[str] = set()  # entry ids some leader has sent an Ack for
         self.causal_gaps: set[str] = set()  # messages ordered without a lost predecessor
         self.rounds: dict[int, ElectionRound] = {}
+        # Forgers' keys and the client IDs of their replayed logins: never online anywhere.
+        self.forged_identities: dict[bytes, str] = {}  # a forger's key -> its own name
+        self.forged_sessions: set[str] = set()
 
     # -- invariant 1: one leader per epoch, epochs only grow ------------------------
     def after_server_step(self, slot: ServerSlot) -> None:
@@ -79,6 +82,7 @@ class Checker:
                 "epoch-monotonic", f"s{sid} epoch went from {prev} to {epoch} ({node.role.name})"
             )
         self.max_epoch[sid] = epoch
+        self._accounts(slot)
         if node.role.name != "LEADER":
             return
         if epoch.leader != sid:
@@ -90,6 +94,26 @@ class Checker:
         if rnd is not None and rnd.completed is None:
             rnd.completed = self.world.now
             rnd.leader = sid
+
+    # -- invariant 8: only a name's owner speaks as that name --------------------------
+    def _accounts(self, slot: ServerSlot) -> None:
+        """No name is online under an identity other than its claimant's; no forged login
+        (another's name with the forger's key, a replayed proof, a victim's client ID) is
+        ever admitted."""
+        state = getattr(slot.node, "state", None)
+        if state is None:
+            return  # a scripted stand-in for a server (the simulator's own tests)
+        for name, record in state.users.items():
+            if state.claims.get(name) != record.identity:
+                raise Violation(
+                    "account-owner",
+                    f"s{slot.server_id}: {name!r} is online under a key that is not its claim's",
+                )
+            own = self.forged_identities.get(record.identity, name)
+            if own != name or not self.forged_sessions.isdisjoint(record.sessions):
+                raise Violation(
+                    "forged-login", f"s{slot.server_id}: a forger is online as {name!r}"
+                )
 
     # -- invariant 9: election message counts ---------------------------------------
     def on_election_send(self, slot: Any, message: Election) -> None:

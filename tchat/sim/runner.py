@@ -46,6 +46,7 @@ class SeedResult:
     chaos: bool = False  # faults every 0.05-0.3 s (tchat sim --chaos)
     ops: float = 2.0  # operations per client per simulated second (tchat sim --ops)
     bursts: bool = False  # maximum-size message bursts (tchat sim --bursts)
+    forgers: int = 0  # forged logins per run (tchat sim --forgers)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +62,8 @@ class SeedResult:
             cmd += f" --ops {self.ops:g}"
         if self.bursts:
             cmd += " --bursts"
+        if self.forgers:
+            cmd += f" --forgers {self.forgers}"
         return cmd
 
 
@@ -110,6 +113,7 @@ def run_seed(seed: int, config: WorkloadConfig | None = None, trace_lines: int =
     result.chaos = config.fault_gap != WorkloadConfig().fault_gap
     result.ops = config.ops_per_client
     result.bursts = config.bursts
+    result.forgers = config.forgers
     started = time.perf_counter()
     world, _ = build(seed, config, trace_len=max(trace_lines, TRACE_KEEP))
     try:

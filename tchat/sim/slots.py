@@ -84,6 +84,8 @@ class ClientSlot:
         "acked",
         "kind",
         "names",
+        "owner",
+        "forger",
     )
 
     def __init__(self, client_id: str, config: ClientConfig) -> None:
@@ -106,6 +108,8 @@ class ClientSlot:
         self.max_total = 0
         self.acked: dict[int, str] = {}  # cmid -> entry id
         self.names = [config.name]
+        self.owner = config.name  # the person whose key it logs in with
+        self.forger = ""  # a forger's trick ("" for an honest client)
 
     @property
     def label(self) -> str:

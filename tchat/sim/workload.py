@@ -47,6 +47,9 @@ class WorkloadConfig:
     # Bursts of maximum-size room messages, and maximum-size private messages to users
     # who have logged out (tchat sim --bursts): the frames a leader builds reach the cap.
     bursts: bool = False
+    # Forgers (tchat sim --forgers N): clients that log in as someone they are not, with
+    # their own key under a taken name, with a replayed proof, or with a victim's client ID.
+    forgers: int = 0
 
 
 def random_faults(rng: random.Random) -> NetworkFaults:
@@ -88,6 +91,8 @@ class Workload:
         if self.config.bursts:
             world.at(rng.uniform(1.0, 2.0), self.burst)
             world.at(rng.uniform(1.0, 2.0), self.mail_the_away)
+        for _ in range(self.config.forgers):
+            world.at(rng.uniform(1.0, max(1.0, self.config.duration - 1.5)), self.forge)
         world.at(self.config.duration, self.stop_faults)
 
     # -- users ------------------------------------------------------------------------
@@ -97,10 +102,49 @@ class Workload:
         rng = self.rng
         used = {c.node.name for c in self.world.clients.values() if c.alive and not c.logged_out}
         free = [n for n in NAMES if n not in used]
-        # Now and then on purpose a name someone holds: refused, or a clash after a heal.
+        # Now and then on purpose a name someone holds: its owner's second terminal, or
+        # a rival's key (refused, or a clash after a heal).
         name = rng.choice(sorted(used)) if used and (rng.random() < 0.15 or not free) else None
+        owner = None if name is None or rng.random() < 0.5 else f"{name}~rival"
         # Some clients cannot receive multicast: the leader serves their rooms by session.
-        self.world.add_client(name or rng.choice(free), multicast=rng.random() < 0.85)
+        multicast = rng.random() < 0.85
+        self.world.add_client(name or rng.choice(free), multicast=multicast, owner=owner)
+
+    def forge(self) -> None:
+        """One forged login against a victim whose name every running server has bound
+        (a name free on one side of a partition is anyone's, first come first served)."""
+        world = self.world
+        rng = self.rng
+        servers = world.running_servers()
+        if world.net.partitioned or not servers:
+            world.after(rng.uniform(0.3, 1.0), self.forge)
+            return
+        victims = [
+            c
+            for c in world.serving_clients()
+            if not c.forger
+            and all(s.node.state.claims.get(c.node.name) == c.config.identity for s in servers)
+        ]
+        if not victims:
+            world.after(rng.uniform(0.3, 1.0), self.forge)
+            return
+        victim = rng.choice(victims)
+        self.counter += 1
+        trick = rng.choice(("taken", "replay", "client-id"))
+        forger = f"forger{self.counter}"
+        checker = world.checker
+        if trick == "replay":  # the victim's Register, proof and all, on another session
+            slot = world.add_client(victim.node.name, owner=victim.owner, forger=trick)
+            checker.forged_sessions.add(slot.config.client_id)
+        else:
+            client_id = victim.node.client_id if trick == "client-id" else None
+            name = victim.node.name if trick == "taken" or rng.random() < 0.5 else forger
+            # Under its own name a forger is just a user: only another's name is forged.
+            checker.forged_identities[world.identities.public(forger)] = forger
+            slot = world.add_client(name, owner=forger, client_id=client_id, forger=trick)
+        world.note(f"{slot.client_id} forges a login ({trick}) against {victim.client_id}")
+        # Refused or never answered: it gives up (gone, as a forger's process would be).
+        world.after(rng.uniform(0.5, 1.5), partial(world.crash_client, slot.client_id))
 
     def operate(self) -> None:
         if not self.faulting and self.world.now >= self.config.duration:

@@ -38,9 +38,11 @@ from tchat.core.messages import (
     ElectionAck,
     Message,
     Operation,
+    Register,
     RoomFrame,
 )
 from tchat.sim import trace
+from tchat.sim.identities import Identities, proven, session_binding, signed
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
 from tchat.sim.slots import (
@@ -105,6 +107,8 @@ class World:
         self.clients: dict[str, ClientSlot] = {}
         self._by_addr: dict[str, Slot] = {}
         self._client_count = 0
+        self.identities = Identities()
+        self.forged_dropped = 0  # Registers the wire dropped: their proof was not for this session
         self.trace: deque[tuple[float, str, str, str, Any]] = deque(maxlen=trace_len)
         self.checker = Checker(self)
         self.faults_active = True  # False in the quiescent phase
@@ -264,18 +268,31 @@ class World:
         return slot.node.role.name if slot.node is not None else "DOWN"
 
     # -- clients ----------------------------------------------------------------------
-    def add_client(self, name: str, side: int | None = None, multicast: bool = True) -> ClientSlot:
+    def add_client(
+        self,
+        name: str,
+        side: int | None = None,
+        multicast: bool = True,
+        owner: str | None = None,
+        client_id: str | None = None,
+        forger: str = "",
+    ) -> ClientSlot:
+        """A client logging in as ``name`` with ``owner``'s key (default: the name's
+        owner's); a forger (``forger`` names its trick) may reuse a victim's client ID."""
         self._client_count += 1
         number = self._client_count
-        client_id = f"c{number}"
+        owner = owner or name
         config = ClientConfig(
             name=name,
-            client_id=client_id,
+            client_id=client_id or f"c{number}",
             addr=client_addr(number),
             timing=self.timing,
             multicast=multicast,  # False: its rooms come over its session (probe failed)
+            identity=self.identities.public(owner),
         )
+        client_id = f"c{number}"  # the slot's own label, whatever ID it claims
         slot = ClientSlot(client_id, config)
+        slot.owner, slot.forger = owner, forger
         self.clients[client_id] = slot
         self._by_addr[slot.addr] = slot
         if side is not None:
@@ -379,10 +396,28 @@ class World:
         message = self.wire.decode(data, isinstance(slot, ServerSlot), src)
         if self.intercept is not None and self.intercept(src, dst, message):
             return
+        if type(message) is Register and isinstance(slot, ServerSlot):
+            sender = self._by_addr.get(src)
+            incarnation = sender.incarnation if sender is not None else 0
+            if not proven(message, session_binding(src, incarnation, dst, slot.incarnation)):
+                # The runtime drops it and counts it (bad-proof): the core never sees it.
+                self.forged_dropped += 1
+                self.trace.append((self.now, src, dst, "bad-proof", message))
+                return
         self.trace.append((self.now, src, dst, "", message))
         if isinstance(message, Election):
             self.checker.on_election_received(slot, message)
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
+
+    def _sign(self, slot: ClientSlot, dst: str, register: Register) -> Register:
+        """The proof the client's runtime puts on its Register for the session to ``dst``
+        (a forger replaying a login signs for another session: the wire drops it)."""
+        target = self._by_addr.get(dst)
+        incarnation = target.incarnation if target is not None else 0
+        binding = session_binding(slot.addr, slot.incarnation, dst, incarnation)
+        if slot.forger == "replay":
+            binding = session_binding("elsewhere", 0, dst, incarnation)
+        return signed(register, self.identities.key(slot.owner), binding)
 
     def inject(self, slot: Slot, src: str, message: Message) -> None:
         """Hand ``slot`` a frame from ``src``, a node the world does not run (a scripted peer):
@@ -437,6 +472,8 @@ class World:
         for effect in effects:
             if isinstance(effect, Send):
                 message = effect.message
+                if type(message) is Register and isinstance(slot, ClientSlot):
+                    message = self._sign(slot, effect.addr, message)
                 # A DiscoverReply goes as a datagram to a peer without a session (the
                 # runtime's DATAGRAM_REPLIES): it must fit one.
                 data = self.wire.encode(message, slot, is_server, type(message) is DiscoverReply)

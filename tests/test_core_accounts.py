@@ -1,0 +1,189 @@
+"""Accounts in the core: a name is bound to a key, a client ID is no credential (issue 15)."""
+
+from __future__ import annotations
+
+from core_bus import key_for
+from test_core_nodes import chats, cluster, leaders, serving
+
+from tchat.core.client import ClientState
+from tchat.core.effects import Failed
+from tchat.core.messages import (
+    Entry,
+    HistoryReply,
+    HistoryRequest,
+    JoinRoom,
+    Logout,
+    NameClaimed,
+    Register,
+    Rejected,
+    Replay,
+    SendChat,
+    SessionFrame,
+    Submit,
+    UserOffline,
+    UserOnline,
+    Welcome,
+)
+from tchat.core.projection import client_tag
+from tchat.core.vclock import EMPTY_CLOCK
+
+STRANGER = "10.66.6.6:666"  # an address of the attacker's own
+
+
+def test_a_stranger_with_alices_client_id_neither_posts_reads_nor_takes_her_session() -> None:
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, SendChat(None, "bob", "for bob only", False))
+    bus.run_until(lambda: chats(bus, bob) == ["for bob only"], 2)
+    here = leader.config.addr
+
+    def frames_to_stranger() -> list[object]:
+        return [m for _, dst, m in bus.sent if dst == STRANGER]
+
+    # Posts as her (a PM to bob), from its own address, with her client ID.
+    forged = SendChat(None, "bob", "forged", False)
+    bus._post(STRANGER, here, Submit(alice.client_id, 999, forged, EMPTY_CLOCK, bus.now))
+    # Reads her PMs with bob.
+    bus._post(STRANGER, here, HistoryRequest(alice.client_id, 1, None, "bob", None, 50))
+    # Takes her session over: her client ID, its own key, her name or another.
+    for name in ("alice", "mallory"):
+        takeover = Register(
+            name, alice.client_id, STRANGER, EMPTY_CLOCK, True, True, 99, key_for("mallory")
+        )
+        bus._post(STRANGER, here, takeover)
+    bus.run(0.5)
+
+    got = frames_to_stranger()
+    assert not [m for m in got if isinstance(m, HistoryReply | Welcome | Replay)]
+    assert got.count(Rejected("this client ID belongs to another key's session")) == 2
+    assert leader.counters["foreign-session"] == 2
+    assert "forged" not in chats(bus, bob)
+    # She still has her session and gets what is hers.
+    bus.submit(bob, SendChat(None, "alice", "still yours", False))
+    bus.run_until(lambda: "still yours" in chats(bus, alice), 2)
+    assert alice.state is ClientState.SERVING
+
+
+def test_a_name_whose_owner_is_offline_is_not_anyones_to_take() -> None:
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(bob, SendChat(None, "alice", "history", False))
+    bus.run_until(lambda: chats(bus, alice) == ["history"], 2)
+    bus.submit(alice, Logout())
+    bus.run_until(lambda: "alice" not in bob.users, 2)
+    bus.submit(bob, SendChat(None, "alice", "while you were out", False))
+    bus.run(0.3)
+
+    impostor = bus.add_client("alice", identity=key_for("mallory"))
+    bus.run_until(lambda: impostor.state is ClientState.FAILED, 2)
+    reasons = [e.reason for e in bus.events[impostor.config.addr] if isinstance(e, Failed)]
+    assert reasons == ["the name 'alice' belongs to another key"]
+    assert chats(bus, impostor) == []
+    assert not [
+        m for _, dst, m in bus.sent if dst == impostor.config.addr and isinstance(m, Replay)
+    ]
+    # Her own key gets her in, and her mail.
+    (back,) = serving(bus, "alice")
+    bus.run_until(lambda: "while you were out" in chats(bus, back), 2)
+    assert leader.state.claims["alice"] == key_for("alice")
+
+
+def test_the_same_key_logs_in_again_at_once_and_every_terminal_gets_the_users_messages() -> None:
+    """A restarted client (its old session not timed out yet) or a second terminal is
+    admitted at once as another session of the user; the user stays online until its
+    last session goes, and the user list shows it once."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    first, bob = serving(bus, "alice", "bob")
+    (second,) = serving(bus, "alice")  # at once: no "taken", no wait for a timeout
+    bus.submit(bob, SendChat(None, "alice", "to both", False))
+    bus.run_until(lambda: chats(bus, first) == chats(bus, second) == ["to both"], 2)
+    assert sorted(bob.users) == ["alice", "bob"]
+    assert list(leader.state.users["alice"].sessions) == [first.client_id, second.client_id]
+
+    # The first terminal dies: its session times out, alice stays online.
+    bus.crash(first.config.addr)
+    bus.run_until(lambda: list(leader.state.users["alice"].sessions) == [second.client_id], 5)
+    assert "alice" in bob.users
+    bus.submit(bob, SendChat(None, "alice", "still here", False))
+    bus.run_until(lambda: "still here" in chats(bus, second), 2)
+    offline = [e.body for e in leader.log.entries() if isinstance(e.body, UserOffline | UserOnline)]
+    assert sum(isinstance(b, UserOffline) for b in offline) == 1  # the dead terminal's
+
+
+def test_the_first_login_of_a_free_name_claims_it_once() -> None:
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    serving(bus, "alice")
+    serving(bus, "alice")
+    claims = [e.body for e in leader.log.entries() if isinstance(e.body, NameClaimed)]
+    assert claims == [NameClaimed("alice", key_for("alice"))]
+    bus.run(0.3)
+    assert all(s.state.claims == {"alice": key_for("alice")} for s in servers)
+
+
+def test_an_operator_releases_a_name_for_another_key() -> None:
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(bob, SendChat(None, "alice", "old mail", False))
+    bus.run_until(lambda: chats(bus, alice) == ["old mail"], 2)
+    # She lost her key (her client is gone; her session has not timed out yet).
+    bus.crash(alice.config.addr)
+    assert leader.leadership is not None
+    bus._apply(leader.config.addr, leader.leadership.desk.release_name("alice", bus.now))
+    bus.run_until(lambda: all("alice" not in s.state.claims for s in servers), 2)
+    bus.run_until(lambda: "alice" not in bob.users, 2)
+    newcomer = bus.add_client("alice", identity=key_for("the new alice"))
+    bus.run_until(lambda: newcomer.state is ClientState.SERVING, 3)
+    bus.run(0.5)
+    assert chats(bus, newcomer) == []  # nothing of the old owner's
+    assert leader.state.claims["alice"] == key_for("the new alice")
+
+
+def test_no_frame_to_a_client_carries_a_client_id() -> None:
+    """Lobby frames carried every login's client ID and room frames every sender's, and
+    the ID was the key to the session: clients now see a one-way tag, and still know
+    their own operations by their own."""
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("room"))
+    bus.run_until(lambda: not alice.pending and not bob.pending, 2)
+    bus.submit(alice, SendChat("room", None, "in the room", False))
+    bus.submit(alice, SendChat(None, "bob", "in private", False))
+    bus.run_until(lambda: not alice.pending and len(chats(bus, bob)) == 2, 2)
+    bus.submit(bob, Logout())
+    bus.run_until(lambda: "bob" not in alice.users, 2)
+    (back,) = serving(bus, "bob")  # a Replay of what he missed
+    bus._post(
+        back.config.addr,
+        leaders(servers)[0].config.addr,
+        HistoryRequest(back.client_id, 7, "room", None, None, 50),
+    )
+    bus.run(0.5)
+
+    ids = {alice.client_id, bob.client_id, back.client_id}
+    servers_addrs = {s.config.addr for s in servers}
+    seen: list[str] = []
+    for _, dst, message in bus.sent:
+        if dst in servers_addrs:
+            continue
+        for entry in _entries(message):
+            if entry.origin is not None:
+                seen.append(entry.origin.client_id)
+            seen.append(getattr(entry.body, "client_id", ""))
+    assert seen and not ids & set(seen)
+    assert client_tag(alice.client_id) in seen
+    assert any(
+        isinstance(m, HistoryReply) and m.entries for _, d, m in bus.sent if d == back.config.addr
+    )
+
+
+def _entries(message: object) -> list[Entry]:
+    if isinstance(message, SessionFrame):
+        return [message.entry]
+    found = getattr(message, "entries", ())
+    return [e for e in found if isinstance(e, Entry)]
