@@ -1,1 +1,1 @@
-"""Runtime-side cryptography: Noise, the encrypted record layer and the session handshake."""
+"""Runtime-side cryptography: keys, certificates, sealed datagrams, room keys, pins and sessions."""

@@ -1,0 +1,159 @@
+"""Secret files: created 0600 in a 0700 directory, atomically; read only when private and small.
+
+Every tchat secret (identity key, cluster secret, server keys, the pin file) goes through
+this module, so one place decides what "a safe secret file" means:
+
+- ``write_secret_file`` writes a temporary file in the target directory (``O_CREAT |
+  O_EXCL | O_NOFOLLOW``, mode 0600), fsyncs it, then links or renames it into place and
+  fsyncs the directory: a crash leaves either the old file or the new one, never half a
+  key. With ``exclusive=True`` an existing file is never replaced (two processes racing
+  to create a key on first run: one wins, the other reads the winner's key).
+- ``read_secret_file`` refuses a file that is not a regular file, not owned by the
+  current user, readable or writable by group or others (as ssh does for private keys),
+  or larger than its bound; the error names the file and the ``chmod 600`` fix.
+- ``client_data_dir`` is where a client keeps what is its own (CONTRACT.md, "Files").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from tchat.crypto.errors import CryptoError, Reason
+
+# A key file holds one short line; nothing tchat writes comes near this.
+MAX_SECRET_FILE = 64 * 1024
+
+
+class KeyFileError(CryptoError):
+    """A secret file is missing, unsafe (mode, owner, type) or out of bounds."""
+
+
+def client_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_DATA_HOME/tchat, else ~/.local/share/tchat (an empty or relative XDG is ignored)."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_DATA_HOME", "")
+    # The XDG spec says a relative path is invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "tchat"
+    home = env.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".local" / "share" / "tchat"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700, or tighten our own existing directory."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.stat(path, follow_symlinks=True)
+    if not stat.S_ISDIR(info.st_mode):
+        raise KeyFileError(f"{path} is not a directory", Reason.UNSAFE_FILE)
+    if info.st_uid != os.getuid():
+        raise KeyFileError(
+            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}):"
+            " secrets are kept only in a directory you own",
+            Reason.UNSAFE_FILE,
+        )
+    if info.st_mode & 0o077:
+        # A directory others can list or write lets them watch or swap our key files.
+        os.chmod(path, 0o700)
+
+
+def write_secret_file(path: Path, data: bytes, *, exclusive: bool = True) -> None:
+    """Atomically write ``data`` to ``path`` with mode 0600; ``exclusive`` never replaces a file.
+
+    Raises FileExistsError if ``exclusive`` and ``path`` exists (the caller then reads it).
+    """
+    if len(data) > MAX_SECRET_FILE:
+        raise ValueError(f"a secret file holds at most {MAX_SECRET_FILE} bytes, not {len(data)}")
+    ensure_private_dir(path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        try:
+            # The umask may have cleared bits but never adds any; fchmod makes 0600 exact.
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            # link() fails if the target exists: no-clobber and atomic, unlike rename().
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    _fsync_dir(path.parent)
+
+
+def read_secret_file(path: Path, max_size: int = MAX_SECRET_FILE) -> bytes:
+    """Read a secret file, refused unless it is ours, private (no group/other bits) and small."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise KeyFileError(f"{path} does not exist", Reason.MISSING) from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot open {path}: {exc.strerror}", Reason.UNSAFE_FILE) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{path} is not a regular file", Reason.UNSAFE_FILE)
+        if info.st_uid != os.getuid():
+            raise KeyFileError(
+                f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()});"
+                " a secret file must be yours",
+                Reason.UNSAFE_FILE,
+            )
+        if info.st_mode & 0o077:
+            raise KeyFileError(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: others may read it;"
+                f" fix with: chmod 600 {path}",
+                Reason.UNSAFE_FILE,
+            )
+        if info.st_size > max_size:
+            raise KeyFileError(
+                f"{path} is {info.st_size} bytes, more than the {max_size} a key file may hold",
+                Reason.MALFORMED,
+            )
+        chunks: list[bytes] = []
+        remaining = max_size + 1
+        # Read to EOF but never past the bound, whatever fstat said (the file may grow).
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_size:
+            raise KeyFileError(f"{path} is larger than {max_size} bytes", Reason.MALFORMED)
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_secret_line(path: Path, max_size: int = 4096) -> str:
+    """The single line of text of a small secret file (ASCII, surrounding whitespace removed)."""
+    data = read_secret_file(path, max_size)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path} is not an ASCII key file", Reason.MALFORMED) from None
+    text = text.strip()
+    if not text or "\n" in text:
+        raise KeyFileError(f"{path} must hold exactly one line", Reason.MALFORMED)
+    return text
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
