@@ -1,4 +1,4 @@
-"""Secret files (0600 in 0700, refused when unsafe) and user identities with session-bound proofs."""
+"""Secret files (0600 in 0700, refused when unsafe) and identities with session-bound proofs."""
 
 from __future__ import annotations
 
@@ -37,9 +37,7 @@ def test_client_data_dir_follows_xdg_then_home() -> None:
     assert client_data_dir({"XDG_DATA_HOME": "/x/data", "HOME": "/h"}) == Path("/x/data/tchat")
     assert client_data_dir({"HOME": "/h"}) == Path("/h/.local/share/tchat")
     # A relative XDG value is invalid per the spec and must not put keys under the cwd.
-    assert client_data_dir({"XDG_DATA_HOME": "rel", "HOME": "/h"}) == Path(
-        "/h/.local/share/tchat"
-    )
+    assert client_data_dir({"XDG_DATA_HOME": "rel", "HOME": "/h"}) == Path("/h/.local/share/tchat")
 
 
 def test_written_file_is_0600_in_a_0700_dir_even_with_a_loose_umask(tmp_path: Path) -> None:
