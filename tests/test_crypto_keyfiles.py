@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -62,6 +63,23 @@ def test_exclusive_write_never_replaces_an_existing_key(tmp_path: Path) -> None:
     assert target.read_bytes() == b"first"
     write_secret_file(target, b"third", exclusive=False)
     assert target.read_bytes() == b"third"
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_exclusive_write_without_hard_links_still_never_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "k"
+    write_secret_file(target, b"first")
+    assert target.read_bytes() == b"first"
+    assert _mode(target) == 0o600
+    with pytest.raises(FileExistsError):
+        write_secret_file(target, b"second")
+    assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
 
 

@@ -15,10 +15,12 @@ from tchat.crypto.certificate import (
     CERT_SIZE,
     MAX_SIGNED_DATAGRAM,
     SIGNED_OVERHEAD,
+    CertificateCache,
     issue_certificate,
     sign_datagram,
     verify_certificate,
     verify_datagram,
+    verify_server_static,
 )
 from tchat.crypto.cluster import (
     ClusterPublicKey,
@@ -32,6 +34,8 @@ from tchat.crypto.keyfiles import KeyFileError, write_secret_file
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
+# Module-level for hypothesis tests, which cannot take function-scoped fixtures.
+_KEYS = ServerKeys.generate()
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +229,6 @@ def test_mutated_certificates_raise_only_crypto_error(index: int, xor: int, now:
         verify_certificate(secret.public_key, bytes(blob), now)
 
 
-_KEYS = ServerKeys.generate()
-
-
 # --- signed datagrams (what a client verifies) ------------------------------------------
 
 
@@ -310,3 +311,50 @@ def test_any_pinned_key_bytes_give_only_crypto_error(raw: bytes) -> None:
     except CryptoError:
         return
     assert raw == secret.public_key.raw
+
+
+def test_certificate_cache_saves_the_cert_check_but_not_the_datagram_check(
+    secret: ClusterSecret, keys: ServerKeys
+) -> None:
+    cache = CertificateCache(secret.public_key, max_entries=2)
+    cert = issue_certificate(secret, 7, keys, NOW, DAY)
+    blob = sign_datagram(keys.signing_key, cert, b"frame")
+    assert verify_datagram(secret.public_key, blob, NOW, cache).body == b"frame"
+    assert len(cache) == 1
+    # The cached certificate does not excuse a bad datagram signature...
+    forged = sign_datagram(ServerKeys.generate().signing_key, cert, b"forged")
+    with pytest.raises(CryptoError):
+        verify_datagram(secret.public_key, forged, NOW, cache)
+    # ...nor an expiry, and it is bounded.
+    with pytest.raises(CryptoError) as info:
+        verify_datagram(secret.public_key, blob, NOW + 2 * DAY, cache)
+    assert info.value.reason is Reason.EXPIRED
+    for server_id in range(5):
+        cache.verify(issue_certificate(secret, server_id, keys, NOW), NOW)
+    assert len(cache) == 2
+    # A forged certificate never enters the cache.
+    rogue = issue_certificate(ClusterSecret.generate(), 7, keys, NOW)
+    with pytest.raises(CryptoError):
+        cache.verify(rogue, NOW)
+    assert rogue not in cache._certs
+    with pytest.raises(ValueError):
+        verify_datagram(ClusterSecret.generate().public_key, blob, NOW, cache)
+
+
+def test_noise_static_key_must_be_the_certified_one(
+    secret: ClusterSecret, keys: ServerKeys
+) -> None:
+    cert = issue_certificate(secret, 7, keys, NOW)
+    got = verify_server_static(secret.public_key, cert, keys.x25519_public, NOW)
+    assert got.server_id == 7
+    # A rogue that completed a handshake with its own static key, showing server 7's cert.
+    rogue = ServerKeys.generate()
+    with pytest.raises(CryptoError) as info:
+        verify_server_static(secret.public_key, cert, rogue.x25519_public, NOW)
+    assert info.value.reason is Reason.BAD_SIGNATURE
+    with pytest.raises(CryptoError):
+        verify_server_static(ClusterSecret.generate().public_key, cert, keys.x25519_public, NOW)
+    cache = CertificateCache(secret.public_key)
+    assert verify_server_static(secret.public_key, cert, keys.x25519_public, NOW, cache) == got
+    with pytest.raises(CryptoError):
+        verify_server_static(secret.public_key, cert, rogue.x25519_public, NOW, cache)

@@ -12,8 +12,8 @@ Certificate, version 1: 153 bytes, big-endian::
                b"tchat server cert v1\\0" + bytes 0..88
 
 Any server holding the secret can issue its own certificate at start and renew it
-(``needs_renewal``), so the default lifetime is short: a stolen server key outlives
-nothing longer than that without the secret. Clients judge expiry on their own clock,
+(``needs_renewal``), so the default lifetime is short: a server key stolen without the
+secret is usable only until its certificate expires. Clients judge expiry on their own clock,
 with ``CLOCK_SKEW`` of slack for a certificate issued "in the future".
 
 Signed datagram (discovery replies, NewLeader, status replies: server frames that a
@@ -26,6 +26,10 @@ client, who has no secret, must verify)::
     -64  64    Ed25519 signature by the certificate's key over
                b"tchat signed datagram v1\\0" + every byte before the signature
 
+A client that completed a Noise handshake checks the server's certificate (sent in the
+handshake payload) with ``verify_server_static``: certified by the pinned key *and* for
+the static key the handshake proved.
+
 ``verify_datagram`` checks the certificate against the pinned cluster key, then the
 signature against the certificate's key, and returns the certificate with the body: the
 caller takes the sender from ``cert.server_id`` (never from the body). A signature does
@@ -36,6 +40,7 @@ client's nonce echoed in a discovery or status reply). Every refusal is a Crypto
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -128,13 +133,77 @@ def verify_certificate(
         raise CryptoError(
             "certificate not signed by the pinned cluster key", Reason.BAD_SIGNATURE
         ) from None
-    if now > not_after:
-        raise CryptoError(f"certificate of server {server_id} has expired", Reason.EXPIRED)
-    if now + CLOCK_SKEW < issued:
+    cert = ServerCertificate(version, server_id, x_pub, ed_pub, issued, not_after, blob)
+    _check_validity(cert, now)
+    return cert
+
+
+def _check_validity(cert: ServerCertificate, now: float) -> None:
+    if now > cert.not_after:
+        raise CryptoError(f"certificate of server {cert.server_id} has expired", Reason.EXPIRED)
+    if now + CLOCK_SKEW < cert.issued_at:
         raise CryptoError(
-            f"certificate of server {server_id} is not valid yet (clock skew?)", Reason.EXPIRED
+            f"certificate of server {cert.server_id} is not valid yet (clock skew?)",
+            Reason.EXPIRED,
         )
-    return ServerCertificate(version, server_id, x_pub, ed_pub, issued, not_after, blob)
+
+
+class CertificateCache:
+    """Certificates already verified under one pinned key (bounded LRU; only verified ones enter).
+
+    A client verifying a stream of signed frames then pays one signature check per frame,
+    not two; validity times are still checked on every use.
+    """
+
+    def __init__(self, pinned: ClusterPublicKey, max_entries: int = 64) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.pinned = pinned
+        self._max = max_entries
+        self._certs: OrderedDict[bytes, ServerCertificate] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._certs)
+
+    def verify(self, blob: bytes, now: float) -> ServerCertificate:
+        """As ``verify_certificate`` under the pinned key; a known blob skips the signature."""
+        blob = bytes(blob)
+        cert = self._certs.get(blob)
+        if cert is None:
+            cert = verify_certificate(self.pinned, blob, now)
+            self._certs[blob] = cert
+            if len(self._certs) > self._max:
+                self._certs.popitem(last=False)
+        else:
+            _check_validity(cert, now)
+            self._certs.move_to_end(blob)
+        return cert
+
+
+def verify_server_static(
+    pinned_cluster_key: ClusterPublicKey,
+    cert_blob: bytes,
+    remote_static: bytes,
+    now: float,
+    cache: CertificateCache | None = None,
+) -> ServerCertificate:
+    """The certificate from a server's Noise handshake, if it certifies the proven static key.
+
+    ``remote_static`` is the X25519 key the handshake authenticated; a certificate that is
+    valid but names another key (a server replaying a neighbour's certificate) is refused.
+    """
+    if cache is not None and cache.pinned != pinned_cluster_key:
+        raise ValueError("the certificate cache belongs to another pinned key")
+    if cache is None:
+        cert = verify_certificate(pinned_cluster_key, cert_blob, now)
+    else:
+        cert = cache.verify(cert_blob, now)
+    if bytes(remote_static) != cert.x25519_public:
+        raise CryptoError(
+            f"the handshake's static key is not the one certified for server {cert.server_id}",
+            Reason.BAD_SIGNATURE,
+        )
+    return cert
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +226,18 @@ def sign_datagram(server_key: Ed25519PrivateKey, cert_blob: bytes, body: bytes) 
 
 
 def verify_datagram(
-    pinned_cluster_key: ClusterPublicKey, blob: bytes, now: float
+    pinned_cluster_key: ClusterPublicKey,
+    blob: bytes,
+    now: float,
+    cache: CertificateCache | None = None,
 ) -> SignedDatagram:
     """The certificate and body of a signed datagram, checked against the pinned cluster key.
 
     Raises CryptoError (MALFORMED, UNKNOWN_VERSION, BAD_SIGNATURE, EXPIRED) and nothing else.
+    A ``cache`` (made for the same pinned key) saves the certificate's signature check.
     """
+    if cache is not None and cache.pinned != pinned_cluster_key:
+        raise ValueError("the certificate cache belongs to another pinned key")
     blob = bytes(blob)
     if len(blob) > MAX_SIGNED_DATAGRAM:
         raise CryptoError(f"signed datagram of {len(blob)} bytes is too large")
@@ -174,7 +249,11 @@ def verify_datagram(
     body_start = _SIGNED_HEAD.size + cert_size
     if len(blob) < body_start + 64:
         raise CryptoError("signed datagram too short for its certificate and signature")
-    cert = verify_certificate(pinned_cluster_key, blob[_SIGNED_HEAD.size : body_start], now)
+    cert_blob = blob[_SIGNED_HEAD.size : body_start]
+    if cache is None:
+        cert = verify_certificate(pinned_cluster_key, cert_blob, now)
+    else:
+        cert = cache.verify(cert_blob, now)
     signed, signature = blob[:-64], blob[-64:]
     try:
         key = Ed25519PublicKey.from_public_bytes(cert.ed25519_public)

@@ -17,6 +17,7 @@ this module, so one place decides what "a safe secret file" means:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -60,36 +61,54 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def write_secret_file(path: Path, data: bytes, *, exclusive: bool = True) -> None:
+def write_secret_file(
+    path: Path, data: bytes, *, exclusive: bool = True, max_size: int = MAX_SECRET_FILE
+) -> None:
     """Atomically write ``data`` to ``path`` with mode 0600; ``exclusive`` never replaces a file.
 
     Raises FileExistsError if ``exclusive`` and ``path`` exists (the caller then reads it).
     """
-    if len(data) > MAX_SECRET_FILE:
-        raise ValueError(f"a secret file holds at most {MAX_SECRET_FILE} bytes, not {len(data)}")
+    if len(data) > max_size:
+        raise ValueError(f"a secret file holds at most {max_size} bytes, not {len(data)}")
     ensure_private_dir(path.parent)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, 0o600)
     try:
-        try:
-            # The umask may have cleared bits but never adds any; fchmod makes 0600 exact.
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _create_and_write(tmp, data)
         if exclusive:
-            # link() fails if the target exists: no-clobber and atomic, unlike rename().
-            os.link(tmp, path)
+            try:
+                # link() fails if the target exists: no-clobber and atomic, unlike rename().
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                # A filesystem without hard links: O_EXCL on the target keeps no-clobber;
+                # a crash mid-write can leave a short file, which the reader refuses.
+                _create_and_write(path, data)
         else:
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     _fsync_dir(path.parent)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _create_and_write(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        # The umask may have cleared bits but never adds any; fchmod makes 0600 exact.
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_secret_file(path: Path, max_size: int = MAX_SECRET_FILE) -> bytes:
