@@ -28,11 +28,11 @@ from tchat.core.effects import (
 )
 from tchat.core.messages import DiscoverReply, Dot, JoinRoom, Logout, Message, Operation
 from tchat.core.status import ClientStatus
+from tchat.crypto.known_clusters import KeyChanged
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
-from tchat.runtime.pins_standin import KeyChanged
 from tchat.runtime.secure import WireSecurity, pinned_trust
 from tchat.runtime.transport import Transport
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from tchat.core.messages import Message, StatusReply, StatusRequest
 from tchat.crypto.cluster import ClusterPublicKey
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
 from tchat.runtime.client_service import cluster_label
 from tchat.runtime.options import NetOptions, add_network_arguments, options_from_args
-from tchat.runtime.pins_standin import KnownClusters
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
 
@@ -56,10 +57,14 @@ async def presented_fingerprint(options: NetOptions, addr: str) -> str | None:
 
 def fingerprint_line(options: NetOptions, presented: str | None) -> dict[str, Any]:
     """The cluster key as the leader presents it and as this user pinned it."""
-    pinned = KnownClusters().lookup(cluster_label(options))
+    try:
+        pin = KnownClusters.load().lookup(cluster_label(options))
+    except CryptoError as exc:  # an unsafe or oversized pin file: said, not fatal here
+        logging.getLogger(__name__).warning("%s", exc)
+        pin = None
     return {
         "fingerprint": presented,
-        "pinned": pinned.fingerprint if pinned is not None else None,
+        "pinned": pin.key.fingerprint if pin is not None else None,
     }
 
 
