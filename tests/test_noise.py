@@ -211,9 +211,9 @@ def test_hostile_handshake_messages_raise_only_noise_error(name: str, data: st.D
         hostile = first[: data.draw(st.integers(0, len(first) - 1))]
     elif mode == "flip":
         bit = data.draw(st.integers(0, len(first) * 8 - 1))
-        hostile = bytearray(first)
-        hostile[bit // 8] ^= 1 << (bit % 8)
-        hostile = bytes(hostile)
+        flipped = bytearray(first)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        hostile = bytes(flipped)
     else:
         hostile = first + data.draw(st.binary(min_size=1, max_size=40))
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -181,3 +183,20 @@ def test_hostile_bytes_raise_only_noise_error(junk: bytes) -> None:
         return
     assert out == []  # nothing forged gets through
     assert opener.buffered <= MAX_RECORD
+
+
+def test_a_64k_frame_fed_in_segments_costs_memory_in_proportion() -> None:
+    # The partial record grows in place (one bytearray) and is opened from a view of it:
+    # the peak is the buffer, the plaintext and the input, not a copy per segment.
+    sealer, opener = _pair()
+    stream = sealer.seal(bytes(64 * 1024))
+    segments = [stream[i : i + 1460] for i in range(0, len(stream), 1460)]
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        out = [p for seg in segments for p in opener.feed(seg)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert b"".join(out) == bytes(64 * 1024)
+    assert peak < 2.5 * 64 * 1024, peak

@@ -178,3 +178,25 @@ def test_hostile_handshake_bytes_raise_only_noise_error(junk: bytes, as_server: 
     except NoiseError:
         return
     assert not side.done or as_server  # only a server can finish on one (forged) message
+
+
+def test_xx_client_records_behind_its_last_message_reach_the_server() -> None:
+    client = NoiseInitiator(static_private=X25519PrivateKey.generate())
+    server = NoiseResponder(X25519PrivateKey.generate(), payload=CERT, mutual=True)
+    reply = server.step(client.start())
+    assert not reply.done
+    last = client.step(reply.out)
+    assert last.done and last.out
+    c_seal, _ = client.transport()
+    assert server.step(last.out + c_seal.seal(b"login")) == (b"", True)
+    _, s_open = server.transport()
+    assert s_open.feed(b"") == [b"login"]
+
+
+def test_handshake_secrets_are_dropped_when_done() -> None:
+    client, server = _handshake(
+        NoiseInitiator(), NoiseResponder(X25519PrivateKey.generate(), payload=CERT)
+    )
+    for side in (client, server):
+        state = side._state
+        assert state._e is None and state._re is None

@@ -111,8 +111,9 @@ class RecordReader:
             view = view[take:]
             if len(partial) < LENGTH_LEN + length:
                 return bodies
-            bodies.append(bytes(partial[LENGTH_LEN:]))
-            self._partial = None  # release: an idle connection holds no buffer
+            # A view, not a copy; the buffer itself is let go: an idle connection holds none.
+            bodies.append(memoryview(partial)[LENGTH_LEN:])
+            self._partial = None
         pos = 0
         end = len(view)
         while end - pos >= LENGTH_LEN:
