@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=4, help="room members (2 of them send)")
     p.add_argument("--rate", type=float, default=50.0, help="msg/s per sender")
     p.add_argument("--asyncio", action="store_true")
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
     common(p)
 
     p = sub.add_parser("election", help="LCR messages and time per ring size")
