@@ -176,6 +176,7 @@ write_state() {
             "$SESSION" "$DISCOVERY_PORT" "$SERVERS" "$CLIENTS"
         printf 'LOG_LEVEL=%q\nCLIENT_MODE=%q\nPORTS=(%s)\n' "$LOG_LEVEL" "$CLIENT_MODE" "${PORTS[*]}"
         printf 'MULTICAST_PORT=%q\nCLIENT_NAMES=(%s)\n' "$MULTICAST_PORT" "${CLIENT_NAMES[*]}"
+        printf 'FINGERPRINT=%q\n' "$FINGERPRINT"
     } >"$STATE.new"
     mv -f "$STATE.new" "$STATE" # a key's command never reads half a state file
 }
@@ -271,8 +272,24 @@ EOF
 }
 
 hand_command() { # how to start one more client by hand, against this cluster
-    printf '%s --user %s --host %s --discovery-port %s' "$(shq "$TCHAT")" "${1:-NAME}" "$HOST" \
-        "$DISCOVERY_PORT"
+    printf '%s --user %s --host %s --discovery-port %s --cluster %s' "$(shq "$TCHAT")" \
+        "${1:-NAME}" "$HOST" "$DISCOVERY_PORT" "$FINGERPRINT"
+}
+
+# The cluster secret: $TCHAT_CLUSTER_KEY, else DATA_DIR/cluster.key (made 0600 on the first
+# start and kept by --fresh, so clients' pins stay valid); copied into each server's data
+# dir (0600) as an operator would. Prints the cluster key's fingerprint, what clients pin.
+cluster_fingerprint() { # the cluster public key's fingerprint, which the demo's clients pin
+    "$PY" - "$KEY_FILE" <<'PY'
+import os
+import sys
+from pathlib import Path
+
+from tchat.crypto.cluster import load_cluster_secret
+
+key_file = None if "TCHAT_CLUSTER_KEY" in os.environ else Path(sys.argv[1])
+print(load_cluster_secret(os.environ, key_file, None, create=False).public_key.fingerprint)
+PY
 }
 
 # -- what runs in the panes -----------------------------------------------------------------
@@ -309,10 +326,13 @@ run_client() {
     mkdir -p "$DATA_DIR/pids"
     echo $$ >"$(pid_file "client-$name")"
     if [ "$CLIENT_MODE" = tui ]; then
-        exec "$TCHAT" --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT"
+        exec "$TCHAT" --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT" \
+            --cluster "$FINGERPRINT"
     fi
     echo "headless client $name: /join ROOM  /say ROOM TEXT  /msg USER TEXT  /who  /quit"
-    exec "$TCHAT" --headless --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT"
+    echo "cluster key $FINGERPRINT"
+    exec "$TCHAT" --headless --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT" \
+        --cluster "$FINGERPRINT"
 }
 
 # -- commands -------------------------------------------------------------------------------
@@ -398,6 +418,7 @@ cmd_start() {
     rm -rf "$DATA_DIR/pids"
     mkdir -p "$DATA_DIR/pids"
     ensure_key
+    FINGERPRINT=$(cluster_fingerprint) || die "cannot read the cluster secret in $DATA_DIR"
     write_state
     local conf me pane
     conf=$(write_tmux_conf)
@@ -422,6 +443,7 @@ cmd_start() {
     fi
     echo "tchat cluster '$SESSION': $SERVERS servers, $CLIENTS $CLIENT_MODE clients on $HOST," \
         "discovery port $DISCOVERY_PORT, data in $DATA_DIR"
+    echo "Cluster key fingerprint: $FINGERPRINT (clients pin it; 'tchat status' shows it)"
     echo "Another client, from any terminal: $(hand_command)"
     if [ -z "${TCHAT_CLUSTER_KEY:-}" ]; then
         echo "Cluster key (another server needs it, a client does not): $KEY_FILE;" \

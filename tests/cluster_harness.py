@@ -13,7 +13,9 @@ every process it started (use it in a ``finally`` or fixture).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -26,6 +28,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+try:
+    from tchat.crypto.cluster import ClusterSecret
+    from tchat.runtime.secure import provision_cluster_secret
+except ImportError:  # a tree before issue 15, to show an attack test fails there
+    ClusterSecret = None  # type: ignore[assignment,misc]
 
 T = TypeVar("T")
 
@@ -270,12 +278,23 @@ class Cluster:
             }
         )
         # The key goes by the environment, never the command line (ps shows that to all).
-        # Without one the daemons run --insecure, as every daemon did before keys were
-        # made by default: each would make a key of its own and they would not meet.
+        # Without one, every daemon's data dir gets the cluster's secret (below).
         self.env.pop("TCHAT_CLUSTER_KEY", None)
-        if key:
-            self.env["TCHAT_CLUSTER_KEY"] = key
         self._count = 0
+        # One cluster: every daemon's data dir gets this secret before its first start,
+        # as an operator would copy it (clients pin its key on first use).
+        self.secret = ClusterSecret.generate() if ClusterSecret is not None else None
+        if key:
+            # A test names its key by a phrase; a cluster secret is 32 bytes of base64.
+            raw = hashlib.sha256(key.encode()).digest()
+            self.key = base64.b64encode(raw).decode("ascii")
+            self.env["TCHAT_CLUSTER_KEY"] = self.key
+            self.secret = ClusterSecret(raw) if ClusterSecret is not None else None
+
+    @property
+    def fingerprint(self) -> str:
+        assert self.secret is not None
+        return str(self.secret.public_key.fingerprint)
 
     def net_args(self, host: str | None = None) -> list[str]:
         args = [
@@ -286,8 +305,6 @@ class Cluster:
             "--multicast-port",
             str(self.multicast_port),
         ]
-        if not self.key:
-            args.append("--insecure")
         return args + self.extra
 
     def daemon(
@@ -302,6 +319,8 @@ class Cluster:
     ) -> Daemon:
         self._count += 1
         data = Path(data_dir) if data_dir else self.tmp / f"server-{server_id or self._count}"
+        if self.secret is not None and "--insecure" not in (*self.extra, *args):
+            provision_cluster_secret(data, self.secret)
         argv = [
             *prefix,
             sys.executable,
@@ -363,8 +382,11 @@ class Cluster:
     def status(self, wait: float = 0.5, host: str | None = None) -> dict[str, Any] | None:
         """``tchat status --json``; None when nothing answered."""
         argv = self.status_argv(wait, host)
+        env = dict(self.env)
+        if self.secret is not None:  # an operator's full view: users and rooms too
+            env.setdefault("TCHAT_CLUSTER_KEY", self.secret.export_line())
         done = subprocess.run(
-            argv, capture_output=True, text=True, env=self.env, cwd=REPO, timeout=wait + 10
+            argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=wait + 10
         )
         if done.returncode != 0:
             return None

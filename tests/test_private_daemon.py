@@ -25,7 +25,7 @@ def status(cluster: Cluster, env: dict[str, str], *extra: str) -> dict[str, Any]
 
 
 def test_a_daemon_without_a_key_makes_one_and_keeps_its_files_private(tmp_path: Path) -> None:
-    with Cluster(tmp_path) as cluster:  # the harness's daemons run --insecure: not this one
+    with Cluster(tmp_path) as cluster:  # its own daemon: the harness would give it a key
         env = cluster.env
         data = tmp_path / "server"
         # As an earlier version left it: a data dir and a database any local user reads.

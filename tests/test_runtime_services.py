@@ -11,6 +11,7 @@ import pytest
 
 from tchat.core.effects import ClientEvent, Effect, LeaderChanged, LeaderLearned, LogEvent, Ready
 from tchat.core.messages import JoinRoom, SendChat
+from tchat.crypto.cluster import ClusterSecret
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
 from tchat.runtime.server_service import ServerService
@@ -29,8 +30,10 @@ async def until(predicate, timeout: float = TIMEOUT) -> None:  # type: ignore[no
 async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) -> None:
     port = random.randrange(20000, 32000)
     base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
-    # One key for both: a server given none makes its own, and two keys never meet.
-    keyed = dataclasses.replace(base, cluster_key=b"the services test key")
+    # One cluster secret for both: a server given none makes its own, and two never meet.
+    keyed = dataclasses.replace(
+        base, cluster_key=ClusterSecret.generate().export_line().encode(), key_source="the test"
+    )
     servers = [
         ServerService(dataclasses.replace(keyed, server_id=i, data_dir=tmp_path / f"s{i}"))
         for i in (1, 2)

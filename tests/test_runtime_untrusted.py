@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tchat.core import codec
 from tchat.core.config import MAX_SERVER_ID, ServerConfig
 from tchat.core.messages import (
     UNSIGNED,
@@ -30,9 +26,9 @@ from tchat.core.messages import (
 from tchat.core.schema import MAX_INT
 from tchat.core.vclock import VectorClock
 from tchat.crypto.identity import Identity, sign_binding
-from tchat.runtime.connection import HELLO
 from tchat.runtime.store import DB_NAME, SqliteStore, UnstorableValue
 from tests.cluster_harness import Cluster, Daemon, wait_for
+from tests.wire_attacker import Session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,17 +41,13 @@ def term(status: dict[str, object] | None) -> int:
 def suspect_as_a_client(daemon: Daemon, epoch: Epoch) -> None:
     """Open a session as a client does (HELLO, then length-prefixed frames) and report
     the leader silent, claiming ``epoch``."""
-    host, port = daemon.addr.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        local_host, local_port = sock.getsockname()[:2]
-        me = f"{local_host}:{local_port}"
-        sock.sendall(codec.frame(HELLO + me.encode()))
-        sock.sendall(codec.frame(codec.encode(LeaderSuspect("mallory", me, epoch))))
-        sock.settimeout(5)
+    with Session(daemon.addr) as session:
+        session.send(LeaderSuspect("mallory", session.addr, epoch))
+        session.sock.settimeout(5)
         # A frame out of range is dropped and the daemon hangs up; any other is answered
         # (LeaderAlive: the daemon says who leads). Either ends the wait.
         with contextlib.suppress(TimeoutError, OSError):
-            sock.recv(65536)
+            session.sock.recv(65536)
 
 
 def test_a_forged_leader_suspect_neither_stops_nor_moves_the_cluster(tmp_path: Path) -> None:
@@ -123,21 +115,18 @@ def test_server_ids_are_protocol_ints() -> None:
     assert ServerConfig(MAX_INT, "127.0.0.1:1").server_id == MAX_INT
 
 
-class RawSession:
-    """A client session by hand: HELLO, then length-prefixed frames, both ways. Its
-    Registers are signed with its own key for the session's Challenge, unless signed."""
+class RawSession(Session):
+    """A client session by hand (the attacker's: Noise handshake, HELLO, the server's
+    Challenge read), then frames both ways. Its Registers are signed with its own key for
+    this session's binding, unless they are signed already."""
 
     def __init__(self, addr: str, key: Identity | None = None) -> None:
-        host, port = addr.split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
-        local_host, local_port = self.sock.getsockname()[:2]
-        self.addr = f"{local_host}:{local_port}"
-        self.frames = codec.FrameDecoder()
+        super().__init__(addr)
         self.key = key or Identity.generate()
-        self.sock.sendall(codec.frame(HELLO + self.addr.encode()))
-        challenge = self.until(lambda m: isinstance(m, Challenge))
-        assert isinstance(challenge, Challenge)
-        self.binding = challenge.nonce
+        assert isinstance(self.challenge, Challenge)
+        self.binding = (
+            self.channel.channel_binding if self.channel is not None else self.challenge.nonce
+        )
 
     def signed(self, register: Register) -> Register:
         """``register`` with this session's key and its proof for this session."""
@@ -147,25 +136,7 @@ class RawSession:
     def send(self, message: Message) -> None:
         if isinstance(message, Register) and message.proof == UNSIGNED:
             message = self.signed(message)
-        self.sock.sendall(codec.frame(codec.encode(message)))
-
-    def until(self, found: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            assert data, "the leader hung up"
-            for raw in self.frames.feed(data):
-                message = codec.decode(raw)
-                if found(message):
-                    return message
-        raise AssertionError(f"no such frame within {timeout}s")
-
-    def close(self) -> None:
-        self.sock.close()
+        super().send(message)
 
 
 def test_a_forged_sender_clock_does_not_poison_the_log(tmp_path: Path) -> None:
@@ -179,7 +150,7 @@ def test_a_forged_sender_clock_does_not_poison_the_log(tmp_path: Path) -> None:
         bob.send("/quit")
         assert bob.wait_exit(10) == 0
         leader = cluster.leader_of(daemons)
-        raw = RawSession(leader.addr)
+        raw = RawSession(leader.addr)  # a client's encrypted session, by hand
         try:
             raw.send(Register("mallory", "mallory-1", raw.addr, None, False, False, 1))
             raw.until(lambda m: isinstance(m, Welcome))

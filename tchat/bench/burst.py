@@ -7,6 +7,10 @@ receive it too (the cluster still commits). Everything runs as ``python -m tchat
 processes of the tree named by ``--tree`` (default: this one), so the same bench measures
 an older tree whose protocol the bench's own code no longer speaks. The daemons run with
 their default limits (rate limit, connection caps): an honest burst must pass them.
+
+Longer than 400 lines: one scenario with its own driver (it starts the daemons and clients
+of any source tree, to compare before and after), which shares nothing with the other
+benches' load generators.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from tchat.bench.priority import SERVER_PRIORITY, at_priority, boost_priority
+from tchat.crypto.cluster import ClusterSecret
+from tchat.runtime.secure import provision_cluster_secret
 
 HOST = "127.0.0.1"
 LINE_CHARS = 3990  # the client's longest message, in characters
@@ -155,6 +161,7 @@ class BurstRun:
         (root / "empty.toml").write_text("")
         self.children: list[Child] = []
         self.daemons: dict[int, Child] = {}
+        self.secret = ClusterSecret.generate()
 
     def net_args(self) -> list[str]:
         # No cluster key, as the trees compared ran before daemons made their own: a tree
@@ -174,6 +181,7 @@ class BurstRun:
         for sid in range(1, self.servers + 1):
             data = self.root / f"s{sid}"
             data.mkdir()
+            provision_cluster_secret(data, self.secret)  # one cluster (a tree before ignores it)
             argv = [
                 sys.executable, "-m", "tchat", "--daemon", *self.net_args(),
                 "--port", "0", "--id", str(sid), "--data-dir", str(data),

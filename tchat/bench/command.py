@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asyncio", action="store_true")
     # Two load processes, as docs/BENCHMARKS.md measured: they also receive every member's copy.
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
+    p.add_argument(
+        "--also-insecure", action="store_true", help="then the same with --insecure, side by side"
+    )
     common(p)
 
     p = sub.add_parser("failover", help="SIGKILL the leader under a steady stream, N times")
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=4, help="room members (2 of them send)")
     p.add_argument("--rate", type=float, default=50.0, help="msg/s per sender")
     p.add_argument("--asyncio", action="store_true")
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
     common(p)
 
     p = sub.add_parser("election", help="LCR messages and time per ring size")
@@ -107,10 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="CPU figures only")
     common(p)
 
+    p = sub.add_parser("login", help="login time, one client at a time, Noise vs plaintext")
+    p.add_argument("--logins", type=int, default=200)
+    common(p)
+
     p = sub.add_parser("memory", help="leader RSS per idle connected client")
     p.add_argument("--clients", type=int, default=10000)
     p.add_argument("--workers", type=int, help="client processes (default: one per 2500)")
     p.add_argument("--connect-parallel", type=int, default=4, help="logins in flight")
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
     common(p)
     return parser
 

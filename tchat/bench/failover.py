@@ -100,7 +100,12 @@ def _first(events: list[Any]) -> dict[str, float]:
 
 
 async def failover(
-    trials: int, servers: int, clients: int, rate: float, stock_asyncio: bool
+    trials: int,
+    servers: int,
+    clients: int,
+    rate: float,
+    stock_asyncio: bool,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     detect: list[float] = []
     elect: list[float] = []
@@ -108,7 +113,7 @@ async def failover(
     failed_trials = 0
     stream = Stream()
     stop = asyncio.Event()
-    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO")
+    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO", insecure=insecure)
     try:
         cluster.start()
         leader = await cluster.wait_stable(60)
@@ -164,6 +169,7 @@ async def failover(
     return {
         "bench": "failover",
         "loop": "asyncio" if stock_asyncio else "uvloop",
+        "sessions": "plaintext (--insecure)" if insecure else "noise",
         "servers": servers,
         "clients": clients,
         "stream_msgs_per_s": rate * min(2, clients),
@@ -182,4 +188,13 @@ async def failover(
 
 
 def run(args: Any) -> dict[str, Any]:
-    return eventloop.run(failover(args.trials, args.servers, args.clients, args.rate, args.asyncio))
+    return eventloop.run(
+        failover(
+            args.trials,
+            args.servers,
+            args.clients,
+            args.rate,
+            args.asyncio,
+            bool(getattr(args, "insecure", False)),
+        )
+    )

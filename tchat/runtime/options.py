@@ -46,7 +46,8 @@ class NetOptions:
     # Where the key came from ("environment", "key file PATH", "config PATH", "data dir"):
     # said in the log, never the key itself.
     key_source: str = ""
-    insecure: bool = False  # --insecure: no cluster key at all, said loudly
+    # --insecure: no cluster key, plaintext TCP, no certificates, no pins (said loudly).
+    insecure: bool = False
     mode: str = "client"  # client | server | daemon | headless
     user: str | None = None
     theme: str | None = None
@@ -80,6 +81,8 @@ class NetOptions:
     max_room_members: int = 1000
     hot_entries: int = 20_000  # log entries a server keeps in memory (the rest in SQLite)
     identity: Path | None = None  # a client's identity key file (None: the XDG default)
+    # --cluster FINGERPRINT: a client accepts only this cluster key (and pins it if new).
+    cluster: str | None = None
 
     @property
     def key(self) -> bytes | None:
@@ -92,6 +95,18 @@ class NetOptions:
 
 
 # --------------------------------------------------------------------------- defaults
+INSECURE_WARNING = (
+    "RUNNING WITH --insecure: TCP sessions are PLAINTEXT and UNAUTHENTICATED. Anyone on "
+    "this network can read every message, speak as any user and take the cluster over. "
+    "Never use it outside a throwaway test."
+)
+
+
+def warn_insecure(role: str) -> None:
+    """The loud warning of --insecure, once per start of a node."""
+    logger.warning("%s: %s", role, INSECURE_WARNING)
+
+
 def primary_address() -> str:
     """The address the default route leaves from (no packet is sent), else loopback."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -185,13 +200,18 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # Gone: an argument is in `ps` and /proc/PID/cmdline for every local user to read.
     net.add_argument("--cluster-key", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
+    net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
     net.add_argument(
         "--insecure",
         action="store_true",
         default=None,
-        help="run with no cluster key: anyone on the LAN can join and forge server frames",
+        help="DANGER: plaintext TCP without certificates: anyone on the LAN reads and forges",
     )
-    net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
+    net.add_argument(
+        "--cluster",
+        metavar="FINGERPRINT",
+        help="accept only the cluster with this key fingerprint (SHA256:...), pinning it",
+    )
     net.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     net.add_argument(
         "--no-multicast", action="store_true", default=None, help="receive rooms over the session"
@@ -365,6 +385,11 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
+    cluster = getattr(args, "cluster", None) or flat.get("cluster")
+    if cluster is not None:
+        if not isinstance(cluster, str) or not cluster.startswith("SHA256:") or len(cluster) > 64:
+            raise SystemExit(f"tchat: --cluster takes a fingerprint SHA256:..., not {cluster!r}")
+        values["cluster"] = cluster
     timing = dict(conf.get("timing", {}))
     if getattr(args, "heartbeat", None):
         timing["heartbeat_interval"] = args.heartbeat

@@ -15,11 +15,12 @@ from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
+from tchat.crypto.cluster import ClusterSecret, load_or_create_server_keys, parse_secret
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.connection import warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
-from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir
+from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
 from tchat.runtime.private_files import (
     KEY_FILE_NAME,
     create_private,
@@ -27,6 +28,7 @@ from tchat.runtime.private_files import (
     private_dir,
     private_files,
 )
+from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
 from tchat.runtime.transport import Transport
@@ -86,6 +88,7 @@ class ServerService:
         self._listeners: list[Callable[[Effect], None]] = []
         self._stopping = False
         self._status = ServerStatusReader()
+        self.security: WireSecurity | None = None
 
     @property
     def addr(self) -> str:
@@ -108,13 +111,17 @@ class ServerService:
             self.driver.listeners.append(listener)
 
     async def start(self) -> None:
-        # The data dir first: the cluster key may live there, and the transport needs it.
+        # Keys before sockets: no session may be accepted before we can prove who we are.
+        # The data dir first: the cluster key may live there.
         self.store, durable = self._open_store()
         self.options = opts = self._with_cluster_key(self.options)
         warm_up_logins()
-        self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
-        await self.transport.start()
         self.server_id = self._server_id()
+        self.security = self._security()
+        self.transport = Transport(
+            opts, self._on_message, rate_limited=True, serving=True, security=self.security
+        )
+        await self.transport.start()
         config = ServerConfig(
             server_id=self.server_id,
             addr=self.transport.addr,
@@ -136,6 +143,30 @@ class ServerService:
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
         self.driver.start()
+
+    @property
+    def fingerprint(self) -> str:
+        """The cluster public key's fingerprint ("" with --insecure)."""
+        return self.security.fingerprint if self.security is not None else ""
+
+    def _security(self) -> WireSecurity | None:
+        """The cluster secret (created in the data dir on first start), this server's own
+        keys (likewise) and a fresh certificate for them; None with --insecure."""
+        opts = self.options
+        if opts.insecure:
+            warn_insecure("server")
+            return None
+        # The key _with_cluster_key resolved (key file, environment, config or the data
+        # dir's, in that order): one secret, whichever way it was given.
+        assert self.data_dir is not None and opts.cluster_key is not None
+        source = opts.key_source or "the cluster key"
+        secret = ClusterSecret(
+            parse_secret(opts.cluster_key.decode("ascii", "replace"), source), source
+        )
+        keys = load_or_create_server_keys(self.data_dir)
+        security = WireSecurity.for_server(secret, keys, self.server_id, time.time)
+        logger.info("cluster fingerprint %s", security.fingerprint)
+        return security
 
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
@@ -159,11 +190,7 @@ class ServerService:
         if opts.cluster_key is not None:
             logger.info("cluster key from %s", opts.key_source)
             return opts
-        if opts.insecure:
-            logger.warning(
-                "INSECURE: running without a cluster key (--insecure): anyone on the LAN "
-                "can join this cluster, forge its frames and read its log"
-            )
+        if opts.insecure:  # said loudly once, by _security
             return opts
         assert self.data_dir is not None
         key, created = data_dir_key(self.data_dir)

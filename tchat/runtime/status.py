@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,11 +15,59 @@ from typing import Any
 
 from tchat.core import codec
 from tchat.core.messages import ClusterStatusRequest, Message, StatusReply, StatusRequest
+from tchat.crypto.cluster import ClusterPublicKey
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
+from tchat.runtime.client_service import cluster_label
 from tchat.runtime.options import KEY_ENV, NetOptions, add_network_arguments, options_from_args
+from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
 
 REBROADCAST = 0.15
+HANDSHAKE_WAIT = 2.0  # seconds for the leader's Noise handshake (the fingerprint line)
+
+
+class ObservedKey(ClusterTrust):
+    """Takes note of the cluster key a server presents (its certificate is still checked
+    against it): what ``tchat status`` shows, next to what this user pinned."""
+
+    def check(self, offered: ClusterPublicKey) -> None:
+        self.key = offered
+
+
+async def presented_fingerprint(options: NetOptions, addr: str) -> str | None:
+    """The cluster key fingerprint that the server at ``addr`` proves in a Noise
+    handshake (None if it does not answer in time or fails the handshake)."""
+    trust = ObservedKey()
+    answered = asyncio.Event()  # its StatusReply came back over the encrypted session
+
+    def on_message(message: Message, _src: str) -> None:
+        if isinstance(message, StatusReply):
+            answered.set()
+
+    transport = Transport(options, on_message, security=WireSecurity(trust))
+    await transport.start()
+    try:
+        transport.send(addr, StatusRequest(addr=transport.addr, nonce=0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), HANDSHAKE_WAIT)
+    finally:
+        await transport.close()
+    return trust.key.fingerprint if trust.key is not None else None
+
+
+def fingerprint_line(options: NetOptions, presented: str | None) -> dict[str, Any]:
+    """The cluster key as the leader presents it and as this user pinned it."""
+    try:
+        pin = KnownClusters.load().lookup(cluster_label(options))
+    except CryptoError as exc:  # an unsafe or oversized pin file: said, not fatal here
+        logging.getLogger(__name__).warning("%s", exc)
+        pin = None
+    return {
+        "fingerprint": presented,
+        "pinned": pin.key.fingerprint if pin is not None else None,
+    }
 
 
 class _StatusTransport(Transport):
@@ -133,6 +182,16 @@ def summarize(replies: list[StatusReply], insecure: Sequence[int] = ()) -> dict[
 
 def render(summary: dict[str, Any]) -> str:
     lines = [f"leader {summary['leader']} at {summary['leader_addr']}  epoch {summary['epoch']}"]
+    cluster = summary.get("cluster")
+    if cluster is not None:
+        shown, pinned = cluster["fingerprint"], cluster["pinned"]
+        if shown is None:
+            note = "no handshake (--insecure, or the leader did not answer)"
+        elif pinned is None:
+            note = "not pinned here yet"
+        else:
+            note = "pinned here" if pinned == shown else f"DIFFERS from the pin here: {pinned}"
+        lines.append(f"cluster key {shown or '-'}  ({note})")
     lines.append("servers:")
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
@@ -169,7 +228,15 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     options = options_from_args(args, "status")
     logging.basicConfig(level=options.log_level if args.log_level else "WARNING", stream=sys.stderr)
-    replies, insecure = eventloop.run(gather_marked(options, args.wait))
+
+    async def both() -> tuple[list[StatusReply], list[int], str | None]:
+        replies, insecure = await gather_marked(options, args.wait)
+        if not replies or options.insecure:
+            return replies, insecure, None
+        leader = summarize(replies, insecure)["leader_addr"] or replies[0].addr
+        return replies, insecure, await presented_fingerprint(options, leader)
+
+    replies, insecure, presented = eventloop.run(both())
     if not replies:
         hint = ""
         if options.cluster_key is not None:
@@ -178,6 +245,7 @@ def main(argv: list[str]) -> int:
         print(f"tchat status: no server answered{hint}", file=sys.stderr)
         return 1
     summary = summarize(replies, insecure)
+    summary["cluster"] = fingerprint_line(options, presented)
     try:
         print(json.dumps(summary) if args.json else render(summary), flush=True)
     except BrokenPipeError:  # `tchat status | head`: the reader has what it wanted

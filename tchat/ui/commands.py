@@ -42,6 +42,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("clear", "/clear", "clear this conversation's window"),
         CommandSpec("resend", "/resend", "send this conversation's refused messages again"),
         CommandSpec("dismiss", "/dismiss", "drop this conversation's refused messages"),
+        CommandSpec("info", "/info", "the session: leader, epoch, delivery, cluster key"),
         CommandSpec("highlight", "/highlight [WORD]", "ring and mark on WORD too (list)", 0, 1),
         CommandSpec(
             "notify",
