@@ -27,6 +27,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+try:
+    from tchat.crypto.cluster import ClusterSecret
+    from tchat.runtime.secure import provision_cluster_secret
+except ImportError:  # a tree before issue 15, to show an attack test fails there
+    ClusterSecret = None  # type: ignore[assignment,misc]
+
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0
@@ -271,6 +277,14 @@ class Cluster:
         )
         self.env.pop("TCHAT_CLUSTER_KEY", None)
         self._count = 0
+        # One cluster: every daemon's data dir gets this secret before its first start,
+        # as an operator would copy it (clients pin its key on first use).
+        self.secret = ClusterSecret.generate() if ClusterSecret is not None else None
+
+    @property
+    def fingerprint(self) -> str:
+        assert self.secret is not None
+        return str(self.secret.public_key.fingerprint)
 
     def net_args(self, host: str | None = None) -> list[str]:
         args = [
@@ -297,6 +311,8 @@ class Cluster:
     ) -> Daemon:
         self._count += 1
         data = Path(data_dir) if data_dir else self.tmp / f"server-{server_id or self._count}"
+        if self.secret is not None and "--insecure" not in (*self.extra, *args):
+            provision_cluster_secret(data, self.secret)
         argv = [
             *prefix,
             sys.executable,

@@ -14,7 +14,10 @@ import pytest
 
 from tchat.core import codec
 from tchat.core.messages import MESSAGE_TYPES, NO_EPOCH, PROTOCOL_VERSION, Heartbeat, StatusRequest
+from tchat.crypto.cluster import ClusterSecret
+from tchat.runtime.secure import provision_cluster_secret
 from tests.cluster_harness import Client, Cluster, Daemon, wait_for
+from tests.wire_attacker import Session
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -214,13 +217,18 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
         tcp_cases = [
             codec.frame(HEAD + b"\xc1junk"),  # malformed msgpack
             struct.pack(">I", 50_000_000),  # oversized length prefix
-            codec.frame(codec.encode(beat)),  # a server message without the cluster key
         ]
-        for payload in tcp_cases:
-            with socket.create_connection((host, int(port)), timeout=5) as sock:
-                sock.sendall(payload)
-                sock.settimeout(5)
-                assert sock.recv(10) == b"", "the daemon hangs up on a bad stream"
+        for payload in tcp_cases:  # inside an encrypted session, as a client
+            with Session(daemon.addr) as session:
+                session.write(payload)
+                assert session.sock.recv(10) == b"", "the daemon hangs up on a bad stream"
+        with Session(daemon.addr) as session:  # a server message from a client: refused
+            session.send(beat)
+            wait_for(lambda: daemon.drop_count("not-a-server") >= 1, 5, "the client's Heartbeat")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(codec.frame(codec.encode(beat)))  # plaintext: no Noise record
+            sock.settimeout(5)
+            assert sock.recv(10) == b"", "the daemon hangs up on a plaintext stream"
         forged = codec.encode(beat, b"not the key")
         request = codec.encode(StatusRequest(addr="127.0.0.1:1", nonce=1))
         tag = MESSAGE_TYPES.index(StatusRequest)
@@ -236,7 +244,8 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
         expected = {
             "malformed": 1,
             "oversized": 1,
-            "bad-signature": 2,
+            "bad-signature": 1,
+            "handshake-failed": 1,  # the plaintext stream is no Noise message
             "truncated": 2,
             "unknown-version": 1,
             "unknown-message": 1,
@@ -246,8 +255,11 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
             wait_for(lambda r=reason, n=n: daemon.drop_count(r) >= n, 5, f"{n} x {reason}")
 
         # A server with another key is kept out: its frames are refused, never merged.
-        intruder = cluster.daemon(server_id=7, args=["--cluster-key", "wrong"])
-        wait_for(lambda: daemon.drop_count("bad-signature") >= 3, 5, "the intruder's frames")
+        provision_cluster_secret(tmp_path / "intruder", ClusterSecret.generate())
+        intruder = cluster.daemon(
+            server_id=7, data_dir=tmp_path / "intruder", args=["--cluster-key", "wrong"]
+        )
+        wait_for(lambda: daemon.drop_count("bad-signature") >= 2, 5, "the intruder's frames")
         client = cluster.client("alice")
         ready(client)
         status = cluster.status()

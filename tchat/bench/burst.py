@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tchat.bench.priority import SERVER_PRIORITY, at_priority, boost_priority
+from tchat.crypto.cluster import ClusterSecret
+from tchat.runtime.secure import provision_cluster_secret
 
 HOST = "127.0.0.1"
 LINE_CHARS = 3990  # the client's longest message, in characters
@@ -155,6 +157,7 @@ class BurstRun:
         (root / "empty.toml").write_text("")
         self.children: list[Child] = []
         self.daemons: dict[int, Child] = {}
+        self.secret = ClusterSecret.generate()
 
     def net_args(self) -> list[str]:
         return [
@@ -170,6 +173,7 @@ class BurstRun:
         for sid in range(1, self.servers + 1):
             data = self.root / f"s{sid}"
             data.mkdir()
+            provision_cluster_secret(data, self.secret)  # one cluster (a tree before ignores it)
             argv = [
                 sys.executable, "-m", "tchat", "--daemon", *self.net_args(),
                 "--port", "0", "--id", str(sid), "--data-dir", str(data),

@@ -19,7 +19,9 @@ from typing import Any
 from tchat.bench.irc import free_port
 from tchat.bench.nodelog import read_events
 from tchat.bench.priority import server_priority
+from tchat.crypto.cluster import ClusterSecret
 from tchat.runtime.options import NetOptions
+from tchat.runtime.secure import provision_cluster_secret
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,17 @@ class Cluster:
         default_factory=lambda: f"239.255.{random.Random().randrange(100, 250)}.0"
     )
     daemons: dict[int, Daemon] = field(default_factory=dict)
+    # --insecure (plaintext TCP, for side-by-side figures); else one cluster secret for all
+    # daemons, and clients that accept exactly its key (``--cluster FINGERPRINT``).
+    insecure: bool = False
+    secret: ClusterSecret = field(default_factory=ClusterSecret.generate)
+
+    @property
+    def security(self) -> dict[str, Any]:
+        """The client options that find this cluster's key (or say there is none)."""
+        if self.insecure:
+            return {"insecure": True}
+        return {"cluster": self.secret.public_key.fingerprint}
 
     def load_config(self, **extra: Any) -> dict[str, Any]:
         """What a load process needs to find this cluster, plus ``extra`` settings."""
@@ -119,6 +132,7 @@ class Cluster:
             "discovery_port": self.discovery_port,
             "multicast_base": self.multicast_base,
             "multicast_port": self.multicast_port,
+            **self.security,
             **extra,
         }
 
@@ -133,7 +147,7 @@ class Cluster:
             multicast_base=self.multicast_base,
             multicast_port=self.multicast_port,
             log_level="WARNING",
-            **extra,
+            **{**self.security, **extra},
         )
 
     def command(self, daemon: Daemon) -> list[str]:
@@ -152,14 +166,19 @@ class Cluster:
             "--max-connections-per-host", "0", "--max-connections", "100000",
             "--discovery-rate", "0",
             "--config", str(self.root / "empty.toml"),
+            *(["--insecure"] if self.insecure else []),
             *self.extra_args,
         ]  # fmt: skip
 
     def start(self) -> None:
         (self.root / "empty.toml").write_text("")
+        # Load clients pin in the bench's own directory, never in the user's known_clusters.
+        os.environ["XDG_DATA_HOME"] = str(self.root / "client-data")
         for sid in range(1, self.size + 1):
             d = Daemon(sid, free_node_port(), self.root / f"s{sid}", self.root / f"s{sid}.log")
             d.data_dir.mkdir(parents=True, exist_ok=True)
+            if not self.insecure:
+                provision_cluster_secret(d.data_dir, self.secret)
             self.daemons[sid] = d
             self.launch(sid)
 

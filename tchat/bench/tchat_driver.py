@@ -80,6 +80,8 @@ class TchatDriver:
             multicast_base=cfg["multicast_base"],
             multicast_port=int(cfg["multicast_port"]),
             log_level="WARNING",
+            insecure=bool(cfg.get("insecure", False)),
+            cluster=cfg.get("cluster"),
         )
         self.ledger = ledger
         self.room = str(cfg.get("room", ROOM))

@@ -31,7 +31,9 @@ from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
-from tchat.runtime.options import NetOptions
+from tchat.runtime.options import NetOptions, warn_insecure
+from tchat.runtime.pins_standin import KeyChanged
+from tchat.runtime.secure import WireSecurity, pinned_trust
 from tchat.runtime.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,14 @@ class ClientService:
         self._restart: asyncio.Task[None] | None = None
         self._rejoin: list[str] = []  # rooms the failed session was in: joined again on Ready
         self._stopping = False
+        self.security: WireSecurity | None = None
+        self.key_changed: KeyChanged | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The pinned cluster key's fingerprint ("" before the first session, or --insecure)."""
+        return self.security.fingerprint if self.security is not None else ""
 
     @property
     def addr(self) -> str:
@@ -114,7 +124,15 @@ class ClientService:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         opts = self.options
-        self.transport = Transport(opts, self._on_message, shared_decode=True)
+        if opts.insecure:
+            warn_insecure("client")
+        elif self.security is None:
+            trust = pinned_trust(cluster_label(opts), opts.cluster)
+            self.security = WireSecurity(trust)
+            self.security.on_key_changed = self._on_key_changed
+        self.transport = Transport(
+            opts, self._on_message, shared_decode=True, security=self.security
+        )
         await self.transport.start()
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
@@ -145,6 +163,18 @@ class ClientService:
         self._watch_discovery()
 
     # -- fail-stop ------------------------------------------------------------------
+    def _on_key_changed(self, exc: KeyChanged) -> None:
+        """A server presented another cluster key than the pinned one: stop, say why and
+        how to check; talk to nobody (the impostor, or a re-keyed cluster) any more."""
+        if self.key_changed is not None or self._stopping:
+            return
+        self.key_changed = exc
+        self._stopping = True
+        logger.critical("%s", exc)
+        self._emit(Failed(str(exc)))
+        task = asyncio.get_running_loop().create_task(self.close())
+        self._closing = task  # referenced until done
+
     def _on_driver_stopped(self, _done: asyncio.Future[str]) -> None:
         """The core raised (the driver stopped it): the node is half-changed and must go.
         Its operations not yet acknowledged fail visibly; a new node logs in under the same
@@ -368,6 +398,11 @@ class ClientService:
             self.groups.close()
         if self.transport is not None:
             await self.transport.close()
+
+
+def cluster_label(options: NetOptions) -> str:
+    """The pin's name for the cluster this client finds: its discovery broadcast address."""
+    return f"{options.broadcast}:{options.discovery_port}"
 
 
 def discovery_hint(options: NetOptions, addr: str, waited: float) -> DiscoveryHint:

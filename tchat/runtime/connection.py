@@ -21,8 +21,9 @@ from tchat.core.messages import (
     StatusRequest,
     Submit,
 )
-from tchat.runtime.limits import operation_kind
+from tchat.runtime.limits import CLIENT_FRAMES, SERVER_FRAMES, SERVER_REQUESTS, operation_kind
 from tchat.runtime.ratelimit import TokenBucket
+from tchat.runtime.secure import HandshakeFailed, SecureChannel
 
 if TYPE_CHECKING:
     from tchat.runtime.transport import Transport
@@ -109,10 +110,24 @@ class FramedConnection(asyncio.Protocol):
         self.paused = False  # reading is paused while frames are held
         self.gated = False  # the admission gate (not a rate limit) holds the head frame
         self.resume_handle: asyncio.TimerHandle | None = None
+        # The Noise session (None with --insecure): made once the connection is admitted.
+        self.channel: SecureChannel | None = None
+        self.handshake_timer: asyncio.TimerHandle | None = None
 
     @property
     def label(self) -> str:
         return self.peer_addr or self.socket_peer
+
+    @property
+    def channel_binding(self) -> bytes:
+        """The Noise handshake hash: unique to this session (b"" with --insecure), for a
+        login proof to sign so that it cannot be replayed on another session."""
+        return self.channel.channel_binding if self.channel is not None else b""
+
+    @property
+    def established(self) -> bool:
+        """Frames may flow: the handshake and the intro are done (or there is no crypto)."""
+        return self.channel is None or self.channel.established
 
     # -- asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,6 +142,18 @@ class FramedConnection(asyncio.Protocol):
                 self.closed = True
                 transport.abort()  # type: ignore[attr-defined]
                 return
+            if not self.owner.allow_handshake(self):
+                return
+        security = self.owner.security
+        if security is not None:
+            # The responder's work (two DH and a keygen) is only done once the initiator
+            # sent its first message; the initiator's deadline is ours to keep (inbound
+            # sessions have the sweep's).
+            self.channel = security.channel(initiator=self.outbound)
+            if self.outbound:
+                self.handshake_timer = self.owner.loop.call_later(
+                    self.owner.options.register_timeout, self._handshake_expired
+                )
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -140,14 +167,62 @@ class FramedConnection(asyncio.Protocol):
         if self.owner.limits is not None:
             self.buckets = self.owner.limits.session_buckets()
         if self.outbound:
-            self.transport.write(codec.frame(HELLO + self.owner.addr.encode()))
-            for data in self.pending:
-                self.transport.write(data)
+            self.pending.insert(0, codec.frame(HELLO + self.owner.addr.encode()))
+            if self.channel is not None:
+                self.transport.write(self.channel.start())
+            else:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        """What was written before the session could carry frames, in one write."""
+        if self.pending:
+            data = b"".join(self.pending)
             self.pending.clear()
             self.pending_bytes = 0
-            self._check_buffer()
+            self.transport.write(data if self.channel is None else self.channel.seal(data))
+        self._check_buffer()
+
+    def _handshake_expired(self) -> None:
+        self.handshake_timer = None
+        if not self.closed and not self.established:
+            self._drop("handshake-timeout", "no Noise handshake in time")
 
     def data_received(self, data: bytes) -> None:
+        channel = self.channel
+        if channel is None:
+            self._frames(data)
+            return
+        was = channel.established
+        try:
+            out, plaintexts = channel.feed(data)
+        except HandshakeFailed as exc:
+            security = self.owner.security
+            if exc.fatal is not None and security is not None and security.on_key_changed:
+                security.on_key_changed(exc.fatal)
+            self._drop(exc.reason, exc.detail)
+            return
+        if out and not self.closed:
+            self.transport.write(out)
+        if channel.established and not was:
+            self._established()
+        for plain in plaintexts:
+            if self.closed:
+                return
+            self._frames(plain)
+
+    def _established(self) -> None:
+        """The handshake is over and we know who the peer is: frames may flow."""
+        channel = self.channel
+        assert channel is not None
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
+        if channel.peer_server is not None:
+            self.server_peer = True  # proved with a cluster certificate
+            self.registered = True
+        self._write_pending()
+
+    def _frames(self, data: bytes) -> None:
         try:
             frames = self.decoder.feed(data)
         except OversizedFrame as exc:
@@ -164,11 +239,14 @@ class FramedConnection(asyncio.Protocol):
                     self._hello(raw[len(HELLO) :])
                     continue
             try:
-                message = self.owner.decode(raw)
+                message = self.owner.decode_stream(raw)
             except RemoteProtocolError as exc:
                 # A byte stream with a bad frame in it cannot be trusted any further.
                 self._drop(exc.reason, f"tcp: {exc}")
                 return
+            if self.channel is not None and not self._may_send(message):
+                self.owner.drops.count("not-a-server", self.label, type(message).__name__)
+                continue
             if type(message) in ADDRESSED and self.owner.serving:
                 claimed: str = message.addr  # type: ignore[attr-defined]
                 if claimed != self.label:
@@ -195,6 +273,9 @@ class FramedConnection(asyncio.Protocol):
         self.closed = True
         if self.resume_handle is not None:
             self.resume_handle.cancel()
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
         self.owner.forget(self)
         logger.debug("session %s closed (%s)", self.label, exc)
 
@@ -208,7 +289,7 @@ class FramedConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.transport is None:
+        if self.transport is None or not self.established:
             if self.pending_bytes + len(data) > self.owner.options.write_buffer_limit:
                 self.owner.drops.count("send-buffer-full", self.label, "still connecting")
                 return
@@ -228,6 +309,8 @@ class FramedConnection(asyncio.Protocol):
             return
         data = self.outbox[0] if len(self.outbox) == 1 else b"".join(self.outbox)
         self.outbox.clear()
+        if self.channel is not None:
+            data = self.channel.seal(data)  # one write, one run of records
         try:
             self.transport.write(data)
         except RuntimeError:
@@ -281,6 +364,13 @@ class FramedConnection(asyncio.Protocol):
             return
         self.peer_addr = addr
         self.owner.adopt(self)
+
+    def _may_send(self, message: Message) -> bool:
+        """Server frames only from a verified server, client frames only from a client."""
+        assert self.channel is not None
+        if self.channel.peer_server is not None:
+            return type(message) in SERVER_FRAMES or type(message) in SERVER_REQUESTS
+        return type(message) in CLIENT_FRAMES
 
     def _note_first_words(self, message: Message) -> None:
         """Whether this inbound session said who it is: a client registering, a server

@@ -9,23 +9,50 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from tchat.core.messages import (
+    Ack,
+    Admit,
+    Append,
+    AppendAck,
     ClientBeat,
+    ClientHeartbeat,
     Discover,
     DiscoverReply,
+    Election,
+    ElectionAck,
+    Heartbeat,
+    HistoryReply,
     HistoryRequest,
+    JoinRequest,
     JoinRoom,
+    LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
+    Leaving,
     LobbyBeat,
     LobbyFrame,
     Message,
+    NameClash,
     NewLeader,
+    NotLeader,
+    OpError,
     Register,
+    Rejected,
+    Replay,
+    Resync,
     RoomFrame,
+    RoomList,
+    RoomsReply,
     RoomsRequest,
+    SessionFrame,
+    StaleEpoch,
     StatusReply,
     StatusRequest,
+    StepDown,
     Submit,
+    SyncData,
+    SyncRequest,
+    UserList,
+    Welcome,
 )
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -47,6 +74,67 @@ NODE_DATAGRAMS: tuple[type[Message], ...] = (
 GROUP_DATAGRAMS: tuple[type[Message], ...] = (RoomFrame, LobbyFrame, LobbyBeat)
 # Requests whose answers a node sends by datagram: rate-limited per source address.
 DISCOVERY_REQUESTS: tuple[type[Message], ...] = (Discover, StatusRequest)
+
+# Who may say what on an encrypted TCP session (docs/PROTOCOL.md, "Who may send what").
+# Server frames: only from a session whose peer proved a cluster certificate (the server
+# we connected to, or a server that connected to us and sent its PeerAuth); from anyone
+# else they are dropped and counted (``not-a-server``): a client cannot forge a NewLeader,
+# a StepDown, a JoinRequest or replay a Heartbeat. These are the core's ``from_server``
+# messages (tests/test_wire_security.py checks the two agree).
+SERVER_FRAMES: frozenset[type[Message]] = frozenset(
+    (
+        # between servers: membership, replication, failure detection, elections
+        JoinRequest,
+        SyncRequest,
+        SyncData,
+        Append,
+        AppendAck,
+        Admit,
+        Heartbeat,
+        Election,
+        ElectionAck,
+        NewLeader,
+        StepDown,
+        Leaving,
+        StaleEpoch,
+        DiscoverReply,
+        StatusReply,
+        # a server's answers and streams to its clients
+        Rejected,
+        NotLeader,
+        Replay,
+        UserList,
+        Welcome,
+        RoomList,
+        Ack,
+        OpError,
+        SessionFrame,
+        RoomFrame,
+        LobbyFrame,
+        ClientHeartbeat,
+        LobbyBeat,
+        LeaderAlive,
+        Resync,
+        NameClash,
+        HistoryReply,
+        RoomsReply,
+    )
+)
+# What a client sends: from a client session, these alone.
+CLIENT_FRAMES: frozenset[type[Message]] = frozenset(
+    (
+        Register,
+        Submit,
+        ClientBeat,
+        LeaderSuspect,
+        HistoryRequest,
+        RoomsRequest,
+        StatusRequest,
+        Discover,
+    )
+)
+# Client-kind requests a server also sends another server (it probes its peers).
+SERVER_REQUESTS: frozenset[type[Message]] = frozenset((Discover, StatusRequest))
 
 HOST_TABLE = 4096  # source hosts (and addresses) remembered by a limiter, least recent out
 OPEN_FILES_HEADROOM = 128  # descriptors kept for the store, the log, listeners and peers
@@ -77,6 +165,11 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
     "directory": (Rate(2.0, 10.0), Rate(10.0, 40.0)),
     "suspect": (Rate(1.0, 5.0), Rate(10.0, 50.0)),
     "beat": (Rate(5.0, 10.0), Rate(500.0, 1000.0)),
+    # Noise handshakes a host may start (the per-session rate is unused: one per session).
+    # Above the register rate, which every login also pays; a handshake costs the
+    # responder ~0.2 ms of CPU, so a host's flood costs at most ~1% of a core plus its
+    # burst, and the per-host connection cap bounds how many are half-open at once.
+    "handshake": (Rate(1.0, 1.0), Rate(50.0, 200.0)),
 }
 
 
@@ -148,6 +241,14 @@ class OperationLimits:
             rate = self.rates[kind][which]
             bucket = buckets[kind] = TokenBucket(rate.rate, rate.burst, self.clock())
         return bucket
+
+    def allow_host(self, host: str, kind: str, now: float) -> bool:
+        """Whether ``host`` may do one more ``kind`` now (its token is taken if so)."""
+        bucket = self._bucket(self.hosts.get(host), kind, 1)
+        if bucket.ready_at(now) > now:
+            return False
+        bucket.take(now)
+        return True
 
     def wait_for(
         self, session: dict[str, TokenBucket], host: str, kind: str, now: float

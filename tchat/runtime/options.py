@@ -66,6 +66,10 @@ class NetOptions:
     max_rooms_per_user: int = 100  # a server's limits (docs/OPERATIONS.md, Limits)
     max_room_members: int = 1000
     hot_entries: int = 20_000  # log entries a server keeps in memory (the rest in SQLite)
+    # --insecure: plaintext TCP, no certificates, no pins (a loud warning at start).
+    insecure: bool = False
+    # --cluster FINGERPRINT: a client accepts only this cluster key (and pins it if new).
+    cluster: str | None = None
 
     @property
     def key(self) -> bytes | None:
@@ -78,6 +82,18 @@ class NetOptions:
 
 
 # --------------------------------------------------------------------------- defaults
+INSECURE_WARNING = (
+    "RUNNING WITH --insecure: TCP sessions are PLAINTEXT and UNAUTHENTICATED. Anyone on "
+    "this network can read every message, speak as any user and take the cluster over. "
+    "Never use it outside a throwaway test."
+)
+
+
+def warn_insecure(role: str) -> None:
+    """The loud warning of --insecure, once per start of a node."""
+    logger.warning("%s: %s", role, INSECURE_WARNING)
+
+
 def primary_address() -> str:
     """The address the default route leaves from (no packet is sent), else loopback."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -165,6 +181,17 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     net.add_argument("--cluster-key", help=f"shared secret of the servers (or ${KEY_ENV})")
     net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
+    net.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="DANGER: plaintext TCP without certificates: anyone on the LAN reads and forges",
+    )
+    net.add_argument(
+        "--cluster",
+        metavar="FINGERPRINT",
+        help="accept only the cluster with this key fingerprint (SHA256:...), pinning it",
+    )
     net.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     net.add_argument(
         "--no-multicast", action="store_true", default=None, help="receive rooms over the session"
@@ -272,6 +299,13 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     values["cluster_key"] = key.encode() if key else None
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
+    if flat.get("insecure") is True or getattr(args, "insecure", None):
+        values["insecure"] = True
+    cluster = getattr(args, "cluster", None) or flat.get("cluster")
+    if cluster is not None:
+        if not isinstance(cluster, str) or not cluster.startswith("SHA256:") or len(cluster) > 64:
+            raise SystemExit(f"tchat: --cluster takes a fingerprint SHA256:..., not {cluster!r}")
+        values["cluster"] = cluster
     timing = dict(conf.get("timing", {}))
     if getattr(args, "heartbeat", None):
         timing["heartbeat_interval"] = args.heartbeat

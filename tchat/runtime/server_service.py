@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -14,10 +15,12 @@ from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
+from tchat.crypto.cluster import load_cluster_secret, load_or_create_server_keys
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
-from tchat.runtime.options import NetOptions, data_home, default_data_dir
+from tchat.runtime.options import NetOptions, data_home, default_data_dir, warn_insecure
+from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import SqliteStore
 from tchat.runtime.transport import Transport
@@ -77,6 +80,7 @@ class ServerService:
         self._listeners: list[Callable[[Effect], None]] = []
         self._stopping = False
         self._status = ServerStatusReader()
+        self.security: WireSecurity | None = None
 
     @property
     def addr(self) -> str:
@@ -100,10 +104,14 @@ class ServerService:
 
     async def start(self) -> None:
         opts = self.options
-        self.transport = Transport(opts, self._on_message, rate_limited=True, serving=True)
-        await self.transport.start()
+        # Keys before sockets: no session may be accepted before we can prove who we are.
         self.store, durable = self._open_store()
         self.server_id = self._server_id()
+        self.security = self._security()
+        self.transport = Transport(
+            opts, self._on_message, rate_limited=True, serving=True, security=self.security
+        )
+        await self.transport.start()
         config = ServerConfig(
             server_id=self.server_id,
             addr=self.transport.addr,
@@ -126,9 +134,36 @@ class ServerService:
         await self.discovery.start()
         self.driver.start()
 
+    @property
+    def fingerprint(self) -> str:
+        """The cluster public key's fingerprint ("" with --insecure)."""
+        return self.security.fingerprint if self.security is not None else ""
+
+    def _security(self) -> WireSecurity | None:
+        """The cluster secret (created in the data dir on first start), this server's own
+        keys (likewise) and a fresh certificate for them; None with --insecure."""
+        opts = self.options
+        if opts.insecure:
+            warn_insecure("server")
+            return None
+        assert self.data_dir is not None
+        secret = load_cluster_secret(
+            os.environ, getattr(opts, "cluster_key_file", None), self.data_dir, create=True
+        )
+        if secret.created:
+            logger.warning(
+                "created a new cluster secret in %s (fingerprint %s): give the other servers "
+                "the same one (`tchat key show`, then TCHAT_CLUSTER_KEY or --cluster-key-file)",
+                secret.origin,
+                secret.public_key.fingerprint,
+            )
+        keys = load_or_create_server_keys(self.data_dir)
+        security = WireSecurity.for_server(secret, keys, self.server_id, time.time)
+        logger.info("cluster fingerprint %s", security.fingerprint)
+        return security
+
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
-        assert self.transport is not None
         if opts.data_dir is None and not opts.server_id:
             self._remembered_id = remembered_server_id(opts.host, self.rng)
         self.data_dir = opts.data_dir or default_data_dir(

@@ -22,6 +22,7 @@ from tchat.runtime.limits import (
     open_files_budget,
 )
 from tchat.runtime.options import NetOptions
+from tchat.runtime.secure import WireSecurity
 
 __all__ = ["HELLO", "DropCounters", "FramedConnection", "Transport", "split_addr"]
 
@@ -120,8 +121,14 @@ class Transport:
         drops: DropCounters | None = None,
         shared_decode: bool = False,
         serving: bool = False,
+        security: WireSecurity | None = None,
     ) -> None:
         self.options = options
+        # Noise on every TCP session (None: --insecure, plaintext). Inside Noise a frame
+        # needs no HMAC of its own: TCP frames are encoded without the cluster key's
+        # signature; datagrams keep it until they get their own sealing.
+        self.security = security
+        self.stream_key = options.cluster_key if security is None else None
         self.on_message = on_message
         self.rate_limited = rate_limited and options.rate_limit > 0
         # A server answers clients only on the sessions they opened: it opens connections
@@ -162,12 +169,16 @@ class Transport:
         # its own): one message to many peers, or the same UserList chunks in every
         # Welcome of a login storm, is encoded once.
         self._encoded: dict[int, tuple[Message, bytes]] = {}
+        self._encoded_datagrams: dict[int, tuple[Message, bytes]] = {}
         self._addr = f"{options.host}:0"  # until start() binds
         self._last_src: tuple[Any, ...] = ()
         self._last_peer = ""
         # Clients share decoded frames with the other clients of their process; a server's
         # frames (submits, acks) are its own, so it would only fill the cache.
         self.decode_cache = (
+            shared_decode_cache(self.stream_key, options.max_frame) if shared_decode else None
+        )
+        self.datagram_cache = (
             shared_decode_cache(options.cluster_key, options.max_frame) if shared_decode else None
         )
 
@@ -284,12 +295,23 @@ class Transport:
         for session in list(self.inbound):
             if session.closed:
                 continue
-            if not session.registered and session.opened < register_by:
+            if not session.established and session.opened < register_by:
+                session.close_for("handshake-timeout", "no Noise handshake in time")
+            elif not session.registered and session.opened < register_by:
                 session.close_for("register-timeout", "no Register in time")
             elif session.last_frame < idle_since and not session.server_peer:
                 session.close_for("idle-timeout", "no frame in time")
         if self.inbound:
             self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
+
+    def allow_handshake(self, session: FramedConnection) -> bool:
+        """A handshake costs the responder two DH: bounded per source host (rate limits on)."""
+        if self.security is None or self.limits is None:
+            return True
+        if self.limits.allow_host(session.host, "handshake", self.loop.time()):
+            return True
+        session.close_for("handshake-limited", "too many handshakes from this host")
+        return False
 
     def adopt(self, session: FramedConnection) -> None:
         """An inbound session said who it is: answer that peer over it unless we have one."""
@@ -322,13 +344,33 @@ class Transport:
                 session.abort()
 
     def decode(self, data: bytes) -> Message:
-        """Raises a RemoteProtocolError subclass for anything we cannot accept."""
-        if self.decode_cache is not None and type(data) is bytes:
-            return self.decode_cache.decode(data)
+        """A datagram's frame; raises a RemoteProtocolError subclass if we cannot accept it."""
+        if self.datagram_cache is not None and type(data) is bytes:
+            return self.datagram_cache.decode(data)
         return codec.decode(data, self.options.cluster_key, self.options.max_frame)
 
+    def decode_stream(self, data: bytes) -> Message:
+        """A frame from a TCP session (inside Noise: no signature to check)."""
+        if self.decode_cache is not None and type(data) is bytes:
+            return self.decode_cache.decode(data)
+        return codec.decode(data, self.stream_key, self.options.max_frame)
+
     def encode(self, message: Message) -> bytes:
+        """A datagram's frame (signed with the cluster key when one is set)."""
         return codec.encode(message, self.options.cluster_key)
+
+    def _datagram_frame(self, message: Message, stream_frame: bytes) -> bytes:
+        """``message`` as a datagram: the stream frame unless datagrams are signed apart."""
+        if self.stream_key == self.options.cluster_key:
+            return stream_frame[4:]  # the frame without its length
+        found = self._encoded_datagrams.get(id(message))
+        if found is not None and found[0] is message:
+            return found[1]
+        data = self.encode(message)
+        if len(self._encoded_datagrams) >= ENCODED_FRAMES:
+            del self._encoded_datagrams[next(iter(self._encoded_datagrams))]
+        self._encoded_datagrams[id(message)] = (message, data)
+        return data
 
     def send(self, addr: str, message: Message) -> None:
         """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
@@ -339,7 +381,7 @@ class Transport:
         if found is not None and found[0] is message:
             data = found[1]
         else:
-            data = codec.frame(self.encode(message))
+            data = codec.frame(codec.encode(message, self.stream_key))
             if len(self._encoded) >= ENCODED_FRAMES:
                 del self._encoded[next(iter(self._encoded))]  # the oldest
             self._encoded[id(message)] = (message, data)
@@ -360,7 +402,7 @@ class Transport:
                 except ValueError:
                     self.drops.count("bad-address", addr, "cannot answer")
                     return
-                self.send_raw_datagram(data[4:], host, port)  # the frame without its length
+                self.send_raw_datagram(self._datagram_frame(message, data), host, port)
                 return
             if stranger:
                 # A client's session is gone: it notices the gap and comes back on its own.

@@ -1,0 +1,318 @@
+"""Encrypted, authenticated TCP sessions: the Noise NX handshake, certificates and PeerAuth.
+
+Every TCP connection starts with Noise_NX (docs/PROTOCOL.md, "Encrypted sessions"): the
+connector is the initiator (no static key), the acceptor the responder, whose static key
+is its X25519 server key and whose handshake payload is ``version | cluster public key |
+certificate``. The initiator checks that certificate against the cluster key it trusts (a
+server: its own cluster's; a client: its pin) and that the certificate's X25519 key is the
+Noise static key it just authenticated. Its first transport record is its *intro*: ``0x00``
+for a client, or ``0x01 | certificate | Ed25519 signature over the handshake hash`` (the
+PeerAuth) for a server, which the responder checks. Only then does the session carry
+frames, and it knows whether its peer is a verified server or a client.
+
+``SecureChannel`` is sans-IO (bytes in, bytes and plaintexts out); FramedConnection drives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tchat.crypto.certificate import CERT_SIZE, issue_certificate, verify_certificate
+from tchat.crypto.cluster import CLUSTER_KEY_FILE, ClusterPublicKey, ClusterSecret, ServerKeys
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.keyfiles import write_secret_file
+
+# STAND-INS until branches noise (records.py) and keys (known_clusters.py) land: the lead
+# swaps these two imports for tchat.crypto.records / tchat.crypto.known_clusters at merge.
+from tchat.runtime.noise_standin import (
+    NoiseError,
+    NoiseInitiator,
+    NoiseResponder,
+    RecordOpener,
+    RecordSealer,
+)
+from tchat.runtime.pins_standin import KeyChanged, KnownClusters
+
+logger = logging.getLogger(__name__)
+
+# Bound into the handshake hash: a peer speaking another version fails the handshake.
+PROLOGUE = b"tchat wire v1"
+PAYLOAD_VERSION = 1
+PAYLOAD_SIZE = 1 + 32 + CERT_SIZE
+PEER_AUTH_DOMAIN = b"tchat peer auth v1\0"
+INTRO_CLIENT = b"\x00"
+INTRO_SERVER = 0x01
+INTRO_SERVER_SIZE = 1 + CERT_SIZE + 64
+# NX message 1 is 32 bytes, message 2 is 32 + 48 + the payload + 16: anything longer is
+# not a handshake, and a stranger must not make us buffer more than this before it.
+HANDSHAKE_RECORD_MAX = 512
+CERT_RENEW_CHECK = 3600.0  # seconds between looks at whether our certificate needs renewal
+
+
+def provision_cluster_secret(data_dir: Path, secret: ClusterSecret) -> None:
+    """Give a server's data dir the cluster's secret (0600) before its first start: what
+    an operator does by hand (scripts/cluster.sh, the benches and the test harness too)."""
+    path = data_dir / CLUSTER_KEY_FILE
+    if not path.exists():
+        write_secret_file(path, (secret.export_line() + "\n").encode("ascii"))
+
+
+class HandshakeFailed(Exception):
+    """The session cannot go on; ``reason`` is the drop counter's reason."""
+
+    def __init__(self, reason: str, detail: str, fatal: KeyChanged | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.fatal = fatal  # a changed cluster key stops a client
+
+
+@dataclass
+class ServerCredentials:
+    """What a server proves itself with: its keys and the cluster's certificate for them."""
+
+    secret: ClusterSecret
+    keys: ServerKeys
+    server_id: int
+    cert: bytes
+    issued: float
+
+    @classmethod
+    def issue(
+        cls, secret: ClusterSecret, keys: ServerKeys, server_id: int, now: float
+    ) -> ServerCredentials:
+        return cls(secret, keys, server_id, issue_certificate(secret, server_id, keys, now), now)
+
+    def current_cert(self, now: float) -> bytes:
+        """Our certificate, reissued once half its life is gone (any server holds the secret)."""
+        if now - self.issued > CERT_RENEW_CHECK:
+            cert = verify_certificate(self.secret.public_key, self.cert, now)
+            if cert.needs_renewal(now):
+                self.cert = issue_certificate(self.secret, self.server_id, self.keys, now)
+            self.issued = now
+        return self.cert
+
+
+class ClusterTrust:
+    """Which cluster key an initiator accepts from a server."""
+
+    def __init__(self, key: ClusterPublicKey | None = None) -> None:
+        self.key = key
+
+    def check(self, offered: ClusterPublicKey) -> None:
+        """Raises CryptoError (KeyChanged for a pinned key) if ``offered`` is not ours."""
+        if self.key is None or offered.raw != self.key.raw:
+            raise CryptoError(f"the server belongs to cluster {offered.fingerprint}, not ours")
+
+
+class PinnedTrust(ClusterTrust):
+    """A client's trust: the pin for this cluster, pinned on first use (or ``--cluster``)."""
+
+    def __init__(self, pins: KnownClusters, label: str, expected: str | None) -> None:
+        super().__init__(pins.lookup(label))
+        self.pins = pins
+        self.label = label
+        self.expected = expected  # --cluster FINGERPRINT: only this key, pinned if new
+
+    def check(self, offered: ClusterPublicKey) -> None:
+        if self.expected is not None and offered.fingerprint != self.expected:
+            raise CryptoError(
+                f"the server's cluster key {offered.fingerprint} is not the one given with "
+                f"--cluster ({self.expected})"
+            )
+        if self.key is None or (self.expected is not None and offered.raw != self.key.raw):
+            # First use, or the user named this key with --cluster: it replaces the pin.
+            self.pins.pin(self.label, offered)
+            self.key = offered
+            logger.warning(
+                "pinned cluster %s with key %s in %s (first use)",
+                self.label,
+                offered.fingerprint,
+                self.pins.path,
+            )
+            return
+        if offered.raw != self.key.raw:
+            raise KeyChanged(self.label, self.key.fingerprint, offered.fingerprint, self.pins.path)
+
+
+_trusts: dict[tuple[Path, str, str | None], PinnedTrust] = {}
+
+
+def pinned_trust(label: str, expected: str | None, path: Path | None = None) -> PinnedTrust:
+    """The process's trust for ``label``: clients of one process share their pin."""
+    pins = KnownClusters(path)
+    key = (pins.path, label, expected)
+    trust = _trusts.get(key)
+    if trust is None:
+        trust = _trusts[key] = PinnedTrust(pins, label, expected)
+    return trust
+
+
+class WireSecurity:
+    """A transport's keys and trust: what its sessions prove and what they accept."""
+
+    def __init__(
+        self,
+        trust: ClusterTrust,
+        credentials: ServerCredentials | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.trust = trust
+        self.credentials = credentials
+        self.clock = clock
+        # Called with a KeyChanged: the client must stop (set by ClientService).
+        self.on_key_changed: Callable[[KeyChanged], None] | None = None
+
+    @classmethod
+    def for_server(
+        cls, secret: ClusterSecret, keys: ServerKeys, server_id: int, clock: Callable[[], float]
+    ) -> WireSecurity:
+        credentials = ServerCredentials.issue(secret, keys, server_id, clock())
+        return cls(ClusterTrust(secret.public_key), credentials, clock)
+
+    @property
+    def fingerprint(self) -> str:
+        """The trusted cluster key's fingerprint ("" until a client pinned one)."""
+        key = self.trust.key
+        return key.fingerprint if key is not None else ""
+
+    def channel(self, initiator: bool) -> SecureChannel:
+        return SecureChannel(self, initiator)
+
+    def payload(self) -> bytes:
+        creds = self.credentials
+        assert creds is not None and self.trust.key is not None
+        return bytes((PAYLOAD_VERSION,)) + self.trust.key.raw + creds.current_cert(self.clock())
+
+
+class SecureChannel:
+    """One session's handshake and record layer (sans-IO)."""
+
+    def __init__(self, security: WireSecurity, initiator: bool) -> None:
+        self.security = security
+        self.initiator = initiator
+        self.handshake: NoiseInitiator | NoiseResponder | None
+        if initiator:
+            self.handshake = NoiseInitiator(PROLOGUE)
+        else:
+            creds = security.credentials
+            if creds is None:
+                raise ValueError("only a server accepts sessions")
+            self.handshake = NoiseResponder(creds.keys.x25519_private, PROLOGUE, security.payload())
+        self.buffer = bytearray()  # handshake bytes not yet a whole record
+        self.sealer: RecordSealer | None = None
+        self.opener: RecordOpener | None = None
+        self.established = False  # frames may flow (the intro was sent or received)
+        self.peer_server: int | None = None  # the verified server ID of our peer, if a server
+        self.channel_binding = b""  # the handshake hash: unique to this session
+
+    def start(self) -> bytes:
+        """The initiator's first handshake record."""
+        assert isinstance(self.handshake, NoiseInitiator)
+        out, _done = self.handshake.step(None)
+        return out
+
+    def seal(self, data: bytes) -> bytes:
+        assert self.sealer is not None
+        return self.sealer.seal(data)
+
+    def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """(bytes to write back, plaintexts that arrived); raises HandshakeFailed."""
+        if self.handshake is None:
+            assert self.opener is not None
+            try:
+                plain = self.opener.feed(data)
+            except NoiseError as exc:
+                raise HandshakeFailed("bad-record", str(exc)) from None
+            if not self.established and plain:
+                self._intro(plain.pop(0))
+            return b"", plain
+        buf = self.buffer
+        buf += data
+        out = b""
+        while self.handshake is not None and len(buf) >= 2:
+            size = int.from_bytes(buf[:2], "big")
+            if size > HANDSHAKE_RECORD_MAX:
+                raise HandshakeFailed("bad-record", f"handshake record of {size} bytes")
+            if len(buf) < 2 + size:
+                break
+            message = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            out += self._step(message)
+        if self.handshake is not None:
+            return out, []
+        rest = bytes(buf)
+        self.buffer = bytearray()
+        more, plain = self.feed(rest) if rest else (b"", [])
+        return out + more, plain
+
+    def _step(self, message: bytes) -> bytes:
+        hs = self.handshake
+        assert hs is not None
+        try:
+            out, done = hs.step(message)
+        except NoiseError as exc:
+            raise HandshakeFailed("handshake-failed", str(exc)) from None
+        if not done:
+            return out
+        self.channel_binding = hs.handshake_hash
+        self.sealer, self.opener = hs.transport()
+        self.handshake = None
+        if not self.initiator:
+            return out
+        self._check_server(hs.remote_payload, hs.remote_static)
+        self.established = True
+        return out + self.sealer.seal(self._my_intro())
+
+    def _check_server(self, payload: bytes, remote_static: bytes | None) -> None:
+        """The responder is a server of the cluster we trust, holding the key it claims."""
+        if len(payload) != PAYLOAD_SIZE or payload[0] != PAYLOAD_VERSION:
+            raise HandshakeFailed("handshake-failed", f"bad server payload ({len(payload)} B)")
+        try:
+            offered = ClusterPublicKey(payload[1:33])
+            self.security.trust.check(offered)
+            cert = verify_certificate(offered, payload[33:], self.security.clock())
+        except KeyChanged as exc:
+            raise HandshakeFailed("key-changed", str(exc), exc) from None
+        except CryptoError as exc:
+            raise HandshakeFailed("handshake-failed", f"server certificate: {exc}") from None
+        if cert.x25519_public != remote_static:
+            raise HandshakeFailed("handshake-failed", "certificate is for another Noise key")
+        self.peer_server = cert.server_id
+
+    def _my_intro(self) -> bytes:
+        creds = self.security.credentials
+        if creds is None:
+            return INTRO_CLIENT
+        cert = creds.current_cert(self.security.clock())
+        signature = creds.keys.signing_key.sign(PEER_AUTH_DOMAIN + self.channel_binding)
+        return bytes((INTRO_SERVER,)) + cert + signature
+
+    def _intro(self, intro: bytes) -> None:
+        """The responder learns who the initiator is: a client, or a server that proves it."""
+        if intro == INTRO_CLIENT:
+            self.established = True
+            return
+        if len(intro) != INTRO_SERVER_SIZE or intro[0] != INTRO_SERVER:
+            raise HandshakeFailed("handshake-failed", f"bad session intro ({len(intro)} B)")
+        trusted = self.security.trust.key
+        assert trusted is not None
+        try:
+            cert = verify_certificate(trusted, intro[1 : 1 + CERT_SIZE], self.security.clock())
+            key = Ed25519PublicKey.from_public_bytes(cert.ed25519_public)
+            key.verify(intro[1 + CERT_SIZE :], PEER_AUTH_DOMAIN + self.channel_binding)
+        except CryptoError as exc:
+            raise HandshakeFailed("handshake-failed", f"peer certificate: {exc}") from None
+        except (InvalidSignature, ValueError):
+            raise HandshakeFailed(
+                "handshake-failed", "PeerAuth signature does not verify"
+            ) from None
+        self.peer_server = cert.server_id
+        self.established = True
