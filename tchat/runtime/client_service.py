@@ -26,9 +26,19 @@ from tchat.core.effects import (
     Ready,
     Sent,
 )
-from tchat.core.messages import DiscoverReply, Dot, JoinRoom, Logout, Message, Operation
+from tchat.core.messages import (
+    DiscoverReply,
+    Dot,
+    Epoch,
+    JoinRoom,
+    Logout,
+    Message,
+    Operation,
+)
 from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
+from tchat.runtime.cluster_choice import ClusterChoice, ClusterChoiceNeeded
+from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
@@ -82,6 +92,7 @@ class ClientService:
         self._stopping = False
         self.security: WireSecurity | None = None
         self.key_changed: KeyChanged | None = None
+        self.choice: ClusterChoice | None = None  # an unpinned client's pick of a cluster
         self._closing: asyncio.Task[None] | None = None
 
     @property
@@ -134,6 +145,13 @@ class ClientService:
             opts, self._on_message, shared_decode=True, security=self.security
         )
         await self.transport.start()
+        dgram = self.transport.dgram
+        if isinstance(dgram, ClientDatagrams) and self.security is not None:
+            dgram.current_epoch = self._current_epoch
+            self.choice = ClusterChoice(
+                self.security.trust, self._on_message, self._ask_cluster, self.transport.drops
+            )
+            self.transport.datagram_filter = self.choice.offer
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
             self.multicast_detail = (
@@ -234,6 +252,19 @@ class ClientService:
                 listener(event)
             except Exception:
                 logger.exception("client listener failed")
+
+    def _current_epoch(self) -> Epoch | None:
+        """The epoch our node follows: a NewLeader datagram below it is a replay."""
+        return self.node.epoch if self.node is not None else None
+
+    def _ask_cluster(self, event: ClusterChoiceNeeded) -> None:
+        """Several clusters answered and none is pinned: the user picks (``choose_cluster``)."""
+        self._notify(event)
+
+    def choose_cluster(self, prefix: str) -> str | None:
+        """Follow (and pin) the listed cluster whose fingerprint starts with ``prefix``;
+        its fingerprint, or None if no single listed cluster matches."""
+        return self.choice.choose(prefix) if self.choice is not None else None
 
     def _is_server(self, addr: str) -> bool:
         """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
@@ -392,6 +423,8 @@ class ClientService:
         if self._hint_timer is not None:
             self._hint_timer.cancel()
             self._hint_timer = None
+        if self.choice is not None:
+            self.choice.close()
         if self.driver is not None:
             self.driver.close()
         if self.groups is not None:

@@ -30,6 +30,7 @@ from tchat.core.effects import (
 )
 from tchat.core.messages import Chat, Entry, JoinRoom, LeaveRoom, Operation, SendChat, SetAway
 from tchat.runtime.client_service import ClientService
+from tchat.runtime.cluster_choice import ClusterChoiceNeeded
 from tchat.runtime.options import NetOptions
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,21 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {"event": "error", "message": reason, "cmid": cmid}
         case Failed(reason=reason):
             return {"event": "error", "message": reason, "fatal": True}
+        case ClusterChoiceNeeded(offers=offers, text=text):
+            # Headless: nobody to ask. Listed, and fatal unless --cluster names one.
+            return {
+                "event": "error",
+                "message": text,
+                "fatal": True,
+                "clusters": [
+                    {
+                        "fingerprint": o.fingerprint,
+                        "servers": list(o.servers),
+                        "leader": o.leader_addr,
+                    }
+                    for o in offers
+                ],
+            }
         case ConnectionChanged(state=state, detail=detail):
             return {"event": "status", "state": state, "detail": detail}
         case DiscoveryHint(waited=waited, addr=addr, broadcast=bcast, tried=tried, text=text):
@@ -202,7 +218,7 @@ class HeadlessClient:
                 obj = {"event": "ok", **operation, "cmid": event.cmid}
         if isinstance(event, Ready):
             self.ready.set()
-        elif isinstance(event, Failed):
+        elif isinstance(event, Failed | ClusterChoiceNeeded):
             self.failed = True
             self.ready.set()
             if self._lines is not None:  # refused for good (bad name): stop reading, exit 2

@@ -9,26 +9,65 @@ import logging
 import os
 import random
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from tchat.core.messages import Message, StatusReply, StatusRequest
 from tchat.runtime import discovery, eventloop
+from tchat.runtime.client_service import cluster_label
+from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.options import NetOptions, add_network_arguments, options_from_args
+from tchat.runtime.pins_standin import KnownClusters
+from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
 
 REBROADCAST = 0.15
 
 
+@dataclass
+class Gathered:
+    """What ``tchat status`` heard: each cluster's replies (one per server), by fingerprint
+    ("" for an --insecure cluster, whose replies are not signed)."""
+
+    clusters: dict[str, dict[int, StatusReply]] = field(default_factory=dict)
+    pinned: str = ""  # the pin for this discovery label ("" if none)
+
+    def replies(self, fingerprint: str) -> list[StatusReply]:
+        found = self.clusters.get(fingerprint, {})
+        return [found[k] for k in sorted(found)]
+
+
 async def gather(options: NetOptions, wait: float) -> list[StatusReply]:
-    """Every StatusReply heard within ``wait`` seconds, one per server (its latest)."""
-    replies: dict[int, StatusReply] = {}
+    """Every StatusReply heard within ``wait`` seconds, one per server (its latest), of the
+    cluster ``tchat status`` reports on (``choose``)."""
+    heard = await gather_clusters(options, wait)
+    fingerprint, _problem = choose(heard, options.cluster)
+    return heard.replies(fingerprint) if fingerprint is not None else []
+
+
+async def gather_clusters(options: NetOptions, wait: float) -> Gathered:
+    """Every signed StatusReply answering our nonce within ``wait`` seconds, by cluster."""
+    heard = Gathered()
     nonce = random.randrange(1, 2**31)
+    security = None
+    if not options.insecure:
+        # Verify every cluster that answers, pin or not: status reports, it never pins.
+        security = WireSecurity(ClusterTrust(None))
+        pin = KnownClusters().lookup(cluster_label(options))
+        heard.pinned = pin.fingerprint if pin is not None else ""
+    signer: dict[str, str] = {}  # peer -> fingerprint of the datagram just verified
+
+    def on_heard(message: Message, src: str, verified: Heard) -> bool:
+        signer[src] = verified.cluster.fingerprint if verified.cluster is not None else ""
+        return True
 
     def on_message(message: Message, src: str) -> None:
         if isinstance(message, StatusReply) and message.nonce == nonce:
-            replies[message.server_id] = message
+            cluster = heard.clusters.setdefault(signer.pop(src, ""), {})
+            cluster[message.server_id] = message
 
-    transport = Transport(options, on_message)
+    transport = Transport(options, on_message, security=security)
+    transport.datagram_filter = on_heard
     await transport.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -38,7 +77,41 @@ async def gather(options: NetOptions, wait: float) -> list[StatusReply]:
             await asyncio.sleep(min(REBROADCAST, max(0.0, deadline - loop.time())))
     finally:
         await transport.close()
-    return [replies[k] for k in sorted(replies)]
+    return heard
+
+
+def choose(heard: Gathered, expected: str | None) -> tuple[str | None, str]:
+    """The cluster to report on (--cluster, else the pinned one, else the only one) and,
+    when none can be picked, why."""
+    if expected is not None:
+        if expected in heard.clusters:
+            return expected, ""
+        return None, f"the cluster {expected} did not answer"
+    if heard.pinned and heard.pinned in heard.clusters:
+        return heard.pinned, ""
+    if len(heard.clusters) == 1:
+        return next(iter(heard.clusters)), ""
+    if not heard.clusters:
+        return None, "no server answered"
+    listing = "\n".join(
+        f"  {fp}  servers: {', '.join(r.addr for r in heard.replies(fp))}"
+        for fp in sorted(heard.clusters)
+    )
+    return None, (
+        f"{len(heard.clusters)} clusters answered"
+        + (f" (none with the pinned key {heard.pinned})" if heard.pinned else "")
+        + "; name one with --cluster FINGERPRINT:\n"
+        + listing
+    )
+
+
+def pin_state(heard: Gathered, fingerprint: str) -> str:
+    """Whether the reported cluster is the one this user's clients pinned."""
+    if not fingerprint:
+        return "insecure"
+    if not heard.pinned:
+        return "none"
+    return "match" if heard.pinned == fingerprint else "MISMATCH"
 
 
 def summarize(replies: list[StatusReply]) -> dict[str, Any]:
@@ -76,6 +149,14 @@ def summarize(replies: list[StatusReply]) -> dict[str, Any]:
 
 def render(summary: dict[str, Any]) -> str:
     lines = [f"leader {summary['leader']} at {summary['leader_addr']}  epoch {summary['epoch']}"]
+    if "fingerprint" in summary:
+        pin = {
+            "match": "matches the pin",
+            "none": "not pinned yet (a client pins it on first use)",
+            "MISMATCH": f"DOES NOT MATCH the pin {summary.get('pinned')}",
+            "insecure": "none: --insecure, nothing is authenticated",
+        }[summary["pin"]]
+        lines.append(f"cluster {summary['fingerprint'] or '-'}  ({pin})")
     lines.append("servers:")
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
@@ -102,11 +183,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     options = options_from_args(args, "status")
     logging.basicConfig(level=options.log_level if args.log_level else "WARNING", stream=sys.stderr)
-    replies = eventloop.run(gather(options, args.wait))
-    if not replies:
-        print("tchat status: no server answered", file=sys.stderr)
+    heard = eventloop.run(gather_clusters(options, args.wait))
+    fingerprint, problem = choose(heard, options.cluster)
+    if fingerprint is None:
+        print(f"tchat status: {problem}", file=sys.stderr)
         return 1
-    summary = summarize(replies)
+    summary = summarize(heard.replies(fingerprint))
+    summary["fingerprint"] = fingerprint
+    summary["pin"] = pin_state(heard, fingerprint)
+    summary["pinned"] = heard.pinned
+    others = sorted(fp for fp in heard.clusters if fp != fingerprint)
+    if others:
+        summary["other_clusters"] = others
     try:
         print(json.dumps(summary) if args.json else render(summary), flush=True)
     except BrokenPipeError:  # `tchat status | head`: the reader has what it wanted
