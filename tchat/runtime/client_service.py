@@ -16,6 +16,7 @@ from tchat.core.config import ClientConfig
 from tchat.core.effects import (
     ChatDelivered,
     ClientEvent,
+    ClusterChoiceNeeded,
     ConnectionChanged,
     Deliver,
     DiscoveryHint,
@@ -37,7 +38,7 @@ from tchat.core.messages import (
 )
 from tchat.core.status import ClientStatus
 from tchat.runtime import multicast
-from tchat.runtime.cluster_choice import ClusterChoice, ClusterChoiceNeeded
+from tchat.runtime.cluster_choice import ClusterChoice
 from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups

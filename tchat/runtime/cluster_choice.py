@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tchat.core.effects import ClusterChoiceNeeded, ClusterOffer
 from tchat.core.messages import DiscoverReply, Message
 from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError
@@ -28,24 +29,6 @@ logger = logging.getLogger(__name__)
 CHOICE_WINDOW = 0.5  # seconds of listening after the first reply (all of a LAN answers in ms)
 MAX_CLUSTERS = 16  # clusters listed at most: more is a flood, not a LAN
 MAX_SERVERS_SHOWN = 32
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterOffer:
-    """One cluster that answered: its key's fingerprint, the servers heard and who leads."""
-
-    fingerprint: str
-    servers: tuple[str, ...]
-    leader_addr: str
-    epoch: str
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterChoiceNeeded:
-    """More than one cluster answered an unpinned client: the user must pick one."""
-
-    offers: tuple[ClusterOffer, ...]
-    text: str
 
 
 class ChoiceState(enum.Enum):

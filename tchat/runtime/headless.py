@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from tchat.core.effects import (
     ChatDelivered,
+    ClusterChoiceNeeded,
     ConnectionChanged,
     DiscoveryHint,
     Failed,
@@ -30,7 +31,6 @@ from tchat.core.effects import (
 )
 from tchat.core.messages import Chat, Entry, JoinRoom, LeaveRoom, Operation, SendChat, SetAway
 from tchat.runtime.client_service import ClientService
-from tchat.runtime.cluster_choice import ClusterChoiceNeeded
 from tchat.runtime.options import NetOptions
 
 logger = logging.getLogger(__name__)
