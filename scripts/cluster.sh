@@ -173,6 +173,7 @@ write_state() {
             "$SESSION" "$DISCOVERY_PORT" "$SERVERS" "$CLIENTS"
         printf 'LOG_LEVEL=%q\nCLIENT_MODE=%q\nPORTS=(%s)\n' "$LOG_LEVEL" "$CLIENT_MODE" "${PORTS[*]}"
         printf 'MULTICAST_PORT=%q\nCLIENT_NAMES=(%s)\n' "$MULTICAST_PORT" "${CLIENT_NAMES[*]}"
+        printf 'FINGERPRINT=%q\n' "$FINGERPRINT"
     } >"$STATE.new"
     mv -f "$STATE.new" "$STATE" # a key's command never reads half a state file
 }
@@ -268,8 +269,30 @@ EOF
 }
 
 hand_command() { # how to start one more client by hand, against this cluster
-    printf '%s --user %s --host %s --discovery-port %s' "$(shq "$TCHAT")" "${1:-NAME}" "$HOST" \
-        "$DISCOVERY_PORT"
+    printf '%s --user %s --host %s --discovery-port %s --cluster %s' "$(shq "$TCHAT")" \
+        "${1:-NAME}" "$HOST" "$DISCOVERY_PORT" "$FINGERPRINT"
+}
+
+# The cluster secret: $TCHAT_CLUSTER_KEY, else DATA_DIR/cluster.key (made 0600 on the first
+# start and kept by --fresh, so clients' pins stay valid); copied into each server's data
+# dir (0600) as an operator would. Prints the cluster key's fingerprint, what clients pin.
+cluster_secret() {
+    "$PY" - "$DATA_DIR" "$SERVERS" <<'PY'
+import os
+import sys
+from pathlib import Path
+
+from tchat.crypto.cluster import load_cluster_secret
+from tchat.runtime.secure import provision_cluster_secret
+
+data, servers = Path(sys.argv[1]), int(sys.argv[2])
+secret = load_cluster_secret(os.environ, None, data, create=True)
+for n in range(1, servers + 1):
+    (data / f"server-{n}").mkdir(parents=True, exist_ok=True)
+    if "TCHAT_CLUSTER_KEY" not in os.environ:
+        provision_cluster_secret(data / f"server-{n}", secret)
+print(secret.public_key.fingerprint)
+PY
 }
 
 # -- what runs in the panes -----------------------------------------------------------------
@@ -292,10 +315,13 @@ run_client() {
     mkdir -p "$DATA_DIR/pids"
     echo $$ >"$(pid_file "client-$name")"
     if [ "$CLIENT_MODE" = tui ]; then
-        exec "$TCHAT" --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT"
+        exec "$TCHAT" --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT" \
+            --cluster "$FINGERPRINT"
     fi
     echo "headless client $name: /join ROOM  /say ROOM TEXT  /msg USER TEXT  /who  /quit"
-    exec "$TCHAT" --headless --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT"
+    echo "cluster key $FINGERPRINT"
+    exec "$TCHAT" --headless --user "$name" --host "$HOST" --discovery-port "$DISCOVERY_PORT" \
+        --cluster "$FINGERPRINT"
 }
 
 # -- commands -------------------------------------------------------------------------------
@@ -380,6 +406,7 @@ cmd_start() {
     for ((n = 0; n < CLIENTS; n++)); do CLIENT_NAMES+=("${NAMES[$n]:-user$((n + 1))}"); done
     rm -rf "$DATA_DIR/pids"
     mkdir -p "$DATA_DIR/pids"
+    FINGERPRINT=$(cluster_secret) || die "cannot set up the cluster secret in $DATA_DIR"
     write_state
     local conf me pane
     conf=$(write_tmux_conf)
@@ -404,6 +431,7 @@ cmd_start() {
     fi
     echo "tchat cluster '$SESSION': $SERVERS servers, $CLIENTS $CLIENT_MODE clients on $HOST," \
         "discovery port $DISCOVERY_PORT, data in $DATA_DIR"
+    echo "Cluster key fingerprint: $FINGERPRINT (clients pin it; 'tchat status' shows it)"
     echo "Another client, from any terminal: $(hand_command)"
     echo "  (or: scripts/cluster.sh client NAME, in a window of this session;" \
         "'source .venv/bin/activate' puts tchat on your PATH)"

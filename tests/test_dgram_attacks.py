@@ -205,8 +205,9 @@ def test_a_rogue_cluster_does_not_capture_an_unpinned_client(tmp_path: Path) -> 
         ready = chosen.wait_event("ready", timeout=20)
         assert ready["leader"] == real_daemon.server_id
         status = real.status()
-        assert status is not None and status["fingerprint"] == real.fingerprint
-        assert status["pin"] == "match"
+        assert status is not None
+        assert status["cluster"] == {"fingerprint": real.fingerprint, "pinned": real.fingerprint}
+        assert status["other_clusters"] == [rogue.fingerprint]
 
 
 def test_a_pinned_client_ignores_another_cluster(tmp_path: Path) -> None:

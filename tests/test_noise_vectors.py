@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tchat.crypto.noise import HandshakeState
+from tchat.crypto.session import NX_PROTOCOL, XX_PROTOCOL
 
 VECTORS_FILE = Path(__file__).parent / "data" / "noise_vectors.json"
 MIN_VECTORS = 20
@@ -85,8 +86,8 @@ def test_every_stored_vector() -> None:
     assert ran >= MIN_VECTORS, f"only {ran} vectors ran"
     names = {v["protocol_name"] for v in vectors}
     # The protocols tchat itself uses must be among them.
-    assert "Noise_NX_25519_ChaChaPoly_SHA256" in names
-    assert "Noise_XX_25519_ChaChaPoly_SHA256" in names
+    assert NX_PROTOCOL in names
+    assert XX_PROTOCOL in names
 
 
 @pytest.mark.parametrize("cipher", ["ChaChaPoly", "AESGCM"])

@@ -11,8 +11,10 @@ import pytest
 
 from tchat.core.effects import ClientEvent, Effect, LeaderChanged, LeaderLearned, LogEvent, Ready
 from tchat.core.messages import JoinRoom, SendChat
+from tchat.crypto.cluster import ClusterSecret
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
+from tchat.runtime.secure import provision_cluster_secret
 from tchat.runtime.server_service import ServerService
 from tests.test_runtime_transport import on_uvloop
 
@@ -29,6 +31,9 @@ async def until(predicate, timeout: float = TIMEOUT) -> None:  # type: ignore[no
 async def test_services_step_down_and_graceful_stop_in_one_loop(tmp_path: Path) -> None:
     port = random.randrange(20000, 32000)
     base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
+    secret = ClusterSecret.generate()  # one cluster: each data dir gets its secret
+    for i in (1, 2):
+        provision_cluster_secret(tmp_path / f"s{i}", secret)
     servers = [
         ServerService(dataclasses.replace(base, server_id=i, data_dir=tmp_path / f"s{i}"))
         for i in (1, 2)

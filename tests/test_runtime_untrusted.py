@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tchat.core import codec
 from tchat.core.config import MAX_SERVER_ID, ServerConfig
 from tchat.core.messages import (
     Ack,
     Epoch,
     LeaderSuspect,
-    Message,
     OpError,
     Register,
     SendChat,
@@ -26,9 +21,9 @@ from tchat.core.messages import (
 )
 from tchat.core.schema import MAX_INT
 from tchat.core.vclock import VectorClock
-from tchat.runtime.connection import HELLO
 from tchat.runtime.store import DB_NAME, SqliteStore, UnstorableValue
 from tests.cluster_harness import Cluster, Daemon, wait_for
+from tests.wire_attacker import Session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,17 +36,13 @@ def term(status: dict[str, object] | None) -> int:
 def suspect_as_a_client(daemon: Daemon, epoch: Epoch) -> None:
     """Open a session as a client does (HELLO, then length-prefixed frames) and report
     the leader silent, claiming ``epoch``."""
-    host, port = daemon.addr.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        local_host, local_port = sock.getsockname()[:2]
-        me = f"{local_host}:{local_port}"
-        sock.sendall(codec.frame(HELLO + me.encode()))
-        sock.sendall(codec.frame(codec.encode(LeaderSuspect("mallory", me, epoch))))
-        sock.settimeout(5)
+    with Session(daemon.addr) as session:
+        session.send(LeaderSuspect("mallory", session.addr, epoch))
+        session.sock.settimeout(5)
         # A frame out of range is dropped and the daemon hangs up; any other is answered
         # (LeaderAlive: the daemon says who leads). Either ends the wait.
         with contextlib.suppress(TimeoutError, OSError):
-            sock.recv(65536)
+            session.sock.recv(65536)
 
 
 def test_a_forged_leader_suspect_neither_stops_nor_moves_the_cluster(tmp_path: Path) -> None:
@@ -119,39 +110,6 @@ def test_server_ids_are_protocol_ints() -> None:
     assert ServerConfig(MAX_INT, "127.0.0.1:1").server_id == MAX_INT
 
 
-class RawSession:
-    """A client session by hand: HELLO, then length-prefixed frames, both ways."""
-
-    def __init__(self, addr: str) -> None:
-        host, port = addr.split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
-        local_host, local_port = self.sock.getsockname()[:2]
-        self.addr = f"{local_host}:{local_port}"
-        self.frames = codec.FrameDecoder()
-        self.sock.sendall(codec.frame(HELLO + self.addr.encode()))
-
-    def send(self, message: Message) -> None:
-        self.sock.sendall(codec.frame(codec.encode(message)))
-
-    def until(self, found: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            assert data, "the leader hung up"
-            for raw in self.frames.feed(data):
-                message = codec.decode(raw)
-                if found(message):
-                    return message
-        raise AssertionError(f"no such frame within {timeout}s")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_a_forged_sender_clock_does_not_poison_the_log(tmp_path: Path) -> None:
     # Once: two private messages with 3,000-entry clocks to an offline user made every
     # replay of that user 72 KB; the user could never log in again.
@@ -163,7 +121,7 @@ def test_a_forged_sender_clock_does_not_poison_the_log(tmp_path: Path) -> None:
         bob.send("/quit")
         assert bob.wait_exit(10) == 0
         leader = cluster.leader_of(daemons)
-        raw = RawSession(leader.addr)
+        raw = Session(leader.addr)  # a client's encrypted session, by hand
         try:
             raw.send(Register("mallory", "mallory-1", raw.addr, None, False, False, 1))
             raw.until(lambda m: isinstance(m, Welcome))

@@ -135,3 +135,15 @@ def test_desktop_notes_cannot_break_out_of_the_escape() -> None:
         assert note.endswith("\x07") and "\x07" not in body and "\x1b" not in body
         assert "\x9d" not in body and len(note) < 400
     assert desktop_note("osc777", "a;b", "c").count(";") == 3
+
+
+async def test_info_shows_the_session_and_the_pinned_cluster_key() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        await type_line(pilot, "/info")
+        assert notices(screen)[-2].startswith("leader ")
+        assert notices(screen)[-1] == "cluster key not pinned yet (or --insecure)"
+        demo.service.fingerprint = "SHA256:abc"  # type: ignore[attr-defined]
+        await type_line(pilot, "/info")
+        assert notices(screen)[-1] == "cluster key SHA256:abc"

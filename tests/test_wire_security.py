@@ -8,6 +8,7 @@ import dataclasses
 import random
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ from tchat.core.messages import (
 )
 from tchat.core.vclock import VectorClock
 from tchat.crypto.cluster import ClusterSecret, ServerKeys
+from tchat.crypto.known_clusters import KeyChanged, KnownClusters
 from tchat.runtime import limits
 from tchat.runtime.options import NetOptions
-from tchat.runtime.pins_standin import KeyChanged, KnownClusters
 from tchat.runtime.secure import ClusterTrust, PinnedTrust, WireSecurity
 from tchat.runtime.transport import Transport
 from tests.test_runtime_transport import Inbox, on_uvloop, wait_until
@@ -135,8 +136,8 @@ async def test_a_server_of_another_cluster_is_refused_both_ways() -> None:
 
 @on_uvloop
 async def test_a_client_with_another_clusters_pin_gets_key_changed(tmp_path: Path) -> None:
-    pins = KnownClusters(tmp_path / "known_clusters")
-    pins.pin("lan", ClusterSecret.generate().public_key)
+    pins = KnownClusters.load(tmp_path / "known_clusters")
+    pins.pin("lan", ClusterSecret.generate().public_key, datetime.now(UTC))
     trust = PinnedTrust(pins, "lan", None)
     security = WireSecurity(trust)
     changed: list[KeyChanged] = []
@@ -154,19 +155,20 @@ async def test_a_client_with_another_clusters_pin_gets_key_changed(tmp_path: Pat
 async def test_first_use_pins_the_cluster_and_explicit_fingerprints_are_enforced(
     tmp_path: Path,
 ) -> None:
-    pins = KnownClusters(tmp_path / "known_clusters")
+    pins = KnownClusters.load(tmp_path / "known_clusters")
     security = WireSecurity(PinnedTrust(pins, "lan", None))
     async with node(server_security(1)) as (server, inbox), node(security) as (client, _):
         client.send(server.addr, StatusRequest(addr=client.addr, nonce=1))
         await inbox.wait(1)
-    assert pins.lookup("lan") == SECRET.public_key
+    pin = pins.lookup("lan")
+    assert pin is not None and pin.key == SECRET.public_key
     assert security.fingerprint == SECRET.public_key.fingerprint
-    wrong = WireSecurity(PinnedTrust(KnownClusters(tmp_path / "other"), "lan", "SHA256:nope"))
+    wrong = WireSecurity(PinnedTrust(KnownClusters.load(tmp_path / "other"), "lan", "SHA256:nope"))
     async with node(server_security(1)) as (server, inbox), node(wrong) as (client, _):
         client.send(server.addr, StatusRequest(addr=client.addr, nonce=1))
         await wait_until(lambda: client.drops.counts.get("handshake-failed") == 1)
         assert not inbox.items
-    assert KnownClusters(tmp_path / "other").lookup("lan") is None
+    assert KnownClusters.load(tmp_path / "other").lookup("lan") is None
 
 
 def raw_connect(addr: str) -> socket.socket:

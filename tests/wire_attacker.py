@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 from tchat.core import codec
 from tchat.core.messages import Message
@@ -38,6 +39,7 @@ class Session:
         local = self.sock.getsockname()
         self.addr = f"{local[0]}:{local[1]}"
         self.channel = None
+        self.frames = codec.FrameDecoder()
         if SecureChannel is not None:
             channel = WireSecurity(AnyCluster()).channel(True)
             self.sock.sendall(channel.start())
@@ -61,6 +63,24 @@ class Session:
 
     def send(self, message: Message) -> None:
         self.write(codec.frame(codec.encode(message)))
+
+    def until(self, found: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+        """The first frame from the server for which ``found`` holds (AssertionError if none)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            assert data, "the server hung up"
+            plain = [data] if self.channel is None else self.channel.feed(data)[1]
+            for chunk in plain:
+                for raw in self.frames.feed(chunk):
+                    message = codec.decode(raw)
+                    if found(message):
+                        return message
+        raise AssertionError(f"no such frame within {timeout}s")
 
     def close(self) -> None:
         self.sock.close()

@@ -1,4 +1,4 @@
-"""``tchat bench``: fanout, throughput, failover, election, memory, logmem and burst benchmarks."""
+"""``tchat bench``: fanout, throughput, failover, election, memory, logmem, burst and crypto."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asyncio", action="store_true")
     # Two load processes, as docs/BENCHMARKS.md measured: they also receive every member's copy.
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
+    p.add_argument(
+        "--also-insecure", action="store_true", help="then the same with --insecure, side by side"
+    )
     common(p)
 
     p = sub.add_parser("failover", help="SIGKILL the leader under a steady stream, N times")
@@ -97,10 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
 
+    p = sub.add_parser("crypto", help="Noise vs TLS 1.3: memory per session, CPU per handshake")
+    p.add_argument("--sessions", type=_csv_ints, default=[2000, 10000], help="sessions weighed")
+    p.add_argument("--connections", type=int, default=500, help="loopback SSL connections")
+    p.add_argument("--burst", type=int, default=256 * 1024, help="bytes each sends once")
+    p.add_argument("--handshakes", type=int, default=300)
+    p.add_argument("--small-records", type=int, default=20000, help="200-byte records timed")
+    p.add_argument("--large-records", type=int, default=1000, help="60 KiB records timed")
+    p.add_argument("--no-memory", action="store_true", help="CPU figures only")
+    common(p)
+
     p = sub.add_parser("memory", help="leader RSS per idle connected client")
     p.add_argument("--clients", type=int, default=10000)
     p.add_argument("--workers", type=int, help="client processes (default: one per 2500)")
     p.add_argument("--connect-parallel", type=int, default=4, help="logins in flight")
+    p.add_argument("--insecure", action="store_true", help="plaintext sessions (--insecure)")
     common(p)
     return parser
 

@@ -37,6 +37,7 @@ class LoadGroup:
         self.tmpdir = tmpdir
         self.procs: list[asyncio.subprocess.Process] = []
         self.results: list[str] = []
+        self.login_ms: list[float] = []
 
     async def _reply(self, proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
         assert proc.stdout is not None
@@ -97,7 +98,9 @@ class LoadGroup:
                 preexec_fn=boost_priority,
             )
             self.procs.append(proc)
-        await self._all(connect_timeout + 10)
+        ready = await self._all(connect_timeout + 10)
+        # Each login's time, start to Ready (the Noise handshake included): all processes.
+        self.login_ms = [float(v) for r in ready for v in r.get("login_ms", ())]
         return time.monotonic() - began
 
     async def run(

@@ -11,7 +11,7 @@ from tchat.bench.cluster import Cluster
 from tchat.bench.fanout import idle_cpu_util
 from tchat.bench.ledger import Workload
 from tchat.bench.loadgen import LoadGroup
-from tchat.bench.stats import rss_bytes
+from tchat.bench.stats import rss_bytes, summarize_ms
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +19,11 @@ CLIENTS_PER_PROCESS = 2500
 IDLE_S = 5.0  # seconds measured with every client connected and idle
 
 
-async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -> dict[str, Any]:
+async def memory(
+    clients: int, workers: int | None, connect_parallel: int = 4, insecure: bool = False
+) -> dict[str, Any]:
     workers = workers or max(1, math.ceil(clients / CLIENTS_PER_PROCESS))
-    cluster = Cluster(3, log_level="INFO", raise_nofile=True)
+    cluster = Cluster(3, log_level="INFO", raise_nofile=True, insecure=insecure)
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
@@ -44,6 +46,7 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         group = LoadGroup("tchat", Workload(clients, 0, 0.0, 0.0, 0), workers, cfg, cluster.root)
         try:
             connect_s = await group.start(connect_timeout=120 + clients * 0.1)
+            logins = summarize_ms(v / 1000 for v in group.login_ms)
             servers = {
                 ("leader" if sid == leader else f"backup{sid}"): cluster.pid(sid)
                 for sid in sorted(cluster.daemons)
@@ -64,7 +67,11 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
         "bench": "memory",
         "clients": clients,
         "client_processes": workers,
+        "sessions": "plaintext (--insecure)" if insecure else "noise",
         "connect_s": round(connect_s, 1),
+        # start to Ready per client (discovery, handshake, Register, Welcome), under the
+        # load of ``connect_parallel`` logins in flight per load process
+        "login_ms": logins,
         "users_seen_by_status": users,
         "leader_rss_before_mib": round(before / 2**20, 1),
         "leader_rss_after_mib": round(after / 2**20, 1),
@@ -78,4 +85,6 @@ async def memory(clients: int, workers: int | None, connect_parallel: int = 4) -
 
 
 def run(args: Any) -> dict[str, Any]:
-    return asyncio.run(memory(args.clients, args.workers, args.connect_parallel))
+    return asyncio.run(
+        memory(args.clients, args.workers, args.connect_parallel, getattr(args, "insecure", False))
+    )

@@ -23,13 +23,14 @@ async def throughput(
     size: int,
     workers: int,
     stock_asyncio: bool,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     work = Workload(room_size, room_size, rates[0] / room_size, step, size)
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None  # highest committed rate with p99 within the limit
     peak: dict[str, Any] | None = None  # highest committed rate with everything acked
     over = 0
-    cluster = Cluster(3, stock_asyncio=stock_asyncio, log_level="INFO")
+    cluster = Cluster(3, stock_asyncio=stock_asyncio, log_level="INFO", insecure=insecure)
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
@@ -91,6 +92,7 @@ async def throughput(
     return {
         "bench": "throughput",
         "loop": "asyncio" if stock_asyncio else "uvloop",
+        "sessions": "plaintext (--insecure)" if insecure else "noise",
         "room_size": room_size,
         "step_s": step,
         "p99_limit_ms": p99_limit_ms,
@@ -106,14 +108,22 @@ async def throughput(
 
 
 def run(args: Any) -> dict[str, Any]:
-    return asyncio.run(
-        throughput(
-            args.room_size,
-            args.rates,
-            args.step,
-            args.p99_limit,
-            args.size,
-            args.workers,
-            args.asyncio,
+    def once(insecure: bool) -> dict[str, Any]:
+        return asyncio.run(
+            throughput(
+                args.room_size,
+                args.rates,
+                args.step,
+                args.p99_limit,
+                args.size,
+                args.workers,
+                args.asyncio,
+                insecure,
+            )
         )
-    )
+
+    result = once(bool(getattr(args, "insecure", False)))
+    if getattr(args, "also_insecure", False):
+        # Side by side, same machine and minute: the cost of encrypted sessions.
+        result["insecure"] = once(True)
+    return result

@@ -116,11 +116,14 @@ async def serve(cfg: dict[str, Any]) -> int:
     gate = asyncio.Semaphore(int(cfg.get("connect_parallel", 64)))
 
     opened = 0
+    logins: list[float] = []  # ms from start to Ready (handshake, Register, Welcome)
 
     async def open_one(index: int) -> None:
         nonlocal opened
         async with gate:
+            t0 = time.monotonic()
             await driver.open(index)
+            logins.append((time.monotonic() - t0) * 1000)
             opened += 1
             if opened % 256 == 0:
                 # Thousands of clients in one process hold millions of objects: a full
@@ -141,7 +144,13 @@ async def serve(cfg: dict[str, Any]) -> int:
     # collector's generations, so that a full collection only looks at what is new.
     gc.collect()
     gc.freeze()
-    _emit({"ready": hi - lo, "connect_s": round(time.monotonic() - began, 3)})
+    _emit(
+        {
+            "ready": hi - lo,
+            "connect_s": round(time.monotonic() - began, 3),
+            "login_ms": sorted(round(v, 2) for v in logins),
+        }
+    )
     for _ in range(400):  # (go, expect) per run, stats, quit: a bounded conversation
         line = await reader.readline()
         if not line:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -32,20 +32,18 @@ class NoiseError(ValueError):
     """A Noise message was refused (bad tag, bad length, bad key, out of turn) or misused."""
 
 
-class _Aead(Protocol):
-    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+_Aead = ChaCha20Poly1305 | AESGCM
+# What the AEADs accept without a copy: records are opened straight from the receive buffer.
+BytesLike = bytes | bytearray | memoryview
 
 
-def _chacha_nonce(n: int) -> bytes:
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
+# Spec 12.3 / 12.4: 32 zero bits then the 64-bit counter, little-endian for ChaChaPoly and
+# big-endian for AESGCM.
+_chacha_nonce = struct.Struct("<4xQ").pack
+_aesgcm_nonce = struct.Struct(">4xQ").pack
 
 
-def _aesgcm_nonce(n: int) -> bytes:
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "big")
-
-
-_CIPHERS: dict[str, tuple[Callable[[bytes], _Aead], Callable[[int], bytes]]] = {
+_CIPHERS: dict[str, tuple[type[_Aead], Callable[[int], bytes]]] = {
     "ChaChaPoly": (ChaCha20Poly1305, _chacha_nonce),
     "AESGCM": (AESGCM, _aesgcm_nonce),
 }
@@ -94,16 +92,16 @@ class CipherState:
     def has_key(self) -> bool:
         return self._aead is not None
 
-    def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
+    def encrypt_with_ad(self, ad: bytes, plaintext: BytesLike) -> bytes:
         if self._aead is None:
-            return plaintext
+            return bytes(plaintext)
         if self.n >= MAX_NONCE:
             raise NoiseError("nonce space exhausted: the session must end")
         out = self._aead.encrypt(self._nonce_of(self.n), plaintext, ad)
         self.n += 1
         return out
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt_with_ad(self, ad: bytes, ciphertext: BytesLike) -> bytes:
         if self._aead is None:
             return bytes(ciphertext)
         if self.n >= MAX_NONCE:
@@ -250,6 +248,11 @@ class HandshakeState:
     def remote_static(self) -> bytes | None:
         return self._rs
 
+    @property
+    def payload_was_encrypted(self) -> bool:
+        """Whether the last message's payload was encrypted (a key had been mixed in by then)."""
+        return self._symmetric.cipher.has_key()
+
     def our_turn_to_write(self) -> bool:
         if self.protocol.pattern.one_way:
             return self.initiator
@@ -289,11 +292,25 @@ class HandshakeState:
         self._index += 1
         if self._index == len(self._messages):
             self._result = self._symmetric.split()
+            # Spec 5.3: the handshake's secrets are no longer needed; keep no copy of them.
+            self._e = None
+            self._re = None
+            self._fixed_e = None
 
     # -- messages ----------------------------------------------------------------------------
 
     def write_message(self, payload: bytes = b"") -> bytes:
         self._check_can(writing=True)
+        try:
+            message = self._write(payload)
+        except NoiseError:
+            # The hash may have absorbed part of the message: this state cannot go on.
+            self._failed = True
+            raise
+        self._advance()
+        return message
+
+    def _write(self, payload: bytes) -> bytes:
         sym = self._symmetric
         out: list[bytes] = []
         for token in self._messages[self._index]:
@@ -319,10 +336,7 @@ class HandshakeState:
         out.append(sym.encrypt_and_hash(payload))
         message = b"".join(out)
         if len(message) > MAX_MESSAGE:
-            # Nothing was sent, but the hash moved on: this state cannot be used again.
-            self._failed = True
             raise NoiseError(f"handshake message of {len(message)} bytes exceeds {MAX_MESSAGE}")
-        self._advance()
         return message
 
     def read_message(self, message: bytes) -> bytes:

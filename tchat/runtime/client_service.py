@@ -37,13 +37,13 @@ from tchat.core.messages import (
     Operation,
 )
 from tchat.core.status import ClientStatus
+from tchat.crypto.known_clusters import KeyChanged
 from tchat.runtime import multicast
 from tchat.runtime.cluster_choice import ClusterChoice
 from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
-from tchat.runtime.pins_standin import KeyChanged
 from tchat.runtime.secure import WireSecurity, pinned_trust
 from tchat.runtime.transport import Transport
 

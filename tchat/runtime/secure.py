@@ -19,31 +19,29 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tchat.crypto.certificate import CERT_SIZE, issue_certificate, verify_certificate
+from tchat.crypto.certificate import (
+    CERT_SIZE,
+    CertificateCache,
+    issue_certificate,
+    verify_certificate,
+    verify_server_static,
+)
 from tchat.crypto.cluster import CLUSTER_KEY_FILE, ClusterPublicKey, ClusterSecret, ServerKeys
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.keyfiles import write_secret_file
-
-# STAND-INS until branches noise (records.py) and keys (known_clusters.py) land: the lead
-# swaps these two imports for tchat.crypto.records / tchat.crypto.known_clusters at merge.
-from tchat.runtime.noise_standin import (
-    NoiseError,
-    NoiseInitiator,
-    NoiseResponder,
-    RecordOpener,
-    RecordSealer,
-)
-from tchat.runtime.pins_standin import KeyChanged, KnownClusters
+from tchat.crypto.known_clusters import KeyChanged, KnownClusters
+from tchat.crypto.noise import NoiseError
+from tchat.crypto.records import RecordOpener, RecordSealer
+from tchat.crypto.session import PROLOGUE, NoiseInitiator, NoiseResponder
 
 logger = logging.getLogger(__name__)
 
-# Bound into the handshake hash: a peer speaking another version fails the handshake.
-PROLOGUE = b"tchat wire v1"
 PAYLOAD_VERSION = 1
 PAYLOAD_SIZE = 1 + 32 + CERT_SIZE
 PEER_AUTH_DOMAIN = b"tchat peer auth v1\0"
@@ -105,6 +103,14 @@ class ClusterTrust:
 
     def __init__(self, key: ClusterPublicKey | None = None) -> None:
         self.key = key
+        self._cache: CertificateCache | None = None
+
+    def certificates(self, key: ClusterPublicKey) -> CertificateCache:
+        """Certificates verified under ``key``: a process of many clients (a load
+        generator) or a server meeting its peers again checks each signature once."""
+        if self._cache is None or self._cache.pinned != key:
+            self._cache = CertificateCache(key)
+        return self._cache
 
     def check(self, offered: ClusterPublicKey) -> None:
         """Raises CryptoError (KeyChanged for a pinned key) if ``offered`` is not ours."""
@@ -116,7 +122,8 @@ class PinnedTrust(ClusterTrust):
     """A client's trust: the pin for this cluster, pinned on first use (or ``--cluster``)."""
 
     def __init__(self, pins: KnownClusters, label: str, expected: str | None) -> None:
-        super().__init__(pins.lookup(label))
+        pin = pins.lookup(label)
+        super().__init__(pin.key if pin is not None else None)
         self.pins = pins
         self.label = label
         self.expected = expected  # --cluster FINGERPRINT: only this key, pinned if new
@@ -129,7 +136,9 @@ class PinnedTrust(ClusterTrust):
             )
         if self.key is None or (self.expected is not None and offered.raw != self.key.raw):
             # First use, or the user named this key with --cluster: it replaces the pin.
-            self.pins.pin(self.label, offered)
+            if self.key is not None:
+                self.pins.forget(self.label)
+            self.pins.pin(self.label, offered, datetime.now(UTC))  # KeyChanged if raced
             self.key = offered
             logger.warning(
                 "pinned cluster %s with key %s in %s (first use)",
@@ -139,7 +148,7 @@ class PinnedTrust(ClusterTrust):
             )
             return
         if offered.raw != self.key.raw:
-            raise KeyChanged(self.label, self.key.fingerprint, offered.fingerprint, self.pins.path)
+            raise KeyChanged(self.label, self.key, offered, self.pins.path)
 
 
 _trusts: dict[tuple[Path, str, str | None], PinnedTrust] = {}
@@ -147,7 +156,7 @@ _trusts: dict[tuple[Path, str, str | None], PinnedTrust] = {}
 
 def pinned_trust(label: str, expected: str | None, path: Path | None = None) -> PinnedTrust:
     """The process's trust for ``label``: clients of one process share their pin."""
-    pins = KnownClusters(path)
+    pins = KnownClusters.load(path)
     key = (pins.path, label, expected)
     trust = _trusts.get(key)
     if trust is None:
@@ -216,8 +225,7 @@ class SecureChannel:
     def start(self) -> bytes:
         """The initiator's first handshake record."""
         assert isinstance(self.handshake, NoiseInitiator)
-        out, _done = self.handshake.step(None)
-        return out
+        return self.handshake.start()
 
     def seal(self, data: bytes) -> bytes:
         assert self.sealer is not None
@@ -243,9 +251,11 @@ class SecureChannel:
                 raise HandshakeFailed("bad-record", f"handshake record of {size} bytes")
             if len(buf) < 2 + size:
                 break
-            message = bytes(buf[2 : 2 + size])
+            # One whole record at a time (length included): the handshake keeps nothing
+            # behind its last record, and what follows it goes to the opener below.
+            record = bytes(buf[: 2 + size])
             del buf[: 2 + size]
-            out += self._step(message)
+            out += self._step(record)
         if self.handshake is not None:
             return out, []
         rest = bytes(buf)
@@ -253,11 +263,11 @@ class SecureChannel:
         more, plain = self.feed(rest) if rest else (b"", [])
         return out + more, plain
 
-    def _step(self, message: bytes) -> bytes:
+    def _step(self, record: bytes) -> bytes:
         hs = self.handshake
         assert hs is not None
         try:
-            out, done = hs.step(message)
+            out, done = hs.step(record)
         except NoiseError as exc:
             raise HandshakeFailed("handshake-failed", str(exc)) from None
         if not done:
@@ -267,7 +277,7 @@ class SecureChannel:
         self.handshake = None
         if not self.initiator:
             return out
-        self._check_server(hs.remote_payload, hs.remote_static)
+        self._check_server(hs.remote_payload or b"", hs.remote_static)
         self.established = True
         return out + self.sealer.seal(self._my_intro())
 
@@ -277,14 +287,21 @@ class SecureChannel:
             raise HandshakeFailed("handshake-failed", f"bad server payload ({len(payload)} B)")
         try:
             offered = ClusterPublicKey(payload[1:33])
-            self.security.trust.check(offered)
-            cert = verify_certificate(offered, payload[33:], self.security.clock())
+            trust = self.security.trust
+            trust.check(offered)
+            # The certificate under the key we trust, and for the static key the handshake
+            # proved (a rogue showing a real server's certificate has not that key).
+            cert = verify_server_static(
+                offered,
+                payload[33:],
+                remote_static or b"",
+                self.security.clock(),
+                trust.certificates(offered),
+            )
         except KeyChanged as exc:
             raise HandshakeFailed("key-changed", str(exc), exc) from None
         except CryptoError as exc:
             raise HandshakeFailed("handshake-failed", f"server certificate: {exc}") from None
-        if cert.x25519_public != remote_static:
-            raise HandshakeFailed("handshake-failed", "certificate is for another Noise key")
         self.peer_server = cert.server_id
 
     def _my_intro(self) -> bytes:
@@ -305,7 +322,8 @@ class SecureChannel:
         trusted = self.security.trust.key
         assert trusted is not None
         try:
-            cert = verify_certificate(trusted, intro[1 : 1 + CERT_SIZE], self.security.clock())
+            certs = self.security.trust.certificates(trusted)
+            cert = certs.verify(intro[1 : 1 + CERT_SIZE], self.security.clock())
             key = Ed25519PublicKey.from_public_bytes(cert.ed25519_public)
             key.verify(intro[1 + CERT_SIZE :], PEER_AUTH_DOMAIN + self.channel_binding)
         except CryptoError as exc:

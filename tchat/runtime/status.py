@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tchat.core.messages import Message, StatusReply, StatusRequest
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
 from tchat.runtime.client_service import cluster_label
 from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.options import NetOptions, add_network_arguments, options_from_args
-from tchat.runtime.pins_standin import KnownClusters
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
 
@@ -53,8 +54,12 @@ async def gather_clusters(options: NetOptions, wait: float) -> Gathered:
     if not options.insecure:
         # Verify every cluster that answers, pin or not: status reports, it never pins.
         security = WireSecurity(ClusterTrust(None))
-        pin = KnownClusters().lookup(cluster_label(options))
-        heard.pinned = pin.fingerprint if pin is not None else ""
+        try:
+            pin = KnownClusters.load().lookup(cluster_label(options))
+        except CryptoError as exc:  # an unsafe or oversized pin file: said, not fatal here
+            logging.getLogger(__name__).warning("%s", exc)
+            pin = None
+        heard.pinned = pin.key.fingerprint if pin is not None else ""
     signer: dict[str, str] = {}  # peer -> fingerprint of the datagram just verified
 
     def on_heard(message: Message, src: str, verified: Heard) -> bool:
@@ -105,15 +110,6 @@ def choose(heard: Gathered, expected: str | None) -> tuple[str | None, str]:
     )
 
 
-def pin_state(heard: Gathered, fingerprint: str) -> str:
-    """Whether the reported cluster is the one this user's clients pinned."""
-    if not fingerprint:
-        return "insecure"
-    if not heard.pinned:
-        return "none"
-    return "match" if heard.pinned == fingerprint else "MISMATCH"
-
-
 def summarize(replies: list[StatusReply]) -> dict[str, Any]:
     """The cluster: the view of the server with the highest epoch, plus each server's own role."""
     best = max(replies, key=lambda r: (r.epoch, r.role == "leader"))
@@ -149,14 +145,18 @@ def summarize(replies: list[StatusReply]) -> dict[str, Any]:
 
 def render(summary: dict[str, Any]) -> str:
     lines = [f"leader {summary['leader']} at {summary['leader_addr']}  epoch {summary['epoch']}"]
-    if "fingerprint" in summary:
-        pin = {
-            "match": "matches the pin",
-            "none": "not pinned yet (a client pins it on first use)",
-            "MISMATCH": f"DOES NOT MATCH the pin {summary.get('pinned')}",
-            "insecure": "none: --insecure, nothing is authenticated",
-        }[summary["pin"]]
-        lines.append(f"cluster {summary['fingerprint'] or '-'}  ({pin})")
+    cluster = summary.get("cluster")
+    if cluster is not None:
+        shown, pinned = cluster["fingerprint"], cluster["pinned"]
+        if shown is None:
+            note = "replies not signed: --insecure, nothing is authenticated"
+        elif pinned is None:
+            note = "not pinned here yet"
+        else:
+            note = "pinned here" if pinned == shown else f"DIFFERS from the pin here: {pinned}"
+        lines.append(f"cluster key {shown or '-'}  ({note})")
+    for other in summary.get("other_clusters", []):
+        lines.append(f"another cluster answered too: {other} (not shown; --cluster picks)")
     lines.append("servers:")
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
@@ -189,9 +189,8 @@ def main(argv: list[str]) -> int:
         print(f"tchat status: {problem}", file=sys.stderr)
         return 1
     summary = summarize(heard.replies(fingerprint))
-    summary["fingerprint"] = fingerprint
-    summary["pin"] = pin_state(heard, fingerprint)
-    summary["pinned"] = heard.pinned
+    # The key every reply of that cluster was signed under, and this user's pin for it.
+    summary["cluster"] = {"fingerprint": fingerprint or None, "pinned": heard.pinned or None}
     others = sorted(fp for fp in heard.clusters if fp != fingerprint)
     if others:
         summary["other_clusters"] = others

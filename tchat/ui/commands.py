@@ -40,6 +40,7 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec("names", "/names", "list the members of this conversation"),
         CommandSpec("clear", "/clear", "clear this conversation's window"),
+        CommandSpec("info", "/info", "the session: leader, epoch, delivery, cluster key"),
         CommandSpec("highlight", "/highlight [WORD]", "ring and mark on WORD too (list)", 0, 1),
         CommandSpec(
             "notify",

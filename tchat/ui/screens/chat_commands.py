@@ -83,6 +83,18 @@ class CommandRunner:
         )
         self.screen.say(f"{len(online)} online: {names or 'nobody'}")
 
+    def do_info(self, _cmd: Command) -> None:
+        screen = self.screen
+        status = screen.service.status()
+        leader = f"{status.leader_id} at {status.leader_addr}" if status.leader_id else "none yet"
+        screen.say(
+            f"leader {leader}, epoch {status.epoch or '-'}, "
+            f"rooms by {status.delivery or 'unknown'}, state {status.state.lower()}"
+        )
+        # The runtime's service knows the pinned cluster key; a UI fake may not.
+        fingerprint = getattr(screen.service, "fingerprint", "")
+        screen.say(f"cluster key {fingerprint or 'not pinned yet (or --insecure)'}")
+
     def do_me(self, cmd: Command) -> None:
         self.send_chat(self.screen.model.active, cmd.rest, action=True)
 
