@@ -153,6 +153,8 @@ class ClientService:
                 self.security.trust, self._on_message, self._ask_cluster, self.transport.drops
             )
             self.transport.datagram_filter = self.choice.offer
+            self.choice.key_changed = self._on_key_changed
+            dgram.on_foreign = self.choice.foreign
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
             self.multicast_detail = (

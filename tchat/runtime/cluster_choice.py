@@ -15,11 +15,13 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tchat.core.effects import ClusterChoiceNeeded, ClusterOffer
 from tchat.core.messages import DiscoverReply, Message
 from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError
+from tchat.crypto.known_clusters import KeyChanged
 from tchat.runtime.connection import DropCounters
 from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.secure import ClusterTrust
@@ -79,10 +81,16 @@ class ClusterChoice:
         self.heard: dict[str, _Heard] = {}
         self.state = ChoiceState.DECIDED if trust.key is not None else ChoiceState.LISTENING
         self._timer: asyncio.TimerHandle | None = None
+        # A pinned client hearing only another cluster: has its cluster's key changed?
+        self.key_changed: Callable[[KeyChanged], None] | None = None
+        self._foreign: ClusterPublicKey | None = None
+        self._pin_heard = False
+        self._key_timer: asyncio.TimerHandle | None = None
 
     def offer(self, message: Message, peer: str, heard: Heard) -> bool:
         """Whether the node sees ``message`` now (False: held for the choice, or refused)."""
         if self.state is ChoiceState.DECIDED or self.trust.key is not None:
+            self._pin_heard = True
             return True
         if heard.cluster is None:
             return False
@@ -166,7 +174,29 @@ class ClusterChoice:
         self.state = ChoiceState.DECIDED
         return True
 
+    def foreign(self, key: ClusterPublicKey) -> None:
+        """A pinned client heard a genuine, fresh reply from another cluster. If its own
+        stays silent for the window, the pinned key may have been replaced (or the real
+        cluster is down and an impostor answers): stop and say how to check, like SSH."""
+        if self.key_changed is None or self.trust.key is None or self._key_timer is not None:
+            return
+        self._foreign = key
+        self._pin_heard = False
+        loop = asyncio.get_running_loop()
+        self._key_timer = loop.call_later(2 * self.window, self._check_key)
+
+    def _check_key(self) -> None:
+        self._key_timer = None
+        pinned, offered = self.trust.key, self._foreign
+        if self._pin_heard or pinned is None or offered is None or self.key_changed is None:
+            return
+        label = getattr(self.trust, "label", "?")
+        pins = getattr(self.trust, "pins", None)
+        path = pins.path if pins is not None else Path("known_clusters")
+        self.key_changed(KeyChanged(label, pinned, offered, path))
+
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._key_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._key_timer = None

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tchat.core import codec
+from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import (
     Discover,
     DiscoverReply,
@@ -184,6 +186,8 @@ class ClientDatagrams:
         self.budget = TokenBucket(*SIGNED_TOTAL, clock())
         # The epoch this client follows (set by its service): older NewLeaders are replays.
         self.current_epoch: Callable[[], Epoch | None] = lambda: None
+        # Told of a fresh, genuine discovery reply from a cluster other than our pin.
+        self.on_foreign: Callable[[ClusterPublicKey], None] | None = None
 
     @property
     def expected(self) -> str | None:
@@ -208,16 +212,19 @@ class ClientDatagrams:
         if len(data) < 1 + KEY_SIZE:
             raise DatagramRefused("bad-datagram", "signed datagram too short")
         raw = bytes(data[1 : 1 + KEY_SIZE])
-        pinned = self.trust.key
-        if pinned is not None and raw != pinned.raw:
-            raise DatagramRefused("unknown-cluster", "from a cluster other than our pin")
         try:
             cluster = ClusterPublicKey(raw)
         except (CryptoError, ValueError):
             raise DatagramRefused("bad-datagram", "not a cluster key") from None
         expected = self.expected
-        if expected is not None and cluster.fingerprint != expected:
-            raise DatagramRefused("unknown-cluster", f"not the --cluster {expected}")
+        pinned = self.trust.key
+        if expected is not None:
+            # --cluster names the key to take, over any pin (the user accepts a new key).
+            if cluster.fingerprint != expected:
+                raise DatagramRefused("unknown-cluster", f"not the --cluster {expected}")
+        elif pinned is not None and raw != pinned.raw:
+            self._foreign(raw, data)
+            raise DatagramRefused("unknown-cluster", "from a cluster other than our pin")
         if not self.budget.take(self.clock()):
             raise DatagramRefused("signed-limited", "too many signed datagrams")
         cache = self.caches.get(raw)
@@ -233,6 +240,20 @@ class ClientDatagrams:
         while len(self.caches) > CLUSTER_CACHES:
             self.caches.popitem(last=False)
         return Heard(signed.body, signed.cert.server_id, cluster)
+
+    def _foreign(self, raw: bytes, data: bytes) -> None:
+        """Another cluster answered a pinned client: if genuinely, freshly, tell
+        ``on_foreign`` (the pinned cluster's key may have changed: the service decides)."""
+        if self.on_foreign is None or not self.budget.take(self.clock()):
+            return
+        try:
+            cluster = ClusterPublicKey(raw)
+            signed = verify_datagram(cluster, data[1 + KEY_SIZE :], self.wall())
+            message = codec.decode(signed.body, None)
+        except (CryptoError, RemoteProtocolError, ValueError):
+            return
+        if isinstance(message, DiscoverReply) and self.fresh(message.nonce):
+            self.on_foreign(cluster)
 
     def check(self, message: Message, heard: Heard) -> None:
         claimed = _claimed_sender(message)
