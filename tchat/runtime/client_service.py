@@ -262,6 +262,7 @@ class ClientService:
 
     def _ask_cluster(self, event: ClusterChoiceNeeded) -> None:
         """Several clusters answered and none is pinned: the user picks (``choose_cluster``)."""
+        self._answered = True  # servers did answer: no "nobody answered" hint over the choice
         self._notify(event)
 
     def choose_cluster(self, prefix: str) -> str | None:
