@@ -153,6 +153,10 @@ def test_a_new_leader_below_the_followed_epoch_is_a_replay() -> None:
     pinned.current_epoch = lambda: Epoch(5, 2)
     old = one.sign(codec.encode(NewLeader(1, "127.0.0.1:4001", Epoch(4, 1), ())))
     assert refusal(pinned, old) == "stale-epoch"
+    same = server(secret, 2, clock).sign(
+        codec.encode(NewLeader(2, "127.0.0.1:4002", Epoch(5, 2), ()))
+    )
+    assert refusal(pinned, same) == "stale-epoch"  # the current leader's, replayed
     new = NewLeader(1, "127.0.0.1:4001", Epoch(6, 1), ())
     heard = pinned.open(one.sign(codec.encode(new)), "127.0.0.1:4001")
     pinned.check(new, heard)

@@ -10,7 +10,7 @@ A node's own UDP port and the discovery port carry three kinds of datagram (docs
   client: DiscoverReply, StatusReply, NewLeader. The key in clear is what a client without
   a pin groups replies by; the certificate must verify under it, and a pinned client takes
   only its pin. Freshness comes from the body: a reply echoes a nonce this client sent
-  lately, a NewLeader carries an epoch not below the one the client follows.
+  lately, a NewLeader carries an epoch above the one the client follows.
 - a plain codec frame: only a client's Discover and a StatusRequest (a client has no
   secret), and everything with ``--insecure``.
 
@@ -265,7 +265,10 @@ class ClientDatagrams:
             )
         if isinstance(message, NewLeader):
             current = self.current_epoch()
-            if current is not None and message.epoch < current:
+            # Strictly above: a replay of the current leader's announcement, once it died,
+            # would send a discovering client back to it again and again. Discovery
+            # replies (nonce-fresh) still tell it of the leader at its own epoch.
+            if current is not None and message.epoch <= current:
                 raise DatagramRefused("stale-epoch", f"NewLeader of epoch {message.epoch}")
         elif not self.fresh(message.nonce):
             raise DatagramRefused("stale-reply", f"{type(message).__name__} to no nonce of ours")
