@@ -217,7 +217,8 @@ def test_a_pinned_client_ignores_another_cluster(tmp_path: Path) -> None:
         first.wait_event("ready", timeout=20)
         first.send("/quit")
         assert first.wait_exit(15) == 0
-        assert any("first use" in line for line in first.stderr_lines)
+        shown = first.wait_event("status", state="pinned", fingerprint=real.fingerprint)
+        assert shown["detail"] == f"pinned cluster {real.fingerprint} (first use)"
         leading(rogue.daemon(server_id=9))
         again = real.client("alice")
         ready = again.wait_event("ready", timeout=20)

@@ -203,6 +203,14 @@ class ClusterChoiceNeeded(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterPinned(ClientEvent):
+    """The client pinned a cluster key on first use: shown, so the user can check it."""
+
+    fingerprint: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Renamed(ClientEvent):
     old: str
     new: str

@@ -154,6 +154,7 @@ class ClientService:
             )
             self.transport.datagram_filter = self.choice.offer
             self.choice.key_changed = self._on_key_changed
+            self.choice.pinned = self._notify
             dgram.on_foreign = self.choice.foreign
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)

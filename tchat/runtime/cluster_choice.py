@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tchat.core.effects import ClusterChoiceNeeded, ClusterOffer
+from tchat.core.effects import ClusterChoiceNeeded, ClusterOffer, ClusterPinned
 from tchat.core.messages import DiscoverReply, Message
 from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError
@@ -83,6 +83,7 @@ class ClusterChoice:
         self._timer: asyncio.TimerHandle | None = None
         # A pinned client hearing only another cluster: has its cluster's key changed?
         self.key_changed: Callable[[KeyChanged], None] | None = None
+        self.pinned: Callable[[ClusterPinned], None] | None = None  # told of a first-use pin
         self._foreign: ClusterPublicKey | None = None
         self._pin_heard = False
         self._key_timer: asyncio.TimerHandle | None = None
@@ -170,7 +171,10 @@ class ClusterChoice:
             logger.error("cannot take cluster %s: %s", key.fingerprint, exc)
             return False
         if first:
-            logger.warning("pinned cluster %s (first use)", key.fingerprint)
+            text = f"pinned cluster {key.fingerprint} (first use)"
+            logger.warning("%s", text)
+            if self.pinned is not None:
+                self.pinned(ClusterPinned(key.fingerprint, text))
         self.state = ChoiceState.DECIDED
         return True
 

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from tchat.core.effects import (
     ChatDelivered,
     ClusterChoiceNeeded,
+    ClusterPinned,
     ConnectionChanged,
     DiscoveryHint,
     Failed,
@@ -113,6 +114,13 @@ def event_json(event: object) -> dict[str, Any] | None:
                     }
                     for o in offers
                 ],
+            }
+        case ClusterPinned(fingerprint=fingerprint, text=text):
+            return {
+                "event": "status",
+                "state": "pinned",
+                "fingerprint": fingerprint,
+                "detail": text,
             }
         case ConnectionChanged(state=state, detail=detail):
             return {"event": "status", "state": state, "detail": detail}

@@ -227,6 +227,8 @@ class ClientScreen(Screen[None]):
                     self.app.push_screen(
                         ClusterPrompt(offers, self.service.choose_cluster), self._cluster_chosen
                     )
+            case ev.ClusterPinned(text=text):
+                change = self.model.notice(text, wall, STATUS_KEY)
             case ev.Failed(reason=reason):
                 change = self.model.notice(f"cannot log in: {reason}", wall, STATUS_KEY)
                 self.post_message(self.LoginRefused(reason))
