@@ -23,7 +23,9 @@ from tchat.runtime.datagram_auth import (
     DatagramRefused,
     ServerDatagrams,
 )
+from tchat.runtime.options import NetOptions
 from tchat.runtime.secure import ClusterTrust, WireSecurity
+from tchat.runtime.transport import Transport
 
 
 class Clock:
@@ -160,3 +162,15 @@ def test_a_new_leader_below_the_followed_epoch_is_a_replay() -> None:
     new = NewLeader(1, "127.0.0.1:4001", Epoch(6, 1), ())
     heard = pinned.open(one.sign(codec.encode(new)), "127.0.0.1:4001")
     pinned.check(new, heard)
+
+
+async def test_a_datagram_too_big_for_its_envelope_is_counted_not_sent() -> None:
+    secret = ClusterSecret.generate()
+    security = WireSecurity.for_server(secret, ServerKeys.generate(), 1, lambda: 1.7e9)
+    transport = Transport(NetOptions(host="127.0.0.1"), lambda _m, _s: None, security=security)
+    servers = tuple(ServerInfo(i, f"127.0.0.1:{10000 + i}" + "x" * 30) for i in range(1, 1400))
+    big = DiscoverReply(1, "127.0.0.1:4001", 1, "127.0.0.1:4001", Epoch(1, 1), servers, 5)
+    assert len(codec.encode(big)) > 65507 - 50
+    assert transport.encode_datagram(big, "127.0.0.1:5000") == b""  # signed: too big
+    assert transport.encode_datagram(Discover("127.0.0.1:4001", "server", 1, 1)) != b""
+    assert transport.drops.counts["too-big-to-send"] == 1

@@ -408,7 +408,14 @@ class Transport:
             or (addr is not None and dgram.is_member(addr))
             or (addr is not None and self.known_server is not None and self.known_server(addr))
         )
-        return dgram.seal(frame) if to_member else dgram.sign(frame)
+        try:
+            return dgram.seal(frame) if to_member else dgram.sign(frame)
+        except (ValueError, OverflowError) as exc:
+            # Past one UDP payload with its envelope (or a spent counter): not sent at all.
+            self.drops.count(
+                "too-big-to-send", addr or "broadcast", f"{type(message).__name__}: {exc}"
+            )
+            return b""
 
     def send(self, addr: str, message: Message) -> None:
         """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
@@ -457,7 +464,7 @@ class Transport:
         self.send_raw_datagram(self.encode(message), host, port)
 
     def send_raw_datagram(self, data: bytes, host: str, port: int) -> None:
-        if self.udp is None:
+        if self.udp is None or not data:
             return
         try:
             self.udp.sendto(data, (host, port))
