@@ -170,6 +170,17 @@ def test_memory_small() -> None:
     assert r["leader_rss_after_mib"] >= r["leader_rss_before_mib"] > 0
 
 
+def test_memory_small_reports_login_times() -> None:
+    r = bench("memory", "--clients", "20", "--insecure")
+    assert r["sessions"] == "plaintext (--insecure)" and r["login_ms"]["count"] == 20
+
+
+def test_login_noise_and_insecure() -> None:
+    r = bench("login", "--logins", "3", timeout=90)
+    assert r["noise"]["count"] == r["insecure"]["count"] == 3
+    assert r["noise"]["sessions"] == "noise"
+
+
 def test_logmem_small() -> None:
     r = bench("logmem", "--messages", "300", "--rate", "300", "--rounds", "3")
     assert r["committed"] == r["sent"] == 300 and r["lost"] == 0

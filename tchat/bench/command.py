@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="CPU figures only")
     common(p)
 
+    p = sub.add_parser("login", help="login time, one client at a time, Noise vs plaintext")
+    p.add_argument("--logins", type=int, default=200)
+    common(p)
+
     p = sub.add_parser("memory", help="leader RSS per idle connected client")
     p.add_argument("--clients", type=int, default=10000)
     p.add_argument("--workers", type=int, help="client processes (default: one per 2500)")
