@@ -181,6 +181,36 @@ class DiscoveryHint(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterOffer:
+    """One cluster that answered discovery: its key's fingerprint, servers and leader."""
+
+    fingerprint: str
+    servers: tuple[str, ...]
+    leader_addr: str
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterChoiceNeeded(ClientEvent):
+    """More than one cluster answered a client that pinned none: the user must choose.
+
+    The runtime delivers it (it alone verifies the signed replies); ``text`` lists the
+    clusters and says how to pick one (``--cluster FINGERPRINT``).
+    """
+
+    offers: tuple[ClusterOffer, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPinned(ClientEvent):
+    """The client pinned a cluster key on first use: shown, so the user can check it."""
+
+    fingerprint: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Renamed(ClientEvent):
     old: str
     new: str

@@ -22,6 +22,7 @@ from tchat.core.config import ClientConfig
 from tchat.core.effects import (
     ChatDelivered,
     ClientEvent,
+    ClusterChoiceNeeded,
     ConnectionChanged,
     Deliver,
     DiscoveryHint,
@@ -32,11 +33,21 @@ from tchat.core.effects import (
     Ready,
     Sent,
 )
-from tchat.core.messages import DiscoverReply, Dot, JoinRoom, Logout, Message, Operation
+from tchat.core.messages import (
+    DiscoverReply,
+    Dot,
+    Epoch,
+    JoinRoom,
+    Logout,
+    Message,
+    Operation,
+)
 from tchat.core.status import ClientStatus
 from tchat.crypto.identity import load_or_create_identity, sign_binding
 from tchat.crypto.known_clusters import KeyChanged
 from tchat.runtime import multicast
+from tchat.runtime.cluster_choice import ClusterChoice
+from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
@@ -90,6 +101,7 @@ class ClientService:
         self._stopping = False
         self.security: WireSecurity | None = None
         self.key_changed: KeyChanged | None = None
+        self.choice: ClusterChoice | None = None  # an unpinned client's pick of a cluster
         self._closing: asyncio.Task[None] | None = None
 
     @property
@@ -147,6 +159,16 @@ class ClientService:
             register, identity=self.identity, proof=sign_binding(key, binding, register.name)
         )
         await self.transport.start()
+        dgram = self.transport.dgram
+        if isinstance(dgram, ClientDatagrams) and self.security is not None:
+            dgram.current_epoch = self._current_epoch
+            self.choice = ClusterChoice(
+                self.security.trust, self._on_message, self._ask_cluster, self.transport.drops
+            )
+            self.transport.datagram_filter = self.choice.offer
+            self.choice.key_changed = self._on_key_changed
+            self.choice.pinned = self._notify
+            dgram.on_foreign = self.choice.foreign
         if opts.multicast:
             self.multicast = await multicast.probe(opts.host, opts.multicast_base)
             self.multicast_detail = (
@@ -249,6 +271,20 @@ class ClientService:
                 listener(event)
             except Exception:
                 logger.exception("client listener failed")
+
+    def _current_epoch(self) -> Epoch | None:
+        """The epoch our node follows: a NewLeader datagram below it is a replay."""
+        return self.node.epoch if self.node is not None else None
+
+    def _ask_cluster(self, event: ClusterChoiceNeeded) -> None:
+        """Several clusters answered and none is pinned: the user picks (``choose_cluster``)."""
+        self._answered = True  # servers did answer: no "nobody answered" hint over the choice
+        self._notify(event)
+
+    def choose_cluster(self, prefix: str) -> str | None:
+        """Follow (and pin) the listed cluster whose fingerprint starts with ``prefix``;
+        its fingerprint, or None if no single listed cluster matches."""
+        return self.choice.choose(prefix) if self.choice is not None else None
 
     def _is_server(self, addr: str) -> bool:
         """A server of our cluster as our node knows it: whose NewLeader datagrams we take."""
@@ -407,6 +443,8 @@ class ClientService:
         if self._hint_timer is not None:
             self._hint_timer.cancel()
             self._hint_timer = None
+        if self.choice is not None:
+            self.choice.close()
         if self.driver is not None:
             self.driver.close()
         if self.groups is not None:

@@ -74,12 +74,16 @@ class DiscoveryListener:
 def broadcast(transport: Transport, message: Message) -> None:
     """One datagram to the broadcast address on the discovery port, from our own address,
     and the same to each ``--server`` address (a server's node port answers discovery too).
+
+    Each copy is encoded apart: a sealed datagram's counter is good for one receipt, and a
+    server hearing the broadcast and the unicast copy would count the second as a replay.
     """
     opts = transport.options
-    data = transport.encode(message)
-    transport.send_raw_datagram(data, opts.broadcast, opts.discovery_port)
+    transport.send_raw_datagram(
+        transport.encode_datagram(message), opts.broadcast, opts.discovery_port
+    )
     for addr in opts.servers:  # checked HOST:PORT, at most MAX_FALLBACK_SERVERS
         if addr == transport.addr:
             continue
         host, port = split_addr(addr)
-        transport.send_raw_datagram(data, host, port)
+        transport.send_raw_datagram(transport.encode_datagram(message, addr), host, port)

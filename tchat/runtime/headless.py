@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 from tchat.core.effects import (
     ChatDelivered,
+    ClusterChoiceNeeded,
+    ClusterPinned,
     ConnectionChanged,
     DiscoveryHint,
     Failed,
@@ -98,6 +100,28 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {"event": "error", "message": reason, "cmid": cmid}
         case Failed(reason=reason):
             return {"event": "error", "message": reason, "fatal": True}
+        case ClusterChoiceNeeded(offers=offers, text=text):
+            # Headless: nobody to ask. Listed, and fatal unless --cluster names one.
+            return {
+                "event": "error",
+                "message": text,
+                "fatal": True,
+                "clusters": [
+                    {
+                        "fingerprint": o.fingerprint,
+                        "servers": list(o.servers),
+                        "leader": o.leader_addr,
+                    }
+                    for o in offers
+                ],
+            }
+        case ClusterPinned(fingerprint=fingerprint, text=text):
+            return {
+                "event": "status",
+                "state": "pinned",
+                "fingerprint": fingerprint,
+                "detail": text,
+            }
         case ConnectionChanged(state=state, detail=detail):
             return {"event": "status", "state": state, "detail": detail}
         case DiscoveryHint(waited=waited, addr=addr, broadcast=bcast, tried=tried, text=text):
@@ -202,7 +226,7 @@ class HeadlessClient:
                 obj = {"event": "ok", **operation, "cmid": event.cmid}
         if isinstance(event, Ready):
             self.ready.set()
-        elif isinstance(event, Failed):
+        elif isinstance(event, Failed | ClusterChoiceNeeded):
             self.failed = True
             self.ready.set()
             if self._lines is not None:  # refused for good (bad name): stop reading, exit 2

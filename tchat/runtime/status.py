@@ -4,83 +4,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from tchat.core import codec
 from tchat.core.messages import ClusterStatusRequest, Message, StatusReply, StatusRequest
-from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
 from tchat.runtime.client_service import cluster_label
+from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.options import KEY_ENV, NetOptions, add_network_arguments, options_from_args
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
 
 REBROADCAST = 0.15
-HANDSHAKE_WAIT = 2.0  # seconds for the leader's Noise handshake (the fingerprint line)
 
 
-class ObservedKey(ClusterTrust):
-    """Takes note of the cluster key a server presents (its certificate is still checked
-    against it): what ``tchat status`` shows, next to what this user pinned."""
+@dataclass
+class Gathered:
+    """What ``tchat status`` heard: each cluster's replies (one per server), by fingerprint
+    ("" for an --insecure cluster, whose replies are not signed)."""
 
-    def check(self, offered: ClusterPublicKey) -> None:
-        self.key = offered
+    clusters: dict[str, dict[int, StatusReply]] = field(default_factory=dict)
+    pinned: str = ""  # the pin for this discovery label ("" if none)
 
-
-async def presented_fingerprint(options: NetOptions, addr: str) -> str | None:
-    """The cluster key fingerprint that the server at ``addr`` proves in a Noise
-    handshake (None if it does not answer in time or fails the handshake)."""
-    trust = ObservedKey()
-    answered = asyncio.Event()  # its StatusReply came back over the encrypted session
-
-    def on_message(message: Message, _src: str) -> None:
-        if isinstance(message, StatusReply):
-            answered.set()
-
-    transport = Transport(options, on_message, security=WireSecurity(trust))
-    await transport.start()
-    try:
-        transport.send(addr, StatusRequest(addr=transport.addr, nonce=0))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(answered.wait(), HANDSHAKE_WAIT)
-    finally:
-        await transport.close()
-    return trust.key.fingerprint if trust.key is not None else None
-
-
-def fingerprint_line(options: NetOptions, presented: str | None) -> dict[str, Any]:
-    """The cluster key as the leader presents it and as this user pinned it."""
-    try:
-        pin = KnownClusters.load().lookup(cluster_label(options))
-    except CryptoError as exc:  # an unsafe or oversized pin file: said, not fatal here
-        logging.getLogger(__name__).warning("%s", exc)
-        pin = None
-    return {
-        "fingerprint": presented,
-        "pinned": pin.key.fingerprint if pin is not None else None,
-    }
-
-
-class _StatusTransport(Transport):
-    """Notes which sources answered with unsigned frames: servers run without a key."""
-
-    def __init__(self, options: NetOptions, on_message: Callable[[Message, str], None]) -> None:
-        super().__init__(options, on_message)
-        self.unsigned_from: set[str] = set()  # bounded: one address per answering server
-
-    def receive_datagram(self, data: bytes, addr: tuple[Any, ...], channel: str) -> None:
-        if len(data) > 1 and not data[1] & codec.FLAG_SIGNED and len(self.unsigned_from) < 256:
-            self.unsigned_from.add(f"{addr[0]}:{addr[1]}")
-        super().receive_datagram(data, addr, channel)
+    def replies(self, fingerprint: str) -> list[StatusReply]:
+        found = self.clusters.get(fingerprint, {})
+        return [found[k] for k in sorted(found)]
 
 
 def status_requests(options: NetOptions, addr: str, nonce: int) -> list[StatusRequest]:
@@ -96,44 +52,80 @@ def status_requests(options: NetOptions, addr: str, nonce: int) -> list[StatusRe
 
 
 async def gather(options: NetOptions, wait: float) -> list[StatusReply]:
-    """Every StatusReply heard within ``wait`` seconds, one per server (its latest)."""
-    replies, _insecure = await gather_marked(options, wait)
-    return replies
+    """Every StatusReply heard within ``wait`` seconds, one per server (its latest), of the
+    cluster ``tchat status`` reports on (``choose``)."""
+    heard = await gather_clusters(options, wait)
+    fingerprint, _problem = choose(heard, options.cluster)
+    return heard.replies(fingerprint) if fingerprint is not None else []
 
 
-async def gather_marked(options: NetOptions, wait: float) -> tuple[list[StatusReply], list[int]]:
-    """The replies of ``gather`` and the IDs of the servers that answered unsigned (no
-    cluster key: --insecure)."""
-    replies: dict[int, StatusReply] = {}
-    unsigned: set[int] = set()
+async def gather_clusters(options: NetOptions, wait: float) -> Gathered:
+    """Every signed StatusReply answering our nonce within ``wait`` seconds, by cluster."""
+    heard = Gathered()
     nonce = random.randrange(1, 2**31)
-    transport: _StatusTransport
+    security = None
+    if not options.insecure:
+        # Verify every cluster that answers, pin or not: status reports, it never pins.
+        security = WireSecurity(ClusterTrust(None))
+        try:
+            pin = KnownClusters.load().lookup(cluster_label(options))
+        except CryptoError as exc:  # an unsafe or oversized pin file: said, not fatal here
+            logging.getLogger(__name__).warning("%s", exc)
+            pin = None
+        heard.pinned = pin.key.fingerprint if pin is not None else ""
+    signer: dict[str, str] = {}  # peer -> fingerprint of the datagram just verified
+
+    def on_heard(message: Message, src: str, verified: Heard) -> bool:
+        signer[src] = verified.cluster.fingerprint if verified.cluster is not None else ""
+        return True
 
     def on_message(message: Message, src: str) -> None:
         if isinstance(message, StatusReply) and message.nonce == nonce:
-            known = replies.get(message.server_id)
+            cluster = heard.clusters.setdefault(signer.pop(src, ""), {})
+            known = cluster.get(message.server_id)
             if known is not None and known.full and not message.full:
                 return  # --insecure asked both ways: keep the full answer
-            replies[message.server_id] = message
-            if src in transport.unsigned_from:
-                unsigned.add(message.server_id)
-            else:
-                unsigned.discard(message.server_id)
+            cluster[message.server_id] = message
 
-    transport = _StatusTransport(options, on_message)
+    transport = Transport(options, on_message, security=security)
+    transport.datagram_filter = on_heard
     await transport.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     requests = status_requests(options, transport.addr, nonce)
     try:
         while loop.time() < deadline:
-            transport.unsigned_from.clear()  # per round: a source is marked by its last frame
             for request in requests:
                 discovery.broadcast(transport, request)
             await asyncio.sleep(min(REBROADCAST, max(0.0, deadline - loop.time())))
     finally:
         await transport.close()
-    return [replies[k] for k in sorted(replies)], sorted(unsigned)
+    return heard
+
+
+def choose(heard: Gathered, expected: str | None) -> tuple[str | None, str]:
+    """The cluster to report on (--cluster, else the pinned one, else the only one) and,
+    when none can be picked, why."""
+    if expected is not None:
+        if expected in heard.clusters:
+            return expected, ""
+        return None, f"the cluster {expected} did not answer"
+    if heard.pinned and heard.pinned in heard.clusters:
+        return heard.pinned, ""
+    if len(heard.clusters) == 1:
+        return next(iter(heard.clusters)), ""
+    if not heard.clusters:
+        return None, "no server answered"
+    listing = "\n".join(
+        f"  {fp}  servers: {', '.join(r.addr for r in heard.replies(fp))}"
+        for fp in sorted(heard.clusters)
+    )
+    return None, (
+        f"{len(heard.clusters)} clusters answered"
+        + (f" (none with the pinned key {heard.pinned})" if heard.pinned else "")
+        + "; name one with --cluster FINGERPRINT:\n"
+        + listing
+    )
 
 
 def summarize(replies: list[StatusReply], insecure: Sequence[int] = ()) -> dict[str, Any]:
@@ -228,24 +220,24 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     options = options_from_args(args, "status")
     logging.basicConfig(level=options.log_level if args.log_level else "WARNING", stream=sys.stderr)
-
-    async def both() -> tuple[list[StatusReply], list[int], str | None]:
-        replies, insecure = await gather_marked(options, args.wait)
-        if not replies or options.insecure:
-            return replies, insecure, None
-        leader = summarize(replies, insecure)["leader_addr"] or replies[0].addr
-        return replies, insecure, await presented_fingerprint(options, leader)
-
-    replies, insecure, presented = eventloop.run(both())
-    if not replies:
+    heard = eventloop.run(gather_clusters(options, args.wait))
+    fingerprint, problem = choose(heard, options.cluster)
+    if fingerprint is None:
         hint = ""
-        if options.cluster_key is not None:
-            # Servers with another key drop the signed request, and we their signed answers.
+        if options.cluster_key is not None and not heard.clusters:
+            # Servers with another key drop the signed request.
             hint = f" (with the cluster key from {options.key_source}: is it the cluster's?)"
-        print(f"tchat status: no server answered{hint}", file=sys.stderr)
+        print(f"tchat status: {problem}{hint}", file=sys.stderr)
         return 1
+    replies = heard.replies(fingerprint)
+    # An --insecure cluster's replies are not signed: its servers run without a key.
+    insecure = [r.server_id for r in replies] if fingerprint == "" else []
     summary = summarize(replies, insecure)
-    summary["cluster"] = fingerprint_line(options, presented)
+    # The key every reply of that cluster was signed under, and this user's pin for it.
+    summary["cluster"] = {"fingerprint": fingerprint or None, "pinned": heard.pinned or None}
+    others = sorted(fp for fp in heard.clusters if fp != fingerprint)
+    if others:
+        summary["other_clusters"] = others
     try:
         print(json.dumps(summary) if args.json else render(summary), flush=True)
     except BrokenPipeError:  # `tchat status | head`: the reader has what it wanted

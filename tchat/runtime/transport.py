@@ -25,6 +25,12 @@ from tchat.core.messages import (
     StatusReply,
 )
 from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, Signer, split_addr
+from tchat.runtime.datagram_auth import (
+    ClientDatagrams,
+    DatagramRefused,
+    Heard,
+    ServerDatagrams,
+)
 from tchat.runtime.limits import (
     ConnectionCaps,
     DatagramPolicy,
@@ -50,6 +56,8 @@ SWEEP_PERIOD = 1.0  # seconds between looks for unregistered or idle inbound ses
 BIND_ATTEMPTS = 50
 
 MessageHandler = Callable[[Message, str], None]
+# A client's say on a verified server datagram before its node sees it (False: not now).
+DatagramFilter = Callable[[Message, str, Heard], bool]
 
 
 class DecodeCache:
@@ -183,7 +191,6 @@ class Transport:
         # its own): one message to many peers, or the same UserList chunks in every
         # Welcome of a login storm, is encoded once.
         self._encoded: dict[int, tuple[Message, bytes]] = {}
-        self._encoded_datagrams: dict[int, tuple[Message, bytes]] = {}
         self._addr = f"{options.host}:0"  # until start() binds
         self._last_src: tuple[Any, ...] = ()
         self._last_peer = ""
@@ -195,6 +202,15 @@ class Transport:
         self.datagram_cache = (
             shared_decode_cache(options.cluster_key, options.max_frame) if shared_decode else None
         )
+        # Unicast and discovery datagrams: sealed between servers, signed for clients
+        # (datagram_auth.py); None with --insecure (plain frames, the cluster key's HMAC).
+        self.dgram: ServerDatagrams | ClientDatagrams | None = None
+        if security is not None:
+            if security.credentials is not None:
+                self.dgram = ServerDatagrams(security, self.loop.time)
+            else:
+                self.dgram = ClientDatagrams(security.trust, self.loop.time)
+        self.datagram_filter: DatagramFilter | None = None
 
     @property
     def addr(self) -> str:
@@ -260,19 +276,33 @@ class Transport:
             logger.exception("error handling %s from %s", type(message).__name__, src)
 
     def receive_datagram(self, data: bytes, addr: tuple[Any, ...], channel: str) -> None:
-        """One datagram is one frame: decode it or count why not."""
+        """One datagram is one frame: authenticate and decode it, or count why not."""
         if addr == self._last_src:  # a room's datagrams all come from the leader
             peer = self._last_peer
         else:
             peer = f"{addr[0]}:{addr[1]}"
             self._last_src, self._last_peer = addr, peer
+        dgram = self.dgram
+        heard: Heard | None = None
         try:
-            message = self.decode(data)
+            if dgram is None or channel.startswith("multicast"):
+                message = self.decode(data)
+            else:
+                heard = dgram.open(data, peer)
+                message = codec.decode(heard.frame, None, self.options.max_frame)
+                dgram.check(message, heard)
         except RemoteProtocolError as exc:
             self.drops.count(exc.reason, peer, f"{channel}: {exc}")
             return
-        if self._accepts_datagram(message, peer, channel):
-            self.dispatch(message, peer)
+        except DatagramRefused as exc:
+            self.drops.count(exc.reason, peer, f"{channel}: {exc.detail}")
+            return
+        if not self._accepts_datagram(message, peer, channel):
+            return
+        chooser = self.datagram_filter
+        if heard is not None and chooser is not None and not chooser(message, peer, heard):
+            return
+        self.dispatch(message, peer)
 
     def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
         refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
@@ -373,18 +403,33 @@ class Transport:
         """A datagram's frame (signed with the cluster key when one is set)."""
         return codec.encode(message, self.options.cluster_key)
 
-    def _datagram_frame(self, message: Message, stream_frame: bytes) -> bytes:
-        """``message`` as a datagram: the stream frame unless datagrams are signed apart."""
-        if self.stream_key == self.options.cluster_key:
-            return stream_frame[4:]  # the frame without its length
-        found = self._encoded_datagrams.get(id(message))
-        if found is not None and found[0] is message:
-            return found[1]
-        data = self.encode(message)
-        if len(self._encoded_datagrams) >= ENCODED_FRAMES:
-            del self._encoded_datagrams[next(iter(self._encoded_datagrams))]
-        self._encoded_datagrams[id(message)] = (message, data)
-        return data
+    def encode_datagram(self, message: Message, addr: str | None = None) -> bytes:
+        """``message`` as a unicast or discovery datagram to ``addr`` (None: a broadcast).
+
+        A server seals what goes to members (a server's Discover, or an address that proved
+        the secret or that our node knows as a server) and signs the rest for clients; a
+        client's requests go plain and their nonces are remembered (replies must echo one).
+        """
+        dgram = self.dgram
+        if dgram is None:
+            return self.encode(message)
+        frame = codec.encode(message, None)
+        if isinstance(dgram, ClientDatagrams):
+            dgram.sent(message)
+            return frame
+        to_member = (
+            (type(message) is Discover and message.role == "server")
+            or (addr is not None and dgram.is_member(addr))
+            or (addr is not None and self.known_server is not None and self.known_server(addr))
+        )
+        try:
+            return dgram.seal(frame) if to_member else dgram.sign(frame)
+        except (ValueError, OverflowError) as exc:
+            # Past one UDP payload with its envelope (or a spent counter): not sent at all.
+            self.drops.count(
+                "too-big-to-send", addr or "broadcast", f"{type(message).__name__}: {exc}"
+            )
+            return b""
 
     def send(self, addr: str, message: Message) -> None:
         """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
@@ -419,7 +464,7 @@ class Transport:
                 except ValueError:
                     self.drops.count("bad-address", addr, "cannot answer")
                     return
-                self.send_raw_datagram(self._datagram_frame(message, data), host, port)
+                self.send_raw_datagram(self.encode_datagram(message, addr), host, port)
                 return
             if stranger:
                 # A client's session is gone: it notices the gap and comes back on its own.
@@ -443,10 +488,11 @@ class Transport:
         session.send_login(register)
 
     def send_datagram(self, host: str, port: int, message: Message) -> None:
+        """A multicast datagram (room frames: the rooms' own keys, not this module's)."""
         self.send_raw_datagram(self.encode(message), host, port)
 
     def send_raw_datagram(self, data: bytes, host: str, port: int) -> None:
-        if self.udp is None:
+        if self.udp is None or not data:
             return
         try:
             self.udp.sendto(data, (host, port))

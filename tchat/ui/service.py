@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tchat.core.effects import ClientEvent, Effect
 from tchat.core.messages import Dot, Operation
@@ -28,6 +28,14 @@ class ClientServiceLike(Protocol):
     ) -> int: ...
 
     def add_listener(self, listener: Callable[[ClientEvent], None]) -> None: ...
+
+
+@runtime_checkable
+class ClusterChooserLike(Protocol):
+    """A client service that can follow one of several clusters that answered (the
+    runtime's ClientService; fakes without it never ask)."""
+
+    def choose_cluster(self, prefix: str) -> str | None: ...
 
 
 class ServerServiceLike(Protocol):

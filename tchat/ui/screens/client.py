@@ -36,8 +36,9 @@ from tchat.ui.node_messages import NodeEvent, StatusTick
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
 from tchat.ui.screens.chat_navigation import Navigator
+from tchat.ui.screens.cluster_prompt import ClusterPrompt
 from tchat.ui.search import SearchResults
-from tchat.ui.service import ClientServiceLike
+from tchat.ui.service import ClientServiceLike, ClusterChooserLike
 from tchat.ui.timeline import ElectionTimeline, TimelineEntry
 from tchat.ui.widgets.clock_view import ClockView
 from tchat.ui.widgets.composer import Composer
@@ -225,6 +226,14 @@ class ClientScreen(Screen[None]):
                 wanted = self.history_requests.pop(rid, None)
                 if wanted is not None:
                     change = self.model.history(wanted, entries, HISTORY_PAGE)
+            case ev.ClusterChoiceNeeded(offers=offers, text=text):
+                change = self.model.notice(text, wall, STATUS_KEY)
+                if isinstance(self.service, ClusterChooserLike):
+                    self.app.push_screen(
+                        ClusterPrompt(offers, self.service.choose_cluster), self._cluster_chosen
+                    )
+            case ev.ClusterPinned(text=text):
+                change = self.model.notice(text, wall, STATUS_KEY)
             case ev.Failed(reason=reason):
                 change = self.model.notice(f"cannot log in: {reason}", wall, STATUS_KEY)
                 self.post_message(self.LoginRefused(reason))
@@ -233,6 +242,10 @@ class ClientScreen(Screen[None]):
         self._timeline(self.timeline.observe(event, wall))
         self._apply(change)
         self.post_message(StatusTick())
+
+    def _cluster_chosen(self, fingerprint: str | None) -> None:
+        if fingerprint:
+            self._apply(self.model.notice(f"pinned cluster {fingerprint}", self.wall(), STATUS_KEY))
 
     @staticmethod
     def merge(a: Change, b: Change) -> Change:
