@@ -291,6 +291,10 @@ class Transport:
                 heard = dgram.open(data, peer)
                 message = codec.decode(heard.frame, None, self.options.max_frame)
                 dgram.check(message, heard)
+                if message.from_server and heard.cluster is None and not heard.sealed:
+                    # Plain, yet it claims a server's standing: an operator's
+                    # ClusterStatusRequest, which must carry the cluster key's MAC.
+                    codec.decode(heard.frame, self.options.cluster_key, self.options.max_frame)
         except RemoteProtocolError as exc:
             self.drops.count(exc.reason, peer, f"{channel}: {exc}")
             return
@@ -413,10 +417,12 @@ class Transport:
         dgram = self.dgram
         if dgram is None:
             return self.encode(message)
-        frame = codec.encode(message, None)
         if isinstance(dgram, ClientDatagrams):
             dgram.sent(message)
-            return frame
+            # Plain; with the cluster key (an operator's `tchat status`) the codec MACs it,
+            # which is what a ClusterStatusRequest needs to be answered in full.
+            return self.encode(message)
+        frame = codec.encode(message, None)
         to_member = (
             (type(message) is Discover and message.role == "server")
             or (addr is not None and dgram.is_member(addr))
