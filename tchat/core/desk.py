@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
+from tchat.core.access import history_refusal, may_read
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
     MAX_SERVERS,
@@ -238,14 +239,7 @@ class ClientDesk:
         return cached[1], cached[2]
 
     def relevant(self, entry: Entry, name: str) -> bool:
-        lead = self.lead
-        body = entry.body
-        if not isinstance(body, Chat):
-            return False
-        if body.room is None:
-            return name in (body.sender, body.to)
-        record = lead.node.state.rooms.get(body.room)
-        return record is not None and record.was_member(name, entry.key)
+        return may_read(self.lead.node.state, name, entry)
 
     def resync_all(self, reason: str) -> list[Effect]:
         lead = self.lead
@@ -505,12 +499,22 @@ class ClientDesk:
             return []
         name = session.name
         limit = max(1, min(msg.limit, 500))
+        state = lead.node.state
+        refusal = history_refusal(state, name, msg)
+        if refusal:
+            # Answered (empty), so the client stops waiting; counted and logged, never served.
+            node = lead.node
+            node.count("history-refused")
+            return [
+                node.log_event("history-refused", f"user {name}: {refusal}", user=name),
+                Send(addr, HistoryReply(lead.epoch, msg.request_id, ())),
+            ]
 
         def wanted(entry: Entry) -> bool:
             body = entry.body
             assert isinstance(body, Chat)
             if msg.room is not None:
-                return body.room == msg.room
+                return body.room == msg.room and may_read(state, name, entry)
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)
