@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
-from tchat.core.access import history_refusal, may_read
+from tchat.core.access import history_refusal, may_read, owner_operation
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
     MAX_SERVERS,
@@ -16,11 +16,14 @@ from tchat.core.messages import (
     ROOMS_PER_REPLY,
     Chat,
     ClientBeat,
+    CreateRoom,
     Entry,
     EntryBody,
     HistoryReply,
     HistoryRequest,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Logout,
     NameClash,
@@ -39,6 +42,7 @@ from tchat.core.messages import (
     RoomSummary,
     SendChat,
     SetAway,
+    SetRoomMode,
     Submit,
     UserInfo,
     UserList,
@@ -403,7 +407,14 @@ class ClientDesk:
                     return None, problem
                 if state.is_member(room, name):
                     return None, f"you are already in room {room!r}"
+                record = state.rooms.get(room)
+                if record is not None and not record.may_join(name):
+                    return None, (
+                        f"room {room!r} is private: only its owner's invitation lets you in"
+                    )
                 return self.join_limit(state, room, name)
+            case CreateRoom() | SetRoomMode() | InviteUser() | KickUser():
+                return owner_operation(state, name, msg.op, self.join_limit)
             case LeaveRoom(room=room):
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"

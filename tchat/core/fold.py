@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from tchat.core.messages import (
     Chat,
     Entry,
+    RoomCreated,
+    RoomInvited,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
+    RoomMode,
     ServerJoined,
     ServerLeft,
     UserInfo,
@@ -21,6 +25,13 @@ from tchat.core.messages import (
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 Key = tuple[int, int, int]
+
+# Pending invitations of one room at most: each costs the room's record a name.
+INVITES_PER_ROOM = 100
+# Rooms one user may own at most (a room made by /join past it has no owner).
+OWNED_ROOMS_MAX = 100
+# Members of one private room who went offline and may come back without a new invitation.
+RETURNING_PER_ROOM = 1000
 
 
 @dataclass(slots=True)
@@ -46,6 +57,18 @@ class RoomRecord:
     # every stretch of membership, member -> [(join key, leave key or None)]: who was in
     # the room when a given message was sent, for catching up after a gap
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
+    # Who made the room (None: made before rooms had owners, or past OWNED_ROOMS_MAX): only
+    # they change its mode, invite and kick. A private room lets in only its owner, the
+    # invited, and members who went offline (not those who left or were kicked).
+    owner: str | None = None
+    private: bool = False
+    invited: set[str] = field(default_factory=set)
+    returning: set[str] = field(default_factory=set)
+
+    def may_join(self, name: str) -> bool:
+        return (
+            not self.private or name == self.owner or name in self.invited or name in self.returning
+        )
 
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
@@ -101,6 +124,7 @@ class ClusterState:
         # name -> key of its first login (the earliest, clashed or not): nothing before it
         # in the log concerns the name, so a login's catch-up starts there, not at entry 1.
         self.first_online: dict[str, Key] = {}
+        self.owned: dict[str, int] = {}  # user -> how many rooms they own
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -138,7 +162,12 @@ class ClusterState:
                 del self._infos[name]
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 for room in sorted(self.rooms_of.pop(name, set())):
-                    self.rooms[room].leave(name, entry.key)
+                    record = self.rooms[room]
+                    record.leave(name, entry.key)
+                    # Going offline is not leaving: the member of a private room may
+                    # come back (the client rejoins on its next login) without an invite.
+                    if record.private and len(record.returning) < RETURNING_PER_ROOM:
+                        record.returning.add(name)
             case UserStatus(name=name, away=away):
                 current = self.users.get(name)
                 if current is None:
@@ -146,14 +175,50 @@ class ClusterState:
                 current.away = away
                 current.since = entry.ts
                 self._infos[name] = current.info()
-            case RoomJoined(room=room, name=name):
+            case RoomJoined(room=room, name=name):  # RoomCreated too
                 if name not in self.users:
                     return False
                 record = self.rooms.get(room)
                 if record is None:
-                    record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
+                    private = isinstance(body, RoomCreated) and body.private
+                    record = self.rooms[room] = self._create(room, name, private)
+                elif not record.may_join(name):
+                    # Only a merge gets here (the leader refuses such a join): the room was
+                    # made private, or created private, on the other side. The log order
+                    # decides, the same everywhere: the earlier creation keeps the room.
+                    return False
+                record.invited.discard(name)  # an invitation lets one in once
+                record.returning.discard(name)
                 record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
+            case RoomMode(room=room, by=by, private=private):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by:
+                    return False
+                record.private = private
+                if not private:
+                    record.invited.clear()
+                    record.returning.clear()
+            case RoomInvited(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if (
+                    record is None
+                    or record.owner != by
+                    or not record.private
+                    or name in record.members
+                    or len(record.invited) >= INVITES_PER_ROOM
+                ):
+                    return False
+                record.invited.add(name)
+            case RoomKicked(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by or name == by:
+                    return False
+                record.invited.discard(name)
+                record.returning.discard(name)
+                if name in record.members:
+                    record.leave(name, entry.key)
+                    self.rooms_of.get(name, set()).discard(room)
             case RoomLeft(room=room, name=name):
                 record = self.rooms.get(room)
                 if record is None or name not in record.members:
@@ -164,6 +229,13 @@ class ClusterState:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
         return True
+
+    def _create(self, room: str, name: str, private: bool) -> RoomRecord:
+        record = RoomRecord(room, self._allocate_group(room), private=private)
+        if self.owned.get(name, 0) < OWNED_ROOMS_MAX:
+            record.owner = name
+            self.owned[name] = self.owned.get(name, 0) + 1
+        return record
 
     def _allocate_group(self, room: str) -> str:
         start = zlib.crc32(room.encode()) % self._count
@@ -200,7 +272,15 @@ class ClusterState:
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
             tuple(
-                (name, record.group, tuple(sorted(record.members)))
+                (
+                    name,
+                    record.group,
+                    tuple(sorted(record.members)),
+                    record.owner,
+                    record.private,
+                    tuple(sorted(record.invited)),
+                    tuple(sorted(record.returning)),
+                )
                 for name, record in sorted(self.rooms.items())
             ),
         )

@@ -34,6 +34,7 @@ from tchat.core.messages import (
     RoomFrame,
     RoomInfo,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
     SessionFrame,
     Submit,
@@ -330,7 +331,10 @@ class Inbox:
                     assert self.holdback is not None
                     self.holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
-                    effects.append(Deliver(RoomExited(room)))
+                    by = body.by if isinstance(body, RoomKicked) else ""
+                    if by:  # kicked: not a room to rejoin after a failover or a relogin
+                        self.wanted_rooms.discard(room)
+                    effects.append(Deliver(RoomExited(room, by)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)
