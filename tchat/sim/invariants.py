@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tchat.core.effects import ChatDelivered, ClientEvent, Failed, Renamed, Sent
+from tchat.core.access import may_read
+from tchat.core.effects import ChatDelivered, ClientEvent, Failed, HistoryLoaded, Renamed, Sent
 from tchat.core.messages import (
     Election,
     Entry,
@@ -164,7 +165,11 @@ class Checker:
     def on_client_event(self, slot: Any, event: ClientEvent) -> None:
         kind = type(event)
         if kind is ChatDelivered:
+            self._readable(slot, event.entry, "delivered")  # type: ignore[attr-defined]
             self._delivered(slot, event.entry)  # type: ignore[attr-defined]
+        elif kind is HistoryLoaded:
+            for entry in event.entries:  # type: ignore[attr-defined]
+                self._readable(slot, entry, "got as history")
         elif kind is Sent:
             self._sent(slot, event)  # type: ignore[arg-type]
         elif kind is Renamed:
@@ -172,6 +177,27 @@ class Checker:
             slot.names.append(event.new)  # type: ignore[attr-defined]
         elif kind is Failed:
             slot.failed = True
+
+    def _readable(self, slot: ClientSlot, entry: Entry, how: str) -> None:
+        """Invariant 8 for reading: a client is given (live, replayed or as scrollback) only
+        a private message it is party to, or a room message of a room it was a member of
+        when the message was sequenced. Judged by the servers that hold the entry (their
+        fold knows who was in the room then); one that says yes is enough, since a
+        partition's two sides may each have judged by their own view before a merge."""
+        names = {slot.node.name, *slot.names}
+        judges = [
+            s.node.state
+            for _, s in sorted(self.world.servers.items())
+            if s.alive and s.node is not None and s.node.log.get(entry.dot) is not None
+        ]
+        if not judges:
+            return  # no running server holds it: nobody left to judge by
+        if not any(may_read(state, name, entry) for state in judges for name in names):
+            raise Violation(
+                "read-access",
+                f"{slot.client_id} ({'/'.join(sorted(names))}) {how} {entry.id} "
+                f"{entry.body!r}, which it may not read",
+            )
 
     def _delivered(self, slot: ClientSlot, entry: Entry) -> None:
         eid = entry.id
