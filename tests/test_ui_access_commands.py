@@ -28,3 +28,17 @@ def test_the_headless_client_parses_create_mode_invite_and_kick() -> None:
     assert headless_parse("/kick den bob", None).op == KickUser("den", "bob")
     for bad in ("/create", "/create den x", "/mode den", "/invite den", "/kick den bob x"):
         assert headless_parse(bad, None).error, bad
+
+
+def test_room_admin_operations_share_the_room_rate_limit() -> None:
+    from tchat.core.messages import Submit
+    from tchat.core.vclock import VectorClock
+    from tchat.runtime.limits import operation_kind
+
+    for op in (
+        CreateRoom("d", True),
+        SetRoomMode("d", False),
+        InviteUser("d", "b"),
+        KickUser("d", "b"),
+    ):
+        assert operation_kind(Submit("c", 1, op, VectorClock(), 0.0)) == "room"

@@ -10,10 +10,13 @@ from typing import Generic, TypeVar
 
 from tchat.core.messages import (
     ClientBeat,
+    CreateRoom,
     Discover,
     DiscoverReply,
     HistoryRequest,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaderSuspect,
     LeaveRoom,
     LobbyBeat,
@@ -23,6 +26,7 @@ from tchat.core.messages import (
     Register,
     RoomFrame,
     RoomsRequest,
+    SetRoomMode,
     StatusReply,
     StatusRequest,
     Submit,
@@ -83,8 +87,10 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
 def operation_kind(message: Message) -> str | None:
     """The rate-limit class of a client's frame; None for anything else (server frames)."""
     match message:
-        case Submit(op=JoinRoom() | LeaveRoom()):
-            return "room"
+        case Submit(
+            op=JoinRoom() | LeaveRoom() | CreateRoom() | SetRoomMode() | InviteUser() | KickUser()
+        ):
+            return "room"  # membership and ownership changes: each one a frame to members
         case Submit():
             return "chat"
         case ClientBeat():
