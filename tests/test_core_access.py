@@ -56,17 +56,46 @@ def test_a_non_member_reads_no_history_of_a_room() -> None:
     assert _history(bus, mallory, "r") == []
 
 
-def test_a_newcomer_reads_nothing_from_before_they_joined() -> None:
+def test_a_newcomer_to_a_public_room_reads_its_past() -> None:
+    """Public rooms: "shared" history visibility, for a member now."""
     bus, _ = cluster(seed=5)
     alice, bob, carol = serving(bus, "alice", "bob", "carol")
     _room(bus, [alice, bob], "r")
     bus.submit(alice, SendChat("r", None, "before", False))
     bus.run_until(lambda: "before" in chats(bus, bob), 2)
+    assert _history(bus, carol, "r") == []  # not a member: nothing
     _room(bus, [carol], "r")
     bus.submit(alice, SendChat("r", None, "after", False))
     bus.run_until(lambda: "after" in chats(bus, carol), 2)
-    assert _history(bus, carol, "r") == ["after"]
-    assert _history(bus, bob, "r") == ["before", "after"]
+    assert _history(bus, carol, "r") == ["before", "after"]
+    assert "before" not in chats(bus, carol)  # scrollback, never delivered as live
+
+
+def test_a_newcomer_to_a_private_room_reads_nothing_from_before_they_joined() -> None:
+    bus, _ = cluster(seed=10)
+    alice, bob = serving(bus, "alice", "bob")
+    _room(bus, [alice], "r")
+    bus.submit(alice, SendChat("r", None, "public once", False))
+    bus.run_until(lambda: "public once" in chats(bus, alice), 2)
+    assert _answer(bus, alice, SetRoomMode("r", private=True)) == ""
+    bus.submit(alice, SendChat("r", None, "private talk", False))
+    bus.run_until(lambda: "private talk" in chats(bus, alice), 2)
+    assert _answer(bus, alice, InviteUser("r", "bob")) == ""
+    _room(bus, [bob], "r")
+    bus.submit(alice, SendChat("r", None, "welcome bob", False))
+    bus.run_until(lambda: "welcome bob" in chats(bus, bob), 2)
+    assert _history(bus, bob, "r") == ["welcome bob"]
+    # Public again: the past from before stays with those who were there.
+    assert _answer(bus, alice, SetRoomMode("r", private=False)) == ""
+    bus.submit(alice, SendChat("r", None, "open again", False))
+    bus.run_until(lambda: "open again" in chats(bus, bob), 2)
+    assert _history(bus, bob, "r") == ["welcome bob", "open again"]
+    assert _history(bus, alice, "r") == [
+        "public once",
+        "private talk",
+        "welcome bob",
+        "open again",
+    ]
 
 
 def test_a_member_who_left_reads_no_more() -> None:

@@ -40,6 +40,16 @@ class ModelRoom:
     private: bool
     members: set[str] = field(default_factory=set)
     allowed: set[str] = field(default_factory=set)  # invited, or went offline as a member
+    era: int = 0  # counts the times the room became public
+
+
+@dataclass(frozen=True)
+class Said:
+    """A chat as the model saw it: who was there, and the room's public era (or None)."""
+
+    readers: frozenset[str]
+    room: str | None
+    era: int | None
 
 
 @dataclass
@@ -49,8 +59,8 @@ class Model:
     online: set[str] = field(default_factory=set)
     rooms: dict[str, ModelRoom] = field(default_factory=dict)
 
-    def apply(self, body: EntryBody) -> set[str]:
-        """Apply ``body``; for a chat, who may read it (members then, or the two of a PM)."""
+    def apply(self, body: EntryBody) -> Said | None:
+        """Apply ``body``; for a chat, who was there (members then, or the two of a PM)."""
         match body:
             case UserOnline(name=name):
                 self.online.add(name)
@@ -79,9 +89,10 @@ class Model:
             case RoomMode(room=room, by=by, private=private):
                 record = self.rooms.get(room)
                 if record is not None and record.owner == by:
-                    record.private = private
-                    if not private:
+                    if record.private and not private:
+                        record.era += 1
                         record.allowed.clear()
+                    record.private = private
             case RoomInvited(room=room, name=name, by=by):
                 record = self.rooms.get(room)
                 if (
@@ -92,11 +103,23 @@ class Model:
                 ):
                     record.allowed.add(name)
             case Chat(room=None, sender=sender, to=str() as to):
-                return {sender, to}
+                return Said(frozenset({sender, to}), None, None)
             case Chat(room=str() as room):
                 record = self.rooms.get(room)
-                return set(record.members) if record is not None else set()
-        return set()
+                if record is None:
+                    return Said(frozenset(), room, None)
+                era = None if record.private else record.era
+                return Said(frozenset(record.members), room, era)
+        return None
+
+    def scrollback(self, said: Said) -> set[str]:
+        """Who may have ``said`` as history now: who was there, and for a room public
+        since then (the same era), its members now."""
+        readers = set(said.readers)
+        record = self.rooms.get(said.room) if said.room is not None else None
+        if record is not None and not record.private and record.era == said.era:
+            readers |= record.members
+        return readers
 
 
 user = st.sampled_from(USERS)
@@ -120,17 +143,20 @@ bodies = st.one_of(
 def test_what_a_user_may_read_is_exactly_who_was_there(log: list[EntryBody]) -> None:
     state = ClusterState("239.255.42.0", 4, 47471)
     model = Model()
-    chats: list[tuple[Entry, set[str]]] = []
+    chats: list[tuple[Entry, Said]] = []
     for n, body in enumerate(log, start=1):
         entry = _entry(n, body)
         state.apply(entry)
-        readers = model.apply(body)
-        if isinstance(body, Chat):
-            chats.append((entry, readers))
+        said = model.apply(body)
+        if said is not None:
+            chats.append((entry, said))
     # judged at the end, on the final state: what happened later never changes the past
-    for entry, readers in chats:
+    for entry, said in chats:
+        shared = model.scrollback(said)
         for name in USERS:
-            assert may_read(state, name, entry) == (name in readers), (name, entry.body)
+            assert may_read(state, name, entry) == (name in said.readers), (name, entry.body)
+            scrollback = may_read(state, name, entry, scrollback=True)
+            assert scrollback == (name in shared), (name, entry.body)
     for name, record in model.rooms.items():
         folded = state.rooms[name]
         assert (folded.owner, folded.private, folded.members.keys()) == (

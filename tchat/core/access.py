@@ -29,15 +29,17 @@ if TYPE_CHECKING:
 Decision = tuple[EntryBody | None, str]  # the entry to record, or None and why not
 
 
-def may_read(state: ClusterState, user: str, entry: Entry) -> bool:
-    """True if ``user`` may be given ``entry``.
+def may_read(state: ClusterState, user: str, entry: Entry, *, scrollback: bool = False) -> bool:
+    """True if ``user`` may be given ``entry``, live or replayed (or, with ``scrollback``,
+    as history asked for by a member of the room now).
 
-    A private message: only its sender and its addressee. A room message: only whoever
-    was a member of the room when it was sequenced (between a join and the leave or kick
-    that ended it), public room or private. This is Matrix's "joined" history visibility
-    and IRC's behaviour: a newcomer reads nothing said before they joined, and a member who
-    left or was kicked reads nothing said since, so a room made private keeps its past
-    from whoever is let in later. Anything that is not a chat is never replayed.
+    A private message: only its sender and its addressee. A room message: whoever was a
+    member of the room when it was sequenced (between a join and the leave, kick or logout
+    that ended it). Scrollback adds, for a public room only, what was said since the room
+    last became public, to whoever is a member now (Matrix's "shared" history visibility:
+    anyone may join a public room and read on). A private room's past, and the past of a
+    room that was private before, stays with those who were there. Anything that is not a
+    chat is never replayed.
     """
     body = entry.body
     if type(body) is not Chat:
@@ -45,7 +47,16 @@ def may_read(state: ClusterState, user: str, entry: Entry) -> bool:
     if body.room is None:
         return user == body.sender or user == body.to
     record = state.rooms.get(body.room)
-    return record is not None and record.was_member(user, entry.key)
+    if record is None:
+        return False
+    if record.was_member(user, entry.key):
+        return True
+    return (
+        scrollback
+        and record.public_since is not None
+        and record.public_since < entry.key
+        and user in record.members
+    )
 
 
 def history_refusal(state: ClusterState, user: str, request: HistoryRequest) -> str:

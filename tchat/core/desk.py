@@ -525,7 +525,7 @@ class ClientDesk:
             body = entry.body
             assert isinstance(body, Chat)
             if msg.room is not None:
-                return body.room == msg.room and may_read(state, name, entry)
+                return body.room == msg.room and may_read(state, name, entry, scrollback=True)
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)

@@ -62,6 +62,9 @@ class RoomRecord:
     # invited, and members who went offline (not those who left or were kicked).
     owner: str | None = None
     private: bool = False
+    # Key of the entry that made the room public, this time (None while it is private): a
+    # member of a public room reads its scrollback back to there, not into a private past.
+    public_since: Key | None = None
     invited: set[str] = field(default_factory=set)
     returning: set[str] = field(default_factory=set)
 
@@ -182,6 +185,7 @@ class ClusterState:
                 if record is None:
                     private = isinstance(body, RoomCreated) and body.private
                     record = self.rooms[room] = self._create(room, name, private)
+                    record.public_since = None if private else entry.key
                 elif not record.may_join(name):
                     # Only a merge gets here (the leader refuses such a join): the room was
                     # made private, or created private, on the other side. The log order
@@ -195,10 +199,13 @@ class ClusterState:
                 record = self.rooms.get(room)
                 if record is None or record.owner != by:
                     return False
-                record.private = private
-                if not private:
+                if private:
+                    record.public_since = None
+                elif record.private:
+                    record.public_since = entry.key
                     record.invited.clear()
                     record.returning.clear()
+                record.private = private
             case RoomInvited(room=room, name=name, by=by):
                 record = self.rooms.get(room)
                 if (
@@ -278,6 +285,7 @@ class ClusterState:
                     tuple(sorted(record.members)),
                     record.owner,
                     record.private,
+                    record.public_since,
                     tuple(sorted(record.invited)),
                     tuple(sorted(record.returning)),
                 )

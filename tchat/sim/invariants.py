@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 Problem = tuple[str, str]  # (invariant, detail)
 
 
+def shared(state: Any, name: str, entry: Entry) -> bool:
+    """``entry`` is a message of a room public since before it, and ``name`` has been a
+    member of that room since it last became public: scrollback may show it."""
+    room = getattr(entry.body, "room", None)
+    record = state.rooms.get(room) if room is not None else None
+    if record is None or record.public_since is None or not record.public_since < entry.key:
+        return False
+    since = record.public_since
+    return any(end is None or since < end for _, end in record.stretches.get(name, ()))
+
+
 class Violation(Exception):
     """An invariant broke: the seed stops here."""
 
@@ -165,11 +176,11 @@ class Checker:
     def on_client_event(self, slot: Any, event: ClientEvent) -> None:
         kind = type(event)
         if kind is ChatDelivered:
-            self._readable(slot, event.entry, "delivered")  # type: ignore[attr-defined]
+            self._readable(slot, event.entry, "")  # type: ignore[attr-defined]
             self._delivered(slot, event.entry)  # type: ignore[attr-defined]
         elif kind is HistoryLoaded:
             for entry in event.entries:  # type: ignore[attr-defined]
-                self._readable(slot, entry, "got as history")
+                self._readable(slot, entry, "scrollback")
         elif kind is Sent:
             self._sent(slot, event)  # type: ignore[arg-type]
         elif kind is Renamed:
@@ -178,12 +189,14 @@ class Checker:
         elif kind is Failed:
             slot.failed = True
 
-    def _readable(self, slot: ClientSlot, entry: Entry, how: str) -> None:
-        """Invariant 8 for reading: a client is given (live, replayed or as scrollback) only
-        a private message it is party to, or a room message of a room it was a member of
-        when the message was sequenced. Judged by the servers that hold the entry (their
-        fold knows who was in the room then); one that says yes is enough, since a
-        partition's two sides may each have judged by their own view before a merge."""
+    def _readable(self, slot: ClientSlot, entry: Entry, scrollback: str) -> None:
+        """Invariant 8 for reading: a client is given, live or replayed, only a private
+        message it is party to or a room message of a room it was a member of when the
+        message was sequenced; as scrollback also a public room's messages since it last
+        became public, if it was a member at some point since (the reply may race a leave).
+        Judged by the servers that hold the entry (their fold knows who was in the room
+        then); one that says yes is enough, since a partition's two sides may each have
+        judged by their own view before a merge."""
         names = {slot.node.name, *slot.names}
         judges = [
             s.node.state
@@ -192,12 +205,15 @@ class Checker:
         ]
         if not judges:
             return  # no running server holds it: nobody left to judge by
-        if not any(may_read(state, name, entry) for state in judges for name in names):
-            raise Violation(
-                "read-access",
-                f"{slot.client_id} ({'/'.join(sorted(names))}) {how} {entry.id} "
-                f"{entry.body!r}, which it may not read",
-            )
+        for state in judges:
+            for name in names:
+                if may_read(state, name, entry) or (scrollback and shared(state, name, entry)):
+                    return
+        raise Violation(
+            "read-access",
+            f"{slot.client_id} ({'/'.join(sorted(names))}) got {entry.id} {entry.body!r}"
+            f"{' as scrollback' if scrollback else ''}, which it may not read",
+        )
 
     def _delivered(self, slot: ClientSlot, entry: Entry) -> None:
         eid = entry.id
