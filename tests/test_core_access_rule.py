@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tchat.core.access import may_read
-from tchat.core.fold import INVITES_PER_ROOM, ClusterState
+from tchat.core.fold import INVITES_PER_ROOM, STRETCHES_PER_MEMBER, ClusterState
 from tchat.core.messages import (
     Chat,
     Dot,
@@ -194,3 +194,20 @@ def test_a_merge_cannot_slip_a_join_into_a_private_room() -> None:
     assert results == [True, True, True, False, True]
     assert not may_read(state, "bob", _entry(5, log[4]))
     assert sorted(state.rooms["p"].members) == ["ann"]
+
+
+def test_a_member_who_joins_and_leaves_endlessly_costs_bounded_reads() -> None:
+    state = ClusterState("239.255.42.0", 4, 47471)
+    n = 1
+    state.apply(_entry(n, UserOnline("ann", "a:1", "c")))
+    first_chat = None
+    for i in range(STRETCHES_PER_MEMBER * 3):
+        for body in (RoomJoined("r", "ann"), Chat("ann", "r", None, f"t{i}", False, EMPTY_CLOCK)):
+            n += 1
+            entry = _entry(n, body)
+            state.apply(entry)
+            first_chat = first_chat or entry
+        n += 1
+        state.apply(_entry(n, RoomLeft("r", "ann")))
+    assert len(state.rooms["r"].stretches["ann"]) == STRETCHES_PER_MEMBER
+    assert first_chat is not None and not may_read(state, "ann", first_chat)  # the safe side

@@ -59,5 +59,5 @@ def test_private_room_invite_kick_and_scrollback_by_membership(tmp_path: Path) -
         mallory.wait_event("joined", room="den")
         mallory.send("/history den")
         wait_for(lambda: len(mallory.of("history")) == 2, 10, "mallory's second answer")
-        # public now, yet nothing said before mallory joined
+        # public now, yet what was said while the room was private stays with who was there
         assert mallory.of("history")[1]["messages"] == []

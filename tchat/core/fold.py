@@ -26,6 +26,8 @@ from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 Key = tuple[int, int, int]
 
+# Stretches of membership kept per member and room (join, leave): the newest ones.
+STRETCHES_PER_MEMBER = 64
 # Pending invitations of one room at most: each costs the room's record a name.
 INVITES_PER_ROOM = 100
 # Rooms one user may own at most (a room made by /join past it has no owner).
@@ -76,7 +78,13 @@ class RoomRecord:
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
             self.members[name] = key
-            self.stretches.setdefault(name, []).append((key, None))
+            stretches = self.stretches.setdefault(name, [])
+            stretches.append((key, None))
+            if len(stretches) > STRETCHES_PER_MEMBER:
+                # Every read checks them: a user who joined and left thousands of times
+                # would make each entry of a scrollback cost thousands. The oldest go (what
+                # they covered is no longer readable by that user: the safe side).
+                del stretches[0]
 
     def leave(self, name: str, key: Key) -> None:
         if self.members.pop(name, None) is not None:
