@@ -7,7 +7,7 @@ from core_bus import Bus
 from test_core_nodes import chats, cluster, leaders, serving
 
 from tchat.core.client import ClientNode
-from tchat.core.effects import HistoryLoaded, OpFailed, RoomExited, Sent
+from tchat.core.effects import HistoryLoaded, OpFailed, RoomDirectory, RoomExited, Sent
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     CreateRoom,
@@ -191,3 +191,31 @@ def test_the_owner_of_a_public_room_makes_it_private() -> None:
     assert "bob" in _leader_state(servers).rooms["r"].members  # members stay
     assert _answer(bus, alice, SetRoomMode("r", private=False)) == ""
     assert _answer(bus, carol, JoinRoom("r")) == ""
+
+
+def _directory(bus: Bus, client: ClientNode) -> set[str]:
+    request_id, effects = client.request_rooms(bus.now)
+    bus._apply(client.config.addr, effects)
+    found: set[str] = set()
+
+    def answered() -> bool:
+        for event in bus.events[client.config.addr]:
+            if isinstance(event, RoomDirectory) and event.request_id == request_id:
+                found.update(room.room for room in event.rooms)
+                return True
+        return False
+
+    bus.run_until(answered, 2)
+    return found
+
+
+def test_the_room_directory_shows_a_private_room_only_to_its_people() -> None:
+    bus, _ = cluster(seed=11)
+    alice, bob, mallory = serving(bus, "alice", "bob", "mallory")
+    _room(bus, [mallory], "open")
+    assert _answer(bus, alice, CreateRoom("den", private=True)) == ""
+    assert _answer(bus, alice, InviteUser("den", "bob")) == ""
+    bus.run(0.2)
+    assert _directory(bus, mallory) == {"open"}
+    assert _directory(bus, bob) == {"open", "den"}  # invited: may see what to /join
+    assert _directory(bus, alice) == {"open", "den"}

@@ -24,7 +24,7 @@ from tchat.core.messages import (
 from tchat.core.names import name_problem, room_problem
 
 if TYPE_CHECKING:
-    from tchat.core.fold import ClusterState
+    from tchat.core.fold import ClusterState, RoomRecord
 
 Decision = tuple[EntryBody | None, str]  # the entry to record, or None and why not
 
@@ -56,6 +56,16 @@ def may_read(state: ClusterState, user: str, entry: Entry, *, scrollback: bool =
         and record.public_since is not None
         and record.public_since < entry.key
         and user in record.members
+    )
+
+
+def listed(record: RoomRecord, user: str | None) -> bool:
+    """Whether the room directory shows ``record`` to ``user``: a private room's name,
+    members and activity are for its owner, its members and whom it invited."""
+    return (
+        not record.private
+        or user is not None
+        and (user == record.owner or user in record.members or user in record.invited)
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
-from tchat.core.access import history_refusal, may_read, owner_operation
+from tchat.core.access import history_refusal, listed, may_read, owner_operation
 from tchat.core.effects import Effect, Send
 from tchat.core.messages import (
     MAX_SERVERS,
@@ -541,6 +541,8 @@ class ClientDesk:
     def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
         """The room directory, from the committed state, in chunks."""
         lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        user = session.name if session is not None else None
         rooms = [
             RoomSummary(
                 record.name,
@@ -551,6 +553,7 @@ class ClientDesk:
                 record.last_ts,
             )
             for _, record in sorted(lead.streams.view.rooms.items())
+            if listed(record, user)
         ]
         parts = codec.split(rooms, codec.packed_size, most=ROOMS_PER_REPLY) or [()]
         return [

@@ -88,7 +88,7 @@ class RoomInfo:
 
 @dataclass(frozen=True, slots=True)
 class RoomSummary:
-    """A room in the directory: anyone may see it, members or not."""
+    """A room in the directory: a public one for anyone, a private one for its people."""
 
     room: str
     group: str
