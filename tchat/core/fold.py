@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
@@ -25,6 +26,11 @@ from tchat.core.messages import (
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 Key = tuple[int, int, int]
+
+
+def _start(stretch: tuple[Key, Key | None]) -> Key:
+    return stretch[0]
+
 
 # Stretches of membership kept per member and room (join, leave): the newest ones.
 STRETCHES_PER_MEMBER = 64
@@ -92,10 +98,16 @@ class RoomRecord:
             stretches[-1] = (stretches[-1][0], key)
 
     def was_member(self, name: str, key: Key) -> bool:
-        return any(
-            start < key and (end is None or key < end)
-            for start, end in self.stretches.get(name, ())
-        )
+        stretches = self.stretches.get(name)
+        if not stretches:
+            return False
+        # The stretches follow each other in key order without overlapping (the fold
+        # applies in key order): only the last one begun before ``key`` can hold it.
+        index = bisect_left(stretches, key, key=_start) - 1
+        if index < 0:
+            return False
+        end = stretches[index][1]
+        return end is None or key < end
 
 
 @dataclass(frozen=True, slots=True)
