@@ -15,6 +15,7 @@ from tchat.core.messages import (
     JoinRoom,
     KickUser,
     LeaveRoom,
+    Logout,
     Operation,
     SendChat,
     SetRoomMode,
@@ -219,3 +220,17 @@ def test_the_room_directory_shows_a_private_room_only_to_its_people() -> None:
     assert _directory(bus, mallory) == {"open"}
     assert _directory(bus, bob) == {"open", "den"}  # invited: may see what to /join
     assert _directory(bus, alice) == {"open", "den"}
+
+
+def test_a_member_who_went_offline_comes_back_without_a_new_invitation() -> None:
+    bus, servers = cluster(seed=12)
+    alice, bob = serving(bus, "alice", "bob")
+    assert _answer(bus, alice, CreateRoom("p", private=True)) == ""
+    assert _answer(bus, alice, InviteUser("p", "bob")) == ""
+    assert _answer(bus, bob, JoinRoom("p")) == ""
+    assert _answer(bus, bob, Logout()) == ""
+    bus.run_until(lambda: "bob" not in _leader_state(servers).users, 2)
+    assert "bob" in _leader_state(servers).rooms["p"].returning
+    (again,) = serving(bus, "bob")
+    assert _answer(bus, again, JoinRoom("p")) == ""  # going offline is not leaving
+    bus.run_until(lambda: "p" in again.rooms, 2)
