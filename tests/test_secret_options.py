@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tchat.crypto.cluster import ClusterSecret
 from tchat.runtime.modes import build_parser
 from tchat.runtime.options import NetOptions, options_from_args
 
@@ -45,9 +46,11 @@ def test_a_key_on_the_command_line_is_refused_with_what_to_do(
 def test_a_private_key_file_is_read_and_a_readable_one_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = key_file(tmp_path / "good.key", "  the cluster secret of this test \n", 0o600)
+    good = key_file(
+        tmp_path / "good.key", "  AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \n", 0o600
+    )
     opts = parse(["--host", "127.0.0.1", "--cluster-key-file", str(good)])
-    assert opts.cluster_key == b"the cluster secret of this test"
+    assert opts.cluster_key == b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
     assert str(good) in opts.key_source
     capsys.readouterr()
     for mode in (0o644, 0o640, 0o604):
@@ -87,14 +90,18 @@ def test_a_config_holding_the_key_must_be_private_one_without_may_be_read(
 ) -> None:
     plain = key_file(tmp_path / "plain.toml", 'host = "127.0.0.1"\n', 0o644)
     assert parse(["--config", str(plain)]).cluster_key is None
-    secret = key_file(tmp_path / "secret.toml", 'cluster_key = "a config secret"\n', 0o644)
+    secret = key_file(
+        tmp_path / "secret.toml",
+        'cluster_key = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="\n',
+        0o644,
+    )
     with pytest.raises(SystemExit) as stopped:
         parse(["--host", "127.0.0.1", "--config", str(secret)])
     assert stopped.value.code == 2
     assert "mode 0644" in capsys.readouterr().err
     secret.chmod(0o600)
     assert parse(["--host", "127.0.0.1", "--config", str(secret)]).cluster_key == (
-        b"a config secret"
+        b"ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
     )
 
 
@@ -122,3 +129,18 @@ def test_a_data_dir_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
     path.chmod(0o644)  # someone loosened it: it may have leaked, the operator decides
     with pytest.raises(SecretFileError, match="mode 0644"):
         data_dir_key(tmp_path)
+
+
+def test_a_server_refuses_a_phrase_that_is_no_cluster_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its signing and sealing keys come from 32 bytes of secret: a phrase stopped the
+    # daemon with a traceback at its first handshake; now the command line says why.
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "an environment secret")
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--host", "127.0.0.1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "32 bytes" in err and "tchat key new" in err
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", ClusterSecret.generate().export_line())
+    assert parse(["--host", "127.0.0.1"]).cluster_key is not None

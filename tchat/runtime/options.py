@@ -383,6 +383,16 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
     if values["insecure"] and values["cluster_key"] is not None:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
+    if mode in ("daemon", "server") and values["cluster_key"] is not None:
+        # A server derives its signing and sealing keys from the secret: a phrase that is
+        # not one is refused here, with the fix, not at the first handshake.
+        from tchat.crypto.cluster import parse_secret
+        from tchat.crypto.errors import CryptoError
+
+        try:
+            parse_secret(values["cluster_key"].decode("ascii", "replace"), values["key_source"])
+        except CryptoError as exc:
+            refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     cluster = getattr(args, "cluster", None) or flat.get("cluster")
