@@ -379,15 +379,21 @@ class Cluster:
             *self.net_args(host),
         ]
 
+    def status_env(self, keyed: bool = True) -> dict[str, str]:
+        """The environment of a ``tchat status``: with the cluster key (an operator's full
+        view: users and rooms too), or without (what anyone on the LAN sees)."""
+        env = dict(self.env)
+        if self.secret is not None and keyed:
+            env.setdefault("TCHAT_CLUSTER_KEY", self.secret.export_line())
+        return env
+
     def status(
         self, wait: float = 0.5, host: str | None = None, keyed: bool = True
     ) -> dict[str, Any] | None:
         """``tchat status --json``; None when nothing answered. ``keyed``: as an operator
         with the cluster key (the full view), else as anyone on the LAN."""
         argv = self.status_argv(wait, host)
-        env = dict(self.env)
-        if self.secret is not None and keyed:  # an operator's full view: users and rooms
-            env.setdefault("TCHAT_CLUSTER_KEY", self.secret.export_line())
+        env = self.status_env(keyed)
         done = subprocess.run(
             argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=wait + 10
         )

@@ -240,7 +240,7 @@ class TchatLan:
             self.lan.command(label, argv),
             capture_output=True,
             text=True,
-            env=self.cluster.env,
+            env=self.cluster.status_env(),
             timeout=15,
         )
         return json.loads(done.stdout) if done.returncode == 0 else None  # type: ignore[no-any-return]
