@@ -40,7 +40,6 @@ from tchat.core.messages import (
     RoomFrame,
     RoomInfo,
     RoomJoined,
-    RoomKicked,
     RoomLeft,
     SessionFrame,
     Submit,
@@ -338,10 +337,7 @@ class Inbox:
                     del node.rooms[room]
                     holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
-                    by = body.by if isinstance(body, RoomKicked) else ""
-                    if by:  # kicked: not a room to rejoin after a failover or a relogin
-                        self.wanted_rooms.discard(room)
-                    effects.append(Deliver(RoomExited(room, by)))
+                    effects.append(Deliver(RoomExited(room)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)

@@ -1,9 +1,4 @@
-"""What a node lets in: datagram kinds, connection caps and per-source rate limits.
-
-Longer than 400 lines: every table of what may come in (datagram kinds, the frames a
-client or a server session may carry, connection caps, per-kind rates) is here, so that
-one file answers "what does a stranger get to send us"; the mechanisms live elsewhere.
-"""
+"""What a node lets in: datagram kinds, connection caps and per-source rate limits."""
 
 from __future__ import annotations
 
@@ -22,7 +17,6 @@ from tchat.core.messages import (
     ClientBeat,
     ClientHeartbeat,
     ClusterStatusRequest,
-    CreateRoom,
     Discover,
     DiscoverReply,
     Election,
@@ -30,10 +24,8 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryReply,
     HistoryRequest,
-    InviteUser,
     JoinRequest,
     JoinRoom,
-    KickUser,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -54,7 +46,6 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     SessionFrame,
-    SetRoomMode,
     StaleEpoch,
     StatusReply,
     StatusRequest,
@@ -190,10 +181,8 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
 def operation_kind(message: Message) -> str | None:
     """The rate-limit class of a client's frame; None for anything else (server frames)."""
     match message:
-        case Submit(
-            op=JoinRoom() | LeaveRoom() | CreateRoom() | SetRoomMode() | InviteUser() | KickUser()
-        ):
-            return "room"  # membership and ownership changes: each one a frame to members
+        case Submit(op=JoinRoom() | LeaveRoom()):
+            return "room"
         case Submit():
             return "chat"
         case ClientBeat():
