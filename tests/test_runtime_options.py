@@ -25,24 +25,31 @@ def test_command_line_beats_config_file_and_env_key(
 ) -> None:
     config = tmp_path / "tchat.toml"
     config.write_text(
-        'host = "127.0.0.2"\nport = 4000\nrate_limit = 7\ncluster_key = "file"\n'
+        'host = "127.0.0.2"\nport = 4000\nrate_limit = 7\n'
+        'cluster_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="\n'
         "[timing]\nheartbeat_interval = 0.02\n"
     )
     config.chmod(0o600)  # it holds the cluster key
-    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "env")
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=")
     opts = parse_options(["--config", str(config), "--port", "5000"])
     assert (opts.host, opts.port, opts.rate_limit) == ("127.0.0.2", 5000, 7)
-    assert opts.cluster_key == b"env"
+    assert opts.cluster_key == b"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
     assert opts.timing.heartbeat_interval == 0.02
     assert opts.broadcast == "127.255.255.255"
     key_file = tmp_path / "cluster.key"
-    key_file.write_text("from the key file\n")
+    key_file.write_text("AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE=\n")
     key_file.chmod(0o600)
     argv = ["--config", str(config), "--cluster-key-file", str(key_file), "--host", "127.0.0.1"]
     opts = parse_options(argv)
-    assert (opts.cluster_key, opts.host) == (b"from the key file", "127.0.0.1")
+    assert (opts.cluster_key, opts.host) == (
+        b"AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE=",
+        "127.0.0.1",
+    )
     monkeypatch.delenv("TCHAT_CLUSTER_KEY")
-    assert parse_options(["--config", str(config)]).cluster_key == b"file"
+    assert (
+        parse_options(["--config", str(config)]).cluster_key
+        == b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    )
 
 
 def test_xdg_config_is_read_and_bad_timing_keys_are_refused(
