@@ -737,9 +737,6 @@ class StatusReply(Message):
     user_count: int  # all of them: a reply is one datagram, the lists may be cut short
     room_count: int
     full: bool = True  # False: the answer to an anonymous request (lists and counts empty)
-    # The fingerprint of the cluster's public key, for clients to check and pin; "" until
-    # the cluster has one (issue 15, part 3).
-    cluster_fingerprint: str = ""
     from_server: ClassVar[bool] = True
 
 

@@ -156,7 +156,6 @@ def summarize(replies: list[StatusReply], insecure: Sequence[int] = ()) -> dict[
             }
             for sid, addr in sorted(servers.items())
         ],
-        "cluster_fingerprint": best.cluster_fingerprint or None,  # None until clusters have keys
         "full": view is not None,
         "insecure": list(insecure),  # servers that answered unsigned: they run with no key
         "users": None
@@ -188,7 +187,6 @@ def render(summary: dict[str, Any]) -> str:
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
         lines.append(f"  {s['id']:>10}  {s['addr']:<22} {s['role']:<10} {state}")
-    lines.append(f"cluster fingerprint: {summary['cluster_fingerprint'] or '(none yet)'}")
     if summary["insecure"]:
         ids = ", ".join(str(sid) for sid in summary["insecure"])
         lines.append(
