@@ -53,6 +53,7 @@ from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
+    RELEASED_REASON,
     UNSIGNED,
     Ack,
     ClientBeat,
@@ -528,6 +529,15 @@ class ClientNode:
             return effects
         if self._logging_out and offline.client_id == self.client_tag:
             effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
+        elif offline.reason == RELEASED_REASON:
+            # An operator took the name from this key: logging in again would claim it
+            # straight back, so stop and say why.
+            reason = (
+                f"an operator released the name {self.name} (tchat admin release-name):"
+                " this key no longer owns it"
+            )
+            effects += self._become(ClientEvent.REJECTED, reason)
+            effects.append(Deliver(Failed(reason)))
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.
             effects += self._resume(f"the name {self.name} was logged out ({offline.reason})")

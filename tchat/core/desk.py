@@ -17,6 +17,7 @@ from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
     MAX_SERVERS,
+    RELEASED_REASON,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
@@ -211,7 +212,7 @@ class ClientDesk:
         for client_id in list(record.sessions) if record is not None else ():
             session = lead.streams.sessions.get(client_id)
             cursor = session.cursor() if session is not None else EMPTY_CLOCK
-            _, persist = lead.sequence(UserOffline(name, client_id, "name released", cursor), now)
+            _, persist = lead.sequence(UserOffline(name, client_id, RELEASED_REASON, cursor), now)
             effects.extend(persist)
         _, persist = lead.sequence(NameReleased(name), now)
         effects.extend(persist)

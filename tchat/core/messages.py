@@ -202,6 +202,11 @@ class NameReleased(EntryBody):
     name: str
 
 
+# The reason of the UserOffline entries a release writes: the owner's client stops on it
+# rather than log in again (its key would claim the name straight back).
+RELEASED_REASON = "name released"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One element of the replicated, grow-only log."""
