@@ -93,6 +93,7 @@ from tchat.core.messages import (
     UserInfo,
     UserList,
     Welcome,
+    released_notice,
 )
 from tchat.core.names import checked_name
 from tchat.core.projection import client_tag
@@ -532,10 +533,7 @@ class ClientNode:
         elif offline.reason == RELEASED_REASON:
             # An operator took the name from this key: logging in again would claim it
             # straight back, so stop and say why.
-            reason = (
-                f"an operator released the name {self.name} (tchat admin release-name):"
-                " this key no longer owns it"
-            )
+            reason = released_notice(self.name)
             effects += self._become(ClientEvent.REJECTED, reason)
             effects.append(Deliver(Failed(reason)))
         else:

@@ -207,6 +207,14 @@ class NameReleased(EntryBody):
 RELEASED_REASON = "name released"
 
 
+def released_notice(name: str) -> str:
+    """What the owner's client says when an operator released its name."""
+    return (
+        f"an operator released the name {name} (tchat admin release-name):"
+        " this key no longer owns it"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One element of the replicated, grow-only log."""

@@ -26,7 +26,7 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tchat",
-        description="Distributed LAN chat. Subcommands: status, sim, bench.",
+        description="Distributed LAN chat. Subcommands: status, key, admin, sim, bench.",
     )
     add_node_arguments(parser)
     add_network_arguments(parser)

@@ -16,8 +16,9 @@ from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
 from tchat.crypto.cluster import ClusterSecret, load_or_create_server_keys, parse_secret
+from tchat.runtime.admin_desk import AdminDesk
 from tchat.runtime.archive import SqliteArchive
-from tchat.runtime.connection import warm_up_logins
+from tchat.runtime.connection import split_addr, warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
@@ -140,6 +141,7 @@ class ServerService:
         self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
+        self.transport.admin = self._admin_desk()
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
         self.driver.start()
@@ -167,6 +169,38 @@ class ServerService:
         security = WireSecurity.for_server(secret, keys, self.server_id, time.time)
         logger.info("cluster fingerprint %s", security.fingerprint)
         return security
+
+    def _admin_desk(self) -> Callable[[bytes, str], None] | None:
+        """``tchat admin``'s desk: only with a cluster secret (an operator proves it)."""
+        security, transport = self.security, self.transport
+        creds = security.credentials if security is not None else None
+        if creds is None or transport is None:
+            return None
+        secrets = (creds.secret,)
+        desk = AdminDesk(
+            lambda: secrets,
+            self.server_id,
+            self._leader,
+            self._release_name,
+            lambda data, peer: transport.send_raw_datagram(data, *split_addr(peer)),
+            transport.drops,
+        )
+        return desk.receive
+
+    def _leader(self) -> tuple[bool, str]:
+        node = self.node
+        if node is None:
+            return False, ""
+        return node.leadership is not None, node.leader_addr or ""
+
+    def _release_name(self, name: str) -> str:
+        """Runs on the loop, as every node step: the driver carries out its effects."""
+        if self.node is None or self.driver is None:
+            return "not-leader"
+        outcome, _effects = self.driver.call(
+            self.node.release_name, name, asyncio.get_running_loop().time()
+        )
+        return str(outcome)
 
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options

@@ -24,6 +24,7 @@ from tchat.core.messages import (
     Register,
     StatusReply,
 )
+from tchat.crypto.admin import KIND_ADMIN
 from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, Signer, split_addr
 from tchat.runtime.datagram_auth import (
     ClientDatagrams,
@@ -43,6 +44,8 @@ from tchat.runtime.options import NetOptions
 from tchat.runtime.secure import WireSecurity
 
 __all__ = ["HELLO", "DropCounters", "FramedConnection", "Transport", "split_addr"]
+
+ADMIN_KIND = bytes((KIND_ADMIN,))  # the first byte of a `tchat admin` datagram
 
 logger = logging.getLogger(__name__)
 ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
@@ -211,6 +214,9 @@ class Transport:
             else:
                 self.dgram = ClientDatagrams(security.trust, self.loop.time)
         self.datagram_filter: DatagramFilter | None = None
+        # A server's `tchat admin` desk (admin_desk.py): takes the admin datagrams that come
+        # to our own UDP port; None (a client, or a server without a secret) refuses them.
+        self.admin: Callable[[bytes, str], None] | None = None
 
     @property
     def addr(self) -> str:
@@ -282,6 +288,12 @@ class Transport:
         else:
             peer = f"{addr[0]}:{addr[1]}"
             self._last_src, self._last_peer = addr, peer
+        if data[:1] == ADMIN_KIND and channel == "udp":
+            if self.admin is None:
+                self.drops.count("admin-unavailable", peer, "no admin desk (no cluster secret)")
+            else:
+                self.admin(data, peer)
+            return
         dgram = self.dgram
         heard: Heard | None = None
         try:
