@@ -25,7 +25,7 @@ from typing import Any
 
 from tchat.core.codec import MAX_FRAME
 from tchat.core.config import Timing
-from tchat.runtime.private_files import SecretFileError, check_private, parse_key, read_secret_file
+from tchat.crypto.keyfiles import KeyFileError, check_private
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
                 # Checked on the file we read: a config with a secret must be ours alone.
                 check_private(os.fstat(fh.fileno()), path, "config file")
             return conf
-    except SecretFileError as exc:
+    except KeyFileError as exc:
         refuse(f"{exc} (it holds cluster_key)")
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
@@ -306,26 +306,41 @@ def cluster_key_of(
     args: argparse.Namespace, conf: dict[str, Any], config_path: Path
 ) -> tuple[bytes | None, str]:
     """(key, where it came from): --cluster-key-file > $TCHAT_CLUSTER_KEY > the config's
-    ``cluster_key_file`` or ``cluster_key``; (None, "") when none is given."""
+    ``cluster_key_file`` or ``cluster_key``; (None, "") when none is given.
+
+    Checked once, here, in every mode: a cluster secret is 32 bytes (servers derive their
+    signing and sealing keys from it), so a phrase is refused with the fix, not at the
+    first handshake. Kept as its one canonical line, whichever form it was given in.
+    """
+    # Imported here: a client without a key never loads the cluster's key derivation.
+    from tchat.crypto.cluster import ClusterSecret, parse_secret, read_cluster_secret
+    from tchat.crypto.errors import CryptoError
+
+    def line(secret: ClusterSecret) -> bytes:
+        return secret.export_line().encode("ascii")
+
     try:
         given = getattr(args, "cluster_key_file", None)
         if given is not None:
-            return read_secret_file(Path(given).expanduser()), f"key file {given}"
+            return line(read_cluster_secret(Path(given).expanduser())), f"key file {given}"
         env = os.environ.get(KEY_ENV)
         if env:
-            return parse_key(env, KEY_ENV), "environment"
+            return line(ClusterSecret(parse_secret(env, KEY_ENV))), "environment"
         named = conf.get("cluster_key_file")
         if named is not None:
             if not isinstance(named, str):
                 refuse(f"cluster_key_file in {config_path} must be a path")
-            return read_secret_file(Path(named).expanduser()), f"key file {named}"
+            return line(read_cluster_secret(Path(named).expanduser())), f"key file {named}"
         inline = conf.get("cluster_key")
         if inline is not None:
             if not isinstance(inline, str):
                 refuse(f"cluster_key in {config_path} must be a string")
-            return parse_key(inline, f"cluster_key in {config_path}"), f"config {config_path}"
-    except SecretFileError as exc:
+            where = f"cluster_key in {config_path}"
+            return line(ClusterSecret(parse_secret(inline, where))), f"config {config_path}"
+    except KeyFileError as exc:
         refuse(str(exc))
+    except CryptoError as exc:
+        refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
     return None, ""
 
 
@@ -383,16 +398,6 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
     if values["insecure"] and values["cluster_key"] is not None:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
-    if mode in ("daemon", "server") and values["cluster_key"] is not None:
-        # A server derives its signing and sealing keys from the secret: a phrase that is
-        # not one is refused here, with the fix, not at the first handshake.
-        from tchat.crypto.cluster import parse_secret
-        from tchat.crypto.errors import CryptoError
-
-        try:
-            parse_secret(values["cluster_key"].decode("ascii", "replace"), values["key_source"])
-        except CryptoError as exc:
-            refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     cluster = getattr(args, "cluster", None) or flat.get("cluster")

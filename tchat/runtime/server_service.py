@@ -15,20 +15,20 @@ from tchat.core.effects import DurableState, Effect
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
-from tchat.crypto.cluster import ClusterSecret, load_or_create_server_keys, parse_secret
+from tchat.crypto.cluster import (
+    CLUSTER_KEY_FILE,
+    ClusterSecret,
+    load_cluster_secret,
+    load_or_create_server_keys,
+    parse_secret,
+)
+from tchat.crypto.keyfiles import create_private, private_dir, tighten_private_files
 from tchat.runtime.admin_desk import AdminDesk
 from tchat.runtime.archive import SqliteArchive
 from tchat.runtime.connection import split_addr, warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
-from tchat.runtime.private_files import (
-    KEY_FILE_NAME,
-    create_private,
-    data_dir_key,
-    private_dir,
-    private_files,
-)
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -212,7 +212,7 @@ class ServerService:
         # The log holds every PM: readable by us alone (the umask covers new files; a dir
         # or database made by an earlier version is tightened here, with a warning).
         private_dir(self.data_dir, "data dir")
-        private_files(self.data_dir)
+        tighten_private_files(self.data_dir)
         create_private(self.data_dir / DB_NAME)
         store = SqliteStore(self.data_dir)
         durable = store.load_meta()  # the log is read through the archive
@@ -227,9 +227,9 @@ class ServerService:
         if opts.insecure:  # said loudly once, by _security
             return opts
         assert self.data_dir is not None
-        key, created = data_dir_key(self.data_dir)
-        path = self.data_dir / KEY_FILE_NAME
-        if created:
+        secret = load_cluster_secret({}, None, self.data_dir, create=True)
+        path = self.data_dir / CLUSTER_KEY_FILE
+        if secret.created:
             # Said once, when it is made: the other servers need the same key to join.
             logger.warning(
                 "created a cluster key in %s. Give the other servers the same key: "
@@ -241,6 +241,7 @@ class ServerService:
             )
         else:
             logger.info("cluster key from %s", path)
+        key = secret.export_line().encode("ascii")
         return dataclasses.replace(opts, cluster_key=key, key_source=f"data dir {path}")
 
     def _server_id(self) -> int:
