@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -67,6 +68,10 @@ INFO_SIGNING = b"tchat cluster signing v1"
 INFO_DATAGRAM_ROOT = b"tchat datagram root v1"
 INFO_ADMIN_MAC = b"tchat admin mac v1"
 ADMIN_DOMAIN = b"tchat admin v1\0"
+# A rotation: the key of a secret a server still holds signs the key it now presents, so
+# a client that pinned the first takes the second without a key-changed stop.
+VOUCH_DOMAIN = b"tchat cluster vouch v1\0"
+VOUCH_SIZE = 32 + 64  # the vouching key, its signature
 
 
 def hkdf(key: bytes, info: bytes, salt: bytes = HKDF_SALT, length: int = 32) -> bytes:
@@ -117,6 +122,14 @@ class ClusterPublicKey:
         except ValueError:
             raise CryptoError("the cluster public key is not a valid Ed25519 key") from None
 
+    def vouches_for(self, other: ClusterPublicKey, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's vouch for ``other`` (never raises)."""
+        try:
+            self.key().verify(bytes(signature), VOUCH_DOMAIN + other.raw)
+        except (CryptoError, InvalidSignature, ValueError):
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class ClusterSecret:
@@ -158,6 +171,11 @@ class ClusterSecret:
     def admin_mac_key(self) -> bytes:
         """The HMAC-SHA256 key of operator commands (``tchat admin ...``)."""
         return hkdf(self.raw, INFO_ADMIN_MAC)
+
+    def vouch_for(self, other: ClusterPublicKey) -> bytes:
+        """``public_key | signature`` (VOUCH_SIZE bytes): this secret's cluster key vouches
+        for ``other``, the key of the secret a rotating server now certifies with."""
+        return self.public_key.raw + self.signing_key.sign(VOUCH_DOMAIN + other.raw)
 
     def admin_mac(self, command: bytes) -> bytes:
         """HMAC-SHA256 of an encoded admin command (the caller puts a nonce or time in it)."""

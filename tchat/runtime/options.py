@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DISCOVERY_PORT = 47470
 MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
+NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret (docs/OPERATIONS.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,10 @@ class NetOptions:
     # Where the key came from ("environment", "key file PATH", "config PATH", "data dir"):
     # said in the log, never the key itself.
     key_source: str = ""
+    # During a rotation: the secret servers also accept (open, verify) while they still
+    # seal and certify with cluster_key; same form, checked the same way.
+    next_cluster_key: bytes | None = None
+    next_key_source: str = ""
     # --insecure: no cluster key, plaintext TCP, no certificates, no pins (said loudly).
     insecure: bool = False
     mode: str = "client"  # client | server | daemon | headless
@@ -198,6 +203,13 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"file (mode 0600) holding the servers' shared secret (or ${KEY_ENV})",
     )
+    net.add_argument(
+        "--next-cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help="a server's next cluster secret during a rotation (or $"
+        f"{NEXT_KEY_ENV}): accepted beside the current one (docs/OPERATIONS.md)",
+    )
     # Gone: an argument is in `ps` and /proc/PID/cmdline for every local user to read.
     net.add_argument("--cluster-key", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
     net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
@@ -302,6 +314,34 @@ def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
         raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
 
 
+def next_cluster_key_of(
+    args: argparse.Namespace, conf: dict[str, Any], config_path: Path
+) -> tuple[bytes | None, str]:
+    """A rotation's next secret: --next-cluster-key-file > $TCHAT_NEXT_CLUSTER_KEY > the
+    config's ``next_cluster_key_file``; (None, "") when none is given."""
+    from tchat.crypto.cluster import ClusterSecret, parse_secret, read_cluster_secret
+    from tchat.crypto.errors import CryptoError
+
+    try:
+        given = getattr(args, "next_cluster_key_file", None)
+        named = conf.get("next_cluster_key_file")
+        if given is None and named is not None and not isinstance(named, str):
+            refuse(f"next_cluster_key_file in {config_path} must be a path")
+        env = os.environ.get(NEXT_KEY_ENV)
+        where = given if given is not None else (named if not env else None)
+        if where is not None:
+            path = Path(where).expanduser()
+            return read_cluster_secret(path).export_line().encode(), f"key file {path}"
+        if env:
+            secret = ClusterSecret(parse_secret(env, NEXT_KEY_ENV))
+            return secret.export_line().encode(), "environment (next)"
+    except KeyFileError as exc:
+        refuse(str(exc))
+    except CryptoError as exc:
+        refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
+    return None, ""
+
+
 def cluster_key_of(
     args: argparse.Namespace, conf: dict[str, Any], config_path: Path
 ) -> tuple[bytes | None, str]:
@@ -396,8 +436,16 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         values["identity"] = Path(values["identity"]).expanduser()
     values["cluster_key"], values["key_source"] = cluster_key_of(args, conf, config_path)
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
+    values["next_cluster_key"], values["next_key_source"] = next_cluster_key_of(
+        args, conf, config_path
+    )
     if values["insecure"] and values["cluster_key"] is not None:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
+    if values["next_cluster_key"] is not None:
+        if values["insecure"]:
+            refuse("--insecure runs without cluster keys, but a next one is given")
+        if values["next_cluster_key"] == values["cluster_key"]:
+            refuse(f"the next cluster key ({values['next_key_source']}) is the current one")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     cluster = getattr(args, "cluster", None) or flat.get("cluster")

@@ -166,8 +166,23 @@ class ServerService:
             parse_secret(opts.cluster_key.decode("ascii", "replace"), source), source
         )
         keys = load_or_create_server_keys(self.data_dir)
-        security = WireSecurity.for_server(secret, keys, self.server_id, time.time)
+        following = None
+        if opts.next_cluster_key is not None:
+            where = opts.next_key_source or "the next cluster key"
+            following = ClusterSecret(
+                parse_secret(opts.next_cluster_key.decode("ascii", "replace"), where), where
+            )
+        security = WireSecurity.for_server(secret, keys, self.server_id, time.time, following)
         logger.info("cluster fingerprint %s", security.fingerprint)
+        if following is not None:
+            # Said at every start of a rotation's server: the step it is at shows in the log.
+            logger.warning(
+                "cluster key rotation: also accepting the next key %s (from %s); sealing and"
+                " certifying with the current one %s",
+                following.public_key.fingerprint,
+                where,
+                security.fingerprint,
+            )
         return security
 
     def _admin_desk(self) -> Callable[[bytes, str], None] | None:
@@ -176,7 +191,7 @@ class ServerService:
         creds = security.credentials if security is not None else None
         if creds is None or transport is None:
             return None
-        secrets = (creds.secret,)
+        secrets = creds.secrets  # the next one too, during a rotation
         desk = AdminDesk(
             lambda: secrets,
             self.server_id,

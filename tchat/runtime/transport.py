@@ -306,7 +306,7 @@ class Transport:
                 if message.from_server and heard.cluster is None and not heard.sealed:
                     # Plain, yet it claims a server's standing: an operator's
                     # ClusterStatusRequest, which must carry the cluster key's MAC.
-                    codec.decode(heard.frame, self.options.cluster_key, self.options.max_frame)
+                    self._check_operator_mac(heard.frame)
         except RemoteProtocolError as exc:
             self.drops.count(exc.reason, peer, f"{channel}: {exc}")
             return
@@ -319,6 +319,17 @@ class Transport:
         if heard is not None and chooser is not None and not chooser(message, peer, heard):
             return
         self.dispatch(message, peer)
+
+    def _check_operator_mac(self, frame: bytes) -> None:
+        """An operator's frame carries the MAC of the current key, or during a rotation of
+        the next one (the operator may hold either); RemoteProtocolError if neither."""
+        opts = self.options
+        try:
+            codec.decode(frame, opts.cluster_key, opts.max_frame)
+        except RemoteProtocolError:
+            if opts.next_cluster_key is None:
+                raise
+            codec.decode(frame, opts.next_cluster_key, opts.max_frame)
 
     def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
         refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
