@@ -110,3 +110,19 @@ def test_no_secret_a_wrong_secret_or_a_replay_releases_nothing(tmp_path: Path) -
             assert daemon.alive()
         finally:
             operator.close()
+
+
+def test_a_command_sent_to_a_backup_reaches_the_leader(tmp_path: Path) -> None:
+    """``--server`` may name any server: a backup's challenge names the leader, and the
+    command goes there (only the leader sequences the release)."""
+    with Cluster(tmp_path) as cluster:
+        daemons = [cluster.daemon(server_id=i) for i in (1, 2)]
+        alice = cluster.client("alice")
+        alice.wait_event("ready", 15)
+        leader = cluster.leader_of(daemons)
+        backup = next(d for d in daemons if d is not leader)
+        backup.wait_line(r"\[admitted\]", 15)
+        done = admin(cluster, "release-name", "alice", "--server", backup.addr)
+        assert done.returncode == 0, done.stderr
+        alice.wait_event("error", 15, fatal=True)
+        assert any("released the name alice" in line for line in leader.stderr_lines)

@@ -28,6 +28,7 @@ TRIES = 3  # datagrams of each step, a second apart: UDP may lose one
 STEP_TIMEOUT = 1.0
 MAX_HOPS = 3  # "not the leader, it is at ...": followed this many times at most
 MAX_STRAY = 64  # datagrams that are not our answer, read and ignored per wait
+MAX_CANDIDATES = 4  # leaders (or --server addresses) tried, the likeliest first
 
 
 class AdminFailed(Exception):
@@ -151,12 +152,20 @@ def main(argv: list[str]) -> int:
         candidates = leader_candidates(options, secret, max(0.1, min(args.wait, 10.0)))
         if not candidates:
             raise AdminFailed("no server answered (is the cluster up on --host?)")
-        result = session.run(candidates[0], "release-name", args.name)
+        result = None
+        for addr in candidates[:MAX_CANDIDATES]:
+            try:
+                result = session.run(addr, "release-name", args.name)
+                break
+            except AdminFailed:
+                if addr == candidates[:MAX_CANDIDATES][-1]:
+                    raise  # the last one's reason is the one said
     except (AdminFailed, OSError, ValueError) as exc:
         print(f"tchat admin: {exc}", file=sys.stderr)
         return 1
     finally:
         session.close()
+    assert result is not None
     if result.outcome == "released":
         print(f"tchat admin: {result.detail}", flush=True)
         return 0

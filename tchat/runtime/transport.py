@@ -292,7 +292,10 @@ class Transport:
             if self.admin is None:
                 self.drops.count("admin-unavailable", peer, "no admin desk (no cluster secret)")
             else:
-                self.admin(data, peer)
+                try:
+                    self.admin(data, peer)
+                except Exception:  # as dispatch: the node outlives anything one datagram does
+                    logger.exception("error handling an admin datagram from %s", peer)
             return
         dgram = self.dgram
         heard: Heard | None = None
