@@ -40,6 +40,10 @@ def test_a_server_in_rotation_opens_what_either_secret_sealed() -> None:
     with pytest.raises(DatagramRefused) as refused:
         alone.open(switched.seal(frame), "10.0.0.1:1")
     assert refused.value.reason == "bad-signature"
+    # A switched peer's datagrams go straight to the opener that verified its first one.
+    for _ in range(5):
+        behind.open(switched.seal(frame), "10.0.0.1:1")
+    assert sum(behind.openers[0].rejected.values()) == 1  # the first one's failed attempt
     sealed = behind.seal(frame)
     switched.open(sealed, "10.0.0.2:1")
     with pytest.raises(DatagramRefused) as replayed:  # each opener's window still holds

@@ -120,6 +120,9 @@ class ServerDatagrams:
         # Sealed with the current secret, opened with it or, during a rotation, with the
         # next one (a peer that switched already); each opener keeps its own replay windows.
         self.openers = [DatagramOpener(secret) for secret in creds.secrets]
+        # Which opener verified each (sender, boot salt): a switched peer's datagrams go
+        # straight to the next secret's opener, not through a failed attempt first.
+        self.routes: OrderedDict[bytes, int] = OrderedDict()
         self.clock = clock
         now = clock()
         self.total = TokenBucket(*SEALED_TOTAL, now)
@@ -168,14 +171,23 @@ class ServerDatagrams:
     def _open(self, sealed: bytes) -> tuple[int, bytes]:
         """(sender, frame) under the first secret whose key opens it; a forgery costs one
         AEAD attempt per secret held (two at most, during a rotation)."""
+        route = bytes(sealed[1:25])  # the sender and boot salt of the header
+        known = self.routes.get(route)
+        order = range(len(self.openers)) if known is None else (known,)
         first: CryptoError | None = None
-        for opener in self.openers:
+        for index in order:
             try:
-                return opener.open(sealed)
+                opened = self.openers[index].open(sealed)
             except CryptoError as exc:
                 if exc.reason is not Reason.BAD_TAG:
                     raise DatagramRefused(_reason(exc), f"sealed datagram: {exc}") from None
                 first = first or exc
+                continue
+            if known is None and len(self.openers) > 1:
+                self.routes[route] = index
+                if len(self.routes) > SEALED_PEERS:
+                    self.routes.popitem(last=False)
+            return opened
         raise DatagramRefused("bad-signature", f"sealed datagram: {first}")
 
     def check(self, message: Message, heard: Heard) -> None:
