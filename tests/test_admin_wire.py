@@ -130,3 +130,23 @@ def test_a_bad_name_is_refused_without_reaching_the_node() -> None:
     assert desk.released == []
     reply = desk.last()
     assert isinstance(reply, admin.Result) and reply.outcome == "refused"
+
+
+def test_a_release_is_answered_when_it_commits_or_as_pending() -> None:
+    desk = Desk()
+    timers: list[tuple[float, object]] = []
+    desk.desk.later = lambda delay, callback: timers.append((delay, callback))
+    for name in ("alice", "bob"):
+        nonce, challenge = desk.challenge()
+        command = admin.Command(nonce, challenge, "release-name", name)
+        desk.desk.receive(admin.encode(command, SECRET), PEER)
+    assert isinstance(desk.last(), admin.Challenge)  # no result before the commit
+    desk.desk.committed("alice")
+    done = desk.last()
+    assert isinstance(done, admin.Result) and done.outcome == "released"
+    for _delay, callback in timers:
+        callback()  # alice's timer finds her answered; bob's never committed
+    late = desk.last()
+    assert isinstance(late, admin.Result) and late.outcome == "pending"
+    assert "bob" in late.detail and not desk.desk.waiting
+    assert len(desk.sent) == 2 + 2  # two challenges, one answer each

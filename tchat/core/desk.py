@@ -222,8 +222,7 @@ class ClientDesk:
             effects.extend(persist)
         _, persist = lead.sequence(NameReleased(name), now)
         effects.extend(persist)
-        effects.append(node.log_event("name-released", f"name {name} released", user=name))
-        return effects
+        return effects  # its commit says "name-released" (Leadership._after_commit)
 
     def welcome(self, session: Session, cursor: VectorClock | None, now: float) -> list[Effect]:
         lead = self.lead

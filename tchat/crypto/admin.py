@@ -43,7 +43,7 @@ MAX_ARG = 256  # characters of a command's argument (a name is far shorter)
 MAX_DETAIL = 400  # characters of a result's explanation
 MAX_ADDR = 64
 OPS = ("release-name",)
-OUTCOMES = ("released", "not-claimed", "not-leader", "refused")
+OUTCOMES = ("released", "not-claimed", "not-leader", "refused", "pending")
 
 
 @dataclass(frozen=True, slots=True)

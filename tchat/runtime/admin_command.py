@@ -26,6 +26,7 @@ from tchat.runtime.status import gather_clusters, summarize
 
 TRIES = 3  # datagrams of each step, a second apart: UDP may lose one
 STEP_TIMEOUT = 1.0
+RESULT_WAIT = 8.0  # the server answers within its CONFIRM_TIMEOUT (5 s) of the command
 MAX_HOPS = 3  # "not the leader, it is at ...": followed this many times at most
 MAX_STRAY = 64  # datagrams that are not our answer, read and ignored per wait
 MAX_CANDIDATES = 4  # leaders (or --server addresses) tried, the likeliest first
@@ -74,7 +75,9 @@ class AdminSession:
                 addr = challenge.leader_addr
                 continue
             command = admin.encode(admin.Command(nonce, challenge.challenge, op, arg), self.secret)
-            result = self._exchange(addr, command, nonce, admin.Result, tries=1)
+            # One copy (a second would find its challenge spent), answered once the
+            # release commits: up to the server's CONFIRM_TIMEOUT, plus the way back.
+            result = self._exchange(addr, command, nonce, admin.Result, tries=1, wait=RESULT_WAIT)
             assert isinstance(result, admin.Result)
             if result.outcome == "not-leader" and result.leader_addr not in ("", addr):
                 addr = result.leader_addr
@@ -83,17 +86,19 @@ class AdminSession:
         raise AdminFailed(f"the leader moved {MAX_HOPS} times: try again")
 
     def _exchange(
-        self, addr: str, data: bytes, nonce: bytes, want: type, tries: int = TRIES
+        self,
+        addr: str,
+        data: bytes,
+        nonce: bytes,
+        want: type,
+        tries: int = TRIES,
+        wait: float = STEP_TIMEOUT,
     ) -> admin.AdminMessage:
-        """Send ``data`` to ``addr`` until its MACed answer for ``nonce`` comes (bounded).
-
-        A command goes once: a second copy would find its challenge spent and be counted
-        as a replay (the first one's result may still be on its way).
-        """
+        """Send ``data`` to ``addr`` until its MACed answer for ``nonce`` comes (bounded)."""
         host, port = split_addr(addr)
         for _ in range(tries):
             self.sock.sendto(data, (host, port))
-            answer = self._wait(nonce, want, time.monotonic() + STEP_TIMEOUT * (TRIES / tries))
+            answer = self._wait(nonce, want, time.monotonic() + wait)
             if answer is not None:
                 return answer
         raise AdminFailed(f"no answer from {addr} (is it a server of this cluster?)")

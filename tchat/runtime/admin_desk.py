@@ -33,6 +33,10 @@ CHALLENGES_KEPT = 256  # outstanding challenges; a flood evicts the oldest (the 
 PER_HOST = (5.0, 20.0)  # tokens per second, burst
 TOTAL = (50.0, 100.0)
 HOST_TABLE = 1024
+# A release is answered once its entries commit (every admitted backup holds them); past
+# this the operator hears "pending" and may ask again. Waiting replies are bounded.
+CONFIRM_TIMEOUT = 5.0
+MAX_WAITING = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,15 @@ class Issued:
     client_nonce: bytes
     peer: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An operator whose release is sequenced, to be answered when it commits."""
+
+    command: admin.Command
+    peer: str
+    secret: ClusterSecret
 
 
 class AdminDesk:
@@ -56,6 +69,7 @@ class AdminDesk:
         reply: Callable[[bytes, str], None],
         drops: DropCounters,
         clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], object] | None = None,
     ) -> None:
         self.secrets = secrets  # the current secret first, then the next one during a rotation
         self.server_id = server_id
@@ -65,6 +79,9 @@ class AdminDesk:
         self.drops = drops
         self.clock = clock
         self.challenges: OrderedDict[bytes, Issued] = OrderedDict()
+        # Runs a callback after a delay (the loop's call_later); None: answer at once.
+        self.later = later
+        self.waiting: dict[str, list[Waiting]] = {}  # released names, until they commit
         now = clock()
         self.total = TokenBucket(*TOTAL, now)
         self.hosts: LruTable[str, TokenBucket] = LruTable(
@@ -132,7 +149,35 @@ class AdminDesk:
         }.get(outcome, outcome)
         if outcome == "released":
             logger.warning("an operator at %s released the name %s", peer, name)
+            if self.later is not None and self._waiting() < MAX_WAITING:
+                # Answered when the release commits (``committed``), or as pending.
+                waiting = Waiting(command, peer, secret)
+                self.waiting.setdefault(name, []).append(waiting)
+                self.later(CONFIRM_TIMEOUT, lambda: self._unconfirmed(name, waiting))
+                return
         self._result(command, peer, outcome, detail, secret)
+
+    def committed(self, name: str) -> None:
+        """The release of ``name`` committed: the operators waiting hear it is done."""
+        for waiting in self.waiting.pop(name, []):
+            detail = f"released the name {name}: its sessions ended; any key may claim it"
+            self._result(waiting.command, waiting.peer, "released", detail, waiting.secret)
+
+    def _unconfirmed(self, name: str, waiting: Waiting) -> None:
+        queue = self.waiting.get(name, [])
+        if waiting not in queue:
+            return  # answered already
+        queue.remove(waiting)
+        if not queue:
+            del self.waiting[name]
+        detail = (
+            f"the release of {name} is sequenced but did not commit within"
+            f" {CONFIRM_TIMEOUT:.0f} s (a backup slow or gone?): run the command again"
+        )
+        self._result(waiting.command, waiting.peer, "pending", detail, waiting.secret)
+
+    def _waiting(self) -> int:
+        return sum(len(queue) for queue in self.waiting.values())
 
     def _result(
         self, command: admin.Command, peer: str, outcome: str, detail: str, secret: ClusterSecret

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tchat.core.config import ServerConfig
-from tchat.core.effects import DurableState, Effect
+from tchat.core.effects import DurableState, Effect, LogEvent
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
@@ -199,7 +199,9 @@ class ServerService:
             self._release_name,
             lambda data, peer: transport.send_raw_datagram(data, *split_addr(peer)),
             transport.drops,
+            later=asyncio.get_running_loop().call_later,
         )
+        self.add_listener(lambda effect: _tell_desk(desk, effect))
         return desk.receive
 
     def _leader(self) -> tuple[bool, str]:
@@ -341,6 +343,14 @@ class ServerService:
             except Exception:
                 logger.exception("closing the store failed")
             self.store = None
+
+
+def _tell_desk(desk: AdminDesk, effect: Effect) -> None:
+    """A committed release (the leader's "name-released" event) answers its operator."""
+    if isinstance(effect, LogEvent) and effect.kind == "name-released":
+        name = dict(effect.fields).get("user")
+        if isinstance(name, str):
+            desk.committed(name)
 
 
 def remembered_server_id(host: str, rng: random.Random) -> int:
