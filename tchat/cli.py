@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "bench": "tchat.bench.command",
     "status": "tchat.runtime.status",
     "key": "tchat.runtime.key_command",
+    "admin": "tchat.runtime.admin_command",
 }
 NODE_MODES = "tchat.runtime.modes"  # tchat [--daemon | --server | --headless] ...
 

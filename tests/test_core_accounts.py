@@ -187,3 +187,36 @@ def _entries(message: object) -> list[Entry]:
         return [message.entry]
     found = getattr(message, "entries", ())
     return [e for e in found if isinstance(e, Entry)]
+
+
+def test_a_released_owner_online_is_told_and_does_not_take_the_name_back() -> None:
+    """The owner's client was online when an operator released its name: it stops with a
+    notice that says so, instead of logging in again (its key would claim the name back
+    at once, which made the release useless against a squatter)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    outcome, effects = leader.release_name("alice", bus.now)
+    assert outcome == "released"
+    bus._apply(leader.config.addr, effects)
+    bus.run_until(lambda: alice.state is ClientState.FAILED, 2)
+    bus.run(0.5)
+    assert "alice" not in leader.state.claims
+    notices = [e for e in bus.events[alice.config.addr] if isinstance(e, Failed)]
+    assert notices and "released" in notices[-1].reason
+    newcomer = bus.add_client("alice", identity=key_for("the new alice"))
+    bus.run_until(lambda: newcomer.state is ClientState.SERVING, 3)
+    assert leader.state.claims["alice"] == key_for("the new alice")
+
+
+def test_release_name_says_what_it_did() -> None:
+    """The operator's command hears whether the name was released, free already, or sent to
+    a server that does not lead (only the leader sequences entries)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    serving(bus, "alice")
+    backup = next(s for s in servers if s is not leader)
+    assert backup.release_name("alice", bus.now) == ("not-leader", [])
+    assert leader.release_name("nobody", bus.now) == ("not-claimed", [])
+    outcome, effects = leader.release_name("alice", bus.now)
+    assert outcome == "released" and effects

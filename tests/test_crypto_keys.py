@@ -51,16 +51,17 @@ def keys() -> ServerKeys:
 # --- the secret: where it comes from ----------------------------------------------------
 
 
-def test_env_secret_is_preferred_over_key_file_and_data_dir(tmp_path: Path) -> None:
+def test_a_key_file_is_preferred_over_env_and_env_over_data_dir(tmp_path: Path) -> None:
+    """The same order as options.py (the command line over the environment): one rule."""
     env_secret, file_secret = ClusterSecret.generate(), ClusterSecret.generate()
     key_file = tmp_path / "given.key"
     write_secret_file(key_file, file_secret.export_line().encode() + b"\n")
     env = {"TCHAT_CLUSTER_KEY": env_secret.export_line()}
-    got = load_cluster_secret(env, key_file, tmp_path, create=True)
+    assert load_cluster_secret(env, key_file, tmp_path, create=True) == file_secret
+    got = load_cluster_secret(env, None, tmp_path, create=True)
     assert got == env_secret
     assert not got.created
     assert not (tmp_path / "cluster.key").exists()
-    assert load_cluster_secret({}, key_file, tmp_path, create=True) == file_secret
 
 
 def test_server_creates_secret_in_data_dir_once(tmp_path: Path) -> None:

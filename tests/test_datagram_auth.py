@@ -105,9 +105,9 @@ def test_a_flood_of_junk_sealed_datagrams_is_cut_before_any_crypto() -> None:
         reason = refusal(two, junk)
         reasons[reason] = reasons.get(reason, 0) + 1
     burst = int(SEALED_PER_HOST[1])
-    assert sum(two.opener.rejected.values()) == burst  # AEAD attempts: the burst only
+    assert sum(two.openers[0].rejected.values()) == burst  # AEAD attempts: the burst only
     assert reasons["sealed-limited"] == 3000 - burst
-    assert len(two.opener) == 0  # nothing unverified is kept
+    assert len(two.openers[0]) == 0  # nothing unverified is kept
     # A member on another host is not starved by it.
     one = server(secret, 1, clock)
     two.open(one.seal(codec.encode(Discover("10.0.0.1:4001", "server", 1, 1))), "10.0.0.1:4001")

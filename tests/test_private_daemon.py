@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tchat.crypto.cluster import ClusterSecret
 from tests.cluster_harness import REPO, Cluster, Daemon
 
 
@@ -145,7 +146,8 @@ def test_status_without_the_key_shows_no_users_rooms_or_counts(tmp_path: Path) -
             + ["--discovery-port", str(cluster.discovery_port)],
             capture_output=True,
             text=True,
-            env={**stranger, "TCHAT_CLUSTER_KEY": "not the key of this cluster"},
+            # A well-formed secret of another cluster (a phrase is refused as a usage error).
+            env={**stranger, "TCHAT_CLUSTER_KEY": ClusterSecret.generate().export_line()},
             cwd=REPO,
             timeout=20,
         )

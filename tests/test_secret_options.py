@@ -66,23 +66,25 @@ def test_a_private_key_file_is_read_and_a_readable_one_refused(
 def test_key_files_that_are_not_one_short_line_of_a_regular_file_are_refused(
     tmp_path: Path,
 ) -> None:
-    from tchat.runtime.private_files import SecretFileError, read_secret_file
+    from tchat.crypto.cluster import read_cluster_secret
+    from tchat.crypto.errors import CryptoError
 
     os.mkfifo(tmp_path / "fifo", 0o600)  # would block a start that read it
     (tmp_path / "dir").mkdir(mode=0o700)
     cases = {
         tmp_path / "fifo": "not a regular file",
         tmp_path / "dir": "not a regular file",
-        key_file(tmp_path / "empty", "\n\n", 0o600): "0 lines",
-        key_file(tmp_path / "two", "one\ntwo\n", 0o600): "2 lines",
-        key_file(tmp_path / "big", "k" * 5000, 0o600): "over 4096 bytes",
-        key_file(tmp_path / "long", "k" * 2000, 0o600): "2000 characters",
-        key_file(tmp_path / "ctl", "a\x1bkey\n", 0o600): "control characters",
-        tmp_path / "missing": "cannot open",
+        key_file(tmp_path / "empty", "\n\n", 0o600): "one line, not 0",
+        key_file(tmp_path / "two", "one\ntwo\n", 0o600): "one line, not 2",
+        key_file(tmp_path / "big", "k" * 5000, 0o600): "more than the 4096",
+        key_file(tmp_path / "long", "k" * 2000, 0o600): "32 bytes as one line",
+        key_file(tmp_path / "ctl", "a\x1bkey\n", 0o600): "32 bytes as one line",
+        key_file(tmp_path / "utf8", "clé\n", 0o600): "not an ASCII key file",
+        tmp_path / "missing": "does not exist",
     }
     for path, reason in cases.items():
-        with pytest.raises(SecretFileError, match=reason):
-            read_secret_file(path)
+        with pytest.raises(CryptoError, match=reason):
+            read_cluster_secret(path)
 
 
 def test_a_config_holding_the_key_must_be_private_one_without_may_be_read(
@@ -111,24 +113,27 @@ def test_insecure_is_explicit_and_cannot_go_with_a_key(
     opts = parse(["--host", "127.0.0.1", "--insecure"])
     assert opts.insecure and opts.cluster_key is None
     assert not parse(["--host", "127.0.0.1"]).insecure
-    monkeypatch.setenv("TCHAT_CLUSTER_KEY", "an environment secret")
+    monkeypatch.setenv("TCHAT_CLUSTER_KEY", ClusterSecret(bytes(32)).export_line())
     with pytest.raises(SystemExit) as stopped:
         parse(["--host", "127.0.0.1", "--insecure"])
     assert stopped.value.code == 2 and "--insecure" in capsys.readouterr().err
 
 
 def test_a_data_dir_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
-    from tchat.runtime.private_files import SecretFileError, create_key_file, data_dir_key
+    from tchat.crypto.cluster import load_cluster_secret
+    from tchat.crypto.keyfiles import KeyFileError, write_secret_file
 
-    key, created = data_dir_key(tmp_path)
-    assert created and len(key) == 44  # 32 random bytes in base64
+    made = load_cluster_secret({}, None, tmp_path, create=True)
+    assert made.created and len(made.export_line()) == 44  # 32 random bytes in base64
     path = tmp_path / "cluster.key"
     assert path.stat().st_mode & 0o777 == 0o600
-    assert data_dir_key(tmp_path) == (key, False)
-    assert not create_key_file(path)  # never over an existing key
+    again = load_cluster_secret({}, None, tmp_path, create=True)
+    assert again == made and not again.created
+    with pytest.raises(FileExistsError):  # never over an existing key
+        write_secret_file(path, b"another\n")
     path.chmod(0o644)  # someone loosened it: it may have leaked, the operator decides
-    with pytest.raises(SecretFileError, match="mode 0644"):
-        data_dir_key(tmp_path)
+    with pytest.raises(KeyFileError, match="mode 0644"):
+        load_cluster_secret({}, None, tmp_path, create=True)
 
 
 def test_a_server_refuses_a_phrase_that_is_no_cluster_secret(

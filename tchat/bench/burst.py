@@ -166,7 +166,10 @@ class BurstRun:
     def net_args(self) -> list[str]:
         # No cluster key, as the trees compared ran before daemons made their own: a tree
         # that makes them takes --insecure (else each daemon would have its own key).
-        insecure = (self.tree / "tchat" / "runtime" / "private_files.py").exists()
+        insecure = any(
+            (self.tree / "tchat" / sub).exists()
+            for sub in ("runtime/private_files.py", "crypto/keyfiles.py")
+        )
         return [
             "--host", HOST,
             "--discovery-port", str(self.discovery_port),

@@ -53,6 +53,7 @@ from tchat.core.inbox import Inbox
 from tchat.core.messages import (
     LOBBY,
     NO_EPOCH,
+    RELEASED_REASON,
     UNSIGNED,
     Ack,
     ClientBeat,
@@ -92,6 +93,7 @@ from tchat.core.messages import (
     UserInfo,
     UserList,
     Welcome,
+    released_notice,
 )
 from tchat.core.names import checked_name
 from tchat.core.projection import client_tag
@@ -528,6 +530,12 @@ class ClientNode:
             return effects
         if self._logging_out and offline.client_id == self.client_tag:
             effects += self._become(ClientEvent.LOGGED_OUT, "logged out")
+        elif offline.reason == RELEASED_REASON:
+            # An operator took the name from this key: logging in again would claim it
+            # straight back, so stop and say why.
+            reason = released_notice(self.name)
+            effects += self._become(ClientEvent.REJECTED, reason)
+            effects.append(Deliver(Failed(reason)))
         else:
             # Not our logout: log in again; the Welcome says which rooms we are in.
             effects += self._resume(f"the name {self.name} was logged out ({offline.reason})")

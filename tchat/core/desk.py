@@ -17,6 +17,7 @@ from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
     MAX_SERVERS,
+    RELEASED_REASON,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
@@ -53,6 +54,7 @@ from tchat.core.messages import (
     UserOnline,
     UserStatus,
     Welcome,
+    released_notice,
 )
 from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
 from tchat.core.projection import public_entry
@@ -210,13 +212,17 @@ class ClientDesk:
         record = node.state.users.get(name)
         for client_id in list(record.sessions) if record is not None else ():
             session = lead.streams.sessions.get(client_id)
+            if session is not None:
+                # Said to the session itself: its stream ends with the UserOffline below,
+                # which it may never see, and a client that just lost its leader would
+                # log in again with its key and claim the name straight back.
+                effects.append(Send(session.addr, Rejected(released_notice(name))))
             cursor = session.cursor() if session is not None else EMPTY_CLOCK
-            _, persist = lead.sequence(UserOffline(name, client_id, "name released", cursor), now)
+            _, persist = lead.sequence(UserOffline(name, client_id, RELEASED_REASON, cursor), now)
             effects.extend(persist)
         _, persist = lead.sequence(NameReleased(name), now)
         effects.extend(persist)
-        effects.append(node.log_event("name-released", f"name {name} released", user=name))
-        return effects
+        return effects  # its commit says "name-released" (Leadership._after_commit)
 
     def welcome(self, session: Session, cursor: VectorClock | None, now: float) -> list[Effect]:
         lead = self.lead

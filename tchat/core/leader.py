@@ -26,6 +26,7 @@ from tchat.core.messages import (
     EntryBody,
     Epoch,
     JoinRequest,
+    NameReleased,
     Origin,
     Register,
     ServerJoined,
@@ -246,6 +247,12 @@ class Leadership:
             session = self.streams.sessions.get(body.client_id)
             if session is not None and session.name == body.name:
                 self.streams.detach(body.client_id)
+        if isinstance(body, NameReleased):
+            # Said at the commit, not when sequenced: the operator's `tchat admin` waits
+            # for this (the runtime listens) before it says the name is free.
+            return [
+                self.node.log_event("name-released", f"name {body.name} released", user=body.name)
+            ]
         return []
 
     def _trim_batches(self) -> None:

@@ -202,6 +202,19 @@ class NameReleased(EntryBody):
     name: str
 
 
+# The reason of the UserOffline entries a release writes: the owner's client stops on it
+# rather than log in again (its key would claim the name straight back).
+RELEASED_REASON = "name released"
+
+
+def released_notice(name: str) -> str:
+    """What the owner's client says when an operator released its name."""
+    return (
+        f"an operator released the name {name} (tchat admin release-name):"
+        " this key no longer owns it"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One element of the replicated, grow-only log."""

@@ -247,6 +247,16 @@ class ServerNode:
         effects.extend(Send(addr, probe) for _, addr in sorted(self.peers.items()))
         return effects
 
+    def release_name(self, name: str, now: float) -> tuple[str, list[Effect]]:
+        """An operator's ``tchat admin release-name`` (the runtime checked the cluster
+        secret): ``("released", effects)``, or why not: ``"not-leader"`` (only the leader
+        sequences entries) or ``"not-claimed"`` (no key holds the name)."""
+        if self.leadership is None or not self.leadership.serving:
+            return "not-leader", []
+        if name not in self.state.claims:
+            return "not-claimed", []
+        return "released", self.leadership.desk.release_name(name, now)
+
     def step_down(self, now: float) -> list[Effect]:
         """Hand leadership over at once and stay on as a backup of the successor."""
         effects: list[Effect] = []

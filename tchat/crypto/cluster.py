@@ -3,11 +3,14 @@
 The secret is 32 random bytes that every server of a cluster shares and no client holds.
 It is written as one line of base64 (``ClusterSecret.export_line()``, what ``tchat key
 show`` prints; 64 hex digits are accepted too) and found by ``load_cluster_secret``, first
-match wins:
+match wins (the command line over the environment, as every option; options.py adds a
+config file's ``cluster_key_file`` or ``cluster_key`` after these two):
 
-1. the environment variable ``TCHAT_CLUSTER_KEY`` (the whole secret);
-2. ``--cluster-key-file FILE`` (mode 0600, must exist);
+1. ``--cluster-key-file FILE`` (mode 0600, must exist);
+2. the environment variable ``TCHAT_CLUSTER_KEY`` (the whole secret);
 3. ``DATA_DIR/cluster.key``, created 0600 on a server's first start (``create=True``).
+
+Every secret file goes through keyfiles.py (modes, owner, size, one line).
 
 Derived keys (HKDF-SHA256, salt ``b"tchat cluster v1"``, 32 bytes each):
 
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -64,6 +68,10 @@ INFO_SIGNING = b"tchat cluster signing v1"
 INFO_DATAGRAM_ROOT = b"tchat datagram root v1"
 INFO_ADMIN_MAC = b"tchat admin mac v1"
 ADMIN_DOMAIN = b"tchat admin v1\0"
+# A rotation: the key of a secret a server still holds signs the key it now presents, so
+# a client that pinned the first takes the second without a key-changed stop.
+VOUCH_DOMAIN = b"tchat cluster vouch v1\0"
+VOUCH_SIZE = 32 + 64  # the vouching key, its signature
 
 
 def hkdf(key: bytes, info: bytes, salt: bytes = HKDF_SALT, length: int = 32) -> bytes:
@@ -114,6 +122,14 @@ class ClusterPublicKey:
         except ValueError:
             raise CryptoError("the cluster public key is not a valid Ed25519 key") from None
 
+    def vouches_for(self, other: ClusterPublicKey, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's vouch for ``other`` (never raises)."""
+        try:
+            self.key().verify(bytes(signature), VOUCH_DOMAIN + other.raw)
+        except (CryptoError, InvalidSignature, ValueError):
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class ClusterSecret:
@@ -156,6 +172,11 @@ class ClusterSecret:
         """The HMAC-SHA256 key of operator commands (``tchat admin ...``)."""
         return hkdf(self.raw, INFO_ADMIN_MAC)
 
+    def vouch_for(self, other: ClusterPublicKey) -> bytes:
+        """``public_key | signature`` (VOUCH_SIZE bytes): this secret's cluster key vouches
+        for ``other``, the key of the secret a rotating server now certifies with."""
+        return self.public_key.raw + self.signing_key.sign(VOUCH_DOMAIN + other.raw)
+
     def admin_mac(self, command: bytes) -> bytes:
         """HMAC-SHA256 of an encoded admin command (the caller puts a nonce or time in it)."""
         return hmac.new(self.admin_mac_key, ADMIN_DOMAIN + command, hashlib.sha256).digest()
@@ -168,36 +189,41 @@ class ClusterSecret:
 def load_cluster_secret(
     env: Mapping[str, str], key_file: Path | None, data_dir: Path | None, create: bool
 ) -> ClusterSecret:
-    """The cluster secret: ``TCHAT_CLUSTER_KEY``, else ``key_file``, else ``data_dir/cluster.key``.
+    """The cluster secret: ``key_file``, else ``TCHAT_CLUSTER_KEY``, else ``data_dir/cluster.key``.
 
     With ``create`` (a server) a missing ``data_dir/cluster.key`` is created 0600 and the
     result has ``created=True`` so the caller can print how to share it. A given but
     missing ``key_file`` is an error (never silently replaced by a new secret). Raises
     CryptoError (KeyFileError for file problems) with a message that says what to do.
     """
+    if key_file is not None:
+        return read_cluster_secret(key_file)
     if ENV_VAR in env:
         value = env[ENV_VAR]
         if not value.strip():
             raise CryptoError(f"{ENV_VAR} is set but empty", Reason.MISSING)
         return ClusterSecret(parse_secret(value, ENV_VAR), f"${ENV_VAR}")
-    if key_file is not None:
-        return ClusterSecret(parse_secret(read_secret_line(key_file), str(key_file)), str(key_file))
     if data_dir is None:
         raise CryptoError(
             f"no cluster secret: set {ENV_VAR} or pass --cluster-key-file FILE", Reason.MISSING
         )
     path = data_dir / CLUSTER_KEY_FILE
     try:
-        return ClusterSecret(parse_secret(read_secret_line(path), str(path)), str(path))
+        return read_cluster_secret(path)
     except KeyFileError as exc:
         if exc.reason is not Reason.MISSING or not create:
             raise
     secret = ClusterSecret.generate(str(path))
     try:
         write_secret_file(path, (secret.export_line() + "\n").encode("ascii"))
-    except FileExistsError:
-        return ClusterSecret(parse_secret(read_secret_line(path), str(path)), str(path))
+    except FileExistsError:  # another process made it first: theirs is the secret
+        return read_cluster_secret(path)
     return secret
+
+
+def read_cluster_secret(path: Path) -> ClusterSecret:
+    """The secret in a key file (0600, ours, one line); KeyFileError or CryptoError if not."""
+    return ClusterSecret(parse_secret(read_secret_line(path), str(path)), str(path))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,24 @@ this module, so one place decides what "a safe secret file" means:
 - ``read_secret_file`` refuses a file that is not a regular file, not owned by the
   current user, readable or writable by group or others (as ssh does for private keys),
   or larger than its bound; the error names the file and the ``chmod 600`` fix.
+- ``check_private`` is that refusal for a file already open (a config that holds the
+  secret is checked on the descriptor it is read from).
+- ``private_dir`` makes a directory 0700, or tightens one an earlier version left open
+  (with a warning), and refuses one that is not ours; ``create_private`` and
+  ``tighten_private_files`` do the same for a server's database files.
 - ``client_data_dir`` is where a client keeps what is its own (CONTRACT.md, "Files").
+
+Secret files are refused, never tightened: the secret may already have leaked and only the
+operator can tell. Directories and database files are tightened: every data dir made by
+earlier versions is 0755, and a server that refused to start after an upgrade would be an
+outage for a fix that is ours to make.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -25,8 +36,15 @@ from pathlib import Path
 
 from tchat.crypto.errors import CryptoError, Reason
 
+logger = logging.getLogger(__name__)
+
 # A key file holds one short line; nothing tchat writes comes near this.
 MAX_SECRET_FILE = 64 * 1024
+MAX_KEY_LINE = 4096  # a one-line key file (cluster secret, server keys, identity)
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+# SQLite's companions of the database: they hold the same data (the WAL, recent pages).
+DB_FILES = ("tchat.db", "tchat.db-wal", "tchat.db-shm")
 
 
 class KeyFileError(CryptoError):
@@ -44,21 +62,50 @@ def client_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(home) / ".local" / "share" / "tchat"
 
 
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) with mode 0700, or tighten our own existing directory."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _mode(info: os.stat_result) -> str:
+    return f"{stat.S_IMODE(info.st_mode):04o}"
+
+
+def private_dir(path: Path, what: str = "directory") -> bool:
+    """Create ``path`` (and parents) 0700, or tighten our own existing one that others can
+    enter; True if it had to be tightened (said once, as a warning). KeyFileError if it is
+    not a directory or not ours."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     info = os.stat(path, follow_symlinks=True)
-    if not stat.S_ISDIR(info.st_mode):
-        raise KeyFileError(f"{path} is not a directory", Reason.UNSAFE_FILE)
+    _ours(info, path, what, directory=True)
+    if info.st_mode & 0o077:
+        # A directory others can list or write lets them watch or swap our files.
+        os.chmod(path, PRIVATE_DIR)
+        logger.warning(
+            "%s %s was mode %s (others could enter it): now 0700", what, path, _mode(info)
+        )
+        return True
+    return False
+
+
+def _ours(info: os.stat_result, path: Path, what: str, *, directory: bool) -> None:
+    """Refuse ``path`` unless it is a directory (or a regular file) that we own."""
+    kind, right = ("a directory", stat.S_ISDIR) if directory else ("a regular file", stat.S_ISREG)
+    if not right(info.st_mode):
+        raise KeyFileError(f"{what} {path} is not {kind}", Reason.UNSAFE_FILE)
     if info.st_uid != os.getuid():
         raise KeyFileError(
-            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}):"
-            " secrets are kept only in a directory you own",
+            f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}):"
+            " secrets are kept only in files and directories you own",
             Reason.UNSAFE_FILE,
         )
+
+
+def check_private(info: os.stat_result, path: Path, what: str = "secret file") -> None:
+    """Refuse a secret file that is not a regular file of ours, or that group or others
+    may read or write (as ssh refuses such a private key); the error names the fix."""
+    _ours(info, path, what, directory=False)
     if info.st_mode & 0o077:
-        # A directory others can list or write lets them watch or swap our key files.
-        os.chmod(path, 0o700)
+        raise KeyFileError(
+            f"{what} {path} has mode {_mode(info)}: others may have read it; once you are"
+            f" sure it did not leak, fix with: chmod 600 {path}",
+            Reason.UNSAFE_FILE,
+        )
 
 
 def write_secret_file(
@@ -70,7 +117,7 @@ def write_secret_file(
     """
     if len(data) > max_size:
         raise ValueError(f"a secret file holds at most {max_size} bytes, not {len(data)}")
-    ensure_private_dir(path.parent)
+    private_dir(path.parent, "key directory")
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
     try:
         _create_and_write(tmp, data)
@@ -121,20 +168,7 @@ def read_secret_file(path: Path, max_size: int = MAX_SECRET_FILE) -> bytes:
         raise KeyFileError(f"cannot open {path}: {exc.strerror}", Reason.UNSAFE_FILE) from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"{path} is not a regular file", Reason.UNSAFE_FILE)
-        if info.st_uid != os.getuid():
-            raise KeyFileError(
-                f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()});"
-                " a secret file must be yours",
-                Reason.UNSAFE_FILE,
-            )
-        if info.st_mode & 0o077:
-            raise KeyFileError(
-                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: others may read it;"
-                f" fix with: chmod 600 {path}",
-                Reason.UNSAFE_FILE,
-            )
+        check_private(info, path)
         if info.st_size > max_size:
             raise KeyFileError(
                 f"{path} is {info.st_size} bytes, more than the {max_size} a key file may hold",
@@ -157,7 +191,7 @@ def read_secret_file(path: Path, max_size: int = MAX_SECRET_FILE) -> bytes:
         os.close(fd)
 
 
-def read_secret_line(path: Path, max_size: int = 4096) -> str:
+def read_secret_line(path: Path, max_size: int = MAX_KEY_LINE) -> str:
     """The single line of text of a small secret file (ASCII, surrounding whitespace removed)."""
     data = read_secret_file(path, max_size)
     try:
@@ -166,7 +200,8 @@ def read_secret_line(path: Path, max_size: int = 4096) -> str:
         raise KeyFileError(f"{path} is not an ASCII key file", Reason.MALFORMED) from None
     text = text.strip()
     if not text or "\n" in text:
-        raise KeyFileError(f"{path} must hold exactly one line", Reason.MALFORMED)
+        lines = len(text.splitlines()) if text else 0
+        raise KeyFileError(f"{path} must hold one line, not {lines}", Reason.MALFORMED)
     return text
 
 
@@ -176,3 +211,27 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def create_private(path: Path) -> None:
+    """Make ``path`` an empty 0600 file unless it exists: SQLite then gives its -wal and
+    -shm the same mode, whatever the process's umask (a service run in-process)."""
+    with contextlib.suppress(FileExistsError):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        os.close(os.open(path, flags, PRIVATE_FILE))
+
+
+def tighten_private_files(directory: Path, names: tuple[str, ...] = DB_FILES) -> list[str]:
+    """Tighten ``names`` in ``directory`` that others can read to 0600; the ones changed."""
+    changed = []
+    for name in names:
+        path = directory / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, PRIVATE_FILE)
+            logger.warning("%s was mode %s (others could read it): now 0600", path, _mode(info))
+            changed.append(name)
+    return changed

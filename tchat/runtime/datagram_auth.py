@@ -11,6 +11,9 @@ A node's own UDP port and the discovery port carry three kinds of datagram (docs
   a pin groups replies by; the certificate must verify under it, and a pinned client takes
   only its pin. Freshness comes from the body: a reply echoes a nonce this client sent
   lately, a NewLeader carries an epoch above the one the client follows.
+- ``0xD4`` **vouched**: ``0xD4 | vouch (96) | the rest of a signed datagram``, from a server
+  during a cluster secret rotation: the key of the other secret it holds vouches for the
+  key that signs (cluster.py, ``vouch_for``), so a client pinned to it follows the new one.
 - a plain codec frame: only a client's Discover and a StatusRequest (a client has no
   secret), and everything with ``--insecure``.
 
@@ -36,7 +39,7 @@ from tchat.core.messages import (
     StatusRequest,
 )
 from tchat.crypto.certificate import CertificateCache, sign_datagram, verify_datagram
-from tchat.crypto.cluster import ClusterPublicKey
+from tchat.crypto.cluster import VOUCH_SIZE, ClusterPublicKey
 from tchat.crypto.datagram import DatagramOpener, DatagramSealer
 from tchat.crypto.errors import CryptoError, Reason
 from tchat.runtime.limits import LruTable
@@ -45,6 +48,7 @@ from tchat.runtime.secure import ClusterTrust, WireSecurity
 
 KIND_SEALED = 0xD1
 KIND_SIGNED = 0xD2
+KIND_VOUCHED = 0xD4  # signed, by a server in a rotation: 0xD4 | vouch (96) | as 0xD2 after its kind
 KEY_SIZE = 32
 # A reply is fresh only if it answers a nonce we sent within this many seconds (discovery
 # retries every ~0.5 s; a reply that took longer is of no use to us anyway).
@@ -113,7 +117,12 @@ class ServerDatagrams:
         self.security = security
         self.cluster = security.trust.key
         self.sealer = DatagramSealer(creds.secret, creds.server_id)
-        self.opener = DatagramOpener(creds.secret)
+        # Sealed with the current secret, opened with it or, during a rotation, with the
+        # next one (a peer that switched already); each opener keeps its own replay windows.
+        self.openers = [DatagramOpener(secret) for secret in creds.secrets]
+        # Which opener verified each (sender, boot salt): a switched peer's datagrams go
+        # straight to the next secret's opener, not through a failed attempt first.
+        self.routes: OrderedDict[bytes, int] = OrderedDict()
         self.clock = clock
         now = clock()
         self.total = TokenBucket(*SEALED_TOTAL, now)
@@ -134,13 +143,16 @@ class ServerDatagrams:
         assert creds is not None
         cert = creds.current_cert(self.security.clock())
         signed = sign_datagram(creds.keys.signing_key, cert, frame)
+        vouch = creds.vouch
+        if vouch:
+            return bytes((KIND_VOUCHED,)) + vouch + self.cluster.raw + signed
         return bytes((KIND_SIGNED,)) + self.cluster.raw + signed
 
     def open(self, data: bytes, peer: str) -> Heard:
         if not data:
             raise DatagramRefused("bad-datagram", "empty datagram")
         kind = data[0]
-        if kind == KIND_SIGNED:
+        if kind in (KIND_SIGNED, KIND_VOUCHED):
             raise DatagramRefused("udp-refused", "a signed datagram is for clients")
         if kind != KIND_SEALED:
             return Heard(data)  # plain: ``check`` takes only a client's requests
@@ -149,15 +161,34 @@ class ServerDatagrams:
         # Before any crypto: a flood of junk costs a token lookup each, then nothing.
         if not self.hosts.get(host).take(now) or not self.total.take(now):
             raise DatagramRefused("sealed-limited", "too many sealed datagrams")
-        try:
-            sender, frame = self.opener.open(data[1:])
-        except CryptoError as exc:
-            raise DatagramRefused(_reason(exc), f"sealed datagram: {exc}") from None
+        sender, frame = self._open(data[1:])
         self.sealed_peers[peer] = None
         self.sealed_peers.move_to_end(peer)
         if len(self.sealed_peers) > SEALED_PEERS:
             self.sealed_peers.popitem(last=False)
         return Heard(frame, sender, self.cluster, sealed=True)
+
+    def _open(self, sealed: bytes) -> tuple[int, bytes]:
+        """(sender, frame) under the first secret whose key opens it; a forgery costs one
+        AEAD attempt per secret held (two at most, during a rotation)."""
+        route = bytes(sealed[1:25])  # the sender and boot salt of the header
+        known = self.routes.get(route)
+        order = range(len(self.openers)) if known is None else (known,)
+        first: CryptoError | None = None
+        for index in order:
+            try:
+                opened = self.openers[index].open(sealed)
+            except CryptoError as exc:
+                if exc.reason is not Reason.BAD_TAG:
+                    raise DatagramRefused(_reason(exc), f"sealed datagram: {exc}") from None
+                first = first or exc
+                continue
+            if known is None and len(self.openers) > 1:
+                self.routes[route] = index
+                if len(self.routes) > SEALED_PEERS:
+                    self.routes.popitem(last=False)
+            return opened
+        raise DatagramRefused("bad-signature", f"sealed datagram: {first}")
 
     def check(self, message: Message, heard: Heard) -> None:
         """The body agrees with what authenticated it."""
@@ -207,6 +238,11 @@ class ClientDatagrams:
         return sent is not None and self.clock() - sent <= NONCE_LIFETIME
 
     def open(self, data: bytes, peer: str) -> Heard:
+        vouch = b""
+        if data and data[0] == KIND_VOUCHED and len(data) > 1 + VOUCH_SIZE:
+            # A rotating server's: the vouch, then a signed datagram's body.
+            vouch = bytes(data[1 : 1 + VOUCH_SIZE])
+            data = bytes((KIND_SIGNED,)) + data[1 + VOUCH_SIZE :]
         if not data or data[0] != KIND_SIGNED:
             raise DatagramRefused("unsigned", "a server datagram without a signature")
         if len(data) < 1 + KEY_SIZE:
@@ -222,12 +258,14 @@ class ClientDatagrams:
             # --cluster names the key to take, over any pin (the user accepts a new key).
             if cluster.fingerprint != expected:
                 raise DatagramRefused("unknown-cluster", f"not the --cluster {expected}")
-        elif pinned is not None and raw != pinned.raw:
-            self._foreign(raw, data)
-            raise DatagramRefused("unknown-cluster", "from a cluster other than our pin")
+        elif pinned is not None and all(raw != k.raw for k in self.trust.accepted):
+            if not vouch:
+                self._foreign(raw, data)
+                raise DatagramRefused("unknown-cluster", "from a cluster other than our pin")
+            return self._vouched(cluster, vouch, data)
         if not self.budget.take(self.clock()):
             raise DatagramRefused("signed-limited", "too many signed datagrams")
-        if pinned is not None and raw == pinned.raw:
+        if pinned is not None and any(raw == k.raw for k in self.trust.accepted):
             # The pin's certificates are the process's (every client of a load generator
             # checks each server's certificate once, as its sessions do).
             cache = self.trust.certificates(cluster)
@@ -246,6 +284,19 @@ class ClientDatagrams:
         self.caches.move_to_end(raw)
         while len(self.caches) > CLUSTER_CACHES:
             self.caches.popitem(last=False)
+        return Heard(signed.body, signed.cert.server_id, cluster)
+
+    def _vouched(self, cluster: ClusterPublicKey, vouch: bytes, data: bytes) -> Heard:
+        """A datagram under a key our pin does not name, with a vouch: verified under that
+        key first, then followed if a key we trust vouches for it (a rotation)."""
+        if not self.budget.take(self.clock()):
+            raise DatagramRefused("signed-limited", "too many signed datagrams")
+        try:
+            signed = verify_datagram(cluster, data[1 + KEY_SIZE :], self.wall())
+        except CryptoError as exc:
+            raise DatagramRefused(_reason(exc), f"vouched datagram: {exc}") from None
+        if not self.trust.take_vouched(cluster, vouch):
+            raise DatagramRefused("unknown-cluster", "vouched for by no key we trust")
         return Heard(signed.body, signed.cert.server_id, cluster)
 
     def _foreign(self, raw: bytes, data: bytes) -> None:

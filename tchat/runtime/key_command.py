@@ -6,14 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from tchat.crypto.cluster import CLUSTER_KEY_FILE as KEY_FILE_NAME
+from tchat.crypto.cluster import ClusterSecret, read_cluster_secret
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.keyfiles import private_dir, write_secret_file
 from tchat.runtime.options import KEY_ENV
-from tchat.runtime.private_files import (
-    KEY_FILE_NAME,
-    SecretFileError,
-    create_key_file,
-    private_dir,
-    read_secret_file,
-)
 
 EPILOG = f"""\
 A server started without a key makes one in its data dir ({KEY_FILE_NAME}, mode 0600).
@@ -58,13 +55,16 @@ def main(argv: list[str]) -> int:
         if args.command == "new":
             if args.data_dir is not None:
                 private_dir(Path(args.data_dir).expanduser(), "data dir")
-            if not create_key_file(path):
+            secret = ClusterSecret.generate(str(path))
+            try:
+                write_secret_file(path, (secret.export_line() + "\n").encode("ascii"))
+            except FileExistsError:
                 print(f"tchat key: {path} exists already; kept it", file=sys.stderr)
                 return 1
             print(path)
             return 0
-        key = read_secret_file(path, "cluster key file").decode()
-    except (SecretFileError, OSError) as exc:
+        key = read_cluster_secret(path).export_line()
+    except (CryptoError, OSError) as exc:
         print(f"tchat key: {exc}", file=sys.stderr)
         return 1
     print(f"{KEY_ENV}={key}" if args.export else key)

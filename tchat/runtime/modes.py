@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from tchat.crypto.keyfiles import KeyFileError, private_dir
 from tchat.runtime import eventloop
 from tchat.runtime.options import (
     NetOptions,
@@ -18,7 +19,6 @@ from tchat.runtime.options import (
     options_from_args,
     wants_dashboard,
 )
-from tchat.runtime.private_files import SecretFileError, private_dir
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 
@@ -26,7 +26,7 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tchat",
-        description="Distributed LAN chat. Subcommands: status, sim, bench.",
+        description="Distributed LAN chat. Subcommands: status, key, admin, sim, bench.",
     )
     add_node_arguments(parser)
     add_network_arguments(parser)
@@ -91,7 +91,7 @@ def _private_client_dirs() -> None:
         if path.is_dir():
             try:
                 private_dir(path, what)
-            except (SecretFileError, OSError) as exc:
+            except (KeyFileError, OSError) as exc:
                 # Not ours to fix (another owner, a read-only home): say it, run anyway.
                 logging.getLogger(__name__).warning("%s", exc)
 

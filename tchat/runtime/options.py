@@ -25,13 +25,14 @@ from typing import Any
 
 from tchat.core.codec import MAX_FRAME
 from tchat.core.config import Timing
-from tchat.runtime.private_files import SecretFileError, check_private, parse_key, read_secret_file
+from tchat.crypto.keyfiles import KeyFileError, check_private
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DISCOVERY_PORT = 47470
 MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
+NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret (docs/OPERATIONS.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,10 @@ class NetOptions:
     # Where the key came from ("environment", "key file PATH", "config PATH", "data dir"):
     # said in the log, never the key itself.
     key_source: str = ""
+    # During a rotation: the secret servers also accept (open, verify) while they still
+    # seal and certify with cluster_key; same form, checked the same way.
+    next_cluster_key: bytes | None = None
+    next_key_source: str = ""
     # --insecure: no cluster key, plaintext TCP, no certificates, no pins (said loudly).
     insecure: bool = False
     mode: str = "client"  # client | server | daemon | headless
@@ -198,6 +203,13 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"file (mode 0600) holding the servers' shared secret (or ${KEY_ENV})",
     )
+    net.add_argument(
+        "--next-cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help="a server's next cluster secret during a rotation (or $"
+        f"{NEXT_KEY_ENV}): accepted beside the current one (docs/OPERATIONS.md)",
+    )
     # Gone: an argument is in `ps` and /proc/PID/cmdline for every local user to read.
     net.add_argument("--cluster-key", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
     net.add_argument("--config", type=Path, help="TOML config file (command line wins)")
@@ -296,36 +308,79 @@ def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
                 # Checked on the file we read: a config with a secret must be ours alone.
                 check_private(os.fstat(fh.fileno()), path, "config file")
             return conf
-    except SecretFileError as exc:
+    except KeyFileError as exc:
         refuse(f"{exc} (it holds cluster_key)")
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
+
+
+def next_cluster_key_of(
+    args: argparse.Namespace, conf: dict[str, Any], config_path: Path
+) -> tuple[bytes | None, str]:
+    """A rotation's next secret: --next-cluster-key-file > $TCHAT_NEXT_CLUSTER_KEY > the
+    config's ``next_cluster_key_file``; (None, "") when none is given."""
+    from tchat.crypto.cluster import ClusterSecret, parse_secret, read_cluster_secret
+    from tchat.crypto.errors import CryptoError
+
+    try:
+        given = getattr(args, "next_cluster_key_file", None)
+        named = conf.get("next_cluster_key_file")
+        if given is None and named is not None and not isinstance(named, str):
+            refuse(f"next_cluster_key_file in {config_path} must be a path")
+        env = os.environ.get(NEXT_KEY_ENV)
+        where = given if given is not None else (named if not env else None)
+        if where is not None:
+            path = Path(where).expanduser()
+            return read_cluster_secret(path).export_line().encode(), f"key file {path}"
+        if env:
+            secret = ClusterSecret(parse_secret(env, NEXT_KEY_ENV))
+            return secret.export_line().encode(), "environment (next)"
+    except KeyFileError as exc:
+        refuse(str(exc))
+    except CryptoError as exc:
+        refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
+    return None, ""
 
 
 def cluster_key_of(
     args: argparse.Namespace, conf: dict[str, Any], config_path: Path
 ) -> tuple[bytes | None, str]:
     """(key, where it came from): --cluster-key-file > $TCHAT_CLUSTER_KEY > the config's
-    ``cluster_key_file`` or ``cluster_key``; (None, "") when none is given."""
+    ``cluster_key_file`` or ``cluster_key``; (None, "") when none is given.
+
+    Checked once, here, in every mode: a cluster secret is 32 bytes (servers derive their
+    signing and sealing keys from it), so a phrase is refused with the fix, not at the
+    first handshake. Kept as its one canonical line, whichever form it was given in.
+    """
+    # Imported here: a client without a key never loads the cluster's key derivation.
+    from tchat.crypto.cluster import ClusterSecret, parse_secret, read_cluster_secret
+    from tchat.crypto.errors import CryptoError
+
+    def line(secret: ClusterSecret) -> bytes:
+        return secret.export_line().encode("ascii")
+
     try:
         given = getattr(args, "cluster_key_file", None)
         if given is not None:
-            return read_secret_file(Path(given).expanduser()), f"key file {given}"
+            return line(read_cluster_secret(Path(given).expanduser())), f"key file {given}"
         env = os.environ.get(KEY_ENV)
         if env:
-            return parse_key(env, KEY_ENV), "environment"
+            return line(ClusterSecret(parse_secret(env, KEY_ENV))), "environment"
         named = conf.get("cluster_key_file")
         if named is not None:
             if not isinstance(named, str):
                 refuse(f"cluster_key_file in {config_path} must be a path")
-            return read_secret_file(Path(named).expanduser()), f"key file {named}"
+            return line(read_cluster_secret(Path(named).expanduser())), f"key file {named}"
         inline = conf.get("cluster_key")
         if inline is not None:
             if not isinstance(inline, str):
                 refuse(f"cluster_key in {config_path} must be a string")
-            return parse_key(inline, f"cluster_key in {config_path}"), f"config {config_path}"
-    except SecretFileError as exc:
+            where = f"cluster_key in {config_path}"
+            return line(ClusterSecret(parse_secret(inline, where))), f"config {config_path}"
+    except KeyFileError as exc:
         refuse(str(exc))
+    except CryptoError as exc:
+        refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
     return None, ""
 
 
@@ -381,18 +436,16 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         values["identity"] = Path(values["identity"]).expanduser()
     values["cluster_key"], values["key_source"] = cluster_key_of(args, conf, config_path)
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
+    values["next_cluster_key"], values["next_key_source"] = next_cluster_key_of(
+        args, conf, config_path
+    )
     if values["insecure"] and values["cluster_key"] is not None:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
-    if mode in ("daemon", "server") and values["cluster_key"] is not None:
-        # A server derives its signing and sealing keys from the secret: a phrase that is
-        # not one is refused here, with the fix, not at the first handshake.
-        from tchat.crypto.cluster import parse_secret
-        from tchat.crypto.errors import CryptoError
-
-        try:
-            parse_secret(values["cluster_key"].decode("ascii", "replace"), values["key_source"])
-        except CryptoError as exc:
-            refuse(f"{exc} (`tchat key new --cluster-key-file FILE` makes one)")
+    if values["next_cluster_key"] is not None:
+        if values["insecure"]:
+            refuse("--insecure runs without cluster keys, but a next one is given")
+        if values["next_cluster_key"] == values["cluster_key"]:
+            refuse(f"the next cluster key ({values['next_key_source']}) is the current one")
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     cluster = getattr(args, "cluster", None) or flat.get("cluster")

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -27,23 +26,36 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tchat.crypto.certificate import (
     CERT_SIZE,
-    CertificateCache,
     issue_certificate,
     verify_certificate,
     verify_server_static,
 )
-from tchat.crypto.cluster import CLUSTER_KEY_FILE, ClusterPublicKey, ClusterSecret, ServerKeys
+from tchat.crypto.cluster import (
+    CLUSTER_KEY_FILE,
+    VOUCH_SIZE,
+    ClusterPublicKey,
+    ClusterSecret,
+    ServerKeys,
+)
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.keyfiles import write_secret_file
-from tchat.crypto.known_clusters import KeyChanged, KnownClusters
+from tchat.crypto.known_clusters import KeyChanged
 from tchat.crypto.noise import NoiseError
 from tchat.crypto.records import RecordOpener, RecordSealer
 from tchat.crypto.session import PROLOGUE, NoiseInitiator, NoiseResponder
+from tchat.runtime.trust import ClusterTrust, PinnedTrust, pinned_trust, verify_under_any
+
+# Where they were before trust.py: the transport and the services import them from here.
+__all__ = ["ClusterTrust", "PinnedTrust", "pinned_trust"]
 
 logger = logging.getLogger(__name__)
 
 PAYLOAD_VERSION = 1
 PAYLOAD_SIZE = 1 + 32 + CERT_SIZE
+# During a rotation a server's payload adds a vouch (cluster.py): the key of the other
+# secret it holds signs the key it presents, so pinned clients follow the new key.
+PAYLOAD_VOUCHED = 2
+PAYLOAD_VOUCHED_SIZE = PAYLOAD_SIZE + VOUCH_SIZE
 PEER_AUTH_DOMAIN = b"tchat peer auth v1\0"
 INTRO_CLIENT = b"\x00"
 INTRO_SERVER = 0x01
@@ -81,6 +93,24 @@ class ServerCredentials:
     server_id: int
     cert: bytes
     issued: float
+    # During a rotation, the secret also accepted (docs/OPERATIONS.md): never used to
+    # seal or certify, only to open and verify what a server already switched sends.
+    next_secret: ClusterSecret | None = None
+    _vouch: bytes | None = None
+
+    @property
+    def vouch(self) -> bytes:
+        """The other secret's vouch for the key we present (b"" outside a rotation)."""
+        if self.next_secret is None:
+            return b""
+        if self._vouch is None:
+            self._vouch = self.next_secret.vouch_for(self.secret.public_key)
+        return self._vouch
+
+    @property
+    def secrets(self) -> tuple[ClusterSecret, ...]:
+        """Every secret this server accepts, the current one first."""
+        return (self.secret,) if self.next_secret is None else (self.secret, self.next_secret)
 
     @classmethod
     def issue(
@@ -96,72 +126,6 @@ class ServerCredentials:
                 self.cert = issue_certificate(self.secret, self.server_id, self.keys, now)
             self.issued = now
         return self.cert
-
-
-class ClusterTrust:
-    """Which cluster key an initiator accepts from a server."""
-
-    def __init__(self, key: ClusterPublicKey | None = None) -> None:
-        self.key = key
-        self._cache: CertificateCache | None = None
-
-    def certificates(self, key: ClusterPublicKey) -> CertificateCache:
-        """Certificates verified under ``key``: a process of many clients (a load
-        generator) or a server meeting its peers again checks each signature once."""
-        if self._cache is None or self._cache.pinned != key:
-            self._cache = CertificateCache(key)
-        return self._cache
-
-    def check(self, offered: ClusterPublicKey) -> None:
-        """Raises CryptoError (KeyChanged for a pinned key) if ``offered`` is not ours."""
-        if self.key is None or offered.raw != self.key.raw:
-            raise CryptoError(f"the server belongs to cluster {offered.fingerprint}, not ours")
-
-
-class PinnedTrust(ClusterTrust):
-    """A client's trust: the pin for this cluster, pinned on first use (or ``--cluster``)."""
-
-    def __init__(self, pins: KnownClusters, label: str, expected: str | None) -> None:
-        pin = pins.lookup(label)
-        super().__init__(pin.key if pin is not None else None)
-        self.pins = pins
-        self.label = label
-        self.expected = expected  # --cluster FINGERPRINT: only this key, pinned if new
-
-    def check(self, offered: ClusterPublicKey) -> None:
-        if self.expected is not None and offered.fingerprint != self.expected:
-            raise CryptoError(
-                f"the server's cluster key {offered.fingerprint} is not the one given with "
-                f"--cluster ({self.expected})"
-            )
-        if self.key is None or (self.expected is not None and offered.raw != self.key.raw):
-            # First use, or the user named this key with --cluster: it replaces the pin.
-            if self.key is not None:
-                self.pins.forget(self.label)
-            self.pins.pin(self.label, offered, datetime.now(UTC))  # KeyChanged if raced
-            self.key = offered
-            logger.warning(
-                "pinned cluster %s with key %s in %s (first use)",
-                self.label,
-                offered.fingerprint,
-                self.pins.path,
-            )
-            return
-        if offered.raw != self.key.raw:
-            raise KeyChanged(self.label, self.key, offered, self.pins.path)
-
-
-_trusts: dict[tuple[Path, str, str | None], PinnedTrust] = {}
-
-
-def pinned_trust(label: str, expected: str | None, path: Path | None = None) -> PinnedTrust:
-    """The process's trust for ``label``: clients of one process share their pin."""
-    pins = KnownClusters.load(path)
-    key = (pins.path, label, expected)
-    trust = _trusts.get(key)
-    if trust is None:
-        trust = _trusts[key] = PinnedTrust(pins, label, expected)
-    return trust
 
 
 class WireSecurity:
@@ -181,10 +145,17 @@ class WireSecurity:
 
     @classmethod
     def for_server(
-        cls, secret: ClusterSecret, keys: ServerKeys, server_id: int, clock: Callable[[], float]
+        cls,
+        secret: ClusterSecret,
+        keys: ServerKeys,
+        server_id: int,
+        clock: Callable[[], float],
+        next_secret: ClusterSecret | None = None,
     ) -> WireSecurity:
         credentials = ServerCredentials.issue(secret, keys, server_id, clock())
-        return cls(ClusterTrust(secret.public_key), credentials, clock)
+        credentials.next_secret = next_secret
+        also = (next_secret.public_key,) if next_secret is not None else ()
+        return cls(ClusterTrust(secret.public_key, also), credentials, clock)
 
     @property
     def fingerprint(self) -> str:
@@ -198,7 +169,10 @@ class WireSecurity:
     def payload(self) -> bytes:
         creds = self.credentials
         assert creds is not None and self.trust.key is not None
-        return bytes((PAYLOAD_VERSION,)) + self.trust.key.raw + creds.current_cert(self.clock())
+        cert = creds.current_cert(self.clock())
+        vouch = creds.vouch
+        version = PAYLOAD_VOUCHED if vouch else PAYLOAD_VERSION
+        return bytes((version,)) + self.trust.key.raw + cert + vouch
 
 
 class SecureChannel:
@@ -283,21 +257,27 @@ class SecureChannel:
 
     def _check_server(self, payload: bytes, remote_static: bytes | None) -> None:
         """The responder is a server of the cluster we trust, holding the key it claims."""
-        if len(payload) != PAYLOAD_SIZE or payload[0] != PAYLOAD_VERSION:
+        shapes = {PAYLOAD_VERSION: PAYLOAD_SIZE, PAYLOAD_VOUCHED: PAYLOAD_VOUCHED_SIZE}
+        if not payload or shapes.get(payload[0]) != len(payload):
             raise HandshakeFailed("handshake-failed", f"bad server payload ({len(payload)} B)")
         try:
             offered = ClusterPublicKey(payload[1:33])
             trust = self.security.trust
-            trust.check(offered)
-            # The certificate under the key we trust, and for the static key the handshake
+            vouched = payload[0] == PAYLOAD_VOUCHED
+            if not vouched:
+                trust.check(offered)  # a changed key stops us before any signature check
+            # The certificate under the key offered, and for the static key the handshake
             # proved (a rogue showing a real server's certificate has not that key).
             cert = verify_server_static(
                 offered,
-                payload[33:],
+                payload[33:PAYLOAD_SIZE],
                 remote_static or b"",
                 self.security.clock(),
                 trust.certificates(offered),
             )
+            # A rotation: a key we trust vouches for the one offered, which we then follow.
+            if vouched and not trust.take_vouched(offered, payload[PAYLOAD_SIZE:]):
+                trust.check(offered)
         except KeyChanged as exc:
             raise HandshakeFailed("key-changed", str(exc), exc) from None
         except CryptoError as exc:
@@ -319,11 +299,10 @@ class SecureChannel:
             return
         if len(intro) != INTRO_SERVER_SIZE or intro[0] != INTRO_SERVER:
             raise HandshakeFailed("handshake-failed", f"bad session intro ({len(intro)} B)")
-        trusted = self.security.trust.key
-        assert trusted is not None
+        trust = self.security.trust
+        assert trust.key is not None
         try:
-            certs = self.security.trust.certificates(trusted)
-            cert = certs.verify(intro[1 : 1 + CERT_SIZE], self.security.clock())
+            cert = verify_under_any(trust, intro[1 : 1 + CERT_SIZE], self.security.clock())
             key = Ed25519PublicKey.from_public_bytes(cert.ed25519_public)
             key.verify(intro[1 + CERT_SIZE :], PEER_AUTH_DOMAIN + self.channel_binding)
         except CryptoError as exc:

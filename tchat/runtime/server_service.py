@@ -11,23 +11,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tchat.core.config import ServerConfig
-from tchat.core.effects import DurableState, Effect
+from tchat.core.effects import DurableState, Effect, LogEvent
 from tchat.core.messages import Message
 from tchat.core.server import ServerNode
 from tchat.core.status import ServerStatus
-from tchat.crypto.cluster import ClusterSecret, load_or_create_server_keys, parse_secret
+from tchat.crypto.cluster import (
+    CLUSTER_KEY_FILE,
+    ClusterSecret,
+    load_cluster_secret,
+    load_or_create_server_keys,
+    parse_secret,
+)
+from tchat.crypto.keyfiles import create_private, private_dir, tighten_private_files
+from tchat.runtime.admin_desk import AdminDesk
 from tchat.runtime.archive import SqliteArchive
-from tchat.runtime.connection import warm_up_logins
+from tchat.runtime.connection import split_addr, warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
-from tchat.runtime.private_files import (
-    KEY_FILE_NAME,
-    create_private,
-    data_dir_key,
-    private_dir,
-    private_files,
-)
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -140,6 +141,7 @@ class ServerService:
         self.transport.known_server = self._is_server
         self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
+        self.transport.admin = self._admin_desk()
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
         self.driver.start()
@@ -164,9 +166,58 @@ class ServerService:
             parse_secret(opts.cluster_key.decode("ascii", "replace"), source), source
         )
         keys = load_or_create_server_keys(self.data_dir)
-        security = WireSecurity.for_server(secret, keys, self.server_id, time.time)
+        following = None
+        if opts.next_cluster_key is not None:
+            where = opts.next_key_source or "the next cluster key"
+            following = ClusterSecret(
+                parse_secret(opts.next_cluster_key.decode("ascii", "replace"), where), where
+            )
+        security = WireSecurity.for_server(secret, keys, self.server_id, time.time, following)
         logger.info("cluster fingerprint %s", security.fingerprint)
+        if following is not None:
+            # Said at every start of a rotation's server: the step it is at shows in the log.
+            logger.warning(
+                "cluster key rotation: also accepting the next key %s (from %s); sealing and"
+                " certifying with the current one %s",
+                following.public_key.fingerprint,
+                where,
+                security.fingerprint,
+            )
         return security
+
+    def _admin_desk(self) -> Callable[[bytes, str], None] | None:
+        """``tchat admin``'s desk: only with a cluster secret (an operator proves it)."""
+        security, transport = self.security, self.transport
+        creds = security.credentials if security is not None else None
+        if creds is None or transport is None:
+            return None
+        secrets = creds.secrets  # the next one too, during a rotation
+        desk = AdminDesk(
+            lambda: secrets,
+            self.server_id,
+            self._leader,
+            self._release_name,
+            lambda data, peer: transport.send_raw_datagram(data, *split_addr(peer)),
+            transport.drops,
+            later=asyncio.get_running_loop().call_later,
+        )
+        self.add_listener(lambda effect: _tell_desk(desk, effect))
+        return desk.receive
+
+    def _leader(self) -> tuple[bool, str]:
+        node = self.node
+        if node is None:
+            return False, ""
+        return node.leadership is not None, node.leader_addr or ""
+
+    def _release_name(self, name: str) -> str:
+        """Runs on the loop, as every node step: the driver carries out its effects."""
+        if self.node is None or self.driver is None:
+            return "not-leader"
+        outcome, _effects = self.driver.call(
+            self.node.release_name, name, asyncio.get_running_loop().time()
+        )
+        return str(outcome)
 
     def _open_store(self) -> tuple[SqliteStore, DurableState]:
         opts = self.options
@@ -178,7 +229,7 @@ class ServerService:
         # The log holds every PM: readable by us alone (the umask covers new files; a dir
         # or database made by an earlier version is tightened here, with a warning).
         private_dir(self.data_dir, "data dir")
-        private_files(self.data_dir)
+        tighten_private_files(self.data_dir)
         create_private(self.data_dir / DB_NAME)
         store = SqliteStore(self.data_dir)
         durable = store.load_meta()  # the log is read through the archive
@@ -193,9 +244,9 @@ class ServerService:
         if opts.insecure:  # said loudly once, by _security
             return opts
         assert self.data_dir is not None
-        key, created = data_dir_key(self.data_dir)
-        path = self.data_dir / KEY_FILE_NAME
-        if created:
+        secret = load_cluster_secret({}, None, self.data_dir, create=True)
+        path = self.data_dir / CLUSTER_KEY_FILE
+        if secret.created:
             # Said once, when it is made: the other servers need the same key to join.
             logger.warning(
                 "created a cluster key in %s. Give the other servers the same key: "
@@ -207,6 +258,7 @@ class ServerService:
             )
         else:
             logger.info("cluster key from %s", path)
+        key = secret.export_line().encode("ascii")
         return dataclasses.replace(opts, cluster_key=key, key_source=f"data dir {path}")
 
     def _server_id(self) -> int:
@@ -291,6 +343,14 @@ class ServerService:
             except Exception:
                 logger.exception("closing the store failed")
             self.store = None
+
+
+def _tell_desk(desk: AdminDesk, effect: Effect) -> None:
+    """A committed release (the leader's "name-released" event) answers its operator."""
+    if isinstance(effect, LogEvent) and effect.kind == "name-released":
+        name = dict(effect.fields).get("user")
+        if isinstance(name, str):
+            desk.committed(name)
 
 
 def remembered_server_id(host: str, rng: random.Random) -> int:

@@ -24,6 +24,7 @@ from tchat.core.messages import (
     Register,
     StatusReply,
 )
+from tchat.crypto.admin import KIND_ADMIN
 from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, Signer, split_addr
 from tchat.runtime.datagram_auth import (
     ClientDatagrams,
@@ -43,6 +44,8 @@ from tchat.runtime.options import NetOptions
 from tchat.runtime.secure import WireSecurity
 
 __all__ = ["HELLO", "DropCounters", "FramedConnection", "Transport", "split_addr"]
+
+ADMIN_KIND = bytes((KIND_ADMIN,))  # the first byte of a `tchat admin` datagram
 
 logger = logging.getLogger(__name__)
 ENCODED_FRAMES = 64  # recently encoded frames kept for resending to other peers
@@ -211,6 +214,9 @@ class Transport:
             else:
                 self.dgram = ClientDatagrams(security.trust, self.loop.time)
         self.datagram_filter: DatagramFilter | None = None
+        # A server's `tchat admin` desk (admin_desk.py): takes the admin datagrams that come
+        # to our own UDP port; None (a client, or a server without a secret) refuses them.
+        self.admin: Callable[[bytes, str], None] | None = None
 
     @property
     def addr(self) -> str:
@@ -282,6 +288,15 @@ class Transport:
         else:
             peer = f"{addr[0]}:{addr[1]}"
             self._last_src, self._last_peer = addr, peer
+        if data[:1] == ADMIN_KIND and channel == "udp":
+            if self.admin is None:
+                self.drops.count("admin-unavailable", peer, "no admin desk (no cluster secret)")
+            else:
+                try:
+                    self.admin(data, peer)
+                except Exception:  # as dispatch: the node outlives anything one datagram does
+                    logger.exception("error handling an admin datagram from %s", peer)
+            return
         dgram = self.dgram
         heard: Heard | None = None
         try:
@@ -294,7 +309,7 @@ class Transport:
                 if message.from_server and heard.cluster is None and not heard.sealed:
                     # Plain, yet it claims a server's standing: an operator's
                     # ClusterStatusRequest, which must carry the cluster key's MAC.
-                    codec.decode(heard.frame, self.options.cluster_key, self.options.max_frame)
+                    self._check_operator_mac(heard.frame)
         except RemoteProtocolError as exc:
             self.drops.count(exc.reason, peer, f"{channel}: {exc}")
             return
@@ -307,6 +322,17 @@ class Transport:
         if heard is not None and chooser is not None and not chooser(message, peer, heard):
             return
         self.dispatch(message, peer)
+
+    def _check_operator_mac(self, frame: bytes) -> None:
+        """An operator's frame carries the MAC of the current key, or during a rotation of
+        the next one (the operator may hold either); RemoteProtocolError if neither."""
+        opts = self.options
+        try:
+            codec.decode(frame, opts.cluster_key, opts.max_frame)
+        except RemoteProtocolError:
+            if opts.next_cluster_key is None:
+                raise
+            codec.decode(frame, opts.next_cluster_key, opts.max_frame)
 
     def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
         refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
