@@ -29,6 +29,7 @@ from tchat.core.effects import (
     MembersChanged,
     RoomEntered,
     RoomExited,
+    TopicChanged,
     UsersChanged,
 )
 from tchat.core.messages import (
@@ -41,6 +42,7 @@ from tchat.core.messages import (
     RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomTopic,
     SessionFrame,
     Submit,
     UserInfo,
@@ -312,6 +314,15 @@ class Inbox:
         if type(body) is Chat:
             return self.deliver_chat(entry)
         effects: list[Effect] = []
+        if type(body) is RoomTopic:
+            # Shown as a line: a copy of a frame already applied must not show it twice.
+            seen = node.clock.get(entry.dot.server) >= entry.dot.counter
+            node.clock = node.clock.merge(entry.clock)
+            known = node.rooms.get(body.room)
+            if known is not None and not (seen and known.topic == body.topic):
+                node.rooms[body.room] = dataclasses.replace(known, topic=body.topic)
+                effects.append(Deliver(TopicChanged(body.room, body.topic, body.by, entry.ts)))
+            return effects
         node.clock = node.clock.merge(entry.clock)
         match body:
             case RoomJoined(room=room, name=name):
@@ -326,7 +337,7 @@ class Inbox:
                 elif room in node.rooms:
                     info = node.rooms[room]
                     members = tuple(sorted({*info.members, name}))
-                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    node.rooms[room] = dataclasses.replace(info, members=members)
                     effects.append(Deliver(MembersChanged(room, members)))
             case RoomLeft(room=room, name=name):
                 known = node.rooms.get(room)
@@ -340,7 +351,7 @@ class Inbox:
                     effects.append(Deliver(RoomExited(room)))
                 else:
                     members = tuple(m for m in info.members if m != name)
-                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    node.rooms[room] = dataclasses.replace(info, members=members)
                     effects.append(Deliver(MembersChanged(room, members)))
         return effects
 
@@ -359,7 +370,7 @@ class Inbox:
                     info = node.rooms[room]
                     if name in info.members:
                         members = tuple(m for m in info.members if m != name)
-                        node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                        node.rooms[room] = dataclasses.replace(info, members=members)
                         effects.append(Deliver(MembersChanged(room, members)))
                 return True, effects
             case UserStatus(name=name, away=away):
