@@ -175,3 +175,17 @@ def test_a_room_topic_entry_of_the_largest_kind_fits_its_frames() -> None:
     assert size == 3_686  # PROTOCOL.md §1's sum for RoomTopic
     frame = RoomFrame(Epoch(1, 1), 1, 0, "🙂" * MAX_ROOM, 0, (), (), (entry,))
     assert len(codec.encode(frame)) < codec.MAX_FRAME
+
+
+def test_topic_changes_have_their_own_rate_bucket() -> None:
+    """A topic is a line for every member: paced tighter than chat, by session and host."""
+    from tchat.runtime.limits import OPERATION_RATES, OperationLimits, Rate, operation_kind
+
+    submit = Submit("c1", 1, SetTopic("dev", "x"), VectorClock(), 0.0)
+    assert operation_kind(submit) == "topic"
+    per_session, _per_host = OPERATION_RATES["topic"]
+    limits = OperationLimits(Rate(50.0, 200.0), lambda: 0.0)
+    session = limits.session_buckets()
+    taken = [limits.wait_for(session, "10.0.0.9", "topic", 0.0) for _ in range(10)]
+    assert taken.count(None) == int(per_session.burst)  # then it waits
+    assert taken[-1] is not None and taken[-1] > 0.0
