@@ -189,3 +189,21 @@ def test_topic_changes_have_their_own_rate_bucket() -> None:
     taken = [limits.wait_for(session, "10.0.0.9", "topic", 0.0) for _ in range(10)]
     assert taken.count(None) == int(per_session.burst)  # then it waits
     assert taken[-1] is not None and taken[-1] > 0.0
+
+
+def test_directory_answers_being_gathered_stay_bounded() -> None:
+    """Asked while no leader answers, or answered with endless chunks: bounded either way."""
+    from tchat.core import client as client_module
+    from tchat.core.messages import RoomsReply, RoomSummary
+
+    bus, _ = cluster()
+    (alice,) = serving(bus, "alice")
+    for _ in range(50):
+        alice.request_rooms(bus.now)
+    assert len(alice._directory) == client_module.DIRECTORY_REQUESTS
+    request_id = max(alice._directory)
+    room = RoomSummary("dev", "239.255.42.1:47471", 1, ("bob",), 0, 0.0, "t")
+    chunk = RoomsReply(alice.epoch, request_id, (room,) * 1000, False)
+    for _ in range(client_module.DIRECTORY_ROOMS // 1000 + 5):
+        alice.handle(chunk, alice.leader_addr, bus.now)
+    assert len(alice._directory[request_id]) == client_module.DIRECTORY_ROOMS
