@@ -207,3 +207,28 @@ def test_directory_answers_being_gathered_stay_bounded() -> None:
     for _ in range(client_module.DIRECTORY_ROOMS // 1000 + 5):
         alice.handle(chunk, alice.leader_addr, bus.now)
     assert len(alice._directory[request_id]) == client_module.DIRECTORY_ROOMS
+
+
+def test_a_member_that_missed_the_change_learns_it_when_it_resumes() -> None:
+    from tchat.core.messages import RoomFrame
+
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("dev"))
+    bus.run(0.3)
+
+    def lose_topic_frames(_src: str, dst: str, message: object) -> bool:
+        return (
+            dst == bob.config.addr
+            and isinstance(message, RoomFrame)
+            and any(isinstance(e.body, RoomTopic) for e in message.entries)
+        )
+
+    bus.drop = lose_topic_frames
+    bus.submit(alice, SetTopic("dev", "missed it"))
+    bus.run_until(lambda: bob.rooms["dev"].topic == "missed it", 10)
+    bus.drop = None
+    # Bob repaired the hole by resuming: his Welcome said the topic, and he was told.
+    assert ("dev", "missed it", "") in topics(bus, bob)
+    assert topics(bus, alice) == [("dev", "missed it", "alice")]

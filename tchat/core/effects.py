@@ -130,7 +130,8 @@ class MembersChanged(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class TopicChanged(ClientEvent):
-    """``by`` set ``room``'s topic at ``ts`` ("" cleared it); the room's RoomInfo has it too."""
+    """``by`` set ``room``'s topic at ``ts`` ("" cleared it); the room's RoomInfo has it too.
+    ``by`` "" and ``ts`` 0: it changed while this client was away (learned on resuming)."""
 
     room: str
     topic: str

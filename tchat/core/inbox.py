@@ -234,6 +234,10 @@ class Inbox:
                 effects.append(Deliver(RoomEntered(info)))
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
+            if room in old_rooms and old_rooms[room].topic != info.topic:
+                # Changed while we were away (a catch-up replays only chat): who and when
+                # are not known here, the topic is.
+                effects.append(Deliver(TopicChanged(room, info.topic, "", 0.0)))
         lobby = (msg.lobby,) if node.config.lobby else ()
         # Every multicast client hears the lobby group, for the leader's LobbyBeats, also
         # one that does not follow the user list (it drops the lobby's frames).

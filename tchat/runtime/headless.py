@@ -104,6 +104,8 @@ def event_json(event: object) -> dict[str, Any] | None:
         case RoomExited(room=room):
             return {"event": "left", "room": room}
         case TopicChanged(room=room, topic=topic, by=by, ts=ts):
+            if not by:  # learned on resuming: who and when are not known
+                return {"event": "topic", "room": room, "topic": topic}
             return {"event": "topic", "room": room, "topic": topic, "by": by, "ts": ts}
         case MembersChanged(room=room, members=members):
             return {"event": "members", "room": room, "members": list(members)}

@@ -375,7 +375,10 @@ class ChatModel:
         """``by`` set the room's topic: kept for its header, and a line in the room."""
         conv = self.conversation(room_key(room))
         conv.topic = topic
-        said = f"{by} set the topic: {topic}" if topic else f"{by} cleared the topic"
+        if not by:  # changed while we were away: who did is not known
+            said = f"the topic is now: {topic}" if topic else "the topic was cleared"
+        else:
+            said = f"{by} set the topic: {topic}" if topic else f"{by} cleared the topic"
         return self.notice(said, ts, conv.key)
 
     def room_exited(self, room: str) -> Change:

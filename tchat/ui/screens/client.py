@@ -208,7 +208,7 @@ class ClientScreen(Screen[None]):
                     self.join_wanted.discard(info.room)
                     self.open_conversation(key)
             case ev.TopicChanged(room=room, topic=topic, by=by, ts=ts):
-                change = self.model.topic_changed(room, topic, by, ts)
+                change = self.model.topic_changed(room, topic, by, ts or wall)
                 change = self.merge(change, Change(rooms=True))
             case ev.RoomExited(room=room):
                 change = self.model.room_exited(room)
