@@ -232,3 +232,31 @@ def test_a_member_that_missed_the_change_learns_it_when_it_resumes() -> None:
     # Bob repaired the hole by resuming: his Welcome said the topic, and he was told.
     assert ("dev", "missed it", "") in topics(bus, bob)
     assert topics(bus, alice) == [("dev", "missed it", "alice")]
+
+
+def test_a_late_copy_of_an_older_topic_changes_nothing() -> None:
+    from tchat.core.messages import RoomFrame
+
+    bus, _ = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    for client in (alice, bob):
+        bus.submit(client, JoinRoom("dev"))
+    bus.run(0.3)
+    first: list[RoomFrame] = []
+
+    def keep(_src: str, dst: str, message: object) -> bool:
+        if dst == bob.config.addr and isinstance(message, RoomFrame) and not first:
+            first.append(message)
+        return False
+
+    bus.drop = keep
+    bus.submit(alice, SetTopic("dev", "old"))
+    bus.run(0.3)
+    bus.drop = None
+    bus.submit(alice, SetTopic("dev", "new"))
+    bus.run(0.3)
+    assert bob.rooms["dev"].topic == "new" and first
+    bus._apply(bob.config.addr, bob.handle(first[0], alice.leader_addr, bus.now))
+    bus.run(0.3)
+    assert bob.rooms["dev"].topic == "new"
+    assert topics(bus, bob) == [("dev", "old", "alice"), ("dev", "new", "alice")]

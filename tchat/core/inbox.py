@@ -319,11 +319,13 @@ class Inbox:
             return self.deliver_chat(entry)
         effects: list[Effect] = []
         if type(body) is RoomTopic:
-            # Shown as a line: a copy of a frame already applied must not show it twice.
-            seen = node.clock.get(entry.dot.server) >= entry.dot.counter
+            # As for chat, an entry the clock covers was applied (or was never ours): a late
+            # copy of an older topic must neither show twice nor undo a newer one.
+            if node.clock.get(entry.dot.server) >= entry.dot.counter:
+                return effects
             node.clock = node.clock.merge(entry.clock)
             known = node.rooms.get(body.room)
-            if known is not None and not (seen and known.topic == body.topic):
+            if known is not None:
                 node.rooms[body.room] = dataclasses.replace(known, topic=body.topic)
                 effects.append(Deliver(TopicChanged(body.room, body.topic, body.by, entry.ts)))
             return effects
