@@ -47,3 +47,40 @@ def test_acks_of_joins_leaves_and_away_are_ok_not_sent() -> None:
         {"event": "error", "message": "no such room", "cmid": 5},
     ]
     assert client.operations == {}  # nothing kept once answered
+
+
+def test_topic_commands_and_events() -> None:
+    from tchat.core.effects import TopicChanged
+    from tchat.core.messages import SetTopic
+    from tchat.runtime.headless import parse
+
+    rooms = {"dev": object(), "ops": object()}
+    assert parse("/topic ship it", "dev", rooms).op == SetTopic("dev", "ship it")
+    assert parse("/topic #ops on call: bob", "dev", rooms).op == SetTopic("ops", "on call: bob")
+    # "#x" names a room only when we are in it: otherwise it is the topic's first word.
+    assert parse("/topic #1 priority", "dev", rooms).op == SetTopic("dev", "#1 priority")
+    assert parse("/topic -clear", "dev", rooms).op == SetTopic("dev", "")
+    assert parse("/topic -", "dev", rooms).op == SetTopic("dev", "")
+    assert parse("/topic cafe\u0301", "dev", rooms).op == SetTopic("dev", "caf\u00e9")
+    shown = parse("/topic", "dev", rooms)
+    assert shown.op is None and (shown.action, shown.arg) == ("topic", "dev")
+    assert "usage" in parse("/topic hello", None, {}).error
+    client, out = client_with({7: SetTopic("dev", "ship it")})
+    client._on_event(Sent(7, "1.7"))
+    client._on_event(TopicChanged("dev", "ship it", "alice", 12.5))
+    got = events(out)
+    assert got[0] == {
+        "event": "ok",
+        "op": "topic",
+        "room": "dev",
+        "topic": "ship it",
+        "cmid": 7,
+        "ts": got[0]["ts"],
+    }
+    assert got[1] == {
+        "event": "topic",
+        "room": "dev",
+        "topic": "ship it",
+        "by": "alice",
+        "ts": 12.5,
+    }

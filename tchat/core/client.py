@@ -103,6 +103,11 @@ from tchat.core.wakeup import WakeWatch
 GAP_TIMEOUT = 0.5  # a hole in the stream this old is repaired by resuming
 SILENCE_RESEND = 1.0  # unacknowledged operations are resent after this long unanswered
 PROBE_AFTER = 2 / 3  # of client_leader_timeout: silence this long asks for a heartbeat
+# Room directory answers being gathered: the latest requests only (one asked while no
+# leader answers is never answered), and at most this many rooms each, whatever a
+# leader's chunks claim.
+DIRECTORY_REQUESTS = 4
+DIRECTORY_ROOMS = 100_000
 
 
 class ClientNode:
@@ -295,6 +300,8 @@ class ClientNode:
         self._now = now
         self._request += 1
         self._directory[self._request] = []
+        while len(self._directory) > DIRECTORY_REQUESTS:
+            del self._directory[min(self._directory)]
         effects: list[Effect] = []
         if self.leader_addr:
             effects.append(Send(self.leader_addr, RoomsRequest(self.client_id, self._request)))
@@ -482,7 +489,7 @@ class ClientNode:
             case RoomsReply():
                 parts = self._directory.get(message.request_id)
                 if parts is not None:
-                    parts.extend(message.rooms)
+                    parts.extend(message.rooms[: max(0, DIRECTORY_ROOMS - len(parts))])
                     if message.done:
                         del self._directory[message.request_id]
                         effects.append(Deliver(RoomDirectory(message.request_id, tuple(parts))))

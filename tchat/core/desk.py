@@ -45,8 +45,10 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     RoomSummary,
+    RoomTopic,
     SendChat,
     SetAway,
+    SetTopic,
     Submit,
     UserInfo,
     UserList,
@@ -59,6 +61,7 @@ from tchat.core.messages import (
 from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
 from tchat.core.projection import public_entry
 from tchat.core.stream import Session
+from tchat.core.topics import may_set_topic, topic_problem
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 
 if TYPE_CHECKING:
@@ -481,6 +484,11 @@ class ClientDesk:
                 return RoomLeft(room, name), ""
             case SetAway(away=away):
                 return UserStatus(name, away), ""
+            case SetTopic(room=room, topic=topic):
+                problem = topic_problem(topic) or may_set_topic(state, room, name)
+                if problem:
+                    return None, problem
+                return RoomTopic(room, topic, name), ""
             case Logout():
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
         return None, "unknown operation"
@@ -606,6 +614,7 @@ class ClientDesk:
                 tuple(sorted(record.members)[:ROOM_SUMMARY_MEMBERS]),
                 record.messages,
                 record.last_ts,
+                record.topic,
             )
             for _, record in sorted(lead.streams.view.rooms.items())
         ]

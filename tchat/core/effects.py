@@ -129,6 +129,17 @@ class MembersChanged(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class TopicChanged(ClientEvent):
+    """``by`` set ``room``'s topic at ``ts`` ("" cleared it); the room's RoomInfo has it too.
+    ``by`` "" and ``ts`` 0: it changed while this client was away (learned on resuming)."""
+
+    room: str
+    topic: str
+    by: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class ChatDelivered(ClientEvent):
     """A chat message, delivered exactly once and in causal order."""
 

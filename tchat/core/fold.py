@@ -13,6 +13,7 @@ from tchat.core.messages import (
     NameReleased,
     RoomJoined,
     RoomLeft,
+    RoomTopic,
     ServerJoined,
     ServerLeft,
     UserInfo,
@@ -60,6 +61,8 @@ class RoomRecord:
     # every stretch of membership, member -> [(join key, leave key or None)]: who was in
     # the room when a given message was sent, for catching up after a gap
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
+    topic: str = ""  # the last RoomTopic in log order by a member of the room then
+    topic_by: str = ""
 
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
@@ -223,6 +226,14 @@ class ClusterState:
                     return False
                 record.leave(name, entry.key)
                 self.rooms_of.get(name, set()).discard(room)
+            case RoomTopic(room=room, topic=topic, by=by):
+                # Judged at its place in the log: after a merge, a topic set by someone who
+                # had left by then (in the merged order) is ignored the same everywhere.
+                record = self.rooms.get(room)
+                if record is None or by not in record.members:
+                    return False
+                record.topic = topic
+                record.topic_by = by
             case Chat(room=str() as chat_room) if chat_room in self.rooms:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
@@ -250,6 +261,10 @@ class ClusterState:
         record = self.rooms.get(room)
         return sorted(record.members) if record else []
 
+    def topic(self, room: str) -> str:
+        record = self.rooms.get(room)
+        return record.topic if record else ""
+
     def is_member(self, room: str, name: str) -> bool:
         record = self.rooms.get(room)
         return record is not None and name in record.members
@@ -264,7 +279,7 @@ class ClusterState:
             ),
             tuple(sorted(self.claims.items())),
             tuple(
-                (name, record.group, tuple(sorted(record.members)))
+                (name, record.group, tuple(sorted(record.members)), record.topic)
                 for name, record in sorted(self.rooms.items())
             ),
         )

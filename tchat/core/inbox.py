@@ -29,6 +29,7 @@ from tchat.core.effects import (
     MembersChanged,
     RoomEntered,
     RoomExited,
+    TopicChanged,
     UsersChanged,
 )
 from tchat.core.messages import (
@@ -41,6 +42,7 @@ from tchat.core.messages import (
     RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomTopic,
     SessionFrame,
     Submit,
     UserInfo,
@@ -232,6 +234,10 @@ class Inbox:
                 effects.append(Deliver(RoomEntered(info)))
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
+            if room in old_rooms and old_rooms[room].topic != info.topic:
+                # Changed while we were away (a catch-up replays only chat): who and when
+                # are not known here, the topic is.
+                effects.append(Deliver(TopicChanged(room, info.topic, "", 0.0)))
         lobby = (msg.lobby,) if node.config.lobby else ()
         # Every multicast client hears the lobby group, for the leader's LobbyBeats, also
         # one that does not follow the user list (it drops the lobby's frames).
@@ -312,6 +318,17 @@ class Inbox:
         if type(body) is Chat:
             return self.deliver_chat(entry)
         effects: list[Effect] = []
+        if type(body) is RoomTopic:
+            # As for chat, an entry the clock covers was applied (or was never ours): a late
+            # copy of an older topic must neither show twice nor undo a newer one.
+            if node.clock.get(entry.dot.server) >= entry.dot.counter:
+                return effects
+            node.clock = node.clock.merge(entry.clock)
+            known = node.rooms.get(body.room)
+            if known is not None:
+                node.rooms[body.room] = dataclasses.replace(known, topic=body.topic)
+                effects.append(Deliver(TopicChanged(body.room, body.topic, body.by, entry.ts)))
+            return effects
         node.clock = node.clock.merge(entry.clock)
         match body:
             case RoomJoined(room=room, name=name):
@@ -326,7 +343,7 @@ class Inbox:
                 elif room in node.rooms:
                     info = node.rooms[room]
                     members = tuple(sorted({*info.members, name}))
-                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    node.rooms[room] = dataclasses.replace(info, members=members)
                     effects.append(Deliver(MembersChanged(room, members)))
             case RoomLeft(room=room, name=name):
                 known = node.rooms.get(room)
@@ -340,7 +357,7 @@ class Inbox:
                     effects.append(Deliver(RoomExited(room)))
                 else:
                     members = tuple(m for m in info.members if m != name)
-                    node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    node.rooms[room] = dataclasses.replace(info, members=members)
                     effects.append(Deliver(MembersChanged(room, members)))
         return effects
 
@@ -359,7 +376,7 @@ class Inbox:
                     info = node.rooms[room]
                     if name in info.members:
                         members = tuple(m for m in info.members if m != name)
-                        node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                        node.rooms[room] = dataclasses.replace(info, members=members)
                         effects.append(Deliver(MembersChanged(room, members)))
                 return True, effects
             case UserStatus(name=name, away=away):

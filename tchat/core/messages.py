@@ -21,14 +21,18 @@ from tchat.core.vclock import VectorClock
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
-# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased)
-PROTOCOL_VERSION = 8
+# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
+# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic)
+PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
 MAX_ROOM = 32
 MAX_TEXT = 4000
 MAX_ADDR = 64
 MAX_REASON = 200
+# A room's topic, in characters: one line in a header, and a bound on every frame that
+# carries one (a Welcome names each of its rooms' topics).
+MAX_TOPIC = 300
 # Servers of one cluster at most. A clock has one entry per server, so this bounds the
 # clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
 MAX_SERVERS = 64
@@ -94,6 +98,7 @@ class RoomInfo:
     group: str  # multicast "ip:port"
     members: tuple[str, ...]
     head: int  # gsn of the room's last frame in this epoch: the member's chain start
+    topic: str = ""  # the room's topic ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class RoomSummary:
     members: tuple[str, ...]  # the first ROOM_SUMMARY_MEMBERS, sorted
     messages: int
     last_ts: float  # the last message's time, 0 if none
+    topic: str = ""  # the room's topic ("" for none)
 
 
 ROOM_SUMMARY_MEMBERS = 50
@@ -213,6 +219,15 @@ def released_notice(name: str) -> str:
         f"an operator released the name {name} (tchat admin release-name):"
         " this key no longer owns it"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTopic(EntryBody):
+    """``by`` set ``room``'s topic (``topic`` "" clears it); the latest in log order counts."""
+
+    room: str
+    topic: str
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +470,14 @@ class SetAway(Operation):
 @dataclass(frozen=True, slots=True)
 class Logout(Operation):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic(Operation):
+    """Set the topic of a room the sender is in ("" clears it)."""
+
+    room: str
+    topic: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -838,6 +861,14 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     Chat,
     NameClaimed,
     NameReleased,
+    RoomTopic,
 )
 
-OPERATION_TYPES: tuple[type[Operation], ...] = (SendChat, JoinRoom, LeaveRoom, SetAway, Logout)
+OPERATION_TYPES: tuple[type[Operation], ...] = (
+    SendChat,
+    JoinRoom,
+    LeaveRoom,
+    SetAway,
+    Logout,
+    SetTopic,
+)

@@ -45,7 +45,8 @@ Encoder: TypeAlias = Callable[[Any], Any]
 
 # Strings are bounded by what the field means, found by its name: one rule per meaning
 # instead of one annotation per field.
-_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members"})  # members: user names
+# members: user names; by: who set a room's topic
+_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members", "by"})
 _ADDR_FIELDS = frozenset({"addr", "leader_addr", "group"})
 
 
@@ -57,6 +58,8 @@ def string_limits(field: str) -> tuple[int, int]:
         return 1, messages.MAX_ROOM
     if field == "text":
         return 0, messages.MAX_TEXT
+    if field == "topic":
+        return 0, messages.MAX_TOPIC
     if field in _ADDR_FIELDS:
         return 0, messages.MAX_ADDR
     if field == "reason":

@@ -43,6 +43,7 @@ from tchat.core.messages import (
     RoomInfo,
     RoomJoined,
     RoomLeft,
+    RoomTopic,
     SessionFrame,
     Touch,
     UserOffline,
@@ -229,7 +230,11 @@ class ClientStreams:
     def room_info(self, room: str) -> RoomInfo:
         record = self.view.rooms[room]
         return RoomInfo(
-            room, record.group, tuple(sorted(record.members)), self.room_last.get(room, 0)
+            room,
+            record.group,
+            tuple(sorted(record.members)),
+            self.room_last.get(room, 0),
+            record.topic,
         )
 
     def live_sessions(self, name: str) -> list[Session]:
@@ -295,6 +300,11 @@ class ClientStreams:
         match body:
             case Chat(room=str() as room):
                 self._open_run(room, shown, gsn)
+            case RoomTopic(room=room):
+                # A room entry: the room's own frame (one multicast datagram), its run
+                # closed at once so that only chat ever shares a run.
+                self._open_run(room, shown, gsn)
+                effects.extend(self.flush_rooms(now))
             case Chat(sender=sender, to=str() as to):
                 names = sorted({sender, to})
                 effects.extend(self._session_frames(names, shown, gsn, scope=None))
@@ -495,7 +505,8 @@ class ClientStreams:
         if room not in self._lobby_rooms:
             self._lobby_touch_bytes += _touch_bytes(room)
             self._lobby_rooms.add(room)
-        text = len(entry.body.text)  # type: ignore[attr-defined]
+        body = entry.body
+        text = len(body.text) if isinstance(body, Chat) else 0
         size = codec.entry_size(entry)
         if len(touched) + len(rooms_touched) > TOUCHES_UNMEASURED:
             size += codec.packed_size(touched) + codec.packed_size(rooms_touched)

@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
+from collections.abc import Collection
 from typing import Any, TextIO
 
 from tchat.core.effects import (
@@ -28,9 +30,19 @@ from tchat.core.effects import (
     RoomEntered,
     RoomExited,
     Sent,
+    TopicChanged,
     UsersChanged,
 )
-from tchat.core.messages import Chat, Entry, JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.core.messages import (
+    Chat,
+    Entry,
+    JoinRoom,
+    LeaveRoom,
+    Operation,
+    SendChat,
+    SetAway,
+    SetTopic,
+)
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
 
@@ -63,6 +75,8 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "leave", "room": room}
         case SetAway(away=away):
             return {"op": "away" if away else "back"}
+        case SetTopic(room=room, topic=topic):
+            return {"op": "topic", "room": room, "topic": topic}
     return {"op": type(op).__name__.lower()}
 
 
@@ -85,9 +99,14 @@ def event_json(event: object) -> dict[str, Any] | None:
                 "room": info.room,
                 "group": info.group,
                 "members": list(info.members),
+                "topic": info.topic,
             }
         case RoomExited(room=room):
             return {"event": "left", "room": room}
+        case TopicChanged(room=room, topic=topic, by=by, ts=ts):
+            if not by:  # learned on resuming: who and when are not known
+                return {"event": "topic", "room": room, "topic": topic}
+            return {"event": "topic", "room": room, "topic": topic, "by": by, "ts": ts}
         case MembersChanged(room=room, members=members):
             return {"event": "members", "room": room, "members": list(members)}
         case ChatDelivered(entry=entry) if isinstance(entry.body, Chat):
@@ -157,7 +176,22 @@ class Command:
         self.arg = arg
 
 
-def parse(line: str, last_room: str | None) -> Command:
+def parse_topic(rest: str, room: str | None, rooms: Collection[str]) -> Command:
+    """``/topic [#ROOM] [TEXT | -clear | -]``: show, set or clear a room's topic (the
+    named room if we are in it, else ``room``, the current one)."""
+    words = rest.strip()
+    first, _, after = words.partition(" ")
+    if first.startswith("#") and first[1:] in rooms:
+        room, words = first[1:], after.strip()
+    if room is None:
+        return Command(error="usage: /topic [#ROOM] [TEXT | -clear] (after /join ROOM)")
+    if not words:
+        return Command(action="topic", arg=room)
+    topic = "" if words in ("-clear", "-") else unicodedata.normalize("NFC", words)
+    return Command(SetTopic(room, topic))
+
+
+def parse(line: str, last_room: str | None, rooms: Collection[str] = ()) -> Command:
     text = line.rstrip("\r\n")
     if not text.strip():
         return Command(action="noop")
@@ -186,6 +220,8 @@ def parse(line: str, last_room: str | None) -> Command:
             return Command(SendChat(room=last_room, to=None, text=rest.strip(), action=True))
         case "/away" | "/back":
             return Command(SetAway(head == "/away"))
+        case "/topic":
+            return parse_topic(rest, last_room, rooms)
         case "/who" | "/quit" | "/status":
             return Command(action=head[1:])
         case "/history":
@@ -263,7 +299,8 @@ class HeadlessClient:
                 break
             if self.failed:
                 break
-            command = parse(line, self.last_room)
+            rooms = getattr(self.service.node, "rooms", None) or {}
+            command = parse(line, self.last_room, rooms)
             if command.error:
                 self.emit({"event": "error", "message": command.error})
                 continue
@@ -281,6 +318,12 @@ class HeadlessClient:
                         "pending": len(getattr(node, "pending", {}) or {}),
                     }
                 )
+            elif command.action == "topic":
+                info = rooms.get(command.arg)
+                if info is None:
+                    self.emit({"event": "error", "message": f"not in room {command.arg!r}"})
+                else:
+                    self.emit({"event": "topic", "room": info.room, "topic": info.topic})
             elif command.action == "history":
                 target, limit = command.arg
                 room, peer = (None, target[1:]) if target.startswith("@") else (target, None)

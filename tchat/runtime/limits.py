@@ -1,4 +1,8 @@
-"""What a node lets in: datagram kinds, connection caps and per-source rate limits."""
+"""What a node lets in: datagram kinds, connection caps and per-source rate limits.
+
+Longer than 400 lines: who may send what and the buckets that pace each kind are one
+policy, read and reviewed together (docs/PROTOCOL.md, "Who may send what"); split, a new
+frame or operation would have to be added in two places that must agree."""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     SessionFrame,
+    SetTopic,
     StaleEpoch,
     StatusReply,
     StatusRequest,
@@ -166,6 +171,9 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
     "register": (Rate(1.0, 5.0), Rate(20.0, 100.0)),
     "chat": (Rate(50.0, 200.0), Rate(200.0, 800.0)),  # per session: --rate-limit/--rate-burst
     "room": (Rate(5.0, 20.0), Rate(20.0, 100.0)),
+    # A topic is a line for every member and a header redrawn: a few in a row (a typo
+    # fixed), then one every 5 s, as IRC networks pace TOPIC.
+    "topic": (Rate(0.2, 3.0), Rate(1.0, 10.0)),
     "history": (Rate(5.0, 20.0), Rate(20.0, 80.0)),
     "directory": (Rate(2.0, 10.0), Rate(10.0, 40.0)),
     "suspect": (Rate(1.0, 5.0), Rate(10.0, 50.0)),
@@ -183,6 +191,8 @@ def operation_kind(message: Message) -> str | None:
     match message:
         case Submit(op=JoinRoom() | LeaveRoom()):
             return "room"
+        case Submit(op=SetTopic()):
+            return "topic"
         case Submit():
             return "chat"
         case ClientBeat():

@@ -120,13 +120,24 @@ def clients_converged(checker: Checker, leader: ServerSlot, lfold: Any) -> list[
                 ("names-unique", f"{c.client_id} and {other.client_id} both serve as {name!r}")
             )
         names_seen[name] = c
-        mine = {r: m for r, (_, m) in rooms.items() if name in m}
+        mine = {r: m for r, (_, m, _) in rooms.items() if name in m}
         theirs = {r: tuple(sorted(members_of(info))) for r, info in node.rooms.items()}
         if mine != theirs:
             problems.append(
                 (
                     "rooms-converged",
                     f"{c.client_id} ({name}) sees rooms {theirs}, leader's fold says {mine}",
+                )
+            )
+            continue
+        # Every member agrees with the log on each of its rooms' topic.
+        topics = {r: t for r, (_, m, t) in rooms.items() if name in m}
+        seen = {r: getattr(info, "topic", "") for r, info in node.rooms.items()}
+        if topics != seen:
+            problems.append(
+                (
+                    "topics-converged",
+                    f"{c.client_id} ({name}) sees topics {seen}, leader's fold says {topics}",
                 )
             )
     return problems

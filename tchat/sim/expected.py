@@ -22,17 +22,20 @@ def members_of(info: Any) -> Any:
     return info.members
 
 
-def fold_view(state: Any) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[str, ...]]]]:
-    """A server's fold reduced to comparable values: users and rooms (group, members)."""
+def fold_view(
+    state: Any,
+) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[str, ...], str]]]:
+    """A server's fold reduced to comparable values: users and rooms (group, members, topic)."""
     users = {name: state.users[name] for name in sorted(state.users)}
-    rooms: dict[str, tuple[str, tuple[str, ...]]] = {}
+    rooms: dict[str, tuple[str, tuple[str, ...], str]] = {}
     for name in sorted(state.rooms):
         value = state.rooms[name]
         if isinstance(value, tuple):
             group, members = value
+            topic = ""
         else:
-            group, members = value.group, value.members
-        rooms[name] = (group, tuple(sorted(members)))
+            group, members, topic = value.group, value.members, value.topic
+        rooms[name] = (group, tuple(sorted(members)), topic)
     return users, rooms
 
 

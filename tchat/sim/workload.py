@@ -14,6 +14,7 @@ from tchat.core.messages import (
     Operation,
     SendChat,
     SetAway,
+    SetTopic,
 )
 from tchat.sim.network import NetworkFaults
 from tchat.sim.world import World
@@ -192,6 +193,11 @@ class Workload:
             return "history"
         if r < 0.94 and self.faulting:
             return Logout()
+        if r < 0.98 and joined:
+            # Topics: mostly set, sometimes cleared, now and then one the leader refuses.
+            pick = rng.random()
+            topic = "" if pick < 0.2 else f"t{self.counter}" + ("\u202e" if pick > 0.9 else "")
+            return SetTopic(rng.choice(joined), topic)
         if joined:
             return SendChat(room=rng.choice(joined), to=None, text=text, action=False)
         return JoinRoom(rng.choice(ROOMS))

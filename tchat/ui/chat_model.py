@@ -66,6 +66,7 @@ class Conversation:
     mentioned: bool = False
     members: tuple[str, ...] = ()
     group: str = ""
+    topic: str = ""  # a room's topic as the server sent it (sanitise before display)
     joined: bool = False
     oldest: Dot | None = None  # scrollback cursor
     history_done: bool = False
@@ -367,7 +368,18 @@ class ChatModel:
         conv.joined = True
         conv.group = info.group
         conv.members = tuple(info.members)
+        conv.topic = info.topic
         return Change(conversations=frozenset({conv.key}), rooms=True)
+
+    def topic_changed(self, room: str, topic: str, by: str, ts: float) -> Change:
+        """``by`` set the room's topic: kept for its header, and a line in the room."""
+        conv = self.conversation(room_key(room))
+        conv.topic = topic
+        if not by:  # changed while we were away: who did is not known
+            said = f"the topic is now: {topic}" if topic else "the topic was cleared"
+        else:
+            said = f"{by} set the topic: {topic}" if topic else f"{by} cleared the topic"
+        return self.notice(said, ts, conv.key)
 
     def room_exited(self, room: str) -> Change:
         conv = self.conversation(room_key(room))

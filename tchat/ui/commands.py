@@ -39,6 +39,10 @@ COMMANDS: dict[str, CommandSpec] = {
             "lastlog", "/lastlog TEXT", "list this conversation's lines with TEXT", 1, None
         ),
         CommandSpec("names", "/names", "list the members of this conversation"),
+        CommandSpec(
+            "topic", "/topic [TEXT | -clear]", "show, set or clear this room's topic", 0, None
+        ),
+        CommandSpec("list", "/list [PATTERN]", "the cluster's rooms: members and topics", 0, 1),
         CommandSpec("clear", "/clear", "clear this conversation's window"),
         CommandSpec("resend", "/resend", "send this conversation's refused messages again"),
         CommandSpec("dismiss", "/dismiss", "drop this conversation's refused messages"),
@@ -205,7 +209,7 @@ def complete(
     lowered = word.lower()
     room_words = [f"#{r}" for r in sorted(rooms)]
     user_words = sorted(users)
-    if command in ("/join", "/leave"):
+    if command in ("/join", "/leave", "/list"):
         pool = [r[1:] for r in room_words] if not word.startswith("#") else room_words
     elif command == "/theme":
         pool = sorted(themes)
@@ -226,3 +230,8 @@ def common_prefix(words: list[str]) -> str:
     while n < min(len(first), len(last)) and first[n] == last[n]:
         n += 1
     return first[:n]
+
+
+def plural(count: int, word: str) -> str:
+    """ "1 member", "2 members": a count with its noun."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -25,9 +25,11 @@ from tchat.core.messages import (
     Operation,
     Origin,
     RoomInfo,
+    RoomSummary,
     SendChat,
     ServerInfo,
     SetAway,
+    SetTopic,
     UserInfo,
 )
 from tchat.core.status import ClientStatus
@@ -87,6 +89,7 @@ class FakeClientService:
         self.submitted: list[tuple[int, Operation]] = []
         self.history_asked: list[tuple[int, str | None, str | None, Dot | None, int]] = []
         self.archive: dict[str, list[Entry]] = {}  # conversation key -> older entries
+        self.others: dict[str, RoomSummary] = {}  # directory rooms this user is not in
         self.started = False
         self.stopped = False
         self._cmid = 0
@@ -172,10 +175,27 @@ class FakeClientService:
         self.deliver(entry)
         return entry
 
-    def enter(self, room: str, members: tuple[str, ...]) -> None:
-        info = RoomInfo(room, f"239.255.42.{len(self.node.rooms) + 1}:47471", members, 0)
+    def enter(self, room: str, members: tuple[str, ...], topic: str = "") -> None:
+        info = RoomInfo(room, f"239.255.42.{len(self.node.rooms) + 1}:47471", members, 0, topic)
         self.node.rooms[room] = info
         self.emit(ev.RoomEntered(info))
+
+    def set_topic(self, room: str, topic: str, by: str) -> None:
+        """``by`` set the topic of a room this user is in."""
+        info = self.node.rooms[room]
+        self.node.rooms[room] = RoomInfo(info.room, info.group, info.members, info.head, topic)
+        self.emit(ev.TopicChanged(room, topic, by, self.clock.now))
+
+    def request_rooms(self) -> int:
+        """The directory: this user's rooms, then ``others``, as a leader would answer."""
+        self._rid += 1
+        mine = {
+            name: RoomSummary(name, info.group, len(info.members), info.members, 0, 0.0, info.topic)
+            for name, info in self.node.rooms.items()
+        }
+        rooms = tuple(sorted({**self.others, **mine}.values(), key=lambda r: r.room))
+        asyncio.get_running_loop().call_soon(self.emit, ev.RoomDirectory(self._rid, rooms))
+        return self._rid
 
     def failover(self, new_leader: int, addr: str, took: float) -> None:
         """The leader dies; after ``took`` seconds a new one is elected and serves."""
@@ -224,6 +244,9 @@ class FakeClientService:
                 self.emit(ev.Sent(cmid, f"l{cmid}"))
                 self.node.rooms.pop(room, None)
                 self.emit(ev.RoomExited(room))
+            case SetTopic(room=room, topic=topic):
+                self.emit(ev.Sent(cmid, f"t{cmid}"))
+                self.set_topic(room, topic, me)
             case SetAway(away=away):
                 user = self.node.users[me]
                 self.node.users[me] = UserInfo(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import unicodedata
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway, SetTopic
+from tchat.core.topics import topic_problem
 from tchat.ui.chat_model import Kind, peer_key, room_key
 from tchat.ui.commands import (
     Command,
@@ -16,8 +19,10 @@ from tchat.ui.commands import (
     help_lines,
     length_problem,
     parse,
+    plural,
     split_text,
 )
+from tchat.ui.sanitize import sanitize
 from tchat.ui.search import SearchResults
 
 if TYPE_CHECKING:
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LASTLOG_MAX = 50  # lines /lastlog copies into the window
+LIST_MAX = 100  # rooms /list shows; a pattern narrows the rest
+LIST_TOPIC = 72  # characters of a topic a /list row shows
 
 
 class CommandRunner:
@@ -135,6 +142,77 @@ class CommandRunner:
             where = "online"
         count = len(names)
         screen.say(f"{where}: {count} member{'' if count == 1 else 's'}: {', '.join(names)}")
+
+    def do_topic(self, cmd: Command) -> None:
+        """``/topic [#ROOM] [TEXT | -clear | -]``: show, set or clear a room's topic."""
+        screen = self.screen
+        model = screen.model
+        text = cmd.rest.strip()
+        conv = model.conversation(model.active)
+        first, _, after = text.partition(" ")
+        named = model.conversations.get(room_key(first[1:])) if first.startswith("#") else None
+        if named is not None and named.joined:  # "#1 priority" stays a topic elsewhere
+            conv, text = named, after.strip()
+        if conv.kind is not Kind.ROOM:
+            screen.say("usage: /topic [#ROOM] [TEXT | -clear] (this conversation is not a room)")
+            return
+        if not text:
+            if conv.topic:
+                screen.say(f"topic of {conv.key}: {conv.topic}")
+            else:
+                screen.say(f"{conv.key} has no topic (/topic TEXT sets one)")
+            return
+        if not conv.joined:
+            screen.say(f"you are not in {conv.key}: /join {conv.name}")
+            return
+        topic = "" if text in ("-clear", "-") else unicodedata.normalize("NFC", text)
+        problem = topic_problem(topic)
+        if problem:
+            screen.say(problem)
+            return
+        self.submit(SetTopic(conv.name, topic), f"topic of {conv.key}")
+
+    def do_list(self, cmd: Command) -> None:
+        """Ask the cluster for its rooms; the answer is shown by ``show_list``."""
+        screen = self.screen
+        screen.list_wanted = cmd.args[0].lstrip("#") if cmd.args else ""
+        if not screen.request_directory():  # no directory (the demo): the rooms we know
+            self.show_list()
+
+    def show_list(self) -> None:
+        """The /list table: every room matching the pattern, busiest first."""
+        screen = self.screen
+        pattern, screen.list_wanted = (screen.list_wanted or "").lower(), None
+        rows: dict[str, tuple[int, str]] = {
+            name: (summary.member_count, summary.topic)
+            for name, summary in screen.directory.items()
+        }
+        for conv in screen.model.rooms():
+            if conv.joined or conv.name not in rows:  # our own rooms: the freshest news
+                rows[conv.name] = (len(conv.members), conv.topic)
+
+        def matches(name: str, topic: str) -> bool:
+            if not pattern:
+                return True
+            if any(c in pattern for c in "*?["):
+                return fnmatch.fnmatchcase(name.lower(), pattern)
+            return pattern in name.lower() or pattern in topic.lower()
+
+        found = sorted(
+            ((name, count, topic) for name, (count, topic) in rows.items() if matches(name, topic)),
+            key=lambda row: (-row[1], row[0].lower()),
+        )
+        where = f" matching {pattern!r}" if pattern else ""
+        screen.say(f"/list: {plural(len(found), 'room')}{where}")
+        width = min(max((len(sanitize(n)) for n, _, _ in found[:LIST_MAX]), default=4) + 1, 33)
+        for name, count, topic in found[:LIST_MAX]:
+            shown = sanitize(topic)
+            if len(shown) > LIST_TOPIC:
+                shown = shown[: LIST_TOPIC - 1] + "…"
+            label = ("#" + sanitize(name)).ljust(width)
+            screen.say(f"  {label}  {plural(count, 'member'):>11}  {shown}")
+        if len(found) > LIST_MAX:
+            screen.say(f"  … {len(found) - LIST_MAX} more: /list PATTERN narrows (#dev*, ops)")
 
     def do_clear(self, _cmd: Command) -> None:
         screen = self.screen

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import Any, Protocol
 
+from tchat.core.messages import RoomSummary
 from tchat.ui.chat_model import Change, ChatModel
 from tchat.ui.search import SearchResults
 from tchat.ui.service import ClientServiceLike
@@ -27,6 +28,8 @@ class ChatSurface(Protocol):
     found: SearchResults | None
     search_status: str
     desktop_notify: str
+    directory: dict[str, RoomSummary]  # the cluster's rooms, as last answered
+    list_wanted: str | None  # a /list pattern waiting for the directory's answer
     navigator: Any  # chat_navigation.Navigator (which takes a ChatSurface itself)
 
     @property
@@ -42,6 +45,8 @@ class ChatSurface(Protocol):
     def open_conversation(self, key: str) -> None: ...
 
     def refresh_topic(self) -> None: ...
+
+    def request_directory(self) -> bool: ...  # False: the service has no room directory
 
     @staticmethod
     def merge(a: Change, b: Change) -> Change: ...

@@ -31,7 +31,7 @@ from tchat.core import effects as ev
 from tchat.core.messages import RoomSummary
 from tchat.ui.attention import ConnectionWatch
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
-from tchat.ui.commands import complete, length_problem
+from tchat.ui.commands import complete, length_problem, plural
 from tchat.ui.node_messages import NodeEvent, StatusTick
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
@@ -110,6 +110,7 @@ class ClientScreen(Screen[None]):
         self.search_status = ""  # shown in the topic line until Esc or another conversation
         self.found: SearchResults | None = None  # the last /search, stepped with Alt+N/Alt+P
         self.directory: dict[str, RoomSummary] = {}  # every room of the cluster, by name
+        self.list_wanted: str | None = None  # a /list pattern awaiting the directory
         self._directory_age = DIRECTORY_EVERY  # ticks since the directory was asked for
         self.connection = ConnectionWatch()
         self.desktop_notify = "off"  # "osc9" | "osc777": also a terminal desktop notification
@@ -199,11 +200,16 @@ class ClientScreen(Screen[None]):
                 change = self.model.room_entered(info)
                 key = room_key(info.room)
                 self.model.notice(f"joined {key} (multicast group {info.group})", wall, key)
+                if info.topic:
+                    self.model.notice(f"topic: {info.topic}", wall, key)
                 if self.model.conversation(key).messages == 0:
                     self.load_history(key)  # the room's recent past, for context
                 if info.room in self.join_wanted:
                     self.join_wanted.discard(info.room)
                     self.open_conversation(key)
+            case ev.TopicChanged(room=room, topic=topic, by=by, ts=ts):
+                change = self.model.topic_changed(room, topic, by, ts or wall)
+                change = self.merge(change, Change(rooms=True))
             case ev.RoomExited(room=room):
                 change = self.model.room_exited(room)
                 self.model.notice(f"left #{room}", wall, room_key(room))
@@ -222,6 +228,8 @@ class ClientScreen(Screen[None]):
             case ev.RoomDirectory(rooms=rooms):
                 self.directory = {summary.room: summary for summary in rooms}
                 self._refresh_rooms()
+                if self.list_wanted is not None:
+                    self.commands.show_list()
             case ev.HistoryLoaded(request_id=rid, entries=entries):
                 wanted = self.history_requests.pop(rid, None)
                 if wanted is not None:
@@ -346,8 +354,10 @@ class ClientScreen(Screen[None]):
         if extra:
             label.append("  " + extra)
         elif conv.kind is Kind.ROOM:
-            count = len(conv.members)
-            label.append(f"  {count} member{'' if count == 1 else 's'}  {conv.group}")
+            label.append(f"  {plural(len(conv.members), 'member')}")
+            if conv.topic:  # before the group: what people read first, the address last
+                label.append("  " + sanitize(conv.topic), "italic")
+            label.append(f"  {conv.group}")
             if not conv.joined:
                 label.append("  (not joined: /join " + sanitize(conv.name) + ")")
         self.query_one("#topic", Label).update(label)
@@ -366,13 +376,21 @@ class ClientScreen(Screen[None]):
         self.query_one(RoomsTable).show(self.model.rooms(), self.directory)
 
     def _ask_directory(self) -> None:
-        """Refresh the cluster's room directory (services without one only list our rooms)."""
+        """Refresh the cluster's room directory while the Rooms tab shows."""
+        if self.query_one("#tabs", TabbedContent).active == "rooms":
+            self.request_directory()
+
+    def request_directory(self) -> bool:
+        """Ask for the room directory: False if the service has none (it lists only our
+        rooms) or cannot ask now (not connected yet: the next tick or /list asks again)."""
         request = getattr(self.service, "request_rooms", None)
-        if request is not None and self.query_one("#tabs", TabbedContent).active == "rooms":
-            try:
-                request()
-            except Exception:  # not connected yet: the next tick asks again
-                return
+        if request is None:
+            return False
+        try:
+            request()
+        except Exception:
+            return False
+        return True
 
     def _refresh_users(self) -> None:
         self.query_one(UsersTable).show(self.model.users)
@@ -432,6 +450,8 @@ class ClientScreen(Screen[None]):
         self.query_one(TabbedContent).active = tab
         if tab == "chat":
             self.query_one(Composer).focus()
+        if tab == "rooms":  # the keys in the footer act on the table at once
+            self.query_one(RoomsTable).focus()
         if tab == "clocks":
             self._refresh_clocks()
 
@@ -498,5 +518,9 @@ class ClientScreen(Screen[None]):
         self.commands.run(message.line)
 
     def on_rooms_pane_open(self, message: RoomsPane.Open) -> None:
-        self.open_conversation(message.key)
+        # Enter on a room: open it if we are in it, else join it (opened once entered).
+        self.commands.join(message.key[1:])
         self.action_tab("chat")
+
+    def on_rooms_pane_refresh(self, _message: RoomsPane.Refresh) -> None:
+        self.request_directory()
