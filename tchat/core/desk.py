@@ -16,7 +16,10 @@ from tchat.core import codec
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
+    MAX_KEYS,
+    MAX_PHC,
     MAX_SERVERS,
+    PHC_PREFIX,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
     Chat,
@@ -26,6 +29,7 @@ from tchat.core.messages import (
     HistoryReply,
     HistoryRequest,
     JoinRoom,
+    KeyAdded,
     LeaveRoom,
     Logout,
     NameClaimed,
@@ -33,6 +37,9 @@ from tchat.core.messages import (
     NameReleased,
     OpError,
     Origin,
+    PasswordHashed,
+    PasswordLogin,
+    PasswordSet,
     Register,
     Rejected,
     Replay,
@@ -46,6 +53,7 @@ from tchat.core.messages import (
     RoomSummary,
     SendChat,
     SetAway,
+    SetPassword,
     Submit,
     UserInfo,
     UserList,
@@ -83,6 +91,11 @@ MEMBER_OVERHEAD = 3  # a msgpack string's header, at most, for a name of MAX_NAM
 
 def _clock_problem(entries: int) -> str:
     return f"a clock of {entries} servers: a cluster has at most {MAX_SERVERS}"
+
+
+def no_password(name: str) -> str:
+    """The refusal of a password login to an account without one."""
+    return f"this account has no password; copy the key or set one with /password ({name})"
 
 
 def _user_bytes(user: UserInfo) -> int:
@@ -130,16 +143,15 @@ class ClientDesk:
         session = streams.sessions.get(msg.client_id)
         holder = state.session_names.get(msg.client_id)
         if (session is not None and session.identity != msg.identity) or (
-            holder is not None and state.users[holder].identity != msg.identity
+            holder is not None and not state.holds_key(holder, msg.identity)
         ):
             # A client ID is no credential: another key naming it takes nothing over.
             node.count("foreign-client-id")
             return [Send(addr, Rejected("this client ID belongs to another key's session"))]
         claim = state.claims.get(msg.name)
         owner = state.users.get(msg.name)
-        if (claim is not None and claim != msg.identity) or (
-            owner is not None and owner.identity != msg.identity
-        ):
+        key_of_account = state.holds_key(msg.name, msg.identity)
+        if claim is not None and not key_of_account:
             if msg.cursor is not None:
                 # A resuming session lost its name (a partition merge gave it to the other
                 # side's earlier claim): rename, not fail.
@@ -148,9 +160,10 @@ class ClientDesk:
                     "partition; the earlier registration keeps it"
                 )
                 return [Send(addr, NameClash(lead.epoch, msg.name, reason))]
-            if claim is not None and claim != msg.identity:
-                return [Send(addr, Rejected(f"the name {msg.name!r} belongs to another key"))]
-            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
+            reason = f"the name {msg.name!r} belongs to another key"
+            if msg.name in state.passwords:
+                reason += ": log in with its password (--password-prompt) to add this one"
+            return [Send(addr, Rejected(reason))]
         if session is not None and session.active and msg.attempt <= session.register_attempt:
             # A late copy of a Register we took already (the network duplicated or delayed
             # it): the client is welcomed since. Taking it again would reset its stream
@@ -198,6 +211,42 @@ class ClientDesk:
         # whose old session has not timed out) is admitted at once: its own UserOnline.
         _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
         return effects + more
+
+    def on_password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
+        """A login whose password the runtime verified against ``login.phc``: its key (proven
+        on this session, as every Register's) joins the account, then it logs in as usual.
+        The core never sees the password, only that it matched this hash."""
+        lead = self.lead
+        node = lead.node
+        msg = login.register
+        state = node.state
+        if not lead.serving:
+            return []  # the client registers again, and its password is checked again
+        phc = state.passwords.get(msg.name)
+        if phc is None:
+            node.count("password-none")
+            return [Send(msg.addr, Rejected(no_password(msg.name)))]
+        if phc != login.phc:
+            # Changed (or the name released) while the runtime was hashing: the password
+            # that matched is no longer the account's.
+            node.count("password-stale")
+            return [Send(msg.addr, Rejected("the account's password changed: try again"))]
+        if state.holds_key(msg.name, msg.identity):
+            return self.on_register(msg, msg.addr, now)
+        if state.key_count(msg.name) >= MAX_KEYS:
+            node.count("keys-full")
+            reason = (
+                f"the account {msg.name!r} has {MAX_KEYS} devices already: "
+                "remove one from a device you are logged in on"
+            )
+            return [Send(msg.addr, Rejected(reason))]
+        # The state holds pending entries too: the Register below sees the key as the
+        # account's, and a copy of this login in flight adds nothing twice.
+        _, effects = lead.sequence(KeyAdded(msg.name, msg.identity), now)
+        effects.append(
+            node.log_event("key-added", f"a new device key for {msg.name}", user=msg.name)
+        )
+        return effects + self.on_register(msg, msg.addr, now)
 
     def release_name(self, name: str, now: float) -> list[Effect]:
         """An operator frees ``name`` (``tchat admin release-name``, authenticated by the
@@ -477,6 +526,16 @@ class ClientDesk:
                 return UserStatus(name, away), ""
             case Logout():
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+            case PasswordHashed(phc=phc):
+                # The session proved a key of the account at login: that is the proof a
+                # change needs. The hash is the leader runtime's, but checked all the same.
+                if len(phc) > MAX_PHC or not phc.startswith(PHC_PREFIX):
+                    return None, "the password hash is not an argon2id PHC string"
+                return PasswordSet(name, phc), ""
+            case SetPassword():
+                # Only the leader's runtime turns a password into a hash; one that reaches
+                # the core unhashed came another way (a runtime without passwords).
+                return None, "this server cannot take passwords (it hashes none)"
         return None, "unknown operation"
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:

@@ -7,10 +7,13 @@ import zlib
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
+    MAX_KEYS,
     Chat,
     Entry,
+    KeyAdded,
     NameClaimed,
     NameReleased,
+    PasswordSet,
     RoomJoined,
     RoomLeft,
     ServerJoined,
@@ -109,7 +112,11 @@ class ClusterState:
         self.servers: dict[int, str] = {}
         self.users: dict[str, UserRecord] = {}
         self.accounts: set[str] = set()
-        self.claims: dict[str, bytes] = {}  # name -> the identity key it belongs to
+        self.claims: dict[str, bytes] = {}  # name -> the identity key it was claimed with
+        # name -> the keys a password login added (other machines), oldest first; with the
+        # claim's key at most MAX_KEYS
+        self.added_keys: dict[str, list[bytes]] = {}
+        self.passwords: dict[str, str] = {}  # name -> its argon2id PHC string
         self.session_names: dict[str, str] = {}  # client ID of an online session -> its name
         self.offline_cursor: dict[str, VectorClock] = {}
         self.rooms: dict[str, RoomRecord] = {}
@@ -153,17 +160,20 @@ class ClusterState:
             case NameReleased(name=name):
                 if self.claims.pop(name, None) is None:
                     return False
+                # The next owner gets neither the old one's devices nor its password.
+                self.added_keys.pop(name, None)
+                self.passwords.pop(name, None)
                 # The next owner reads nothing of the old one's: catch-up starts here.
                 self.first_online[name] = entry.key
                 self.offline_cursor.pop(name, None)
             case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
-                claim = self.claims.setdefault(name, identity)
+                self.claims.setdefault(name, identity)
                 current = self.users.get(name)
+                # Sessions of one account may prove different keys of it (two machines).
                 if (
-                    claim != identity
-                    or (current is not None and current.identity != identity)
+                    not self.holds_key(name, identity)
                     or self.session_names.get(client_id, name) != name
                 ):
                     self.clashes.append(Clash(name, client_id))
@@ -223,6 +233,19 @@ class ClusterState:
                     return False
                 record.leave(name, entry.key)
                 self.rooms_of.get(name, set()).discard(room)
+            case PasswordSet(name=name, phc=phc):
+                if name not in self.claims:
+                    return False  # released since: the password went with the name
+                self.passwords[name] = phc
+                return False
+            case KeyAdded(name=name, identity=identity):
+                if name not in self.claims or self.holds_key(name, identity):
+                    return False
+                added = self.added_keys.setdefault(name, [])
+                if len(added) + 1 >= MAX_KEYS:
+                    return False  # full (two partitions each added one): the first ones stay
+                added.append(identity)
+                return False
             case Chat(room=str() as chat_room) if chat_room in self.rooms:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
@@ -239,6 +262,13 @@ class ClusterState:
         return f"{ipaddress.IPv4Address(self._base + start)}:{self._port}"
 
     # -- reading -------------------------------------------------------------
+    def holds_key(self, name: str, identity: bytes) -> bool:
+        """Whether ``identity`` is a key of the account ``name`` (its claim's or an added one)."""
+        return self.claims.get(name) == identity or identity in self.added_keys.get(name, ())
+
+    def key_count(self, name: str) -> int:
+        return (name in self.claims) + len(self.added_keys.get(name, ()))
+
     def user_infos(self) -> tuple[UserInfo, ...]:
         """Every online user, in login order. Every login's Welcome carries the list: it is
         kept up to date entry by entry and copied once per change, not built per login."""
@@ -263,6 +293,8 @@ class ClusterState:
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
             tuple(sorted(self.claims.items())),
+            tuple(sorted((n, tuple(keys)) for n, keys in self.added_keys.items())),
+            tuple(sorted(self.passwords.items())),
             tuple(
                 (name, record.group, tuple(sorted(record.members)))
                 for name, record in sorted(self.rooms.items())

@@ -36,6 +36,18 @@ IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
 UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
+# Account passwords (SECURITY.md "Passwords"). A password is 8..1024 bytes of UTF-8: 8 is
+# NIST SP 800-63B's floor, 1024 bounds what one argon2id hash reads. The wire bounds it in
+# characters (schema.py); the leader's runtime checks the bytes before it hashes anything.
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+# A PHC string ("$argon2id$v=19$m=65536,t=3,p=1$salt$hash") is ~100 characters at our
+# parameters; a longer one is no hash we made.
+MAX_PHC = 256
+PHC_PREFIX = "$argon2id$"
+# Keys (devices) one account holds: the key it was claimed with and those added by a
+# password login on another machine. Past it a password login is refused.
+MAX_KEYS = 8
 
 
 # --------------------------------------------------------------------------- records
@@ -200,6 +212,24 @@ class NameReleased(EntryBody):
     """An operator freed ``name``: the next login of any key claims it afresh."""
 
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSet(EntryBody):
+    """``name``'s password is the one ``phc`` (an argon2id PHC string, made by the leader's
+    runtime) verifies, from now on: set or changed by a session that proved a key of it."""
+
+    name: str
+    phc: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAdded(EntryBody):
+    """``identity`` is a key of the account ``name`` from now on: a login on another
+    machine proved the account's password and this key on one session."""
+
+    name: str
+    identity: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,10 +434,13 @@ class Register(Message):
     # The login's key (raw Ed25519 public key) and its signature over this session's
     # channel binding and the name (tchat.crypto.identity.sign_binding). The server's
     # runtime verifies it before the core sees the Register, so the core takes
-    # ``identity`` as proven for this session. (A later login by account password, from a
-    # machine without the key, appends its own field here: not built yet.)
+    # ``identity`` as proven for this session.
     identity: bytes = bytes(IDENTITY_SIZE)
     proof: bytes = UNSIGNED
+    # The account's password, from a machine whose key is not (yet) one of the account's:
+    # only over an encrypted session. The leader's runtime checks it and takes it off before
+    # the core sees the Register (the core learns only the verified fact, ``PasswordLogin``).
+    password: str = ""
 
 
 class Operation:
@@ -442,6 +475,32 @@ class SetAway(Operation):
 @dataclass(frozen=True, slots=True)
 class Logout(Operation):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetPassword(Operation):
+    """Set or change the account's password (``/password``). The leader's runtime turns it
+    into a ``PasswordHashed`` before the core sees it: the core never holds a password."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashed(Operation):
+    """Runtime -> core only, never on the wire (not in OPERATION_TYPES, so no peer can send
+    it): the argon2id hash the leader's runtime made of a ``SetPassword``'s password."""
+
+    phc: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordLogin:
+    """Runtime -> core only, never on the wire: the leader's runtime verified ``register``'s
+    password against the account's hash ``phc`` (and its key proof, as for every Register);
+    ``register`` no longer carries the password."""
+
+    register: Register
+    phc: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -825,6 +884,15 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     Chat,
     NameClaimed,
     NameReleased,
+    PasswordSet,
+    KeyAdded,
 )
 
-OPERATION_TYPES: tuple[type[Operation], ...] = (SendChat, JoinRoom, LeaveRoom, SetAway, Logout)
+OPERATION_TYPES: tuple[type[Operation], ...] = (
+    SendChat,
+    JoinRoom,
+    LeaveRoom,
+    SetAway,
+    Logout,
+    SetPassword,
+)

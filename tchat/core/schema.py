@@ -61,6 +61,10 @@ def string_limits(field: str) -> tuple[int, int]:
         return 0, messages.MAX_ADDR
     if field == "reason":
         return 0, messages.MAX_REASON
+    if field == "password":
+        return 0, messages.MAX_PASSWORD
+    if field == "phc":
+        return 1, messages.MAX_PHC
     return 0, MAX_OTHER_STR
 
 
