@@ -30,7 +30,16 @@ from tchat.core.effects import (
     Sent,
     UsersChanged,
 )
-from tchat.core.messages import Chat, Entry, JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.core.messages import (
+    Chat,
+    Entry,
+    JoinRoom,
+    LeaveRoom,
+    Operation,
+    SendChat,
+    SetAway,
+    SetPassword,
+)
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
 
@@ -63,6 +72,8 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "leave", "room": room}
         case SetAway(away=away):
             return {"op": "away" if away else "back"}
+        case SetPassword():
+            return {"op": "password"}  # never the password itself
     return {"op": type(op).__name__.lower()}
 
 
@@ -186,6 +197,12 @@ def parse(line: str, last_room: str | None) -> Command:
             return Command(SendChat(room=last_room, to=None, text=rest.strip(), action=True))
         case "/away" | "/back":
             return Command(SetAway(head == "/away"))
+        case "/password":
+            # The rest of the line, as typed: a password may hold spaces (stdin is no
+            # command line, so ps never shows it).
+            if not rest:
+                return Command(error="usage: /password NEW_PASSWORD")
+            return Command(SetPassword(rest))
         case "/who" | "/quit" | "/status":
             return Command(action=head[1:])
         case "/history":
@@ -287,6 +304,11 @@ class HeadlessClient:
                 rid = self.service.request_history(room, peer, None, limit)
                 self.emit({"event": "history_requested", "request_id": rid})
             elif command.op is not None:
+                if isinstance(command.op, SetPassword):
+                    problem = self.service.set_password_problem(command.op.password)
+                    if problem:
+                        self.emit({"event": "error", "message": problem})
+                        continue
                 if isinstance(command.op, JoinRoom):
                     room = command.op.room  # "the last joined room" is the last one typed
                     if room in self.joined_order:
