@@ -52,6 +52,9 @@ COMMANDS: dict[str, CommandSpec] = {
             2,
         ),
         CommandSpec("theme", "/theme NAME", "switch the colour theme (saved)", 1, 1),
+        CommandSpec(
+            "password", "/password", "set or change your account's password (asked, masked)"
+        ),
         CommandSpec("help", "/help [COMMAND]", "show this help, or one command's", 0, 1),
         CommandSpec("quit", "/quit", "log out and exit"),
     )

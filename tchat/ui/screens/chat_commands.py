@@ -6,7 +6,15 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway
+from tchat.core.messages import (
+    MIN_PASSWORD,
+    JoinRoom,
+    LeaveRoom,
+    Operation,
+    SendChat,
+    SetAway,
+    SetPassword,
+)
 from tchat.ui.chat_model import Kind, peer_key, room_key
 from tchat.ui.commands import (
     Command,
@@ -103,6 +111,26 @@ class CommandRunner:
         if self.submit(SetAway(away), "away" if away else "back") is not None:
             self.away = away
             self.screen.say("you are marked away" if away else "you are back")
+
+    def do_password(self, _cmd: Command) -> None:
+        """Asked in a masked prompt, never typed on the command line: the composer keeps a
+        history and the scrollback shows what was typed."""
+        screen = self.screen
+        check = getattr(screen.service, "set_password_problem", None)
+        problem = check("x" * MIN_PASSWORD) if check is not None else None
+        if problem:  # --insecure: no password leaves this machine in plaintext
+            screen.say(problem)
+            return
+        from tchat.ui.screens.password_prompt import PasswordPrompt
+
+        def chosen(password: str | None) -> None:
+            if not password:
+                screen.say("password unchanged")
+                return
+            if self.submit(SetPassword(password), "password set") is not None:
+                screen.say("password sent over the encrypted session: the leader hashes it")
+
+        screen.app.push_screen(PasswordPrompt(), chosen)
 
     def do_search(self, cmd: Command) -> None:
         screen = self.screen
