@@ -21,8 +21,10 @@ from tchat.core.vclock import VectorClock
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
-# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased)
-PROTOCOL_VERSION = 8
+# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
+# 9: account passwords (Register.password, SetPassword, PasswordSet, KeyAdded): a record's
+# arity is checked, so an 8 peer could not read a 9 Register anyway
+PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
 MAX_ROOM = 32
