@@ -174,3 +174,16 @@ def test_a_password_is_never_sent_without_encryption(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--password-prompt cannot go with --insecure" in done.stderr
+    # /password on an --insecure client is refused before anything is sent.
+    del env["TCHAT_PASSWORD"]
+    done = subprocess.run(
+        [*argv, "--insecure", "--discovery-hint", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        input=f"/password {PASSWORD}\n/quit\n",
+    )
+    errors = [line for line in done.stdout.splitlines() if '"error"' in line]
+    assert errors and "only over an encrypted session" in errors[0], done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
