@@ -15,11 +15,13 @@ from test_core_nodes import cluster, leaders, serving
 
 from tchat.core import codec
 from tchat.core.client import ClientNode, ClientState
+from tchat.core.effects import KeysListed
 from tchat.core.errors import LocalProtocolError, RemoteProtocolError
 from tchat.core.messages import (
     MAX_KEYS,
     Entry,
     KeyAdded,
+    KeyRemoved,
     Message,
     OpError,
     PasswordHashed,
@@ -27,6 +29,7 @@ from tchat.core.messages import (
     PasswordSet,
     Register,
     Rejected,
+    RemoveKey,
     SessionFrame,
     SetPassword,
     Submit,
@@ -208,3 +211,89 @@ def test_session_frames_never_carry_account_entries() -> None:
     set_password(bus, alice, servers, PHC)
     frames = [m for _, _, m in bus.sent if isinstance(m, SessionFrame)]
     assert not [f for f in frames if isinstance(f.entry.body, PasswordSet | KeyAdded)]
+
+
+def _laptop(bus: Bus, servers: list[ServerNode], key: bytes) -> ClientNode:
+    """alice's second machine, let in by a verified password (as the runtime would)."""
+    caught = catch_registers(bus, "c-alice-")
+    laptop = bus.add_client("alice", identity=key)
+    bus.run(0.05)
+    (leader,) = leaders(servers)
+    bus.drop = None
+    bus._apply(leader.config.addr, leader.password_login(PasswordLogin(caught[-1], PHC), bus.now))
+    bus.run_until(lambda: laptop.state is ClientState.SERVING, 2)
+    return laptop
+
+
+def test_devices_lists_the_accounts_keys_and_a_removed_key_is_logged_out() -> None:
+    bus, servers = cluster()
+    (desk,) = serving(bus, "alice")
+    set_password(bus, desk, servers, PHC)
+    laptop_key = key_for("alice's laptop")
+    laptop = _laptop(bus, servers, laptop_key)
+    _, effects = laptop.request_keys(bus.now)
+    bus._apply(laptop.config.addr, effects)
+    bus.run(0.05)
+    (listing,) = [e for e in bus.events[laptop.config.addr] if isinstance(e, KeysListed)]
+    assert listing.keys == (key_for("alice"), laptop_key)
+    assert listing.yours == 1
+    # Its own key is not a session's to remove, nor is a key of no one's.
+    bus.submit(laptop, RemoveKey(laptop_key))
+    bus.submit(laptop, RemoveKey(key_for("nobody")))
+    bus.run(0.3)
+    refusals = [m.reason for _, dst, m in bus.sent if isinstance(m, OpError)]
+    assert any("the key this session logged in with" in r for r in refusals)
+    assert any("not one of this account's" in r for r in refusals)
+    # The desk removes the (lost) laptop: its session ends, its key logs in no more.
+    bus.submit(desk, RemoveKey(laptop_key))
+    bus.run_until(lambda: all(not s.state.holds_key("alice", laptop_key) for s in servers), 2)
+    bus.run_until(lambda: laptop.state is not ClientState.SERVING, 2)
+    (leader,) = leaders(servers)
+    assert list(leader.state.users["alice"].sessions) == [desk.client_id]
+    thief = bus.add_client("alice", identity=laptop_key)
+    bus.run_until(lambda: thief.state is ClientState.FAILED, 2)
+    assert desk.state is ClientState.SERVING
+
+
+def test_removing_the_claims_key_leaves_the_account_to_the_other() -> None:
+    bus, servers = cluster()
+    (desk,) = serving(bus, "alice")
+    set_password(bus, desk, servers, PHC)
+    laptop_key = key_for("alice's laptop")
+    laptop = _laptop(bus, servers, laptop_key)
+    bus.submit(laptop, RemoveKey(key_for("alice")))
+    bus.run_until(lambda: all(s.state.keys_of("alice") == (laptop_key,) for s in servers), 2)
+    bus.run_until(lambda: desk.state is not ClientState.SERVING, 2)
+    assert laptop.state is ClientState.SERVING
+    # The fold never leaves an account keyless.
+    (leader,) = leaders(servers)
+    last = leader.log.entries()[-1].dot
+    leader.state.apply(Entry(last, EMPTY_CLOCK, 0.0, None, KeyRemoved("alice", laptop_key)))
+    assert leader.state.keys_of("alice") == (laptop_key,)
+
+
+def test_both_machines_of_an_account_resume_after_failover() -> None:
+    """A new leader learns each session's key from the log: the laptop's resume is checked
+    against the laptop's key, not the desk's (else it would be refused as another key's)."""
+    bus, servers = cluster()
+    (desk,) = serving(bus, "alice")
+    set_password(bus, desk, servers, PHC)
+    laptop = _laptop(bus, servers, key_for("alice's laptop"))
+    bus.run(0.2)
+    (old,) = leaders(servers)
+    bus.crash(old.config.addr)
+    # The laptop is slow to notice: the new leader meets its session in the log first.
+    bus.paused.add(laptop.config.addr)
+    rest = [s for s in servers if s is not old]
+    bus.run_until(lambda: len(leaders(rest)) == 1, 5)
+    (new,) = leaders(rest)
+    lead = new.leadership
+    assert lead is not None
+    bus.run_until(lambda: laptop.client_id in lead.streams.sessions, 5)  # its placeholder
+    bus.resume(laptop.config.addr)
+    bus.run(3.0)  # the resumes
+    assert desk.state is ClientState.SERVING
+    assert laptop.state is ClientState.SERVING
+    assert sorted(new.state.users["alice"].sessions) == sorted([desk.client_id, laptop.client_id])
+    refused = [m for _, dst, m in bus.sent if dst == laptop.config.addr and isinstance(m, Rejected)]
+    assert not refused, refused

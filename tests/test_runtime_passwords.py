@@ -75,6 +75,19 @@ def test_a_password_logs_a_new_machine_in_and_its_key_is_enough_next_time(
         # The laptop's key is the account's now: no password needed.
         again = machine(cluster, "alice", "laptop", None)
         again.wait_event("ready", 20)
+        # The laptop is lost: the desk lists the account's devices and removes it.
+        desk.send("/devices remove 2")
+        desk.wait_event("error", 10, where=lambda e: "no such device" in e["message"])
+        desk.send("/devices")
+        listing = desk.wait_event("devices", 15)
+        assert [d["this"] for d in listing["devices"]] == [True, False]
+        assert all(d["fingerprint"].startswith("SHA256:") for d in listing["devices"])
+        desk.send("/devices remove 2")
+        desk.wait_event("ok", 15, op="remove-device")
+        gone = again.wait_event("error", 15, fatal=True)
+        assert "key was removed" in gone["message"]
+        refused = machine(cluster, "alice", "laptop", None)
+        assert "belongs to another key" in refused.wait_event("error", 20, fatal=True)["message"]
 
 
 def test_an_account_without_a_password_says_how_to_get_in(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from tchat.core.messages import SetPassword
+from tchat.core.effects import KeysListed
+from tchat.core.messages import RemoveKey, SetPassword
+from tchat.crypto.identity import fingerprint
 from tchat.ui.screens.password_prompt import PasswordPrompt
 from tchat.ui.screenshots import demo_app
 from tests.test_ui_app import SIZE, screen_text, type_line, until
@@ -52,3 +54,21 @@ async def test_escape_leaves_the_password_unchanged() -> None:
         await until(pilot, lambda: not isinstance(pilot.app.screen, PasswordPrompt))
         assert notices(screen)[-1] == "password unchanged"
         assert not [op for _, op in demo.service.submitted if isinstance(op, SetPassword)]
+
+
+async def test_devices_lists_the_keys_and_removes_one_by_number() -> None:
+    app, demo = demo_app()
+    desk, laptop = bytes(32), bytes(range(32))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        await type_line(pilot, "/devices remove 1")
+        assert notices(screen)[-1] == "no such device: /devices lists them"
+        demo.service.emit(KeysListed(1, (desk, laptop), 0))
+        await until(pilot, lambda: "/devices remove N removes one" in notices(screen))
+        lines = notices(screen)
+        assert f"device 1: {fingerprint(desk)} (this one)" in lines
+        assert f"device 2: {fingerprint(laptop)}" in lines
+        await type_line(pilot, "/devices remove 2")
+        assert [op for _, op in demo.service.submitted][-1] == RemoveKey(laptop)
+        await type_line(pilot, "/devices forget 2")
+        assert notices(screen)[-1].startswith("usage: /devices [remove N]")

@@ -30,6 +30,9 @@ from tchat.core.messages import (
     HistoryRequest,
     JoinRoom,
     KeyAdded,
+    KeyRemoved,
+    KeysReply,
+    KeysRequest,
     LeaveRoom,
     Logout,
     NameClaimed,
@@ -42,6 +45,7 @@ from tchat.core.messages import (
     PasswordSet,
     Register,
     Rejected,
+    RemoveKey,
     Replay,
     Resync,
     RoomInfo,
@@ -248,6 +252,37 @@ class ClientDesk:
         )
         return effects + self.on_register(msg, msg.addr, now)
 
+    def on_keys(self, msg: KeysRequest, addr: str) -> list[Effect]:
+        """``/devices``: the keys of the asking session's account (one frame: at most
+        MAX_KEYS keys of 32 bytes)."""
+        lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        if session is None or not lead.serving:
+            return []
+        keys = lead.node.state.keys_of(session.name)
+        yours = keys.index(session.identity) if session.identity in keys else -1
+        return [Send(addr, KeysReply(lead.epoch, msg.request_id, keys, max(yours, 0)))]
+
+    def drop_removed_key(self, body: KeyRemoved, now: float) -> list[Effect]:
+        """The sessions that proved a key the account no longer holds go offline."""
+        lead = self.lead
+        effects: list[Effect] = []
+        for client_id, session in sorted(list(lead.streams.sessions.items())):
+            if session.name != body.name or session.identity != body.identity:
+                continue
+            record = lead.node.state.users.get(body.name)
+            if record is None or client_id not in record.sessions:
+                continue
+            offline = UserOffline(body.name, client_id, "key removed", session.cursor())
+            _, persist = lead.sequence(offline, now)
+            effects.extend(persist)
+            # Told at once, as a replaced session is: its UserOffline changes no user list
+            # while another session of the account lives, so no lobby frame would say it.
+            lead.streams.detach(client_id)
+            reason = "logged out: this device's key was removed from the account"
+            effects.append(Send(session.addr, Rejected(reason)))
+        return effects
+
     def release_name(self, name: str, now: float) -> list[Effect]:
         """An operator frees ``name`` (``tchat admin release-name``, authenticated by the
         runtime with the cluster secret): its sessions go offline, then the claim ends."""
@@ -427,6 +462,8 @@ class ClientDesk:
             return self._refuse(origin, too_big, msg, addr)
         entry, effects = lead.record(entry)
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
+        if type(body) is KeyRemoved:
+            effects += self.drop_removed_key(body, now)
         return effects
 
     def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
@@ -532,6 +569,15 @@ class ClientDesk:
                 if len(phc) > MAX_PHC or not phc.startswith(PHC_PREFIX):
                     return None, "the password hash is not an argon2id PHC string"
                 return PasswordSet(name, phc), ""
+            case RemoveKey(identity=identity):
+                if identity == session.identity:
+                    return None, (
+                        "that is the key this session logged in with: remove it from "
+                        "another of your devices"
+                    )
+                if not state.holds_key(name, identity):
+                    return None, "that key is not one of this account's"
+                return KeyRemoved(name, identity), ""
             case SetPassword():
                 # Only the leader's runtime turns a password into a hash; one that reaches
                 # the core unhashed came another way (a runtime without passwords).
@@ -603,7 +649,7 @@ class ClientDesk:
         if session is None:
             # Online in the log but never seen in this epoch: give it time to resume.
             session = Session(name, client_id, addr, True, now)
-            session.identity = record.identity
+            session.identity = record.key_of(client_id)
             lead.streams.attach(session)
             return []
         # A session now serving under another name (renamed after a clash) no longer

@@ -11,6 +11,7 @@ from tchat.core.messages import (
     Chat,
     Entry,
     KeyAdded,
+    KeyRemoved,
     NameClaimed,
     NameReleased,
     PasswordSet,
@@ -47,6 +48,21 @@ class UserRecord:
     since: float
     identity: bytes = b""
     sessions: dict[str, str] = field(default_factory=dict)
+    # client ID -> the key its login proved, for sessions whose key is not ``identity`` (an
+    # account's other machines): a new leader must know each session's key (a resume is
+    # checked against it, a removed key's sessions are logged out)
+    other_keys: dict[str, bytes] = field(default_factory=dict)
+
+    def key_of(self, client_id: str) -> bytes:
+        return self.other_keys.get(client_id, self.identity)
+
+    def rebase(self) -> None:
+        """When no session of ``identity`` is left (its machine logged out, or its key was
+        removed), the oldest session's key stands for the user."""
+        if not self.sessions or any(c not in self.other_keys for c in self.sessions):
+            return
+        self.identity = self.other_keys[next(iter(self.sessions))]
+        self.other_keys = {c: k for c, k in self.other_keys.items() if k != self.identity}
 
     def info(self) -> UserInfo:
         return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
@@ -183,10 +199,14 @@ class ClusterState:
                     if client_id in current.sessions:
                         return False  # a copy of this session's login
                     current.sessions[client_id] = addr
+                    if identity != current.identity:
+                        current.other_keys[client_id] = identity
                     self.session_names[client_id] = name
                     if len(current.sessions) > MAX_SESSIONS:
                         oldest = next(iter(current.sessions))
                         del current.sessions[oldest]
+                        current.other_keys.pop(oldest, None)
+                        current.rebase()
                         del self.session_names[oldest]
                         self.replaced.append(Clash(name, oldest))
                     return False
@@ -203,9 +223,11 @@ class ClusterState:
                 if current is None or client_id not in current.sessions:
                     return False
                 del current.sessions[client_id]
+                current.other_keys.pop(client_id, None)
                 del self.session_names[client_id]
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 if current.sessions:
+                    current.rebase()
                     return False  # another session lives: the user stays online
                 del self.users[name]
                 del self._infos[name]
@@ -246,6 +268,18 @@ class ClusterState:
                     return False  # full (two partitions each added one): the first ones stay
                 added.append(identity)
                 return False
+            case KeyRemoved(name=name, identity=identity):
+                added = self.added_keys.get(name, [])
+                if identity in added:
+                    added.remove(identity)
+                elif self.claims.get(name) == identity and added:
+                    # The claim's key goes: the oldest added key stands for the account.
+                    self.claims[name] = added.pop(0)
+                else:
+                    return False  # unknown, or the account's last key: never keyless
+                if not added:
+                    self.added_keys.pop(name, None)
+                return False
             case Chat(room=str() as chat_room) if chat_room in self.rooms:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
@@ -268,6 +302,11 @@ class ClusterState:
 
     def key_count(self, name: str) -> int:
         return (name in self.claims) + len(self.added_keys.get(name, ()))
+
+    def keys_of(self, name: str) -> tuple[bytes, ...]:
+        """The account's keys, the claim's first (empty for a free name)."""
+        claim = self.claims.get(name)
+        return () if claim is None else (claim, *self.added_keys.get(name, ()))
 
     def user_infos(self) -> tuple[UserInfo, ...]:
         """Every online user, in login order. Every login's Welcome carries the list: it is

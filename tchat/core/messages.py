@@ -235,6 +235,15 @@ class KeyAdded(EntryBody):
 
 
 @dataclass(frozen=True, slots=True)
+class KeyRemoved(EntryBody):
+    """``identity`` is no key of ``name`` any more (``/devices remove``, from a session of
+    another of its keys): its sessions end, and a login with it is another key's."""
+
+    name: str
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One element of the replicated, grow-only log."""
 
@@ -485,6 +494,13 @@ class SetPassword(Operation):
     into a ``PasswordHashed`` before the core sees it: the core never holds a password."""
 
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveKey(Operation):
+    """Remove a key (a device) from the account: never the one this session proved."""
+
+    identity: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -828,6 +844,27 @@ class RoomsReply(Message):
     from_server: ClassVar[bool] = True
 
 
+# account keys ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KeysRequest(Message):
+    """``/devices``: the keys of the asking session's account."""
+
+    client_id: str
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeysReply(Message):
+    """The account's keys (at most MAX_KEYS: one frame), the claim's first; ``yours`` is
+    the position of the key the asking session proved."""
+
+    epoch: Epoch
+    request_id: int
+    keys: tuple[bytes, ...]
+    yours: int
+    from_server: ClassVar[bool] = True
+
+
 # The wire tag of each type is its position here: append, never reorder.
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Discover,
@@ -873,6 +910,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RoomList,
     ClusterStatusRequest,
     Challenge,
+    KeysRequest,
+    KeysReply,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
@@ -888,6 +927,7 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     NameReleased,
     PasswordSet,
     KeyAdded,
+    KeyRemoved,
 )
 
 OPERATION_TYPES: tuple[type[Operation], ...] = (
@@ -897,4 +937,5 @@ OPERATION_TYPES: tuple[type[Operation], ...] = (
     SetAway,
     Logout,
     SetPassword,
+    RemoveKey,
 )

@@ -71,7 +71,7 @@ def string_limits(field: str) -> tuple[int, int]:
 def bytes_limits(field: str) -> tuple[int, int]:
     """(min, max) length of a bytes field called ``field``: keys, signatures and nonces
     have exactly their size (anything else is forged, and a short key is not a key)."""
-    if field == "identity":
+    if field in ("identity", "keys"):  # keys: a KeysReply's, each a raw Ed25519 key
         return messages.IDENTITY_SIZE, messages.IDENTITY_SIZE
     if field == "proof":
         return messages.PROOF_SIZE, messages.PROOF_SIZE

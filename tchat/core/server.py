@@ -49,6 +49,7 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryRequest,
     JoinRequest,
+    KeysRequest,
     LeaderSuspect,
     Leaving,
     Message,
@@ -457,7 +458,14 @@ class ServerNode:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
                 effects.extend(self.candidacy.on_leader_suspect(message, now))
-            case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
+            case (
+                Register()
+                | Submit()
+                | HistoryRequest()
+                | ClientBeat()
+                | RoomsRequest()
+                | KeysRequest()
+            ):
                 effects.extend(self._on_client(message, src_addr, now))
             case _:
                 self.count("unexpected")
@@ -515,7 +523,7 @@ class ServerNode:
                 reply_to = msg.addr if isinstance(msg, Register) else src_addr
                 return [Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
             return []
-        if isinstance(msg, (Submit, HistoryRequest, ClientBeat)):
+        if isinstance(msg, (Submit, HistoryRequest, ClientBeat, KeysRequest)):
             session = leadership.streams.sessions.get(msg.client_id)
             if session is not None and session.addr != src_addr:
                 # A client ID is no credential: only the session that logged in (its
@@ -531,6 +539,8 @@ class ServerNode:
                 return leadership.desk.on_history(msg, src_addr)
             case RoomsRequest():
                 return leadership.desk.on_rooms(msg, src_addr)
+            case KeysRequest():
+                return leadership.desk.on_keys(msg, src_addr)
             case ClientBeat():
                 return leadership.desk.on_beat(msg, now)
         return []

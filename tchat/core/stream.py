@@ -36,6 +36,7 @@ from tchat.core.messages import (
     Entry,
     Epoch,
     KeyAdded,
+    KeyRemoved,
     LobbyBeat,
     LobbyFrame,
     NameClaimed,
@@ -256,7 +257,7 @@ class ClientStreams:
         body = entry.body
         view = self.view
         run = self._run
-        if isinstance(body, (NameClaimed, NameReleased, PasswordSet, KeyAdded)):
+        if isinstance(body, (NameClaimed, NameReleased, PasswordSet, KeyAdded, KeyRemoved)):
             # Account bindings are the servers' business: no client channel carries them
             # (a claim comes with its login's UserOnline, which the lobby shows), least of
             # all a password's hash (with it, guessing runs offline).

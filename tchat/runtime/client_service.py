@@ -402,6 +402,13 @@ class ClientService:
             self._acked[cmid] = future
         return future
 
+    def request_keys(self) -> int:
+        """Ask for the account's keys (``/devices``); a KeysListed event answers."""
+        assert self.driver is not None and self.node is not None, "start() first"
+        now = asyncio.get_running_loop().time()
+        request_id, _effects = self.driver.call(self.node.request_keys, now)
+        return int(request_id)
+
     def request_rooms(self) -> int:
         """Ask for the cluster's room directory; it arrives as a RoomDirectory event."""
         assert self.driver is not None and self.node is not None, "start() first"

@@ -20,6 +20,7 @@ from tchat.core.effects import (
     DiscoveryHint,
     Failed,
     HistoryLoaded,
+    KeysListed,
     LeaderLearned,
     MembersChanged,
     OpFailed,
@@ -36,10 +37,12 @@ from tchat.core.messages import (
     JoinRoom,
     LeaveRoom,
     Operation,
+    RemoveKey,
     SendChat,
     SetAway,
     SetPassword,
 )
+from tchat.crypto.identity import fingerprint as key_fingerprint
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
 
@@ -74,6 +77,8 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "away" if away else "back"}
         case SetPassword():
             return {"op": "password"}  # never the password itself
+        case RemoveKey(identity=identity):
+            return {"op": "remove-device", "fingerprint": key_fingerprint(identity)}
     return {"op": type(op).__name__.lower()}
 
 
@@ -107,6 +112,15 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {"event": "sent", "id": entry_id, "cmid": cmid}
         case LeaderLearned(leader_id=leader, leader_addr=addr, epoch=epoch):
             return {"event": "leader", "leader": leader, "addr": addr, "epoch": str(epoch)}
+        case KeysListed(request_id=rid, keys=keys, yours=yours):
+            return {
+                "event": "devices",
+                "request_id": rid,
+                "devices": [
+                    {"n": n, "fingerprint": key_fingerprint(key), "this": n - 1 == yours}
+                    for n, key in enumerate(keys, 1)
+                ],
+            }
         case OpFailed(cmid=cmid, reason=reason):
             return {"event": "error", "message": reason, "cmid": cmid}
         case Failed(reason=reason):
@@ -203,6 +217,13 @@ def parse(line: str, last_room: str | None) -> Command:
             if not rest:
                 return Command(error="usage: /password NEW_PASSWORD")
             return Command(SetPassword(rest))
+        case "/devices":
+            words = rest.split()
+            if not words:
+                return Command(action="devices")
+            if len(words) == 2 and words[0] == "remove" and words[1].isdigit():
+                return Command(action="remove-device", arg=int(words[1]))
+            return Command(error="usage: /devices [remove N]")
         case "/who" | "/quit" | "/status":
             return Command(action=head[1:])
         case "/history":
@@ -225,6 +246,7 @@ class HeadlessClient:
         # Non-message operations awaiting their ack: CONTRACT.md gives them `ok`, not `sent`.
         self.operations: dict[int, dict[str, Any]] = {}
         self._lines: asyncio.Queue[str | None] | None = None
+        self.devices: tuple[bytes, ...] = ()  # the last /devices listing: what N refers to
 
     @property
     def last_room(self) -> str | None:
@@ -241,6 +263,8 @@ class HeadlessClient:
             operation = self.operations.pop(event.cmid, None)
             if operation is not None and isinstance(event, Sent):
                 obj = {"event": "ok", **operation, "cmid": event.cmid}
+        if isinstance(event, KeysListed):
+            self.devices = event.keys
         if isinstance(event, Ready):
             self.ready.set()
         elif isinstance(event, Failed | ClusterChoiceNeeded):
@@ -298,7 +322,15 @@ class HeadlessClient:
                         "pending": len(getattr(node, "pending", {}) or {}),
                     }
                 )
-            elif command.action == "history":
+            elif command.action == "devices":
+                rid = self.service.request_keys()
+                self.emit({"event": "devices_requested", "request_id": rid})
+            elif command.action == "remove-device":  # N of the last listing, as an operation
+                if not 1 <= command.arg <= len(self.devices):
+                    self.emit({"event": "error", "message": "no such device: /devices lists them"})
+                    continue
+                command.op = RemoveKey(self.devices[command.arg - 1])
+            if command.action == "history":
                 target, limit = command.arg
                 room, peer = (None, target[1:]) if target.startswith("@") else (target, None)
                 rid = self.service.request_history(room, peer, None, limit)

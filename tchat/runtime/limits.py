@@ -1,4 +1,9 @@
-"""What a node lets in: datagram kinds, connection caps and per-source rate limits."""
+"""What a node lets in: datagram kinds, connection caps and per-source rate limits.
+
+Longer than 400 lines: it is one policy, the tables of who may send what (one line per
+frame type, checked against the core's ``from_server`` by tests/test_wire_security.py) and
+the caps and rates that apply to them; split, a table would sit apart from its limits.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from tchat.core.messages import (
     HistoryRequest,
     JoinRequest,
     JoinRoom,
+    KeysReply,
+    KeysRequest,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -120,6 +127,7 @@ SERVER_FRAMES: frozenset[type[Message]] = frozenset(
         NameClash,
         HistoryReply,
         RoomsReply,
+        KeysReply,
         Challenge,  # the login binding's nonce, sent first on a client's session
         # a status request signed with the cluster key (an operator's, by datagram)
         ClusterStatusRequest,
@@ -134,6 +142,7 @@ CLIENT_FRAMES: frozenset[type[Message]] = frozenset(
         LeaderSuspect,
         HistoryRequest,
         RoomsRequest,
+        KeysRequest,
         StatusRequest,
         Discover,
     )
@@ -191,7 +200,7 @@ def operation_kind(message: Message) -> str | None:
             return "register"
         case HistoryRequest():
             return "history"
-        case RoomsRequest() | StatusRequest() | Discover():
+        case RoomsRequest() | KeysRequest() | StatusRequest() | Discover():
             return "directory"
         case LeaderSuspect():
             return "suspect"

@@ -9,6 +9,7 @@ from tchat.core.messages import (
     Chat,
     Entry,
     KeyAdded,
+    KeyRemoved,
     NameClaimed,
     NameReleased,
     RoomJoined,
@@ -84,7 +85,7 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if op in origins:
                 continue
             origins.add(op)
-        if isinstance(body, NameClaimed | KeyAdded | NameReleased):
+        if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
             _account(claims, body)
         elif isinstance(body, UserOnline):
             if body.identity not in claims.setdefault(body.name, [body.identity]):
@@ -139,6 +140,10 @@ def _account(claims: dict[str, list[bytes]], body: object) -> None:
             keys = claims.get(name)
             if keys is not None and identity not in keys and len(keys) < MAX_KEYS:
                 keys.append(identity)
+        case KeyRemoved(name=name, identity=identity):
+            keys = claims.get(name)
+            if keys is not None and identity in keys and len(keys) > 1:
+                keys.remove(identity)  # the claim's key going: the next stands for it
         case NameReleased(name=name):
             claims.pop(name, None)
 
@@ -152,7 +157,7 @@ def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
     open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
     for e in entries:
         body = e.body
-        if isinstance(body, NameClaimed | KeyAdded | NameReleased):
+        if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
             _account(claims, body)
         elif isinstance(body, UserOnline):
             if body.identity in claims.setdefault(body.name, [body.identity]):

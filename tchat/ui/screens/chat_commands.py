@@ -11,6 +11,7 @@ from tchat.core.messages import (
     JoinRoom,
     LeaveRoom,
     Operation,
+    RemoveKey,
     SendChat,
     SetAway,
     SetPassword,
@@ -131,6 +132,22 @@ class CommandRunner:
                 screen.say("password sent over the encrypted session: the leader hashes it")
 
         screen.app.push_screen(PasswordPrompt(), chosen)
+
+    def do_devices(self, cmd: Command) -> None:
+        screen = self.screen
+        if not cmd.args:
+            request = getattr(screen.service, "request_keys", None)
+            if request is None:
+                screen.say("this session cannot list devices")
+                return
+            request()
+            return
+        number = int(cmd.args[1])
+        devices = screen.devices
+        if not 1 <= number <= len(devices):
+            screen.say("no such device: /devices lists them")
+            return
+        self.submit(RemoveKey(devices[number - 1]), f"removing device {number}")
 
     def do_search(self, cmd: Command) -> None:
         screen = self.screen
