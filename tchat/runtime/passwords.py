@@ -14,9 +14,9 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -135,7 +135,6 @@ class PasswordDesk:
         # resends its Register when no Welcome comes in time, and a resend must cost no
         # second hash (bounded: an entry per queued hash).
         self.checking: dict[str, Register] = {}
-        self.hash_times: list[float] = []  # seconds per hash, the last few (for status)
 
     def close(self) -> None:
         for task in self.tasks:
@@ -263,11 +262,11 @@ class PasswordDesk:
             by_name.take(now)
         return ""
 
-    def _spawn(self, job: object) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         # Counted from now, not from when the thread takes it: many passwords in one loop
         # iteration must meet the queue's bound too.
         self.queued += 1
-        task = asyncio.ensure_future(job)  # type: ignore[call-overload]
+        task = asyncio.ensure_future(job)
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -278,7 +277,6 @@ class PasswordDesk:
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
         """``fn(*args)`` on the hashing thread (one at a time): None if it failed."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
             return await loop.run_in_executor(self.pool, fn, *args)
         except RuntimeError:  # the pool is shut down: we are stopping
@@ -286,5 +284,3 @@ class PasswordDesk:
         except Exception:  # argon2 itself failed (out of memory): nothing we can vouch for
             logger.exception("argon2 failed")
             return None
-        finally:
-            self.hash_times = [*self.hash_times[-15:], loop.time() - started]
