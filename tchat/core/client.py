@@ -40,6 +40,7 @@ from tchat.core.effects import (
     Effect,
     Failed,
     HistoryLoaded,
+    KeysListed,
     LeaderLearned,
     OpFailed,
     Ready,
@@ -65,6 +66,8 @@ from tchat.core.messages import (
     HistoryReply,
     HistoryRequest,
     JoinRoom,
+    KeysReply,
+    KeysRequest,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -307,6 +310,15 @@ class ClientNode:
             effects.append(Send(self.leader_addr, RoomsRequest(self.client_id, self._request)))
         return self._request, effects
 
+    def request_keys(self, now: float) -> tuple[int, list[Effect]]:
+        """Ask the leader for the account's keys (``/devices``): a KeysListed event."""
+        self._now = now
+        self._request += 1
+        effects: list[Effect] = []
+        if self.leader_addr:
+            effects.append(Send(self.leader_addr, KeysRequest(self.client_id, self._request)))
+        return self._request, effects
+
     def flush(self, now: float) -> list[Effect]:
         """The driver's end-of-iteration hook (CoreNode); a client batches nothing, so it has
         nothing to send here: every step returns its frames at once."""
@@ -495,6 +507,8 @@ class ClientNode:
                         effects.append(Deliver(RoomDirectory(message.request_id, tuple(parts))))
             case HistoryReply():
                 effects.append(Deliver(HistoryLoaded(message.request_id, message.entries)))
+            case KeysReply(request_id=request_id, keys=keys, yours=yours):
+                effects.append(Deliver(KeysListed(request_id, keys, yours)))
         return effects
 
     def _try_welcome(self) -> list[Effect]:

@@ -16,7 +16,10 @@ from tchat.core import codec
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
+    MAX_KEYS,
+    MAX_PHC,
     MAX_SERVERS,
+    PHC_PREFIX,
     RELEASED_REASON,
     ROOM_SUMMARY_MEMBERS,
     ROOMS_PER_REPLY,
@@ -27,6 +30,10 @@ from tchat.core.messages import (
     HistoryReply,
     HistoryRequest,
     JoinRoom,
+    KeyAdded,
+    KeyRemoved,
+    KeysReply,
+    KeysRequest,
     LeaveRoom,
     Logout,
     NameClaimed,
@@ -34,8 +41,12 @@ from tchat.core.messages import (
     NameReleased,
     OpError,
     Origin,
+    PasswordHashed,
+    PasswordLogin,
+    PasswordSet,
     Register,
     Rejected,
+    RemoveKey,
     Replay,
     Resync,
     RoomInfo,
@@ -48,6 +59,7 @@ from tchat.core.messages import (
     RoomTopic,
     SendChat,
     SetAway,
+    SetPassword,
     SetTopic,
     Submit,
     UserInfo,
@@ -88,6 +100,11 @@ MEMBER_OVERHEAD = 3  # a msgpack string's header, at most, for a name of MAX_NAM
 
 def _clock_problem(entries: int) -> str:
     return f"a clock of {entries} servers: a cluster has at most {MAX_SERVERS}"
+
+
+def no_password(name: str) -> str:
+    """The refusal of a password login to an account without one."""
+    return f"this account has no password; copy the key or set one with /password ({name})"
 
 
 def _user_bytes(user: UserInfo) -> int:
@@ -135,16 +152,15 @@ class ClientDesk:
         session = streams.sessions.get(msg.client_id)
         holder = state.session_names.get(msg.client_id)
         if (session is not None and session.identity != msg.identity) or (
-            holder is not None and state.users[holder].identity != msg.identity
+            holder is not None and not state.holds_key(holder, msg.identity)
         ):
             # A client ID is no credential: another key naming it takes nothing over.
             node.count("foreign-client-id")
             return [Send(addr, Rejected("this client ID belongs to another key's session"))]
         claim = state.claims.get(msg.name)
         owner = state.users.get(msg.name)
-        if (claim is not None and claim != msg.identity) or (
-            owner is not None and owner.identity != msg.identity
-        ):
+        key_of_account = state.holds_key(msg.name, msg.identity)
+        if claim is not None and not key_of_account:
             if msg.cursor is not None:
                 # A resuming session lost its name (a partition merge gave it to the other
                 # side's earlier claim): rename, not fail.
@@ -153,9 +169,10 @@ class ClientDesk:
                     "partition; the earlier registration keeps it"
                 )
                 return [Send(addr, NameClash(lead.epoch, msg.name, reason))]
-            if claim is not None and claim != msg.identity:
-                return [Send(addr, Rejected(f"the name {msg.name!r} belongs to another key"))]
-            return [Send(addr, Rejected(f"the name {msg.name!r} is taken"))]
+            reason = f"the name {msg.name!r} belongs to another key"
+            if msg.name in state.passwords:
+                reason += ": log in with its password (--password-prompt) to add this one"
+            return [Send(addr, Rejected(reason))]
         if session is not None and session.active and msg.attempt <= session.register_attempt:
             # A late copy of a Register we took already (the network duplicated or delayed
             # it): the client is welcomed since. Taking it again would reset its stream
@@ -203,6 +220,73 @@ class ClientDesk:
         # whose old session has not timed out) is admitted at once: its own UserOnline.
         _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
         return effects + more
+
+    def on_password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
+        """A login whose password the runtime verified against ``login.phc``: its key (proven
+        on this session, as every Register's) joins the account, then it logs in as usual.
+        The core never sees the password, only that it matched this hash."""
+        lead = self.lead
+        node = lead.node
+        msg = login.register
+        state = node.state
+        if not lead.serving:
+            return []  # the client registers again, and its password is checked again
+        phc = state.passwords.get(msg.name)
+        if phc is None:
+            node.count("password-none")
+            return [Send(msg.addr, Rejected(no_password(msg.name)))]
+        if phc != login.phc:
+            # Changed (or the name released) while the runtime was hashing: the password
+            # that matched is no longer the account's.
+            node.count("password-stale")
+            return [Send(msg.addr, Rejected("the account's password changed: try again"))]
+        if state.holds_key(msg.name, msg.identity):
+            return self.on_register(msg, msg.addr, now)
+        if state.key_count(msg.name) >= MAX_KEYS:
+            node.count("keys-full")
+            reason = (
+                f"the account {msg.name!r} has {MAX_KEYS} devices already: "
+                "remove one from a device you are logged in on"
+            )
+            return [Send(msg.addr, Rejected(reason))]
+        # The state holds pending entries too: the Register below sees the key as the
+        # account's, and a copy of this login in flight adds nothing twice.
+        _, effects = lead.sequence(KeyAdded(msg.name, msg.identity), now)
+        effects.append(
+            node.log_event("key-added", f"a new device key for {msg.name}", user=msg.name)
+        )
+        return effects + self.on_register(msg, msg.addr, now)
+
+    def on_keys(self, msg: KeysRequest, addr: str) -> list[Effect]:
+        """``/devices``: the keys of the asking session's account (one frame: at most
+        MAX_KEYS keys of 32 bytes)."""
+        lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        if session is None or not lead.serving:
+            return []
+        keys = lead.node.state.keys_of(session.name)
+        yours = keys.index(session.identity) if session.identity in keys else -1
+        return [Send(addr, KeysReply(lead.epoch, msg.request_id, keys, max(yours, 0)))]
+
+    def drop_removed_key(self, body: KeyRemoved, now: float) -> list[Effect]:
+        """The sessions that proved a key the account no longer holds go offline."""
+        lead = self.lead
+        effects: list[Effect] = []
+        for client_id, session in sorted(list(lead.streams.sessions.items())):
+            if session.name != body.name or session.identity != body.identity:
+                continue
+            record = lead.node.state.users.get(body.name)
+            if record is None or client_id not in record.sessions:
+                continue
+            offline = UserOffline(body.name, client_id, "key removed", session.cursor())
+            _, persist = lead.sequence(offline, now)
+            effects.extend(persist)
+            # Told at once, as a replaced session is: its UserOffline changes no user list
+            # while another session of the account lives, so no lobby frame would say it.
+            lead.streams.detach(client_id)
+            reason = "logged out: this device's key was removed from the account"
+            effects.append(Send(session.addr, Rejected(reason)))
+        return effects
 
     def release_name(self, name: str, now: float) -> list[Effect]:
         """An operator frees ``name`` (``tchat admin release-name``, authenticated by the
@@ -387,6 +471,8 @@ class ClientDesk:
             return self._refuse(origin, too_big, msg, addr)
         entry, effects = lead.record(entry)
         lead.pending_dots[entry.dot].acks.append((msg.client_id, msg.cmid))
+        if type(body) is KeyRemoved:
+            effects += self.drop_removed_key(body, now)
         return effects
 
     def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
@@ -491,6 +577,25 @@ class ClientDesk:
                 return RoomTopic(room, topic, name), ""
             case Logout():
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
+            case PasswordHashed(phc=phc):
+                # The session proved a key of the account at login: that is the proof a
+                # change needs. The hash is the leader runtime's, but checked all the same.
+                if len(phc) > MAX_PHC or not phc.startswith(PHC_PREFIX):
+                    return None, "the password hash is not an argon2id PHC string"
+                return PasswordSet(name, phc), ""
+            case RemoveKey(identity=identity):
+                if identity == session.identity:
+                    return None, (
+                        "that is the key this session logged in with: remove it from "
+                        "another of your devices"
+                    )
+                if not state.holds_key(name, identity):
+                    return None, "that key is not one of this account's"
+                return KeyRemoved(name, identity), ""
+            case SetPassword():
+                # Only the leader's runtime turns a password into a hash; one that reaches
+                # the core unhashed came another way (a runtime without passwords).
+                return None, "this server cannot take passwords (it hashes none)"
         return None, "unknown operation"
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
@@ -558,7 +663,7 @@ class ClientDesk:
         if session is None:
             # Online in the log but never seen in this epoch: give it time to resume.
             session = Session(name, client_id, addr, True, now)
-            session.identity = record.identity
+            session.identity = record.key_of(client_id)
             lead.streams.attach(session)
             return []
         # A session now serving under another name (renamed after a clash) no longer

@@ -243,6 +243,16 @@ class RoomDirectory(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class KeysListed(ClientEvent):
+    """The account's keys, the claim's first (answer to ``ClientNode.request_keys``);
+    ``yours`` is the position of this session's."""
+
+    request_id: int
+    keys: tuple[bytes, ...]
+    yours: int
+
+
+@dataclass(frozen=True, slots=True)
 class Failed(ClientEvent):
     """Registration refused for good (invalid name...)."""
 

@@ -7,10 +7,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
+    MAX_KEYS,
     Chat,
     Entry,
+    KeyAdded,
+    KeyRemoved,
     NameClaimed,
     NameReleased,
+    PasswordSet,
     RoomJoined,
     RoomLeft,
     RoomTopic,
@@ -45,6 +49,21 @@ class UserRecord:
     since: float
     identity: bytes = b""
     sessions: dict[str, str] = field(default_factory=dict)
+    # client ID -> the key its login proved, for sessions whose key is not ``identity`` (an
+    # account's other machines): a new leader must know each session's key (a resume is
+    # checked against it, a removed key's sessions are logged out)
+    other_keys: dict[str, bytes] = field(default_factory=dict)
+
+    def key_of(self, client_id: str) -> bytes:
+        return self.other_keys.get(client_id, self.identity)
+
+    def rebase(self) -> None:
+        """When no session of ``identity`` is left (its machine logged out, or its key was
+        removed), the oldest session's key stands for the user."""
+        if not self.sessions or any(c not in self.other_keys for c in self.sessions):
+            return
+        self.identity = self.other_keys[next(iter(self.sessions))]
+        self.other_keys = {c: k for c, k in self.other_keys.items() if k != self.identity}
 
     def info(self) -> UserInfo:
         return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
@@ -112,7 +131,11 @@ class ClusterState:
         self.servers: dict[int, str] = {}
         self.users: dict[str, UserRecord] = {}
         self.accounts: set[str] = set()
-        self.claims: dict[str, bytes] = {}  # name -> the identity key it belongs to
+        self.claims: dict[str, bytes] = {}  # name -> the identity key it was claimed with
+        # name -> the keys a password login added (other machines), oldest first; with the
+        # claim's key at most MAX_KEYS
+        self.added_keys: dict[str, list[bytes]] = {}
+        self.passwords: dict[str, str] = {}  # name -> its argon2id PHC string
         self.session_names: dict[str, str] = {}  # client ID of an online session -> its name
         self.offline_cursor: dict[str, VectorClock] = {}
         self.rooms: dict[str, RoomRecord] = {}
@@ -156,17 +179,20 @@ class ClusterState:
             case NameReleased(name=name):
                 if self.claims.pop(name, None) is None:
                     return False
+                # The next owner gets neither the old one's devices nor its password.
+                self.added_keys.pop(name, None)
+                self.passwords.pop(name, None)
                 # The next owner reads nothing of the old one's: catch-up starts here.
                 self.first_online[name] = entry.key
                 self.offline_cursor.pop(name, None)
             case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
-                claim = self.claims.setdefault(name, identity)
+                self.claims.setdefault(name, identity)
                 current = self.users.get(name)
+                # Sessions of one account may prove different keys of it (two machines).
                 if (
-                    claim != identity
-                    or (current is not None and current.identity != identity)
+                    not self.holds_key(name, identity)
                     or self.session_names.get(client_id, name) != name
                 ):
                     self.clashes.append(Clash(name, client_id))
@@ -176,10 +202,14 @@ class ClusterState:
                     if client_id in current.sessions:
                         return False  # a copy of this session's login
                     current.sessions[client_id] = addr
+                    if identity != current.identity:
+                        current.other_keys[client_id] = identity
                     self.session_names[client_id] = name
                     if len(current.sessions) > MAX_SESSIONS:
                         oldest = next(iter(current.sessions))
                         del current.sessions[oldest]
+                        current.other_keys.pop(oldest, None)
+                        current.rebase()
                         del self.session_names[oldest]
                         self.replaced.append(Clash(name, oldest))
                     return False
@@ -196,9 +226,11 @@ class ClusterState:
                 if current is None or client_id not in current.sessions:
                     return False
                 del current.sessions[client_id]
+                current.other_keys.pop(client_id, None)
                 del self.session_names[client_id]
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 if current.sessions:
+                    current.rebase()
                     return False  # another session lives: the user stays online
                 del self.users[name]
                 del self._infos[name]
@@ -234,6 +266,31 @@ class ClusterState:
                     return False
                 record.topic = topic
                 record.topic_by = by
+            case PasswordSet(name=name, phc=phc):
+                if name not in self.claims:
+                    return False  # released since: the password went with the name
+                self.passwords[name] = phc
+                return False
+            case KeyAdded(name=name, identity=identity):
+                if name not in self.claims or self.holds_key(name, identity):
+                    return False
+                added = self.added_keys.setdefault(name, [])
+                if len(added) + 1 >= MAX_KEYS:
+                    return False  # full (two partitions each added one): the first ones stay
+                added.append(identity)
+                return False
+            case KeyRemoved(name=name, identity=identity):
+                added = self.added_keys.get(name, [])
+                if identity in added:
+                    added.remove(identity)
+                elif self.claims.get(name) == identity and added:
+                    # The claim's key goes: the oldest added key stands for the account.
+                    self.claims[name] = added.pop(0)
+                else:
+                    return False  # unknown, or the account's last key: never keyless
+                if not added:
+                    self.added_keys.pop(name, None)
+                return False
             case Chat(room=str() as chat_room) if chat_room in self.rooms:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
@@ -250,6 +307,18 @@ class ClusterState:
         return f"{ipaddress.IPv4Address(self._base + start)}:{self._port}"
 
     # -- reading -------------------------------------------------------------
+    def holds_key(self, name: str, identity: bytes) -> bool:
+        """Whether ``identity`` is a key of the account ``name`` (its claim's or an added one)."""
+        return self.claims.get(name) == identity or identity in self.added_keys.get(name, ())
+
+    def key_count(self, name: str) -> int:
+        return (name in self.claims) + len(self.added_keys.get(name, ()))
+
+    def keys_of(self, name: str) -> tuple[bytes, ...]:
+        """The account's keys, the claim's first (empty for a free name)."""
+        claim = self.claims.get(name)
+        return () if claim is None else (claim, *self.added_keys.get(name, ()))
+
     def user_infos(self) -> tuple[UserInfo, ...]:
         """Every online user, in login order. Every login's Welcome carries the list: it is
         kept up to date entry by entry and copied once per change, not built per login."""
@@ -278,6 +347,8 @@ class ClusterState:
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
             tuple(sorted(self.claims.items())),
+            tuple(sorted((n, tuple(keys)) for n, keys in self.added_keys.items())),
+            tuple(sorted(self.passwords.items())),
             tuple(
                 (name, record.group, tuple(sorted(record.members)), record.topic)
                 for name, record in sorted(self.rooms.items())

@@ -22,7 +22,9 @@ from tchat.core.vclock import VectorClock
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
 # (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
-# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic)
+# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic) and account
+# passwords (Register.password, SetPassword, PasswordSet, KeyAdded): a record's arity is
+# checked, so an 8 peer could not read a 9 Register anyway
 PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
@@ -40,6 +42,18 @@ IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
 UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
+# Account passwords (SECURITY.md "Passwords"). A password is 8..1024 bytes of UTF-8: 8 is
+# NIST SP 800-63B's floor, 1024 bounds what one argon2id hash reads. The wire bounds it in
+# characters (schema.py); the leader's runtime checks the bytes before it hashes anything.
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+# A PHC string ("$argon2id$v=19$m=65536,t=3,p=1$salt$hash") is ~100 characters at our
+# parameters; a longer one is no hash we made.
+MAX_PHC = 256
+PHC_PREFIX = "$argon2id$"
+# Keys (devices) one account holds: the key it was claimed with and those added by a
+# password login on another machine. Past it a password login is refused.
+MAX_KEYS = 8
 
 
 # --------------------------------------------------------------------------- records
@@ -228,6 +242,33 @@ class RoomTopic(EntryBody):
     room: str
     topic: str
     by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSet(EntryBody):
+    """``name``'s password is the one ``phc`` (an argon2id PHC string, made by the leader's
+    runtime) verifies, from now on: set or changed by a session that proved a key of it."""
+
+    name: str
+    phc: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAdded(EntryBody):
+    """``identity`` is a key of the account ``name`` from now on: a login on another
+    machine proved the account's password and this key on one session."""
+
+    name: str
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRemoved(EntryBody):
+    """``identity`` is no key of ``name`` any more (``/devices remove``, from a session of
+    another of its keys): its sessions end, and a login with it is another key's."""
+
+    name: str
+    identity: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,10 +473,13 @@ class Register(Message):
     # The login's key (raw Ed25519 public key) and its signature over this session's
     # channel binding and the name (tchat.crypto.identity.sign_binding). The server's
     # runtime verifies it before the core sees the Register, so the core takes
-    # ``identity`` as proven for this session. (A later login by account password, from a
-    # machine without the key, appends its own field here: not built yet.)
+    # ``identity`` as proven for this session.
     identity: bytes = bytes(IDENTITY_SIZE)
     proof: bytes = UNSIGNED
+    # The account's password, from a machine whose key is not (yet) one of the account's:
+    # only over an encrypted session. The leader's runtime checks it and takes it off before
+    # the core sees the Register (the core learns only the verified fact, ``PasswordLogin``).
+    password: str = ""
 
 
 class Operation:
@@ -478,6 +522,39 @@ class SetTopic(Operation):
 
     room: str
     topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetPassword(Operation):
+    """Set or change the account's password (``/password``). The leader's runtime turns it
+    into a ``PasswordHashed`` before the core sees it: the core never holds a password."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveKey(Operation):
+    """Remove a key (a device) from the account: never the one this session proved."""
+
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashed(Operation):
+    """Runtime -> core only, never on the wire (not in OPERATION_TYPES, so no peer can send
+    it): the argon2id hash the leader's runtime made of a ``SetPassword``'s password."""
+
+    phc: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordLogin:
+    """Runtime -> core only, never on the wire: the leader's runtime verified ``register``'s
+    password against the account's hash ``phc`` (and its key proof, as for every Register);
+    ``register`` no longer carries the password."""
+
+    register: Register
+    phc: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -803,6 +880,27 @@ class RoomsReply(Message):
     from_server: ClassVar[bool] = True
 
 
+# account keys ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KeysRequest(Message):
+    """``/devices``: the keys of the asking session's account."""
+
+    client_id: str
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeysReply(Message):
+    """The account's keys (at most MAX_KEYS: one frame), the claim's first; ``yours`` is
+    the position of the key the asking session proved."""
+
+    epoch: Epoch
+    request_id: int
+    keys: tuple[bytes, ...]
+    yours: int
+    from_server: ClassVar[bool] = True
+
+
 # The wire tag of each type is its position here: append, never reorder.
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Discover,
@@ -848,6 +946,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RoomList,
     ClusterStatusRequest,
     Challenge,
+    KeysRequest,
+    KeysReply,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
@@ -862,6 +962,9 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     NameClaimed,
     NameReleased,
     RoomTopic,
+    PasswordSet,
+    KeyAdded,
+    KeyRemoved,
 )
 
 OPERATION_TYPES: tuple[type[Operation], ...] = (
@@ -871,4 +974,6 @@ OPERATION_TYPES: tuple[type[Operation], ...] = (
     SetAway,
     Logout,
     SetTopic,
+    SetPassword,
+    RemoveKey,
 )

@@ -64,13 +64,17 @@ def string_limits(field: str) -> tuple[int, int]:
         return 0, messages.MAX_ADDR
     if field == "reason":
         return 0, messages.MAX_REASON
+    if field == "password":
+        return 0, messages.MAX_PASSWORD
+    if field == "phc":
+        return 1, messages.MAX_PHC
     return 0, MAX_OTHER_STR
 
 
 def bytes_limits(field: str) -> tuple[int, int]:
     """(min, max) length of a bytes field called ``field``: keys, signatures and nonces
     have exactly their size (anything else is forged, and a short key is not a key)."""
-    if field == "identity":
+    if field in ("identity", "keys"):  # keys: a KeysReply's, each a raw Ed25519 key
         return messages.IDENTITY_SIZE, messages.IDENTITY_SIZE
     if field == "proof":
         return messages.PROOF_SIZE, messages.PROOF_SIZE

@@ -49,12 +49,16 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryRequest,
     JoinRequest,
+    KeysRequest,
     LeaderSuspect,
     Leaving,
     Message,
     NewLeader,
     NotLeader,
+    OpError,
+    PasswordLogin,
     Register,
+    Rejected,
     RoomsRequest,
     ServerInfo,
     StaleEpoch,
@@ -464,11 +468,51 @@ class ServerNode:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
             case LeaderSuspect():
                 effects.extend(self.candidacy.on_leader_suspect(message, now))
-            case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
+            case (
+                Register()
+                | Submit()
+                | HistoryRequest()
+                | ClientBeat()
+                | RoomsRequest()
+                | KeysRequest()
+            ):
                 effects.extend(self._on_client(message, src_addr, now))
             case _:
                 self.count("unexpected")
         return effects
+
+    # -- facts the runtime verified (account passwords) ------------------------------
+    def password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
+        """The runtime verified ``login.register``'s password against ``login.phc`` (and its
+        key proof): the leader's desk decides whether the key joins the account."""
+        self._now = now
+        leadership = self.leadership
+        if self.role is ServerRole.STOPPED:
+            return []
+        if leadership is None:
+            msg = login.register
+            return [Send(msg.addr, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
+        return leadership.desk.on_password_login(login, now)
+
+    def refuse_login(self, msg: Register, reason: str, counter: str) -> list[Effect]:
+        """The runtime refused ``msg``'s password (wrong, rate-limited, malformed): counted
+        here, with the other refusals, and answered."""
+        self.count(counter)
+        event = self.log_event("login-refused", f"login as {msg.name}: {reason}", user=msg.name)
+        return [event, Send(msg.addr, Rejected(reason))]
+
+    def refuse_operation(self, msg: Submit, src_addr: str, reason: str) -> list[Effect]:
+        """The runtime refused ``msg``'s operation before the core saw it (a password it
+        would not hash): the client gets an OpError, as for any refused operation."""
+        leadership = self.leadership
+        if leadership is None:
+            return [Send(src_addr, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
+        session = leadership.streams.sessions.get(msg.client_id)
+        if session is None or session.addr != src_addr:
+            self.count("foreign-session")
+            return []
+        self.count("password-refused")
+        return [Send(src_addr, OpError(self.epoch, msg.cmid, reason))]
 
     def _on_discover_reply(self, msg: DiscoverReply, now: float) -> list[Effect]:
         if msg.server_id != self.server_id:
@@ -489,7 +533,7 @@ class ServerNode:
                 reply_to = msg.addr if isinstance(msg, Register) else src_addr
                 return [Send(reply_to, NotLeader(self.leader_id, self.leader_addr, self.epoch))]
             return []
-        if isinstance(msg, (Submit, HistoryRequest, ClientBeat)):
+        if isinstance(msg, (Submit, HistoryRequest, ClientBeat, KeysRequest)):
             session = leadership.streams.sessions.get(msg.client_id)
             if session is not None and session.addr != src_addr:
                 # A client ID is no credential: only the session that logged in (its
@@ -505,6 +549,8 @@ class ServerNode:
                 return leadership.desk.on_history(msg, src_addr)
             case RoomsRequest():
                 return leadership.desk.on_rooms(msg, src_addr)
+            case KeysRequest():
+                return leadership.desk.on_keys(msg, src_addr)
             case ClientBeat():
                 return leadership.desk.on_beat(msg, now)
         return []

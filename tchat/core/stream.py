@@ -35,10 +35,13 @@ from tchat.core.messages import (
     ClientHeartbeat,
     Entry,
     Epoch,
+    KeyAdded,
+    KeyRemoved,
     LobbyBeat,
     LobbyFrame,
     NameClaimed,
     NameReleased,
+    PasswordSet,
     RoomFrame,
     RoomInfo,
     RoomJoined,
@@ -259,9 +262,10 @@ class ClientStreams:
         body = entry.body
         view = self.view
         run = self._run
-        if isinstance(body, (NameClaimed, NameReleased)):
+        if isinstance(body, (NameClaimed, NameReleased, PasswordSet, KeyAdded, KeyRemoved)):
             # Account bindings are the servers' business: no client channel carries them
-            # (a claim comes with its login's UserOnline, which the lobby shows).
+            # (a claim comes with its login's UserOnline, which the lobby shows), least of
+            # all a password's hash (with it, guessing runs offline).
             view.apply(entry)
             return []
         shown = public_entry(entry)

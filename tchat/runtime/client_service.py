@@ -51,6 +51,7 @@ from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
+from tchat.runtime.passwords import password_problem
 from tchat.runtime.secure import WireSecurity, pinned_trust
 from tchat.runtime.transport import Transport
 
@@ -103,6 +104,7 @@ class ClientService:
         self.key_changed: KeyChanged | None = None
         self.choice: ClusterChoice | None = None  # an unpinned client's pick of a cluster
         self._closing: asyncio.Task[None] | None = None
+        self.password = ""  # --password-prompt's, until a login is welcomed
 
     @property
     def fingerprint(self) -> str:
@@ -155,8 +157,14 @@ class ClientService:
         )
         key = load_or_create_identity(opts.identity)
         self.identity = key.public_raw
+        # The password (--password-prompt) goes with each login until one is welcomed: from
+        # then on this machine's key is the account's, and the password is forgotten.
+        self.password = opts.password
         self.transport.signer = lambda register, binding: dataclasses.replace(
-            register, identity=self.identity, proof=sign_binding(key, binding, register.name)
+            register,
+            identity=self.identity,
+            proof=sign_binding(key, binding, register.name),
+            password=self.password if binding and self.security is not None else "",
         )
         await self.transport.start()
         dgram = self.transport.dgram
@@ -340,6 +348,8 @@ class ClientService:
             return
         if isinstance(event, Ready | LeaderLearned):
             self._answered = True
+        if isinstance(event, Ready):
+            self.password = ""  # this machine's key is the account's now
         elif isinstance(event, ConnectionChanged) and event.state == "discovering":
             self._watch_discovery()  # the leader is gone: looking again
         if isinstance(event, Ready) and self._rejoin:
@@ -374,6 +384,16 @@ class ClientService:
             self._submitted[int(cmid)] = time.monotonic()
         return int(cmid)
 
+    def set_password_problem(self, password: str) -> str | None:
+        """Why ``/password`` cannot send ``password``, or None: never over --insecure (the
+        session is plaintext), and 8..1024 bytes (the leader says so too)."""
+        if self.security is None:
+            return (
+                "a password travels only over an encrypted session: this client runs "
+                "--insecure, so /password is refused"
+            )
+        return password_problem(password)
+
     def acked(self, cmid: int) -> asyncio.Future[str]:
         """A future resolved with the entry ID once operation ``cmid`` is acknowledged."""
         future = self._acked.get(cmid)
@@ -381,6 +401,13 @@ class ClientService:
             future = asyncio.get_running_loop().create_future()
             self._acked[cmid] = future
         return future
+
+    def request_keys(self) -> int:
+        """Ask for the account's keys (``/devices``); a KeysListed event answers."""
+        assert self.driver is not None and self.node is not None, "start() first"
+        now = asyncio.get_running_loop().time()
+        request_id, _effects = self.driver.call(self.node.request_keys, now)
+        return int(request_id)
 
     def request_rooms(self) -> int:
         """Ask for the cluster's room directory; it arrives as a RoomDirectory event."""

@@ -1,4 +1,9 @@
-"""``tchat --headless``: a scriptable client, commands on stdin and JSON-lines events on stdout."""
+"""``tchat --headless``: a scriptable client, commands on stdin and JSON-lines events on stdout.
+
+Longer than 400 lines: the command parser, the event writer and the loop between them are
+the one contract scripts rely on (CONTRACT.md and README's headless section);
+split, a command and the event that answers it would live apart.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from tchat.core.effects import (
     DiscoveryHint,
     Failed,
     HistoryLoaded,
+    KeysListed,
     LeaderLearned,
     MembersChanged,
     OpFailed,
@@ -39,10 +45,13 @@ from tchat.core.messages import (
     JoinRoom,
     LeaveRoom,
     Operation,
+    RemoveKey,
     SendChat,
     SetAway,
+    SetPassword,
     SetTopic,
 )
+from tchat.crypto.identity import fingerprint as key_fingerprint
 from tchat.runtime.client_service import ClientService
 from tchat.runtime.options import NetOptions
 
@@ -77,6 +86,10 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "away" if away else "back"}
         case SetTopic(room=room, topic=topic):
             return {"op": "topic", "room": room, "topic": topic}
+        case SetPassword():
+            return {"op": "password"}  # never the password itself
+        case RemoveKey(identity=identity):
+            return {"op": "remove-device", "fingerprint": key_fingerprint(identity)}
     return {"op": type(op).__name__.lower()}
 
 
@@ -115,6 +128,15 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {"event": "sent", "id": entry_id, "cmid": cmid}
         case LeaderLearned(leader_id=leader, leader_addr=addr, epoch=epoch):
             return {"event": "leader", "leader": leader, "addr": addr, "epoch": str(epoch)}
+        case KeysListed(request_id=rid, keys=keys, yours=yours):
+            return {
+                "event": "devices",
+                "request_id": rid,
+                "devices": [
+                    {"n": n, "fingerprint": key_fingerprint(key), "this": n - 1 == yours}
+                    for n, key in enumerate(keys, 1)
+                ],
+            }
         case OpFailed(cmid=cmid, reason=reason):
             return {"event": "error", "message": reason, "cmid": cmid}
         case Failed(reason=reason):
@@ -222,6 +244,19 @@ def parse(line: str, last_room: str | None, rooms: Collection[str] = ()) -> Comm
             return Command(SetAway(head == "/away"))
         case "/topic":
             return parse_topic(rest, last_room, rooms)
+        case "/password":
+            # The rest of the line, as typed: a password may hold spaces (stdin is no
+            # command line, so ps never shows it).
+            if not rest:
+                return Command(error="usage: /password NEW_PASSWORD")
+            return Command(SetPassword(rest))
+        case "/devices":
+            words = rest.split()
+            if not words:
+                return Command(action="devices")
+            if len(words) == 2 and words[0] == "remove" and words[1].isdigit():
+                return Command(action="remove-device", arg=int(words[1]))
+            return Command(error="usage: /devices [remove N]")
         case "/who" | "/quit" | "/status":
             return Command(action=head[1:])
         case "/history":
@@ -244,6 +279,7 @@ class HeadlessClient:
         # Non-message operations awaiting their ack: CONTRACT.md gives them `ok`, not `sent`.
         self.operations: dict[int, dict[str, Any]] = {}
         self._lines: asyncio.Queue[str | None] | None = None
+        self.devices: tuple[bytes, ...] = ()  # the last /devices listing: what N refers to
 
     @property
     def last_room(self) -> str | None:
@@ -260,6 +296,8 @@ class HeadlessClient:
             operation = self.operations.pop(event.cmid, None)
             if operation is not None and isinstance(event, Sent):
                 obj = {"event": "ok", **operation, "cmid": event.cmid}
+        if isinstance(event, KeysListed):
+            self.devices = event.keys
         if isinstance(event, Ready):
             self.ready.set()
         elif isinstance(event, Failed | ClusterChoiceNeeded):
@@ -324,12 +362,25 @@ class HeadlessClient:
                     self.emit({"event": "error", "message": f"not in room {command.arg!r}"})
                 else:
                     self.emit({"event": "topic", "room": info.room, "topic": info.topic})
-            elif command.action == "history":
+            elif command.action == "devices":
+                rid = self.service.request_keys()
+                self.emit({"event": "devices_requested", "request_id": rid})
+            elif command.action == "remove-device":  # N of the last listing, as an operation
+                if not 1 <= command.arg <= len(self.devices):
+                    self.emit({"event": "error", "message": "no such device: /devices lists them"})
+                    continue
+                command.op = RemoveKey(self.devices[command.arg - 1])
+            if command.action == "history":
                 target, limit = command.arg
                 room, peer = (None, target[1:]) if target.startswith("@") else (target, None)
                 rid = self.service.request_history(room, peer, None, limit)
                 self.emit({"event": "history_requested", "request_id": rid})
             elif command.op is not None:
+                if isinstance(command.op, SetPassword):
+                    problem = self.service.set_password_problem(command.op.password)
+                    if problem:
+                        self.emit({"event": "error", "message": problem})
+                        continue
                 if isinstance(command.op, JoinRoom):
                     room = command.op.room  # "the last joined room" is the last one typed
                     if room in self.joined_order:

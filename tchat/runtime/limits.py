@@ -30,6 +30,8 @@ from tchat.core.messages import (
     HistoryRequest,
     JoinRequest,
     JoinRoom,
+    KeysReply,
+    KeysRequest,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -125,6 +127,7 @@ SERVER_FRAMES: frozenset[type[Message]] = frozenset(
         NameClash,
         HistoryReply,
         RoomsReply,
+        KeysReply,
         Challenge,  # the login binding's nonce, sent first on a client's session
         # a status request signed with the cluster key (an operator's, by datagram)
         ClusterStatusRequest,
@@ -139,6 +142,7 @@ CLIENT_FRAMES: frozenset[type[Message]] = frozenset(
         LeaderSuspect,
         HistoryRequest,
         RoomsRequest,
+        KeysRequest,
         StatusRequest,
         Discover,
     )
@@ -201,7 +205,7 @@ def operation_kind(message: Message) -> str | None:
             return "register"
         case HistoryRequest():
             return "history"
-        case RoomsRequest() | StatusRequest() | Discover():
+        case RoomsRequest() | KeysRequest() | StatusRequest() | Discover():
             return "directory"
         case LeaderSuspect():
             return "suspect"

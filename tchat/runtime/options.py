@@ -25,6 +25,7 @@ from typing import Any
 
 from tchat.core.codec import MAX_FRAME
 from tchat.core.config import Timing
+from tchat.core.messages import MAX_PASSWORD, MIN_PASSWORD
 from tchat.crypto.keyfiles import KeyFileError, check_private
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ DEFAULT_DISCOVERY_PORT = 47470
 MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
 NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret (docs/OPERATIONS.md)
+PASSWORD_ENV = "TCHAT_PASSWORD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,10 @@ class NetOptions:
     identity: Path | None = None  # a client's identity key file (None: the XDG default)
     # --cluster FINGERPRINT: a client accepts only this cluster key (and pins it if new).
     cluster: str | None = None
+    # --password-prompt: the account's password, to log in from a machine whose key is not
+    # (yet) the account's. Read from TCHAT_PASSWORD or the terminal, never the command line;
+    # never shown (repr) and sent only over an encrypted session.
+    password: str = field(default="", repr=False)
 
     @property
     def key(self) -> bytes | None:
@@ -267,6 +273,12 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="identity key file (client modes; default $XDG_DATA_HOME/tchat/identity.key)",
     )
+    parser.add_argument(
+        "--password-prompt",
+        action="store_true",
+        help=f"log in with the account's password (from ${PASSWORD_ENV} or asked on the "
+        "terminal): adds this machine's key to the account",
+    )
     parser.add_argument("--theme", help="Textual theme name")
     parser.add_argument("--id", type=int, dest="server_id", help="unique server ID")
     parser.add_argument("--data-dir", type=Path, help="server data directory")
@@ -416,6 +428,33 @@ _SIMPLE = {
 }
 
 
+def account_password(mode: str, insecure: bool, user: str | None) -> str:
+    """``--password-prompt``: the password from $TCHAT_PASSWORD, else asked on the terminal
+    (getpass reads /dev/tty, so a headless client's stdin stays its command stream)."""
+    if mode not in ("client", "headless"):
+        refuse("--password-prompt is for a client (tchat --user NAME, or --headless)")
+    if insecure:
+        refuse(
+            "--password-prompt cannot go with --insecure: a password travels only over an "
+            "encrypted session"
+        )
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        import getpass
+
+        try:
+            password = getpass.getpass(f"password for {user or 'your account'}: ")
+        except (EOFError, OSError) as exc:
+            refuse(f"--password-prompt: no terminal to ask on and no ${PASSWORD_ENV} ({exc})")
+    size = len(password.encode("utf-8", "surrogatepass"))
+    if not MIN_PASSWORD <= size <= MAX_PASSWORD:
+        refuse(
+            f"--password-prompt: a password has {MIN_PASSWORD} to {MAX_PASSWORD} bytes, "
+            f"this one {size}"
+        )
+    return password
+
+
 def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
     """Merge defaults < TOML config < environment (key) < command line into NetOptions.
 
@@ -446,6 +485,8 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
             refuse("--insecure runs without cluster keys, but a next one is given")
         if values["next_cluster_key"] == values["cluster_key"]:
             refuse(f"the next cluster key ({values['next_key_source']}) is the current one")
+    if getattr(args, "password_prompt", False):
+        values["password"] = account_password(mode, values["insecure"], values.get("user"))
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):
         values["multicast"] = False
     cluster = getattr(args, "cluster", None) or flat.get("cluster")

@@ -29,6 +29,7 @@ from tchat.runtime.connection import split_addr, warm_up_logins
 from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
+from tchat.runtime.passwords import PasswordDesk
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -90,6 +91,7 @@ class ServerService:
         self._stopping = False
         self._status = ServerStatusReader()
         self.security: WireSecurity | None = None
+        self.passwords: PasswordDesk | None = None
 
     @property
     def addr(self) -> str:
@@ -142,6 +144,12 @@ class ServerService:
         self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
         self.transport.admin = self._admin_desk()
+        self.passwords = PasswordDesk(
+            node,
+            self.driver,
+            asyncio.get_running_loop().time,
+            encrypted=self.security is not None,
+        )
         self.discovery = DiscoveryListener(self.transport)
         await self.discovery.start()
         self.driver.start()
@@ -296,6 +304,11 @@ class ServerService:
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:
+            passwords = self.passwords
+            if passwords is not None and passwords.takes(message):
+                # A password never reaches the node: the desk hashes or checks it first.
+                passwords.on_message(message, src)  # type: ignore[arg-type]
+                return
             self.driver.on_message(message, src)
 
     def step_down(self) -> bool:
@@ -323,6 +336,8 @@ class ServerService:
 
     async def close(self) -> None:
         """Close everything without a handover (after stop, or on a failed start)."""
+        if self.passwords is not None:
+            self.passwords.close()
         if self.driver is not None:
             self.driver.close()  # waits for the commit in flight and joins the commit thread
         if self.discovery is not None:

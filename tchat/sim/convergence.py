@@ -114,8 +114,12 @@ def clients_converged(checker: Checker, leader: ServerSlot, lfold: Any) -> list[
             )
         name = node.name
         other = names_seen.get(name)
-        # Several terminals of one account serve one name; two keys never do.
-        if other is not None and other.config.identity != c.config.identity:
+        # Several terminals of one account serve one name (machines with keys the account
+        # holds); a key that is not the account's never does.
+        if other is not None and not (
+            lnode.state.holds_key(name, other.config.identity)
+            and lnode.state.holds_key(name, c.config.identity)
+        ):
             problems.append(
                 ("names-unique", f"{c.client_id} and {other.client_id} both serve as {name!r}")
             )

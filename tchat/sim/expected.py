@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tchat.core.messages import (
+    MAX_KEYS,
     Chat,
     Entry,
+    KeyAdded,
+    KeyRemoved,
     NameClaimed,
     NameReleased,
     RoomJoined,
@@ -68,7 +71,7 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     # may have several (terminals of one key); a login under another key than the name's
     # claim lost a clash and is ignored.
     session: dict[str, dict[str, Entry]] = {}
-    claims: dict[str, bytes] = {}
+    claims: dict[str, list[bytes]] = {}  # name -> its keys, the claim's first
     # A private message to a name that is offline waits for the name's next login, whose
     # welcome replays it: name -> its last UserOffline, name -> the messages waiting.
     went_offline: dict[str, Entry] = {}
@@ -85,12 +88,10 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if op in origins:
                 continue
             origins.add(op)
-        if isinstance(body, NameClaimed):
-            claims.setdefault(body.name, body.identity)
-        elif isinstance(body, NameReleased):
-            claims.pop(body.name, None)
+        if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
+            _account(claims, body)
         elif isinstance(body, UserOnline):
-            if claims.setdefault(body.name, body.identity) != body.identity:
+            if body.identity not in claims.setdefault(body.name, [body.identity]):
                 continue  # another key's login lost the name in a merge
             sessions = session.get(body.name)
             if sessions is None:
@@ -132,21 +133,37 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     return expected
 
 
+def _account(claims: dict[str, list[bytes]], body: object) -> None:
+    """An account's keys as the fold keeps them: the claim's first, then added ones, at
+    most MAX_KEYS; a released name has none."""
+    match body:
+        case NameClaimed(name=name, identity=identity):
+            claims.setdefault(name, [identity])
+        case KeyAdded(name=name, identity=identity):
+            keys = claims.get(name)
+            if keys is not None and identity not in keys and len(keys) < MAX_KEYS:
+                keys.append(identity)
+        case KeyRemoved(name=name, identity=identity):
+            keys = claims.get(name)
+            if keys is not None and identity in keys and len(keys) > 1:
+                keys.remove(identity)  # the claim's key going: the next stands for it
+        case NameReleased(name=name):
+            claims.pop(name, None)
+
+
 def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
     """For each UserOnline / RoomJoined entry id, the entry that ends it (if any): a
     session's logout ends its login, the user's last session's ends its joins."""
     ends: dict[str, Entry] = {}
-    claims: dict[str, bytes] = {}
+    claims: dict[str, list[bytes]] = {}  # name -> its keys, the claim's first
     open_logins: dict[str, dict[str, Entry]] = {}  # name -> client_id -> UserOnline
     open_joins: dict[tuple[str, str], Entry] = {}  # (room, name) -> RoomJoined
     for e in entries:
         body = e.body
-        if isinstance(body, NameClaimed):
-            claims.setdefault(body.name, body.identity)
-        elif isinstance(body, NameReleased):
-            claims.pop(body.name, None)
+        if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
+            _account(claims, body)
         elif isinstance(body, UserOnline):
-            if claims.setdefault(body.name, body.identity) == body.identity:
+            if body.identity in claims.setdefault(body.name, [body.identity]):
                 open_logins.setdefault(body.name, {}).setdefault(body.client_id, e)
         elif isinstance(body, UserOffline):
             logins = open_logins.get(body.name, {})

@@ -97,17 +97,24 @@ class Checker:
 
     # -- invariant 8: only a name's owner speaks as that name --------------------------
     def _accounts(self, slot: ServerSlot) -> None:
-        """No name is online under an identity other than its claimant's; no forged login
-        (another's name with the forger's key, a replayed proof, a victim's client ID) is
-        ever admitted."""
+        """No name is online under an identity other than its account's; no forged login
+        (another's name with the forger's key, a replayed proof, a victim's client ID, a
+        guessed password) is ever admitted, and no forger's key joins another's account."""
         state = getattr(slot.node, "state", None)
         if state is None:
             return  # a scripted stand-in for a server (the simulator's own tests)
+        for name, keys in state.added_keys.items():
+            for key in keys:
+                own = self.forged_identities.get(key, name)
+                if own != name:
+                    raise Violation(
+                        "forged-key", f"s{slot.server_id}: a forger's key joined {name!r}"
+                    )
         for name, record in state.users.items():
-            if state.claims.get(name) != record.identity:
+            if not state.holds_key(name, record.identity):
                 raise Violation(
                     "account-owner",
-                    f"s{slot.server_id}: {name!r} is online under a key that is not its claim's",
+                    f"s{slot.server_id}: {name!r} is online under a key that is not its account's",
                 )
             own = self.forged_identities.get(record.identity, name)
             if own != name or not self.forged_sessions.isdisjoint(record.sessions):

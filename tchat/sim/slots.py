@@ -86,6 +86,7 @@ class ClientSlot:
         "names",
         "owner",
         "forger",
+        "password",
     )
 
     def __init__(self, client_id: str, config: ClientConfig) -> None:
@@ -110,6 +111,7 @@ class ClientSlot:
         self.names = [config.name]
         self.owner = config.name  # the person whose key it logs in with
         self.forger = ""  # a forger's trick ("" for an honest client)
+        self.password = ""  # sent with its logins (a new machine's, or a forger's guess)
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ import random
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tchat.core.codec import MAX_FRAME
@@ -45,6 +46,7 @@ from tchat.sim import trace
 from tchat.sim.identities import Identities, proven, session_binding, signed
 from tchat.sim.invariants import Checker, Violation
 from tchat.sim.network import Network, NetworkFaults
+from tchat.sim.passwords import desk_step
 from tchat.sim.slots import (
     INF,
     ClientSlot,
@@ -276,6 +278,7 @@ class World:
         owner: str | None = None,
         client_id: str | None = None,
         forger: str = "",
+        password: str = "",
     ) -> ClientSlot:
         """A client logging in as ``name`` with ``owner``'s key (default: the name's
         owner's); a forger (``forger`` names its trick) may reuse a victim's client ID."""
@@ -292,7 +295,7 @@ class World:
         )
         client_id = f"c{number}"  # the slot's own label, whatever ID it claims
         slot = ClientSlot(client_id, config)
-        slot.owner, slot.forger = owner, forger
+        slot.owner, slot.forger, slot.password = owner, forger, password
         self.clients[client_id] = slot
         self._by_addr[slot.addr] = slot
         if side is not None:
@@ -407,6 +410,11 @@ class World:
         self.trace.append((self.now, src, dst, "", message))
         if isinstance(message, Election):
             self.checker.on_election_received(slot, message)
+        runtime = desk_step(slot.node, message, src, self.now) if slot.kind == "server" else None
+        if runtime is not None:  # a password: the server runtime's desk takes it first
+            what, fn, args = runtime
+            self._step(slot, what, fn, *args)
+            return
         self._step(slot, "handle", slot.node.handle, message, src, self.now)
 
     def _sign(self, slot: ClientSlot, dst: str, register: Register) -> Register:
@@ -417,6 +425,8 @@ class World:
         binding = session_binding(slot.addr, slot.incarnation, dst, incarnation)
         if slot.forger == "replay":
             binding = session_binding("elsewhere", 0, dst, incarnation)
+        if slot.password:  # --password-prompt's: with every login, as the runtime's signer
+            register = replace(register, password=slot.password)
         return signed(register, self.identities.key(slot.owner), binding)
 
     def inject(self, slot: Slot, src: str, message: Message) -> None:

@@ -56,6 +56,12 @@ COMMANDS: dict[str, CommandSpec] = {
             2,
         ),
         CommandSpec("theme", "/theme NAME", "switch the colour theme (saved)", 1, 1),
+        CommandSpec(
+            "password", "/password", "set or change your account's password (asked, masked)"
+        ),
+        CommandSpec(
+            "devices", "/devices [remove N]", "list your account's keys (or remove one)", 0, 2
+        ),
         CommandSpec("help", "/help [COMMAND]", "show this help, or one command's", 0, 1),
         CommandSpec("quit", "/quit", "log out and exit"),
     )
@@ -130,6 +136,12 @@ def parse(line: str) -> Parsed:
         if not (level_ok or desktop_ok):
             return Invalid(f"usage: {spec.usage}; /notify desktop osc9|osc777|off")
         args = words
+    if (
+        name == "devices"
+        and args
+        and (len(args) != 2 or args[0] != "remove" or not args[1].isdigit())
+    ):
+        return Invalid(f"usage: {spec.usage}")
     if name == "help" and args and args[0].lstrip("/").lower() not in COMMANDS:
         return Invalid(f"no command /{args[0].lstrip('/')}; /help lists them")
     return Command(name, args)

@@ -8,7 +8,17 @@ import unicodedata
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tchat.core.messages import JoinRoom, LeaveRoom, Operation, SendChat, SetAway, SetTopic
+from tchat.core.messages import (
+    MIN_PASSWORD,
+    JoinRoom,
+    LeaveRoom,
+    Operation,
+    RemoveKey,
+    SendChat,
+    SetAway,
+    SetPassword,
+    SetTopic,
+)
 from tchat.core.topics import topic_problem
 from tchat.ui.chat_model import Kind, peer_key, room_key
 from tchat.ui.commands import (
@@ -110,6 +120,42 @@ class CommandRunner:
         if self.submit(SetAway(away), "away" if away else "back") is not None:
             self.away = away
             self.screen.say("you are marked away" if away else "you are back")
+
+    def do_password(self, _cmd: Command) -> None:
+        """Asked in a masked prompt, never typed on the command line: the composer keeps a
+        history and the scrollback shows what was typed."""
+        screen = self.screen
+        check = getattr(screen.service, "set_password_problem", None)
+        problem = check("x" * MIN_PASSWORD) if check is not None else None
+        if problem:  # --insecure: no password leaves this machine in plaintext
+            screen.say(problem)
+            return
+        from tchat.ui.screens.password_prompt import PasswordPrompt
+
+        def chosen(password: str | None) -> None:
+            if not password:
+                screen.say("password unchanged")
+                return
+            if self.submit(SetPassword(password), "password set") is not None:
+                screen.say("password sent over the encrypted session: the leader hashes it")
+
+        screen.app.push_screen(PasswordPrompt(), chosen)
+
+    def do_devices(self, cmd: Command) -> None:
+        screen = self.screen
+        if not cmd.args:
+            request = getattr(screen.service, "request_keys", None)
+            if request is None:
+                screen.say("this session cannot list devices")
+                return
+            request()
+            return
+        number = int(cmd.args[1])
+        devices = screen.devices
+        if not 1 <= number <= len(devices):
+            screen.say("no such device: /devices lists them")
+            return
+        self.submit(RemoveKey(devices[number - 1]), f"removing device {number}")
 
     def do_search(self, cmd: Command) -> None:
         screen = self.screen

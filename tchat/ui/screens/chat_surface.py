@@ -24,6 +24,7 @@ class ChatSurface(Protocol):
     tz: tzinfo | None
     themes: Callable[[], list[str]]
     ops: dict[int, str]  # cmid -> what a non-chat operation was
+    devices: tuple[bytes, ...]  # the account's keys as /devices last listed them
     join_wanted: set[str]
     found: SearchResults | None
     search_status: str

@@ -29,6 +29,7 @@ from textual.widgets import (
 
 from tchat.core import effects as ev
 from tchat.core.messages import RoomSummary
+from tchat.crypto.identity import fingerprint as key_fingerprint
 from tchat.ui.attention import ConnectionWatch
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
 from tchat.ui.commands import complete, length_problem, plural
@@ -100,6 +101,7 @@ class ClientScreen(Screen[None]):
         self.themes = themes
         self.commands = CommandRunner(self)
         self.navigator = Navigator(self)
+        self.devices: tuple[bytes, ...] = ()  # the last /devices listing: what N refers to
         self.ops: dict[int, str] = {}  # cmid -> what a non-chat operation was, for errors
         self.history_requests: dict[int, str] = {}  # request id -> conversation key
         self.join_wanted: set[str] = set()  # rooms to open once entered
@@ -230,6 +232,14 @@ class ClientScreen(Screen[None]):
                 self._refresh_rooms()
                 if self.list_wanted is not None:
                     self.commands.show_list()
+            case ev.KeysListed(keys=keys, yours=yours):
+                self.devices = keys
+                for n, device in enumerate(keys, 1):
+                    mark = " (this one)" if n - 1 == yours else ""
+                    shown = f"device {n}: {key_fingerprint(device)}{mark}"
+                    change = self.model.notice(shown, wall)
+                if keys:
+                    change = self.model.notice("/devices remove N removes one", wall)
             case ev.HistoryLoaded(request_id=rid, entries=entries):
                 wanted = self.history_requests.pop(rid, None)
                 if wanted is not None:
