@@ -158,6 +158,8 @@ def test_no_frame_to_a_client_carries_a_client_id() -> None:
     bus.submit(bob, Logout())
     bus.run_until(lambda: "bob" not in alice.users, 2)
     (back,) = serving(bus, "bob")  # a Replay of what he missed
+    bus.submit(back, JoinRoom("room"))  # a member again: history is for members only
+    bus.run_until(lambda: not back.pending, 2)
     bus._post(
         back.config.addr,
         leaders(servers)[0].config.addr,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
+from tchat.core.access import history_refusal, listed, may_read, owner_operation
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
@@ -21,11 +22,14 @@ from tchat.core.messages import (
     ROOMS_PER_REPLY,
     Chat,
     ClientBeat,
+    CreateRoom,
     Entry,
     EntryBody,
     HistoryReply,
     HistoryRequest,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Logout,
     NameClaimed,
@@ -46,6 +50,7 @@ from tchat.core.messages import (
     RoomSummary,
     SendChat,
     SetAway,
+    SetRoomMode,
     Submit,
     UserInfo,
     UserList,
@@ -291,14 +296,7 @@ class ClientDesk:
         return cached[1], cached[2]
 
     def relevant(self, entry: Entry, name: str) -> bool:
-        lead = self.lead
-        body = entry.body
-        if not isinstance(body, Chat):
-            return False
-        if body.room is None:
-            return name in (body.sender, body.to)
-        record = lead.node.state.rooms.get(body.room)
-        return record is not None and record.was_member(name, entry.key)
+        return may_read(self.lead.node.state, name, entry)
 
     def resync_all(self, reason: str) -> list[Effect]:
         lead = self.lead
@@ -468,7 +466,14 @@ class ClientDesk:
                     return None, problem
                 if state.is_member(room, name):
                     return None, f"you are already in room {room!r}"
+                record = state.rooms.get(room)
+                if record is not None and not record.may_join(name):
+                    return None, (
+                        f"room {room!r} is private: only its owner's invitation lets you in"
+                    )
                 return self.join_limit(state, room, name)
+            case CreateRoom() | SetRoomMode() | InviteUser() | KickUser():
+                return owner_operation(state, name, msg.op, self.join_limit)
             case LeaveRoom(room=room):
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
@@ -571,12 +576,22 @@ class ClientDesk:
             return []
         name = session.name
         limit = max(1, min(msg.limit, 500))
+        state = lead.node.state
+        refusal = history_refusal(state, name, msg)
+        if refusal:
+            # Answered (empty), so the client stops waiting; counted and logged, never served.
+            node = lead.node
+            node.count("history-refused")
+            return [
+                node.log_event("history-refused", f"user {name}: {refusal}", user=name),
+                Send(addr, HistoryReply(lead.epoch, msg.request_id, ())),
+            ]
 
         def wanted(entry: Entry) -> bool:
             body = entry.body
             assert isinstance(body, Chat)
             if msg.room is not None:
-                return body.room == msg.room
+                return body.room == msg.room and may_read(state, name, entry, scrollback=True)
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)
@@ -592,6 +607,8 @@ class ClientDesk:
     def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
         """The room directory, from the committed state, in chunks."""
         lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        user = session.name if session is not None else None
         rooms = [
             RoomSummary(
                 record.name,
@@ -602,6 +619,7 @@ class ClientDesk:
                 record.last_ts,
             )
             for _, record in sorted(lead.streams.view.rooms.items())
+            if listed(record, user)
         ]
         parts = codec.split(rooms, codec.packed_size, most=ROOMS_PER_REPLY) or [()]
         return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
@@ -11,8 +12,12 @@ from tchat.core.messages import (
     Entry,
     NameClaimed,
     NameReleased,
+    RoomCreated,
+    RoomInvited,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
+    RoomMode,
     ServerJoined,
     ServerLeft,
     UserInfo,
@@ -30,6 +35,20 @@ MAX_SESSIONS = 8
 # Names ever claimed: the bound of the account table (a claim is made only by a proven
 # login, and each costs a replicated entry; past this the leader refuses new names).
 MAX_ACCOUNTS = 1_000_000
+
+
+def _start(stretch: tuple[Key, Key | None]) -> Key:
+    return stretch[0]
+
+
+# Stretches of membership kept per member and room (join, leave): the newest ones.
+STRETCHES_PER_MEMBER = 64
+# Pending invitations of one room at most: each costs the room's record a name.
+INVITES_PER_ROOM = 100
+# Rooms one user may own at most (a room made by /join past it has no owner).
+OWNED_ROOMS_MAX = 100
+# Members of one private room who went offline and may come back without a new invitation.
+RETURNING_PER_ROOM = 1000
 
 
 @dataclass(slots=True)
@@ -60,11 +79,32 @@ class RoomRecord:
     # every stretch of membership, member -> [(join key, leave key or None)]: who was in
     # the room when a given message was sent, for catching up after a gap
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
+    # Who made the room (None: made before rooms had owners, or past OWNED_ROOMS_MAX): only
+    # they change its mode, invite and kick. A private room lets in only its owner, the
+    # invited, and members who went offline (not those who left or were kicked).
+    owner: str | None = None
+    private: bool = False
+    # Key of the entry that made the room public, this time (None while it is private): a
+    # member of a public room reads its scrollback back to there, not into a private past.
+    public_since: Key | None = None
+    invited: set[str] = field(default_factory=set)
+    returning: set[str] = field(default_factory=set)
+
+    def may_join(self, name: str) -> bool:
+        return (
+            not self.private or name == self.owner or name in self.invited or name in self.returning
+        )
 
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
             self.members[name] = key
-            self.stretches.setdefault(name, []).append((key, None))
+            stretches = self.stretches.setdefault(name, [])
+            stretches.append((key, None))
+            if len(stretches) > STRETCHES_PER_MEMBER:
+                # Every read checks them: a user who joined and left thousands of times
+                # would make each entry of a scrollback cost thousands. The oldest go (what
+                # they covered is no longer readable by that user: the safe side).
+                del stretches[0]
 
     def leave(self, name: str, key: Key) -> None:
         if self.members.pop(name, None) is not None:
@@ -72,10 +112,16 @@ class RoomRecord:
             stretches[-1] = (stretches[-1][0], key)
 
     def was_member(self, name: str, key: Key) -> bool:
-        return any(
-            start < key and (end is None or key < end)
-            for start, end in self.stretches.get(name, ())
-        )
+        stretches = self.stretches.get(name)
+        if not stretches:
+            return False
+        # The stretches follow each other in key order without overlapping (the fold
+        # applies in key order): only the last one begun before ``key`` can hold it.
+        index = bisect_left(stretches, key, key=_start) - 1
+        if index < 0:
+            return False
+        end = stretches[index][1]
+        return end is None or key < end
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +173,7 @@ class ClusterState:
         # Every account's and room's name by skeleton: a new name must not look like one.
         self.user_look_alikes = LookAlikes()
         self.room_look_alikes = LookAlikes()
+        self.owned: dict[str, int] = {}  # user -> how many rooms they own
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -200,7 +247,12 @@ class ClusterState:
                 del self.users[name]
                 del self._infos[name]
                 for room in sorted(self.rooms_of.pop(name, set())):
-                    self.rooms[room].leave(name, entry.key)
+                    record = self.rooms[room]
+                    record.leave(name, entry.key)
+                    # Going offline is not leaving: the member of a private room may
+                    # come back (the client rejoins on its next login) without an invite.
+                    if record.private and len(record.returning) < RETURNING_PER_ROOM:
+                        record.returning.add(name)
             case UserStatus(name=name, away=away):
                 current = self.users.get(name)
                 if current is None:
@@ -208,15 +260,55 @@ class ClusterState:
                 current.away = away
                 current.since = entry.ts
                 self._infos[name] = current.info()
-            case RoomJoined(room=room, name=name):
+            case RoomJoined(room=room, name=name):  # RoomCreated too
                 if name not in self.users:
                     return False
                 record = self.rooms.get(room)
                 if record is None:
-                    record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
+                    private = isinstance(body, RoomCreated) and body.private
+                    record = self.rooms[room] = self._create(room, name, private)
+                    record.public_since = None if private else entry.key
                     self.room_look_alikes.add(room)
+                elif not record.may_join(name):
+                    # Only a merge gets here (the leader refuses such a join): the room was
+                    # made private, or created private, on the other side. The log order
+                    # decides, the same everywhere: the earlier creation keeps the room.
+                    return False
+                record.invited.discard(name)  # an invitation lets one in once
+                record.returning.discard(name)
                 record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
+            case RoomMode(room=room, by=by, private=private):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by:
+                    return False
+                if private:
+                    record.public_since = None
+                elif record.private:
+                    record.public_since = entry.key
+                    record.invited.clear()
+                    record.returning.clear()
+                record.private = private
+            case RoomInvited(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if (
+                    record is None
+                    or record.owner != by
+                    or not record.private
+                    or name in record.members
+                    or len(record.invited) >= INVITES_PER_ROOM
+                ):
+                    return False
+                record.invited.add(name)
+            case RoomKicked(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by or name == by:
+                    return False
+                record.invited.discard(name)
+                record.returning.discard(name)
+                if name in record.members:
+                    record.leave(name, entry.key)
+                    self.rooms_of.get(name, set()).discard(room)
             case RoomLeft(room=room, name=name):
                 record = self.rooms.get(room)
                 if record is None or name not in record.members:
@@ -227,6 +319,13 @@ class ClusterState:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
         return True
+
+    def _create(self, room: str, name: str, private: bool) -> RoomRecord:
+        record = RoomRecord(room, self._allocate_group(room), private=private)
+        if self.owned.get(name, 0) < OWNED_ROOMS_MAX:
+            record.owner = name
+            self.owned[name] = self.owned.get(name, 0) + 1
+        return record
 
     def _allocate_group(self, room: str) -> str:
         start = zlib.crc32(room.encode()) % self._count
@@ -264,7 +363,16 @@ class ClusterState:
             ),
             tuple(sorted(self.claims.items())),
             tuple(
-                (name, record.group, tuple(sorted(record.members)))
+                (
+                    name,
+                    record.group,
+                    tuple(sorted(record.members)),
+                    record.owner,
+                    record.private,
+                    record.public_since,
+                    tuple(sorted(record.invited)),
+                    tuple(sorted(record.returning)),
+                )
                 for name, record in sorted(self.rooms.items())
             ),
         )

@@ -40,6 +40,7 @@ from tchat.core.messages import (
     RoomFrame,
     RoomInfo,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
     SessionFrame,
     Submit,
@@ -337,7 +338,10 @@ class Inbox:
                     del node.rooms[room]
                     holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
-                    effects.append(Deliver(RoomExited(room)))
+                    by = body.by if isinstance(body, RoomKicked) else ""
+                    if by:  # kicked: not a room to rejoin after a failover or a relogin
+                        self.wanted_rooms.discard(room)
+                    effects.append(Deliver(RoomExited(room, by)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = RoomInfo(room, info.group, members, info.head)

@@ -45,7 +45,7 @@ Encoder: TypeAlias = Callable[[Any], Any]
 
 # Strings are bounded by what the field means, found by its name: one rule per meaning
 # instead of one annotation per field.
-_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members"})  # members: user names
+_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members", "by"})  # members: user names
 _ADDR_FIELDS = frozenset({"addr", "leader_addr", "group"})
 
 

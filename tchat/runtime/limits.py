@@ -1,4 +1,9 @@
-"""What a node lets in: datagram kinds, connection caps and per-source rate limits."""
+"""What a node lets in: datagram kinds, connection caps and per-source rate limits.
+
+Longer than 400 lines: every table of what may come in (datagram kinds, the frames a
+client or a server session may carry, connection caps, per-kind rates) is here, so that
+one file answers "what does a stranger get to send us"; the mechanisms live elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from tchat.core.messages import (
     ClientBeat,
     ClientHeartbeat,
     ClusterStatusRequest,
+    CreateRoom,
     Discover,
     DiscoverReply,
     Election,
@@ -24,8 +30,10 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryReply,
     HistoryRequest,
+    InviteUser,
     JoinRequest,
     JoinRoom,
+    KickUser,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -46,6 +54,7 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     SessionFrame,
+    SetRoomMode,
     StaleEpoch,
     StatusReply,
     StatusRequest,
@@ -181,8 +190,10 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
 def operation_kind(message: Message) -> str | None:
     """The rate-limit class of a client's frame; None for anything else (server frames)."""
     match message:
-        case Submit(op=JoinRoom() | LeaveRoom()):
-            return "room"
+        case Submit(
+            op=JoinRoom() | LeaveRoom() | CreateRoom() | SetRoomMode() | InviteUser() | KickUser()
+        ):
+            return "room"  # membership and ownership changes: each one a frame to members
         case Submit():
             return "chat"
         case ClientBeat():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     Chat,
     Entry,
@@ -60,7 +61,8 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     of the message in the merged order, and the client may have delivered later entries
     already: neither "must deliver" nor "must not" is right for it, so it is not checked.
     """
-    ends = _membership_ends(entries)
+    ignored = _ignored_room_changes(entries)
+    ends = _membership_ends(entries, ignored)
     # name -> its sessions (client_id -> UserOnline entry), while the user is online: a user
     # may have several (terminals of one key); a login under another key than the name's
     # claim lost a clash and is ignored.
@@ -106,6 +108,8 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
                 went_offline[body.name] = e
                 for names in members.values():
                     names.pop(body.name, None)
+        elif e.id in ignored:
+            continue
         elif isinstance(body, RoomJoined):
             if body.name in session:
                 members.setdefault(body.room, {}).setdefault(body.name, e)
@@ -129,7 +133,25 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
     return expected
 
 
-def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
+def _ignored_room_changes(entries: list[Entry]) -> set[str]:
+    """Ids of the joins, leaves and kicks the fold ignores: a join that a merge put after
+    the room became private (or was created private on the other side), a kick by someone
+    the merged log does not make the owner. The fold's own rule, so the fold's own code."""
+    state = ClusterState("239.255.0.0", 16, 1)
+    ignored: set[str] = set()
+    origins: set[tuple[str, int]] = set()
+    for e in entries:
+        if e.origin is not None:
+            op = (e.origin.client_id, e.origin.cmid)
+            if op in origins:
+                continue  # the servers' fold skips a later copy of an operation too
+            origins.add(op)
+        if not state.apply(e) and isinstance(e.body, (RoomJoined, RoomLeft)):
+            ignored.add(e.id)
+    return ignored
+
+
+def _membership_ends(entries: list[Entry], ignored: set[str]) -> dict[str, Entry]:
     """For each UserOnline / RoomJoined entry id, the entry that ends it (if any): a
     session's logout ends its login, the user's last session's ends its joins."""
     ends: dict[str, Entry] = {}
@@ -154,6 +176,8 @@ def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
                     del open_logins[body.name]
                     for key in [k for k in open_joins if k[1] == body.name]:
                         ends[open_joins.pop(key).id] = e
+        elif e.id in ignored:
+            continue
         elif isinstance(body, RoomJoined):
             if body.name in open_logins:
                 open_joins.setdefault((body.room, body.name), e)

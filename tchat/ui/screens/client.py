@@ -204,9 +204,10 @@ class ClientScreen(Screen[None]):
                 if info.room in self.join_wanted:
                     self.join_wanted.discard(info.room)
                     self.open_conversation(key)
-            case ev.RoomExited(room=room):
+            case ev.RoomExited(room=room, by=by):
                 change = self.model.room_exited(room)
-                self.model.notice(f"left #{room}", wall, room_key(room))
+                text = f"{by} removed you from #{room}" if by else f"left #{room}"
+                self.model.notice(text, wall, room_key(room))
             case ev.MembersChanged(room=room, members=members):
                 key = room_key(room)
                 before = set(self.model.conversation(key).members)
