@@ -241,9 +241,14 @@ class ClusterState:
                     return False
                 del current.sessions[client_id]
                 del self.session_names[client_id]
-                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 if current.sessions:
-                    return False  # another session lives: the user stays online
+                    # Another session lives: the user stays online, and the catch-up
+                    # point stays where it was. This session's cursor says what it saw,
+                    # not what a terminal whose login is in the log but whose Welcome is
+                    # still to come saw: starting that one's replay here lost it what
+                    # came between its login and this logout.
+                    return False
+                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 del self.users[name]
                 del self._infos[name]
                 for room in sorted(self.rooms_of.pop(name, set())):
