@@ -85,6 +85,10 @@ class Checker:
         # Forgers' keys and the client IDs of their replayed logins: never online anywhere.
         self.forged_identities: dict[bytes, str] = {}  # a forger's key -> its own name
         self.forged_sessions: set[str] = set()
+        # (client address, entry id) of scrollback a server's fold let it give when it
+        # answered: the reply may arrive after the room turned private (the rule judged the
+        # moment of the answer, and a later mode change does not take it back).
+        self.history_allowed: set[tuple[str, str]] = set()
 
     # -- invariant 1: one leader per epoch, epochs only grow ------------------------
     def after_server_step(self, slot: ServerSlot) -> None:
@@ -184,6 +188,18 @@ class Checker:
         for entry in message.entries:
             self._promise(slot, entry.id, "streamed")
 
+    def on_history_sent(self, slot: Any, dst: str, message: Any) -> None:
+        """Scrollback is judged by the answering server's fold as it answers (its own rule
+        is not the judge: ``shared`` is the invariant's own reading of membership)."""
+        reader = self.world.slot_at(dst)
+        if reader is None or not hasattr(reader, "names") or slot.node is None:
+            return
+        names = set(reader.names)
+        state = slot.node.state
+        for entry in message.entries:
+            if any(shared(state, name, entry) for name in names):
+                self.history_allowed.add((dst, entry.id))
+
     def _promise(self, slot: Any, eid: str, what: str) -> None:
         if eid not in slot.durable_ids:
             raise Violation("ack-replicated", f"{slot.label} {what} {eid} before storing it")
@@ -225,6 +241,8 @@ class Checker:
         then); one that says yes is enough, since a partition's two sides may each have
         judged by their own view before a merge."""
         names = {slot.node.name, *slot.names}
+        if scrollback and (slot.addr, entry.id) in self.history_allowed:
+            return
         judges = [
             s.node.state
             for _, s in sorted(self.world.servers.items())
