@@ -222,7 +222,7 @@ def test_the_room_directory_shows_a_private_room_only_to_its_people() -> None:
     assert _directory(bus, alice) == {"open", "den"}
 
 
-def test_a_member_who_went_offline_comes_back_without_a_new_invitation() -> None:
+def test_a_member_who_went_offline_is_still_in_the_private_room_when_back() -> None:
     bus, servers = cluster(seed=12)
     alice, bob = serving(bus, "alice", "bob")
     assert _answer(bus, alice, CreateRoom("p", private=True)) == ""
@@ -230,7 +230,8 @@ def test_a_member_who_went_offline_comes_back_without_a_new_invitation() -> None
     assert _answer(bus, bob, JoinRoom("p")) == ""
     assert _answer(bus, bob, Logout()) == ""
     bus.run_until(lambda: "bob" not in _leader_state(servers).users, 2)
-    assert "bob" in _leader_state(servers).rooms["p"].returning
+    assert "bob" in _leader_state(servers).rooms["p"].members  # offline is not out
+    assert "bob" in alice.rooms["p"].members
     (again,) = serving(bus, "bob")
-    assert _answer(bus, again, JoinRoom("p")) == ""  # going offline is not leaving
-    bus.run_until(lambda: "p" in again.rooms, 2)
+    assert "p" in again.rooms  # back in it at login: no invitation, no /join
+    assert _answer(bus, again, JoinRoom("p")) == "you are already in room 'p'"

@@ -39,7 +39,7 @@ class ModelRoom:
     owner: str
     private: bool
     members: set[str] = field(default_factory=set)
-    allowed: set[str] = field(default_factory=set)  # invited, or went offline as a member
+    allowed: set[str] = field(default_factory=set)  # invited
     era: int = 0  # counts the times the room became public
 
 
@@ -65,12 +65,7 @@ class Model:
             case UserOnline(name=name):
                 self.online.add(name)
             case UserOffline(name=name):
-                self.online.discard(name)
-                for room in self.rooms.values():
-                    if name in room.members:
-                        room.members.discard(name)
-                        if room.private:
-                            room.allowed.add(name)
+                self.online.discard(name)  # still in its rooms: membership is the account's
             case RoomJoined(room=room, name=name) if name in self.online:
                 record = self.rooms.get(room)
                 if record is None:

@@ -34,9 +34,10 @@ def may_read(state: ClusterState, user: str, entry: Entry, *, scrollback: bool =
     as history asked for by a member of the room now).
 
     A private message: only its sender and its addressee. A room message: whoever was a
-    member of the room when it was sequenced (between a join and the leave, kick or logout
-    that ended it). Scrollback adds, for a public room only, what was said since the room
-    last became public, to whoever is a member now (Matrix's "shared" history visibility:
+    member of the room when it was sequenced (between a join and the leave or kick that
+    ended it; a member who is offline is still one: membership is the account's).
+    Scrollback adds, for a public room only, what was said since the room last became
+    public, to whoever is a member now (Matrix's "shared" history visibility:
     anyone may join a public room and read on). A private room's past, and the past of a
     room that was private before, stays with those who were there. Anything that is not a
     chat is never replayed.
@@ -134,7 +135,7 @@ def owner_operation(
                 return None, "you cannot kick yourself: /leave the room"
             if not record.private:
                 return None, f"room {room!r} is public: make it private first (/mode private)"
-            if name not in record.members and name not in record.invited | record.returning:
+            if name not in record.members and name not in record.invited:
                 return None, f"{name} is not in room {room!r}"
             return RoomKicked(room, name, user), ""
     return None, "unknown operation"

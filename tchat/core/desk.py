@@ -72,6 +72,10 @@ USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
 # Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
 # (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
 WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
+# A login's replay keeps the newest this many messages of each conversation (room or
+# private peer): rooms now outlive sessions, so a week away from busy rooms must not make
+# one Welcome unbounded. What is older is there as scrollback (/history, PgUp).
+REPLAY_PER_CONVERSATION = 500
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
 # Operations deferred while we pull the history their clocks name: a clock is the client's
 # word, so the deferral is bounded per client and in all (the rest wait for the client's resend).
@@ -96,6 +100,26 @@ def _user_bytes(user: UserInfo) -> int:
     return (
         24 + codec.utf8_size(user.name) + codec.utf8_size(user.addr) + codec.utf8_size(user.status)
     )
+
+
+def newest_per_conversation(entries: list[Entry], name: str, most: int) -> list[Entry]:
+    """``entries`` (chats, in key order) without all but the newest ``most`` of each
+    conversation of ``name``'s: a room, or the peer of a private message."""
+    counts: dict[tuple[bool, str], int] = {}
+    kept: list[Entry] = []
+    for entry in reversed(entries):
+        body = entry.body
+        assert isinstance(body, Chat)
+        if body.room is not None:
+            conversation = (True, body.room)
+        else:
+            conversation = (False, (body.to if body.sender == name else body.sender) or "")
+        seen = counts.get(conversation, 0)
+        if seen < most:
+            counts[conversation] = seen + 1
+            kept.append(entry)
+    kept.reverse()
+    return kept
 
 
 class ClientDesk:
@@ -218,6 +242,11 @@ class ClientDesk:
             cursor = session.cursor() if session is not None else EMPTY_CLOCK
             _, persist = lead.sequence(UserOffline(name, client_id, "name released", cursor), now)
             effects.extend(persist)
+        # Rooms outlive sessions: the released account leaves its rooms (at most
+        # max_rooms_per_user entries), so the name's next owner inherits none.
+        for room in sorted(node.state.rooms_of.get(name, ())):
+            _, persist = lead.sequence(RoomLeft(room, name), now)
+            effects.extend(persist)
         _, persist = lead.sequence(NameReleased(name), now)
         effects.extend(persist)
         effects.append(node.log_event("name-released", f"name {name} released", user=name))
@@ -241,13 +270,17 @@ class ClientDesk:
         # addressee or a room member only once that login is in the sequencing leader's
         # log, hence covered by the message's clock. A first login then reads no history.
         since = node.state.first_online.get(session.name)
-        relevant = [
-            public_entry(e)
+        missed = [
+            e
             for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
             and self.relevant(e, session.name)
         ]
+        kept = newest_per_conversation(missed, session.name, REPLAY_PER_CONVERSATION)
+        if len(kept) < len(missed):
+            node.count("replay-capped")
+        relevant = [public_entry(e) for e in kept]
         replayed = len(relevant)
         while relevant:
             chunk, _ = node.chunk(iter(relevant))

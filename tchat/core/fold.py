@@ -47,8 +47,6 @@ STRETCHES_PER_MEMBER = 64
 INVITES_PER_ROOM = 100
 # Rooms one user may own at most (a room made by /join past it has no owner).
 OWNED_ROOMS_MAX = 100
-# Members of one private room who went offline and may come back without a new invitation.
-RETURNING_PER_ROOM = 1000
 
 
 @dataclass(slots=True)
@@ -80,20 +78,17 @@ class RoomRecord:
     # the room when a given message was sent, for catching up after a gap
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
     # Who made the room (None: made before rooms had owners, or past OWNED_ROOMS_MAX): only
-    # they change its mode, invite and kick. A private room lets in only its owner, the
-    # invited, and members who went offline (not those who left or were kicked).
+    # they change its mode, invite and kick. A private room lets in only its owner and the
+    # invited (a member stays one while offline: membership is the account's).
     owner: str | None = None
     private: bool = False
     # Key of the entry that made the room public, this time (None while it is private): a
     # member of a public room reads its scrollback back to there, not into a private past.
     public_since: Key | None = None
     invited: set[str] = field(default_factory=set)
-    returning: set[str] = field(default_factory=set)
 
     def may_join(self, name: str) -> bool:
-        return (
-            not self.private or name == self.owner or name in self.invited or name in self.returning
-        )
+        return not self.private or name == self.owner or name in self.invited
 
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
@@ -203,6 +198,13 @@ class ClusterState:
                 # The next owner reads nothing of the old one's: catch-up starts here.
                 self.first_online[name] = entry.key
                 self.offline_cursor.pop(name, None)
+                # Nor inherits its rooms or invitations (membership is the account's, and
+                # outlives sessions): the leader sequenced a RoomLeft for each room just
+                # before, so clients saw them go; a merge may not have, so the fold is sure.
+                for room in sorted(self.rooms_of.pop(name, set())):
+                    self.rooms[room].leave(name, entry.key)
+                for record in self.rooms.values():
+                    record.invited.discard(name)
             case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
@@ -251,13 +253,9 @@ class ClusterState:
                 self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 del self.users[name]
                 del self._infos[name]
-                for room in sorted(self.rooms_of.pop(name, set())):
-                    record = self.rooms[room]
-                    record.leave(name, entry.key)
-                    # Going offline is not leaving: the member of a private room may
-                    # come back (the client rejoins on its next login) without an invite.
-                    if record.private and len(record.returning) < RETURNING_PER_ROOM:
-                        record.returning.add(name)
+                # Going offline is not leaving: rooms belong to the account, as on an IRC
+                # bouncer. The user stays a member (and may read what is said meanwhile:
+                # the login's replay brings it) until /leave or /kick.
             case UserStatus(name=name, away=away):
                 current = self.users.get(name)
                 if current is None:
@@ -280,7 +278,6 @@ class ClusterState:
                     # decides, the same everywhere: the earlier creation keeps the room.
                     return False
                 record.invited.discard(name)  # an invitation lets one in once
-                record.returning.discard(name)
                 record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
             case RoomMode(room=room, by=by, private=private):
@@ -292,7 +289,6 @@ class ClusterState:
                 elif record.private:
                     record.public_since = entry.key
                     record.invited.clear()
-                    record.returning.clear()
                 record.private = private
             case RoomInvited(room=room, name=name, by=by):
                 record = self.rooms.get(room)
@@ -310,7 +306,6 @@ class ClusterState:
                 if record is None or record.owner != by or name == by:
                     return False
                 record.invited.discard(name)
-                record.returning.discard(name)
                 if name in record.members:
                     record.leave(name, entry.key)
                     self.rooms_of.get(name, set()).discard(room)
@@ -376,7 +371,6 @@ class ClusterState:
                     record.private,
                     record.public_since,
                     tuple(sorted(record.invited)),
-                    tuple(sorted(record.returning)),
                 )
                 for name, record in sorted(self.rooms.items())
             ),

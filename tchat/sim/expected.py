@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tchat.core.desk import REPLAY_PER_CONVERSATION
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     Chat,
@@ -53,8 +54,11 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
 
     A room message goes to the room's members at that point of the log, a private one to
     its addressee and its sender; names map to sessions through UserOnline / UserOffline.
-    A private message to a name that had logged out before it was sent is due to the name's
-    next session, if that login happened after the message (its welcome replays it).
+    Membership is the account's: going offline does not end it (only a leave, a kick or
+    an operator's release of the name does). A message to a name that had logged out
+    before it was sent (a private one to it, or one in a room it is a member of) is due to
+    the name's next session, if that login happened after the message (its welcome
+    replays it), unless the conversation missed more than a replay keeps.
     Only membership that holds in every causal view counts: the login and the join happened
     before the message, and the leave or logout that ends it (if any) happened after it. A
     join or leave made concurrently on the other side of a partition can fall on either side
@@ -88,16 +92,21 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             claims.setdefault(body.name, body.identity)
         elif isinstance(body, NameReleased):
             claims.pop(body.name, None)
+            went_offline.pop(body.name, None)
+            mailbox.pop(body.name, None)
+            for names in members.values():
+                names.pop(body.name, None)
         elif isinstance(body, UserOnline):
             if claims.setdefault(body.name, body.identity) != body.identity:
                 continue  # another key's login lost the name in a merge
             sessions = session.get(body.name)
             if sessions is None:
                 session[body.name] = {body.client_id: e}
-                for mail in mailbox.pop(body.name, ()):
+                due = [m for m in mailbox.pop(body.name, ()) if m.clock < e.clock]
+                replayed = [m.id for m in _within_replay(due, body.name)]
+                if body.client_id in clients and replayed:
                     # Only mail that happened before this login is surely in its replay.
-                    if body.client_id in clients and mail.clock < e.clock:
-                        expected.setdefault(body.client_id, []).append(mail.id)
+                    expected.setdefault(body.client_id, []).extend(replayed)
             else:
                 sessions.setdefault(body.client_id, e)  # another terminal
         elif isinstance(body, UserOffline):
@@ -106,8 +115,6 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if ended and not sessions:  # the user's last session: the user is offline
                 del session[body.name]
                 went_offline[body.name] = e
-                for names in members.values():
-                    names.pop(body.name, None)
         elif e.id in ignored:
             continue
         elif isinstance(body, RoomJoined):
@@ -119,18 +126,39 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if body.room is not None:
                 room = members.get(body.room, {})
                 recipients = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
+                absent = recipients
             else:
                 recipients = sorted({body.sender, body.to or ""})
-                to = body.to or ""
-                offline = went_offline.get(to)
+                absent = [body.to or ""]
+            for name in absent:
+                offline = went_offline.get(name)
                 # Only mail sent after the logout is surely not something it saw already.
-                if to not in session and offline is not None and offline.clock < e.clock:
-                    mailbox.setdefault(to, []).append(e)
+                if name not in session and offline is not None and offline.clock < e.clock:
+                    mailbox.setdefault(name, []).append(e)
             for name in recipients:
                 for client_id, login in session.get(name, {}).items():
                     if client_id in clients and _spans(login, e, ends):
                         expected.setdefault(client_id, []).append(e.id)
     return expected
+
+
+def _within_replay(mail: list[Entry], name: str) -> list[Entry]:
+    """``mail`` less the conversations that missed more than half of what a login's replay
+    keeps (REPLAY_PER_CONVERSATION): the servers may count more of those than this model
+    does (concurrent entries), and keep only the newest."""
+    counts: dict[str, int] = {}
+
+    def conversation(e: Entry) -> str:
+        body = e.body
+        assert isinstance(body, Chat)
+        if body.room is not None:
+            return "#" + body.room
+        return "@" + ((body.to if body.sender == name else body.sender) or "")
+
+    for e in mail:
+        key = conversation(e)
+        counts[key] = counts.get(key, 0) + 1
+    return [e for e in mail if counts[conversation(e)] <= REPLAY_PER_CONVERSATION // 2]
 
 
 def _ignored_room_changes(entries: list[Entry]) -> set[str]:
@@ -153,7 +181,7 @@ def _ignored_room_changes(entries: list[Entry]) -> set[str]:
 
 def _membership_ends(entries: list[Entry], ignored: set[str]) -> dict[str, Entry]:
     """For each UserOnline / RoomJoined entry id, the entry that ends it (if any): a
-    session's logout ends its login, the user's last session's ends its joins."""
+    session's logout ends its login; a leave, a kick or the name's release ends a join."""
     ends: dict[str, Entry] = {}
     claims: dict[str, bytes] = {}
     open_logins: dict[str, dict[str, Entry]] = {}  # name -> client_id -> UserOnline
@@ -164,6 +192,8 @@ def _membership_ends(entries: list[Entry], ignored: set[str]) -> dict[str, Entry
             claims.setdefault(body.name, body.identity)
         elif isinstance(body, NameReleased):
             claims.pop(body.name, None)
+            for key in [k for k in open_joins if k[1] == body.name]:
+                ends[open_joins.pop(key).id] = e
         elif isinstance(body, UserOnline):
             if claims.setdefault(body.name, body.identity) == body.identity:
                 open_logins.setdefault(body.name, {}).setdefault(body.client_id, e)
@@ -173,9 +203,7 @@ def _membership_ends(entries: list[Entry], ignored: set[str]) -> dict[str, Entry
             if login is not None:
                 ends[login.id] = e
                 if not logins:
-                    del open_logins[body.name]
-                    for key in [k for k in open_joins if k[1] == body.name]:
-                        ends[open_joins.pop(key).id] = e
+                    del open_logins[body.name]  # offline, still in its rooms
         elif e.id in ignored:
             continue
         elif isinstance(body, RoomJoined):

@@ -13,7 +13,6 @@ from tchat.core.messages import (
     Epoch,
     RoomJoined,
     RoomLeft,
-    UserOffline,
 )
 from tchat.sim.convergence import clients_converged, completeness, log_sanity, same_order
 from tchat.sim.expected import fold_view, log_diff
@@ -289,10 +288,8 @@ class Checker:
                     continue
                 ended = any(
                     join.clock < end.clock < clock
-                    and (
-                        (isinstance(end.body, RoomLeft) and end.body.room == room)
-                        or isinstance(end.body, UserOffline)
-                    )
+                    and isinstance(end.body, RoomLeft)  # going offline ends no membership
+                    and end.body.room == room
                     and end.body.name == body.name
                     for end in stored
                 )
