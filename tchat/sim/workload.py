@@ -129,7 +129,10 @@ class Workload:
         world = self.world
         rng = self.rng
         servers = world.running_servers()
-        if world.net.partitioned or not servers:
+        # Every server up: one that is down may lack the victim's claim and, restarted on
+        # the forger's side of a later partition, rightly give the name to the first
+        # claimant there (a name free on one side is anyone's).
+        if world.net.partitioned or not servers or len(servers) != len(world.servers):
             world.after(rng.uniform(0.3, 1.0), self.forge)
             return
         victims = [
