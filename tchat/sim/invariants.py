@@ -1,4 +1,9 @@
-"""tchat's invariants: cheap checks after every simulated step, full ones once faults stop."""
+"""tchat's invariants: cheap checks after every simulated step, full ones once faults stop.
+
+Longer than 400 lines: the Checker is one object the world's hooks feed (steps, sends,
+client events), and its invariants share what it records (epochs and leaders, acks
+promised, forged identities, scrollback a server allowed); split by invariant, each part
+would read the others' records. The end-of-run checks live in convergence.py."""
 
 from __future__ import annotations
 
