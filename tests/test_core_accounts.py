@@ -158,6 +158,8 @@ def test_no_frame_to_a_client_carries_a_client_id() -> None:
     bus.submit(bob, Logout())
     bus.run_until(lambda: "bob" not in alice.users, 2)
     (back,) = serving(bus, "bob")  # a Replay of what he missed
+    bus.submit(back, JoinRoom("room"))  # a member again: history is for members only
+    bus.run_until(lambda: not back.pending, 2)
     bus._post(
         back.config.addr,
         leaders(servers)[0].config.addr,
@@ -220,3 +222,30 @@ def test_release_name_says_what_it_did() -> None:
     assert leader.release_name("nobody", bus.now) == ("not-claimed", [])
     outcome, effects = leader.release_name("alice", bus.now)
     assert outcome == "released" and effects
+
+
+def test_a_terminal_welcomed_after_another_logs_out_still_gets_what_came_meanwhile() -> None:
+    """A second terminal's login is in the log, but its Welcome comes late (lost, resent):
+    meanwhile bob writes to alice and her first terminal logs out. The catch-up of the
+    second must not start at the first's logout cursor: the first saw that message, the
+    second never did (busy simulator seed 3011 lost it so)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    first, bob = serving(bus, "alice", "bob")
+    second = bus.add_client("alice")
+    late = second.config.addr
+
+    def welcome_late(src: str, dst: str, message: object) -> bool:
+        return dst == late and isinstance(message, Welcome | Replay | SessionFrame)
+
+    bus.drop = welcome_late
+    bus.run_until(lambda: second.client_id in leader.state.users["alice"].sessions, 3)
+    bus.submit(bob, SendChat(None, "alice", "while you logged in", False))
+    bus.run_until(lambda: chats(bus, first) == ["while you logged in"], 2)
+    bus.submit(first, Logout())
+    bus.run_until(lambda: list(leader.state.users["alice"].sessions) == [second.client_id], 2)
+    assert second.state is not ClientState.SERVING
+
+    bus.drop = None  # the second's resent Register is answered now
+    bus.run_until(lambda: second.state is ClientState.SERVING, 5)
+    bus.run_until(lambda: chats(bus, second) == ["while you logged in"], 2)

@@ -180,7 +180,7 @@ def test_status_and_leaves_of_unknown_users_or_rooms_are_ignored() -> None:
     assert not state.rooms and not state.users
 
 
-def test_rooms_fold_membership_messages_and_a_logout_leaves_them_all() -> None:
+def test_rooms_fold_membership_messages_and_a_logout_keeps_them_all() -> None:
     state, applied = fold(
         online("alice"),
         online("bob"),
@@ -194,7 +194,8 @@ def test_rooms_fold_membership_messages_and_a_logout_leaves_them_all() -> None:
         offline("alice"),
     )
     assert all(applied)
-    assert state.members("r") == [] and state.members("s") == []
+    # Rooms are the account's: going offline leaves alice in both (issue 16).
+    assert state.members("r") == ["alice"] and state.members("s") == ["alice"]
     assert state.rooms["r"].messages == 2 and state.rooms["r"].last_ts == 7.0
     assert not state.is_member("r", "bob")
     # Who was in the room when: entry 6 (the first chat) was seen by alice and bob.
@@ -204,7 +205,8 @@ def test_rooms_fold_membership_messages_and_a_logout_leaves_them_all() -> None:
     assert state.rooms["r"].was_member("alice", first_chat)
     assert state.rooms["r"].was_member("bob", first_chat)
     assert not state.rooms["r"].was_member("bob", after_bob_left)
-    assert "alice" not in state.rooms_of
+    assert state.rooms["r"].was_member("alice", after_bob_left)  # offline, still a member
+    assert state.rooms_of["alice"] == {"r", "s"}
 
 
 def test_each_room_gets_its_hashed_group_or_the_next_free_one() -> None:

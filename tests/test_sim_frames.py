@@ -14,6 +14,8 @@ from tchat.core.messages import (
     Entry,
     EntryBody,
     Origin,
+    RoomJoined,
+    RoomLeft,
     SendChat,
     Submit,
     UserOffline,
@@ -149,6 +151,29 @@ def test_mail_sent_while_away_is_due_to_the_next_session_only() -> None:
         _entry(8, UserOnline("bob", "b:3", "c4")),
     ]
     assert "c4" not in expected_deliveries(later, {"c1", "c4"})
+
+
+def test_room_messages_said_while_away_are_due_to_the_next_session() -> None:
+    # Rooms are the account's (issue 16): a member who logged out is still one, and its
+    # next login's replay owes it what was said meanwhile; one who left is owed nothing.
+    empty = VectorClock()
+    entries = [
+        _entry(1, UserOnline("ann", "a:1", "c1")),
+        _entry(2, UserOnline("bob", "b:1", "c2")),
+        _entry(3, RoomJoined("r", "ann")),
+        _entry(4, RoomJoined("r", "bob")),
+        _entry(5, UserOffline("bob", "c2", "logout", empty)),
+        _entry(6, Chat("ann", "r", None, "while away", False, empty), Origin("c1", 1)),
+        _entry(7, UserOnline("bob", "b:2", "c3")),
+        _entry(8, Chat("ann", "r", None, "while back", False, empty), Origin("c1", 2)),
+        _entry(9, RoomLeft("r", "bob")),
+        _entry(10, UserOffline("bob", "c3", "logout", empty)),
+        _entry(11, Chat("ann", "r", None, "after the leave", False, empty), Origin("c1", 3)),
+        _entry(12, UserOnline("bob", "b:3", "c4")),
+    ]
+    due = expected_deliveries(entries, {"c1", "c2", "c3", "c4"})
+    assert due["c3"] == ["1.6", "1.8"]
+    assert "c2" not in due and "c4" not in due
 
 
 def test_a_burst_of_maximum_size_messages_commits() -> None:

@@ -97,9 +97,15 @@ def test_command_runs_seeds_in_parallel(capsys: pytest.CaptureFixture[str]) -> N
 
 # A busy workload (tchat sim --ops 30): the leader batches room messages into runs and a
 # backup that lost a batch must catch up under load.
-BUSY_SEEDS = [(seed, False) for seed in range(3001, 3021)] + [
-    (seed, True) for seed in range(3101, 3111)
-]
+BUSY_SEEDS = (
+    [(seed, False) for seed in range(3001, 3021)]
+    + [(seed, True) for seed in range(3101, 3111)]
+    # 3025: scrollback answered while a room was public, read after it turned private;
+    # 3068: the last check fell on the instant a session timed out (entries in flight).
+    # 3005: a merged kick's own copy committed as a duplicate, the stream went on (rooms
+    # that persist made it show).
+    + [(3005, False), (3025, False), (3068, False)]
+)
 
 
 @pytest.mark.parametrize(("seed", "chaos"), BUSY_SEEDS)

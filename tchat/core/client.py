@@ -46,6 +46,7 @@ from tchat.core.effects import (
     Ready,
     Renamed,
     RoomDirectory,
+    RoomExited,
     Send,
     Sent,
 )
@@ -59,6 +60,7 @@ from tchat.core.messages import (
     Ack,
     ClientBeat,
     ClientHeartbeat,
+    CreateRoom,
     Discover,
     DiscoverReply,
     Dot,
@@ -258,7 +260,7 @@ class ClientNode:
         self._now = now
         if isinstance(op, Logout):
             self._logging_out = True
-        elif isinstance(op, JoinRoom):
+        elif isinstance(op, (JoinRoom, CreateRoom)):
             self.inbox.wanted_rooms.add(op.room)
         elif isinstance(op, LeaveRoom):
             self.inbox.wanted_rooms.discard(op.room)
@@ -588,6 +590,11 @@ class ClientNode:
                 self.phase.last_resend = self._now
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
+                if isinstance(event, OpFailed) and isinstance(submitted.op, JoinRoom):
+                    # Our rejoin after a resume was refused (kicked from a private room
+                    # while we were away): the room is gone for us, and the user is told.
+                    self.inbox.wanted_rooms.discard(submitted.op.room)
+                    return submitted, [Deliver(RoomExited(submitted.op.room)), Deliver(event)]
             else:
                 return submitted, [Deliver(event)]
         return submitted, []

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
+from tchat.core.access import history_refusal, listed, may_read, owner_operation
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
@@ -25,15 +26,18 @@ from tchat.core.messages import (
     ROOMS_PER_REPLY,
     Chat,
     ClientBeat,
+    CreateRoom,
     Entry,
     EntryBody,
     HistoryReply,
     HistoryRequest,
+    InviteUser,
     JoinRoom,
     KeyAdded,
     KeyRemoved,
     KeysReply,
     KeysRequest,
+    KickUser,
     LeaveRoom,
     Logout,
     NameClaimed,
@@ -60,6 +64,7 @@ from tchat.core.messages import (
     SendChat,
     SetAway,
     SetPassword,
+    SetRoomMode,
     SetTopic,
     Submit,
     UserInfo,
@@ -84,6 +89,10 @@ USER_CHUNK = 400  # users per UserList frame at most (and FRAME_BUDGET bytes)
 # Bytes of rooms a Welcome carries itself; past it they all go in RoomList chunks before it
 # (a client in 2,000 rooms made an 83 KB Welcome, and could never resume).
 WELCOME_ROOM_BYTES = codec.FRAME_BUDGET // 2
+# A login's replay keeps the newest this many messages of each conversation (room or
+# private peer): rooms now outlive sessions, so a week away from busy rooms must not make
+# one Welcome unbounded. What is older is there as scrollback (/history, PgUp).
+REPLAY_PER_CONVERSATION = 500
 REFUSALS_KEPT = 4096  # operations refused lately, answered the same way if they come again
 # Operations deferred while we pull the history their clocks name: a clock is the client's
 # word, so the deferral is bounded per client and in all (the rest wait for the client's resend).
@@ -113,6 +122,26 @@ def _user_bytes(user: UserInfo) -> int:
     return (
         24 + codec.utf8_size(user.name) + codec.utf8_size(user.addr) + codec.utf8_size(user.status)
     )
+
+
+def newest_per_conversation(entries: list[Entry], name: str, most: int) -> list[Entry]:
+    """``entries`` (chats, in key order) without all but the newest ``most`` of each
+    conversation of ``name``'s: a room, or the peer of a private message."""
+    counts: dict[tuple[bool, str], int] = {}
+    kept: list[Entry] = []
+    for entry in reversed(entries):
+        body = entry.body
+        assert isinstance(body, Chat)
+        if body.room is not None:
+            conversation = (True, body.room)
+        else:
+            conversation = (False, (body.to if body.sender == name else body.sender) or "")
+        seen = counts.get(conversation, 0)
+        if seen < most:
+            counts[conversation] = seen + 1
+            kept.append(entry)
+    kept.reverse()
+    return kept
 
 
 class ClientDesk:
@@ -307,6 +336,11 @@ class ClientDesk:
             cursor = session.cursor() if session is not None else EMPTY_CLOCK
             _, persist = lead.sequence(UserOffline(name, client_id, RELEASED_REASON, cursor), now)
             effects.extend(persist)
+        # Rooms outlive sessions: the released account leaves its rooms (at most
+        # max_rooms_per_user entries), so the name's next owner inherits none.
+        for room in sorted(node.state.rooms_of.get(name, ())):
+            _, persist = lead.sequence(RoomLeft(room, name), now)
+            effects.extend(persist)
         _, persist = lead.sequence(NameReleased(name), now)
         effects.extend(persist)
         return effects  # its commit says "name-released" (Leadership._after_commit)
@@ -329,13 +363,17 @@ class ClientDesk:
         # addressee or a room member only once that login is in the sequencing leader's
         # log, hence covered by the message's clock. A first login then reads no history.
         since = node.state.first_online.get(session.name)
-        relevant = [
-            public_entry(e)
+        missed = [
+            e
             for e in node.log.chats_missing_for(cursor, since)  # only chat is ever replayed
             if e.dot not in lead.pending_dots
             and not node.log.is_duplicate(e)
             and self.relevant(e, session.name)
         ]
+        kept = newest_per_conversation(missed, session.name, REPLAY_PER_CONVERSATION)
+        if len(kept) < len(missed):
+            node.count("replay-capped")
+        relevant = [public_entry(e) for e in kept]
         replayed = len(relevant)
         while relevant:
             chunk, _ = node.chunk(iter(relevant))
@@ -384,14 +422,7 @@ class ClientDesk:
         return cached[1], cached[2]
 
     def relevant(self, entry: Entry, name: str) -> bool:
-        lead = self.lead
-        body = entry.body
-        if not isinstance(body, Chat):
-            return False
-        if body.room is None:
-            return name in (body.sender, body.to)
-        record = lead.node.state.rooms.get(body.room)
-        return record is not None and record.was_member(name, entry.key)
+        return may_read(self.lead.node.state, name, entry)
 
     def resync_all(self, reason: str) -> list[Effect]:
         lead = self.lead
@@ -563,7 +594,14 @@ class ClientDesk:
                     return None, problem
                 if state.is_member(room, name):
                     return None, f"you are already in room {room!r}"
+                record = state.rooms.get(room)
+                if record is not None and not record.may_join(name):
+                    return None, (
+                        f"room {room!r} is private: only its owner's invitation lets you in"
+                    )
                 return self.join_limit(state, room, name)
+            case CreateRoom() | SetRoomMode() | InviteUser() | KickUser():
+                return owner_operation(state, name, msg.op, self.join_limit)
             case LeaveRoom(room=room):
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
@@ -690,12 +728,22 @@ class ClientDesk:
             return []
         name = session.name
         limit = max(1, min(msg.limit, 500))
+        state = lead.node.state
+        refusal = history_refusal(state, name, msg)
+        if refusal:
+            # Answered (empty), so the client stops waiting; counted and logged, never served.
+            node = lead.node
+            node.count("history-refused")
+            return [
+                node.log_event("history-refused", f"user {name}: {refusal}", user=name),
+                Send(addr, HistoryReply(lead.epoch, msg.request_id, ())),
+            ]
 
         def wanted(entry: Entry) -> bool:
             body = entry.body
             assert isinstance(body, Chat)
             if msg.room is not None:
-                return body.room == msg.room
+                return body.room == msg.room and may_read(state, name, entry, scrollback=True)
             return body.room is None and {body.sender, body.to} == {name, msg.peer}
 
         found = lead.node.log.chats_before(msg.before, limit, wanted)
@@ -711,6 +759,8 @@ class ClientDesk:
     def on_rooms(self, msg: RoomsRequest, addr: str) -> list[Effect]:
         """The room directory, from the committed state, in chunks."""
         lead = self.lead
+        session = lead.streams.sessions.get(msg.client_id)
+        user = session.name if session is not None else None
         rooms = [
             RoomSummary(
                 record.name,
@@ -722,6 +772,7 @@ class ClientDesk:
                 record.topic,
             )
             for _, record in sorted(lead.streams.view.rooms.items())
+            if listed(record, user)
         ]
         parts = codec.split(rooms, codec.packed_size, most=ROOMS_PER_REPLY) or [()]
         return [

@@ -120,6 +120,7 @@ class RoomEntered(ClientEvent):
 @dataclass(frozen=True, slots=True)
 class RoomExited(ClientEvent):
     room: str
+    by: str = ""  # the room's owner, who kicked us ('' when we left or went offline)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
@@ -15,8 +16,12 @@ from tchat.core.messages import (
     NameClaimed,
     NameReleased,
     PasswordSet,
+    RoomCreated,
+    RoomInvited,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
+    RoomMode,
     RoomTopic,
     ServerJoined,
     ServerLeft,
@@ -35,6 +40,18 @@ MAX_SESSIONS = 8
 # Names ever claimed: the bound of the account table (a claim is made only by a proven
 # login, and each costs a replicated entry; past this the leader refuses new names).
 MAX_ACCOUNTS = 1_000_000
+
+
+def _start(stretch: tuple[Key, Key | None]) -> Key:
+    return stretch[0]
+
+
+# Stretches of membership kept per member and room (join, leave): the newest ones.
+STRETCHES_PER_MEMBER = 64
+# Pending invitations of one room at most: each costs the room's record a name.
+INVITES_PER_ROOM = 100
+# Rooms one user may own at most (a room made by /join past it has no owner).
+OWNED_ROOMS_MAX = 100
 
 
 @dataclass(slots=True)
@@ -82,11 +99,29 @@ class RoomRecord:
     stretches: dict[str, list[tuple[Key, Key | None]]] = field(default_factory=dict)
     topic: str = ""  # the last RoomTopic in log order by a member of the room then
     topic_by: str = ""
+    # Who made the room (None: made before rooms had owners, or past OWNED_ROOMS_MAX): only
+    # they change its mode, invite and kick. A private room lets in only its owner and the
+    # invited (a member stays one while offline: membership is the account's).
+    owner: str | None = None
+    private: bool = False
+    # Key of the entry that made the room public, this time (None while it is private): a
+    # member of a public room reads its scrollback back to there, not into a private past.
+    public_since: Key | None = None
+    invited: set[str] = field(default_factory=set)
+
+    def may_join(self, name: str) -> bool:
+        return not self.private or name == self.owner or name in self.invited
 
     def join(self, name: str, key: Key) -> None:
         if name not in self.members:
             self.members[name] = key
-            self.stretches.setdefault(name, []).append((key, None))
+            stretches = self.stretches.setdefault(name, [])
+            stretches.append((key, None))
+            if len(stretches) > STRETCHES_PER_MEMBER:
+                # Every read checks them: a user who joined and left thousands of times
+                # would make each entry of a scrollback cost thousands. The oldest go (what
+                # they covered is no longer readable by that user: the safe side).
+                del stretches[0]
 
     def leave(self, name: str, key: Key) -> None:
         if self.members.pop(name, None) is not None:
@@ -94,10 +129,16 @@ class RoomRecord:
             stretches[-1] = (stretches[-1][0], key)
 
     def was_member(self, name: str, key: Key) -> bool:
-        return any(
-            start < key and (end is None or key < end)
-            for start, end in self.stretches.get(name, ())
-        )
+        stretches = self.stretches.get(name)
+        if not stretches:
+            return False
+        # The stretches follow each other in key order without overlapping (the fold
+        # applies in key order): only the last one begun before ``key`` can hold it.
+        index = bisect_left(stretches, key, key=_start) - 1
+        if index < 0:
+            return False
+        end = stretches[index][1]
+        return end is None or key < end
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +194,7 @@ class ClusterState:
         # Every account's and room's name by skeleton: a new name must not look like one.
         self.user_look_alikes = LookAlikes()
         self.room_look_alikes = LookAlikes()
+        self.owned: dict[str, int] = {}  # user -> how many rooms they own
 
     # -- folding -------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:
@@ -185,6 +227,13 @@ class ClusterState:
                 # The next owner reads nothing of the old one's: catch-up starts here.
                 self.first_online[name] = entry.key
                 self.offline_cursor.pop(name, None)
+                # Nor inherits its rooms or invitations (membership is the account's, and
+                # outlives sessions): the leader sequenced a RoomLeft for each room just
+                # before, so clients saw them go; a merge may not have, so the fold is sure.
+                for room in sorted(self.rooms_of.pop(name, set())):
+                    self.rooms[room].leave(name, entry.key)
+                for record in self.rooms.values():
+                    record.invited.discard(name)
             case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
@@ -228,14 +277,20 @@ class ClusterState:
                 del current.sessions[client_id]
                 current.other_keys.pop(client_id, None)
                 del self.session_names[client_id]
-                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 if current.sessions:
+                    # Another session lives: the user stays online, and the catch-up
+                    # point stays where it was. This session's cursor says what it saw,
+                    # not what a terminal whose login is in the log but whose Welcome is
+                    # still to come saw: starting that one's replay here lost it what
+                    # came between its login and this logout.
                     current.rebase()
-                    return False  # another session lives: the user stays online
+                    return False
+                self.offline_cursor[name] = self.offline_cursor.get(name, EMPTY_CLOCK).merge(cursor)
                 del self.users[name]
                 del self._infos[name]
-                for room in sorted(self.rooms_of.pop(name, set())):
-                    self.rooms[room].leave(name, entry.key)
+                # Going offline is not leaving: rooms belong to the account, as on an IRC
+                # bouncer. The user stays a member (and may read what is said meanwhile:
+                # the login's replay brings it) until /leave or /kick.
             case UserStatus(name=name, away=away):
                 current = self.users.get(name)
                 if current is None:
@@ -243,15 +298,52 @@ class ClusterState:
                 current.away = away
                 current.since = entry.ts
                 self._infos[name] = current.info()
-            case RoomJoined(room=room, name=name):
+            case RoomJoined(room=room, name=name):  # RoomCreated too
                 if name not in self.users:
                     return False
                 record = self.rooms.get(room)
                 if record is None:
-                    record = self.rooms[room] = RoomRecord(room, self._allocate_group(room))
+                    private = isinstance(body, RoomCreated) and body.private
+                    record = self.rooms[room] = self._create(room, name, private)
+                    record.public_since = None if private else entry.key
                     self.room_look_alikes.add(room)
+                elif not record.may_join(name):
+                    # Only a merge gets here (the leader refuses such a join): the room was
+                    # made private, or created private, on the other side. The log order
+                    # decides, the same everywhere: the earlier creation keeps the room.
+                    return False
+                record.invited.discard(name)  # an invitation lets one in once
                 record.join(name, entry.key)
                 self.rooms_of.setdefault(name, set()).add(room)
+            case RoomMode(room=room, by=by, private=private):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by:
+                    return False
+                if private:
+                    record.public_since = None
+                elif record.private:
+                    record.public_since = entry.key
+                    record.invited.clear()
+                record.private = private
+            case RoomInvited(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if (
+                    record is None
+                    or record.owner != by
+                    or not record.private
+                    or name in record.members
+                    or len(record.invited) >= INVITES_PER_ROOM
+                ):
+                    return False
+                record.invited.add(name)
+            case RoomKicked(room=room, name=name, by=by):
+                record = self.rooms.get(room)
+                if record is None or record.owner != by or name == by:
+                    return False
+                record.invited.discard(name)
+                if name in record.members:
+                    record.leave(name, entry.key)
+                    self.rooms_of.get(name, set()).discard(room)
             case RoomLeft(room=room, name=name):
                 record = self.rooms.get(room)
                 if record is None or name not in record.members:
@@ -295,6 +387,13 @@ class ClusterState:
                 self.rooms[chat_room].messages += 1
                 self.rooms[chat_room].last_ts = entry.ts
         return True
+
+    def _create(self, room: str, name: str, private: bool) -> RoomRecord:
+        record = RoomRecord(room, self._allocate_group(room), private=private)
+        if self.owned.get(name, 0) < OWNED_ROOMS_MAX:
+            record.owner = name
+            self.owned[name] = self.owned.get(name, 0) + 1
+        return record
 
     def _allocate_group(self, room: str) -> str:
         start = zlib.crc32(room.encode()) % self._count
@@ -350,7 +449,16 @@ class ClusterState:
             tuple(sorted((n, tuple(keys)) for n, keys in self.added_keys.items())),
             tuple(sorted(self.passwords.items())),
             tuple(
-                (name, record.group, tuple(sorted(record.members)), record.topic)
+                (
+                    name,
+                    record.group,
+                    tuple(sorted(record.members)),
+                    record.owner,
+                    record.private,
+                    record.public_since,
+                    tuple(sorted(record.invited)),
+                    record.topic,
+                )
                 for name, record in sorted(self.rooms.items())
             ),
         )

@@ -41,6 +41,7 @@ from tchat.core.messages import (
     RoomFrame,
     RoomInfo,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
     RoomTopic,
     SessionFrame,
@@ -215,6 +216,8 @@ class Inbox:
         effects: list[Effect] = [self.users_changed()]
         old_rooms = node.rooms
         node.rooms = {info.room: info for info in msg.rooms}
+        # The account's rooms, kept by the servers across sessions: ours as if joined here.
+        self.wanted_rooms.update(node.rooms)
         for room in sorted(old_rooms):
             if room in node.rooms:
                 continue
@@ -354,7 +357,11 @@ class Inbox:
                     del node.rooms[room]
                     holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
-                    effects.append(Deliver(RoomExited(room)))
+                    by = body.by if isinstance(body, RoomKicked) else ""
+                    # Left (from this terminal or another of the account's) or kicked:
+                    # not a room to rejoin after a failover or a relogin.
+                    self.wanted_rooms.discard(room)
+                    effects.append(Deliver(RoomExited(room, by)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = dataclasses.replace(info, members=members)
@@ -370,15 +377,10 @@ class Inbox:
                 node.users[name] = UserInfo(name, addr, "online", entry.ts)
                 return True, []
             case UserOffline(name=name):
+                # Offline, not out of its rooms: membership is the account's (the user
+                # list says who is online; a room's members stay until /leave or /kick).
                 node.users.pop(name, None)
-                effects: list[Effect] = []
-                for room in sorted(node.rooms):  # a user who leaves leaves every room
-                    info = node.rooms[room]
-                    if name in info.members:
-                        members = tuple(m for m in info.members if m != name)
-                        node.rooms[room] = dataclasses.replace(info, members=members)
-                        effects.append(Deliver(MembersChanged(room, members)))
-                return True, effects
+                return True, []
             case UserStatus(name=name, away=away):
                 user = node.users.get(name)
                 if user is not None:

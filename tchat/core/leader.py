@@ -178,6 +178,13 @@ class Leadership:
             self._merged_pending -= head.merged
             canonical = head.entry
             shown = False
+            if self._merged_pending:
+                # The log took merged entries (still being replicated) at any place in
+                # its order, ahead of this one perhaps: the streams' view does not have
+                # them, so streaming on it could judge membership wrongly (a kick merged
+                # in, its own copy here a duplicate that never streams, and the next room
+                # message went to the kicked member). Stop here; every client resumes.
+                self.resync_needed = True
             if self.node.log.is_duplicate(head.entry):
                 # Another partition recorded this operation first: that copy is the one.
                 assert head.entry.origin is not None

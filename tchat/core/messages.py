@@ -22,9 +22,10 @@ from tchat.core.vclock import VectorClock
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
 # (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
-# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic) and account
-# passwords (Register.password, SetPassword, PasswordSet, KeyAdded): a record's arity is
-# checked, so an 8 peer could not read a 9 Register anyway
+# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic), account
+# passwords (Register.password, SetPassword, PasswordSet, KeyAdded) and private rooms
+# (CreateRoom, SetRoomMode, InviteUser, KickUser; RoomCreated, RoomKicked, RoomMode,
+# RoomInvited): a record's arity is checked, so an 8 peer could not read a 9 Register anyway
 PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
@@ -117,7 +118,7 @@ class RoomInfo:
 
 @dataclass(frozen=True, slots=True)
 class RoomSummary:
-    """A room in the directory: anyone may see it, members or not."""
+    """A room in the directory: a public one for anyone, a private one for its people."""
 
     room: str
     group: str
@@ -195,6 +196,40 @@ class RoomJoined(EntryBody):
 class RoomLeft(EntryBody):
     room: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomCreated(RoomJoined):
+    """``name`` creates ``room``, owns it and is its first member (a RoomJoined, so every
+    reader of joins treats it as one). A room made by a plain RoomJoined is public."""
+
+    private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKicked(RoomLeft):
+    """The room's owner ``by`` removed ``name`` (a RoomLeft, so every reader of leaves
+    treats it as one); it also withdraws the member's invitation."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMode(EntryBody):
+    """The owner ``by`` makes ``room`` private (members by invitation only) or public."""
+
+    room: str
+    by: str
+    private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInvited(EntryBody):
+    """The owner ``by`` lets ``name`` join private ``room`` (once: joining uses it up)."""
+
+    room: str
+    name: str
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +539,32 @@ class JoinRoom(Operation):
 @dataclass(frozen=True, slots=True)
 class LeaveRoom(Operation):
     room: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoom(Operation):
+    """Create a room that does not exist yet, owned by the sender (``/create``)."""
+
+    room: str
+    private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoomMode(Operation):
+    room: str
+    private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InviteUser(Operation):
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class KickUser(Operation):
+    room: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -965,6 +1026,10 @@ ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (
     PasswordSet,
     KeyAdded,
     KeyRemoved,
+    RoomCreated,
+    RoomKicked,
+    RoomMode,
+    RoomInvited,
 )
 
 OPERATION_TYPES: tuple[type[Operation], ...] = (
@@ -976,4 +1041,8 @@ OPERATION_TYPES: tuple[type[Operation], ...] = (
     SetTopic,
     SetPassword,
     RemoveKey,
+    CreateRoom,
+    SetRoomMode,
+    InviteUser,
+    KickUser,
 )

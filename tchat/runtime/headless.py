@@ -41,14 +41,18 @@ from tchat.core.effects import (
 )
 from tchat.core.messages import (
     Chat,
+    CreateRoom,
     Entry,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Operation,
     RemoveKey,
     SendChat,
     SetAway,
     SetPassword,
+    SetRoomMode,
     SetTopic,
 )
 from tchat.crypto.identity import fingerprint as key_fingerprint
@@ -90,6 +94,14 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "password"}  # never the password itself
         case RemoveKey(identity=identity):
             return {"op": "remove-device", "fingerprint": key_fingerprint(identity)}
+        case CreateRoom(room=room, private=private):
+            return {"op": "create", "room": room, "private": private}
+        case SetRoomMode(room=room, private=private):
+            return {"op": "mode", "room": room, "mode": "private" if private else "public"}
+        case InviteUser(room=room, name=name):
+            return {"op": "invite", "room": room, "user": name}
+        case KickUser(room=room, name=name):
+            return {"op": "kick", "room": room, "user": name}
     return {"op": type(op).__name__.lower()}
 
 
@@ -114,6 +126,8 @@ def event_json(event: object) -> dict[str, Any] | None:
                 "members": list(info.members),
                 "topic": info.topic,
             }
+        case RoomExited(room=room, by=by) if by:
+            return {"event": "left", "room": room, "kicked_by": by}
         case RoomExited(room=room):
             return {"event": "left", "room": room}
         case TopicChanged(room=room, topic=topic, by=by, ts=ts):
@@ -228,6 +242,22 @@ def parse(line: str, last_room: str | None, rooms: Collection[str] = ()) -> Comm
             if not room or " " in room:
                 return Command(error=f"usage: {head} ROOM")
             return Command(JoinRoom(room) if head == "/join" else LeaveRoom(room))
+        case "/create":
+            words = rest.split()
+            if not words or len(words) > 2 or words[1:] not in ([], ["--private"]):
+                return Command(error="usage: /create ROOM [--private]")
+            return Command(CreateRoom(words[0], private=len(words) == 2))
+        case "/mode":
+            words = rest.split()
+            if len(words) != 2 or words[1] not in ("private", "public"):
+                return Command(error="usage: /mode ROOM private|public")
+            return Command(SetRoomMode(words[0], private=words[1] == "private"))
+        case "/invite" | "/kick":
+            words = rest.split()
+            if len(words) != 2:
+                return Command(error=f"usage: {head} ROOM USER")
+            kind = InviteUser if head == "/invite" else KickUser
+            return Command(kind(words[0], words[1]))
         case "/say" | "/msg":
             target, _, body = rest.strip().partition(" ")
             if not target or not body:
@@ -381,7 +411,7 @@ class HeadlessClient:
                     if problem:
                         self.emit({"event": "error", "message": problem})
                         continue
-                if isinstance(command.op, JoinRoom):
+                if isinstance(command.op, (JoinRoom, CreateRoom)):
                     room = command.op.room  # "the last joined room" is the last one typed
                     if room in self.joined_order:
                         self.joined_order.remove(room)

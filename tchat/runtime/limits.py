@@ -1,8 +1,9 @@
 """What a node lets in: datagram kinds, connection caps and per-source rate limits.
 
-Longer than 400 lines: who may send what and the buckets that pace each kind are one
-policy, read and reviewed together (docs/PROTOCOL.md, "Who may send what"); split, a new
-frame or operation would have to be added in two places that must agree."""
+Longer than 400 lines: every table of what may come in (datagram kinds, the frames a
+client or a server session may carry, connection caps, per-kind rates) is here, so that
+one file answers "what does a stranger get to send us"; the mechanisms live elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tchat.core.messages import (
     ClientBeat,
     ClientHeartbeat,
     ClusterStatusRequest,
+    CreateRoom,
     Discover,
     DiscoverReply,
     Election,
@@ -28,10 +30,12 @@ from tchat.core.messages import (
     Heartbeat,
     HistoryReply,
     HistoryRequest,
+    InviteUser,
     JoinRequest,
     JoinRoom,
     KeysReply,
     KeysRequest,
+    KickUser,
     LeaderAlive,
     LeaderSuspect,
     LeaveRoom,
@@ -52,6 +56,7 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     SessionFrame,
+    SetRoomMode,
     SetTopic,
     StaleEpoch,
     StatusReply,
@@ -193,8 +198,10 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
 def operation_kind(message: Message) -> str | None:
     """The rate-limit class of a client's frame; None for anything else (server frames)."""
     match message:
-        case Submit(op=JoinRoom() | LeaveRoom()):
-            return "room"
+        case Submit(
+            op=JoinRoom() | LeaveRoom() | CreateRoom() | SetRoomMode() | InviteUser() | KickUser()
+        ):
+            return "room"  # membership and ownership changes: each one a frame to members
         case Submit(op=SetTopic()):
             return "topic"
         case Submit():

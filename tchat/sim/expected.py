@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tchat.core.desk import REPLAY_PER_CONVERSATION
+from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     MAX_KEYS,
     Chat,
@@ -58,15 +60,19 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
 
     A room message goes to the room's members at that point of the log, a private one to
     its addressee and its sender; names map to sessions through UserOnline / UserOffline.
-    A private message to a name that had logged out before it was sent is due to the name's
-    next session, if that login happened after the message (its welcome replays it).
+    Membership is the account's: going offline does not end it (only a leave, a kick or
+    an operator's release of the name does). A message to a name that had logged out
+    before it was sent (a private one to it, or one in a room it is a member of) is due to
+    the name's next session, if that login happened after the message (its welcome
+    replays it), unless the conversation missed more than a replay keeps.
     Only membership that holds in every causal view counts: the login and the join happened
     before the message, and the leave or logout that ends it (if any) happened after it. A
     join or leave made concurrently on the other side of a partition can fall on either side
     of the message in the merged order, and the client may have delivered later entries
     already: neither "must deliver" nor "must not" is right for it, so it is not checked.
     """
-    ends = _membership_ends(entries)
+    ignored = _ignored_room_changes(entries)
+    ends = _membership_ends(entries, ignored)
     # name -> its sessions (client_id -> UserOnline entry), while the user is online: a user
     # may have several (terminals of one key); a login under another key than the name's
     # claim lost a clash and is ignored.
@@ -90,16 +96,22 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             origins.add(op)
         if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
             _account(claims, body)
+            if isinstance(body, NameReleased):
+                went_offline.pop(body.name, None)
+                mailbox.pop(body.name, None)
+                for names in members.values():
+                    names.pop(body.name, None)
         elif isinstance(body, UserOnline):
             if body.identity not in claims.setdefault(body.name, [body.identity]):
                 continue  # another key's login lost the name in a merge
             sessions = session.get(body.name)
             if sessions is None:
                 session[body.name] = {body.client_id: e}
-                for mail in mailbox.pop(body.name, ()):
+                due = [m for m in mailbox.pop(body.name, ()) if m.clock < e.clock]
+                replayed = [m.id for m in _within_replay(due, body.name)]
+                if body.client_id in clients and replayed:
                     # Only mail that happened before this login is surely in its replay.
-                    if body.client_id in clients and mail.clock < e.clock:
-                        expected.setdefault(body.client_id, []).append(mail.id)
+                    expected.setdefault(body.client_id, []).extend(replayed)
             else:
                 sessions.setdefault(body.client_id, e)  # another terminal
         elif isinstance(body, UserOffline):
@@ -108,8 +120,8 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if ended and not sessions:  # the user's last session: the user is offline
                 del session[body.name]
                 went_offline[body.name] = e
-                for names in members.values():
-                    names.pop(body.name, None)
+        elif e.id in ignored:
+            continue
         elif isinstance(body, RoomJoined):
             if body.name in session:
                 members.setdefault(body.room, {}).setdefault(body.name, e)
@@ -119,13 +131,15 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
             if body.room is not None:
                 room = members.get(body.room, {})
                 recipients = sorted(n for n, joined in room.items() if _spans(joined, e, ends))
+                absent = recipients
             else:
                 recipients = sorted({body.sender, body.to or ""})
-                to = body.to or ""
-                offline = went_offline.get(to)
+                absent = [body.to or ""]
+            for name in absent:
+                offline = went_offline.get(name)
                 # Only mail sent after the logout is surely not something it saw already.
-                if to not in session and offline is not None and offline.clock < e.clock:
-                    mailbox.setdefault(to, []).append(e)
+                if name not in session and offline is not None and offline.clock < e.clock:
+                    mailbox.setdefault(name, []).append(e)
             for name in recipients:
                 for client_id, login in session.get(name, {}).items():
                     if client_id in clients and _spans(login, e, ends):
@@ -151,9 +165,46 @@ def _account(claims: dict[str, list[bytes]], body: object) -> None:
             claims.pop(name, None)
 
 
-def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
+def _within_replay(mail: list[Entry], name: str) -> list[Entry]:
+    """``mail`` less the conversations that missed more than half of what a login's replay
+    keeps (REPLAY_PER_CONVERSATION): the servers may count more of those than this model
+    does (concurrent entries), and keep only the newest."""
+    counts: dict[str, int] = {}
+
+    def conversation(e: Entry) -> str:
+        body = e.body
+        assert isinstance(body, Chat)
+        if body.room is not None:
+            return "#" + body.room
+        return "@" + ((body.to if body.sender == name else body.sender) or "")
+
+    for e in mail:
+        key = conversation(e)
+        counts[key] = counts.get(key, 0) + 1
+    return [e for e in mail if counts[conversation(e)] <= REPLAY_PER_CONVERSATION // 2]
+
+
+def _ignored_room_changes(entries: list[Entry]) -> set[str]:
+    """Ids of the joins, leaves and kicks the fold ignores: a join that a merge put after
+    the room became private (or was created private on the other side), a kick by someone
+    the merged log does not make the owner. The fold's own rule, so the fold's own code."""
+    state = ClusterState("239.255.0.0", 16, 1)
+    ignored: set[str] = set()
+    origins: set[tuple[str, int]] = set()
+    for e in entries:
+        if e.origin is not None:
+            op = (e.origin.client_id, e.origin.cmid)
+            if op in origins:
+                continue  # the servers' fold skips a later copy of an operation too
+            origins.add(op)
+        if not state.apply(e) and isinstance(e.body, (RoomJoined, RoomLeft)):
+            ignored.add(e.id)
+    return ignored
+
+
+def _membership_ends(entries: list[Entry], ignored: set[str]) -> dict[str, Entry]:
     """For each UserOnline / RoomJoined entry id, the entry that ends it (if any): a
-    session's logout ends its login, the user's last session's ends its joins."""
+    session's logout ends its login; a leave, a kick or the name's release ends a join."""
     ends: dict[str, Entry] = {}
     claims: dict[str, list[bytes]] = {}  # name -> its keys, the claim's first
     open_logins: dict[str, dict[str, Entry]] = {}  # name -> client_id -> UserOnline
@@ -162,6 +213,9 @@ def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
         body = e.body
         if isinstance(body, NameClaimed | KeyAdded | KeyRemoved | NameReleased):
             _account(claims, body)
+            if isinstance(body, NameReleased):
+                for key in [k for k in open_joins if k[1] == body.name]:
+                    ends[open_joins.pop(key).id] = e
         elif isinstance(body, UserOnline):
             if body.identity in claims.setdefault(body.name, [body.identity]):
                 open_logins.setdefault(body.name, {}).setdefault(body.client_id, e)
@@ -171,9 +225,9 @@ def _membership_ends(entries: list[Entry]) -> dict[str, Entry]:
             if login is not None:
                 ends[login.id] = e
                 if not logins:
-                    del open_logins[body.name]
-                    for key in [k for k in open_joins if k[1] == body.name]:
-                        ends[open_joins.pop(key).id] = e
+                    del open_logins[body.name]  # offline, still in its rooms
+        elif e.id in ignored:
+            continue
         elif isinstance(body, RoomJoined):
             if body.name in open_logins:
                 open_joins.setdefault((body.room, body.name), e)

@@ -1,15 +1,23 @@
-"""tchat's invariants: cheap checks after every simulated step, full ones once faults stop."""
+"""tchat's invariants: cheap checks after every simulated step, full ones once faults stop.
+
+Longer than 400 lines: the Checker is one object the world's hooks feed (steps, sends,
+client events), and its invariants share what it records (epochs and leaders, acks
+promised, forged identities, scrollback a server allowed); split by invariant, each part
+would read the others' records. The end-of-run checks live in convergence.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tchat.core.effects import ChatDelivered, ClientEvent, Failed, Renamed, Sent
+from tchat.core.access import may_read
+from tchat.core.effects import ChatDelivered, ClientEvent, Failed, HistoryLoaded, Renamed, Sent
 from tchat.core.messages import (
     Election,
     Entry,
     Epoch,
+    RoomJoined,
+    RoomLeft,
 )
 from tchat.sim.convergence import clients_converged, completeness, log_sanity, same_order
 from tchat.sim.expected import fold_view, log_diff
@@ -18,6 +26,17 @@ if TYPE_CHECKING:
     from tchat.sim.world import ClientSlot, ServerSlot, World
 
 Problem = tuple[str, str]  # (invariant, detail)
+
+
+def shared(state: Any, name: str, entry: Entry) -> bool:
+    """``entry`` is a message of a room public since before it, and ``name`` has been a
+    member of that room since it last became public: scrollback may show it."""
+    room = getattr(entry.body, "room", None)
+    record = state.rooms.get(room) if room is not None else None
+    if record is None or record.public_since is None or not record.public_since < entry.key:
+        return False
+    since = record.public_since
+    return any(end is None or since < end for _, end in record.stretches.get(name, ()))
 
 
 class Violation(Exception):
@@ -70,6 +89,10 @@ class Checker:
         # Forgers' keys and the client IDs of their replayed logins: never online anywhere.
         self.forged_identities: dict[bytes, str] = {}  # a forger's key -> its own name
         self.forged_sessions: set[str] = set()
+        # (client address, entry id) of scrollback a server's fold let it give when it
+        # answered: the reply may arrive after the room turned private (the rule judged the
+        # moment of the answer, and a later mode change does not take it back).
+        self.history_allowed: set[tuple[str, str]] = set()
 
     # -- invariant 1: one leader per epoch, epochs only grow ------------------------
     def after_server_step(self, slot: ServerSlot) -> None:
@@ -176,6 +199,18 @@ class Checker:
         for entry in message.entries:
             self._promise(slot, entry.id, "streamed")
 
+    def on_history_sent(self, slot: Any, dst: str, message: Any) -> None:
+        """Scrollback is judged by the answering server's fold as it answers (its own rule
+        is not the judge: ``shared`` is the invariant's own reading of membership)."""
+        reader = self.world.slot_at(dst)
+        if reader is None or not hasattr(reader, "names") or slot.node is None:
+            return
+        names = set(reader.names)
+        state = slot.node.state
+        for entry in message.entries:
+            if any(shared(state, name, entry) for name in names):
+                self.history_allowed.add((dst, entry.id))
+
     def _promise(self, slot: Any, eid: str, what: str) -> None:
         if eid not in slot.durable_ids:
             raise Violation("ack-replicated", f"{slot.label} {what} {eid} before storing it")
@@ -195,7 +230,11 @@ class Checker:
     def on_client_event(self, slot: Any, event: ClientEvent) -> None:
         kind = type(event)
         if kind is ChatDelivered:
+            self._readable(slot, event.entry, "")  # type: ignore[attr-defined]
             self._delivered(slot, event.entry)  # type: ignore[attr-defined]
+        elif kind is HistoryLoaded:
+            for entry in event.entries:  # type: ignore[attr-defined]
+                self._readable(slot, entry, "scrollback")
         elif kind is Sent:
             self._sent(slot, event)  # type: ignore[arg-type]
         elif kind is Renamed:
@@ -203,6 +242,72 @@ class Checker:
             slot.names.append(event.new)  # type: ignore[attr-defined]
         elif kind is Failed:
             slot.failed = True
+
+    def _readable(self, slot: ClientSlot, entry: Entry, scrollback: str) -> None:
+        """Invariant 8 for reading: a client is given, live or replayed, only a private
+        message it is party to or a room message of a room it was a member of when the
+        message was sequenced; as scrollback also a public room's messages since it last
+        became public, if it was a member at some point since (the reply may race a leave).
+        Judged by the servers that hold the entry (their fold knows who was in the room
+        then); one that says yes is enough, since a partition's two sides may each have
+        judged by their own view before a merge."""
+        names = {slot.node.name, *slot.names}
+        if scrollback and (slot.addr, entry.id) in self.history_allowed:
+            return
+        judges = [
+            s.node.state
+            for _, s in sorted(self.world.servers.items())
+            if s.alive and s.node is not None and s.node.log.get(entry.dot) is not None
+        ]
+        if not judges:
+            return  # no running server holds it: nobody left to judge by
+        for state in judges:
+            for name in names:
+                if may_read(state, name, entry) or (scrollback and shared(state, name, entry)):
+                    return
+        if self._maybe_member(entry, names):
+            return
+        raise Violation(
+            "read-access",
+            f"{slot.client_id} ({'/'.join(sorted(names))}) got {entry.id} {entry.body!r}"
+            f"{' as scrollback' if scrollback else ''}, which it may not read",
+        )
+
+    def _maybe_member(self, entry: Entry, names: set[str]) -> bool:
+        """A merge may have undone a membership after the fact: a join made on one side of
+        a partition, into a room the other side had made private meanwhile, is ignored by
+        the merged fold, yet its member read the room live before the merge (or was sent
+        its replay just before it). Such a membership is concurrent with what undid it:
+        the entry is then excused if some join of the reader's into the room did not come
+        after it and nothing ended that join before it, causally. Only on the failure path:
+        it walks the servers' stored entries."""
+        room = getattr(entry.body, "room", None)
+        if room is None:
+            return False
+        clock = entry.clock
+        for _, server in sorted(self.world.servers.items()):
+            if not server.alive:
+                continue
+            stored = server.durable.entries
+            for join in stored:
+                body = join.body
+                if not (
+                    isinstance(body, RoomJoined)
+                    and body.room == room
+                    and body.name in names
+                    and not clock < join.clock
+                ):
+                    continue
+                ended = any(
+                    join.clock < end.clock < clock
+                    and isinstance(end.body, RoomLeft)  # going offline ends no membership
+                    and end.body.room == room
+                    and end.body.name == body.name
+                    for end in stored
+                )
+                if not ended:
+                    return True
+        return False
 
     def _delivered(self, slot: ClientSlot, entry: Entry) -> None:
         eid = entry.id

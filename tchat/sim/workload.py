@@ -1,7 +1,8 @@
 """A random workload and fault schedule for one seed: users chatting while servers fail.
 
-Longer than 400 lines: each kind of operation is drawn from the one seeded stream in one
-order; split, a new kind would change every seed's schedule from a second place.
+Longer than 400 lines: every kind of operation and fault a seed draws (chat, rooms, private
+rooms and invitations, forgers, crashes, partitions) comes from one random stream in one
+order, which the recorded fingerprints pin; split, the draw order would be spread out.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from functools import partial
 
 from tchat.core.messages import (
     MAX_TEXT,
+    CreateRoom,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Logout,
     Operation,
     SendChat,
     SetAway,
     SetPassword,
+    SetRoomMode,
     SetTopic,
 )
 from tchat.sim.network import NetworkFaults
@@ -27,6 +32,10 @@ from tchat.sim.world import World
 
 NAMES = ("ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "lou")
 ROOMS = ("lobby", "dev", "ops", "music")
+# Rooms users try to /create private (a /join may make one public first); every user tries
+# to join them now and then: refused unless invited, the owner invites and kicks.
+PRIVATE_ROOMS = ("den", "vault")
+ROOM_ADMIN = 0.15  # share of operations that create, invite, kick or change a room's mode
 DEFAULT_DURATION = 6.0  # simulated seconds of faults per seed
 BURST_SIZE = (20, 60)  # room messages of MAX_TEXT characters a burst submits at once
 MAIL_SIZE = (2, 6)  # maximum-size private messages sent to a user who has logged out
@@ -123,7 +132,10 @@ class Workload:
         world = self.world
         rng = self.rng
         servers = world.running_servers()
-        if world.net.partitioned or not servers:
+        # Every server up: one that is down may lack the victim's claim and, restarted on
+        # the forger's side of a later partition, rightly give the name to the first
+        # claimant there (a name free on one side is anyone's).
+        if world.net.partitioned or not servers or len(servers) != len(world.servers):
             world.after(rng.uniform(0.3, 1.0), self.forge)
             return
         victims = [
@@ -201,13 +213,21 @@ class Workload:
         joined = sorted(node.rooms)  # type: ignore[attr-defined]
         me = node.name  # type: ignore[attr-defined]
         others = sorted(n for n in node.users if n != me)  # type: ignore[attr-defined]
+        if rng.random() < ROOM_ADMIN:
+            return self._room_admin(me, others)
+        invited, kickable = self._private_rooms(me)
+        if invited and rng.random() < 0.5:
+            return JoinRoom(rng.choice(invited))  # a user invited goes in, mostly soon
+        if kickable and rng.random() < 0.1:
+            room, name = rng.choice(kickable)
+            return KickUser(room, name)
         r = rng.random()
         if r < 0.42 and joined:
             return SendChat(room=rng.choice(joined), to=None, text=text, action=rng.random() < 0.05)
         if r < 0.57 and others:
             return SendChat(room=None, to=rng.choice(others), text=text, action=False)
         if r < 0.76:
-            return JoinRoom(rng.choice(ROOMS))
+            return JoinRoom(rng.choice(ROOMS + PRIVATE_ROOMS))
         if r < 0.84 and joined:
             return LeaveRoom(rng.choice(joined))
         if r < 0.87:
@@ -230,11 +250,50 @@ class Workload:
             return SendChat(room=rng.choice(joined), to=None, text=text, action=False)
         return JoinRoom(rng.choice(ROOMS))
 
+    def _private_rooms(self, me: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """The rooms ``me`` is invited to, and (room, member) it could kick as the owner."""
+        leaders = self.world.leaders()
+        rooms = leaders[0].node.state.rooms if leaders else {}
+        invited: list[str] = []
+        kickable: list[tuple[str, str]] = []
+        for name in PRIVATE_ROOMS + ROOMS:
+            record = rooms.get(name)
+            if record is None:
+                continue
+            if me in record.invited:
+                invited.append(name)
+            if record.private and record.owner == me:
+                kickable += [(name, m) for m in sorted(record.members) if m != me]
+        return invited, kickable
+
+    def _room_admin(self, me: str, others: list[str]) -> Operation:
+        """Create a room, or, as the owner the leader knows, invite, kick or change its
+        mode (the workload may look at the leader's state: it plays every user)."""
+        rng = self.rng
+        leaders = self.world.leaders()
+        rooms = leaders[0].node.state.rooms if leaders else {}
+        owned = [r for r in ROOMS + PRIVATE_ROOMS if r in rooms and rooms[r].owner == me]
+        if not owned or rng.random() < 0.2:
+            return CreateRoom(rng.choice(PRIVATE_ROOMS), private=rng.random() < 0.8)
+        private = [r for r in owned if rooms[r].private]
+        if not private:
+            return SetRoomMode(rng.choice(owned), private=True)
+        room = rng.choice(private)
+        record = rooms[room]
+        members = sorted(n for n in record.members if n != me)
+        r = rng.random()
+        if r < 0.9 and members and (r >= 0.5 or not others):
+            return KickUser(room, rng.choice(members))
+        if r < 0.9 and others:
+            return InviteUser(room, rng.choice(others))
+        return SetRoomMode(room, private=False)
+
     def _history(self, client: object) -> None:
         node = client.node  # type: ignore[attr-defined]
         rooms = sorted(node.rooms)
-        if not rooms:
-            return
+        if not rooms or self.rng.random() < 0.3:
+            # Now and then a room it is not in (or no longer): the leader must refuse it.
+            rooms = list(ROOMS + PRIVATE_ROOMS)
         world = self.world
         _, effects = node.request_history(self.rng.choice(rooms), None, None, 20, world.now)
         world.carry_out(client, effects)  # type: ignore[arg-type]

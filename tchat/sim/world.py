@@ -37,6 +37,7 @@ from tchat.core.messages import (
     DiscoverReply,
     Election,
     ElectionAck,
+    HistoryReply,
     Message,
     Operation,
     Register,
@@ -542,6 +543,8 @@ class World:
             self.checker.on_ack_sent(sender, message)
         elif isinstance(message, RoomFrame):
             self.checker.on_room_frame_sent(sender, message)
+        elif isinstance(message, HistoryReply):
+            self.checker.on_history_sent(sender, dst, message)
         target = self._by_addr.get(dst)
         if target is None or not target.alive:
             return  # nobody there: a hop to a dead neighbour is part of the LCR bound

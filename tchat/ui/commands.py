@@ -28,6 +28,12 @@ COMMANDS: dict[str, CommandSpec] = {
     for spec in (
         CommandSpec("join", "/join ROOM", "join ROOM, creating it if needed", 1, 1),
         CommandSpec("leave", "/leave [ROOM]", "leave ROOM (default: the current room)", 0, 1),
+        CommandSpec(
+            "create", "/create ROOM [--private]", "create ROOM; --private: by invitation", 1, 2
+        ),
+        CommandSpec("mode", "/mode private|public [ROOM]", "who may join a room you own", 1, 2),
+        CommandSpec("invite", "/invite USER [ROOM]", "let USER join your private room", 1, 2),
+        CommandSpec("kick", "/kick USER [ROOM]", "remove USER from your private room", 1, 2),
         CommandSpec("msg", "/msg USER [TEXT]", "open a private chat with USER, send TEXT", 1, None),
         CommandSpec("who", "/who", "list the users online"),
         CommandSpec("me", "/me ACTION", "send an action to this conversation", 1, None),
@@ -125,6 +131,22 @@ def parse(line: str) -> Parsed:
         # What the user typed stands for its normal form ("＃ｄｅｖ" is "dev").
         args = tuple(normal_name(a).lstrip("#") for a in args)
         problem = room_problem(args[0]) if args else None
+        if problem:
+            return Invalid(f"not a room name: {problem}")
+    if name == "create":
+        args = (args[0].lstrip("#"), *args[1:])
+        problem = room_problem(args[0])
+        if problem:
+            return Invalid(f"not a room name: {problem}")
+        if args[1:] not in ((), ("--private",)):
+            return Invalid(f"usage: {spec.usage}")
+    if name == "mode" and args[0].lower() not in ("private", "public"):
+        return Invalid(f"usage: {spec.usage}")
+    if name in ("invite", "kick") and not valid_name(args[0], MAX_NAME):
+        return Invalid(f"not a user name: {args[0]!r}; usage: {spec.usage}")
+    if name in ("mode", "invite", "kick") and len(args) == 2:
+        args = (args[0], args[1].lstrip("#"))
+        problem = room_problem(args[1])
         if problem:
             return Invalid(f"not a room name: {problem}")
     if name == "away" and args and args[0].lower() not in ("on", "off"):

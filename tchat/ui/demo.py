@@ -16,10 +16,13 @@ from typing import Any
 from tchat.core import effects as ev
 from tchat.core.messages import (
     Chat,
+    CreateRoom,
     Dot,
     Entry,
     Epoch,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Logout,
     Operation,
@@ -29,6 +32,7 @@ from tchat.core.messages import (
     SendChat,
     ServerInfo,
     SetAway,
+    SetRoomMode,
     SetTopic,
     UserInfo,
 )
@@ -234,7 +238,7 @@ class FakeClientService:
                 entry = self.entry(me, text, room=room, to=to, action=action, cmid=cmid)
                 self.emit(ev.Sent(cmid, entry.id))
                 self.deliver(entry)
-            case JoinRoom(room=room):
+            case JoinRoom(room=room) | CreateRoom(room=room):
                 members = tuple(
                     sorted({*self.node.rooms.get(room, RoomInfo(room, "", (), 0)).members, me})
                 )
@@ -256,6 +260,15 @@ class FakeClientService:
                 self.emit(ev.UsersChanged(tuple(self.node.users.values())))
             case Logout():
                 self.emit(ev.Sent(cmid, f"o{cmid}"))
+            case SetRoomMode() | InviteUser():
+                self.emit(ev.Sent(cmid, f"m{cmid}"))
+            case KickUser(room=room, name=name):
+                self.emit(ev.Sent(cmid, f"k{cmid}"))
+                info = self.node.rooms.get(room)
+                if info is not None:
+                    members = tuple(m for m in info.members if m != name)
+                    self.node.rooms[room] = RoomInfo(room, info.group, members, info.head)
+                    self.emit(ev.MembersChanged(room, members))
 
     def request_history(
         self, room: str | None, peer: str | None, before: Dot | None, limit: int

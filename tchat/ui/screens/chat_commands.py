@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING
 
 from tchat.core.messages import (
     MIN_PASSWORD,
+    CreateRoom,
+    InviteUser,
     JoinRoom,
+    KickUser,
     LeaveRoom,
     Operation,
     RemoveKey,
     SendChat,
     SetAway,
     SetPassword,
+    SetRoomMode,
     SetTopic,
 )
 from tchat.core.topics import topic_problem
@@ -76,6 +80,39 @@ class CommandRunner:
             screen.say("usage: /leave ROOM (this conversation is not a room)")
             return
         self.leave(conv.name)
+
+    def do_create(self, cmd: Command) -> None:
+        room = cmd.args[0]
+        private = cmd.args[1:] == ("--private",)
+        self.screen.join_wanted.add(room)
+        self.submit(CreateRoom(room, private), f"create {'private ' if private else ''}#{room}")
+
+    def do_mode(self, cmd: Command) -> None:
+        room = self._owned_room(cmd.args[1:])
+        if room is not None:
+            mode = cmd.args[0].lower()
+            self.submit(SetRoomMode(room, mode == "private"), f"make #{room} {mode}")
+
+    def do_invite(self, cmd: Command) -> None:
+        room = self._owned_room(cmd.args[1:])
+        if room is not None:
+            self.submit(InviteUser(room, cmd.args[0]), f"invite {cmd.args[0]} to #{room}")
+
+    def do_kick(self, cmd: Command) -> None:
+        room = self._owned_room(cmd.args[1:])
+        if room is not None:
+            self.submit(KickUser(room, cmd.args[0]), f"kick {cmd.args[0]} from #{room}")
+
+    def _owned_room(self, named: tuple[str, ...]) -> str | None:
+        """The room a /mode, /invite or /kick is about: named, or the current one (the
+        leader decides whether we own it and says why not)."""
+        if named:
+            return named[0]
+        conv = self.screen.model.conversation(self.screen.model.active)
+        if conv.kind is not Kind.ROOM:
+            self.screen.say("name the room (this conversation is not a room)")
+            return None
+        return conv.name
 
     def do_msg(self, cmd: Command) -> None:
         screen = self.screen

@@ -212,9 +212,10 @@ class ClientScreen(Screen[None]):
             case ev.TopicChanged(room=room, topic=topic, by=by, ts=ts):
                 change = self.model.topic_changed(room, topic, by, ts or wall)
                 change = self.merge(change, Change(rooms=True))
-            case ev.RoomExited(room=room):
+            case ev.RoomExited(room=room, by=by):
                 change = self.model.room_exited(room)
-                self.model.notice(f"left #{room}", wall, room_key(room))
+                text = f"{by} removed you from #{room}" if by else f"left #{room}"
+                self.model.notice(text, wall, room_key(room))
             case ev.MembersChanged(room=room, members=members):
                 key = room_key(room)
                 before = set(self.model.conversation(key).members)
