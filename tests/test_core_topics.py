@@ -11,9 +11,11 @@ from tchat.core.errors import InvalidField
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     MAX_TOPIC,
+    CreateRoom,
     Dot,
     Entry,
     Epoch,
+    InviteUser,
     JoinRoom,
     LeaveRoom,
     RoomJoined,
@@ -260,3 +262,24 @@ def test_a_late_copy_of_an_older_topic_changes_nothing() -> None:
     bus.run(0.3)
     assert bob.rooms["dev"].topic == "new"
     assert topics(bus, bob) == [("dev", "old", "alice"), ("dev", "new", "alice")]
+
+
+def test_only_the_owner_sets_a_private_rooms_topic() -> None:
+    """A private room's topic is its owner's, as its invitations and kicks are; in a public
+    room any member sets it."""
+    bus, servers = cluster()
+    alice, bob = serving(bus, "alice", "bob")
+    bus.submit(alice, CreateRoom("ops", private=True))
+    bus.run(0.2)
+    bus.submit(alice, InviteUser("ops", "bob"))
+    bus.run(0.2)
+    bus.submit(bob, JoinRoom("ops"))
+    bus.run(0.2)
+    bus.submit(bob, SetTopic("ops", "bob's topic"))
+    bus.run(0.3)
+    assert any("only the owner" in r for r in failures(bus, bob))
+    assert {s.state.topic("ops") for s in servers} == {""}
+    bus.submit(alice, SetTopic("ops", "owner's topic"))
+    bus.run(0.3)
+    assert {s.state.topic("ops") for s in servers} == {"owner's topic"}
+    assert bob.rooms["ops"].topic == "owner's topic"

@@ -54,9 +54,12 @@ def topic_problem(topic: str) -> str | None:
 
 
 def may_set_topic(state: ClusterState, room: str, name: str) -> str | None:
-    """Why ``name`` may not set ``room``'s topic, or None when it may. Today any member of a
-    room may (IRC's channels without +t); where rooms get owners (private rooms), the owner
-    rule goes here, the one place the leader asks."""
+    """Why ``name`` may not set ``room``'s topic, or None when it may: any member of a public
+    room (IRC's channels without +t), only the owner of a private one (as its invitations
+    and kicks). The one place the leader asks."""
     if not state.is_member(room, name):
         return f"you are not in room {room!r}: /join it first"
+    record = state.rooms.get(room)
+    if record is not None and record.private and record.owner not in (None, name):
+        return f"only the owner of private room {room!r} sets its topic"
     return None
