@@ -21,7 +21,9 @@ from tchat.core.vclock import VectorClock
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
-# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased)
+# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
+# RoomKeyGrant (a room's multicast key, over the encrypted session) is a new tag at the end
+# of MESSAGE_TYPES: an older peer never gets one (only a secure leader sends it to clients).
 PROTOCOL_VERSION = 8
 
 MAX_NAME = 32
@@ -35,6 +37,8 @@ MAX_SERVERS = 64
 IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
+ROOM_KEY_SIZE = 32  # a room key (ChaCha20-Poly1305)
+MAX_ROOM_KEY_ID = 2**32 - 1  # a room key id is a u32 on the sealed frame's header
 UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
 
 
@@ -500,6 +504,19 @@ class Challenge(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RoomKeyGrant(Message):
+    """Leader -> a multicast member, over its encrypted session only: the key that seals
+    ``room``'s multicast frames from now on (one key per message). Runtime business: the
+    core never sees it (the key bytes are random, and the core is deterministic)."""
+
+    epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
+    room: str
+    key_id: int  # u32, grows by one per rotation within an epoch
+    key: bytes  # ROOM_KEY_SIZE bytes
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected(Message):
     reason: str
     from_server: ClassVar[bool] = True
@@ -812,6 +829,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RoomList,
     ClusterStatusRequest,
     Challenge,
+    RoomKeyGrant,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

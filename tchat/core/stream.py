@@ -267,7 +267,7 @@ class ClientStreams:
             and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
             and len(run.entries) < ROOM_BATCH
             and run.text + len(body.text) <= ROOM_BATCH_TEXT
-            and run.size + (size := codec.entry_size(shown)) <= codec.FRAME_BUDGET
+            and run.size + (size := codec.entry_size(shown)) <= codec.ROOM_FRAME_BUDGET
         ):
             if not view.apply(entry):
                 return []

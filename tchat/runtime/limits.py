@@ -1,4 +1,7 @@
-"""What a node lets in: datagram kinds, connection caps and per-source rate limits."""
+"""What a node lets in: datagram kinds, connection caps and per-source rate limits.
+
+Longer than 400 lines: it is the one table of who may send what, by which channel and how
+often; split, a message's admission would be read in several places."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from tchat.core.messages import (
     Replay,
     Resync,
     RoomFrame,
+    RoomKeyGrant,
     RoomList,
     RoomsReply,
     RoomsRequest,
@@ -121,6 +125,7 @@ SERVER_FRAMES: frozenset[type[Message]] = frozenset(
         HistoryReply,
         RoomsReply,
         Challenge,  # the login binding's nonce, sent first on a client's session
+        RoomKeyGrant,  # a room's multicast key, to a member
         # a status request signed with the cluster key (an operator's, by datagram)
         ClusterStatusRequest,
     )

@@ -28,6 +28,7 @@ from tchat.runtime.private_files import (
     private_dir,
     private_files,
 )
+from tchat.runtime.room_keys import LeaderRoomKeys, RoomAudience
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -138,6 +139,10 @@ class ServerService:
         node = self.node
         self.transport.admitting = AdmissionGate(lambda: node.backlog)
         self.transport.known_server = self._is_server
+        if self.security is not None:
+            self.transport.room_sealer = LeaderRoomKeys(
+                self.security, self._room_audience, self.transport.send, self.transport.loop.time
+            )
         self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
         self.discovery = DiscoveryListener(self.transport)
@@ -241,6 +246,23 @@ class ServerService:
             or addr in node.peers.values()
             or addr in node.state.servers.values()
         )
+
+    def _room_audience(self, room: str) -> RoomAudience | None:
+        """Who ``room``'s frames go to while we lead (the room sealer's view of the core)."""
+        leadership = self.node.leadership if self.node is not None else None
+        if leadership is None:
+            return None
+        streams = leadership.streams
+        record = streams.view.rooms.get(room)
+        if record is None:
+            return None
+        addrs = tuple(
+            session.addr
+            for name in record.members
+            for session in streams.live_sessions(name)
+            if session.multicast
+        )
+        return RoomAudience(streams.epoch, frozenset(record.members), addrs)
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:
