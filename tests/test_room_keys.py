@@ -225,3 +225,16 @@ def test_a_grant_out_of_range_or_conflicting_is_refused() -> None:
     member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(32)))
     with pytest.raises(CryptoError):
         member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(31) + b"\x01"))
+
+
+def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    leader.keys.seal(frame("den", 1))
+    assert len(leader.granted) == 2
+    leader.keys.seal(frame("den", 2))
+    assert len(leader.granted) == 2, "the same audience: no grant, no rotation"
+    leader.keys.forget("127.0.0.1:1001")  # bob's Welcome (a resume: its session is new)
+    leader.keys.seal(frame("den", 3))
+    assert [addr for addr, _ in leader.granted[2:]] == ["127.0.0.1:1001"]
+    assert leader.granted[2][1] == leader.granted[1][1], "the same key, not a rotation"

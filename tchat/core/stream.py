@@ -551,6 +551,12 @@ class ClientStreams:
             found = self._room_targets[channel] = (multicast, unicast)
         return found
 
+    def audience_token(self, room: str) -> object | None:
+        """An object that stays the same (``is``) while ``room``'s members and their
+        sessions do, None if none is cached: the runtime's room keys rebuild who holds a
+        key only when it changes, not for every frame of a 400-member room."""
+        return self._room_targets.get(room)
+
     def _neighbours_of(self, room: str) -> tuple[str, ...]:
         found = self._neighbours.get(room)
         if found is None:

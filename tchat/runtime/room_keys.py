@@ -88,6 +88,7 @@ class _SealingRoom:
     ring: RoomKeyRing
     members: frozenset[str]
     holders: set[str] = field(default_factory=set)  # addrs granted the current key
+    audience: RoomAudience | None = None  # the one every holder was checked against
 
 
 class LeaderRoomKeys:
@@ -116,16 +117,21 @@ class LeaderRoomKeys:
         audience = self.audience(frame.room)
         if audience is None:
             raise ValueError(f"no audience for room frame {frame.gsn}")
-        room = self._room_for(frame.room, audience)
-        current = room.ring.current
-        assert current is not None
-        for addr in audience.multicast_addrs:
-            if addr not in room.holders:
-                room.holders.add(addr)
-                self.grants += 1
-                self.grant(
-                    addr, RoomKeyGrant(audience.epoch, frame.room, current.key_id, current.key)
-                )
+        room = self.rooms.get(frame.room)
+        if room is None or room.audience is not audience or room.ring.needs_rotation(self.clock()):
+            # Something changed (or a key wore out): who must hold which key, again. An
+            # unchanged audience is the same object, so a busy room's frames skip this.
+            room = self._room_for(frame.room, audience)
+            current = room.ring.current
+            assert current is not None
+            for addr in audience.multicast_addrs:
+                if addr not in room.holders:
+                    room.holders.add(addr)
+                    self.grants += 1
+                    self.grant(
+                        addr, RoomKeyGrant(audience.epoch, frame.room, current.key_id, current.key)
+                    )
+            room.audience = audience
         creds = self.security.credentials
         assert creds is not None
         signed = sign_datagram(
@@ -165,7 +171,9 @@ class LeaderRoomKeys:
     def forget(self, addr: str) -> None:
         """``addr`` was welcomed (a new session, or a resume): it gets its keys again."""
         for room in self.rooms.values():
-            room.holders.discard(addr)
+            if addr in room.holders:
+                room.holders.discard(addr)
+                room.audience = None  # the next frame grants it again
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from tchat.runtime.private_files import (
     private_dir,
     private_files,
 )
-from tchat.runtime.room_keys import LeaderRoomKeys, RoomAudience
+from tchat.runtime.room_keys import ROOMS_KEPT, LeaderRoomKeys, RoomAudience
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -90,6 +90,8 @@ class ServerService:
         self._stopping = False
         self._status = ServerStatusReader()
         self.security: WireSecurity | None = None
+        # room -> (the core's audience token, the audience built for it): see _room_audience
+        self._audiences: dict[str, tuple[object, RoomAudience]] = {}
 
     @property
     def addr(self) -> str:
@@ -253,6 +255,11 @@ class ServerService:
         if leadership is None:
             return None
         streams = leadership.streams
+        token = streams.audience_token(room)
+        cached = self._audiences.get(room)
+        fresh = cached is not None and token is not None and cached[0] is token
+        if fresh and cached is not None and cached[1].epoch == streams.epoch:
+            return cached[1]  # the same object: the sealer skips its member checks
         record = streams.view.rooms.get(room)
         if record is None:
             return None
@@ -262,7 +269,12 @@ class ServerService:
             for session in streams.live_sessions(name)
             if session.multicast
         )
-        return RoomAudience(streams.epoch, frozenset(record.members), addrs)
+        audience = RoomAudience(streams.epoch, frozenset(record.members), addrs)
+        if token is not None:
+            self._audiences[room] = (token, audience)
+            if len(self._audiences) > ROOMS_KEPT:
+                del self._audiences[next(iter(self._audiences))]  # the oldest
+        return audience
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:
