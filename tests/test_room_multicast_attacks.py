@@ -70,9 +70,11 @@ class Sniffer:
 class Room:
     """One secure server and multicast clients, all in this event loop."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, insecure: bool = False) -> None:
         port = random.randrange(20000, 32000)
-        self.base = NetOptions(host="127.0.0.1", discovery_port=port, multicast_port=port + 1)
+        self.base = NetOptions(
+            host="127.0.0.1", discovery_port=port, multicast_port=port + 1, insecure=insecure
+        )
         self.server = ServerService(
             dataclasses.replace(self.base, server_id=1, data_dir=tmp_path / "s1")
         )
@@ -293,3 +295,24 @@ async def test_a_member_who_missed_a_rotation_repairs_and_sees_everything(
     finally:
         with contextlib.suppress(Exception):
             await room.close()
+
+
+@on_uvloop
+async def test_insecure_seals_nothing(tmp_path: Path) -> None:
+    """--insecure is the plaintext of before (and says so): no keys, plain room frames."""
+    room = Room(tmp_path, insecure=True)
+    sniffer: Sniffer | None = None
+    try:
+        await room.start("alice", "bob")
+        group = await room.join("alice")
+        await room.join("bob")
+        sniffer = Sniffer(group)
+        await room.say("alice", "in the clear")
+        await until(lambda: "in the clear" in room.shown("bob"))
+        await until(lambda: any(b"in the clear" in d for d in sniffer.heard))  # type: ignore[union-attr]
+        transport = room.clients["bob"].transport
+        assert transport is not None and transport.room_keys is None
+    finally:
+        if sniffer is not None:
+            sniffer.close()
+        await room.close()

@@ -12,7 +12,7 @@ format reads in one place and a tag's position cannot drift between files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
@@ -512,7 +512,7 @@ class RoomKeyGrant(Message):
     epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
     room: str
     key_id: int  # u32, grows by one per rotation within an epoch
-    key: bytes  # ROOM_KEY_SIZE bytes
+    key: bytes = field(repr=False)  # ROOM_KEY_SIZE bytes: never in a log line
     from_server: ClassVar[bool] = True
 
 
