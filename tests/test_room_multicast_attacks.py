@@ -78,6 +78,7 @@ class Room:
         self.server = ServerService(
             dataclasses.replace(self.base, server_id=1, data_dir=tmp_path / "s1")
         )
+        self.others: list[ServerService] = []
         self.clients: dict[str, ClientService] = {}
         self.events: dict[str, list[ClientEvent]] = {}
         self.handled: dict[str, list[Message]] = {}
@@ -86,6 +87,8 @@ class Room:
         if not await multicast.probe("127.0.0.1"):
             pytest.skip("loopback multicast does not work here")
         await self.server.start()
+        for server in self.others:
+            await server.start()
         for name in names:
             await self.add(name)
 
@@ -134,7 +137,8 @@ class Room:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.close()
-        await self.server.close()
+        for server in [self.server, *self.others]:
+            await server.close()
 
 
 @on_uvloop
@@ -316,3 +320,41 @@ async def test_insecure_seals_nothing(tmp_path: Path) -> None:
         if sniffer is not None:
             sniffer.close()
         await room.close()
+
+
+@on_uvloop
+async def test_a_new_leader_rotates_every_room_and_members_read_on(tmp_path: Path) -> None:
+    from tchat.crypto.cluster import ClusterSecret
+
+    room = Room(tmp_path)
+    # Two servers of one cluster (a server given no secret makes its own).
+    secret = ClusterSecret.generate().export_line().encode()
+    keyed = dataclasses.replace(room.base, cluster_key=secret, key_source="the test")
+    room.server = ServerService(dataclasses.replace(keyed, server_id=1, data_dir=tmp_path / "s1"))
+    room.others = [ServerService(dataclasses.replace(keyed, server_id=2, data_dir=tmp_path / "s2"))]
+    try:
+        await room.start("alice", "bob")
+        await room.join("alice")
+        await room.join("bob")
+        await room.say("alice", "under the first leader")
+        await until(lambda: "under the first leader" in room.shown("bob"))
+        bob = room.clients["bob"]
+        keys = bob.transport.room_keys  # type: ignore[union-attr]
+        assert keys is not None
+        first_epoch = keys.rooms[ROOM].epoch
+        servers = [room.server, *room.others]
+        leader = next(s for s in servers if s.server_id == bob.node.leader_id)  # type: ignore[union-attr]
+        other = next(s for s in servers if s is not leader)
+        assert leader.step_down()
+        await until(lambda: bob.node.leader_id == other.server_id)  # type: ignore[union-attr]
+        await until(lambda: room.clients["alice"].node.leader_id == other.server_id)  # type: ignore[union-attr]
+        texts = [f"under the second leader {i}" for i in range(5)]
+        for text in texts:
+            await room.say("alice", text)
+        await until(lambda: set(texts) <= set(room.shown("bob")))
+        assert keys.rooms[ROOM].epoch > first_epoch, "the new leader's own key"
+        assert room.drops("bob").get("bad-room-tag", 0) == 0
+        assert room.shown("bob").count(texts[0]) == 1
+    finally:
+        with contextlib.suppress(Exception):
+            await room.close()
