@@ -217,14 +217,30 @@ def test_frames_waiting_for_a_key_are_bounded_and_counted() -> None:
     assert drops.snapshot() == {"unknown-key": 5}
 
 
-def test_a_grant_out_of_range_or_conflicting_is_refused() -> None:
+def test_a_grant_out_of_range_is_refused_and_a_conflicting_one_restarts_the_ring() -> None:
     leader = Leader()
     member = leader.member()
     with pytest.raises(CryptoError):
         member.install(RoomKeyGrant(EPOCH, "den", 2**32, bytes(32)))
     member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(32)))
-    with pytest.raises(CryptoError):
-        member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(31) + b"\x01"))
+    # The same id under other bytes: the leader's word wins, the ring starts over.
+    member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(31) + b"\x01"))
+    assert member.rooms["den"].ring.keys_by_id()[1].key == bytes(31) + b"\x01"
+
+
+def test_a_room_the_leader_forgot_gets_a_key_id_its_members_never_held() -> None:
+    from tchat.runtime import room_keys
+
+    leader = Leader()
+    leader.seat("den", "alice")
+    leader.seat("attic", "alice")
+    leader.keys.seal(frame("den", 1))
+    del leader.keys.rooms["den"]  # as the LRU would, past ROOMS_KEPT rooms
+    leader.keys.seal(frame("attic", 2))
+    leader.keys.seal(frame("den", 3))
+    ids = [(m.room, m.key_id) for _, m in leader.granted]  # type: ignore[attr-defined]
+    base = room_keys.first_key_id(EPOCH)
+    assert ids == [("den", base), ("attic", base + 1), ("den", base + 2)]
 
 
 def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing() -> None:

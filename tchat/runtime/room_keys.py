@@ -109,6 +109,8 @@ class LeaderRoomKeys:
         self.rooms: OrderedDict[str, _SealingRoom] = OrderedDict()
         self.rotations = 0
         self.grants = 0
+        self._id_epoch: Epoch | None = None
+        self._next_id = 0
 
     def seal(self, frame: RoomFrame) -> bytes:
         """``frame`` as its multicast datagram, granting the key first where it is new.
@@ -150,16 +152,17 @@ class LeaderRoomKeys:
             # A new leader (or a room we forgot) starts a fresh ring: nothing of another
             # leader's keys is kept, and members take a newer epoch's key over any older.
             room = _SealingRoom(audience.epoch, RoomKeyRing(), audience.members)
-            room.ring.install(RoomKey.generate(first_key_id(audience.epoch), now))
+            room.ring.install(RoomKey.generate(self._next_key_id(audience.epoch), now))
             self.rotations += 1
             self.rooms[name] = room
             while len(self.rooms) > ROOMS_KEPT:
                 self.rooms.popitem(last=False)
         elif members_left(room.members, audience.members) or room.ring.needs_rotation(now):
-            assert room.ring.current is not None
-            if room.ring.current.key_id >= MAX_KEY_ID:
-                room.ring = RoomKeyRing()  # ids exhausted (2**32 rotations): start over
-            room.ring.rotate(now)
+            key_id = self._next_key_id(audience.epoch)
+            current = room.ring.current
+            if current is not None and key_id <= current.key_id:
+                room.ring = RoomKeyRing()  # ids wrapped (2**32 keys): start the ring over
+            room.ring.install(RoomKey.generate(key_id, now))
             self.rotations += 1
             room.holders.clear()
         else:
@@ -167,6 +170,16 @@ class LeaderRoomKeys:
             room.holders.intersection_update(audience.multicast_addrs)
         room.members = audience.members
         return room
+
+    def _next_key_id(self, epoch: Epoch) -> int:
+        """Key ids count up across all rooms of this leader's epoch: a room forgotten (LRU)
+        and sealed again gets an id its members never held, not its old first id again
+        under other bytes."""
+        if self._id_epoch != epoch:
+            self._id_epoch, self._next_id = epoch, first_key_id(epoch)
+        key_id = self._next_id
+        self._next_id = (key_id + 1) % (MAX_KEY_ID + 1)
+        return key_id
 
     def forget(self, addr: str) -> None:
         """``addr`` was welcomed (a new session, or a resume): it gets its keys again."""
@@ -210,8 +223,9 @@ class MemberRoomKeys:
     def install(self, grant: RoomKeyGrant) -> list[tuple[bytes, str]]:
         """Take a grant from our leader's session; returns the held datagrams to open now.
 
-        Raises CryptoError for a grant that cannot be taken (id out of range, a key id
-        that already names other bytes in this epoch)."""
+        Raises CryptoError for a key id out of range. A key id that names other bytes
+        than the ones held (a leader that lost track of a room) starts the room's ring
+        over: grants come only from our cluster's certified servers, which we trust."""
         if not 0 <= grant.key_id <= MAX_KEY_ID:
             raise CryptoError(f"room key id {grant.key_id} is not a u32")
         room = self.rooms.get(grant.room)
@@ -223,7 +237,12 @@ class MemberRoomKeys:
         elif grant.epoch < room.epoch:
             return []  # an old leader's key: its frames are over
         self.rooms.move_to_end(grant.room)
-        room.ring.install(RoomKey(grant.key_id, grant.key, self.clock()))
+        key = RoomKey(grant.key_id, grant.key, self.clock())
+        try:
+            room.ring.install(key)
+        except CryptoError:
+            room.ring = RoomKeyRing(key)
+            room.seen.clear()
         ready = [(data, peer) for _, name, data, peer in self.held if name == grant.room]
         self.held = [held for held in self.held if held[1] != grant.room]
         return ready
