@@ -45,7 +45,7 @@ HEADER_SIZE = 2  # version byte + flags byte
 FRAME_BUDGET = MAX_FRAME - 8 * 1024
 # What a secure leader's sign-then-seal adds to a multicast room frame (tchat/runtime/
 # room_keys.py: kind byte, sealed header with the room and gsns, AEAD tag, the server's
-# certificate and signature: about 400 bytes, measured in tests/test_room_keys.py). A room
+# certificate and signature: 272 bytes plus the room name, tests/test_room_keys.py). A room
 # run leaves it free, so the sealed datagram still fits one UDP datagram and MAX_FRAME.
 SEALED_ROOM_OVERHEAD = 2 * 1024
 ROOM_FRAME_BUDGET = FRAME_BUDGET - SEALED_ROOM_OVERHEAD
