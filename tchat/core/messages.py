@@ -38,7 +38,6 @@ IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
 ROOM_KEY_SIZE = 32  # a room key (ChaCha20-Poly1305)
-MAX_ROOM_KEY_ID = 2**32 - 1  # a room key id is a u32 on the sealed frame's header
 UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
 
 
@@ -511,7 +510,7 @@ class RoomKeyGrant(Message):
 
     epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
     room: str
-    key_id: int  # u32, grows by one per rotation within an epoch
+    key_id: int  # u32 (checked by the runtime), grows with each key this leader makes
     key: bytes = field(repr=False)  # ROOM_KEY_SIZE bytes: never in a log line
     from_server: ClassVar[bool] = True
 
