@@ -254,3 +254,25 @@ def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing
     leader.keys.seal(frame("den", 3))
     assert [addr for addr, _ in leader.granted[2:]] == ["127.0.0.1:1001"]
     assert leader.granted[2][1] == leader.granted[1][1], "the same key, not a rotation"
+
+
+def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> None:
+    from tchat.core.messages import LobbyBeat, LobbyFrame
+
+    leader = Leader()
+    member = leader.member()
+    beat = LobbyBeat(EPOCH, 1, 40, 39)
+    lobby = LobbyFrame(EPOCH, 41, 39, (), (), ())
+    for message in (beat, lobby):
+        assert member.open(leader.keys.sign_lobby(message), "x") == message
+
+    def reason(datagram: bytes) -> str:
+        with pytest.raises(DatagramRefused) as refused:
+            member.open(datagram, "x")
+        return refused.value.reason
+
+    assert reason(codec.encode(LobbyBeat(EPOCH, 1, 50, 49), None)) == "unsigned-lobby"
+    assert reason(Leader().keys.sign_lobby(LobbyBeat(EPOCH, 1, 60, 59))) == "bad-signature"
+    tampered = bytearray(leader.keys.sign_lobby(LobbyBeat(EPOCH, 1, 70, 69)))
+    tampered[-70] ^= 1  # in the body: the signature no longer matches
+    assert reason(bytes(tampered)) == "bad-signature"

@@ -358,3 +358,46 @@ async def test_a_new_leader_rotates_every_room_and_members_read_on(tmp_path: Pat
     finally:
         with contextlib.suppress(Exception):
             await room.close()
+
+
+@on_uvloop
+async def test_a_forged_lobby_frame_changes_no_user_list(tmp_path: Path) -> None:
+    from tchat.core.effects import UsersChanged
+    from tchat.core.messages import LobbyFrame, UserOnline
+
+    room = Room(tmp_path)
+    sniffer: Sniffer | None = None
+    try:
+        await room.start("bob", "alice")  # bob hears alice's login in a lobby frame
+        bob = room.clients["bob"]
+        assert bob.node is not None
+        frames = room.handled["bob"]
+        await until(
+            lambda: any(type(m) is LobbyFrame and m.entries for m in frames)  # type: ignore[attr-defined]
+        )
+        real = [m for m in frames if type(m) is LobbyFrame and m.entries][-1]
+        entry = next(e for e in real.entries if isinstance(e.body, UserOnline))  # type: ignore[attr-defined]
+        fake = dataclasses.replace(
+            entry,
+            dot=dataclasses.replace(entry.dot, counter=entry.dot.counter + 1000),
+            body=dataclasses.replace(entry.body, name="mallory"),  # type: ignore[type-var]
+        )
+        forged = dataclasses.replace(real, gsn=real.gsn + 1, prev=real.gsn, entries=(fake,))
+        sniffer = Sniffer(bob.node.lobby_group)
+        before = room.drops("bob").get("unsigned-lobby", 0)
+        sniffer.inject(codec.encode(forged, None))
+        await until(lambda: room.drops("bob").get("unsigned-lobby", 0) > before)
+        await room.add("carol")  # a genuine change after it still arrives
+        await until(
+            lambda: any(
+                isinstance(e, UsersChanged) and "carol" in {u.name for u in e.users}
+                for e in room.events["bob"]
+            )
+        )
+        for event in room.events["bob"]:
+            if isinstance(event, UsersChanged):
+                assert "mallory" not in {u.name for u in event.users}
+    finally:
+        if sniffer is not None:
+            sniffer.close()
+        await room.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
-from tchat.core.messages import Epoch, Message, RoomFrame, RoomKeyGrant
+from tchat.core.messages import Epoch, LobbyBeat, LobbyFrame, Message, RoomFrame, RoomKeyGrant
 from tchat.crypto.certificate import sign_datagram, verify_datagram
 from tchat.crypto.errors import CryptoError, Reason
 from tchat.crypto.rooms import MAX_KEY_ID, RoomKey, RoomKeyRing, open_room_frame
@@ -42,6 +42,7 @@ from tchat.runtime.datagram_auth import DatagramRefused
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 
 KIND_ROOM = 0xD3  # first byte of a sealed room datagram (no codec frame starts with it)
+KIND_LOBBY = 0xD4  # first byte of a signed lobby datagram: 0xD4 | sign_datagram(frame)
 _HEADER = struct.Struct(">QQ")  # prev, gsn: what gap detection needs, before the room
 _SEALED_HEAD = struct.Struct(">BI12sH")  # rooms.py's: version, key id, nonce, header length
 ROOMS_KEPT = 4096  # rooms whose keys a leader or a member keeps (LRU: a lost one rotates)
@@ -143,6 +144,18 @@ class LeaderRoomKeys:
         )
         return bytes((KIND_ROOM,)) + room.ring.seal(room_header(frame), signed)
 
+    def sign_lobby(self, message: LobbyFrame | LobbyBeat) -> bytes:
+        """A lobby datagram, signed (not sealed: every client follows the lobby, and
+        user-list changes are no secret from the LAN, but forging them must be
+        impossible)."""
+        creds = self.security.credentials
+        assert creds is not None
+        return bytes((KIND_LOBBY,)) + sign_datagram(
+            creds.keys.signing_key,
+            creds.current_cert(self.security.clock()),
+            codec.encode(message, None),
+        )
+
     def _room_for(self, name: str, audience: RoomAudience) -> _SealingRoom:
         now = self.clock()
         room = self.rooms.get(name)
@@ -199,6 +212,9 @@ class _OpeningRoom:
 # Datagrams this process opened lately: data -> (room, key id, key, frame). The clients of
 # a load generator share one socket per group; each checks that it holds that very key.
 _opened: OrderedDict[bytes, tuple[str, int, bytes, RoomFrame]] = OrderedDict()
+# Lobby datagrams this process verified lately (signed under the pin every client of a
+# process shares: a hit needs no key of its own, the bytes are what was verified).
+_verified: OrderedDict[bytes, Message] = OrderedDict()
 
 
 class MemberRoomKeys:
@@ -259,10 +275,14 @@ class MemberRoomKeys:
     def open(self, data: bytes, peer: str) -> Message | None:
         """A multicast datagram's message; None when it waits for its key; DatagramRefused
         (with the drop reason) for anything not a genuine, fresh frame of a room we hold."""
+        if data and data[0] == KIND_LOBBY:
+            return self._open_lobby(data)
         if not data or data[0] != KIND_ROOM:
             message = self.decode(data)
             if type(message) is RoomFrame:
                 raise DatagramRefused("unsealed-room", f"plain room frame {message.room!r}")
+            if type(message) in (LobbyFrame, LobbyBeat):
+                raise DatagramRefused("unsigned-lobby", f"plain {type(message).__name__}")
             return message
         sealed = data[1:]
         if len(sealed) < _SEALED_HEAD.size:
@@ -296,6 +316,33 @@ class MemberRoomKeys:
         if len(seen) > REPLAY_WINDOW:
             seen.popitem(last=False)
         return frame
+
+    def _open_lobby(self, data: bytes) -> Message:
+        """A signed lobby frame or beat (verified once per process: see ``_verified``)."""
+        found = _verified.get(data)
+        if found is not None:
+            return found
+        pinned = self.trust.key
+        if pinned is None:
+            raise DatagramRefused("unknown-cluster", "no pinned cluster to verify the lobby by")
+        try:
+            body = verify_datagram(
+                pinned, data[1:], self.wall(), self.trust.certificates(pinned)
+            ).body
+        except CryptoError as exc:
+            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else "bad-lobby-frame"
+            raise DatagramRefused(reason, f"lobby frame: {exc}") from None
+        try:
+            message = codec.decode(body, None)
+        except RemoteProtocolError as exc:
+            raise DatagramRefused(exc.reason, f"lobby frame: {exc}") from None
+        if type(message) not in (LobbyFrame, LobbyBeat):
+            raise DatagramRefused("bad-lobby-frame", f"{type(message).__name__} signed as lobby")
+        if len(data) <= OPENED_CACHE_BYTES:
+            _verified[data] = message
+            while len(_verified) > OPENED_CACHE:
+                _verified.popitem(last=False)
+        return message
 
     def _hold(self, name: str, data: bytes, peer: str, key_id: int) -> None:
         """Wait for a key we may be about to get; anyone can send such frames, so few wait."""

@@ -19,6 +19,8 @@ from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import (
     Discover,
     DiscoverReply,
+    LobbyBeat,
+    LobbyFrame,
     Message,
     NewLeader,
     Register,
@@ -563,7 +565,16 @@ class Transport:
         """A multicast datagram: a room frame sealed under its room's key (room_keys.py)
         when we seal, anything else (the lobby's frames) as it is."""
         sealer = self.room_sealer
-        if sealer is None or type(message) is not RoomFrame:
+        if sealer is None:
+            self.send_raw_datagram(self.encode(message), host, port)
+            return
+        if type(message) is LobbyFrame or type(message) is LobbyBeat:
+            try:
+                self.send_raw_datagram(sealer.sign_lobby(message), host, port)
+            except ValueError as exc:  # past one UDP datagram: clients repair over TCP
+                self.drops.count("too-big-to-send", f"{host}:{port}", f"lobby: {exc}")
+            return
+        if type(message) is not RoomFrame:
             self.send_raw_datagram(self.encode(message), host, port)
             return
         grants = sealer.grants
