@@ -276,3 +276,15 @@ def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> N
     tampered = bytearray(leader.keys.sign_lobby(LobbyBeat(EPOCH, 1, 70, 69)))
     tampered[-70] ^= 1  # in the body: the signature no longer matches
     assert reason(bytes(tampered)) == "bad-signature"
+
+
+def test_the_replay_window_takes_a_late_frame_and_refuses_one_far_behind() -> None:
+    leader = Leader()
+    leader.seat("den", "alice")
+    late, far, newest = (leader.keys.seal(frame("den", g)) for g in (299, 10, 300))
+    member = leader.member()
+    assert member.open(newest, "x") is not None
+    assert member.open(late, "x") is not None, "out of order within the window"
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(far, "x")
+    assert refused.value.reason == "replayed"

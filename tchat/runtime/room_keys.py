@@ -17,6 +17,9 @@ session (``RoomKeyGrant``) before that frame goes out. A room rotates when its m
 loses a name (a leave; a kick is a membership-ending entry too, see ``members_left``),
 when its key is a day old or worn (``RoomKeyRing.needs_rotation``), and at takeover.
 
+Lobby datagrams are signed, not sealed (every client follows the lobby; what must not
+happen is a forged user list): ``0xD4 | sign_datagram(server key, cert, frame)``.
+
 A member's frame under a key id it does not hold yet (its grant still in flight on TCP,
 where the leader's datagram may overtake it) waits a moment for the key; past that, or
 if the key never comes (a grant lost with its session), it is dropped and counted, and
@@ -207,6 +210,7 @@ class _OpeningRoom:
     epoch: Epoch
     ring: RoomKeyRing
     seen: OrderedDict[int, None] = field(default_factory=OrderedDict)  # gsns, the window
+    highest: int = -1  # the highest gsn opened (frames may arrive out of order)
 
 
 # Datagrams this process opened lately: data -> (room, key id, key, frame). The clients of
@@ -259,6 +263,7 @@ class MemberRoomKeys:
         except CryptoError:
             room.ring = RoomKeyRing(key)
             room.seen.clear()
+            room.highest = -1
         ready = [(data, peer) for _, name, data, peer in self.held if name == grant.room]
         self.held = [held for held in self.held if held[1] != grant.room]
         return ready
@@ -310,9 +315,10 @@ class MemberRoomKeys:
         if frame.epoch != room.epoch:
             raise DatagramRefused("stale-epoch", f"room frame of epoch {frame.epoch}")
         seen = room.seen
-        if gsn in seen or (seen and gsn + REPLAY_WINDOW <= next(reversed(seen))):
+        if gsn in seen or gsn + REPLAY_WINDOW <= room.highest:
             raise DatagramRefused("replayed", f"room frame {gsn} of {name!r} seen already")
         seen[gsn] = None
+        room.highest = max(room.highest, gsn)
         if len(seen) > REPLAY_WINDOW:
             seen.popitem(last=False)
         return frame
