@@ -159,6 +159,10 @@ async def test_a_lan_host_in_the_group_reads_no_text_and_cannot_forge_or_replay(
         await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
         for datagram in sniffer.heard:
             assert b"secret plans" not in datagram, "room text readable off the wire"
+        # One grant per member, not per frame; an unchanged room reuses its audience.
+        sealer = room.server.transport.room_sealer  # type: ignore[union-attr]
+        assert sealer is not None and sealer.grants == 2 and sealer.rotations == 1
+        assert room.server._room_audience(ROOM) is room.server._room_audience(ROOM)
     finally:
         if sniffer is not None:
             sniffer.close()
