@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", type=float, default=15.0, help="max seconds to wait for receipts")
     p.add_argument("--irc", action="store_true", help="the same workload on ngircd instead")
     p.add_argument("--connect-parallel", type=int, default=16, help="logins in flight")
+    p.add_argument(
+        "--insecure", action="store_true", help="plaintext sessions and room frames (--insecure)"
+    )
     common(p)
 
     p = sub.add_parser("throughput", help="ramp the rate into one room until p99 > limit")

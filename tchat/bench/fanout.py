@@ -43,8 +43,9 @@ async def fanout_tchat(
     drain: float = 15.0,
     servers: int = 3,
     connect_parallel: int = 16,
+    insecure: bool = False,
 ) -> dict[str, Any]:
-    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO")
+    cluster = Cluster(servers, stock_asyncio=stock_asyncio, log_level="INFO", insecure=insecure)
     try:
         cluster.start()
         leader = await cluster.wait_stable(30)
@@ -123,5 +124,6 @@ def run(args: Any) -> dict[str, Any]:
             workers=args.workers,
             drain=args.drain,
             connect_parallel=args.connect_parallel,
+            insecure=args.insecure,
         )
     )

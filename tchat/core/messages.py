@@ -12,7 +12,7 @@ format reads in one place and a tag's position cannot drift between files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
@@ -26,6 +26,8 @@ from tchat.core.vclock import VectorClock
 # passwords (Register.password, SetPassword, PasswordSet, KeyAdded) and private rooms
 # (CreateRoom, SetRoomMode, InviteUser, KickUser; RoomCreated, RoomKicked, RoomMode,
 # RoomInvited): a record's arity is checked, so an 8 peer could not read a 9 Register anyway
+# RoomKeyGrant (a room's multicast key, over the encrypted session) is a new tag at the end
+# of MESSAGE_TYPES: an older peer never gets one (only a secure leader sends it to clients).
 PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
@@ -42,6 +44,7 @@ MAX_SERVERS = 64
 IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
+ROOM_KEY_SIZE = 32  # a room key (ChaCha20-Poly1305)
 UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
 # Account passwords (SECURITY.md "Passwords"). A password is 8..1024 bytes of UTF-8: 8 is
 # NIST SP 800-63B's floor, 1024 bounds what one argon2id hash reads. The wire bounds it in
@@ -674,6 +677,19 @@ class Challenge(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RoomKeyGrant(Message):
+    """Leader -> a multicast member, over its encrypted session only: the key that seals
+    ``room``'s multicast frames from now on (one key per message). Runtime business: the
+    core never sees it (the key bytes are random, and the core is deterministic)."""
+
+    epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
+    room: str
+    key_id: int  # u32 (checked by the runtime), grows with each key this leader makes
+    key: bytes = field(repr=False)  # ROOM_KEY_SIZE bytes: never in a log line
+    from_server: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected(Message):
     reason: str
     from_server: ClassVar[bool] = True
@@ -1009,6 +1025,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Challenge,
     KeysRequest,
     KeysReply,
+    RoomKeyGrant,
 )
 
 ENTRY_BODY_TYPES: tuple[type[EntryBody], ...] = (

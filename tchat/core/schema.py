@@ -80,6 +80,8 @@ def bytes_limits(field: str) -> tuple[int, int]:
         return messages.PROOF_SIZE, messages.PROOF_SIZE
     if field == "nonce":
         return messages.NONCE_SIZE, messages.NONCE_SIZE
+    if field == "key":
+        return messages.ROOM_KEY_SIZE, messages.ROOM_KEY_SIZE
     return 0, MAX_BYTES
 
 

@@ -276,7 +276,7 @@ class ClientStreams:
             and self.room_last.get(run.room) == self.gsn  # nothing published since the run's last
             and len(run.entries) < ROOM_BATCH
             and run.text + len(body.text) <= ROOM_BATCH_TEXT
-            and run.size + (size := codec.entry_size(shown)) <= codec.FRAME_BUDGET
+            and run.size + (size := codec.entry_size(shown)) <= codec.ROOM_FRAME_BUDGET
         ):
             if not view.apply(entry):
                 return []
@@ -565,6 +565,12 @@ class ClientStreams:
             unicast = tuple(session for session in live if not session.multicast)
             found = self._room_targets[channel] = (multicast, unicast)
         return found
+
+    def audience_token(self, room: str) -> object | None:
+        """An object that stays the same (``is``) while ``room``'s members and their
+        sessions do, None if none is cached: the runtime's room keys rebuild who holds a
+        key only when it changes, not for every frame of a 400-member room."""
+        return self._room_targets.get(room)
 
     def _neighbours_of(self, room: str) -> tuple[str, ...]:
         found = self._neighbours.get(room)

@@ -52,6 +52,7 @@ from tchat.core.messages import (
     Replay,
     Resync,
     RoomFrame,
+    RoomKeyGrant,
     RoomList,
     RoomsReply,
     RoomsRequest,
@@ -134,6 +135,7 @@ SERVER_FRAMES: frozenset[type[Message]] = frozenset(
         RoomsReply,
         KeysReply,
         Challenge,  # the login binding's nonce, sent first on a client's session
+        RoomKeyGrant,  # a room's multicast key, to a member
         # a status request signed with the cluster key (an operator's, by datagram)
         ClusterStatusRequest,
     )

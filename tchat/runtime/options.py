@@ -107,7 +107,8 @@ class NetOptions:
 
 # --------------------------------------------------------------------------- defaults
 INSECURE_WARNING = (
-    "RUNNING WITH --insecure: TCP sessions are PLAINTEXT and UNAUTHENTICATED. Anyone on "
+    "RUNNING WITH --insecure: TCP sessions and room multicast are PLAINTEXT and "
+    "UNAUTHENTICATED. Anyone on "
     "this network can read every message, speak as any user and take the cluster over. "
     "Never use it outside a throwaway test."
 )

@@ -30,6 +30,7 @@ from tchat.runtime.discovery import DiscoveryListener
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.options import KEY_ENV, NetOptions, data_home, default_data_dir, warn_insecure
 from tchat.runtime.passwords import PasswordDesk
+from tchat.runtime.room_keys import ROOMS_KEPT, LeaderRoomKeys, RoomAudience
 from tchat.runtime.secure import WireSecurity
 from tchat.runtime.server_status import ServerStatusReader
 from tchat.runtime.store import DB_NAME, SqliteStore
@@ -92,6 +93,8 @@ class ServerService:
         self._status = ServerStatusReader()
         self.security: WireSecurity | None = None
         self.passwords: PasswordDesk | None = None
+        # room -> (the core's audience token, the audience built for it): see _room_audience
+        self._audiences: dict[str, tuple[object, RoomAudience]] = {}
 
     @property
     def addr(self) -> str:
@@ -141,6 +144,10 @@ class ServerService:
         node = self.node
         self.transport.admitting = AdmissionGate(lambda: node.backlog)
         self.transport.known_server = self._is_server
+        if self.security is not None:
+            self.transport.room_sealer = LeaderRoomKeys(
+                self.security, self._room_audience, self.transport.send, self.transport.loop.time
+            )
         self.driver = NodeDriver(self.node, self.transport, self.store, archive=self.archive)
         self.driver.listeners.extend(self._listeners)
         self.transport.admin = self._admin_desk()
@@ -301,6 +308,33 @@ class ServerService:
             or addr in node.peers.values()
             or addr in node.state.servers.values()
         )
+
+    def _room_audience(self, room: str) -> RoomAudience | None:
+        """Who ``room``'s frames go to while we lead (the room sealer's view of the core)."""
+        leadership = self.node.leadership if self.node is not None else None
+        if leadership is None:
+            return None
+        streams = leadership.streams
+        token = streams.audience_token(room)
+        cached = self._audiences.get(room)
+        fresh = cached is not None and token is not None and cached[0] is token
+        if fresh and cached is not None and cached[1].epoch == streams.epoch:
+            return cached[1]  # the same object: the sealer skips its member checks
+        record = streams.view.rooms.get(room)
+        if record is None:
+            return None
+        addrs = tuple(
+            session.addr
+            for name in record.members
+            for session in streams.live_sessions(name)
+            if session.multicast
+        )
+        audience = RoomAudience(streams.epoch, frozenset(record.members), addrs)
+        if token is not None:
+            self._audiences[room] = (token, audience)
+            if len(self._audiences) > ROOMS_KEPT:
+                del self._audiences[next(iter(self._audiences))]  # the oldest
+        return audience
 
     def _on_message(self, message: Message, src: str) -> None:
         if self.driver is not None:

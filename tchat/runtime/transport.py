@@ -19,12 +19,18 @@ from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import (
     Discover,
     DiscoverReply,
+    LobbyBeat,
+    LobbyFrame,
     Message,
     NewLeader,
     Register,
+    RoomFrame,
+    RoomKeyGrant,
     StatusReply,
+    Welcome,
 )
 from tchat.crypto.admin import KIND_ADMIN
+from tchat.crypto.errors import CryptoError
 from tchat.runtime.connection import HELLO, DropCounters, FramedConnection, Signer, split_addr
 from tchat.runtime.datagram_auth import (
     ClientDatagrams,
@@ -41,6 +47,7 @@ from tchat.runtime.limits import (
     open_files_budget,
 )
 from tchat.runtime.options import NetOptions
+from tchat.runtime.room_keys import HOLD_SECONDS, LeaderRoomKeys, MemberRoomKeys
 from tchat.runtime.secure import WireSecurity
 
 __all__ = ["HELLO", "DropCounters", "FramedConnection", "Transport", "split_addr"]
@@ -208,11 +215,20 @@ class Transport:
         # Unicast and discovery datagrams: sealed between servers, signed for clients
         # (datagram_auth.py); None with --insecure (plain frames, the cluster key's HMAC).
         self.dgram: ServerDatagrams | ClientDatagrams | None = None
+        # Room multicast under room keys (room_keys.py): a secure server seals its room
+        # frames once its service gives it the leader's audience; a secure client opens
+        # them with the keys its leader grants it. None with --insecure: plain frames.
+        self.room_sealer: LeaderRoomKeys | None = None
+        self.room_keys: MemberRoomKeys | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         if security is not None:
             if security.credentials is not None:
                 self.dgram = ServerDatagrams(security, self.loop.time)
             else:
                 self.dgram = ClientDatagrams(security.trust, self.loop.time)
+                self.room_keys = MemberRoomKeys(
+                    security.trust, self.decode, self.drops, self.loop.time
+                )
         self.datagram_filter: DatagramFilter | None = None
         # A server's `tchat admin` desk (admin_desk.py): takes the admin datagrams that come
         # to our own UDP port; None (a client, or a server without a secret) refuses them.
@@ -259,6 +275,9 @@ class Transport:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         for task in list(self._tasks):
             task.cancel()
         for session in list(self.sessions.values()) + list(self.inbound):
@@ -276,6 +295,9 @@ class Transport:
 
     # -- receiving --------------------------------------------------------------
     def dispatch(self, message: Message, src: str) -> None:
+        if type(message) is RoomKeyGrant:
+            self._on_grant(message, src)
+            return
         try:
             self.on_message(message, src)
         except Exception:  # the node must survive anything one frame does
@@ -299,6 +321,9 @@ class Transport:
             return
         dgram = self.dgram
         heard: Heard | None = None
+        if self.room_keys is not None and channel.startswith("multicast"):
+            self._group_datagram(data, peer, channel)
+            return
         try:
             if dgram is None or channel.startswith("multicast"):
                 message = self.decode(data)
@@ -333,6 +358,47 @@ class Transport:
             if opts.next_cluster_key is None:
                 raise
             codec.decode(frame, opts.next_cluster_key, opts.max_frame)
+
+    def _group_datagram(self, data: bytes, peer: str, channel: str) -> None:
+        """A multicast datagram of a secure client: a room frame sealed under a key our
+        leader granted us (or held until it does), or a plain lobby frame."""
+        assert self.room_keys is not None
+        try:
+            message = self.room_keys.open(data, peer)
+        except RemoteProtocolError as exc:
+            self.drops.count(exc.reason, peer, f"{channel}: {exc}")
+            return
+        except DatagramRefused as exc:
+            self.drops.count(exc.reason, peer, f"{channel}: {exc.detail}")
+            return
+        if message is None:  # it waits for its key: counted if that does not come in time
+            if self._hold_timer is None:
+                self._hold_timer = self.loop.call_later(HOLD_SECONDS, self._expire_held)
+            return
+        if self._accepts_datagram(message, peer, channel):
+            self.dispatch(message, peer)
+
+    def _expire_held(self) -> None:
+        self._hold_timer = None
+        if self.room_keys is not None:
+            self.room_keys.expire()
+            if self.room_keys.held:
+                self._hold_timer = self.loop.call_later(HOLD_SECONDS, self._expire_held)
+
+    def _on_grant(self, grant: RoomKeyGrant, src: str) -> None:
+        """A room key from a server of our cluster, over its encrypted session (only
+        a certified server's session may carry it: limits.SERVER_FRAMES)."""
+        keys = self.room_keys
+        if keys is None or self.known_server is None or not self.known_server(src):
+            self.drops.count("unexpected-grant", src, f"room key for {grant.room!r}")
+            return
+        try:
+            ready = keys.install(grant)
+        except CryptoError as exc:
+            self.drops.count("bad-grant", src, f"room key for {grant.room!r}: {exc}")
+            return
+        for data, peer in ready:  # frames that came before their key
+            self._group_datagram(data, peer, "multicast held")
 
     def _accepts_datagram(self, message: Message, peer: str, channel: str) -> bool:
         refused = self.datagram_policy.refusal(message, peer, channel, self.loop.time())
@@ -465,6 +531,8 @@ class Transport:
 
     def send(self, addr: str, message: Message) -> None:
         """Unicast over the session to ``addr``, opening one if needed; failures drop the frame."""
+        if type(message) is Welcome and self.room_sealer is not None:
+            self.room_sealer.forget(addr)  # a new session: its room keys go to it again
         if addr == self._addr:
             self.loop.call_soon(self.dispatch, message, addr)
             return
@@ -520,8 +588,31 @@ class Transport:
         session.send_login(register)
 
     def send_datagram(self, host: str, port: int, message: Message) -> None:
-        """A multicast datagram (room frames: the rooms' own keys, not this module's)."""
-        self.send_raw_datagram(self.encode(message), host, port)
+        """A multicast datagram: a room frame sealed under its room's key (room_keys.py)
+        when we seal, anything else (the lobby's frames) as it is."""
+        sealer = self.room_sealer
+        if sealer is None:
+            self.send_raw_datagram(self.encode(message), host, port)
+            return
+        if type(message) is LobbyFrame or type(message) is LobbyBeat:
+            try:
+                self.send_raw_datagram(sealer.sign_lobby(message), host, port)
+            except ValueError as exc:  # past one UDP datagram: clients repair over TCP
+                self.drops.count("too-big-to-send", f"{host}:{port}", f"lobby: {exc}")
+            return
+        if type(message) is not RoomFrame:
+            self.send_raw_datagram(self.encode(message), host, port)
+            return
+        grants = sealer.grants
+        try:
+            data = sealer.seal(message)
+        except (ValueError, OverflowError, CryptoError) as exc:
+            # Never sent plain: its members repair the gap over their sessions.
+            self.drops.count("unsealed-room", f"{host}:{port}", f"not sent: {exc}")
+            return
+        if sealer.grants != grants:
+            self._flush_outboxes()  # the grants go out before the frame they open
+        self.send_raw_datagram(data, host, port)
 
     def send_raw_datagram(self, data: bytes, host: str, port: int) -> None:
         if self.udp is None or not data:

@@ -1,0 +1,395 @@
+"""Room keys in the runtime: the leader seals each multicast room frame; members open them.
+
+A room's multicast datagram (docs/PROTOCOL.md, "Room keys") is, under a secure leader::
+
+    0xD5 | rooms.seal_room_frame(key, header, sign_datagram(server key, cert, frame))
+    header = prev u64 | gsn u64 | room (UTF-8)
+
+Sign, then seal: the AEAD under the room key keeps the text from whoever is not a member,
+and the server's certified signature inside keeps a member (who holds the key) from
+forging a frame as the leader. The header is clear (a receiver picks the room's keys by
+it) and authenticated by the tag; the opened frame must agree with it.
+
+Keys are the leader's runtime state, never replicated and never in the log: each leader
+draws fresh ones (``os.urandom``, not the deterministic core), so a new leader rotates
+every room at its first frame, and hands the key to each multicast member over its Noise
+session (``RoomKeyGrant``) before that frame goes out. A room rotates when its member set
+loses a name (a leave; a kick is a membership-ending entry too, see ``members_left``),
+when its key is a day old or worn (``RoomKeyRing.needs_rotation``), and at takeover.
+
+Lobby datagrams are signed, not sealed (every client follows the lobby; what must not
+happen is a forged user list): ``0xD6 | sign_datagram(server key, cert, frame)``.
+
+A member's frame under a key id it does not hold yet (its grant still in flight on TCP,
+where the leader's datagram may overtake it) waits a moment for the key; past that, or
+if the key never comes (a grant lost with its session), it is dropped and counted, and
+the core repairs the gap over TCP as it repairs any lost datagram.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tchat.core import codec
+from tchat.core.errors import RemoteProtocolError
+from tchat.core.messages import Epoch, LobbyBeat, LobbyFrame, Message, RoomFrame, RoomKeyGrant
+from tchat.crypto.certificate import sign_datagram, verify_datagram
+from tchat.crypto.errors import CryptoError, Reason
+from tchat.crypto.rooms import MAX_KEY_ID, RoomKey, RoomKeyRing, open_room_frame
+from tchat.runtime.connection import DropCounters
+from tchat.runtime.datagram_auth import DatagramRefused
+from tchat.runtime.secure import ClusterTrust, WireSecurity
+
+KIND_ROOM = 0xD5  # first byte of a sealed room datagram (no codec frame starts with it)
+KIND_LOBBY = 0xD6  # first byte of a signed lobby datagram: 0xD6 | sign_datagram(frame)
+_HEADER = struct.Struct(">QQ")  # prev, gsn: what gap detection needs, before the room
+_SEALED_HEAD = struct.Struct(">BI12sH")  # rooms.py's: version, key id, nonce, header length
+ROOMS_KEPT = 4096  # rooms whose keys a leader or a member keeps (LRU: a lost one rotates)
+# A frame under a key not here yet waits this long, this many at once, for its grant.
+HOLD_SECONDS = 1.0
+HOLD_MAX = 16
+REPLAY_WINDOW = 256  # gsns remembered per room: one seen again is a replay
+OPENED_CACHE = 512  # datagrams opened lately in this process (many clients, one socket)
+OPENED_CACHE_BYTES = 16384
+
+
+def room_header(frame: RoomFrame) -> bytes:
+    """The clear, authenticated header of ``frame``'s sealed datagram."""
+    return _HEADER.pack(frame.prev, frame.gsn) + frame.room.encode("utf-8")
+
+
+def members_left(before: frozenset[str], now: frozenset[str]) -> bool:
+    """Whether a membership ended since ``before`` (leave or kick alike): the key rotates.
+
+    The hook for kicks: a kick ends a membership the way RoomLeft does (the name drops
+    out of the room's member set), so it rotates the key with no wiring of its own."""
+    return not before <= now
+
+
+def first_key_id(epoch: Epoch) -> int:
+    """Where a leader's key ids start: past the ids of recent epochs, so a member that
+    still holds the last leader's keys finds no id of ours among them (it waits for our
+    grant instead of failing a tag with the wrong key)."""
+    return (epoch.term % 0x10000) << 16
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAudience:
+    """Who a room's frame goes to now, as the leader's core knows it."""
+
+    epoch: Epoch
+    members: frozenset[str]
+    multicast_addrs: tuple[str, ...]  # sessions of members that receive by multicast
+
+
+@dataclass(slots=True)
+class _SealingRoom:
+    epoch: Epoch
+    ring: RoomKeyRing
+    members: frozenset[str]
+    holders: set[str] = field(default_factory=set)  # addrs granted the current key
+    audience: RoomAudience | None = None  # the one every holder was checked against
+
+
+class LeaderRoomKeys:
+    """The leader's side: one ring per room, sign-then-seal, grants to members."""
+
+    def __init__(
+        self,
+        security: WireSecurity,
+        audience: Callable[[str], RoomAudience | None],
+        grant: Callable[[str, Message], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert security.credentials is not None
+        self.security = security
+        self.audience = audience
+        self.grant = grant
+        self.clock = clock
+        self.rooms: OrderedDict[str, _SealingRoom] = OrderedDict()
+        self.rotations = 0
+        self.grants = 0
+        self._id_epoch: Epoch | None = None
+        self._next_id = 0
+
+    def seal(self, frame: RoomFrame) -> bytes:
+        """``frame`` as its multicast datagram, granting the key first where it is new.
+
+        Raises ValueError when the room has no audience here (we are not its leader)."""
+        audience = self.audience(frame.room)
+        if audience is None:
+            raise ValueError(f"no audience for room frame {frame.gsn}")
+        room = self.rooms.get(frame.room)
+        if room is None or room.audience is not audience or room.ring.needs_rotation(self.clock()):
+            # Something changed (or a key wore out): who must hold which key, again. An
+            # unchanged audience is the same object, so a busy room's frames skip this.
+            room = self._room_for(frame.room, audience)
+            current = room.ring.current
+            assert current is not None
+            for addr in audience.multicast_addrs:
+                if addr not in room.holders:
+                    room.holders.add(addr)
+                    self.grants += 1
+                    self.grant(
+                        addr, RoomKeyGrant(audience.epoch, frame.room, current.key_id, current.key)
+                    )
+            room.audience = audience
+        creds = self.security.credentials
+        assert creds is not None
+        signed = sign_datagram(
+            creds.keys.signing_key,
+            creds.current_cert(self.security.clock()),
+            codec.encode(frame, None),
+        )
+        return bytes((KIND_ROOM,)) + room.ring.seal(room_header(frame), signed)
+
+    def sign_lobby(self, message: LobbyFrame | LobbyBeat) -> bytes:
+        """A lobby datagram, signed (not sealed: every client follows the lobby, and
+        user-list changes are no secret from the LAN, but forging them must be
+        impossible)."""
+        creds = self.security.credentials
+        assert creds is not None
+        return bytes((KIND_LOBBY,)) + sign_datagram(
+            creds.keys.signing_key,
+            creds.current_cert(self.security.clock()),
+            codec.encode(message, None),
+        )
+
+    def _room_for(self, name: str, audience: RoomAudience) -> _SealingRoom:
+        now = self.clock()
+        room = self.rooms.get(name)
+        if room is not None:
+            self.rooms.move_to_end(name)
+        if room is None or room.epoch != audience.epoch:
+            # A new leader (or a room we forgot) starts a fresh ring: nothing of another
+            # leader's keys is kept, and members take a newer epoch's key over any older.
+            room = _SealingRoom(audience.epoch, RoomKeyRing(), audience.members)
+            room.ring.install(RoomKey.generate(self._next_key_id(audience.epoch), now))
+            self.rotations += 1
+            self.rooms[name] = room
+            while len(self.rooms) > ROOMS_KEPT:
+                self.rooms.popitem(last=False)
+        elif members_left(room.members, audience.members) or room.ring.needs_rotation(now):
+            key_id = self._next_key_id(audience.epoch)
+            current = room.ring.current
+            if current is not None and key_id <= current.key_id:
+                room.ring = RoomKeyRing()  # ids wrapped (2**32 keys): start the ring over
+            room.ring.install(RoomKey.generate(key_id, now))
+            self.rotations += 1
+            room.holders.clear()
+        else:
+            # Sessions gone since are forgotten: the table stays the size of the audience.
+            room.holders.intersection_update(audience.multicast_addrs)
+        room.members = audience.members
+        return room
+
+    def _next_key_id(self, epoch: Epoch) -> int:
+        """Key ids count up across all rooms of this leader's epoch: a room forgotten (LRU)
+        and sealed again gets an id its members never held, not its old first id again
+        under other bytes."""
+        if self._id_epoch != epoch:
+            self._id_epoch, self._next_id = epoch, first_key_id(epoch)
+        key_id = self._next_id
+        self._next_id = (key_id + 1) % (MAX_KEY_ID + 1)
+        return key_id
+
+    def forget(self, addr: str) -> None:
+        """``addr`` was welcomed (a new session, or a resume): it gets its keys again."""
+        for room in self.rooms.values():
+            if addr in room.holders:
+                room.holders.discard(addr)
+                room.audience = None  # the next frame grants it again
+
+
+@dataclass(slots=True)
+class _OpeningRoom:
+    epoch: Epoch
+    ring: RoomKeyRing
+    seen: OrderedDict[int, None] = field(default_factory=OrderedDict)  # gsns, the window
+    highest: int = -1  # the highest gsn opened (frames may arrive out of order)
+
+
+# Datagrams this process opened lately: data -> (room, key id, key, frame). The clients of
+# a load generator share one socket per group; each checks that it holds that very key.
+_opened: OrderedDict[bytes, tuple[str, int, bytes, RoomFrame]] = OrderedDict()
+# Lobby datagrams this process verified lately (signed under the pin every client of a
+# process shares: a hit needs no key of its own, the bytes are what was verified).
+_verified: OrderedDict[bytes, Message] = OrderedDict()
+
+
+class MemberRoomKeys:
+    """A member's side: the keys granted to it, and the frames it opens with them."""
+
+    def __init__(
+        self,
+        trust: ClusterTrust,
+        decode: Callable[[bytes], Message],
+        drops: DropCounters,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.trust = trust
+        self.drops = drops
+        self.decode = decode  # a plain multicast frame (the lobby's)
+        self.clock = clock
+        self.wall = time.time  # certificates expire by the wall clock
+        self.rooms: OrderedDict[str, _OpeningRoom] = OrderedDict()
+        self.held: list[tuple[float, str, bytes, str]] = []  # (until, room, data, peer)
+
+    # -- keys -----------------------------------------------------------------
+    def install(self, grant: RoomKeyGrant) -> list[tuple[bytes, str]]:
+        """Take a grant from our leader's session; returns the held datagrams to open now.
+
+        Raises CryptoError for a key id out of range. A key id that names other bytes
+        than the ones held (a leader that lost track of a room) starts the room's ring
+        over: grants come only from our cluster's certified servers, which we trust."""
+        if not 0 <= grant.key_id <= MAX_KEY_ID:
+            raise CryptoError(f"room key id {grant.key_id} is not a u32")
+        room = self.rooms.get(grant.room)
+        if room is None or grant.epoch > room.epoch:
+            room = _OpeningRoom(grant.epoch, RoomKeyRing())
+            self.rooms[grant.room] = room
+            while len(self.rooms) > ROOMS_KEPT:
+                self.rooms.popitem(last=False)
+        elif grant.epoch < room.epoch:
+            return []  # an old leader's key: its frames are over
+        self.rooms.move_to_end(grant.room)
+        key = RoomKey(grant.key_id, grant.key, self.clock())
+        try:
+            room.ring.install(key)
+        except CryptoError:
+            room.ring = RoomKeyRing(key)
+            room.seen.clear()
+            room.highest = -1
+        ready = [(data, peer) for _, name, data, peer in self.held if name == grant.room]
+        self.held = [held for held in self.held if held[1] != grant.room]
+        return ready
+
+    def expire(self) -> None:
+        """Drop held frames whose key did not come in time (their gaps repair over TCP)."""
+        now = self.clock()
+        for until, name, _, peer in self.held:
+            if until <= now:
+                self.drops.count("unknown-key", peer, f"no key in time for room {name!r}")
+        self.held = [held for held in self.held if held[0] > now]
+
+    # -- frames ---------------------------------------------------------------
+    def open(self, data: bytes, peer: str) -> Message | None:
+        """A multicast datagram's message; None when it waits for its key; DatagramRefused
+        (with the drop reason) for anything not a genuine, fresh frame of a room we hold."""
+        if data and data[0] == KIND_LOBBY:
+            return self._open_lobby(data)
+        if not data or data[0] != KIND_ROOM:
+            message = self.decode(data)
+            if type(message) is RoomFrame:
+                raise DatagramRefused("unsealed-room", f"plain room frame {message.room!r}")
+            if type(message) in (LobbyFrame, LobbyBeat):
+                raise DatagramRefused("unsigned-lobby", f"plain {type(message).__name__}")
+            return message
+        sealed = data[1:]
+        if len(sealed) < _SEALED_HEAD.size:
+            raise DatagramRefused("bad-room-frame", "sealed room frame too short")
+        _, key_id, _, header_size = _SEALED_HEAD.unpack_from(sealed)
+        header = sealed[_SEALED_HEAD.size : _SEALED_HEAD.size + header_size]
+        if len(header) != header_size or header_size <= _HEADER.size:
+            raise DatagramRefused("bad-room-frame", "sealed room frame header cut short")
+        prev, gsn = _HEADER.unpack_from(header)
+        try:
+            name = header[_HEADER.size :].decode("utf-8")
+        except UnicodeDecodeError:
+            raise DatagramRefused("bad-room-frame", "room name not UTF-8") from None
+        room = self.rooms.get(name)
+        keys = room.ring.keys_by_id() if room is not None else {}
+        key = keys.get(key_id)
+        if key is None or room is None:
+            self._hold(name, data, peer, key_id)
+            return None
+        frame = self._cached(data, name, key)
+        if frame is None:
+            frame = self._open(data, sealed, keys, name)
+        if frame.room != name or frame.prev != prev or frame.gsn != gsn:
+            raise DatagramRefused("bad-room-frame", "room frame disagrees with its header")
+        if frame.epoch != room.epoch:
+            raise DatagramRefused("stale-epoch", f"room frame of epoch {frame.epoch}")
+        seen = room.seen
+        if gsn in seen or gsn + REPLAY_WINDOW <= room.highest:
+            raise DatagramRefused("replayed", f"room frame {gsn} of {name!r} seen already")
+        seen[gsn] = None
+        room.highest = max(room.highest, gsn)
+        if len(seen) > REPLAY_WINDOW:
+            seen.popitem(last=False)
+        return frame
+
+    def _open_lobby(self, data: bytes) -> Message:
+        """A signed lobby frame or beat (verified once per process: see ``_verified``)."""
+        found = _verified.get(data)
+        if found is not None:
+            return found
+        pinned = self.trust.key
+        if pinned is None:
+            raise DatagramRefused("unknown-cluster", "no pinned cluster to verify the lobby by")
+        try:
+            body = verify_datagram(
+                pinned, data[1:], self.wall(), self.trust.certificates(pinned)
+            ).body
+        except CryptoError as exc:
+            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else "bad-lobby-frame"
+            raise DatagramRefused(reason, f"lobby frame: {exc}") from None
+        try:
+            message = codec.decode(body, None)
+        except RemoteProtocolError as exc:
+            raise DatagramRefused(exc.reason, f"lobby frame: {exc}") from None
+        if type(message) not in (LobbyFrame, LobbyBeat):
+            raise DatagramRefused("bad-lobby-frame", f"{type(message).__name__} signed as lobby")
+        if len(data) <= OPENED_CACHE_BYTES:
+            _verified[data] = message
+            while len(_verified) > OPENED_CACHE:
+                _verified.popitem(last=False)
+        return message
+
+    def _hold(self, name: str, data: bytes, peer: str, key_id: int) -> None:
+        """Wait for a key we may be about to get; anyone can send such frames, so few wait."""
+        room = self.rooms.get(name)
+        current = room.ring.current if room is not None else None
+        if current is not None and key_id < current.key_id:
+            raise DatagramRefused("unknown-key", f"room key {key_id} of {name!r} is gone")
+        self.expire()
+        if len(self.held) >= HOLD_MAX:
+            _, old, _, old_peer = self.held.pop(0)  # the oldest gives way (repaired over TCP)
+            self.drops.count("unknown-key", old_peer, f"held frames full, room {old!r}")
+        self.held.append((self.clock() + HOLD_SECONDS, name, data, peer))
+
+    def _cached(self, data: bytes, name: str, key: RoomKey) -> RoomFrame | None:
+        found = _opened.get(data)
+        if found is None or found[0] != name or found[1] != key.key_id or found[2] != key.key:
+            return None
+        return found[3]
+
+    def _open(self, data: bytes, sealed: bytes, keys: dict[int, RoomKey], name: str) -> RoomFrame:
+        pinned = self.trust.key
+        if pinned is None:
+            raise DatagramRefused("unknown-cluster", "no pinned cluster to verify rooms by")
+        try:
+            key_id, _, signed = open_room_frame(keys, sealed)
+            body = verify_datagram(
+                pinned, signed, self.wall(), self.trust.certificates(pinned)
+            ).body
+        except CryptoError as exc:
+            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else "bad-room-frame"
+            if exc.reason is Reason.BAD_TAG:
+                reason = "bad-room-tag"
+            raise DatagramRefused(reason, f"room frame: {exc}") from None
+        try:
+            frame = codec.decode(body, None)
+        except RemoteProtocolError as exc:
+            raise DatagramRefused(exc.reason, f"room frame: {exc}") from None
+        if type(frame) is not RoomFrame:
+            raise DatagramRefused("bad-room-frame", f"{type(frame).__name__} sealed as a room")
+        if len(data) <= OPENED_CACHE_BYTES:
+            _opened[data] = (name, key_id, keys[key_id].key, frame)
+            while len(_opened) > OPENED_CACHE:
+                _opened.popitem(last=False)
+        return frame

@@ -1,0 +1,290 @@
+"""Room keys in the runtime without a network: sealing, rotation, grants, holding, refusals."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tchat.core import codec
+from tchat.core.messages import (
+    MAX_ROOM,
+    Chat,
+    Dot,
+    Entry,
+    Epoch,
+    Message,
+    RoomFrame,
+    RoomKeyGrant,
+)
+from tchat.core.vclock import EMPTY_CLOCK
+from tchat.crypto.cluster import ClusterSecret, ServerKeys
+from tchat.crypto.errors import CryptoError
+from tchat.crypto.rooms import MAX_DATAGRAM, MAX_KEY_AGE
+from tchat.runtime.connection import DropCounters
+from tchat.runtime.datagram_auth import DatagramRefused
+from tchat.runtime.room_keys import (
+    HOLD_MAX,
+    HOLD_SECONDS,
+    KIND_ROOM,
+    LeaderRoomKeys,
+    MemberRoomKeys,
+    RoomAudience,
+    first_key_id,
+)
+from tchat.runtime.secure import ClusterTrust, WireSecurity
+
+EPOCH = Epoch(3, 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frame(room: str, gsn: int, text: str = "hello", epoch: Epoch = EPOCH) -> RoomFrame:
+    chat = Chat("alice", room, None, text, False, EMPTY_CLOCK)
+    entry = Entry(Dot(1, gsn), EMPTY_CLOCK, 1.0, None, chat)
+    return RoomFrame(epoch, gsn, gsn - 1, room, 0, (), (), (entry,))
+
+
+class Leader:
+    """A leader's room sealer with an audience the test sets, and the grants it makes."""
+
+    def __init__(self) -> None:
+        self.secret = ClusterSecret.generate()
+        security = WireSecurity.for_server(self.secret, ServerKeys.generate(), 1, time.time)
+        self.audiences: dict[str, RoomAudience] = {}
+        self.granted: list[tuple[str, Message]] = []
+        self.clock = Clock()
+        self.keys = LeaderRoomKeys(
+            security,
+            self.audiences.get,
+            lambda addr, m: self.granted.append((addr, m)),
+            self.clock,
+        )
+
+    def seat(self, room: str, *names: str, epoch: Epoch = EPOCH) -> None:
+        addrs = tuple(f"127.0.0.1:{1000 + i}" for i, _ in enumerate(names))
+        self.audiences[room] = RoomAudience(epoch, frozenset(names), addrs)
+
+    def member(self, drops: DropCounters | None = None) -> MemberRoomKeys:
+        member = MemberRoomKeys(
+            ClusterTrust(self.secret.public_key),
+            lambda data: codec.decode(data, None),
+            drops or DropCounters(),
+            self.clock,
+        )
+        for _, grant in self.granted:
+            member.install(grant)  # type: ignore[arg-type]
+        return member
+
+
+def test_a_sealed_room_frame_opens_for_a_member_and_carries_no_text_in_clear() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    data = leader.keys.seal(frame("den", 5, "the secret"))
+    assert data[0] == KIND_ROOM and b"the secret" not in data
+    assert [addr for addr, _ in leader.granted] == ["127.0.0.1:1000", "127.0.0.1:1001"]
+    grant = leader.granted[0][1]
+    assert isinstance(grant, RoomKeyGrant) and grant.key_id == first_key_id(EPOCH)
+    opened = leader.member().open(data, "127.0.0.1:9")
+    assert opened == frame("den", 5, "the secret")
+
+
+def test_the_sealed_overhead_fits_what_the_run_builder_leaves() -> None:
+    leader = Leader()
+    room = "房" * MAX_ROOM  # the longest room name in UTF-8 bytes
+    leader.seat(room, "alice")
+    small = frame(room, 7, "x")
+    overhead = len(leader.keys.seal(small)) - len(codec.encode(small, None))
+    assert overhead <= codec.SEALED_ROOM_OVERHEAD, overhead
+    # A run as big as the builder allows still fits one UDP datagram and the frame cap.
+    text = "y" * 4000
+    entries = []
+    size = 0
+    gsn = 10
+    while True:
+        entry = frame(room, gsn, text).entries[0]
+        if size + codec.entry_size(entry) > codec.ROOM_FRAME_BUDGET:
+            break
+        entries.append(entry)
+        size += codec.entry_size(entry)
+        gsn += 1
+    big = RoomFrame(EPOCH, gsn - 1, 9, room, 0, (), (), tuple(entries))
+    sealed = leader.keys.seal(big)
+    assert len(sealed) <= min(MAX_DATAGRAM, codec.MAX_FRAME)
+
+
+def test_the_key_rotates_when_a_member_leaves_and_not_when_one_joins() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    leader.keys.seal(frame("den", 1))
+    carol_joins = leader.granted[:]
+    leader.seat("den", "alice", "bob", "carol")
+    leader.keys.seal(frame("den", 2))
+    added = leader.granted[len(carol_joins) :]
+    assert [addr for addr, _ in added] == ["127.0.0.1:1002"], "only the newcomer is granted"
+    assert added[0][1].key_id == first_key_id(EPOCH)  # type: ignore[attr-defined]
+    carol = leader.member()
+    leader.seat("den", "alice", "bob")  # carol left (or was kicked)
+    before = len(leader.granted)
+    sealed = leader.keys.seal(frame("den", 3, "after carol"))
+    rotated = leader.granted[before:]
+    assert {m.key_id for _, m in rotated} == {first_key_id(EPOCH) + 1}  # type: ignore[attr-defined]
+    assert "127.0.0.1:1002" not in {addr for addr, _ in rotated}
+    drops = DropCounters()
+    carol.drops = drops
+    assert carol.open(sealed, "x") is None, "a key carol never gets: the frame waits, then goes"
+    carol.clock.now += HOLD_SECONDS  # type: ignore[attr-defined]
+    carol.expire()
+    assert drops.snapshot() == {"unknown-key": 1}
+
+
+def test_a_day_old_key_rotates_and_a_new_leader_starts_a_new_ring() -> None:
+    leader = Leader()
+    leader.seat("den", "alice")
+    leader.keys.seal(frame("den", 1))
+    leader.clock.now += MAX_KEY_AGE
+    leader.keys.seal(frame("den", 2))
+    assert [m.key_id for _, m in leader.granted] == [  # type: ignore[attr-defined]
+        first_key_id(EPOCH),
+        first_key_id(EPOCH) + 1,
+    ]
+    member = leader.member()
+    newer = Epoch(4, 2)
+    leader.seat("den", "alice", epoch=newer)
+    data = leader.keys.seal(frame("den", 3, epoch=newer))
+    assert leader.granted[-1][1].epoch == newer  # type: ignore[attr-defined]
+    assert leader.granted[-1][1].key_id == first_key_id(newer)  # type: ignore[attr-defined]
+    assert member.open(data, "x") is None  # held: the new leader's grant is on its way
+    ready = member.install(leader.granted[-1][1])  # type: ignore[arg-type]
+    assert [member.open(d, p) for d, p in ready] == [frame("den", 3, epoch=newer)]
+    # An old leader's grant changes nothing any more.
+    assert member.install(RoomKeyGrant(EPOCH, "den", 7, bytes(32))) == []
+    assert member.rooms["den"].epoch == newer
+
+
+def test_forged_tampered_replayed_and_plain_room_frames_are_refused_by_reason() -> None:
+    leader = Leader()
+    leader.seat("den", "alice")
+    data = leader.keys.seal(frame("den", 1))
+    member = leader.member()
+    assert member.open(data, "x") is not None
+
+    def reason(datagram: bytes) -> str:
+        with pytest.raises(DatagramRefused) as refused:
+            member.open(datagram, "x")
+        return refused.value.reason
+
+    assert reason(data) == "replayed"
+    tampered = bytearray(leader.keys.seal(frame("den", 2)))
+    tampered[-5] ^= 1
+    assert reason(bytes(tampered)) == "bad-room-tag"
+    assert reason(codec.encode(frame("den", 3), None)) == "unsealed-room"
+    assert reason(bytes((KIND_ROOM, 1, 2))) == "bad-room-frame"
+    # A member holds the key but not the leader's signing key: it cannot forge a frame.
+    from tchat.crypto.rooms import seal_room_frame
+    from tchat.runtime.room_keys import room_header
+
+    key = member.rooms["den"].ring.current
+    assert key is not None
+    fake = frame("den", 4, "as the leader")
+    forged = bytes((KIND_ROOM,)) + seal_room_frame(
+        key, room_header(fake), b"\x01\x00" + codec.encode(fake, None) + bytes(64)
+    )
+    assert reason(forged) in {"bad-signature", "bad-room-frame"}
+    # The clear header is authenticated: a frame moved to another gsn fails its tag.
+    moved = bytearray(leader.keys.seal(frame("den", 5)))
+    moved[1 + 19 + 15] ^= 1  # kind byte, sealed head, then prev u64 and gsn u64
+    assert reason(bytes(moved)) == "bad-room-tag"
+
+
+def test_frames_waiting_for_a_key_are_bounded_and_counted() -> None:
+    leader = Leader()
+    leader.seat("den", "alice")
+    drops = DropCounters()
+    member = leader.member(drops)
+    leader.granted.clear()
+    stranger = Leader()  # keys nobody granted us
+    stranger.seat("den", "alice")
+    for gsn in range(1, HOLD_MAX + 6):
+        assert member.open(stranger.keys.seal(frame("den", gsn)), "x") is None
+    assert len(member.held) == HOLD_MAX
+    assert drops.snapshot() == {"unknown-key": 5}
+
+
+def test_a_grant_out_of_range_is_refused_and_a_conflicting_one_restarts_the_ring() -> None:
+    leader = Leader()
+    member = leader.member()
+    with pytest.raises(CryptoError):
+        member.install(RoomKeyGrant(EPOCH, "den", 2**32, bytes(32)))
+    member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(32)))
+    # The same id under other bytes: the leader's word wins, the ring starts over.
+    member.install(RoomKeyGrant(EPOCH, "den", 1, bytes(31) + b"\x01"))
+    assert member.rooms["den"].ring.keys_by_id()[1].key == bytes(31) + b"\x01"
+
+
+def test_a_room_the_leader_forgot_gets_a_key_id_its_members_never_held() -> None:
+    from tchat.runtime import room_keys
+
+    leader = Leader()
+    leader.seat("den", "alice")
+    leader.seat("attic", "alice")
+    leader.keys.seal(frame("den", 1))
+    del leader.keys.rooms["den"]  # as the LRU would, past ROOMS_KEPT rooms
+    leader.keys.seal(frame("attic", 2))
+    leader.keys.seal(frame("den", 3))
+    ids = [(m.room, m.key_id) for _, m in leader.granted]  # type: ignore[attr-defined]
+    base = room_keys.first_key_id(EPOCH)
+    assert ids == [("den", base), ("attic", base + 1), ("den", base + 2)]
+
+
+def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    leader.keys.seal(frame("den", 1))
+    assert len(leader.granted) == 2
+    leader.keys.seal(frame("den", 2))
+    assert len(leader.granted) == 2, "the same audience: no grant, no rotation"
+    leader.keys.forget("127.0.0.1:1001")  # bob's Welcome (a resume: its session is new)
+    leader.keys.seal(frame("den", 3))
+    assert [addr for addr, _ in leader.granted[2:]] == ["127.0.0.1:1001"]
+    assert leader.granted[2][1] == leader.granted[1][1], "the same key, not a rotation"
+
+
+def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> None:
+    from tchat.core.messages import LobbyBeat, LobbyFrame
+
+    leader = Leader()
+    member = leader.member()
+    beat = LobbyBeat(EPOCH, 1, 40, 39)
+    lobby = LobbyFrame(EPOCH, 41, 39, (), (), ())
+    for message in (beat, lobby):
+        assert member.open(leader.keys.sign_lobby(message), "x") == message
+
+    def reason(datagram: bytes) -> str:
+        with pytest.raises(DatagramRefused) as refused:
+            member.open(datagram, "x")
+        return refused.value.reason
+
+    assert reason(codec.encode(LobbyBeat(EPOCH, 1, 50, 49), None)) == "unsigned-lobby"
+    assert reason(Leader().keys.sign_lobby(LobbyBeat(EPOCH, 1, 60, 59))) == "bad-signature"
+    tampered = bytearray(leader.keys.sign_lobby(LobbyBeat(EPOCH, 1, 70, 69)))
+    tampered[-70] ^= 1  # in the body: the signature no longer matches
+    assert reason(bytes(tampered)) == "bad-signature"
+
+
+def test_the_replay_window_takes_a_late_frame_and_refuses_one_far_behind() -> None:
+    leader = Leader()
+    leader.seat("den", "alice")
+    late, far, newest = (leader.keys.seal(frame("den", g)) for g in (299, 10, 300))
+    member = leader.member()
+    assert member.open(newest, "x") is not None
+    assert member.open(late, "x") is not None, "out of order within the window"
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(far, "x")
+    assert refused.value.reason == "replayed"
