@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core import codec
+from tchat.core.away import away_reason_problem
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
@@ -54,7 +55,12 @@ from tchat.core.messages import (
     UserStatus,
     Welcome,
 )
-from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
+from tchat.core.names import (
+    look_alike_problem,
+    name_problem,
+    room_problem,
+    text_problem,
+)
 from tchat.core.projection import public_entry
 from tchat.core.stream import Session
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
@@ -473,11 +479,29 @@ class ClientDesk:
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
                 return RoomLeft(room, name), ""
-            case SetAway(away=away):
-                return UserStatus(name, away), ""
+            case SetAway(away=away, away_reason=reason):
+                return self.status_change(state, name, away, reason)
             case Logout():
                 return UserOffline(name, session.client_id, "logout", session.cursor()), ""
         return None, "unknown operation"
+
+    @staticmethod
+    def status_change(
+        state: ClusterState, name: str, away: bool, reason: str
+    ) -> tuple[EntryBody | None, str]:
+        """The UserStatus entry for an away/back, or why not. A change to what the user list
+        already says is refused (no entry): a client's idle/back flap, resent or replayed,
+        costs the log nothing. Judged on ``state``, pending entries included, so the answer
+        is the log order's, the same on any leader."""
+        if not away and reason:
+            return None, "a user who is back has no away reason"
+        problem = away_reason_problem(reason)
+        if problem:
+            return None, problem
+        user = state.users.get(name)
+        if user is not None and user.away == away and user.away_reason == reason:
+            return None, f"you are already {'away' if away else 'back'}"
+        return UserStatus(name, away, reason), ""
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
         """Refuse a join past the limits. ``state`` includes the pending entries too, so two

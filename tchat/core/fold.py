@@ -44,9 +44,11 @@ class UserRecord:
     since: float
     identity: bytes = b""
     sessions: dict[str, str] = field(default_factory=dict)
+    away_reason: str = ""  # why away, as the user gave it ("" if none, or back)
 
     def info(self) -> UserInfo:
-        return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
+        status = "away" if self.away else "online"
+        return UserInfo(self.name, self.addr, status, self.since, self.away_reason)
 
 
 @dataclass(slots=True)
@@ -201,11 +203,12 @@ class ClusterState:
                 del self._infos[name]
                 for room in sorted(self.rooms_of.pop(name, set())):
                     self.rooms[room].leave(name, entry.key)
-            case UserStatus(name=name, away=away):
+            case UserStatus(name=name, away=away, away_reason=reason):
                 current = self.users.get(name)
                 if current is None:
                     return False
                 current.away = away
+                current.away_reason = reason if away else ""
                 current.since = entry.ts
                 self._infos[name] = current.info()
             case RoomJoined(room=room, name=name):
@@ -259,7 +262,7 @@ class ClusterState:
         return (
             tuple(sorted(self.servers.items())),
             tuple(
-                (u.name, tuple(u.sessions), u.away)
+                (u.name, tuple(u.sessions), u.away, u.away_reason)
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
             tuple(sorted(self.claims.items())),

@@ -362,11 +362,15 @@ class Inbox:
                         node.rooms[room] = RoomInfo(room, info.group, members, info.head)
                         effects.append(Deliver(MembersChanged(room, members)))
                 return True, effects
-            case UserStatus(name=name, away=away):
+            case UserStatus(name=name, away=away, away_reason=reason):
                 user = node.users.get(name)
                 if user is not None:
                     node.users[name] = UserInfo(
-                        name, user.addr, "away" if away else "online", entry.ts
+                        name,
+                        user.addr,
+                        "away" if away else "online",
+                        entry.ts,
+                        reason if away else "",
                     )
                     return True, []
         return False, []

@@ -12,7 +12,7 @@ format reads in one place and a tag's position cannot drift between files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tchat.core.vclock import VectorClock
@@ -21,14 +21,20 @@ from tchat.core.vclock import VectorClock
 # of consecutive entries (RoomFrame.entries); 5: Register.attempt; 6: a room message
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
-# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased)
-PROTOCOL_VERSION = 8
+# (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
+# 9: away reasons (SetAway.away_reason, UserStatus.away_reason, UserInfo.away_reason)
+PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
 MAX_ROOM = 32
 MAX_TEXT = 4000
 MAX_ADDR = 64
 MAX_REASON = 200
+# An away reason, in code points: a status line, not a message (irssi shows it in /whois).
+MAX_AWAY_REASON = 160
+# Metadata of a trailing field an older entry may lack: the decoder fills in its default,
+# so a log stored before the field existed still loads (a new peer still sends it).
+OPTIONAL = {"optional": True}
 # Servers of one cluster at most. A clock has one entry per server, so this bounds the
 # clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
 MAX_SERVERS = 64
@@ -84,6 +90,7 @@ class UserInfo:
     addr: str
     status: str  # "online" | "away"
     since: float
+    away_reason: str = ""  # why away ("" when online, or away with no reason given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,7 @@ class UserOffline(EntryBody):
 class UserStatus(EntryBody):
     name: str
     away: bool
+    away_reason: str = field(default="", metadata=OPTIONAL)  # absent before version 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +445,7 @@ class LeaveRoom(Operation):
 @dataclass(frozen=True, slots=True)
 class SetAway(Operation):
     away: bool
+    away_reason: str = ""  # "" when back; the codec caps it at MAX_AWAY_REASON code points
 
 
 @dataclass(frozen=True, slots=True)
