@@ -11,6 +11,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from tchat.ui.chat_model import Change, ChatModel
+from tchat.ui.presence import Presence
 from tchat.ui.search import SearchResults
 from tchat.ui.service import ClientServiceLike
 from tchat.ui.widgets.message_view import MessageView
@@ -28,6 +29,7 @@ class ChatSurface(Protocol):
     search_status: str
     desktop_notify: str
     navigator: Any  # chat_navigation.Navigator (which takes a ChatSurface itself)
+    presence: Presence  # away status: /away, /back, auto-away
 
     @property
     def app(self) -> Any: ...  # the running ClientApp (bell, theme, remember)
