@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tchat.runtime.modes import build_parser
+from tchat.runtime.options import options_from_args
 from tests.cluster_harness import Cluster, Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -62,3 +64,20 @@ def test_an_away_reason_reaches_the_other_users(tmp_path: Path) -> None:
             10,
             "bob sees alice back",
         )
+
+
+def test_auto_away_minutes_from_the_command_line_or_the_config_file(tmp_path: Path) -> None:
+    def options(*argv: str) -> float:
+        args = build_parser().parse_args(["--host", "127.0.0.1", *argv])
+        return options_from_args(args, "client").auto_away
+
+    config = tmp_path / "config.toml"
+    config.write_text("auto_away = 5\n")
+    assert options("--config", str(config)) == 5
+    assert options("--config", str(config), "--auto-away", "0") == 0
+    for bad in ("-1", "nan", "inf", "1441"):
+        with pytest.raises(SystemExit):
+            options("--config", str(config), "--auto-away", bad)
+    config.write_text('auto_away = "soon"\n')
+    with pytest.raises(SystemExit):
+        options("--config", str(config))
