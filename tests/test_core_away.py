@@ -178,3 +178,11 @@ def test_a_session_flooding_status_changes_waits_on_its_bucket() -> None:
     # One minute of flapping at 100 changes a second: at most burst + rate * 60 pass.
     passed = sum(bucket.take(step / 100) for step in range(6000))
     assert passed <= rate.burst + rate.rate * 60 + 1
+
+
+def test_what_the_servers_say_is_adopted_and_never_as_an_auto_away() -> None:
+    tracker = AwayTracker(idle_after=60.0, now=0.0)
+    tracker.adopt(True, AUTO_REASON)  # another terminal of ours went idle
+    assert not tracker.pending
+    assert tracker.input(1.0) is None  # this terminal's keystroke does not end it
+    assert tracker.manual(False, "", 10.0) == SetAway(False, "")

@@ -138,3 +138,14 @@ async def test_a_keystroke_never_ends_a_manual_away() -> None:
         screen._tick()
         await pilot.pause()
         assert away_ops(demo) == [SetAway(True, "lunch")]
+
+
+async def test_an_away_set_elsewhere_is_what_a_bare_away_toggles() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await started(pilot, demo, ("alice",))
+        away(demo, "you", "set on my laptop")  # another terminal of ours
+        await until(pilot, lambda: screen.model.users["you"].status == "away")
+        assert screen.presence.away
+        await type_line(pilot, "/away")
+        assert away_ops(demo) == [SetAway(False, "")]

@@ -108,6 +108,13 @@ class AwayTracker:
             return self._want(True, AUTO_REASON, now, auto=True)
         return self._flush(now)
 
+    def adopt(self, away: bool, reason: str) -> None:
+        """The servers say we are ``away`` with ``reason`` and nothing of ours is on its way
+        (another terminal of ours changed it, or a new login started us online): take it
+        as both wanted and sent. Never as an auto-away: a keystroke does not end it."""
+        self.wanted = self.sent = (away, reason if away else "")
+        self.auto = False
+
     def next_deadline(self) -> float | None:
         deadlines = []
         if self.idle_after and not self.wanted[0]:

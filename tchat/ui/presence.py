@@ -58,6 +58,20 @@ class Presence:
         if op is not None:
             self._send(op)
 
+    def observe(self) -> None:
+        """The user list changed: if it says otherwise about us than what we last sent,
+        and no away/back of ours is pending or unanswered, it is right (another terminal
+        of ours, or a login that started us online). Cheap: once per user-list change."""
+        row = self.screen.model.users.get(self.screen.model.me)
+        if row is None or row.status == "gone" or self.tracker.pending:
+            return
+        seen = (row.status == "away", row.reason)
+        if seen == self.tracker.sent:
+            return
+        if any(what in ("away", "back") for what in self.screen.ops.values()):
+            return  # ours is on its way: the list will catch up
+        self.tracker.adopt(*seen)
+
     def _send(self, op: SetAway) -> None:
         what = "away" if op.away else "back"
         if self.submit(op, what) is None:

@@ -197,6 +197,7 @@ class ClientScreen(Screen[None]):
                 self.navigator.outage_line(self.connection.changed("serving", "", wall), wall)
             case ev.UsersChanged(users=users):
                 arrived, left = self.model.users_changed(users, wall)
+                self.presence.observe()
                 self._timeline(self.timeline.users(arrived, left, wall))
                 change = Change(users=True)
             case ev.RoomEntered(info=info):
