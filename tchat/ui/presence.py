@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tchat.core.away import AUTO_REASON, AwayTracker
 from tchat.core.messages import Operation, SetAway
+from tchat.ui.chat_model import ChatModel
 from tchat.ui.sanitize import sanitize
 
-if TYPE_CHECKING:
-    from tchat.ui.screens.chat_surface import ChatSurface
+
+class PresenceHost(Protocol):
+    """What Presence needs of the client screen (which holds it: no import back)."""
+
+    model: ChatModel
+    ops: dict[int, str]  # cmid -> what a non-chat operation was
+
+    def say(self, text: str) -> None: ...
+
 
 ANSWERED_PEERS = 256  # peers whose away we told the user of, remembered (least recent go)
 
@@ -21,7 +29,7 @@ class Presence:
 
     def __init__(
         self,
-        screen: ChatSurface,
+        screen: PresenceHost,
         submit: Callable[[Operation, str], int | None],
         idle_after: float,
         now: float,
