@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -10,7 +12,7 @@ from test_core_nodes import cluster, leaders, serving
 
 from tchat.core import codec
 from tchat.core.away import AUTO_REASON, AwayTracker
-from tchat.core.effects import OpFailed
+from tchat.core.effects import OpFailed, Persist
 from tchat.core.errors import InvalidField
 from tchat.core.messages import (
     MAX_AWAY_REASON,
@@ -22,9 +24,10 @@ from tchat.core.messages import (
 )
 from tchat.core.redact import redacted
 from tchat.core.server import ServerNode
-from tchat.core.vclock import EMPTY_CLOCK
+from tchat.core.vclock import EMPTY_CLOCK, VectorClock
 from tchat.runtime.limits import OPERATION_RATES, operation_kind
 from tchat.runtime.ratelimit import TokenBucket
+from tchat.runtime.store import DB_NAME, SqliteStore
 
 
 def statuses(server: ServerNode) -> list[UserStatus]:
@@ -186,3 +189,19 @@ def test_what_the_servers_say_is_adopted_and_never_as_an_auto_away() -> None:
     assert not tracker.pending
     assert tracker.input(1.0) is None  # this terminal's keystroke does not end it
     assert tracker.manual(False, "", 10.0) == SetAway(False, "")
+
+
+def test_a_store_written_before_reasons_existed_still_opens(tmp_path: Path) -> None:
+    """A server upgraded in place: its SQLite log holds version-8 UserStatus rows."""
+    entry = Entry(Dot(3, 1), VectorClock({3: 1}), 1.0, None, UserStatus("alice", True, "x"))
+    with SqliteStore(tmp_path) as store:
+        store.write(Persist((entry,), ()))
+        store.commit()
+    fields = msgpack.unpackb(codec.encode_entry(entry), use_list=False, strict_map_key=False)
+    *head, body = fields
+    old = msgpack.packb((*head, body[:-1]), use_bin_type=True)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE entries SET data = ?", (old,))
+    with SqliteStore(tmp_path) as store:
+        (loaded,) = store.load().entries
+    assert loaded.body == UserStatus("alice", True, "")
