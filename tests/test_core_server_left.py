@@ -72,3 +72,23 @@ def test_the_table_of_known_servers_is_bounded() -> None:
     assert len(leader.peer_heard) <= 2 * MAX_SERVERS
     # The servers the log names are never the ones forgotten.
     assert {3, 5} <= set(leader.peers)
+
+
+def test_a_leaving_heard_while_following_is_not_logged_after_the_server_came_back() -> None:
+    bus, servers = cluster(ids=(5, 9, 3))
+    (old,) = leaders(servers)
+    bus._apply(old.config.addr, old.stop(bus.now))
+    rest = [s for s in servers if s is not old]
+    bus.run_until(lambda: settled(rest) and all(listed(s) == [3, 5] for s in rest), 3)
+    third = next(s for s in rest if s.server_id == 3)
+    assert not third.candidacy.left  # its leader logged the Leaving: nothing kept for later
+    back = bus.add_server(9)
+    everyone = [*rest, back]
+    bus.run_until(lambda: settled(everyone), 5)
+    bus.run_until(lambda: all(listed(s) == [3, 5, 9] for s in everyone), 3)
+    (leader,) = leaders(everyone)
+    bus.crash(leader.config.addr)  # the next election must not log 9 as left again
+    survivors = [s for s in everyone if s is not leader]
+    bus.run_until(lambda: settled(survivors), 5)
+    bus.run(0.5)
+    assert all(left_entries(s).count(9) == 1 for s in survivors)

@@ -36,9 +36,10 @@ class Candidacy:
     def __init__(self, node: ServerView) -> None:
         self.node = node
         self.departed: set[int] = set()  # servers that handed over this epoch
-        # Servers that stopped gracefully (Leaving) while we did not lead: logged as left
-        # if we take office. At most MAX_SERVERS (the handler checks).
-        self.left: set[int] = set()
+        # Servers that stopped gracefully (Leaving) while we did not lead, and when: logged
+        # as left if we take office and have not heard them since (one that came back is
+        # not gone). At most MAX_SERVERS (the handler checks).
+        self.left: dict[int, float] = {}
         self.abstain_until = float("-inf")  # after stepping down: relay tokens, do not stand
 
     def renew_epoch(self, newer: Epoch, who: str, now: float) -> list[Effect]:
@@ -244,7 +245,8 @@ class Candidacy:
         effects: list[Effect] = []
         phase = node.phase
         missing = sorted(phase.waiting) if isinstance(phase, Syncing) else []
-        left, self.left = sorted(self.left), set()
+        left = sorted(sid for sid, at in self.left.items() if node.peer_heard.get(sid, at) <= at)
+        self.left = {}
         self.departed.clear()
         node.following.admitted_seq = None
         leadership = Leadership(node, node.epoch, now)
@@ -291,6 +293,9 @@ class Candidacy:
             if info.server_id != node.server_id:
                 node.peers.setdefault(info.server_id, info.addr)
         if epoch > node.epoch:
+            # The new leader got the same Leaving and logs it: ours would go stale, and
+            # be logged wrongly were we elected after the server came back.
+            self.left.clear()
             effects.extend(node.following.follow(epoch, addr, now))
         elif epoch < node.epoch:
             effects.append(Send(addr, StaleEpoch(node.server_id, node.epoch, node.leader_addr)))
