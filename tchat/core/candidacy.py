@@ -36,10 +36,10 @@ class Candidacy:
     def __init__(self, node: ServerView) -> None:
         self.node = node
         self.departed: set[int] = set()  # servers that handed over this epoch
-        # Servers that stopped gracefully (Leaving) while we did not lead, and when: logged
-        # as left if we take office and have not heard them since (one that came back is
-        # not gone). At most MAX_SERVERS (the handler checks).
-        self.left: dict[int, float] = {}
+        # Servers that stopped gracefully (Leaving) while we did not lead: logged as left
+        # if we take office before following another leader (which got the same Leaving
+        # and logs it). At most MAX_SERVERS (the handler checks).
+        self.left: set[int] = set()
         self.abstain_until = float("-inf")  # after stepping down: relay tokens, do not stand
 
     def renew_epoch(self, newer: Epoch, who: str, now: float) -> list[Effect]:
@@ -245,8 +245,7 @@ class Candidacy:
         effects: list[Effect] = []
         phase = node.phase
         missing = sorted(phase.waiting) if isinstance(phase, Syncing) else []
-        left = sorted(sid for sid, at in self.left.items() if node.peer_heard.get(sid, at) <= at)
-        self.left = {}
+        left, self.left = sorted(self.left), set()
         self.departed.clear()
         node.following.admitted_seq = None
         leadership = Leadership(node, node.epoch, now)

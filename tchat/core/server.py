@@ -486,7 +486,7 @@ class ServerNode:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
                     effects.extend(self.leadership.server_left(message.src, now))
                 elif message.src in self.peers and len(self.candidacy.left) < MAX_SERVERS:
-                    self.candidacy.left[message.src] = now  # a leader's stop: see take_office
+                    self.candidacy.left.add(message.src)  # a leader's stop: see take_office
             case LeaderSuspect():
                 effects.extend(self.candidacy.on_leader_suspect(message, now))
             case Register() | Submit() | HistoryRequest() | ClientBeat() | RoomsRequest():
