@@ -251,7 +251,7 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_serving(tmp_path: Path)
             udp.sendto(HEAD[:1], (host, int(port)))  # truncated
             udp.sendto(forged, (host, int(port)))
             udp.sendto(HEAD + msgpack.packb([tag, 12, 1]), (host, int(port)))
-            udp.sendto(b"\x09" + request[1:], broadcast)  # unknown version
+            udp.sendto(bytes((PROTOCOL_VERSION + 1,)) + request[1:], broadcast)  # unknown version
             udp.sendto(request[:-3], broadcast)  # truncated
             udp.sendto(HEAD + msgpack.packb([9999, 1]), broadcast)
         expected = {

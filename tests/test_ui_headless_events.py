@@ -43,7 +43,7 @@ def test_acks_of_joins_leaves_and_away_are_ok_not_sent() -> None:
         {"event": "ok", "op": "join", "room": "lobby", "cmid": 1},
         {"event": "sent", "id": "1:2", "cmid": 2},
         {"event": "ok", "op": "leave", "room": "lobby", "cmid": 3},
-        {"event": "ok", "op": "away", "cmid": 4},
+        {"event": "ok", "op": "away", "reason": "", "cmid": 4},
         {"event": "error", "message": "no such room", "cmid": 5},
     ]
     assert client.operations == {}  # nothing kept once answered

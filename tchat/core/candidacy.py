@@ -36,6 +36,10 @@ class Candidacy:
     def __init__(self, node: ServerView) -> None:
         self.node = node
         self.departed: set[int] = set()  # servers that handed over this epoch
+        # Servers that stopped gracefully (Leaving) while we did not lead: logged as left
+        # if we take office before following another leader (which got the same Leaving
+        # and logs it). At most MAX_SERVERS (the handler checks).
+        self.left: set[int] = set()
         self.abstain_until = float("-inf")  # after stepping down: relay tokens, do not stand
 
     def renew_epoch(self, newer: Epoch, who: str, now: float) -> list[Effect]:
@@ -241,6 +245,7 @@ class Candidacy:
         effects: list[Effect] = []
         phase = node.phase
         missing = sorted(phase.waiting) if isinstance(phase, Syncing) else []
+        left, self.left = sorted(self.left), set()
         self.departed.clear()
         node.following.admitted_seq = None
         leadership = Leadership(node, node.epoch, now)
@@ -249,6 +254,8 @@ class Candidacy:
         if node.state.servers.get(node.server_id) != node.config.addr:
             _, persist = leadership.sequence(ServerJoined(node.server_id, node.config.addr), now)
             effects.extend(persist)
+        for sid in left:  # said Leaving while nobody led (a leader's graceful stop)
+            effects.extend(leadership.server_left(sid, now))
         effects.extend(leadership.desk.notify_clashes())
         node.next_heartbeat = now
         node.next_retry = now
@@ -285,6 +292,9 @@ class Candidacy:
             if info.server_id != node.server_id:
                 node.peers.setdefault(info.server_id, info.addr)
         if epoch > node.epoch:
+            # The new leader got the same Leaving and logs it: ours would go stale, and
+            # be logged wrongly were we elected after the server came back.
+            self.left.clear()
             effects.extend(node.following.follow(epoch, addr, now))
         elif epoch < node.epoch:
             effects.append(Send(addr, StaleEpoch(node.server_id, node.epoch, node.leader_addr)))

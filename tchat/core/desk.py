@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from tchat.core import codec
 from tchat.core.access import history_refusal, listed, may_read, owner_operation
+from tchat.core.away import away_reason_problem
 from tchat.core.effects import Effect, Send
 from tchat.core.fold import MAX_ACCOUNTS, MAX_SESSIONS
 from tchat.core.messages import (
@@ -75,7 +76,12 @@ from tchat.core.messages import (
     Welcome,
     released_notice,
 )
-from tchat.core.names import look_alike_problem, name_problem, room_problem, text_problem
+from tchat.core.names import (
+    look_alike_problem,
+    name_problem,
+    room_problem,
+    text_problem,
+)
 from tchat.core.projection import public_entry
 from tchat.core.stream import Session
 from tchat.core.topics import may_set_topic, topic_problem
@@ -606,8 +612,8 @@ class ClientDesk:
                 if not state.is_member(room, name):
                     return None, f"you are not in room {room!r}"
                 return RoomLeft(room, name), ""
-            case SetAway(away=away):
-                return UserStatus(name, away), ""
+            case SetAway(away=away, away_reason=reason):
+                return self.status_change(state, name, away, reason)
             case SetTopic(room=room, topic=topic):
                 problem = topic_problem(topic) or may_set_topic(state, room, name)
                 if problem:
@@ -635,6 +641,24 @@ class ClientDesk:
                 # the core unhashed came another way (a runtime without passwords).
                 return None, "this server cannot take passwords (it hashes none)"
         return None, "unknown operation"
+
+    @staticmethod
+    def status_change(
+        state: ClusterState, name: str, away: bool, reason: str
+    ) -> tuple[EntryBody | None, str]:
+        """The UserStatus entry for an away/back, or why not. A change to what the user list
+        already says is refused (no entry): a client's idle/back flap, resent or replayed,
+        costs the log nothing. Judged on ``state``, pending entries included, so the answer
+        is the log order's, the same on any leader."""
+        if not away and reason:
+            return None, "a user who is back has no away reason"
+        problem = away_reason_problem(reason)
+        if problem:
+            return None, problem
+        user = state.users.get(name)
+        if user is not None and user.away == away and user.away_reason == reason:
+            return None, f"you are already {'away' if away else 'back'}"
+        return UserStatus(name, away, reason), ""
 
     def join_limit(self, state: ClusterState, room: str, name: str) -> tuple[EntryBody | None, str]:
         """Refuse a join past the limits. ``state`` includes the pending entries too, so two

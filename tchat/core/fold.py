@@ -82,8 +82,11 @@ class UserRecord:
         self.identity = self.other_keys[next(iter(self.sessions))]
         self.other_keys = {c: k for c, k in self.other_keys.items() if k != self.identity}
 
+    away_reason: str = ""  # why away, as the user gave it ("" if none, or back)
+
     def info(self) -> UserInfo:
-        return UserInfo(self.name, self.addr, "away" if self.away else "online", self.since)
+        status = "away" if self.away else "online"
+        return UserInfo(self.name, self.addr, status, self.since, self.away_reason)
 
 
 @dataclass(slots=True)
@@ -291,11 +294,12 @@ class ClusterState:
                 # Going offline is not leaving: rooms belong to the account, as on an IRC
                 # bouncer. The user stays a member (and may read what is said meanwhile:
                 # the login's replay brings it) until /leave or /kick.
-            case UserStatus(name=name, away=away):
+            case UserStatus(name=name, away=away, away_reason=reason):
                 current = self.users.get(name)
                 if current is None:
                     return False
                 current.away = away
+                current.away_reason = reason if away else ""
                 current.since = entry.ts
                 self._infos[name] = current.info()
             case RoomJoined(room=room, name=name):  # RoomCreated too
@@ -442,7 +446,7 @@ class ClusterState:
         return (
             tuple(sorted(self.servers.items())),
             tuple(
-                (u.name, tuple(u.sessions), u.away)
+                (u.name, tuple(u.sessions), u.away, u.away_reason)
                 for u in sorted(self.users.values(), key=lambda u: u.name)
             ),
             tuple(sorted(self.claims.items())),

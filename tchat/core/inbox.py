@@ -381,11 +381,15 @@ class Inbox:
                 # list says who is online; a room's members stay until /leave or /kick).
                 node.users.pop(name, None)
                 return True, []
-            case UserStatus(name=name, away=away):
+            case UserStatus(name=name, away=away, away_reason=reason):
                 user = node.users.get(name)
                 if user is not None:
                     node.users[name] = UserInfo(
-                        name, user.addr, "away" if away else "online", entry.ts
+                        name,
+                        user.addr,
+                        "away" if away else "online",
+                        entry.ts,
+                        reason if away else "",
                     )
                     return True, []
         return False, []

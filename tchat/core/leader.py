@@ -30,6 +30,7 @@ from tchat.core.messages import (
     Origin,
     Register,
     ServerJoined,
+    ServerLeft,
     Submit,
     SyncData,
     SyncRequest,
@@ -296,6 +297,20 @@ class Leadership:
             replica.acked_seq = self.seq
         effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, not more)))
         return effects
+
+    def server_left(self, src: int, now: float) -> list[Effect]:
+        """``src`` stopped gracefully (Leaving, or a leader's hand-over): a ServerLeft entry
+        takes it out of every server's list, so no status shows it "down" for ever. If it
+        comes back, its join logs a ServerJoined again."""
+        node = self.node
+        node.forget_peer(src)
+        if src not in node.state.servers:
+            return []
+        _, persist = self.sequence(ServerLeft(src), now)
+        return [
+            *persist,
+            node.log_event("server-left", f"server {src} left the cluster", server=src),
+        ]
 
     def pull(self, src: int, addr: str, clock: VectorClock, now: float) -> list[Effect]:
         """Ask a backup for entries it has and we lack (it led a partition, or restarted

@@ -22,7 +22,8 @@ from tchat.core.vclock import VectorClock
 # streamed back to its sender is its acknowledgement (the leader sends no Ack for it);
 # 7: a Welcome's rooms may come in RoomList chunks before it (Welcome.room_count); 8: accounts
 # (Register.identity and .proof, Challenge, UserOnline.identity, NameClaimed, NameReleased);
-# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic), account
+# 9: room topics (SetTopic, RoomTopic, RoomInfo.topic, RoomSummary.topic), away reasons
+# (SetAway.away_reason, UserStatus.away_reason, UserInfo.away_reason), account
 # passwords (Register.password, SetPassword, PasswordSet, KeyAdded) and private rooms
 # (CreateRoom, SetRoomMode, InviteUser, KickUser; RoomCreated, RoomKicked, RoomMode,
 # RoomInvited): a record's arity is checked, so an 8 peer could not read a 9 Register anyway
@@ -38,6 +39,11 @@ MAX_REASON = 200
 # A room's topic, in characters: one line in a header, and a bound on every frame that
 # carries one (a Welcome names each of its rooms' topics).
 MAX_TOPIC = 300
+# An away reason, in code points: a status line, not a message (irssi shows it in /whois).
+MAX_AWAY_REASON = 160
+# Metadata of a trailing field an older entry may lack: the decoder fills in its default,
+# so a log stored before the field existed still loads (a new peer still sends it).
+OPTIONAL = {"optional": True}
 # Servers of one cluster at most. A clock has one entry per server, so this bounds the
 # clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
 MAX_SERVERS = 64
@@ -106,6 +112,7 @@ class UserInfo:
     addr: str
     status: str  # "online" | "away"
     since: float
+    away_reason: str = ""  # why away ("" when online, or away with no reason given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,7 @@ class UserOffline(EntryBody):
 class UserStatus(EntryBody):
     name: str
     away: bool
+    away_reason: str = field(default="", metadata=OPTIONAL)  # absent before version 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,6 +581,7 @@ class KickUser(Operation):
 @dataclass(frozen=True, slots=True)
 class SetAway(Operation):
     away: bool
+    away_reason: str = ""  # "" when back; the codec caps it at MAX_AWAY_REASON code points
 
 
 @dataclass(frozen=True, slots=True)

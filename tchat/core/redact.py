@@ -11,7 +11,9 @@ from tchat.core.vclock import VectorClock
 # Fields whose value is never logged, only its size: what users wrote (chat text) and
 # what works as a credential today (a client ID lets its holder speak as its user).
 # A password hash is redacted too: with it, guessing runs offline at the attacker's pace.
-REDACTED_FIELDS = frozenset({"text", "client_id", "password", "phc", "secret", "key", "topic"})
+REDACTED_FIELDS = frozenset(
+    {"text", "client_id", "password", "phc", "secret", "key", "topic", "away_reason"}
+)
 MAX_ITEMS_SHOWN = 4  # of a tuple; the rest is counted
 MAX_DEPTH = 6  # a message is a few levels deep; deeper is cut, never recursed without end
 

@@ -68,6 +68,8 @@ def string_limits(field: str) -> tuple[int, int]:
         return 0, messages.MAX_PASSWORD
     if field == "phc":
         return 1, messages.MAX_PHC
+    if field == "away_reason":
+        return 0, messages.MAX_AWAY_REASON
     return 0, MAX_OTHER_STR
 
 
@@ -255,12 +257,26 @@ class _Compiler:
         ]
         cls_name = self.constant(cls)
         where = self.constant(cls.__name__)
-        expected = self.constant(f"an array of {arity} fields")
-        lines = [
-            f"def decode_{cls.__name__}(value):",
-            f"    if type(value) is not tuple or len(value) != {arity}:",
-            f"        fail({where}, {expected}, value)",
-        ]
+        optional = _optional_tail(fields)
+        if optional:
+            # An older entry (a stored log) lacks the trailing optional fields: pad them
+            # with their defaults before the same checks the wire's values get.
+            fewest = arity - optional
+            expected = self.constant(f"an array of {fewest}..{arity} fields")
+            defaults = self.constant(tuple(f.default for f in fields[fewest:]))
+            lines = [
+                f"def decode_{cls.__name__}(value):",
+                f"    if type(value) is not tuple or not {fewest} <= len(value) <= {arity}:",
+                f"        fail({where}, {expected}, value)",
+                f"    value = value + {defaults}[len(value) - {fewest}:]",
+            ]
+        else:
+            expected = self.constant(f"an array of {arity} fields")
+            lines = [
+                f"def decode_{cls.__name__}(value):",
+                f"    if type(value) is not tuple or len(value) != {arity}:",
+                f"        fail({where}, {expected}, value)",
+            ]
         if arity:
             lines.append(f"    {', '.join(variables)}, = value")
         lines.append(f"    return {cls_name}({', '.join(arguments)})")
@@ -269,6 +285,18 @@ class _Compiler:
         decoder: Decoder = self.namespace[f"decode_{cls.__name__}"]
         decoder.__source__ = source  # type: ignore[attr-defined]
         return decoder
+
+
+def _optional_tail(fields: tuple[dataclasses.Field[Any], ...]) -> int:
+    """How many of the last ``fields`` are marked ``messages.OPTIONAL`` (with a default)."""
+    count = 0
+    for f in reversed(fields):
+        if not f.metadata.get("optional"):
+            break
+        if f.default is dataclasses.MISSING:
+            raise TypeError(f"optional field {f.name} has no default")
+        count += 1
+    return count
 
 
 _RECORDS: dict[type, Decoder] = {}

@@ -34,6 +34,7 @@ from tchat.core.leader import Leadership
 from tchat.core.log import ReplicatedLog
 from tchat.core.log_fold import LogFold
 from tchat.core.messages import (
+    MAX_SERVERS,
     NO_EPOCH,
     Admit,
     Append,
@@ -197,11 +198,39 @@ class ServerNode:
     def merge_entries(self, entries: Iterable[Entry]) -> list[Entry]:
         """Add entries from elsewhere (the fold refolds if any landed mid-log) and learn
         the servers they name. Returns the new ones."""
+        before = set(self.state.servers)
         added = self.fold.merge(entries)
         for sid, addr in self.state.servers.items():
             if sid != self.server_id:
                 self.peers[sid] = addr
+        for sid in sorted(before - set(self.state.servers)):
+            self.forget_peer(sid)  # it left (a ServerLeft entry): not "down", gone
         return added
+
+    def forget_peer(self, server_id: int) -> None:
+        """A server that left gracefully drops out of every list (status, ring, dashboard);
+        if it comes back, its own frames teach us its address again."""
+        if server_id != self.server_id:
+            self.peers.pop(server_id, None)
+            self.peer_heard.pop(server_id, None)
+
+    def trim_peers(self) -> None:
+        """Keep at most MAX_SERVERS peers: past that, forget the longest silent of those the
+        log does not name (a crashed server the log names stays, shown down, until it
+        returns or leaves). Only cluster servers' frames add peers; this bounds even a
+        cluster whose servers came and went under fresh IDs."""
+        extra = len(self.peers) - MAX_SERVERS
+        named = self.state.servers
+        spare = sorted(
+            (sid for sid in self.peers if sid not in named),
+            key=lambda sid: (self.peer_heard.get(sid, -1.0), sid),
+        )
+        for sid in spare[: max(0, extra)]:
+            self.forget_peer(sid)
+        for sid in [sid for sid in self.peer_heard if sid not in self.peers]:
+            del self.peer_heard[sid]  # heard from once, never a peer: nothing to show
+        if len(self.peers) > MAX_SERVERS:
+            self.count("peers-full")
 
     def fold_from_floor(self, wanted: Callable[[Entry], bool]) -> ClusterState:
         return self.fold.fold_from_floor(wanted)
@@ -294,6 +323,9 @@ class ServerNode:
             effects.extend(self.leadership.flush(now))
             for _sid, addr in sorted(self.peers.items()):
                 effects.append(Send(addr, StepDown(self.server_id, self.epoch)))
+            # Not a step-down that stays on as a backup: whoever is elected logs us as left.
+            leaving = Leaving(self.server_id, self.epoch)
+            effects.extend(Send(addr, leaving) for _sid, addr in sorted(self.peers.items()))
             effects.append(self.log_event("stepped-down", f"leader {self.server_id} stepping down"))
         elif self.leader_addr:
             effects.append(Send(self.leader_addr, Leaving(self.server_id, self.epoch)))
@@ -463,9 +495,12 @@ class ServerNode:
                         )
                     )
                     effects.extend(self.candidacy.start(now, suspect=message.src))
-            case Leaving():
+            case Leaving() if message.src != self.server_id:
                 if self.leadership is not None:
                     effects.extend(self.leadership.drop_replica(message.src, "left", now))
+                    effects.extend(self.leadership.server_left(message.src, now))
+                elif message.src in self.peers and len(self.candidacy.left) < MAX_SERVERS:
+                    self.candidacy.left.add(message.src)  # a leader's stop: see take_office
             case LeaderSuspect():
                 effects.extend(self.candidacy.on_leader_suspect(message, now))
             case (
@@ -479,6 +514,8 @@ class ServerNode:
                 effects.extend(self._on_client(message, src_addr, now))
             case _:
                 self.count("unexpected")
+        if len(self.peers) > MAX_SERVERS or len(self.peer_heard) > 2 * MAX_SERVERS:
+            self.trim_peers()
         return effects
 
     # -- facts the runtime verified (account passwords) ------------------------------

@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Collection
 from typing import Any, TextIO
 
+from tchat.core.away import away_reason_problem
 from tchat.core.effects import (
     ChatDelivered,
     ClusterChoiceNeeded,
@@ -86,8 +87,10 @@ def operation_json(op: Operation) -> dict[str, Any]:
             return {"op": "join", "room": room}
         case LeaveRoom(room=room):
             return {"op": "leave", "room": room}
-        case SetAway(away=away):
-            return {"op": "away" if away else "back"}
+        case SetAway(away=True, away_reason=reason):
+            return {"op": "away", "reason": reason}
+        case SetAway():
+            return {"op": "back"}
         case SetTopic(room=room, topic=topic):
             return {"op": "topic", "room": room, "topic": topic}
         case SetPassword():
@@ -114,7 +117,7 @@ def event_json(event: object) -> dict[str, Any] | None:
             return {
                 "event": "users",
                 "users": [
-                    {"name": u.name, "addr": u.addr, "status": u.status}
+                    {"name": u.name, "addr": u.addr, "status": u.status, "reason": u.away_reason}
                     for u in sorted(users, key=lambda u: u.name)
                 ],
             }
@@ -270,8 +273,14 @@ def parse(line: str, last_room: str | None, rooms: Collection[str] = ()) -> Comm
             if last_room is None or not rest.strip():
                 return Command(error="usage: /me TEXT (after /join ROOM)")
             return Command(SendChat(room=last_room, to=None, text=rest.strip(), action=True))
-        case "/away" | "/back":
-            return Command(SetAway(head == "/away"))
+        case "/back":
+            return Command(SetAway(False))
+        case "/away":
+            reason = rest.strip()
+            problem = away_reason_problem(reason)
+            if problem:
+                return Command(error=f"usage: /away [REASON]: {problem}")
+            return Command(SetAway(True, reason))
         case "/topic":
             return parse_topic(rest, last_room, rooms)
         case "/password":
@@ -345,7 +354,10 @@ class HeadlessClient:
         infos = users.values() if isinstance(users, dict) else users
         return {
             "event": "users",
-            "users": [{"name": u.name, "addr": u.addr, "status": u.status} for u in infos],
+            "users": [
+                {"name": u.name, "addr": u.addr, "status": u.status, "reason": u.away_reason}
+                for u in infos
+            ],
         }
 
     async def run(self, lines: asyncio.Queue[str | None]) -> int:

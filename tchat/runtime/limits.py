@@ -8,10 +8,8 @@ one file answers "what does a stranger get to send us"; the mechanisms live else
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from tchat.core.messages import (
     Ack,
@@ -57,6 +55,7 @@ from tchat.core.messages import (
     RoomsReply,
     RoomsRequest,
     SessionFrame,
+    SetAway,
     SetRoomMode,
     SetTopic,
     StaleEpoch,
@@ -69,7 +68,7 @@ from tchat.core.messages import (
     UserList,
     Welcome,
 )
-from tchat.runtime.ratelimit import TokenBucket
+from tchat.runtime.ratelimit import LruTable, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +184,10 @@ OPERATION_RATES: dict[str, tuple[Rate, Rate]] = {
     # A topic is a line for every member and a header redrawn: a few in a row (a typo
     # fixed), then one every 5 s, as IRC networks pace TOPIC.
     "topic": (Rate(0.2, 3.0), Rate(1.0, 10.0)),
+    # Away/back: a client paces itself to one change per 5 s (core/away.py); a session
+    # that does not waits here, so a flap costs the log and every user list at most one
+    # entry per 5 s after a burst of 5 (behind it, only that session's own frames wait).
+    "status": (Rate(0.2, 5.0), Rate(5.0, 50.0)),
     "history": (Rate(5.0, 20.0), Rate(20.0, 80.0)),
     "directory": (Rate(2.0, 10.0), Rate(10.0, 40.0)),
     "suspect": (Rate(1.0, 5.0), Rate(10.0, 50.0)),
@@ -206,6 +209,8 @@ def operation_kind(message: Message) -> str | None:
             return "room"  # membership and ownership changes: each one a frame to members
         case Submit(op=SetTopic()):
             return "topic"
+        case Submit(op=SetAway()):
+            return "status"
         case Submit():
             return "chat"
         case ClientBeat():
@@ -219,33 +224,6 @@ def operation_kind(message: Message) -> str | None:
         case LeaderSuspect():
             return "suspect"
     return None
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LruTable(Generic[K, V]):
-    """A bounded map that forgets its least recently used entry when full."""
-
-    def __init__(self, size: int, make: Callable[[K], V]) -> None:
-        self.size = size
-        self.make = make
-        self.entries: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V:
-        entries = self.entries
-        value = entries.get(key)
-        if value is None:
-            if len(entries) >= self.size:
-                entries.popitem(last=False)
-            value = entries[key] = self.make(key)
-        else:
-            entries.move_to_end(key)
-        return value
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 class OperationLimits:

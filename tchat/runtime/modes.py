@@ -122,5 +122,6 @@ def _run_ui(options: NetOptions, mode: str) -> int:
             user=options.user,
             theme=options.theme,
             config=config,
+            auto_away=options.auto_away * 60,
         )
     return app.run_app(ui)

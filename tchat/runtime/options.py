@@ -35,6 +35,7 @@ MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
 NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret (docs/OPERATIONS.md)
 PASSWORD_ENV = "TCHAT_PASSWORD"
+MAX_AUTO_AWAY = 24 * 60  # minutes: a day; longer is "never", which 0 says
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class NetOptions:
     # (yet) the account's. Read from TCHAT_PASSWORD or the terminal, never the command line;
     # never shown (repr) and sent only over an encrypted session.
     password: str = field(default="", repr=False)
+    auto_away: float = 15.0  # minutes without input before the client goes away (0: never)
 
     @property
     def key(self) -> bytes | None:
@@ -281,6 +283,13 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "terminal): adds this machine's key to the account",
     )
     parser.add_argument("--theme", help="Textual theme name")
+    parser.add_argument(
+        "--auto-away",
+        type=float,
+        metavar="MIN",
+        help=f"go away ('idle') after MIN minutes without input (default 15, 0 = never, "
+        f"at most {MAX_AUTO_AWAY})",
+    )
     parser.add_argument("--id", type=int, dest="server_id", help="unique server ID")
     parser.add_argument("--data-dir", type=Path, help="server data directory")
     parser.add_argument(
@@ -426,6 +435,7 @@ _SIMPLE = {
     "hot_entries": "hot_entries",
     "discovery_hint": "discovery_hint",
     "identity": "identity",
+    "auto_away": "auto_away",
 }
 
 
@@ -519,6 +529,13 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         value = values.get(name)
         if value is not None and (not isinstance(value, int | float) or value < 0):
             raise SystemExit(f"tchat: {name} must be a number >= 0, not {value!r}")
+    auto_away = values.get("auto_away")
+    if auto_away is not None and (
+        type(auto_away) not in (int, float) or not 0 <= auto_away <= MAX_AUTO_AWAY
+    ):
+        raise SystemExit(
+            f"tchat: auto_away must be minutes in 0..{MAX_AUTO_AWAY}, not {auto_away!r}"
+        )
     for limit in ("max_rooms_per_user", "max_room_members", "hot_entries"):
         if limit in values and (type(values[limit]) is not int or values[limit] < 1):
             raise SystemExit(f"tchat: {limit} must be a whole number of at least 1")

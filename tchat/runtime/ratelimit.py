@@ -1,6 +1,11 @@
-"""Token bucket for per-session rate limiting of client operations."""
+"""Token bucket for per-session rate limiting of client operations, and the bounded table
+that keeps them per source."""
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 # A token refilled by float arithmetic may come out at 0.9999999999: counted as whole, so
 # that ``ready_at`` saying "now" and ``take`` succeeding always agree.
@@ -44,3 +49,30 @@ class TokenBucket:
         self._refill(now)
         missing = 1.0 - EPSILON - self._tokens
         return now if missing <= 0 else now + missing / self.rate
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruTable(Generic[K, V]):
+    """A bounded map that forgets its least recently used entry when full."""
+
+    def __init__(self, size: int, make: Callable[[K], V]) -> None:
+        self.size = size
+        self.make = make
+        self.entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V:
+        entries = self.entries
+        value = entries.get(key)
+        if value is None:
+            if len(entries) >= self.size:
+                entries.popitem(last=False)
+            value = entries[key] = self.make(key)
+        else:
+            entries.move_to_end(key)
+        return value
+
+    def __len__(self) -> int:
+        return len(self.entries)

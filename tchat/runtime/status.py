@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tchat.core.messages import ClusterStatusRequest, Message, StatusReply, StatusRequest
+from tchat.core.messages import (
+    MAX_AWAY_REASON,
+    ClusterStatusRequest,
+    Message,
+    StatusReply,
+    StatusRequest,
+)
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
@@ -160,7 +166,10 @@ def summarize(replies: list[StatusReply], insecure: Sequence[int] = ()) -> dict[
         "insecure": list(insecure),  # servers that answered unsigned: they run with no key
         "users": None
         if view is None
-        else [{"name": u.name, "addr": u.addr, "status": u.status} for u in view.users],
+        else [
+            {"name": u.name, "addr": u.addr, "status": u.status, "reason": u.away_reason}
+            for u in view.users
+        ],
         "rooms": None
         if view is None
         else [{"room": r.room, "group": r.group, "members": list(r.members)} for r in view.rooms],
@@ -197,13 +206,23 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"users, rooms: (ask with the cluster key: {KEY_ENV} or --cluster-key-file)")
         return "\n".join(lines)
     lines.append(f"users ({_count(summary['user_count'], len(summary['users']))}):")
-    lines.extend(f"  {u['name']:<20} {u['addr']:<22} {u['status']}" for u in summary["users"])
+    lines.extend(
+        f"  {u['name']:<20} {u['addr']:<22} {u['status']}"
+        + (f" ({_printable(u['reason'])})" if u.get("reason") else "")
+        for u in summary["users"]
+    )
     lines.append(f"rooms ({_count(summary['room_count'], len(summary['rooms']))}):")
     lines.extend(
         f"  {r['room']:<20} {r['group']:<22} {', '.join(r['members'])}" for r in summary["rooms"]
     )
     lines.append(f"log entries: {summary['log_size']}")
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """A reason for a terminal: what the leader let in is printable already; a control or
+    bidi character from anywhere else is shown as '?', never written out."""
+    return "".join(c if c.isprintable() else "?" for c in text[:MAX_AWAY_REASON])
 
 
 def _count(total: int, shown: int) -> str:

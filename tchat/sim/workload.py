@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from tchat.core.messages import (
+    MAX_AWAY_REASON,
     MAX_TEXT,
     CreateRoom,
     InviteUser,
@@ -37,6 +38,9 @@ ROOMS = ("lobby", "dev", "ops", "music")
 PRIVATE_ROOMS = ("den", "vault")
 ROOM_ADMIN = 0.15  # share of operations that create, invite, kick or change a room's mode
 DEFAULT_DURATION = 6.0  # simulated seconds of faults per seed
+# Away reasons: none, short, and one at the cap of multi-byte characters (what the
+# lobby frames must still fit).
+AWAY_REASONS = ("", "lunch", "\u00e9" * MAX_AWAY_REASON)
 BURST_SIZE = (20, 60)  # room messages of MAX_TEXT characters a burst submits at once
 MAIL_SIZE = (2, 6)  # maximum-size private messages sent to a user who has logged out
 # Filler for maximum-size texts: mostly 4-byte UTF-8 characters, so a text of MAX_TEXT
@@ -231,7 +235,8 @@ class Workload:
         if r < 0.84 and joined:
             return LeaveRoom(rng.choice(joined))
         if r < 0.87:
-            return SetAway(rng.random() < 0.5)
+            away = rng.random() < 0.5
+            return SetAway(away, rng.choice(AWAY_REASONS) if away else "")
         if r < 0.90:
             # Ops the leader must refuse cleanly: a room we are not in, a user who isn't there.
             if rng.random() < 0.5:

@@ -91,8 +91,10 @@ class ClientApp(ThemedApp):
         save_settings: bool = True,
         wall: Callable[[], float] = time.time,
         tz: tzinfo | None = None,
+        auto_away: float = 0.0,  # seconds; 0: never (the CLI's default is 15 min)
     ) -> None:
         super().__init__(theme=theme, config=config, save=save_settings)
+        self.auto_away = auto_away  # seconds without input before auto-away (0: never)
         fix_terminal_keys()
         self.factory = factory
         remembered = read_settings(config).get("user") if config else None
@@ -121,7 +123,14 @@ class ClientApp(ThemedApp):
 
         service = self.factory(name)
         self.service = service
-        screen = ClientScreen(service, name, wall=self.wall, tz=self.tz, themes=self.theme_names)
+        screen = ClientScreen(
+            service,
+            name,
+            wall=self.wall,
+            tz=self.tz,
+            themes=self.theme_names,
+            auto_away=self.auto_away,
+        )
         desktop = (
             read_settings(self.config_file).get("desktop_notify") if self.config_file else None
         )

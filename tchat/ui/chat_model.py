@@ -87,6 +87,7 @@ class UserRow:
     addr: str
     status: str  # "online" | "away" | "gone"
     since: float
+    reason: str = ""  # why away, as its user said (raw: sanitise to show)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +409,8 @@ class ChatModel:
             status = "away" if user.status == "away" else "online"
             known = self.users.get(user.name)
             since = user.since if known is None or known.status != status else known.since
-            self.users[user.name] = UserRow(user.name, user.addr, status, since)
+            reason = user.away_reason if status == "away" else ""
+            self.users[user.name] = UserRow(user.name, user.addr, status, since, reason)
         return sorted(arrived), left
 
     def online_names(self) -> list[str]:

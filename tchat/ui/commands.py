@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tchat.core.away import away_reason_problem
 from tchat.core.messages import MAX_NAME, MAX_TEXT
 from tchat.core.names import checked_name, normal_name, room_problem
 
@@ -37,7 +38,11 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("msg", "/msg USER [TEXT]", "open a private chat with USER, send TEXT", 1, None),
         CommandSpec("who", "/who", "list the users online"),
         CommandSpec("me", "/me ACTION", "send an action to this conversation", 1, None),
-        CommandSpec("away", "/away [on|off]", "mark yourself away (or back)", 0, 1),
+        CommandSpec(
+            "away", "/away [REASON]", "mark yourself away, with REASON; alone: toggle", 0, None
+        ),
+        CommandSpec("back", "/back", "mark yourself back (ends /away and auto-away)"),
+        CommandSpec("whois", "/whois USER", "USER's address, status and away reason", 1, 1),
         CommandSpec(
             "search", "/search TEXT", "find TEXT everywhere (Alt+N/Alt+P: next/previous)", 1, None
         ),
@@ -123,6 +128,11 @@ def parse(line: str) -> Parsed:
             if problem:
                 return Invalid(f"not a user name: {problem}; usage: {spec.usage}")
             return Command(name, (user,), rest.strip())
+        if name == "away":
+            # Checked here as the servers check it, so a bad reason is explained at once.
+            problem = away_reason_problem(tail)
+            if problem:
+                return Invalid(f"{problem}; usage: {spec.usage}")
         return Command(name, (), tail)
     args = tuple(tail.split()) if tail else ()
     if not spec.min_args <= len(args) <= spec.max_args:
@@ -149,8 +159,6 @@ def parse(line: str) -> Parsed:
         problem = room_problem(args[1])
         if problem:
             return Invalid(f"not a room name: {problem}")
-    if name == "away" and args and args[0].lower() not in ("on", "off"):
-        return Invalid("usage: /away [on|off]")
     if name == "notify" and args:
         words = tuple(a.lower() for a in args)
         level_ok = len(words) == 1 and words[0] in ("all", "mentions", "none")
@@ -164,6 +172,11 @@ def parse(line: str) -> Parsed:
         and (len(args) != 2 or args[0] != "remove" or not args[1].isdigit())
     ):
         return Invalid(f"usage: {spec.usage}")
+    if name == "whois":
+        user, problem = name_or_problem(args[0].lstrip("@"), MAX_NAME)
+        if problem:
+            return Invalid(f"not a user name: {problem}; usage: {spec.usage}")
+        args = (user,)
     if name == "help" and args and args[0].lstrip("/").lower() not in COMMANDS:
         return Invalid(f"no command /{args[0].lstrip('/')}; /help lists them")
     return Command(name, args)

@@ -251,10 +251,10 @@ class FakeClientService:
             case SetTopic(room=room, topic=topic):
                 self.emit(ev.Sent(cmid, f"t{cmid}"))
                 self.set_topic(room, topic, me)
-            case SetAway(away=away):
+            case SetAway(away=away, away_reason=reason):
                 user = self.node.users[me]
                 self.node.users[me] = UserInfo(
-                    me, user.addr, "away" if away else "online", self.clock.now
+                    me, user.addr, "away" if away else "online", self.clock.now, reason
                 )
                 self.emit(ev.Sent(cmid, f"a{cmid}"))
                 self.emit(ev.UsersChanged(tuple(self.node.users.values())))
@@ -321,3 +321,6 @@ def populate(service: FakeClientService) -> None:
         "dave", "kernel update done; 1 rejoins as a backup", room="ops", seen={1: 6, 2: 2}, server=2
     )
     service.say("alice", "lunch at noon?", to=me, seen={1: 6, 2: 3}, server=2)
+    dave = service.node.users["dave"]
+    service.node.users["dave"] = UserInfo("dave", dave.addr, "away", clock.now, "patching server 1")
+    service.emit(ev.UsersChanged(tuple(service.node.users.values())))

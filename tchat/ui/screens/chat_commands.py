@@ -18,7 +18,6 @@ from tchat.core.messages import (
     Operation,
     RemoveKey,
     SendChat,
-    SetAway,
     SetPassword,
     SetRoomMode,
     SetTopic,
@@ -53,7 +52,6 @@ class CommandRunner:
 
     def __init__(self, screen: ChatSurface) -> None:
         self.screen = screen
-        self.away = False
 
     def run(self, line: str) -> None:
         if not line.strip():
@@ -132,7 +130,7 @@ class CommandRunner:
         model = self.screen.model
         online = [row for row in model.users.values() if row.status != "gone"]
         names = ", ".join(
-            f"{row.name}{' (away)' if row.status == 'away' else ''}"
+            f"{sanitize(row.name)}{' (away)' if row.status == 'away' else ''}"
             for row in sorted(online, key=lambda r: r.name.lower())
         )
         self.screen.say(f"{len(online)} online: {names or 'nobody'}")
@@ -153,10 +151,25 @@ class CommandRunner:
         self.send_chat(self.screen.model.active, cmd.rest, action=True)
 
     def do_away(self, cmd: Command) -> None:
-        away = (cmd.args[0].lower() == "on") if cmd.args else not self.away
-        if self.submit(SetAway(away), "away" if away else "back") is not None:
-            self.away = away
-            self.screen.say("you are marked away" if away else "you are back")
+        # irssi's /away: with a reason, away (or a new reason); alone, back if away.
+        presence = self.screen.presence
+        away = bool(cmd.rest) or not presence.away
+        presence.manual(away, cmd.rest, self.screen.wall())
+
+    def do_back(self, _cmd: Command) -> None:
+        self.screen.presence.manual(False, "", self.screen.wall())
+
+    def do_whois(self, cmd: Command) -> None:
+        screen = self.screen
+        name = cmd.args[0]
+        row = screen.model.users.get(name)
+        if row is None:
+            screen.say(f"no user {sanitize(name)} seen (/who lists who is online)")
+            return
+        since = datetime.fromtimestamp(row.since, screen.tz).strftime("%H:%M") if row.since else "-"
+        state = {"away": "away", "gone": "offline"}.get(row.status, "online")
+        reason = f": {sanitize(row.reason)}" if row.reason else ""
+        screen.say(f"{sanitize(name)} at {sanitize(row.addr)}, {state} since {since}{reason}")
 
     def do_password(self, _cmd: Command) -> None:
         """Asked in a masked prompt, never typed on the command line: the composer keeps a
@@ -408,6 +421,8 @@ class CommandRunner:
             return
         room = conv.name if conv.kind is Kind.ROOM else None
         to = conv.name if conv.kind is Kind.PRIVATE else None
+        if to is not None:
+            self.screen.presence.private_to(to)
         for part in split_text(text):  # over MAX_TEXT: several messages, in order
             cmid = self.submit(SendChat(room=room, to=to, text=part, action=action))
             if cmid is None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from tchat.core.messages import RoomSummary
 from tchat.ui.chat_model import Change, ChatModel
+from tchat.ui.presence import Presence
 from tchat.ui.search import SearchResults
 from tchat.ui.service import ClientServiceLike
 from tchat.ui.widgets.message_view import MessageView
@@ -32,6 +33,7 @@ class ChatSurface(Protocol):
     directory: dict[str, RoomSummary]  # the cluster's rooms, as last answered
     list_wanted: str | None  # a /list pattern waiting for the directory's answer
     navigator: Any  # chat_navigation.Navigator (which takes a ChatSurface itself)
+    presence: Presence  # away status: /away, /back, auto-away
 
     @property
     def app(self) -> Any: ...  # the running ClientApp (bell, theme, remember)

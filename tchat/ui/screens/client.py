@@ -25,6 +25,7 @@ from textual.widgets import (
     OptionList,
     TabbedContent,
     TabPane,
+    TextArea,
 )
 
 from tchat.core import effects as ev
@@ -34,6 +35,7 @@ from tchat.ui.attention import ConnectionWatch
 from tchat.ui.chat_model import STATUS_KEY, Change, ChatModel, Kind, room_key
 from tchat.ui.commands import complete, length_problem, plural
 from tchat.ui.node_messages import NodeEvent, StatusTick
+from tchat.ui.presence import Presence
 from tchat.ui.sanitize import sanitize
 from tchat.ui.screens.chat_commands import CommandRunner
 from tchat.ui.screens.chat_navigation import Navigator
@@ -91,6 +93,7 @@ class ClientScreen(Screen[None]):
         wall: Callable[[], float],
         tz: tzinfo | None = None,
         themes: Callable[[], list[str]] = list,
+        auto_away: float = 0.0,  # seconds; 0: never (the CLI's default is 15 min)
     ) -> None:
         super().__init__()
         self.service = service
@@ -100,6 +103,7 @@ class ClientScreen(Screen[None]):
         self.tz = tz
         self.themes = themes
         self.commands = CommandRunner(self)
+        self.presence = Presence(self, self.commands.submit, auto_away, wall())
         self.navigator = Navigator(self)
         self.devices: tuple[bytes, ...] = ()  # the last /devices listing: what N refers to
         self.ops: dict[int, str] = {}  # cmid -> what a non-chat operation was, for errors
@@ -196,6 +200,7 @@ class ClientScreen(Screen[None]):
                 self.navigator.outage_line(self.connection.changed("serving", "", wall), wall)
             case ev.UsersChanged(users=users):
                 arrived, left = self.model.users_changed(users, wall)
+                self.presence.observe()
                 self._timeline(self.timeline.users(arrived, left, wall))
                 change = Change(users=True)
             case ev.RoomEntered(info=info):
@@ -326,6 +331,7 @@ class ClientScreen(Screen[None]):
 
     def _tick(self) -> None:
         self.navigator.outage_line(self.connection.tick(self.wall()), self.wall())
+        self.presence.tick(self.wall())
         self.post_message(StatusTick())
         self._directory_age += 1
         if self._directory_age >= DIRECTORY_EVERY:
@@ -510,6 +516,10 @@ class ClientScreen(Screen[None]):
             event.stop()
             composer.focus()
             await composer.paste(event.text)
+
+    @on(TextArea.Changed, "#composer")
+    def _typed(self, _message: TextArea.Changed) -> None:
+        self.presence.typed(self.wall())  # ends an auto-away, restarts the idle clock
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         # The composer already cleared itself and kept the line in its history, at Enter.

@@ -145,28 +145,38 @@ class UsersTable(DataTable[Text]):
         self.tz = tz
 
     def on_mount(self) -> None:
-        self.add_columns("user", "address", "status", "since")
+        self.add_columns("user", "address", "status", "since", "away reason")
 
     def show(self, users: Mapping[str, UserRow]) -> None:
         self.clear()
         for name in sorted(users, key=str.lower):
             row = users[name]
+            dim = "dim" if row.status != "online" else ""
             self.add_row(
-                safe_text(row.name),
-                safe_text(row.addr),
-                Text(row.status),
-                Text(_clock(row.since, self.tz)),
+                safe_text(row.name, dim),
+                safe_text(row.addr, dim),
+                Text(row.status, dim),
+                Text(_clock(row.since, self.tz), dim),
+                safe_text(row.reason, dim),
                 key=name,
             )
 
 
 class MemberList(Static):
-    """Who is in the current conversation; "~" marks away, "x" gone."""
+    """Who is in the current conversation; "~" marks away (dimmed, with the reason), "x" gone."""
 
     def show(self, names: list[str], users: Mapping[str, UserRow]) -> None:
-        text = Text(end="")
+        text = Text(end="", no_wrap=True, overflow="ellipsis")
         text.append(f"{len(names)} here\n", "bold")
         for name in names:
             row = users.get(name)
-            text.append(f"{_MARKS.get(row.status if row else '', ' ')}{sanitize(name)}\n")
+            status = row.status if row else ""
+            line = f"{_MARKS.get(status, ' ')}{sanitize(name)}"
+            if status == "online" or row is None:
+                text.append(line + "\n")
+                continue
+            text.append(line, "dim")
+            if row.reason:  # cut to the pane's width by its overflow, never wrapped
+                text.append(f" {sanitize(row.reason)}", "dim italic")
+            text.append("\n")
         self.update(text)
