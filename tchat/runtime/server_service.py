@@ -1,4 +1,9 @@
-"""ServerService: a server node with its transport, discovery listener and SQLite store."""
+"""ServerService: a server node with its transport, discovery listener and SQLite store.
+
+Longer than 400 lines: it wires one server's parts together (keys and files, the store,
+the transport with its admin desk, passwords and room keys, discovery, the driver) in
+the order they must start and stop; split, that order would be spread over modules.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Carries out composer lines on the client screen: slash commands and plain text."""
+"""Carries out composer lines on the client screen: slash commands and plain text.
+
+Longer than 400 lines: one method per slash command, each short; /help and the command
+table (ui/commands.py) list them in the same order, and split they would drift apart.
+"""
 
 from __future__ import annotations
 
