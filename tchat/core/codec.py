@@ -21,6 +21,7 @@ from tchat.core.errors import (
     UnknownVersion,
 )
 from tchat.core.messages import (
+    ENTRY_BODY_TYPES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Admit,
@@ -94,9 +95,65 @@ def _packed_entry(entry: Entry) -> bytes:
     found = _entry_bytes.get(id(entry))
     if found is not None and found[0] is entry:
         return found[1]
-    data = _pack(entry)
+    data = _pack_entry(entry)
     _remember(entry, data)
     return data
+
+
+def _body_plain(tag: int, cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """For an entry body class whose fields are all msgpack-native or clocks: a function
+    from a body to its wire tuple (tag, field values...) with the clocks as the dicts they
+    pack as; None for a class with any other field type (it goes the generic way).
+    Generated code (attribute reads in one tuple display): the generic record encoder plus
+    a pass to swap the clocks cost twice as much."""
+    items = [str(tag)]
+    for field in dataclasses.fields(cls):
+        if field.type == "VectorClock":
+            items.append(f"body.{field.name}.as_dict()")
+        elif field.type in _NATIVE_FIELDS:
+            items.append(f"body.{field.name}")
+        else:
+            return None
+    plain: Callable[[Any], tuple[Any, ...]] = eval(f"lambda body: ({', '.join(items)},)")  # noqa: S307 (our own field names)
+    return plain
+
+
+# Field annotations msgpack packs by itself (a body of such fields needs no ``default`` hook).
+_NATIVE_FIELDS = frozenset({"int", "str", "bool", "float", "bytes", "str | None", "int | None"})
+_PLAIN_BODIES = {
+    cls: plain
+    for tag, cls in enumerate(ENTRY_BODY_TYPES)
+    if (plain := _body_plain(tag, cls)) is not None
+}
+# No ``default`` hook: packing plain values never runs Python code, so the GIL is held from
+# start to end and a thread that packs at the same time (a store's commit thread) cannot
+# interleave with this shared packer's buffer. ``packb`` would build a Packer every call.
+_plain_packer = msgpack.Packer(use_bin_type=True)
+
+
+def _pack_entry(entry: Entry) -> bytes:
+    """``_pack(entry)``, byte for byte, ~3x faster: the entry is made plain tuples and
+    dicts here, where the generic way calls back into Python (``_to_msgpack``) for each of
+    its six records and clocks. A leader packs every entry it records (and its public form)."""
+    body = entry.body
+    plain = _PLAIN_BODIES.get(type(body))
+    if plain is None or type(entry) is not Entry:
+        return _pack(entry)
+    dot = entry.dot
+    origin = entry.origin
+    try:
+        packed: bytes = _plain_packer.pack(
+            (
+                (dot.server, dot.counter),
+                entry.clock.as_dict(),
+                entry.ts,
+                None if origin is None else (origin.client_id, origin.cmid),
+                plain(body),
+            )
+        )
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise LocalProtocolError(f"cannot encode Entry: {exc}") from exc
+    return packed
 
 
 def _remember(entry: Entry, data: bytes) -> None:
