@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import pstats
 import gc
 import os
+import pstats
 import sys
 import time
 from typing import Any
@@ -90,14 +90,15 @@ def main() -> None:
         except TypeError:
             bus = TimedBus(seed=rep + 1)
             servers = [bus.add_server(i) for i in (1, 2, 3)]
-        bus.run_until(lambda: settled(servers), 5)
+        bus.run_until(lambda s=servers: settled(s), 5)
         (leader,) = leaders(servers)
         clients: list[ClientNode] = [bus.add_client(f"user{i}") for i in range(10)]
-        bus.run_until(lambda: all(c.state.name == "SERVING" for c in clients), 5)
+        bus.run_until(lambda cs=clients: all(c.state.name == "SERVING" for c in cs), 5)
         for client in clients:
             bus.submit(client, JoinRoom("r"))
         bus.run_until(
-            lambda: all("r" in c.rooms and len(c.rooms["r"].members) == 10 for c in clients), 5
+            lambda cs=clients: all("r" in c.rooms and len(c.rooms["r"].members) == 10 for c in cs),
+            5,
         )
         handle, tick, flush = leader.handle, leader.tick, leader.flush
 
