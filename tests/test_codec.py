@@ -48,6 +48,7 @@ from tchat.core.messages import (
     Submit,
     Touch,
 )
+from tchat.core.projection import public_entry
 from tchat.core.schema import MAX_INT, bytes_limits, string_limits
 from tchat.core.vclock import VectorClock
 
@@ -182,8 +183,16 @@ def test_the_fast_entry_packing_is_byte_for_byte_the_generic_one(
     entry = dataclasses.replace(
         data.draw(record_strategy(Entry)), body=data.draw(record_strategy(body))
     )
-    assert codec._pack_entry(entry) == msgpack.packb(
-        entry, default=codec._to_msgpack, use_bin_type=True
+    whole = msgpack.packb(entry, default=codec._to_msgpack, use_bin_type=True)
+    data, start, end = codec._pack_entry(entry)
+    assert data == whole
+    assert data[start:end] == msgpack.packb(entry.origin, default=codec._to_msgpack)
+    # its public form (another origin, the rest the same objects) made from its bytes
+    codec._remember(entry, data, start, end)
+    public = public_entry(entry)
+    codec.share_bytes(entry, public)
+    assert codec.encode_entry(public) == msgpack.packb(
+        public, default=codec._to_msgpack, use_bin_type=True
     )
 
 
@@ -191,6 +200,20 @@ def test_every_entry_body_takes_the_fast_packing() -> None:
     # A body class with a field msgpack cannot pack by itself would still pack right (the
     # generic way): this says when a new one slows every leader down.
     assert set(codec._PLAIN_BODIES) == set(ENTRY_BODY_TYPES)
+
+
+def test_only_an_entry_with_another_origin_takes_the_spliced_bytes() -> None:
+    entry = dataclasses.replace(ENTRY, ts=ENTRY.ts + 2)
+    encode_entry(entry)
+    assert ENTRY.origin is not None
+    for other in (
+        dataclasses.replace(entry, ts=entry.ts + 1),
+        dataclasses.replace(entry, body=dataclasses.replace(entry.body)),
+        dataclasses.replace(entry, origin=None),
+    ):
+        codec.share_bytes(entry, other)
+        assert id(other) not in codec._entry_bytes
+    assert decode_entry(encode_entry(other)) == other
 
 
 def test_an_entry_that_cannot_be_packed_is_our_bug_on_the_fast_way_too() -> None:
@@ -206,7 +229,7 @@ def test_an_entry_that_cannot_be_packed_is_our_bug_on_the_fast_way_too() -> None
 def test_an_entry_is_packed_once_for_the_store_and_every_frame() -> None:
     entry = dataclasses.replace(ENTRY, ts=ENTRY.ts + 1)  # a fresh object: not cached yet
     stored = encode_entry(entry)
-    assert codec._entry_bytes[id(entry)] == (entry, stored)
+    assert codec._entry_bytes[id(entry)][:2] == (entry, stored)
     frame = dataclasses.replace(ROOM_FRAME, entries=(entry, entry))
     assert (
         msgpack.unpackb(encode(frame)[2:], strict_map_key=False)[-1]
@@ -231,7 +254,7 @@ def test_a_server_stores_received_entries_as_they_came(cls: type, data: st.DataO
     received = decode(frame)
     assert received == message
     for entry in received.entries:
-        cached, stored = codec._entry_bytes[id(entry)]  # kept by decode, not packed again
+        cached, stored, *_ = codec._entry_bytes[id(entry)]  # kept by decode, not packed again
         assert cached is entry
         assert stored in frame
         assert encode_entry(entry) is stored

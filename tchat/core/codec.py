@@ -82,7 +82,8 @@ def _pack(obj: Any) -> bytes:
 ENTRY_BYTES_KEPT = 4096
 # An OrderedDict, not a dict: a dict's oldest item is found by scanning past the holes its
 # deletions left, which cost ~1 us an entry once the cache was full.
-_entry_bytes: OrderedDict[int, tuple[Entry, bytes]] = OrderedDict()
+# id -> (entry, its bytes, where its origin's bytes start and end in them; 0, 0: unknown)
+_entry_bytes: OrderedDict[int, tuple[Entry, bytes, int, int]] = OrderedDict()
 # messages with an ``Entry`` or ``tuple[Entry, ...]`` field: packed field by field
 _WITH_ENTRIES = frozenset(
     cls
@@ -95,9 +96,36 @@ def _packed_entry(entry: Entry) -> bytes:
     found = _entry_bytes.get(id(entry))
     if found is not None and found[0] is entry:
         return found[1]
-    data = _pack_entry(entry)
-    _remember(entry, data)
+    data, start, end = _pack_entry(entry)
+    _remember(entry, data, start, end)
     return data
+
+
+def share_bytes(entry: Entry, other: Entry) -> None:
+    """Make ``other``'s bytes from ``entry``'s, if they are cached and ``other`` is
+    ``entry`` but for its origin (its public form: the same dot, clock, time and body
+    objects): a leader streams every entry it records that way, and splicing the origin in
+    costs a fifth of packing it again."""
+    found = _entry_bytes.get(id(entry))
+    origin = other.origin
+    if (
+        found is None
+        or found[0] is not entry
+        or not found[3]
+        or origin is None
+        or other.body is not entry.body
+        or other.clock is not entry.clock
+        or other.dot is not entry.dot
+        or other.ts is not entry.ts
+        or type(other) is not Entry
+    ):
+        return
+    _, data, start, end = found
+    try:
+        middle = _plain_packer.pack((origin.client_id, origin.cmid))
+    except (TypeError, ValueError, OverflowError):
+        return  # packed the generic way when asked for, which says what is wrong
+    _remember(other, b"".join((data[:start], middle, data[end:])), start, start + len(middle))
 
 
 def _body_plain(tag: int, cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
@@ -131,35 +159,37 @@ _PLAIN_BODIES = {
 _plain_packer = msgpack.Packer(use_bin_type=True)
 
 
-def _pack_entry(entry: Entry) -> bytes:
-    """``_pack(entry)``, byte for byte, ~3x faster: the entry is made plain tuples and
-    dicts here, where the generic way calls back into Python (``_to_msgpack``) for each of
-    its six records and clocks. A leader packs every entry it records (and its public form)."""
+def _pack_entry(entry: Entry) -> tuple[bytes, int, int]:
+    """``_pack(entry)``, byte for byte, twice as fast, and where the origin's bytes start
+    and end in it (0, 0 if not known). The entry is made plain tuples and dicts here, where
+    the generic way calls back into Python (``_to_msgpack``) for each of its six records
+    and clocks. A leader packs every entry it records."""
     body = entry.body
     plain = _PLAIN_BODIES.get(type(body))
     if plain is None or type(entry) is not Entry:
-        return _pack(entry)
+        return _pack(entry), 0, 0
     dot = entry.dot
     origin = entry.origin
     try:
-        packed: bytes = _plain_packer.pack(
-            (
-                (dot.server, dot.counter),
-                entry.clock.as_dict(),
-                entry.ts,
-                None if origin is None else (origin.client_id, origin.cmid),
-                plain(body),
-            )
-        )
+        # In three parts, so that the origin's place is known (see share_bytes): an array
+        # of 5 is its header byte and its items' bytes one after the other, and the head
+        # (an array of 3) has a one-byte header too.
+        head = _plain_packer.pack(((dot.server, dot.counter), entry.clock.as_dict(), entry.ts))
+        middle = _plain_packer.pack(None if origin is None else (origin.client_id, origin.cmid))
+        tail = _plain_packer.pack(plain(body))
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise LocalProtocolError(f"cannot encode Entry: {exc}") from exc
-    return packed
+    start = len(head)
+    return b"".join((_ENTRY_ARRAY, head[1:], middle, tail)), start, start + len(middle)
 
 
-def _remember(entry: Entry, data: bytes) -> None:
+_ENTRY_ARRAY = bytes((0x90 | len(dataclasses.fields(Entry)),))
+
+
+def _remember(entry: Entry, data: bytes, start: int = 0, end: int = 0) -> None:
     if len(_entry_bytes) >= ENTRY_BYTES_KEPT:
         _entry_bytes.popitem(last=False)
-    _entry_bytes[id(entry)] = (entry, data)
+    _entry_bytes[id(entry)] = (entry, data, start, end)
 
 
 # A server stores the entries of these as it receives them. Their entries' bytes are cut

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from functools import lru_cache
 
+from tchat.core import codec
 from tchat.core.messages import Entry, Origin, UserOffline, UserOnline
 
 # A client ID was the key to its session (and still names it to the leader): frames other
@@ -38,4 +39,6 @@ def public_entry(entry: Entry) -> Entry:
     if isinstance(body, UserOnline | UserOffline):
         body = replace(body, client_id=client_tag(body.client_id))
     # Not dataclasses.replace: that walks the fields by name, twice the cost, per message.
-    return Entry(entry.dot, entry.clock, entry.ts, origin, body)
+    shown = Entry(entry.dot, entry.clock, entry.ts, origin, body)
+    codec.share_bytes(entry, shown)  # its bytes are the entry's, with the tag spliced in
+    return shown
