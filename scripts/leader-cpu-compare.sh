@@ -1,7 +1,9 @@
 #!/bin/bash
 # Leader CPU per committed message, trees compared alternating in the same minutes.
-# usage: scripts/leader-cpu-compare.sh OUTDIR RUNS NAME=TREE [NAME=TREE...]
+# usage: scripts/leader-cpu-compare.sh OUTDIR RUNS NAME=TREE[:BENCH-ARGS] [...]
 #   e.g. scripts/leader-cpu-compare.sh /tmp/cmp 3 before=/work/wt/before main=/work/main perf=/work/wt/perf
+#   BENCH-ARGS are extra bench options, e.g. perf-plain=/work/wt/perf:--insecure (plaintext
+#   sessions; a tree before issue 15 has no such option and no encryption).
 # Env: RATES (default 6000), STEP (seconds per step, default 10), PY (the venv's python).
 # Each run is `tchat bench throughput --room-size 10` from the tree it measures; the bench
 # is not niced (its servers must compete fairly). Prints one line per run with the
@@ -13,10 +15,11 @@ py=${PY:-/work/main/.venv/bin/python}
 mkdir -p "$out"
 for i in $(seq 1 "$runs"); do
   for spec in "$@"; do
-    name=${spec%%=*}; tree=${spec#*=}
+    name=${spec%%=*}; tree=${spec#*=}; extra=""
+    case $tree in *:*) extra=${tree#*:}; tree=${tree%%:*};; esac
     load=$(cut -d' ' -f1 /proc/loadavg)
     PYTHONPATH=$tree timeout 300 "$py" -m tchat bench throughput --room-size 10 \
-      --rates "$rates" --step "$step" --workers 2 --json >"$out/$name-$i.json" 2>"$out/$name-$i.err"
+      --rates "$rates" --step "$step" --workers 2 --json $extra >"$out/$name-$i.json" 2>"$out/$name-$i.err"
     "$py" - "$out/$name-$i.json" "$name" "$i" "$load" <<'PY'
 import json, sys
 path, name, i, load = sys.argv[1:]
