@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tchat.core import codec, messages
+from tchat.core import codec, messages, packing
 from tchat.core.codec import MAX_FRAME, FrameDecoder, decode, decode_entry, encode, encode_entry
 from tchat.core.errors import (
     BadSignature,
@@ -161,7 +161,7 @@ def test_entry_round_trips_through_the_store_encoding(entry: Entry) -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", sorted(codec._WITH_ENTRIES, key=lambda c: c.__name__), ids=lambda cls: cls.__name__
+    "cls", sorted(packing._WITH_ENTRIES, key=lambda c: c.__name__), ids=lambda cls: cls.__name__
 )
 @SETTINGS
 @given(data=st.data())
@@ -169,9 +169,9 @@ def test_frames_built_from_cached_entries_are_byte_for_byte_the_whole_packing(
     cls: type, data: st.DataObject
 ) -> None:
     message = data.draw(record_strategy(cls))
-    whole = msgpack.packb(message, default=codec._to_msgpack, use_bin_type=True)
-    assert codec._pack_message(message) == whole
-    assert codec._pack_message(message) == whole  # again, now from the cache
+    whole = msgpack.packb(message, default=packing._to_msgpack, use_bin_type=True)
+    assert packing.pack_message(message) == whole
+    assert packing.pack_message(message) == whole  # again, now from the cache
 
 
 @pytest.mark.parametrize("body", ENTRY_BODY_TYPES, ids=lambda cls: cls.__name__)
@@ -183,23 +183,23 @@ def test_the_fast_entry_packing_is_byte_for_byte_the_generic_one(
     entry = dataclasses.replace(
         data.draw(record_strategy(Entry)), body=data.draw(record_strategy(body))
     )
-    whole = msgpack.packb(entry, default=codec._to_msgpack, use_bin_type=True)
-    data, start, end = codec._pack_entry(entry)
+    whole = msgpack.packb(entry, default=packing._to_msgpack, use_bin_type=True)
+    data, start, end = packing._pack_entry(entry)
     assert data == whole
-    assert data[start:end] == msgpack.packb(entry.origin, default=codec._to_msgpack)
+    assert data[start:end] == msgpack.packb(entry.origin, default=packing._to_msgpack)
     # its public form (another origin, the rest the same objects) made from its bytes
-    codec._remember(entry, data, start, end)
+    packing.remember(entry, data, start, end)
     public = public_entry(entry)
-    codec.share_bytes(entry, public)
+    packing.share_bytes(entry, public)
     assert codec.encode_entry(public) == msgpack.packb(
-        public, default=codec._to_msgpack, use_bin_type=True
+        public, default=packing._to_msgpack, use_bin_type=True
     )
 
 
 def test_every_entry_body_takes_the_fast_packing() -> None:
     # A body class with a field msgpack cannot pack by itself would still pack right (the
     # generic way): this says when a new one slows every leader down.
-    assert set(codec._PLAIN_BODIES) == set(ENTRY_BODY_TYPES)
+    assert set(packing._PLAIN_BODIES) == set(ENTRY_BODY_TYPES)
 
 
 def test_only_an_entry_with_another_origin_takes_the_spliced_bytes() -> None:
@@ -211,8 +211,8 @@ def test_only_an_entry_with_another_origin_takes_the_spliced_bytes() -> None:
         dataclasses.replace(entry, body=dataclasses.replace(entry.body)),
         dataclasses.replace(entry, origin=None),
     ):
-        codec.share_bytes(entry, other)
-        assert id(other) not in codec._entry_bytes
+        packing.share_bytes(entry, other)
+        assert id(other) not in packing._entry_bytes
     assert decode_entry(encode_entry(other)) == other
 
 
@@ -223,21 +223,21 @@ def test_an_entry_that_cannot_be_packed_is_our_bug_on_the_fast_way_too() -> None
         dataclasses.replace(ENTRY, clock={1: 1}),  # type: ignore[arg-type]
     ):
         with pytest.raises(LocalProtocolError):
-            codec._pack_entry(bad)
+            packing._pack_entry(bad)
 
 
 def test_an_entry_is_packed_once_for_the_store_and_every_frame() -> None:
     entry = dataclasses.replace(ENTRY, ts=ENTRY.ts + 1)  # a fresh object: not cached yet
     stored = encode_entry(entry)
-    assert codec._entry_bytes[id(entry)][:2] == (entry, stored)
+    assert packing._entry_bytes[id(entry)][:2] == (entry, stored)
     frame = dataclasses.replace(ROOM_FRAME, entries=(entry, entry))
     assert (
         msgpack.unpackb(encode(frame)[2:], strict_map_key=False)[-1]
         == [msgpack.unpackb(stored, strict_map_key=False)] * 2
     )
-    for _ in range(codec.ENTRY_BYTES_KEPT):  # bounded: the oldest make way
+    for _ in range(packing.ENTRY_BYTES_KEPT):  # bounded: the oldest make way
         encode_entry(dataclasses.replace(ENTRY))
-    assert id(entry) not in codec._entry_bytes or codec._entry_bytes[id(entry)][0] is not entry
+    assert id(entry) not in packing._entry_bytes or packing._entry_bytes[id(entry)][0] is not entry
 
 
 STORED_BY_SERVERS = [messages.Append, messages.SyncData, messages.Admit]
@@ -250,11 +250,11 @@ APPEND_HEAD = (tag(messages.Append), 1, [3, 1], 5)  # tag, src, epoch, seq: entr
 def test_a_server_stores_received_entries_as_they_came(cls: type, data: st.DataObject) -> None:
     message = data.draw(record_strategy(cls))
     frame = encode(message)
-    codec._entry_bytes.clear()  # nothing packed here before: what is cached came in the frame
+    packing._entry_bytes.clear()  # nothing packed here before: what is cached came in the frame
     received = decode(frame)
     assert received == message
     for entry in received.entries:
-        cached, stored, *_ = codec._entry_bytes[id(entry)]  # kept by decode, not packed again
+        cached, stored, *_ = packing._entry_bytes[id(entry)]  # kept by decode, not packed again
         assert cached is entry
         assert stored in frame
         assert encode_entry(entry) is stored

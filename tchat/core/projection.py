@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 from functools import lru_cache
 
-from tchat.core import codec
+from tchat.core import packing
 from tchat.core.messages import Entry, Origin, UserOffline, UserOnline
 
 # A client ID was the key to its session (and still names it to the leader): frames other
@@ -42,5 +42,5 @@ def public_entry(entry: Entry) -> Entry:
         body = replace(body, client_id=client_tag(body.client_id))
     # Not dataclasses.replace: that walks the fields by name, twice the cost, per message.
     shown = Entry(entry.dot, entry.clock, entry.ts, origin, body)
-    codec.share_bytes(entry, shown)  # its bytes are the entry's, with the tag spliced in
+    packing.share_bytes(entry, shown)  # its bytes are the entry's, with the tag spliced in
     return shown
