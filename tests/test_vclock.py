@@ -39,6 +39,16 @@ def test_merge_is_the_least_upper_bound(a: VectorClock, b: VectorClock) -> None:
     assert a <= joined and b <= joined
     for server in range(7):
         assert joined[server] == max(a[server], b[server])
+    assert joined.total == sum(max(a[server], b[server]) for server in range(7))
+
+
+@SETTINGS
+@given(clocks, st.integers(0, 6))
+def test_merging_a_clock_that_covers_us_builds_nothing(a: VectorClock, server: int) -> None:
+    # A log taking its next entry: the entry's clock is the merge (no dict copied).
+    later = a.increment(server)
+    assert a.merge(later) is later
+    assert later.merge(a) is later
 
 
 @SETTINGS

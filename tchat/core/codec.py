@@ -6,7 +6,6 @@ import dataclasses
 import hmac
 import logging
 import struct
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ from tchat.core.messages import (
     Message,
     SyncData,
 )
+from tchat.core.packing import pack, pack_message, packed_entry, remember
 from tchat.core.schema import ENCODERS, decode_message
 from tchat.core.schema import decode_entry as schema_decode_entry
 
@@ -59,56 +59,6 @@ T = TypeVar("T")
 _LENGTH = struct.Struct(">I")
 _UNSIGNED_HEAD = bytes((PROTOCOL_VERSION, 0))
 _SIGNED_HEAD = bytes((PROTOCOL_VERSION, FLAG_SIGNED))
-
-
-def _to_msgpack(obj: Any) -> Any:
-    """msgpack's hook for the types it does not know: our dataclasses and clocks."""
-    try:
-        encoder = ENCODERS[type(obj)]
-    except KeyError:
-        raise TypeError(f"cannot encode {type(obj).__name__}") from None
-    return encoder(obj)
-
-
-def _pack(obj: Any) -> bytes:
-    try:
-        packed: bytes = msgpack.packb(obj, default=_to_msgpack, use_bin_type=True)
-        return packed
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {exc}") from exc
-
-
-# An entry travels in several frames (a leader stores it, sends it to every backup in an
-# Append and to its room in a RoomFrame): its msgpack is made once and reused. msgpack is
-# context-free (an array is a header and its items' bytes, one after the other), so a frame
-# assembled from cached parts is byte for byte what packing it whole gives. Keyed by
-# identity with the entry kept alive (so an id cannot be reused while cached); bounded.
-# Entries are immutable, so any node of the process may share it.
-ENTRY_BYTES_KEPT = 4096
-# An OrderedDict, not a dict: a dict's oldest item is found by scanning past the holes its
-# deletions left, which cost ~1 us an entry once the cache was full.
-_entry_bytes: OrderedDict[int, tuple[Entry, bytes]] = OrderedDict()
-# messages with an ``Entry`` or ``tuple[Entry, ...]`` field: packed field by field
-_WITH_ENTRIES = frozenset(
-    cls
-    for cls in MESSAGE_TYPES
-    if any(f.type in ("Entry", "tuple[Entry, ...]") for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-)
-
-
-def _packed_entry(entry: Entry) -> bytes:
-    found = _entry_bytes.get(id(entry))
-    if found is not None and found[0] is entry:
-        return found[1]
-    data = _pack(entry)
-    _remember(entry, data)
-    return data
-
-
-def _remember(entry: Entry, data: bytes) -> None:
-    if len(_entry_bytes) >= ENTRY_BYTES_KEPT:
-        _entry_bytes.popitem(last=False)
-    _entry_bytes[id(entry)] = (entry, data)
 
 
 # A server stores the entries of these as it receives them. Their entries' bytes are cut
@@ -150,31 +100,6 @@ def _unpack_cut(body: bytes, size: int, at: int) -> tuple[Any, list[bytes]] | No
     return tuple(values), parts
 
 
-def _array_header(size: int) -> bytes:
-    if size < 16:
-        return bytes((0x90 | size,))
-    if size < 0x10000:
-        return b"\xdc" + size.to_bytes(2, "big")
-    return b"\xdd" + size.to_bytes(4, "big")
-
-
-def _pack_message(message: Message) -> bytes:
-    """``_pack(message)``, with its entries' bytes made once per entry (see above)."""
-    if type(message) not in _WITH_ENTRIES:
-        return _pack(message)
-    values = ENCODERS[type(message)](message)  # (tag, field values...)
-    parts = [_array_header(len(values))]
-    for value in values:
-        if type(value) is Entry:
-            parts.append(_packed_entry(value))
-        elif type(value) is tuple and value and type(value[0]) is Entry:
-            parts.append(_array_header(len(value)))
-            parts.extend(_packed_entry(entry) for entry in value)
-        else:
-            parts.append(_pack(value))
-    return b"".join(parts)
-
-
 def _unpack(body: bytes | bytearray | memoryview) -> Any:
     if not body:
         raise TruncatedFrame("empty body")
@@ -196,7 +121,7 @@ def encode(message: Message, key: bytes | None = None) -> bytes:
     """A frame for ``message``, signed when ``key`` is set and the message is a server's."""
     if type(message) not in ENCODERS or not isinstance(message, Message):
         raise LocalProtocolError(f"not a wire message: {type(message).__name__}")
-    body = _pack_message(message)
+    body = pack_message(message)
     if key is not None and message.from_server:
         return _SIGNED_HEAD + hmac.digest(key, _SIGNED_HEAD + body, "sha256") + body
     return _UNSIGNED_HEAD + body
@@ -239,7 +164,7 @@ def decode(
     else:
         message = decode_message(unpacked[0])
         for entry, data in zip(message.entries, unpacked[1], strict=True):  # type: ignore[attr-defined,unused-ignore]
-            _remember(entry, data)
+            remember(entry, data)
     if key is not None and not signed and message.from_server:
         raise BadSignature(f"unsigned {type(message).__name__} while a cluster key is set")
     return message
@@ -249,7 +174,7 @@ def encode_entry(entry: Entry) -> bytes:
     """An entry as the store keeps it: msgpack of its field values, no frame header."""
     if type(entry) is not Entry:
         raise LocalProtocolError(f"not an Entry: {type(entry).__name__}")
-    return _packed_entry(entry)
+    return packed_entry(entry)
 
 
 def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
@@ -261,12 +186,12 @@ def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
 def entry_size(entry: Entry) -> int:
     """Bytes ``entry`` takes in a frame: made once per entry and cached, so a sender
     measuring what it splits does no work the encoding would not do anyway."""
-    return len(_packed_entry(entry))
+    return len(packed_entry(entry))
 
 
 def packed_size(value: Any) -> int:
     """Bytes a wire record (a UserInfo, RoomInfo, Touch...) takes in a frame."""
-    return len(_pack(value))
+    return len(pack(value))
 
 
 def take(

@@ -451,15 +451,18 @@ class ClientDesk:
             return []
         if first_seen is None:
             session.last_heard = now
-            # A resend of a submit we have deferred already keeps its original wait.
-            first_seen = next(
-                (
-                    since
-                    for deferred, _, since in lead.deferred
-                    if deferred.client_id == msg.client_id and deferred.cmid == msg.cmid
-                ),
-                now,
-            )
+            # A resend of a submit we have deferred already keeps its original wait. (Asked
+            # only when something is deferred: the generator alone was ~0.4 us a submit.)
+            first_seen = now
+            if lead.deferred:
+                first_seen = next(
+                    (
+                        since
+                        for deferred, _, since in lead.deferred
+                        if deferred.client_id == msg.client_id and deferred.cmid == msg.cmid
+                    ),
+                    now,
+                )
         origin = Origin(msg.client_id, msg.cmid)
         if len(msg.clock) > MAX_SERVERS:  # before it counts anywhere (it would be carried)
             return self._refuse(origin, _clock_problem(len(msg.clock)), msg, addr)
