@@ -8,6 +8,8 @@ from test_core_nodes import chats, cluster, leaders, serving
 from tchat.core.client import ClientState
 from tchat.core.effects import Failed
 from tchat.core.messages import (
+    Admit,
+    Append,
     Entry,
     HistoryReply,
     HistoryRequest,
@@ -249,3 +251,41 @@ def test_a_terminal_welcomed_after_another_logs_out_still_gets_what_came_meanwhi
     bus.drop = None  # the second's resent Register is answered now
     bus.run_until(lambda: second.state is ClientState.SERVING, 5)
     bus.run_until(lambda: chats(bus, second) == ["while you logged in"], 2)
+
+
+def test_a_second_terminal_resending_its_register_is_welcomed_only_once_its_login_commits() -> None:
+    """Bob's first terminal joins ops; then his second logs in while the backups hold
+    neither entry yet, and resends its Register meanwhile. Taking that resend for a resume
+    (the sequencing state already names the session) welcomed it before its login, and the
+    join before it, were committed: no ops in its Welcome, and when the join committed the
+    streams (whose committed view did not list the new session yet) sent it to the first
+    terminal only. The second was never in ops, and missed its messages (seed 69)."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    here = leader.config.addr
+    (first,) = serving(bus, "bob")
+    stalled = [True]
+
+    def stall(src: str, dst: str, message: object) -> bool:
+        # The backups get no entry (heartbeats still flow: nobody times out).
+        return stalled[0] and src == here and isinstance(message, Append | Admit)
+
+    bus.drop = stall
+    bus.submit(first, JoinRoom("ops"))
+    bus.run_until(lambda: "ops" in leader.state.rooms_of.get("bob", ()), 1)
+    second = bus.add_client("bob")
+    mine = second.config.addr
+
+    def registers() -> int:
+        return sum(1 for src, _, m in bus.sent if src == mine and isinstance(m, Register))
+
+    bus.run_until(lambda: registers() >= 2, 2)  # resent while its login is not committed
+    bus.run(0.05)
+    early = [m for _, dst, m in bus.sent if dst == mine and isinstance(m, Welcome)]
+    assert early == [], "welcomed before its login was committed"
+
+    stalled[0] = False
+    bus.run_until(lambda: second.state is ClientState.SERVING and "ops" in second.rooms, 3)
+    bus.submit(first, SendChat("ops", None, "for both terminals", False))
+    bus.run_until(lambda: "for both terminals" in chats(bus, second), 2)
+    assert chats(bus, first) == chats(bus, second) == ["for both terminals"]

@@ -234,18 +234,14 @@ class ClientDesk:
         if cursor is not None:
             session.reported_clock = session.reported_clock.merge(cursor)
             session.resume_cursor = cursor
+        # The state holds pending entries too: a session it names may be a login still
+        # being replicated (this Register a resend of it), not a resume. Welcomed now, it
+        # would start from a view without its login, nor what came just before it (its
+        # account's room join: never told, never in the room); its commit welcomes it.
+        if self._login_pending(msg.name, msg.client_id):
+            return []
         if owner is not None and msg.client_id in owner.sessions:  # a resume
             return self.welcome(session, cursor, now)
-        pending = next(
-            (
-                p
-                for p in lead.pending
-                if isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == msg.client_id
-            ),
-            None,
-        )
-        if pending is not None:  # our earlier login is still being replicated
-            return []
         effects: list[Effect] = []
         if claim is None:
             # First come, first served: the name is this key's from now on (the state
@@ -255,6 +251,17 @@ class ClientDesk:
         # whose old session has not timed out) is admitted at once: its own UserOnline.
         _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
         return effects + more
+
+    def _login_pending(self, name: str, client_id: str) -> bool:
+        """Whether ``client_id``'s UserOnline is sequenced but not committed yet."""
+        lead = self.lead
+        streamed = lead.streams.view.users.get(name)
+        if streamed is not None and client_id in streamed.sessions:
+            return False  # committed (and streamed): no need to walk what is pending
+        return any(
+            isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == client_id
+            for p in lead.pending
+        )
 
     def on_password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
         """A login whose password the runtime verified against ``login.phc``: its key (proven
