@@ -247,14 +247,30 @@ class ClientDesk:
         if pending is not None:  # our earlier login is still being replicated
             return []
         effects: list[Effect] = []
+        if holder is not None and holder != msg.name:
+            # The session is still logged in under the name it had (renamed after a clash,
+            # and its old login reached this log only by a merge, ahead of the rename). It
+            # leaves that name first: the fold refuses a login of a session that holds
+            # another name, so this one would be welcomed and yet in nobody's user list.
+            effects += self.leave_old_name(holder, session, msg.name, now)
         if claim is None:
             # First come, first served: the name is this key's from now on (the state
             # holds pending entries too, so a second login in flight sees the claim).
-            _, effects = lead.sequence(NameClaimed(msg.name, msg.identity), now)
+            _, claimed = lead.sequence(NameClaimed(msg.name, msg.identity), now)
+            effects += claimed
         # Another session of an online account (a second terminal, a restarted client
         # whose old session has not timed out) is admitted at once: its own UserOnline.
         _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
         return effects + more
+
+    def leave_old_name(self, old: str, session: Session, new: str, now: float) -> list[Effect]:
+        """Log ``session`` out of ``old``, the name it held before it registered as ``new``."""
+        node = self.lead.node
+        reason = f"renamed to {new}"
+        offline = UserOffline(old, session.client_id, reason, session.cursor())
+        _, effects = self.lead.sequence(offline, now)
+        effects.append(node.log_event("client-dropped", f"user {old}: {reason}", user=old))
+        return effects
 
     def on_password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
         """A login whose password the runtime verified against ``login.phc``: its key (proven
