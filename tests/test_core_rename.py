@@ -6,8 +6,11 @@ import pytest
 from core_bus import Bus, key_for
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.messages import SendChat
+from tchat.core.effects import Send
+from tchat.core.messages import PasswordHashed, PasswordLogin, Register, Rejected, SendChat
 from tchat.core.server import ServerNode, ServerRole
+
+PHC = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
 
 
 def leaders(servers: list[ServerNode]) -> list[ServerNode]:
@@ -99,3 +102,30 @@ def test_a_client_renamed_on_the_other_side_before_the_merge_shows_online(seed: 
     assert len({left.name, right.name, carol.name}) == 3
     # Every replica folds the same user list.
     assert {tuple(sorted(s.state.users)) for s in servers} == {tuple(sorted(final.state.users))}
+
+
+def test_another_key_of_the_account_cannot_rename_a_session_away() -> None:
+    """A re-registration under another name logs the session out of its old one: only the
+    key that session proved may do that, not another device of the same account."""
+    bus = Bus(seed=1)
+    servers = [bus.add_server(i) for i in (5, 9, 3)]
+    bus.run_until(lambda: settled(servers), 5)
+    alice = bus.add_client("alice")
+    bus.run_until(lambda: alice.state is ClientState.SERVING, 3)
+    (leader,) = leaders(servers)
+    # What the runtime makes of a SetPassword (it hashes it) is what the core sees.
+    bus.submit(alice, PasswordHashed(PHC))
+    bus.run_until(lambda: all(s.state.passwords.get("alice") == PHC for s in servers), 2)
+    laptop = key_for("laptop")
+    login = Register("alice", "cid-laptop", "c-laptop", None, True, True, 1, laptop)
+    bus._apply(leader.config.addr, leader.password_login(PasswordLogin(login, PHC), bus.now))
+    bus.run_until(lambda: all(s.state.holds_key("alice", laptop) for s in servers), 2)
+    # As after a leader change: the leader knows alice's session from the log only.
+    assert leader.leadership is not None
+    leader.leadership.streams.detach(alice.client_id)
+    forged = Register("alice_2", alice.client_id, "c-evil", None, True, True, 9, laptop)
+    replies = leader.handle(forged, "c-evil", bus.now)
+    assert [type(r.message) for r in replies if isinstance(r, Send)] == [Rejected]
+    assert leader.counters["foreign-client-id"] == 1
+    assert alice.client_id in leader.state.users["alice"].sessions
+    assert "alice_2" not in leader.state.claims

@@ -187,9 +187,11 @@ class ClientDesk:
         session = streams.sessions.get(msg.client_id)
         holder = state.session_names.get(msg.client_id)
         if (session is not None and session.identity != msg.identity) or (
-            holder is not None and not state.holds_key(holder, msg.identity)
+            holder is not None and state.users[holder].key_of(msg.client_id) != msg.identity
         ):
-            # A client ID is no credential: another key naming it takes nothing over.
+            # A client ID is no credential: another key naming it takes nothing over, not
+            # even another key of the same account (which could else log the session out
+            # of its name by registering the client ID under another; see below).
             node.count("foreign-client-id")
             return [Send(addr, Rejected("this client ID belongs to another key's session"))]
         claim = state.claims.get(msg.name)
