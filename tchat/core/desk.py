@@ -187,9 +187,11 @@ class ClientDesk:
         session = streams.sessions.get(msg.client_id)
         holder = state.session_names.get(msg.client_id)
         if (session is not None and session.identity != msg.identity) or (
-            holder is not None and not state.holds_key(holder, msg.identity)
+            holder is not None and state.users[holder].key_of(msg.client_id) != msg.identity
         ):
-            # A client ID is no credential: another key naming it takes nothing over.
+            # A client ID is no credential: another key naming it takes nothing over, not
+            # even another key of the same account (which could else log the session out
+            # of its name by registering the client ID under another; see below).
             node.count("foreign-client-id")
             return [Send(addr, Rejected("this client ID belongs to another key's session"))]
         claim = state.claims.get(msg.name)
@@ -243,10 +245,17 @@ class ClientDesk:
         if owner is not None and msg.client_id in owner.sessions:  # a resume
             return self.welcome(session, cursor, now)
         effects: list[Effect] = []
+        if holder is not None and holder != msg.name:
+            # The session is still logged in under the name it had (renamed after a clash,
+            # and its old login reached this log only by a merge, ahead of the rename). It
+            # leaves that name first: the fold refuses a login of a session that holds
+            # another name, so this one would be welcomed and yet in nobody's user list.
+            effects += self.leave_old_name(holder, session, msg.name, now)
         if claim is None:
             # First come, first served: the name is this key's from now on (the state
             # holds pending entries too, so a second login in flight sees the claim).
-            _, effects = lead.sequence(NameClaimed(msg.name, msg.identity), now)
+            _, claimed = lead.sequence(NameClaimed(msg.name, msg.identity), now)
+            effects += claimed
         # Another session of an online account (a second terminal, a restarted client
         # whose old session has not timed out) is admitted at once: its own UserOnline.
         _, more = lead.sequence(UserOnline(msg.name, addr, msg.client_id, msg.identity), now)
@@ -262,6 +271,15 @@ class ClientDesk:
             isinstance(p.entry.body, UserOnline) and p.entry.body.client_id == client_id
             for p in lead.pending
         )
+
+    def leave_old_name(self, old: str, session: Session, new: str, now: float) -> list[Effect]:
+        """Log ``session`` out of ``old``, the name it held before it registered as ``new``."""
+        node = self.lead.node
+        reason = f"renamed to {new}"
+        offline = UserOffline(old, session.client_id, reason, session.cursor())
+        _, effects = self.lead.sequence(offline, now)
+        effects.append(node.log_event("client-dropped", f"user {old}: {reason}", user=old))
+        return effects
 
     def on_password_login(self, login: PasswordLogin, now: float) -> list[Effect]:
         """A login whose password the runtime verified against ``login.phc``: its key (proven
