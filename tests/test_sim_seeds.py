@@ -141,7 +141,10 @@ def test_command_refuses_a_senseless_ops_rate(capsys: pytest.CaptureFixture[str]
 # 1211821072: private and room frames stopped reaching the one still online); a late
 # Register of a crashed or failed client logging in a ghost after convergence was declared
 # (1874511166, 1365714833: the world now waits for such frames to land); a joiner's frame
-# waiting for the joined room's latest frame, which it never got (937562783).
+# waiting for the joined room's latest frame, which it never got (937562783); a second
+# terminal welcomed before its login committed, so never told of its account's room (69,
+# default config: in the list above only by chance); a client renamed after a clash whose
+# old login a merge put first, never shown online (1508767615).
 REGRESSION_SEEDS = [
     (91329363, 8, 30.0, True),
     (1304779803, 4, 2.0, True),
@@ -152,6 +155,7 @@ REGRESSION_SEEDS = [
     (1874511166, 8, 30.0, True),
     (1365714833, 8, 30.0, True),
     (937562783, 8, 30.0, True),
+    (1508767615, 4, 2.0, False),
 ]
 
 
