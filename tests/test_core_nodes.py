@@ -283,6 +283,35 @@ def test_a_replayed_lobby_beat_does_not_delay_failover() -> None:
     bus.run_until(lambda: alice.state is ClientState.SERVING, 5)
 
 
+def test_a_replayed_lobby_frame_from_the_leaders_address_does_not_delay_failover() -> None:
+    """A lobby frame is signed but, unlike a room frame, not refused when replayed (every
+    client takes the lobby; its hold-back drops the duplicate): sent again from the dead
+    leader's address (forged, or its port taken once it died) it is no sign of life."""
+    bus, servers = cluster()
+    (alice, _) = serving(bus, "alice", "bob")  # bob's login: a lobby frame to alice
+    (old,) = leaders(servers)
+    leader = old.config.addr
+    bus.run(1.2)
+    frames = [
+        m
+        for src, dst, m in bus.sent
+        if src == leader and dst == alice.config.addr and isinstance(m, LobbyFrame)
+    ]
+    assert frames and alice.leader_id == old.server_id
+    captured = frames[-1]
+    bus.drop = lambda src, dst, m: dst == alice.config.addr and isinstance(m, NewLeader)
+    bus.crash(leader)
+    crashed_at = bus.now
+    timeout = alice.config.timing.client_leader_timeout
+    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
+        bus.run(0.03)
+        bus._apply(alice.config.addr, alice.handle(captured, leader, bus.now))
+        if alice.leader_id != old.server_id:
+            break
+    assert alice.leader_id != old.server_id, "the replayed frame kept the dead leader alive"
+    assert bus.now - crashed_at < timeout + 0.2, bus.now - crashed_at
+
+
 def test_graceful_stop_hands_over_before_any_timeout() -> None:
     bus, servers = cluster()
     (old,) = leaders(servers)

@@ -446,7 +446,11 @@ class ClientNode:
             isinstance(epoch, Epoch)
             and epoch == self.epoch
             and src_addr == self.leader_addr
-            and type(message) is not LobbyBeat  # a datagram's source is forged at will
+            # The lobby's datagrams are signed but may be replayed (no window refuses a
+            # lobby frame, and its source is forged at will): only a newer beat is a
+            # sign of life (_on_lobby_beat; issue 15).
+            and type(message) is not LobbyBeat
+            and type(message) is not LobbyFrame
         ):
             self._leader_heard = now
         match message:
