@@ -408,6 +408,15 @@ BAD_FRAMES: list[tuple[str, bytes, type[RemoteProtocolError]]] = [
     ("nan", raw_frame(tag(Submit), "c", 1, [4], {}, math.nan), InvalidField),
     ("infinity", raw_frame(tag(Submit), "c", 1, [4], {}, math.inf), InvalidField),
     ("ext type", raw_frame(tag(Submit), "c", 1, [4], {}, msgpack.ExtType(5, b"x")), InvalidField),
+    # A LobbyBeat's number orders a leader's beats (a replay is an older one): a beat
+    # without it, or with one past the protocol's int range, is not a beat.
+    ("beat unnumbered", raw_frame(tag(messages.LobbyBeat), GOOD_EPOCH, 1, 7, 6), InvalidField),
+    ("beat negative", raw_frame(tag(messages.LobbyBeat), GOOD_EPOCH, 1, 7, 6, -1), InvalidField),
+    (
+        "beat at u64 max",
+        raw_frame(tag(messages.LobbyBeat), GOOD_EPOCH, 1, 7, 6, 2**64 - 1),
+        InvalidField,
+    ),
 ]
 
 
@@ -434,6 +443,8 @@ def test_the_good_twins_of_the_bad_frames_decode() -> None:
     assert isinstance(clash, messages.NameClash) and clash.name == "n" * 32
     join = decode(raw_frame(tag(messages.JoinRequest), 1, "a", GOOD_EPOCH, {3: 1, 1: 0}))
     assert isinstance(join, messages.JoinRequest) and join.clock == VectorClock({3: 1})
+    beat = decode(raw_frame(tag(messages.LobbyBeat), GOOD_EPOCH, 1, 7, 6, MAX_INT))
+    assert beat == messages.LobbyBeat(Epoch(1, 2), 1, 7, 6, MAX_INT)
 
 
 def test_oversized_frames_are_rejected_before_parsing() -> None:

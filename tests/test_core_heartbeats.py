@@ -120,3 +120,28 @@ def test_a_lost_frame_and_the_heartbeat_after_it_are_found_by_the_clients_beat()
     # bob's beat said how far it got, and the leader answered with the heads.
     beats = [m for src, _, m in bus.sent[since:] if src == bob.config.addr]
     assert any(isinstance(m, ClientBeat) and not m.probe for m in beats)
+
+
+def test_lobby_beats_are_numbered_per_epoch_and_a_new_leader_numbers_afresh() -> None:
+    """Each beat of a leader is distinct and ordered (issue 15: a replay is an equal or
+    older one); a new leader starts again at 1 under its new epoch, and is believed."""
+    bus, servers = cluster()
+    (alice,) = serving(bus, "alice")
+    (old,) = leaders(servers)
+    since = len(bus.sent)
+    bus.run(2.0)
+    numbers = [m.beat for _, m in from_leader(bus, old.config.addr, since, LobbyBeat)]  # type: ignore[attr-defined]
+    assert len(numbers) >= 3 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert alice.counters == {}
+    # An older beat of this epoch arriving late (or replayed) is dropped and counted.
+    late = LobbyBeat(old.epoch, old.server_id, 0, 0, numbers[-2])
+    alice.handle(late, old.config.addr, bus.now)
+    assert alice.counters == {"replayed-beat": 1}
+    bus.crash(old.config.addr)
+    since = len(bus.sent)
+    bus.run_until(lambda: alice.state is ClientState.SERVING and alice.epoch > old.epoch, 5)
+    (new,) = leaders([s for s in servers if s is not old])
+    bus.run(2.0)
+    fresh = [m.beat for _, m in from_leader(bus, new.config.addr, since, LobbyBeat)]  # type: ignore[attr-defined]
+    assert fresh[0] == 1 and fresh[0] < numbers[-1], (fresh, numbers)  # afresh, at 1
+    assert alice.counters == {"replayed-beat": 1} and alice.state is ClientState.SERVING

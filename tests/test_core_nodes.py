@@ -32,6 +32,7 @@ from tchat.core.messages import (
     LobbyBeat,
     LobbyFrame,
     Logout,
+    NewLeader,
     OpError,
     Origin,
     Register,
@@ -247,6 +248,68 @@ def test_leader_crash_fails_over_without_losing_or_repeating_anything() -> None:
     assert acked(bus, alice) <= set(chat_ids(bus, bob)) | set(chat_ids(bus, alice)) | {
         e.id for e in new.log.entries()
     }
+
+
+def test_a_replayed_lobby_beat_does_not_delay_failover() -> None:
+    """Issue 15: a LobbyBeat captured while the leader was alive and idle, replayed every
+    30 ms after it died (from its own address: UDP sources are forged at will), must not
+    pass for a sign of life: the client suspects the leader within its usual timeout. The
+    cluster's NewLeader is lost, so only the client's own suspicion can move it."""
+    bus, servers = cluster()
+    (alice,) = serving(bus, "alice")
+    (old,) = leaders(servers)
+    leader = old.config.addr
+    bus.run(1.2)  # idle rounds: the leader's beats reach the lobby group
+    beats = [m for src, dst, m in bus.sent if src == leader and isinstance(m, LobbyBeat)]
+    assert beats and alice.leader_id == old.server_id
+    captured = beats[-1]
+    bus.drop = lambda src, dst, m: dst == alice.config.addr and isinstance(m, NewLeader)
+    bus.crash(leader)
+    crashed_at = bus.now
+    timeout = alice.config.timing.client_leader_timeout
+    replayed = 0
+    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
+        bus.run(0.03)
+        # (once it serves a newer epoch, the old one's beats are fenced as before)
+        replayed += alice.state is ClientState.SERVING and alice.epoch == captured.epoch
+        bus._apply(alice.config.addr, alice.handle(captured, leader, bus.now))
+        if alice.leader_id != old.server_id:
+            break
+    moved_after = bus.now - crashed_at
+    assert alice.leader_id != old.server_id, "the replayed beat kept the dead leader alive"
+    # Within its usual timeout of the last genuine beat, plus discovery's round trip.
+    assert moved_after < timeout + 0.2, moved_after
+    assert replayed and alice.counters.get("replayed-beat") == replayed  # each one counted
+    bus.run_until(lambda: alice.state is ClientState.SERVING, 5)
+
+
+def test_a_replayed_lobby_frame_from_the_leaders_address_does_not_delay_failover() -> None:
+    """A lobby frame is signed but, unlike a room frame, not refused when replayed (every
+    client takes the lobby; its hold-back drops the duplicate): sent again from the dead
+    leader's address (forged, or its port taken once it died) it is no sign of life."""
+    bus, servers = cluster()
+    (alice, _) = serving(bus, "alice", "bob")  # bob's login: a lobby frame to alice
+    (old,) = leaders(servers)
+    leader = old.config.addr
+    bus.run(1.2)
+    frames = [
+        m
+        for src, dst, m in bus.sent
+        if src == leader and dst == alice.config.addr and isinstance(m, LobbyFrame)
+    ]
+    assert frames and alice.leader_id == old.server_id
+    captured = frames[-1]
+    bus.drop = lambda src, dst, m: dst == alice.config.addr and isinstance(m, NewLeader)
+    bus.crash(leader)
+    crashed_at = bus.now
+    timeout = alice.config.timing.client_leader_timeout
+    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
+        bus.run(0.03)
+        bus._apply(alice.config.addr, alice.handle(captured, leader, bus.now))
+        if alice.leader_id != old.server_id:
+            break
+    assert alice.leader_id != old.server_id, "the replayed frame kept the dead leader alive"
+    assert bus.now - crashed_at < timeout + 0.2, bus.now - crashed_at
 
 
 def test_graceful_stop_hands_over_before_any_timeout() -> None:

@@ -261,7 +261,7 @@ def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> N
 
     leader = Leader()
     member = leader.member()
-    beat = LobbyBeat(EPOCH, 1, 40, 39)
+    beat = LobbyBeat(EPOCH, 1, 40, 39, 1)
     lobby = LobbyFrame(EPOCH, 41, 39, (), (), ())
     for message in (beat, lobby):
         assert member.open(leader.keys.sign_lobby(message), "x") == message
@@ -271,9 +271,9 @@ def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> N
             member.open(datagram, "x")
         return refused.value.reason
 
-    assert reason(codec.encode(LobbyBeat(EPOCH, 1, 50, 49), None)) == "unsigned-lobby"
-    assert reason(Leader().keys.sign_lobby(LobbyBeat(EPOCH, 1, 60, 59))) == "bad-signature"
-    tampered = bytearray(leader.keys.sign_lobby(LobbyBeat(EPOCH, 1, 70, 69)))
+    assert reason(codec.encode(LobbyBeat(EPOCH, 1, 50, 49, 2), None)) == "unsigned-lobby"
+    assert reason(Leader().keys.sign_lobby(LobbyBeat(EPOCH, 1, 60, 59, 3))) == "bad-signature"
+    tampered = bytearray(leader.keys.sign_lobby(LobbyBeat(EPOCH, 1, 70, 69, 4)))
     tampered[-70] ^= 1  # in the body: the signature no longer matches
     assert reason(bytes(tampered)) == "bad-signature"
 

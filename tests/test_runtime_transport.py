@@ -309,7 +309,7 @@ async def test_multicast_reaches_every_joined_client_through_one_shared_socket()
     sender = Transport(opts, Inbox())
     await sender.start()
     try:
-        message = LobbyBeat(NO_EPOCH, 1, 77, 0)  # what a leader multicasts to the lobby
+        message = LobbyBeat(NO_EPOCH, 1, 77, 0, 1)  # what a leader multicasts to the lobby
         multicast.send(sender, group, message)
         for inbox in inboxes:
             assert (await inbox.wait(1))[0][0] == message
@@ -318,7 +318,7 @@ async def test_multicast_reaches_every_joined_client_through_one_shared_socket()
         shared = groups[0].groups[group]
         assert groups[1].groups[group] is shared and len(shared.listeners) == 2
         groups[0].leave(group)
-        second = LobbyBeat(NO_EPOCH, 1, 78, 0)
+        second = LobbyBeat(NO_EPOCH, 1, 78, 0, 2)
         multicast.send(sender, group, second)
         assert (await inboxes[1].wait(2))[-1][0] == second
         assert len(inboxes[0].items) == 1  # it left before the second one

@@ -149,6 +149,10 @@ class ClientNode:
         beat = config.timing.client_heartbeat_interval
         self._wake = WakeWatch(late_after=beat, grace=beat / 2)
         self._probed_for = 0.0  # the _leader_heard our last probe was about
+        # (epoch, LobbyBeat.beat) of the last beat taken for a sign of life: an equal or
+        # older one of that epoch is a replay (issue 15), never a sign the leader lives
+        self._last_beat: tuple[Epoch, int] | None = None
+        self.counters: dict[str, int] = {}  # reason -> messages dropped for it
         self._registers = 0  # Registers ever sent (Register.attempt)
         self.inbox = Inbox(self)
 
@@ -438,7 +442,16 @@ class ClientNode:
             and not isinstance(message, (DiscoverReply, LeaderAlive))
         ):
             return effects  # fenced: an old leader's frame
-        if isinstance(epoch, Epoch) and epoch == self.epoch and src_addr == self.leader_addr:
+        if (
+            isinstance(epoch, Epoch)
+            and epoch == self.epoch
+            and src_addr == self.leader_addr
+            # The lobby's datagrams are signed but may be replayed (no window refuses a
+            # lobby frame, and its source is forged at will): only a newer beat is a
+            # sign of life (_on_lobby_beat; issue 15).
+            and type(message) is not LobbyBeat
+            and type(message) is not LobbyFrame
+        ):
             self._leader_heard = now
         match message:
             case DiscoverReply():
@@ -643,10 +656,20 @@ class ClientNode:
         if holdback.behind(msg.session_head, heads) and holdback.stalled_since is None:
             holdback.stalled_since = self._now
 
+    def count(self, reason: str) -> None:
+        self.counters[reason] = self.counters.get(reason, 0) + 1
+
     def _on_lobby_beat(self, msg: LobbyBeat) -> None:
         holdback = self.holdback
         if msg.epoch != self.epoch or holdback is None:
             return
+        last = self._last_beat
+        if last is not None and last[0] == msg.epoch and msg.beat <= last[1]:
+            # Signed, so genuine, but one we have had: a capture replayed after the
+            # leader died must not hold off our failover (issue 15).
+            self.count("replayed-beat")
+            return
+        self._last_beat = (msg.epoch, msg.beat)
         self._leader_heard = self._now
         if (
             self.config.lobby

@@ -29,6 +29,8 @@ from tchat.core.vclock import VectorClock
 # RoomInvited): a record's arity is checked, so an 8 peer could not read a 9 Register anyway
 # RoomKeyGrant (a room's multicast key, over the encrypted session) is a new tag at the end
 # of MESSAGE_TYPES: an older peer never gets one (only a secure leader sends it to clients).
+# LobbyBeat.beat (its number in the leader's epoch, so a replayed beat is told apart) is
+# also 9: nothing of 9 has shipped.
 PROTOCOL_VERSION = 9
 
 MAX_NAME = 32
@@ -857,6 +859,9 @@ class LobbyBeat(Message):
     leader_id: int
     gsn: int
     lobby_head: int  # gsn of the lobby's last frame
+    # 1, 2, 3... within the leader's epoch: the beat carries no time, so without it one
+    # captured beat replayed after the leader died would pass for its next (issue 15)
+    beat: int
     from_server: ClassVar[bool] = True
 
 

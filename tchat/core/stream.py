@@ -136,6 +136,7 @@ class ClientStreams:
         self._lobby_bytes = 0  # encoded bytes of the queued lobby entries
         self._lobby_touch_bytes = 0  # at most what the next lobby frame's touches take
         self._beat_gsn = -1  # the gsn at the last heartbeat round
+        self._beats = 0  # LobbyBeats sent in this epoch: the last one's LobbyBeat.beat
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
         # room -> member -> (until, since): a new multicast member also gets the room's
@@ -609,7 +610,8 @@ class ClientStreams:
             due.append(session)
         if multicast:
             lobby_head = self.room_last.get(LOBBY, 0)
-            beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head)
+            self._beats += 1
+            beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head, self._beats)
             effects.append(Multicast(self.view.lobby_group, beat))
         due.sort(key=lambda session: session.client_id)
         for session in due:
