@@ -288,9 +288,13 @@ def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing
     leader.keys.seal(frame("den", 2))
     assert len(leader.granted) == 2, "the same audience: no grant, no rotation"
     leader.keys.forget("127.0.0.1:1001")  # bob's Welcome (a resume: its session is new)
-    leader.keys.seal(frame("den", 3))
+    # The key goes at once, ahead of the Welcome and its replay, not behind them.
     assert [addr for addr, _ in leader.granted[2:]] == ["127.0.0.1:1001"]
     assert leader.granted[2][1] == leader.granted[1][1], "the same key, not a rotation"
+    leader.keys.seal(frame("den", 3))
+    assert len(leader.granted) == 3, "granted once, not again at the next frame"
+    leader.keys.forget("127.0.0.1:4242")  # never a member here: nothing to grant
+    assert len(leader.granted) == 3
 
 
 def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> None:

@@ -203,11 +203,20 @@ class LeaderRoomKeys:
         return key_id
 
     def forget(self, addr: str) -> None:
-        """``addr`` was welcomed (a new session, or a resume): it gets its keys again."""
-        for room in self.rooms.values():
-            if addr in room.holders:
+        """``addr`` is being welcomed (a new session, or a resume): its keys go to it again,
+        now, ahead of the Welcome and of the replay behind it. Granted at the next frame
+        instead, a key would queue behind that replay on a busy session while its frames
+        came by multicast at once (and waited, or were dropped and repaired over TCP)."""
+        for name, room in self.rooms.items():
+            if addr not in room.holders:
+                continue
+            room.audience = None  # the next frame checks the room again (a rotation due?)
+            current = room.ring.current
+            if current is None:
                 room.holders.discard(addr)
-                room.audience = None  # the next frame grants it again
+                continue
+            self.grants += 1
+            self.grant(addr, RoomKeyGrant(room.epoch, name, current.key_id, current.key))
 
 
 @dataclass(slots=True)
