@@ -24,6 +24,7 @@ from tchat.crypto.rooms import MAX_DATAGRAM, MAX_KEY_AGE
 from tchat.runtime.connection import DropCounters
 from tchat.runtime.datagram_auth import DatagramRefused
 from tchat.runtime.room_keys import (
+    HOLD_BYTES,
     HOLD_MAX,
     HOLD_SECONDS,
     KIND_ROOM,
@@ -203,7 +204,7 @@ def test_forged_tampered_replayed_and_plain_room_frames_are_refused_by_reason() 
     assert reason(bytes(moved)) == "bad-room-tag"
 
 
-def test_frames_waiting_for_a_key_are_bounded_and_counted() -> None:
+def test_frames_waiting_for_a_key_are_bounded_by_bytes_and_counted() -> None:
     leader = Leader()
     leader.seat("den", "alice")
     drops = DropCounters()
@@ -211,10 +212,46 @@ def test_frames_waiting_for_a_key_are_bounded_and_counted() -> None:
     leader.granted.clear()
     stranger = Leader()  # keys nobody granted us
     stranger.seat("den", "alice")
-    for gsn in range(1, HOLD_MAX + 6):
-        assert member.open(stranger.keys.seal(frame("den", gsn)), "x") is None
-    assert len(member.held) == HOLD_MAX
-    assert drops.snapshot() == {"unknown-key": 5}
+    big = [stranger.keys.seal(frame("den", gsn, "z" * 30000)) for gsn in range(1, 200)]
+    fit, total = 0, 0  # the newest frames that fit the byte bound stay; older ones give way
+    for data in reversed(big):
+        if total + len(data) > HOLD_BYTES:
+            break
+        fit, total = fit + 1, total + len(data)
+    assert fit < len(big) < HOLD_MAX
+    for data in big:
+        assert member.open(data, "x") is None
+    assert member.held_bytes <= HOLD_BYTES
+    assert len(member.held) == fit
+    assert drops.snapshot() == {"unknown-key": len(big) - fit}
+    # Past their second, they go (counted), the oldest first, and the bytes with them.
+    member.clock.now += HOLD_SECONDS  # type: ignore[attr-defined]
+    member.expire()
+    assert not member.held and member.held_bytes == 0
+    assert drops.snapshot() == {"unknown-key": len(big)}
+
+
+def test_a_burst_sealed_under_a_key_still_in_flight_opens_whole_when_it_comes() -> None:
+    """A new leader's key (its takeover rotation) rides each member's TCP session, behind
+    whatever that session had queued, while its frames come by multicast at once: at
+    8,000 msg/s a grant 100 ms behind is ~800 frames, which all open when it comes."""
+    leader = Leader()
+    leader.seat("den", "alice")
+    leader.keys.seal(frame("den", 1))
+    drops = DropCounters()
+    member = leader.member(drops)
+    newer = Epoch(4, 2)
+    leader.seat("den", "alice", epoch=newer)
+    burst = [leader.keys.seal(frame("den", gsn, epoch=newer)) for gsn in range(2, 802)]
+    for data in burst:
+        assert member.open(data, "x") is None
+    member.clock.now += HOLD_SECONDS / 2  # type: ignore[attr-defined]
+    member.expire()
+    ready = member.install(leader.granted[-1][1])  # type: ignore[arg-type]
+    opened = [member.open(d, p) for d, p in ready]
+    assert opened == [frame("den", gsn, epoch=newer) for gsn in range(2, 802)]
+    assert drops.snapshot() == {}
+    assert not member.held and member.held_bytes == 0
 
 
 def test_a_grant_out_of_range_is_refused_and_a_conflicting_one_restarts_the_ring() -> None:
@@ -251,9 +288,13 @@ def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing
     leader.keys.seal(frame("den", 2))
     assert len(leader.granted) == 2, "the same audience: no grant, no rotation"
     leader.keys.forget("127.0.0.1:1001")  # bob's Welcome (a resume: its session is new)
-    leader.keys.seal(frame("den", 3))
+    # The key goes at once, ahead of the Welcome and its replay, not behind them.
     assert [addr for addr, _ in leader.granted[2:]] == ["127.0.0.1:1001"]
     assert leader.granted[2][1] == leader.granted[1][1], "the same key, not a rotation"
+    leader.keys.seal(frame("den", 3))
+    assert len(leader.granted) == 3, "granted once, not again at the next frame"
+    leader.keys.forget("127.0.0.1:4242")  # never a member here: nothing to grant
+    assert len(leader.granted) == 3
 
 
 def test_lobby_datagrams_are_signed_and_a_plain_or_foreign_one_is_refused() -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,9 +49,14 @@ KIND_LOBBY = 0xD6  # first byte of a signed lobby datagram: 0xD6 | sign_datagram
 _HEADER = struct.Struct(">QQ")  # prev, gsn: what gap detection needs, before the room
 _SEALED_HEAD = struct.Struct(">BI12sH")  # rooms.py's: version, key id, nonce, header length
 ROOMS_KEPT = 4096  # rooms whose keys a leader or a member keeps (LRU: a lost one rotates)
-# A frame under a key not here yet waits this long, this many at once, for its grant.
+# A frame under a key not here yet waits this long for its grant. The grant rides the
+# member's TCP session, behind whatever it had queued, while the frames come by multicast
+# at once: under load (8,000 msg/s) a grant 100 ms late is ~800 frames, so the wait is
+# bounded by bytes (what it costs) and a frame count (the bookkeeping), not a handful of
+# frames (16 were 2 ms of a busy room: the rest dropped, a storm of TCP repairs).
 HOLD_SECONDS = 1.0
-HOLD_MAX = 16
+HOLD_MAX = 4096
+HOLD_BYTES = 2 * 1024 * 1024
 REPLAY_WINDOW = 256  # gsns remembered per room: one seen again is a replay
 OPENED_CACHE = 512  # datagrams opened lately in this process (many clients, one socket)
 OPENED_CACHE_BYTES = 16384
@@ -198,11 +203,20 @@ class LeaderRoomKeys:
         return key_id
 
     def forget(self, addr: str) -> None:
-        """``addr`` was welcomed (a new session, or a resume): it gets its keys again."""
-        for room in self.rooms.values():
-            if addr in room.holders:
+        """``addr`` is being welcomed (a new session, or a resume): its keys go to it again,
+        now, ahead of the Welcome and of the replay behind it. Granted at the next frame
+        instead, a key would queue behind that replay on a busy session while its frames
+        came by multicast at once (and waited, or were dropped and repaired over TCP)."""
+        for name, room in self.rooms.items():
+            if addr not in room.holders:
+                continue
+            room.audience = None  # the next frame checks the room again (a rotation due?)
+            current = room.ring.current
+            if current is None:
                 room.holders.discard(addr)
-                room.audience = None  # the next frame grants it again
+                continue
+            self.grants += 1
+            self.grant(addr, RoomKeyGrant(room.epoch, name, current.key_id, current.key))
 
 
 @dataclass(slots=True)
@@ -237,7 +251,10 @@ class MemberRoomKeys:
         self.clock = clock
         self.wall = time.time  # certificates expire by the wall clock
         self.rooms: OrderedDict[str, _OpeningRoom] = OrderedDict()
-        self.held: list[tuple[float, str, bytes, str]] = []  # (until, room, data, peer)
+        # (until, room, data, peer), oldest first: ``until`` only grows, so expiry and
+        # eviction take from the left and cost only what they drop.
+        self.held: deque[tuple[float, str, bytes, str]] = deque()
+        self.held_bytes = 0
 
     # -- keys -----------------------------------------------------------------
     def install(self, grant: RoomKeyGrant) -> list[tuple[bytes, str]]:
@@ -264,17 +281,21 @@ class MemberRoomKeys:
             room.ring = RoomKeyRing(key)
             room.seen.clear()
             room.highest = -1
+        if not any(held[1] == grant.room for held in self.held):
+            return []
         ready = [(data, peer) for _, name, data, peer in self.held if name == grant.room]
-        self.held = [held for held in self.held if held[1] != grant.room]
+        self.held = deque(held for held in self.held if held[1] != grant.room)
+        self.held_bytes = sum(len(held[2]) for held in self.held)
         return ready
 
     def expire(self) -> None:
         """Drop held frames whose key did not come in time (their gaps repair over TCP)."""
         now = self.clock()
-        for until, name, _, peer in self.held:
-            if until <= now:
-                self.drops.count("unknown-key", peer, f"no key in time for room {name!r}")
-        self.held = [held for held in self.held if held[0] > now]
+        held = self.held
+        while held and held[0][0] <= now:
+            _, name, data, peer = held.popleft()
+            self.held_bytes -= len(data)
+            self.drops.count("unknown-key", peer, f"no key in time for room {name!r}")
 
     # -- frames ---------------------------------------------------------------
     def open(self, data: bytes, peer: str) -> Message | None:
@@ -357,10 +378,13 @@ class MemberRoomKeys:
         if current is not None and key_id < current.key_id:
             raise DatagramRefused("unknown-key", f"room key {key_id} of {name!r} is gone")
         self.expire()
-        if len(self.held) >= HOLD_MAX:
-            _, old, _, old_peer = self.held.pop(0)  # the oldest gives way (repaired over TCP)
+        held = self.held
+        while held and (len(held) >= HOLD_MAX or self.held_bytes + len(data) > HOLD_BYTES):
+            _, old, old_data, old_peer = held.popleft()  # the oldest gives way (TCP repairs)
+            self.held_bytes -= len(old_data)
             self.drops.count("unknown-key", old_peer, f"held frames full, room {old!r}")
-        self.held.append((self.clock() + HOLD_SECONDS, name, data, peer))
+        held.append((self.clock() + HOLD_SECONDS, name, data, peer))
+        self.held_bytes += len(data)
 
     def _cached(self, data: bytes, name: str, key: RoomKey) -> RoomFrame | None:
         found = _opened.get(data)
