@@ -160,3 +160,10 @@ def test_a_welcome_with_the_most_peers_and_rooms_fits_a_frame() -> None:
 def test_a_welcome_with_forged_peers_is_refused(peers: tuple[str, ...]) -> None:
     with pytest.raises(InvalidField):
         codec.decode(codec.encode(_welcome(peers)))
+
+
+def test_the_headless_ready_event_lists_the_peers() -> None:
+    from tchat.runtime.headless import event_json
+
+    shown = event_json(Ready("alice", 1, "127.0.0.1:1", Epoch(1, 1), ("carol", "bob")))
+    assert shown is not None and shown["peers"] == ["carol", "bob"]  # most recent first
