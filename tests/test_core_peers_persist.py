@@ -84,6 +84,10 @@ def test_a_released_name_takes_its_peers_and_leaves_everyone_elses() -> None:
     # The name's next owner is someone else: bob's conversation was with the old one.
     assert state.peers("bob") == ()
     assert "alice" not in state.peers_of
+    log = Log()
+    for body in (online("alice", identity=b"n" * 32), pm("bob", "alice"), pm("bob", "alice")):
+        state.apply(log(body))  # the next owner: a conversation of its own, from here on
+    assert state.peers("bob") == ("alice",) and state.peers("alice") == ("bob",)
 
 
 def test_a_private_message_to_an_unclaimed_name_keeps_no_list_for_it() -> None:

@@ -418,9 +418,13 @@ class ClusterState:
     def _met(self, name: str, peer: str) -> None:
         """``name`` and ``peer`` spoke privately just now: ``peer`` goes to the end of
         ``name``'s list, which drops its least recent peer past MAX_PEERS."""
-        if name not in self.claims:
-            return
-        peers = self.peers_of.setdefault(name, {})
+        peers = self.peers_of.get(name)
+        if peers is None:
+            if name not in self.claims:
+                return
+            peers = self.peers_of[name] = {}
+        elif next(reversed(peers), None) == peer:
+            return  # the conversation goes on: the commonest case, and nothing moves
         peers.pop(peer, None)
         peers[peer] = None
         if len(peers) > MAX_PEERS:
