@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from bisect import bisect_left
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
@@ -191,11 +192,12 @@ class ClusterState:
         self.offline_cursor: dict[str, VectorClock] = {}
         self.rooms: dict[str, RoomRecord] = {}
         self.rooms_of: dict[str, set[str]] = {}
-        # account -> the peers of its private conversations, least recent first (a dict for
-        # an O(1) move to the end on every private message), at most MAX_PEERS: what a
+        # account -> the peers of its private conversations, least recent first (an
+        # OrderedDict: a move to the end and a drop of the first are O(1), where a plain
+        # dict's pop and first key scan the holes pops leave), at most MAX_PEERS: what a
         # login's Welcome lists, so a quiet conversation reopens too. Only claimed names
         # have a list, so there are at most as many as accounts.
-        self.peers_of: dict[str, dict[str, None]] = {}
+        self.peers_of: dict[str, OrderedDict[str, None]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
         # Sessions a login past MAX_SESSIONS replaced (the leader tells and drops them).
@@ -422,13 +424,13 @@ class ClusterState:
         if peers is None:
             if name not in self.claims:
                 return
-            peers = self.peers_of[name] = {}
-        elif next(reversed(peers), None) == peer:
-            return  # the conversation goes on: the commonest case, and nothing moves
-        peers.pop(peer, None)
+            peers = self.peers_of[name] = OrderedDict()
+        if peer in peers:
+            peers.move_to_end(peer)
+            return
         peers[peer] = None
         if len(peers) > MAX_PEERS:
-            del peers[next(iter(peers))]
+            peers.popitem(last=False)
 
     def _create(self, room: str, name: str, private: bool) -> RoomRecord:
         record = RoomRecord(room, self._allocate_group(room), private=private)
@@ -469,7 +471,8 @@ class ClusterState:
 
     def peers(self, name: str) -> tuple[str, ...]:
         """The peers of ``name``'s private conversations, most recent first."""
-        return tuple(reversed(self.peers_of.get(name, {})))
+        peers = self.peers_of.get(name)
+        return () if peers is None else tuple(reversed(peers))
 
     def members(self, room: str) -> list[str]:
         record = self.rooms.get(room)
