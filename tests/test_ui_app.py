@@ -411,3 +411,32 @@ async def test_rooms_tab_lists_the_clusters_room_directory() -> None:
         table = pilot.app.screen.query_one("#rooms-table", DataTable)
         await until(pilot, lambda: "#ops" in {str(k.value) for k in table.rows})
         assert "239.255.42.9:47471" in screen_text(pilot)
+
+
+async def test_a_quiet_private_conversation_reappears_after_logging_in_again() -> None:
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await started(pilot, demo, ("alice", "bob"))
+        await type_line(pilot, "/msg bob see you tomorrow")
+        assert "@bob" in screen.model.conversations
+        await type_line(pilot, "/quit")
+    # Logging in again: the servers list the account's conversations (the Welcome's peers);
+    # nothing was said since, so nothing is replayed, and the conversation is there anyway.
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot, lambda: isinstance(pilot.app.screen, ClientScreen) and bool(demo.services)
+        )
+        demo.service.serve(users=("alice",), peers=("bob",))
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert isinstance(screen, ClientScreen)
+        await until(pilot, lambda: "@bob" in screen.model.conversations)
+        bob = screen.model.conversations["@bob"]
+        assert bob.unread == 0 and not bob.mentioned  # reopened, not new
+        assert screen.model.active == "*status"  # reopening does not switch to it
+        await type_line(pilot, "/join lobby")
+        await until(pilot, lambda: screen.model.active == "#lobby")
+        keys = [conv.key for conv in screen.model.ordered()]
+        assert keys == ["*status", "#lobby", "@bob"]  # below the rooms
+        await until(pilot, lambda: "@bob" in screen_text(pilot))

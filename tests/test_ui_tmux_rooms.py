@@ -1,5 +1,6 @@
 """End to end, rooms kept across a logout (issue 16): the real ``tchat --user`` in tmux
-quits and logs in again, and is back in its room with what was said meanwhile unread."""
+quits and logs in again, and is back in its room with what was said meanwhile unread, and
+in its private conversation where nothing was said since (the Welcome's peers)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def test_rooms_kept_across_a_logout(tmp_path: Path) -> None:
             first.wait_screen("serving", 20)
             first.keys("/join ops")
             first.wait_screen("joined #ops")
+            first.keys("/msg bob a quiet word")
+            bob.wait_event("message", text="a quiet word", timeout=15)
             first.keys("/quit")
             assert wait_for(first.exit_status, 15, "tchat to exit after /quit") == "0"
         finally:
@@ -59,6 +62,8 @@ def test_rooms_kept_across_a_logout(tmp_path: Path) -> None:
             again.run("send-keys", "-t", "t", "M-2")  # status is 1, #ops 2
             again.wait_screen("and a second line")
             assert "while alice was away" in again.screen()
+            # The quiet conversation with bob is listed too (nothing replayed: no count).
+            assert "@bob" in again.screen() and not re.search(r"@bob \d", again.screen())
             again.keys("back again")
             got = bob.wait_event("message", text="back again", timeout=15)
             assert got["from"] == "alice" and got["room"] == "ops"

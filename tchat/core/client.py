@@ -542,7 +542,8 @@ class ClientNode:
         effects = self._become(ClientEvent.WELCOMED, detail, serving)
         if not self.welcomed_once:
             self.welcomed_once = True
-            effects.append(Deliver(Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch)))
+            ready = Ready(self.name, msg.leader_id, msg.leader_addr, msg.epoch, msg.peers)
+            effects.append(Deliver(ready))
         for room in self.inbox.take_rejoins():
             if room not in self.rooms:
                 rejoin_op = self.next_submit(JoinRoom(room), self._now + self.config.wall_offset)

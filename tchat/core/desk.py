@@ -432,6 +432,9 @@ class ClientDesk:
             snapshot,
             session.register_attempt,
             len(rooms) - len(listed),
+            # At most MAX_PEERS names (the fold's bound), 6.6 KB at worst: they fit beside
+            # rooms of up to WELCOME_ROOM_BYTES, which is why those move to RoomList past it.
+            node.state.peers(session.name),
         )
         effects.append(Send(session.addr, welcome))
         return effects

@@ -105,6 +105,9 @@ class Ready(ClientEvent):
     leader_id: int
     leader_addr: str
     epoch: Epoch
+    # The account's private conversations the servers keep, most recent first: a UI
+    # reopens them (a quiet one too), without counting them unread.
+    peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from bisect import bisect_left
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from tchat.core.messages import (
     MAX_KEYS,
+    MAX_PEERS,
     Chat,
     Entry,
     KeyAdded,
@@ -190,6 +192,12 @@ class ClusterState:
         self.offline_cursor: dict[str, VectorClock] = {}
         self.rooms: dict[str, RoomRecord] = {}
         self.rooms_of: dict[str, set[str]] = {}
+        # account -> the peers of its private conversations, least recent first (an
+        # OrderedDict: a move to the end and a drop of the first are O(1), where a plain
+        # dict's pop and first key scan the holes pops leave), at most MAX_PEERS: what a
+        # login's Welcome lists, so a quiet conversation reopens too. Only claimed names
+        # have a list, so there are at most as many as accounts.
+        self.peers_of: dict[str, OrderedDict[str, None]] = {}
         self._groups_used: set[int] = set()
         self.clashes: list[Clash] = []
         # Sessions a login past MAX_SESSIONS replaced (the leader tells and drops them).
@@ -211,6 +219,11 @@ class ClusterState:
         fold ignored it, or it changed only the sessions of a user online already)."""
         body = entry.body
         if type(body) is Chat:  # the commonest entry by far: no match over every kind
+            if body.to is not None:
+                if body.to != body.sender:  # a note to oneself opens no conversation
+                    self._met(body.sender, body.to)
+                    self._met(body.to, body.sender)
+                return True
             record = self.rooms.get(body.room) if body.room is not None else None
             if record is not None:
                 record.messages += 1
@@ -243,6 +256,12 @@ class ClusterState:
                     self.rooms[room].leave(name, entry.key)
                 for record in self.rooms.values():
                     record.invited.discard(name)
+                # Nor its private conversations; and nobody's conversation with the old
+                # owner reopens as one with the next (an operator's rare act: a pass over
+                # the lists, each at most MAX_PEERS, is fine).
+                self.peers_of.pop(name, None)
+                for peers in self.peers_of.values():
+                    peers.pop(name, None)
             case UserOnline(name=name, addr=addr, client_id=client_id, identity=identity):
                 if self.first_online.setdefault(name, entry.key) == entry.key:
                     self.user_look_alikes.add(name)
@@ -398,6 +417,21 @@ class ClusterState:
                 self.rooms[chat_room].last_ts = entry.ts
         return True
 
+    def _met(self, name: str, peer: str) -> None:
+        """``name`` and ``peer`` spoke privately just now: ``peer`` goes to the end of
+        ``name``'s list, which drops its least recent peer past MAX_PEERS."""
+        peers = self.peers_of.get(name)
+        if peers is None:
+            if name not in self.claims:
+                return
+            peers = self.peers_of[name] = OrderedDict()
+        if peer in peers:
+            peers.move_to_end(peer)
+            return
+        peers[peer] = None
+        if len(peers) > MAX_PEERS:
+            peers.popitem(last=False)
+
     def _create(self, room: str, name: str, private: bool) -> RoomRecord:
         record = RoomRecord(room, self._allocate_group(room), private=private)
         if self.owned.get(name, 0) < OWNED_ROOMS_MAX:
@@ -435,6 +469,11 @@ class ClusterState:
             self._user_infos = tuple(self._infos.values())
         return self._user_infos
 
+    def peers(self, name: str) -> tuple[str, ...]:
+        """The peers of ``name``'s private conversations, most recent first."""
+        peers = self.peers_of.get(name)
+        return () if peers is None else tuple(reversed(peers))
+
     def members(self, room: str) -> list[str]:
         record = self.rooms.get(room)
         return sorted(record.members) if record else []
@@ -471,4 +510,5 @@ class ClusterState:
                 )
                 for name, record in sorted(self.rooms.items())
             ),
+            tuple(sorted((name, tuple(peers)) for name, peers in self.peers_of.items() if peers)),
         )

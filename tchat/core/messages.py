@@ -49,6 +49,10 @@ OPTIONAL = {"optional": True}
 # Servers of one cluster at most. A clock has one entry per server, so this bounds the
 # clocks an entry carries, and with the limits above the largest entry (PROTOCOL.md §1).
 MAX_SERVERS = 64
+# Private conversations the servers keep per account (the most recent ones), and so the
+# most peer names a Welcome lists: 50 names of MAX_NAME four-byte characters are 6.6 KB,
+# within the frame's headroom over a Welcome's rooms (WELCOME_ROOM_BYTES).
+MAX_PEERS = 50
 IDENTITY_SIZE = 32  # a raw Ed25519 public key
 PROOF_SIZE = 64  # an Ed25519 signature
 NONCE_SIZE = 32  # a login Challenge's nonce
@@ -755,6 +759,9 @@ class Welcome(Message):
     # Rooms sent in RoomList chunks just before (``rooms`` is then empty): a client in very
     # many rooms would not fit one frame.
     room_count: int = 0
+    # The account's private conversations, most recent first (at most MAX_PEERS): a client
+    # reopens them at login, a quiet one too (the replay brings only what was said).
+    peers: tuple[str, ...] = ()
     from_server: ClassVar[bool] = True
 
 

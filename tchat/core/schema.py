@@ -45,8 +45,11 @@ Encoder: TypeAlias = Callable[[Any], Any]
 
 # Strings are bounded by what the field means, found by its name: one rule per meaning
 # instead of one annotation per field.
-# members: user names; by: who set a room's topic
-_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members", "by"})
+# members: user names; by: who set a room's topic; peers: a Welcome's private conversations
+_NAME_FIELDS = frozenset({"name", "sender", "to", "peer", "members", "by", "peers"})
+# Tuple fields with a tighter bound than MAX_ITEMS, by name: what the sender keeps bounded
+# arrives bounded, or is forged.
+_ITEM_LIMITS = {"peers": messages.MAX_PEERS}
 _ADDR_FIELDS = frozenset({"addr", "leader_addr", "group"})
 
 
@@ -129,12 +132,12 @@ def _clock_decoder(where: str) -> Decoder:
     return decode_clock
 
 
-def _tuple_decoder(where: str, item: Decoder, passthrough: bool) -> Decoder:
-    expected = f"an array of at most {MAX_ITEMS} items"
+def _tuple_decoder(where: str, item: Decoder, passthrough: bool, limit: int = MAX_ITEMS) -> Decoder:
+    expected = f"an array of at most {limit} items"
 
     def decode_tuple(value: Any) -> tuple[Any, ...]:
         # Arrays arrive as tuples (the codec unpacks with ``use_list=False``).
-        if type(value) is not tuple or len(value) > MAX_ITEMS:
+        if type(value) is not tuple or len(value) > limit:
             _fail(where, expected, value)
         if passthrough:  # items come back unchanged: check them and keep the tuple
             for element in value:
@@ -193,7 +196,9 @@ class _Compiler:
                 raise TypeError(f"{where}: only tuple[X, ...] is supported, not {tp}")
             item = self.item_decoder(args[0], field, f"{where}[]")
             passthrough = args[0] in (int, float, bool, str, bytes)
-            return f"{self.constant(_tuple_decoder(where, item, passthrough))}({var})"
+            limit = _ITEM_LIMITS.get(field, MAX_ITEMS)
+            decoder = _tuple_decoder(where, item, passthrough, limit)
+            return f"{self.constant(decoder)}({var})"
         simple = self._simple(tp, field)
         if simple is not None:
             test, expected = simple

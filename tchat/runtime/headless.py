@@ -111,8 +111,14 @@ def operation_json(op: Operation) -> dict[str, Any]:
 def event_json(event: object) -> dict[str, Any] | None:
     """The CONTRACT.md JSON object for a client event (None: not shown)."""
     match event:
-        case Ready(name=name, leader_id=leader, epoch=epoch):
-            return {"event": "ready", "user": name, "leader": leader, "epoch": str(epoch)}
+        case Ready(name=name, leader_id=leader, epoch=epoch, peers=peers):
+            return {
+                "event": "ready",
+                "user": name,
+                "leader": leader,
+                "epoch": str(epoch),
+                "peers": list(peers),  # the account's private conversations, most recent first
+            }
         case UsersChanged(users=users):
             return {
                 "event": "users",

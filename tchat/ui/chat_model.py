@@ -363,6 +363,13 @@ class ChatModel:
         prepended = len(lines) if key == self.active else 0
         return Change(conversations=frozenset({key}), prepended=prepended)
 
+    def peers_reopened(self, peers: tuple[str, ...]) -> Change:
+        """The account's private conversations the servers keep (a login's Welcome): each
+        shows in the list, below the rooms, a quiet one too. Nothing is unread for it: what
+        was said meanwhile comes in the replay, and counts there."""
+        keys = {self.conversation(peer_key(peer)).key for peer in peers if peer != self.me}
+        return Change(conversations=frozenset(keys))
+
     # -- rooms -------------------------------------------------------------------------
     def room_entered(self, info: RoomInfo) -> Change:
         conv = self.conversation(room_key(info.room))

@@ -134,11 +134,12 @@ class FakeClientService:
         addr: str = "127.0.0.1:7001",
         term: int = 1,
         users: tuple[str, ...] = (),
+        peers: tuple[str, ...] = (),
     ) -> None:
         node = self.node
         node.state = FakeState.SERVING
         node.leader_id, node.leader_addr, node.epoch = leader_id, addr, Epoch(term, leader_id)
-        self.emit(ev.Ready(node.name, leader_id, addr, node.epoch))
+        self.emit(ev.Ready(node.name, leader_id, addr, node.epoch, peers))
         for index, name in enumerate((node.name, *users)):
             node.users[name] = UserInfo(name, f"127.0.0.1:{6100 + index}", "online", self.clock.now)
         self.emit(ev.UsersChanged(tuple(node.users.values())))

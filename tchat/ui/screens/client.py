@@ -193,10 +193,12 @@ class ClientScreen(Screen[None]):
                 change = self.model.mark_failed(cmid, reason, wall)
                 if what is not None:
                     change = self.model.notice(f"{what} failed: {reason}", wall)
-            case ev.Ready(name=name):
+            case ev.Ready(name=name, peers=peers):
                 if name != self.model.me:
                     self.model.rename_me(name)
-                change = self.model.notice(f"connected as {name}", wall, STATUS_KEY)
+                reopened = self.model.peers_reopened(peers)
+                connected = self.model.notice(f"connected as {name}", wall, STATUS_KEY)
+                change = self.merge(reopened, connected)
                 self.navigator.outage_line(self.connection.changed("serving", "", wall), wall)
             case ev.UsersChanged(users=users):
                 arrived, left = self.model.users_changed(users, wall)
