@@ -1,8 +1,8 @@
 #!/bin/bash
 # Leader CPU per committed message, trees compared alternating in the same minutes.
 # usage: scripts/leader-cpu-compare.sh OUTDIR RUNS NAME=TREE[:BENCH-ARGS] [...]
-#   e.g. scripts/leader-cpu-compare.sh /tmp/cmp 3 before=/work/wt/before main=/work/main perf=/work/wt/perf
-#   BENCH-ARGS are extra bench options, e.g. perf-plain=/work/wt/perf:--insecure (plaintext
+#   e.g. scripts/leader-cpu-compare.sh /tmp/cmp 3 before=../tree-b262cdf main=../tree-main perf=.
+#   BENCH-ARGS are extra bench options, e.g. perf-plain=.:--insecure (plaintext
 #   sessions; a tree before issue 15 has no such option and no encryption).
 # Env: RATES (default 6000), STEP (seconds per step, default 10), PY (the venv's python).
 # Each run is `tchat bench throughput --room-size 10` from the tree it measures; the bench

@@ -63,6 +63,19 @@ UNSIGNED = bytes(PROOF_SIZE)  # a Register's proof until the runtime signs it
 # characters (schema.py); the leader's runtime checks the bytes before it hashes anything.
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` is not one a leader takes, or None: bounded in bytes, as argon2 reads
+    it (the client asks the same before it sends one)."""
+    size = len(password.encode("utf-8", "surrogatepass"))
+    if size < MIN_PASSWORD:
+        return f"a password has at least {MIN_PASSWORD} bytes"
+    if size > MAX_PASSWORD:
+        return f"a password has at most {MAX_PASSWORD} bytes"
+    return None
+
+
 # A PHC string ("$argon2id$v=19$m=65536,t=3,p=1$salt$hash") is ~100 characters at our
 # parameters; a longer one is no hash we made.
 MAX_PHC = 256

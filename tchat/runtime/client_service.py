@@ -41,6 +41,7 @@ from tchat.core.messages import (
     Logout,
     Message,
     Operation,
+    password_problem,
 )
 from tchat.core.status import ClientStatus
 from tchat.crypto.identity import load_or_create_identity, sign_binding
@@ -51,7 +52,6 @@ from tchat.runtime.datagram_auth import ClientDatagrams
 from tchat.runtime.driver import NodeDriver
 from tchat.runtime.multicast import MulticastGroups
 from tchat.runtime.options import NetOptions, warn_insecure
-from tchat.runtime.passwords import password_problem
 from tchat.runtime.secure import WireSecurity, pinned_trust
 from tchat.runtime.transport import Transport
 

@@ -23,15 +23,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from tchat.core.desk import no_password
 from tchat.core.messages import (
-    MAX_PASSWORD,
     MAX_PHC,
-    MIN_PASSWORD,
     PHC_PREFIX,
     PasswordHashed,
     PasswordLogin,
     Register,
     SetPassword,
     Submit,
+    password_problem,
 )
 from tchat.runtime.ratelimit import TokenBucket
 
@@ -78,16 +77,6 @@ def hasher() -> PasswordHasher:
         salt_len=SALT_LEN,
         type=Type.ID,
     )
-
-
-def password_problem(password: str) -> str | None:
-    """Why ``password`` is not one we take, or None. Bounded in bytes, as argon2 reads it."""
-    size = len(password.encode("utf-8", "surrogatepass"))
-    if size < MIN_PASSWORD:
-        return f"a password has at least {MIN_PASSWORD} bytes"
-    if size > MAX_PASSWORD:
-        return f"a password has at most {MAX_PASSWORD} bytes"
-    return None
 
 
 class _Buckets:

@@ -24,6 +24,10 @@ A member's frame under a key id it does not hold yet (its grant still in flight 
 where the leader's datagram may overtake it) waits a moment for the key; past that, or
 if the key never comes (a grant lost with its session), it is dropped and counted, and
 the core repairs the gap over TCP as it repairs any lost datagram.
+
+Longer than 400 lines: the leader's sealer and the member's opener are the two halves of
+one datagram format and one key schedule (ids, grants, rotation, holding); split, a change
+to the format would have to be made in two modules that must agree byte for byte.
 """
 
 from __future__ import annotations

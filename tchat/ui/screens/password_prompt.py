@@ -11,17 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from tchat.core.messages import MAX_PASSWORD, MIN_PASSWORD
-
-
-def length_problem(password: str) -> str | None:
-    """Why the leader would refuse ``password`` for its length (bytes, as it counts), or None."""
-    size = len(password.encode("utf-8", "surrogatepass"))
-    if size < MIN_PASSWORD:
-        return f"a password has at least {MIN_PASSWORD} bytes"
-    if size > MAX_PASSWORD:
-        return f"a password has at most {MAX_PASSWORD} bytes"
-    return None
+from tchat.core.messages import password_problem
 
 
 class PasswordPrompt(ModalScreen[str]):
@@ -51,7 +41,7 @@ class PasswordPrompt(ModalScreen[str]):
     def _chosen(self) -> None:
         first = self.query_one("#password-new", Input).value
         second = self.query_one("#password-again", Input).value
-        problem = length_problem(first) or (
+        problem = password_problem(first) or (
             None if first == second else "the two passwords differ: type them again"
         )
         if problem:
