@@ -3,10 +3,10 @@ in-memory bus (no network), and the read rule against a brute-force model."""
 
 from __future__ import annotations
 
-from core_bus import Bus
+from core_bus import Bus, key_for
 from test_core_nodes import chats, cluster, leaders, serving
 
-from tchat.core.client import ClientNode
+from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import HistoryLoaded, OpFailed, RoomDirectory, RoomExited, Sent
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
@@ -235,3 +235,22 @@ def test_a_member_who_went_offline_is_still_in_the_private_room_when_back() -> N
     (again,) = serving(bus, "bob")
     assert "p" in again.rooms  # back in it at login: no invitation, no /join
     assert _answer(bus, again, JoinRoom("p")) == "you are already in room 'p'"
+
+
+def test_the_next_owner_of_a_released_name_owns_none_of_its_rooms() -> None:
+    """An operator released alice's name; whoever claims it next is another person: they
+    may not walk into her private room, nor invite or kick there."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    alice, bob = serving(bus, "alice", "bob")
+    assert _answer(bus, alice, CreateRoom("vault", private=True)) == ""
+    assert _answer(bus, alice, SendChat("vault", None, "the combination", False)) == ""
+    bus.crash(alice.config.addr)
+    assert leader.leadership is not None
+    bus._apply(leader.config.addr, leader.leadership.desk.release_name("alice", bus.now))
+    bus.run_until(lambda: all("alice" not in s.state.claims for s in servers), 2)
+    newcomer = bus.add_client("alice", identity=key_for("the new alice"))
+    bus.run_until(lambda: newcomer.state is ClientState.SERVING, 3)
+    assert "private" in _answer(bus, newcomer, JoinRoom("vault"))
+    assert "owner" in _answer(bus, newcomer, InviteUser("vault", "bob"))
+    assert {s.state.rooms["vault"].owner for s in servers} == {None}

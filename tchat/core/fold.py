@@ -256,6 +256,10 @@ class ClusterState:
                     self.rooms[room].leave(name, entry.key)
                 for record in self.rooms.values():
                     record.invited.discard(name)
+                    if record.owner == name:
+                        # Nor its rooms' ownership: a private room without an owner lets in
+                        # its members and whom it invited, and nobody new.
+                        record.owner = None
                 # Nor its private conversations; and nobody's conversation with the old
                 # owner reopens as one with the next (an operator's rare act: a pass over
                 # the lists, each at most MAX_PEERS, is fine).
