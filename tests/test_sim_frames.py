@@ -14,10 +14,7 @@ from tchat.core.messages import (
     Entry,
     EntryBody,
     Origin,
-    RoomCreated,
-    RoomInvited,
     RoomJoined,
-    RoomKicked,
     RoomLeft,
     SendChat,
     Submit,
@@ -177,28 +174,6 @@ def test_room_messages_said_while_away_are_due_to_the_next_session() -> None:
     due = expected_deliveries(entries, {"c1", "c2", "c3", "c4"})
     assert due["c3"] == ["1.6", "1.8"]
     assert "c2" not in due and "c4" not in due
-
-
-def test_a_kick_a_merge_voids_leaves_what_followed_it_unchecked() -> None:
-    # A room made on both sides of a partition (chaos seed 66): in the merged order it is
-    # ivy's public room, so kim's kick of lou is void; but lou was kicked in every view of
-    # its time and the servers streamed by that view: what kim said after it is not surely
-    # owed to lou (nor surely not).
-    empty = VectorClock()
-    entries = [
-        _entry(1, UserOnline("ivy", "i:1", "c1")),
-        _entry(2, UserOnline("kim", "k:1", "c2")),
-        _entry(3, UserOnline("lou", "l:1", "c3")),
-        _entry(4, RoomCreated("den", "ivy", False)),
-        _entry(5, RoomCreated("den", "kim", True)),  # the other side's: ignored
-        _entry(6, RoomInvited("den", "lou", "kim")),
-        _entry(7, RoomJoined("den", "lou")),
-        _entry(8, Chat("ivy", "den", None, "before the kick", False, empty), Origin("c1", 1)),
-        _entry(9, RoomKicked("den", "lou", "kim")),  # kim is no owner in the merged order
-        _entry(10, Chat("ivy", "den", None, "after the kick", False, empty), Origin("c1", 2)),
-    ]
-    due = expected_deliveries(entries, {"c1", "c2", "c3"})
-    assert due["c3"] == ["1.8"]
 
 
 def test_a_burst_of_maximum_size_messages_commits() -> None:

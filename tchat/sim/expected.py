@@ -121,13 +121,6 @@ def expected_deliveries(entries: list[Entry], clients: set[str]) -> dict[str, li
                 del session[body.name]
                 went_offline[body.name] = e
         elif e.id in ignored:
-            if isinstance(body, RoomLeft):
-                # A leave or kick the merged fold ignores (a room made on both sides of a
-                # partition: the kicker was its owner only on its side) ended the member's
-                # membership in every view of its time, and the servers streamed by that
-                # view: what was said after it is not surely owed (nor surely not), until
-                # the member joins again.
-                members.get(body.room, {}).pop(body.name, None)
             continue
         elif isinstance(body, RoomJoined):
             if body.name in session:
