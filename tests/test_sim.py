@@ -26,7 +26,10 @@ from tchat.core.messages import (
     Entry,
     Epoch,
     Heartbeat,
+    RoomCreated,
+    RoomInvited,
     RoomJoined,
+    RoomKicked,
     RoomLeft,
     ServerJoined,
     UserOffline,
@@ -365,3 +368,31 @@ def test_expected_deliveries_follow_membership_and_sessions() -> None:
     log[2] = entry(1, 3, {1: 3}, UserOnline("ann", "x", "c9"))
     got = expected_deliveries(log, {"c1", "c2", "c9"})
     assert got == {"c1": ["1.5", "1.7", "1.9"], "c2": ["1.7", "1.9"], "c9": ["1.5", "1.7", "1.9"]}
+
+
+def test_a_kick_a_merge_voids_still_ends_what_is_due() -> None:
+    """Seed 66 (chaos, 30 ops): each side of a partition created room "den"; on server 1's
+    side kim owned it privately, let lou in and kicked her, then spoke. The merge puts
+    ivy's public "den" first, so the fold ignores kim's kick (not the owner) and lou is a
+    member throughout; but in the causal past of kim's messages the kick stood: lou was
+    told she was out, no server streamed them to her, and her cursor covers them, so no
+    catch-up brings them. A message is due where the merged fold and its causal view agree."""
+    log = [
+        entry(2, 1, {2: 1}, UserOnline("ivy", "i", "c5")),
+        entry(2, 2, {2: 2}, RoomCreated("den", "ivy", False)),
+        entry(1, 1, {1: 1}, UserOnline("kim", "k", "c4")),
+        entry(1, 2, {1: 2}, UserOnline("lou", "l", "c3")),
+        entry(1, 3, {1: 3}, RoomCreated("den", "kim", True)),
+        entry(1, 4, {1: 4}, RoomInvited("den", "lou", "kim")),
+        entry(1, 5, {1: 5}, RoomJoined("den", "lou")),
+        entry(1, 6, {1: 6}, Chat("kim", "den", None, "before", False, VectorClock())),
+        entry(1, 7, {1: 7}, RoomKicked("den", "lou", "kim")),
+        entry(1, 8, {1: 8}, Chat("kim", "den", None, "after", False, VectorClock())),
+        entry(1, 9, {1: 9, 2: 2}, Chat("kim", "den", None, "merged", False, VectorClock())),
+    ]
+    got = expected_deliveries(log, {"c3", "c4"})
+    assert "1.6" in got["c3"]  # said while she was a member on every view
+    assert "1.8" not in got["c3"]  # after a kick that stood where it was said
+    assert "1.8" in got["c4"] and "1.9" in got["c4"]
+    # Said after the merge reached kim's side: there too the kick is void, lou a member.
+    assert "1.9" in got["c3"]
