@@ -295,7 +295,7 @@ class SlowStore(SqliteStore):
     def commit_batch(self, batch: Batch) -> None:
         self.threads.add(threading.current_thread().name)
         if self.slow:
-            time.sleep(0.01)  # the disk's fsync, not a wait for a condition
+            time.sleep(0.05)  # the disk's fsync, not a wait for a condition
         super().commit_batch(batch)
 
 
@@ -304,7 +304,14 @@ async def test_fast_commits_run_inline_and_a_slow_disk_moves_them_to_the_thread(
 ) -> None:
     store = SlowStore(tmp_path)
     transport = CheckingTransport(tmp_path / DB_NAME)
-    driver = NodeDriver(PersistThenSend(), transport, store)  # type: ignore[arg-type]
+    # The line between fast and slow at 10 ms rather than the daemons' 1 ms: a real SQLite
+    # commit on a loaded CI machine can average a few ms, a slow disk here takes 50.
+    driver = NodeDriver(
+        PersistThenSend(),
+        transport,  # type: ignore[arg-type]
+        store,
+        inline_commit=0.01,
+    )
     main = threading.current_thread().name
     try:
         for n in range(1, 21):  # one frame at a time: nothing is ever in flight
