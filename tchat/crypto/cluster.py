@@ -56,7 +56,12 @@ from cryptography.hazmat.primitives.serialization import (
 
 from tchat.crypto.errors import CryptoError, Reason
 from tchat.crypto.identity import fingerprint, raw_public, raw_seed, short_fingerprint
-from tchat.crypto.keyfiles import KeyFileError, read_secret_line, write_secret_file
+from tchat.crypto.keyfiles import (
+    KeyFileError,
+    load_or_create_line,
+    read_secret_line,
+    write_secret_file,
+)
 
 SECRET_SIZE = 32
 ENV_VAR = "TCHAT_CLUSTER_KEY"
@@ -276,15 +281,9 @@ class ServerKeys:
 
 def load_or_create_server_keys(data_dir: Path) -> ServerKeys:
     """The server's keys in ``data_dir/server.key``, created 0600 on first start."""
-    path = data_dir / SERVER_KEY_FILE
-    try:
-        return ServerKeys.parse_line(read_secret_line(path), str(path))
-    except KeyFileError as exc:
-        if exc.reason is not Reason.MISSING:
-            raise
-    keys = ServerKeys.generate()
-    try:
-        write_secret_file(path, (keys.export_line() + "\n").encode("ascii"))
-    except FileExistsError:
-        return ServerKeys.parse_line(read_secret_line(path), str(path))
-    return keys
+    return load_or_create_line(
+        data_dir / SERVER_KEY_FILE,
+        ServerKeys.parse_line,
+        ServerKeys.generate,
+        ServerKeys.export_line,
+    )

@@ -28,12 +28,10 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from tchat.crypto.errors import CryptoError, Reason
+from tchat.crypto.errors import CryptoError
 from tchat.crypto.keyfiles import (
-    KeyFileError,
     client_data_dir,
-    read_secret_line,
-    write_secret_file,
+    load_or_create_line,
 )
 
 IDENTITY_FILE = "identity.key"
@@ -117,18 +115,8 @@ class Identity:
 def load_or_create_identity(path: Path | None = None) -> Identity:
     """The identity in ``path`` (default: the client data dir); created 0600 if absent."""
     path = client_data_dir() / IDENTITY_FILE if path is None else path
-    try:
-        return Identity.parse_line(read_secret_line(path), str(path))
-    except KeyFileError as exc:
-        if exc.reason is not Reason.MISSING:
-            raise
-    identity = Identity.generate()
-    try:
-        write_secret_file(path, (identity.export_line() + "\n").encode("ascii"))
-    except FileExistsError:
-        # Another tchat of the same user created it first: use that one, never overwrite.
-        return Identity.parse_line(read_secret_line(path), str(path))
-    return identity
+    # Another tchat of the same user may create it first: that one is used, never overwritten.
+    return load_or_create_line(path, Identity.parse_line, Identity.generate, Identity.export_line)
 
 
 def _binding_message(handshake_hash: bytes, name: str) -> bytes:

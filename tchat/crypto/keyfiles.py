@@ -31,8 +31,9 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from tchat.crypto.errors import CryptoError, Reason
 
@@ -203,6 +204,31 @@ def read_secret_line(path: Path, max_size: int = MAX_KEY_LINE) -> str:
         lines = len(text.splitlines()) if text else 0
         raise KeyFileError(f"{path} must hold one line, not {lines}", Reason.MALFORMED)
     return text
+
+
+K = TypeVar("K")
+
+
+def load_or_create_line(
+    path: Path,
+    parse: Callable[[str, str], K],
+    generate: Callable[[], K],
+    export: Callable[[K], str],
+) -> K:
+    """The key in the one-line secret file ``path`` (``parse(line, where)``), or a new one
+    (``generate()``, written there 0600 as ``export(key)``) if the file is absent. Never
+    overwrites: if another process created the file first, its key is the one used."""
+    try:
+        return parse(read_secret_line(path), str(path))
+    except KeyFileError as exc:
+        if exc.reason is not Reason.MISSING:
+            raise
+    key = generate()
+    try:
+        write_secret_file(path, (export(key) + "\n").encode("ascii"))
+    except FileExistsError:
+        return parse(read_secret_line(path), str(path))
+    return key
 
 
 def _fsync_dir(path: Path) -> None:
