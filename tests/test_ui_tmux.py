@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import REPO, Cluster, WaitTimeout, wait_for
+from tests.cluster_harness import REPO, Client, Cluster, WaitTimeout, wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -91,6 +91,24 @@ class Tmux:
             Path(socket_path).unlink(missing_ok=True)
 
 
+def tui_env(cluster: Cluster) -> dict[str, str]:
+    """The environment of a tchat run in a private tmux server against ``cluster``."""
+    env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
+    env.pop("TMUX", None)
+    return env
+
+
+def servers_and_bob(cluster: Cluster, room: str) -> Client:
+    """Two daemons, and bob (headless) in ``room``: whom the client under test talks to."""
+    for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
+        daemon.started()
+    bob = cluster.client("bob")
+    bob.wait_event("ready", 15)
+    bob.send(f"/join {room}")
+    bob.wait_event("joined", room=room)
+    return bob
+
+
 def _quote(part: str) -> str:
     return "'" + part.replace("'", "'\\''") + "'"
 
@@ -104,8 +122,7 @@ def test_tchat_user_in_tmux(tmp_path: Path) -> None:
         bob.wait_event("ready", 15)
         bob.send("/join lobby")
         bob.wait_event("joined", room="lobby")
-        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
-        env.pop("TMUX", None)
+        env = tui_env(cluster)
         tmux = Tmux(env, tmp_path / "tui.exit")
         command = [
             sys.executable,
@@ -144,8 +161,7 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
             daemon.started()
-        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
-        env.pop("TMUX", None)
+        env = tui_env(cluster)
         tmux = Tmux(env, tmp_path / "dash.exit")
         command = [
             sys.executable,
@@ -178,14 +194,8 @@ def test_tchat_server_dashboard_in_tmux(tmp_path: Path) -> None:
 def test_fast_typing_and_a_multiline_paste_in_tmux(tmp_path: Path) -> None:
     """Keys in one burst arrive line by line; a bracketed paste is one message with its lines."""
     with Cluster(tmp_path) as cluster:
-        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
-            daemon.started()
-        bob = cluster.client("bob")
-        bob.wait_event("ready", 15)
-        bob.send("/join lobby")
-        bob.wait_event("joined", room="lobby")
-        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
-        env.pop("TMUX", None)
+        bob = servers_and_bob(cluster, "lobby")
+        env = tui_env(cluster)
         tmux = Tmux(env, tmp_path / "tui.exit")
         command = [sys.executable, "-m", "tchat", "--user", "alice", *cluster.net_args()]
         try:

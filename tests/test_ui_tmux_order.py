@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import REPO, Cluster, Daemon, wait_for
-from tests.test_ui_tmux import Tmux, _quote
+from tests.cluster_harness import Cluster, Daemon, wait_for
+from tests.test_ui_tmux import Tmux, _quote, servers_and_bob, tui_env
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -26,8 +26,7 @@ pytestmark = [
 
 
 def tui(cluster: Cluster, tmp: Path) -> tuple[Tmux, list[str]]:
-    env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
-    env.pop("TMUX", None)
+    env = tui_env(cluster)
     command = [
         sys.executable,
         "-m",
@@ -54,12 +53,7 @@ def test_a_mention_rings_the_terminal_bell_in_tmux(tmp_path: Path) -> None:
     """A plain line stays quiet; a line naming alice rings: tmux sees the BEL (alert-bell)."""
     rang = tmp_path / "bell"
     with Cluster(tmp_path) as cluster:
-        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
-            daemon.started()
-        bob = cluster.client("bob")
-        bob.wait_event("ready", 15)
-        bob.send("/join lobby")
-        bob.wait_event("joined", room="lobby")
+        bob = servers_and_bob(cluster, "lobby")
         tmux, command = tui(cluster, tmp_path)
         with running(tmux, command):
             # tmux runs the hook for every bell in a window (monitor-bell and bell-action
@@ -177,12 +171,7 @@ def _zombie(pid: int) -> bool:
 def test_scrollback_from_the_input_line_in_tmux(tmp_path: Path) -> None:
     """PgUp and End work while typing; scrolled up, new lines show as "-- more (N new) --"."""
     with Cluster(tmp_path) as cluster:
-        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
-            daemon.started()
-        bob = cluster.client("bob")
-        bob.wait_event("ready", 15)
-        bob.send("/join lobby")
-        bob.wait_event("joined", room="lobby")
+        bob = servers_and_bob(cluster, "lobby")
         tmux, command = tui(cluster, tmp_path)
         with running(tmux, command):
             tmux.wait_screen("serving", 20)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import REPO, Cluster, wait_for
-from tests.test_ui_tmux import Tmux
+from tests.cluster_harness import Cluster, wait_for
+from tests.test_ui_tmux import Tmux, servers_and_bob, tui_env
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -22,14 +22,8 @@ pytestmark = [
 
 def test_rooms_kept_across_a_logout(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
-        for daemon in [cluster.daemon(server_id=i, wait=False) for i in (1, 2)]:
-            daemon.started()
-        bob = cluster.client("bob")
-        bob.wait_event("ready", 15)
-        bob.send("/join ops")
-        bob.wait_event("joined", room="ops")
-        env = dict(cluster.env, TERM="xterm-256color", PYTHONPATH=str(REPO))
-        env.pop("TMUX", None)
+        bob = servers_and_bob(cluster, "ops")
+        env = tui_env(cluster)
         command = [sys.executable, "-m", "tchat", "--user", "alice", *cluster.net_args()]
 
         first = Tmux(env, tmp_path / "first.exit")
