@@ -113,7 +113,6 @@ class Room:
     async def join(self, name: str) -> str:
         client = self.clients[name]
         await asyncio.wait_for(client.acked(client.submit(JoinRoom(ROOM))), TIMEOUT)
-        entered = [e for e in self.events[name] if isinstance(e, RoomEntered)]
         await until(lambda: any(isinstance(e, RoomEntered) for e in self.events[name]))
         entered = [e for e in self.events[name] if isinstance(e, RoomEntered)]
         return entered[-1].info.group
@@ -123,6 +122,12 @@ class Room:
         await asyncio.wait_for(
             client.acked(client.submit(SendChat(ROOM, None, text, False))), TIMEOUT
         )
+
+    async def say_and_see(self, name: str, texts: list[str], seen_by: str = "bob") -> None:
+        """``name`` says ``texts`` in the room; returns once ``seen_by`` shows them all."""
+        for text in texts:
+            await self.say(name, text)
+        await until(lambda: set(texts) <= set(self.shown(seen_by)))
 
     def shown(self, name: str) -> list[str]:
         return [
@@ -153,9 +158,7 @@ async def test_a_lan_host_in_the_group_reads_no_text_and_cannot_forge_or_replay(
         await room.join("bob")
         sniffer = Sniffer(group)
         texts = [f"secret plans number {i}" for i in range(5)]
-        for text in texts:
-            await room.say("alice", text)
-        await until(lambda: set(texts) <= set(room.shown("bob")))
+        await room.say_and_see("alice", texts)
         await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
         for datagram in sniffer.heard:
             assert b"secret plans" not in datagram, "room text readable off the wire"
@@ -181,9 +184,7 @@ async def test_a_forged_or_replayed_room_datagram_is_not_shown_and_is_counted(
         await room.join("bob")
         sniffer = Sniffer(group)
         texts = [f"secret plans number {i}" for i in range(5)]
-        for text in texts:
-            await room.say("alice", text)
-        await until(lambda: set(texts) <= set(room.shown("bob")))
+        await room.say_and_see("alice", texts)
         await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
 
         # A forged frame: the next one in the chain, from a user who does not exist.
@@ -293,9 +294,7 @@ async def test_a_member_who_missed_a_rotation_repairs_and_sees_everything(
         carol = room.clients["carol"]
         await asyncio.wait_for(carol.acked(carol.submit(LeaveRoom(ROOM))), TIMEOUT)
         texts = [f"after the rotation {i}" for i in range(10)]
-        for text in texts:
-            await room.say("alice", text)
-        await until(lambda: set(texts) <= set(room.shown("bob")))
+        await room.say_and_see("alice", texts)
         assert lost, "bob was granted the rotated key (and lost it)"
         assert [t for t in room.shown("bob") if t.startswith("after")] == texts
         # Bob's repair welcomes him again, and the Welcome carries his keys at once (not
@@ -355,9 +354,7 @@ async def test_a_new_leader_rotates_every_room_and_members_read_on(tmp_path: Pat
         await until(lambda: bob.node.leader_id == other.server_id)  # type: ignore[union-attr]
         await until(lambda: room.clients["alice"].node.leader_id == other.server_id)  # type: ignore[union-attr]
         texts = [f"under the second leader {i}" for i in range(5)]
-        for text in texts:
-            await room.say("alice", text)
-        await until(lambda: set(texts) <= set(room.shown("bob")))
+        await room.say_and_see("alice", texts)
         assert keys.rooms[ROOM].epoch > first_epoch, "the new leader's own key"
         assert room.drops("bob").get("bad-room-tag", 0) == 0
         assert room.shown("bob").count(texts[0]) == 1
