@@ -39,24 +39,18 @@ def status_reply(node: ServerView, nonce: int, full: bool = False) -> StatusRepl
     else's business. Servers' addresses stay: a client needs them to connect.
     """
     live = tuple(sorted(node.live_backups | {node.server_id}))
+    who = (
+        node.server_id,
+        node.config.addr,
+        node.role.value,
+        node.epoch,
+        node.leader_id,
+        node.leader_addr,
+        node.servers,
+        live,
+    )
     if not full:
-        return StatusReply(
-            node.server_id,
-            node.config.addr,
-            node.role.value,
-            node.epoch,
-            node.leader_id,
-            node.leader_addr,
-            node.servers,
-            live,
-            (),
-            (),
-            0,
-            nonce,
-            0,
-            0,
-            full=False,
-        )
+        return StatusReply(*who, (), (), 0, nonce, 0, 0, full=False)
     state = node.state
     names = sorted(state.rooms)[:STATUS_ROOMS]
     rooms = tuple(
@@ -74,19 +68,4 @@ def status_reply(node: ServerView, nonce: int, full: bool = False) -> StatusRepl
     # Long names and addresses made 300 users ~120 KB.
     rooms = rooms[: codec.take(rooms, codec.packed_size, codec.FRAME_BUDGET // 3)]
     users = users[: codec.take(users, codec.packed_size, codec.FRAME_BUDGET // 3)]
-    return StatusReply(
-        node.server_id,
-        node.config.addr,
-        node.role.value,
-        node.epoch,
-        node.leader_id,
-        node.leader_addr,
-        node.servers,
-        live,
-        users,
-        rooms,
-        len(node.log),
-        nonce,
-        len(state.users),
-        len(state.rooms),
-    )
+    return StatusReply(*who, users, rooms, len(node.log), nonce, len(state.users), len(state.rooms))
