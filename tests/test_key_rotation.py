@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 from pathlib import Path
 
-from cluster_harness import Client, Cluster, Daemon, wait_for
+from cluster_harness import REPO, Client, Cluster, Daemon, wait_for
 
 from tchat.crypto.cluster import ClusterSecret
 
@@ -33,6 +35,16 @@ def chat(alice: Client, bob: Client, texts: list[str], text: str) -> None:
     bob.wait_event("message", 20, text=text)
 
 
+def unpinned_status(cluster: Cluster, home: Path) -> dict[str, object]:
+    """``tchat status --json`` as a LAN user who never pinned this cluster (no key)."""
+    env = {**cluster.status_env(keyed=False), "XDG_DATA_HOME": str(home)}
+    done = subprocess.run(
+        cluster.status_argv(0.6), capture_output=True, text=True, env=env, cwd=REPO, timeout=15
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
 def test_a_rolling_rotation_keeps_the_cluster_up_and_shuts_the_old_key_out(
     tmp_path: Path,
 ) -> None:
@@ -51,7 +63,7 @@ def test_a_rolling_rotation_keeps_the_cluster_up_and_shuts_the_old_key_out(
 
         steps = [
             ["--next-cluster-key-file", new_file],  # 1. the new key as next
-            ["--cluster-key-file", new_file, "--next-cluster-key-file", old_file],  # 2. switch
+            ["--cluster-key-file", new_file, "--previous-cluster-key-file", old_file],  # 2.
             ["--cluster-key-file", new_file],  # 3. the old key dropped
         ]
         for step, args in enumerate(steps, 1):
@@ -61,6 +73,16 @@ def test_a_rolling_rotation_keeps_the_cluster_up_and_shuts_the_old_key_out(
                 alice.send(f"/msg bob {texts[-1]}")
                 daemons[i] = restart(cluster, daemon, args)
                 chat(alice, bob, texts, f"step {step} server {daemon.server_id}")
+                if step == 2 and i == 0:
+                    # Servers answer under two keys now: one cluster to a user with no pin
+                    # (the old key vouches for the new), not a choice between two.
+                    seen = unpinned_status(cluster, tmp_path / "stranger")
+                    assert seen["cluster"] == {
+                        "fingerprint": new.public_key.fingerprint,
+                        "pinned": None,
+                        "rotating_from": old.public_key.fingerprint,
+                    }, seen
+                    assert {s["id"] for s in seen["servers"] if s["answered"]} == {1, 2, 3}
 
         # Nothing lost, nothing twice: every PM reached bob once (one sender: in order).
         got = [e["text"] for e in bob.of("message")]

@@ -74,8 +74,13 @@ INFO_DATAGRAM_ROOT = b"tchat datagram root v1"
 INFO_ADMIN_MAC = b"tchat admin mac v1"
 ADMIN_DOMAIN = b"tchat admin v1\0"
 # A rotation: the key of a secret a server still holds signs the key it now presents, so
-# a client that pinned the first takes the second without a key-changed stop.
+# a client that pinned the first takes the second without a key-changed stop. Forward (step
+# 2): the previous key vouches for the current one, which clients then pin. Back (step 1):
+# the next key vouches for the current one it will replace, which a client that already
+# pinned the next key accepts for the run without moving its pin back to it.
 VOUCH_DOMAIN = b"tchat cluster vouch v1\0"
+VOUCH_BACK_DOMAIN = b"tchat cluster vouch back v1\0"
+FORWARD, BACK = "forward", "back"
 VOUCH_SIZE = 32 + 64  # the vouching key, its signature
 
 
@@ -128,12 +133,19 @@ class ClusterPublicKey:
             raise CryptoError("the cluster public key is not a valid Ed25519 key") from None
 
     def vouches_for(self, other: ClusterPublicKey, signature: bytes) -> bool:
-        """Whether ``signature`` is this key's vouch for ``other`` (never raises)."""
-        try:
-            self.key().verify(bytes(signature), VOUCH_DOMAIN + other.raw)
-        except (CryptoError, InvalidSignature, ValueError):
-            return False
-        return True
+        """Whether ``signature`` is this key's forward vouch for ``other`` (never raises)."""
+        return self.vouch_direction(other, signature) == FORWARD
+
+    def vouch_direction(self, other: ClusterPublicKey, signature: bytes) -> str | None:
+        """FORWARD if ``signature`` is this key's vouch for ``other`` as its successor, BACK
+        if for ``other`` as the key this one replaces, None if neither (never raises)."""
+        for direction, domain in ((FORWARD, VOUCH_DOMAIN), (BACK, VOUCH_BACK_DOMAIN)):
+            try:
+                self.key().verify(bytes(signature), domain + other.raw)
+            except (CryptoError, InvalidSignature, ValueError):
+                continue
+            return direction
+        return None
 
 
 @dataclass(frozen=True)
@@ -177,10 +189,12 @@ class ClusterSecret:
         """The HMAC-SHA256 key of operator commands (``tchat admin ...``)."""
         return hkdf(self.raw, INFO_ADMIN_MAC)
 
-    def vouch_for(self, other: ClusterPublicKey) -> bytes:
+    def vouch_for(self, other: ClusterPublicKey, forward: bool = True) -> bytes:
         """``public_key | signature`` (VOUCH_SIZE bytes): this secret's cluster key vouches
-        for ``other``, the key of the secret a rotating server now certifies with."""
-        return self.public_key.raw + self.signing_key.sign(VOUCH_DOMAIN + other.raw)
+        for ``other``, the key of the secret a rotating server certifies with: as its
+        successor (``forward``, step 2), or as the key it replaces (step 1)."""
+        domain = VOUCH_DOMAIN if forward else VOUCH_BACK_DOMAIN
+        return self.public_key.raw + self.signing_key.sign(domain + other.raw)
 
     def admin_mac(self, command: bytes) -> bytes:
         """HMAC-SHA256 of an encoded admin command (the caller puts a nonce or time in it)."""

@@ -2,10 +2,12 @@
 
 A client with no pin for its discovery label (and no ``--cluster``) hears discovery replies
 for ``CHOICE_WINDOW`` seconds after the first one, grouped by the cluster key they are
-signed under. One cluster: pinned on first use (TOFU) and followed. More than one: the
-user chooses (the Textual client shows them; the headless client reports them and stops),
-because the first to answer may be a rogue. A pinned client never gets here: its
-datagrams from other clusters are refused by ``ClientDatagrams`` (``unknown-cluster``).
+signed under. One cluster: pinned on first use (TOFU) and followed. Two keys of one
+rotation (one vouches for the other: ``trust.rotations``) are one cluster: the new key is
+pinned, the old one taken for the run. More than one: the user chooses (the Textual
+client shows them; the headless client reports them and stops), because the first to
+answer may be a rogue. A pinned client never gets here: its datagrams from other clusters
+are refused by ``ClientDatagrams`` (``unknown-cluster``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tchat.crypto.known_clusters import KeyChanged
 from tchat.runtime.connection import DropCounters
 from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.secure import ClusterTrust
+from tchat.runtime.trust import rotations
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class _Heard:
     reply: DiscoverReply
     peer: str
     servers: set[str]
+    vouch: bytes = b""  # a rotating server's vouch (checked by trust.rotations)
 
 
 def describe(offers: tuple[ClusterOffer, ...]) -> str:
@@ -113,6 +117,7 @@ class ClusterChoice:
             entry.servers.add(message.addr)
         # The latest view of that cluster is the one to follow once chosen.
         entry.reply, entry.peer = message, peer
+        entry.vouch = heard.vouch or entry.vouch
         if self._timer is None and self.state is ChoiceState.LISTENING:
             self._timer = asyncio.get_running_loop().call_later(self.window, self._decide)
         return False
@@ -136,6 +141,14 @@ class ClusterChoice:
             (entry,) = self.heard.values()
             self._choose(entry)
             return
+        joined = rotations(
+            {fp: entry.key for fp, entry in self.heard.items()},
+            {fp: entry.vouch for fp, entry in self.heard.items() if entry.vouch},
+        )
+        new_keys = {joined.get(fp, fp) for fp in self.heard}
+        if len(new_keys) == 1:
+            self._choose_rotating(self.heard[new_keys.pop()])
+            return
         self.state = ChoiceState.ASKING
         offers = self.offers()
         text = describe(offers)
@@ -154,6 +167,22 @@ class ClusterChoice:
         if len(matches) != 1:
             return None
         return self._choose(matches[0])
+
+    def _choose_rotating(self, new: _Heard) -> None:
+        """A cluster heard in the middle of a secret rotation: pin its new key; the servers
+        not switched yet (their step-1 vouch: the new key names theirs the one it replaces)
+        are taken for this run, without the pin moving back to a key on its way out."""
+        old = [entry for entry in self.heard.values() if entry is not new]
+        if self._choose(new) is None:
+            return
+        for entry in old:
+            if not self.trust.take_vouched(entry.key, entry.vouch):
+                logger.warning(
+                    "cluster %s is rotating from %s, whose servers sent no vouch by the new"
+                    " key: they are not followed",
+                    new.key.fingerprint,
+                    entry.key.fingerprint,
+                )
 
     def _choose(self, entry: _Heard) -> str | None:
         if not self._take(entry.key):

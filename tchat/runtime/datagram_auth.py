@@ -82,6 +82,9 @@ class Heard:
     server_id: int | None = None  # the sealing or certified sender; None: unauthenticated
     cluster: ClusterPublicKey | None = None  # the signer's cluster (signed datagrams)
     sealed: bool = False
+    # A rotating server's vouch (another cluster key's signature on ``cluster``), as sent:
+    # checked by whoever groups the clusters heard (trust.rotations), not here.
+    vouch: bytes = b""
 
 
 def _reason(exc: CryptoError) -> str:
@@ -284,7 +287,7 @@ class ClientDatagrams:
         self.caches.move_to_end(raw)
         while len(self.caches) > CLUSTER_CACHES:
             self.caches.popitem(last=False)
-        return Heard(signed.body, signed.cert.server_id, cluster)
+        return Heard(signed.body, signed.cert.server_id, cluster, vouch=vouch)
 
     def _vouched(self, cluster: ClusterPublicKey, vouch: bytes, data: bytes) -> Heard:
         """A datagram under a key our pin does not name, with a vouch: verified under that

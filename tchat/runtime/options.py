@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_DISCOVERY_PORT = 47470
 MAX_FALLBACK_SERVERS = 16  # each discovery round sends one datagram to each
 KEY_ENV = "TCHAT_CLUSTER_KEY"
-NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret (docs/OPERATIONS.md)
+NEXT_KEY_ENV = "TCHAT_NEXT_CLUSTER_KEY"  # a rotation's next secret, step 1 (OPERATIONS.md)
+PREVIOUS_KEY_ENV = "TCHAT_PREVIOUS_CLUSTER_KEY"  # the previous secret, step 2
 PASSWORD_ENV = "TCHAT_PASSWORD"
 MAX_AUTO_AWAY = 24 * 60  # minutes: a day; longer is "never", which 0 says
 
@@ -50,10 +51,13 @@ class NetOptions:
     # Where the key came from ("environment", "key file PATH", "config PATH", "data dir"):
     # said in the log, never the key itself.
     key_source: str = ""
-    # During a rotation: the secret servers also accept (open, verify) while they still
-    # seal and certify with cluster_key; same form, checked the same way.
-    next_cluster_key: bytes | None = None
-    next_key_source: str = ""
+    # During a rotation: the secret servers also accept (open, verify) while they seal and
+    # certify with cluster_key; same form, checked the same way. The next secret in step 1,
+    # the previous one in step 2 (``other_key_is_previous``): it says which way the vouch
+    # a server sends points, so clients move their pin forward only.
+    other_cluster_key: bytes | None = None
+    other_key_source: str = ""
+    other_key_is_previous: bool = False
     # --insecure: no cluster key, plaintext TCP, no certificates, no pins (said loudly).
     insecure: bool = False
     mode: str = "client"  # client | server | daemon | headless
@@ -216,8 +220,15 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         "--next-cluster-key-file",
         type=Path,
         metavar="FILE",
-        help="a server's next cluster secret during a rotation (or $"
+        help="a server's next cluster secret during a rotation's step 1 (or $"
         f"{NEXT_KEY_ENV}): accepted beside the current one (docs/OPERATIONS.md)",
+    )
+    net.add_argument(
+        "--previous-cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help="a server's previous cluster secret during a rotation's step 2 (or $"
+        f"{PREVIOUS_KEY_ENV}): accepted beside the current one, and it vouches for it",
     )
     # Gone: an argument is in `ps` and /proc/PID/cmdline for every local user to read.
     net.add_argument("--cluster-key", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
@@ -336,27 +347,30 @@ def _load_toml(path: Path | None, explicit: bool) -> dict[str, Any]:
         raise SystemExit(f"tchat: cannot read config {path}: {exc}") from exc
 
 
-def next_cluster_key_of(
-    args: argparse.Namespace, conf: dict[str, Any], config_path: Path
+def other_cluster_key_of(
+    args: argparse.Namespace, conf: dict[str, Any], config_path: Path, which: str
 ) -> tuple[bytes | None, str]:
-    """A rotation's next secret: --next-cluster-key-file > $TCHAT_NEXT_CLUSTER_KEY > the
-    config's ``next_cluster_key_file``; (None, "") when none is given."""
+    """A rotation's other secret, ``which`` = "next" (step 1) or "previous" (step 2):
+    --WHICH-cluster-key-file > $TCHAT_WHICH_CLUSTER_KEY > the config's
+    ``WHICH_cluster_key_file``; (None, "") when none is given."""
     from tchat.crypto.cluster import ClusterSecret, parse_secret, read_cluster_secret
     from tchat.crypto.errors import CryptoError
 
+    setting = f"{which}_cluster_key_file"
+    env_var = NEXT_KEY_ENV if which == "next" else PREVIOUS_KEY_ENV
     try:
-        given = getattr(args, "next_cluster_key_file", None)
-        named = conf.get("next_cluster_key_file")
+        given = getattr(args, setting, None)
+        named = conf.get(setting)
         if given is None and named is not None and not isinstance(named, str):
-            refuse(f"next_cluster_key_file in {config_path} must be a path")
-        env = os.environ.get(NEXT_KEY_ENV)
+            refuse(f"{setting} in {config_path} must be a path")
+        env = os.environ.get(env_var)
         where = given if given is not None else (named if not env else None)
         if where is not None:
             path = Path(where).expanduser()
             return read_cluster_secret(path).export_line().encode(), f"key file {path}"
         if env:
-            secret = ClusterSecret(parse_secret(env, NEXT_KEY_ENV))
-            return secret.export_line().encode(), "environment (next)"
+            secret = ClusterSecret(parse_secret(env, env_var))
+            return secret.export_line().encode(), f"environment ({which})"
     except KeyFileError as exc:
         refuse(str(exc))
     except CryptoError as exc:
@@ -486,16 +500,25 @@ def options_from_args(args: argparse.Namespace, mode: str) -> NetOptions:
         values["identity"] = Path(values["identity"]).expanduser()
     values["cluster_key"], values["key_source"] = cluster_key_of(args, conf, config_path)
     values["insecure"] = bool(getattr(args, "insecure", None) or conf.get("insecure") is True)
-    values["next_cluster_key"], values["next_key_source"] = next_cluster_key_of(
-        args, conf, config_path
+    following = other_cluster_key_of(args, conf, config_path, "next")
+    previous = other_cluster_key_of(args, conf, config_path, "previous")
+    if following[0] is not None and previous[0] is not None:
+        refuse(
+            "a rotation is at one step: the next cluster key (step 1) or the previous one"
+            ' (step 2), not both (docs/OPERATIONS.md, "Rotating the cluster secret")'
+        )
+    values["other_key_is_previous"] = previous[0] is not None
+    values["other_cluster_key"], values["other_key_source"] = (
+        previous if previous[0] is not None else following
     )
     if values["insecure"] and values["cluster_key"] is not None:
         refuse(f"--insecure runs without a cluster key, but one is given ({values['key_source']})")
-    if values["next_cluster_key"] is not None:
+    if values["other_cluster_key"] is not None:
+        which = "previous" if values["other_key_is_previous"] else "next"
         if values["insecure"]:
-            refuse("--insecure runs without cluster keys, but a next one is given")
-        if values["next_cluster_key"] == values["cluster_key"]:
-            refuse(f"the next cluster key ({values['next_key_source']}) is the current one")
+            refuse(f"--insecure runs without cluster keys, but a {which} one is given")
+        if values["other_cluster_key"] == values["cluster_key"]:
+            refuse(f"the {which} cluster key ({values['other_key_source']}) is the current one")
     if getattr(args, "password_prompt", False):
         values["password"] = account_password(mode, values["insecure"], values.get("user"))
     if flat.get("multicast") is False or getattr(args, "no_multicast", None):

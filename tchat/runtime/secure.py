@@ -93,24 +93,31 @@ class ServerCredentials:
     server_id: int
     cert: bytes
     issued: float
-    # During a rotation, the secret also accepted (docs/OPERATIONS.md): never used to
-    # seal or certify, only to open and verify what a server already switched sends.
-    next_secret: ClusterSecret | None = None
+    # During a rotation, the other secret also accepted (docs/OPERATIONS.md): never used
+    # to seal or certify, only to open and verify what a server at the other step sends.
+    # The next one in step 1 (--next-cluster-key-file), the previous one in step 2
+    # (--previous-cluster-key-file): which way its vouch points.
+    other_secret: ClusterSecret | None = None
+    other_is_previous: bool = False
     _vouch: bytes | None = None
 
     @property
     def vouch(self) -> bytes:
-        """The other secret's vouch for the key we present (b"" outside a rotation)."""
-        if self.next_secret is None:
+        """The other secret's vouch for the key we present (b"" outside a rotation):
+        forward from the previous key (clients move their pin to ours), or back from the
+        next key (clients that pinned it take ours for the run, their pin stays)."""
+        if self.other_secret is None:
             return b""
         if self._vouch is None:
-            self._vouch = self.next_secret.vouch_for(self.secret.public_key)
+            self._vouch = self.other_secret.vouch_for(
+                self.secret.public_key, forward=self.other_is_previous
+            )
         return self._vouch
 
     @property
     def secrets(self) -> tuple[ClusterSecret, ...]:
         """Every secret this server accepts, the current one first."""
-        return (self.secret,) if self.next_secret is None else (self.secret, self.next_secret)
+        return (self.secret,) if self.other_secret is None else (self.secret, self.other_secret)
 
     @classmethod
     def issue(
@@ -150,11 +157,13 @@ class WireSecurity:
         keys: ServerKeys,
         server_id: int,
         clock: Callable[[], float],
-        next_secret: ClusterSecret | None = None,
+        other_secret: ClusterSecret | None = None,
+        other_is_previous: bool = False,
     ) -> WireSecurity:
         credentials = ServerCredentials.issue(secret, keys, server_id, clock())
-        credentials.next_secret = next_secret
-        also = (next_secret.public_key,) if next_secret is not None else ()
+        credentials.other_secret = other_secret
+        credentials.other_is_previous = other_is_previous
+        also = (other_secret.public_key,) if other_secret is not None else ()
         return cls(ClusterTrust(secret.public_key, also), credentials, clock)
 
     @property

@@ -186,20 +186,25 @@ class ServerService:
             parse_secret(opts.cluster_key.decode("ascii", "replace"), source), source
         )
         keys = load_or_create_server_keys(self.data_dir)
-        following = None
-        if opts.next_cluster_key is not None:
-            where = opts.next_key_source or "the next cluster key"
-            following = ClusterSecret(
-                parse_secret(opts.next_cluster_key.decode("ascii", "replace"), where), where
+        other = None
+        which = "previous" if opts.other_key_is_previous else "next"
+        if opts.other_cluster_key is not None:
+            where = opts.other_key_source or f"the {which} cluster key"
+            other = ClusterSecret(
+                parse_secret(opts.other_cluster_key.decode("ascii", "replace"), where), where
             )
-        security = WireSecurity.for_server(secret, keys, self.server_id, time.time, following)
+        security = WireSecurity.for_server(
+            secret, keys, self.server_id, time.time, other, opts.other_key_is_previous
+        )
         logger.info("cluster fingerprint %s", security.fingerprint)
-        if following is not None:
+        if other is not None:
             # Said at every start of a rotation's server: the step it is at shows in the log.
             logger.warning(
-                "cluster key rotation: also accepting the next key %s (from %s); sealing and"
-                " certifying with the current one %s",
-                following.public_key.fingerprint,
+                "cluster key rotation (step %d): also accepting the %s key %s (from %s);"
+                " sealing and certifying with the current one %s",
+                2 if opts.other_key_is_previous else 1,
+                which,
+                other.public_key.fingerprint,
                 where,
                 security.fingerprint,
             )

@@ -20,6 +20,7 @@ from tchat.core.messages import (
     StatusReply,
     StatusRequest,
 )
+from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.known_clusters import KnownClusters
 from tchat.runtime import discovery, eventloop
@@ -28,8 +29,10 @@ from tchat.runtime.datagram_auth import Heard
 from tchat.runtime.options import KEY_ENV, NetOptions, add_network_arguments, options_from_args
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 from tchat.runtime.transport import Transport
+from tchat.runtime.trust import rotations
 
 REBROADCAST = 0.15
+MAX_KEYS = 16  # cluster keys remembered for grouping: more is a flood, not a LAN
 
 
 @dataclass
@@ -39,10 +42,30 @@ class Gathered:
 
     clusters: dict[str, dict[int, StatusReply]] = field(default_factory=dict)
     pinned: str = ""  # the pin for this discovery label ("" if none)
+    keys: dict[str, ClusterPublicKey] = field(default_factory=dict)
+    vouches: dict[str, bytes] = field(default_factory=dict)  # a rotating server's vouch
+    # During a rotation the servers answer under two keys: the old key's fingerprint ->
+    # the new one's, once join_rotations() merged their replies under the new one.
+    rotated: dict[str, str] = field(default_factory=dict)
 
     def replies(self, fingerprint: str) -> list[StatusReply]:
         found = self.clusters.get(fingerprint, {})
         return [found[k] for k in sorted(found)]
+
+    def join_rotations(self) -> None:
+        """One cluster for the two keys of a rotation (a vouch by one for the other):
+        every server listed, under the new key; a lone key stays as it was."""
+        for fp, new in rotations(self.keys, self.vouches).items():
+            if fp == new or fp not in self.clusters or new not in self.clusters:
+                continue
+            merged = self.clusters.pop(fp)
+            merged.update(self.clusters[new])  # a server heard under both: its new key's
+            self.clusters[new] = merged
+            self.rotated[fp] = new
+
+    def current(self, fingerprint: str) -> str:
+        """``fingerprint``, or the new key of the rotation it was merged into."""
+        return self.rotated.get(fingerprint, fingerprint)
 
 
 def status_requests(options: NetOptions, addr: str, nonce: int) -> list[StatusRequest]:
@@ -82,7 +105,12 @@ async def gather_clusters(options: NetOptions, wait: float) -> Gathered:
     signer: dict[str, str] = {}  # peer -> fingerprint of the datagram just verified
 
     def on_heard(message: Message, src: str, verified: Heard) -> bool:
-        signer[src] = verified.cluster.fingerprint if verified.cluster is not None else ""
+        key = verified.cluster
+        signer[src] = key.fingerprint if key is not None else ""
+        if key is not None and len(heard.keys) < MAX_KEYS:
+            heard.keys[key.fingerprint] = key
+            if verified.vouch:
+                heard.vouches[key.fingerprint] = verified.vouch
         return True
 
     def on_message(message: Message, src: str) -> None:
@@ -106,6 +134,7 @@ async def gather_clusters(options: NetOptions, wait: float) -> Gathered:
             await asyncio.sleep(min(REBROADCAST, max(0.0, deadline - loop.time())))
     finally:
         await transport.close()
+    heard.join_rotations()
     return heard
 
 
@@ -113,11 +142,12 @@ def choose(heard: Gathered, expected: str | None) -> tuple[str | None, str]:
     """The cluster to report on (--cluster, else the pinned one, else the only one) and,
     when none can be picked, why."""
     if expected is not None:
-        if expected in heard.clusters:
-            return expected, ""
+        if heard.current(expected) in heard.clusters:
+            return heard.current(expected), ""
         return None, f"the cluster {expected} did not answer"
-    if heard.pinned and heard.pinned in heard.clusters:
-        return heard.pinned, ""
+    pinned = heard.current(heard.pinned) if heard.pinned else ""
+    if pinned and pinned in heard.clusters:
+        return pinned, ""
     if len(heard.clusters) == 1:
         return next(iter(heard.clusters)), ""
     if not heard.clusters:
@@ -189,9 +219,15 @@ def render(summary: dict[str, Any]) -> str:
             note = "no handshake (--insecure, or the leader did not answer)"
         elif pinned is None:
             note = "not pinned here yet"
+        elif pinned == shown:
+            note = "pinned here"
+        elif pinned == cluster.get("rotating_from"):
+            note = "the pin here is the key it rotates from: clients follow the vouch"
         else:
-            note = "pinned here" if pinned == shown else f"DIFFERS from the pin here: {pinned}"
+            note = f"DIFFERS from the pin here: {pinned}"
         lines.append(f"cluster key {shown or '-'}  ({note})")
+        if cluster.get("rotating_from"):
+            lines.append(f"  rotating from {cluster['rotating_from']} (vouched; one cluster)")
     lines.append("servers:")
     for s in summary["servers"]:
         state = "live" if s["live"] else "down"
@@ -252,6 +288,11 @@ def main(argv: list[str]) -> int:
     summary = summarize(replies, insecure)
     # The key every reply of that cluster was signed under, and this user's pin for it.
     summary["cluster"] = {"fingerprint": fingerprint or None, "pinned": heard.pinned or None}
+    rotating = sorted(old for old, new in heard.rotated.items() if new == fingerprint)
+    if rotating:
+        # Some servers still present the old key, which vouches for this one (or this for
+        # it): a rotation under way (docs/OPERATIONS.md), one cluster.
+        summary["cluster"]["rotating_from"] = rotating[0]
     others = sorted(fp for fp in heard.clusters if fp != fingerprint)
     if others:
         summary["other_clusters"] = others

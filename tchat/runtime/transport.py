@@ -350,14 +350,14 @@ class Transport:
 
     def _check_operator_mac(self, frame: bytes) -> None:
         """An operator's frame carries the MAC of the current key, or during a rotation of
-        the next one (the operator may hold either); RemoteProtocolError if neither."""
+        the other one (the operator may hold either); RemoteProtocolError if neither."""
         opts = self.options
         try:
             codec.decode(frame, opts.cluster_key, opts.max_frame)
         except RemoteProtocolError:
-            if opts.next_cluster_key is None:
+            if opts.other_cluster_key is None:
                 raise
-            codec.decode(frame, opts.next_cluster_key, opts.max_frame)
+            codec.decode(frame, opts.other_cluster_key, opts.max_frame)
 
     def _group_datagram(self, data: bytes, peer: str, channel: str) -> None:
         """A multicast datagram of a secure client: a room frame sealed under a key our

@@ -1,14 +1,15 @@
-"""Which cluster keys a node takes: a server its own (and during a rotation its next), a
-client its pin, pinned on first use, and the keys that pin vouches for (a rotation)."""
+"""Which cluster keys a node takes: a server its own (and during a rotation the other
+secret's), a client its pin, pinned on first use, and the keys that pin vouches for (a rotation)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tchat.crypto.certificate import CertificateCache, ServerCertificate
-from tchat.crypto.cluster import VOUCH_SIZE, ClusterPublicKey
+from tchat.crypto.cluster import BACK, FORWARD, VOUCH_SIZE, ClusterPublicKey
 from tchat.crypto.errors import CryptoError
 from tchat.crypto.known_clusters import KeyChanged, KnownClusters
 
@@ -19,7 +20,7 @@ MAX_VOUCHED_KEYS = 4  # keys a client takes on vouches in one run (a rotation ne
 
 class ClusterTrust:
     """Which cluster key an initiator accepts from a server: ``key``, and during a
-    rotation a server also takes the ``also`` keys (its next secret's)."""
+    rotation a server also takes the ``also`` keys (its other secret's)."""
 
     def __init__(
         self, key: ClusterPublicKey | None = None, also: tuple[ClusterPublicKey, ...] = ()
@@ -87,19 +88,36 @@ class PinnedTrust(ClusterTrust):
             raise KeyChanged(self.label, self.key, offered, self.pins.path)
 
     def take_vouched(self, offered: ClusterPublicKey, vouch: bytes) -> bool:
-        """The cluster rotated its secret: ``offered`` comes with a vouch by a key we trust
-        (our pin, or one vouched for in this run). Take it, pin it, and keep taking the
-        keys trusted before (servers not yet switched still present them)."""
+        """The cluster is rotating its secret: ``offered`` comes with a vouch by a key we
+        trust (our pin, or one taken in this run). Forward (a switched server: the key we
+        trust names ``offered`` its successor): take it, pin it, and keep taking the keys
+        trusted before (servers not yet switched still present them). Back (a server not
+        switched yet: the key we trust names ``offered`` the key it replaces): take it for
+        this run only; the pin never moves back to a key on its way out."""
         if len(vouch) != VOUCH_SIZE or self.key is None or self.expected is not None:
             return False
         if any(offered.raw == k.raw for k in self.accepted):
             return True
         voucher = vouch[:32]
         trusted = next((k for k in self.accepted if k.raw == voucher), None)
-        if trusted is None or not trusted.vouches_for(offered, vouch[32:]):
+        if trusted is None:
+            return False
+        direction = trusted.vouch_direction(offered, vouch[32:])
+        if direction is None:
             return False
         if len(self.also) >= MAX_VOUCHED_KEYS:
             return False  # a rotation needs one; more in one run is not one
+        if direction == BACK:
+            self.also = (*self.also, offered)
+            logger.info(
+                "cluster %s: taking %s for this run, the key %s replaces (a server not"
+                " switched yet); the pin stays",
+                self.label,
+                offered.fingerprint,
+                trusted.fingerprint,
+            )
+            return True
+        assert direction == FORWARD
         previous = self.key
         self.pins.forget(self.label)
         self.pins.pin(self.label, offered, datetime.now(UTC))
@@ -126,6 +144,25 @@ def pinned_trust(label: str, expected: str | None, path: Path | None = None) -> 
     if trust is None:
         trust = _trusts[key] = PinnedTrust(pins, label, expected)
     return trust
+
+
+def rotations(keys: Mapping[str, ClusterPublicKey], vouches: Mapping[str, bytes]) -> dict[str, str]:
+    """Clusters heard under the two keys of one rotation (an unpinned client or ``tchat
+    status`` hears both while servers restart): fingerprint -> the fingerprint of the
+    rotation's new key (the new key maps to itself). A pair counts only when one key's
+    vouch for the other verifies: the holder of the one secret endorsed the other, so a
+    rogue cannot join a real cluster's group, nor the real cluster a rogue's."""
+    by_raw = {key.raw: fp for fp, key in keys.items()}
+    joined: dict[str, str] = {}
+    for fp in sorted(vouches):
+        vouch = vouches[fp]
+        other = by_raw.get(vouch[:32]) if len(vouch) == VOUCH_SIZE else None
+        if fp not in keys or other is None or other == fp or fp in joined or other in joined:
+            continue
+        direction = keys[other].vouch_direction(keys[fp], vouch[32:])
+        if direction is not None:
+            joined[fp] = joined[other] = fp if direction == FORWARD else other
+    return joined
 
 
 def verify_under_any(trust: ClusterTrust, blob: bytes, now: float) -> ServerCertificate:
