@@ -294,6 +294,9 @@ async def test_a_member_flooding_forged_signatures_costs_each_member_a_few_check
         checked = drops.get("bad-signature", 0) - before.get("bad-signature", 0)
         assert checked <= 8, f"{checked} signature checks for {n} forged frames"
         assert drops.get("bad-signature-source", 0) >= n - 8
+        # ... and bob can see it: his status (what /info shows) counts them by reason.
+        shown = dict(room.clients["bob"].status().drops)
+        assert shown.get("bad-signature-source", 0) >= n - 8
         await room.say_and_see("alice", ["after the flood"])
         assert room.shown("bob").count("after the flood") == 1
     finally:
