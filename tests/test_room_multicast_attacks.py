@@ -306,6 +306,38 @@ async def test_a_member_flooding_forged_signatures_costs_each_member_a_few_check
 
 
 @on_uvloop
+async def test_a_blocked_leader_address_still_delivers_over_the_session(tmp_path: Path) -> None:
+    """What a member gains by spoofing the leader's address with bad signatures: that
+    address is blocked at its victims for a while. Nothing is lost: the frames refused
+    unverified come over the session instead (docs/SECURITY.md, "A member forging
+    signatures")."""
+    from tchat.runtime import datagram_auth
+
+    room = Room(tmp_path)
+    try:
+        await room.start("alice", "bob")
+        await room.join("alice")
+        await room.join("bob")
+        await room.say_and_see("alice", ["before the block"])
+        leader = room.server.transport.addr  # type: ignore[union-attr]
+        # Blocked at every client of this process: a frame one of them verified would
+        # reach the others from the process's cache of opened datagrams.
+        for client in room.clients.values():
+            keys = client.transport.room_keys  # type: ignore[union-attr]
+            assert keys is not None
+            for _ in range(datagram_auth.STRIKES):  # as a spoofer's bad signatures would
+                keys.guard.failed(leader)
+            assert keys.guard.blocked(leader)
+        before = room.drops("bob").get("bad-signature-source", 0)
+        texts = [f"while blocked {i}" for i in range(5)]
+        await room.say_and_see("alice", texts)
+        assert [t for t in room.shown("bob") if t.startswith("while blocked")] == texts
+        assert room.drops("bob").get("bad-signature-source", 0) > before, "refused by multicast"
+    finally:
+        await room.close()
+
+
+@on_uvloop
 async def test_a_member_who_left_cannot_read_on(tmp_path: Path) -> None:
     from tchat.crypto.errors import CryptoError
     from tchat.crypto.rooms import RoomKeyRing
