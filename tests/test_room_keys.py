@@ -362,7 +362,7 @@ def test_a_member_flooding_bad_signatures_costs_a_few_checks_and_blocks_only_its
     refused unverified: N forged frames cost O(STRIKES) checks, not O(N), and the
     leader's next frame, from its own address, still opens."""
     from tchat.crypto.rooms import open_room_frame, seal_room_frame
-    from tchat.runtime import datagram_auth, room_keys
+    from tchat.runtime import room_keys, signature_guard
 
     checks = 0
     real_verify = room_keys.verify_datagram
@@ -394,14 +394,14 @@ def test_a_member_flooding_bad_signatures_costs_a_few_checks_and_blocks_only_its
             member.open(forged, mallory)
         reasons[refused.value.reason] = reasons.get(refused.value.reason, 0) + 1
     assert reasons == {
-        "bad-signature": datagram_auth.STRIKES,
-        "bad-signature-source": n - datagram_auth.STRIKES,
+        "bad-signature": signature_guard.STRIKES,
+        "bad-signature-source": n - signature_guard.STRIKES,
     }
-    assert checks == 1 + datagram_auth.STRIKES, checks
+    assert checks == 1 + signature_guard.STRIKES, checks
     assert member.guard.blocked(mallory) and not member.guard.blocked(leader_addr)
     assert member.open(leader.keys.seal(frame("den", 2 + n)), leader_addr) is not None
     # Blocked for a while, then checked again (and blocked again after as many).
-    member.clock.now += datagram_auth.BLOCKED_FOR  # type: ignore[attr-defined]
+    member.clock.now += signature_guard.BLOCKED_FOR  # type: ignore[attr-defined]
     assert not member.guard.blocked(mallory)
 
 
@@ -409,8 +409,8 @@ def test_bad_signatures_from_ever_new_sources_share_one_budget() -> None:
     """Spoofed or many-port sources: each gets a few strikes, but sources never seen
     signing genuinely share STRANGER_CHECKS, so their checks are bounded in total; a
     source that signed genuinely (the leader) is still checked."""
-    from tchat.runtime import datagram_auth
-    from tchat.runtime.datagram_auth import SignatureGuard
+    from tchat.runtime import signature_guard
+    from tchat.runtime.signature_guard import SignatureGuard
 
     clock = Clock()
     guard = SignatureGuard(clock)
@@ -421,27 +421,27 @@ def test_bad_signatures_from_ever_new_sources_share_one_budget() -> None:
         if guard.allow(source):
             allowed += 1
             guard.failed(source)
-    assert allowed == datagram_auth.STRANGER_CHECKS[1]
+    assert allowed == signature_guard.STRANGER_CHECKS[1]
     assert guard.allow("leader:1"), "the leader is not starved by strangers"
-    assert len(guard.strikes) <= datagram_auth.STRIKE_SOURCES
+    assert len(guard.strikes) <= signature_guard.STRIKE_SOURCES
     clock.now += 1.0
     assert sum(guard.allow(f"10.0.0.8:{p}") for p in range(1000)) == int(
-        datagram_auth.STRANGER_CHECKS[0]
+        signature_guard.STRANGER_CHECKS[0]
     )
     # Spoofing the leader's address with bad signatures blocks that address for a while
     # (the members repair over TCP meanwhile): what SECURITY.md says such a member gains.
-    for _ in range(datagram_auth.STRIKES):
+    for _ in range(signature_guard.STRIKES):
         assert guard.allow("leader:1")
         guard.failed("leader:1")
     assert not guard.allow("leader:1")
-    clock.now += datagram_auth.BLOCKED_FOR
+    clock.now += signature_guard.BLOCKED_FOR
     assert guard.allow("leader:1")
 
 
 def test_a_flood_of_forged_lobby_signatures_is_bounded_too() -> None:
     """Anyone can send the lobby group a datagram to verify (a lobby frame needs no key)."""
     from tchat.core.messages import LobbyBeat
-    from tchat.runtime import datagram_auth
+    from tchat.runtime import signature_guard
 
     leader = Leader()
     member = leader.member()
@@ -452,8 +452,8 @@ def test_a_flood_of_forged_lobby_signatures_is_bounded_too() -> None:
             member.open(forged, "127.0.0.1:6000")
         reasons[refused.value.reason] = reasons.get(refused.value.reason, 0) + 1
     assert reasons == {
-        "bad-signature": datagram_auth.STRIKES,
-        "bad-signature-source": 499 - datagram_auth.STRIKES,
+        "bad-signature": signature_guard.STRIKES,
+        "bad-signature-source": 499 - signature_guard.STRIKES,
     }
     genuine = LobbyBeat(EPOCH, 1, 41, 40, 600)
     assert member.open(leader.keys.sign_lobby(genuine), "127.0.0.1:5000") == genuine

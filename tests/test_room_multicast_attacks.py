@@ -311,7 +311,7 @@ async def test_a_blocked_leader_address_still_delivers_over_the_session(tmp_path
     address is blocked at its victims for a while. Nothing is lost: the frames refused
     unverified come over the session instead (docs/SECURITY.md, "A member forging
     signatures")."""
-    from tchat.runtime import datagram_auth
+    from tchat.runtime import signature_guard
 
     room = Room(tmp_path)
     try:
@@ -325,7 +325,7 @@ async def test_a_blocked_leader_address_still_delivers_over_the_session(tmp_path
         for client in room.clients.values():
             keys = client.transport.room_keys  # type: ignore[union-attr]
             assert keys is not None
-            for _ in range(datagram_auth.STRIKES):  # as a spoofer's bad signatures would
+            for _ in range(signature_guard.STRIKES):  # as a spoofer's bad signatures would
                 keys.guard.failed(leader)
             assert keys.guard.blocked(leader)
         before = room.drops("bob").get("bad-signature-source", 0)

@@ -12,7 +12,7 @@ the key (and so the room) by it among its rooms' keys. The opened frame must be 
 room whose key opened it.
 
 A member holds its room's key, so it can seal frames whose signature each receiver must
-check: ``datagram_auth.SignatureGuard`` stops checking a source after a few bad ones.
+check: ``signature_guard.SignatureGuard`` stops checking a source after a few bad ones.
 
 Keys are the leader's runtime state, never replicated and never in the log: each leader
 draws fresh ones (``os.urandom``, not the deterministic core), so a new leader rotates
@@ -55,8 +55,9 @@ from tchat.crypto.rooms import (
     open_room_frame,
 )
 from tchat.runtime.connection import DropCounters
-from tchat.runtime.datagram_auth import DatagramRefused, SignatureGuard
+from tchat.runtime.datagram_auth import DatagramRefused
 from tchat.runtime.secure import ClusterTrust, WireSecurity
+from tchat.runtime.signature_guard import SignatureGuard
 
 KIND_ROOM = 0xD5  # first byte of a sealed room datagram (no codec frame starts with it)
 KIND_LOBBY = 0xD6  # first byte of a signed lobby datagram: 0xD6 | sign_datagram(frame)
