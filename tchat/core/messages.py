@@ -716,7 +716,7 @@ class RoomKeyGrant(Message):
 
     epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
     room: str
-    key_id: int  # u32 (checked by the runtime), grows with each key this leader makes
+    key_id: int  # u32 (checked by the runtime), random: it orders nothing (rooms.py)
     key: bytes = field(repr=False)  # ROOM_KEY_SIZE bytes: never in a log line
     from_server: ClassVar[bool] = True
 

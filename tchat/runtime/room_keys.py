@@ -438,6 +438,8 @@ class MemberRoomKeys:
         pinned = self.trust.key
         if pinned is None:
             raise DatagramRefused("unknown-cluster", "no pinned cluster to verify rooms by")
+        if self.guard.blocked(peer):  # not even the AEAD pass (up to 64 KiB) for its frames
+            raise DatagramRefused("bad-signature-source", "room frame: too many bad signatures")
         try:
             _, signed = open_room_frame({key.key_id: key}, sealed)
         except CryptoError as exc:
