@@ -457,3 +457,42 @@ def test_a_flood_of_forged_lobby_signatures_is_bounded_too() -> None:
     }
     genuine = LobbyBeat(EPOCH, 1, 41, 40, 600)
     assert member.open(leader.keys.sign_lobby(genuine), "127.0.0.1:5000") == genuine
+
+
+def test_one_key_id_held_for_two_rooms_opens_each_under_its_own_key() -> None:
+    """Ids are random: a new leader may draw one the member still holds for another room
+    of the old epoch. Each candidate key is tried, the tag decides, the room is the key's."""
+    from tchat.crypto.rooms import RoomKey, open_room_frame, seal_room_frame
+
+    leader = Leader()
+    leader.seat("den", "alice")
+    den = leader.keys.seal(frame("den", 1))
+    member = leader.member()
+    den_id = member.rooms["den"].ring.current.key_id  # type: ignore[union-attr]
+    # A grant for "attic" under den's id (another leader's draw, as far as ids go).
+    member.install(RoomKeyGrant(EPOCH, "attic", den_id, bytes(range(32))))
+    assert member.by_id[den_id] == ["den", "attic"]
+    _, signed = open_room_frame(member.rooms["den"].ring.keys_by_id(), den[1:])
+    attic_key = RoomKey(den_id, bytes(range(32)), 0.0)
+    assert member.open(den, "127.0.0.1:5000") == frame("den", 1)
+    # The leader's genuine den frame sealed under attic's key: den's key fails its tag,
+    # attic's opens it, and it is refused as another room's frame.
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(bytes((KIND_ROOM,)) + seal_room_frame(attic_key, signed), "127.0.0.1:5000")
+    assert refused.value.reason == "bad-room-frame"
+
+
+def test_a_frame_under_a_key_the_member_dropped_is_refused_at_once() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    old = leader.keys.seal(frame("den", 1))
+    member = leader.member()
+    for gsn, names in ((2, ("alice",)), (3, ("alice", "bob")), (4, ("alice",))):
+        leader.seat("den", *names)  # two leaves: two rotations, the first key drops out
+        leader.keys.seal(frame("den", gsn))
+    for _, grant in leader.granted:
+        member.install(grant)  # type: ignore[arg-type]
+    assert len(member.rooms["den"].ring.keys_by_id()) == 2
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(old, "127.0.0.1:5000")
+    assert refused.value.reason == "unknown-key" and not member.held
