@@ -20,7 +20,6 @@ from tchat.crypto.rooms import (
 )
 
 KEY = RoomKey(3, bytes(range(32)), 100.0)
-HEADER = b"room=lobby seq=17"
 
 
 def _reason(keys: dict[int, RoomKey], frame: bytes) -> Reason:
@@ -29,22 +28,35 @@ def _reason(keys: dict[int, RoomKey], frame: bytes) -> Reason:
     return info.value.reason
 
 
-def test_round_trip_hides_the_text_and_shows_the_key_id() -> None:
-    frame = seal_room_frame(KEY, HEADER, b"secret plans")
-    assert b"secret plans" not in frame
-    assert frame[1:5] == (3).to_bytes(4, "big")
-    assert len(frame) == OVERHEAD + len(HEADER) + len(b"secret plans")
-    assert open_room_frame({3: KEY}, frame) == (3, HEADER, b"secret plans")
+def test_round_trip_hides_the_text_and_shows_only_the_key_id() -> None:
+    frame = seal_room_frame(KEY, b"room=war-room seq=17: secret plans")
+    assert b"secret plans" not in frame and b"war-room" not in frame
+    assert frame[0] == rooms.VERSION == 2 and frame[1:5] == (3).to_bytes(4, "big")
+    assert len(frame) == OVERHEAD + len(b"room=war-room seq=17: secret plans") == 17 + 16 + 34
+    assert open_room_frame({3: KEY}, frame) == (3, b"room=war-room seq=17: secret plans")
+
+
+def test_random_key_ids_avoid_the_taken_ones() -> None:
+    taken = {rooms.random_key_id() for _ in range(100)}
+    assert len(taken) >= 99  # 100 draws from 2**32
+    assert all(rooms.random_key_id(taken) not in taken for _ in range(100))
+    with pytest.raises(OverflowError):
+        rooms.random_key_id(_Everything())
+
+
+class _Everything:
+    def __contains__(self, _item: object) -> bool:
+        return True
 
 
 def test_random_nonces_differ_between_frames() -> None:
-    a, b = seal_room_frame(KEY, HEADER, b"same"), seal_room_frame(KEY, HEADER, b"same")
+    a, b = seal_room_frame(KEY, b"same"), seal_room_frame(KEY, b"same")
     assert a[5:17] != b[5:17]
     assert a != b
 
 
 def test_every_flipped_byte_is_refused() -> None:
-    frame = seal_room_frame(KEY, HEADER, b"hello room")
+    frame = seal_room_frame(KEY, b"hello room")
     # Key 3 and key 2 both held, so a flipped key id hits a real key and fails its tag.
     keys = {3: KEY, 2: RoomKey(2, bytes(32), 0.0)}
     for i in range(len(frame)):
@@ -60,40 +72,38 @@ def test_every_flipped_byte_is_refused() -> None:
 
 def test_a_lan_host_without_the_key_cannot_forge_or_read() -> None:
     outsider = RoomKey(3, bytes(32), 0.0)  # right id, wrong key
-    forged = seal_room_frame(outsider, HEADER, b"I am alice")
+    forged = seal_room_frame(outsider, b"I am alice")
     assert _reason({3: KEY}, forged) is Reason.BAD_TAG
 
 
-def test_header_cannot_be_swapped_between_frames() -> None:
-    one = seal_room_frame(KEY, b"seq=1", b"first")
-    two = seal_room_frame(KEY, b"seq=2", b"second")
-    spliced = one[:19] + two[19:24] + one[24:]
-    assert _reason({3: KEY}, spliced) is Reason.BAD_TAG
+def test_the_key_id_is_bound_by_the_tag() -> None:
+    # Two keys of the same bytes under two ids: a frame relabelled to the other id fails.
+    frame = seal_room_frame(KEY, b"first")
+    relabelled = frame[:1] + (4).to_bytes(4, "big") + frame[5:]
+    assert _reason({4: RoomKey(4, KEY.key, 0.0)}, relabelled) is Reason.BAD_TAG
 
 
 def test_unknown_key_id_asks_for_repair() -> None:
-    frame = seal_room_frame(RoomKey(9, bytes(32), 0.0), HEADER, b"x")
+    frame = seal_room_frame(RoomKey(9, bytes(32), 0.0), b"x")
     assert _reason({3: KEY}, frame) is Reason.UNKNOWN_KEY
 
 
 def test_a_key_filed_under_another_id_is_not_used() -> None:
-    frame = seal_room_frame(KEY, HEADER, b"x")
+    frame = seal_room_frame(KEY, b"x")
     assert _reason({3: RoomKey(4, KEY.key, 0.0)}, frame) is Reason.UNKNOWN_KEY
 
 
 def test_bounds() -> None:
-    fits = b"p" * (MAX_DATAGRAM - OVERHEAD - len(HEADER))
-    assert len(seal_room_frame(KEY, HEADER, fits)) == MAX_DATAGRAM
+    fits = b"p" * (MAX_DATAGRAM - OVERHEAD)
+    assert len(seal_room_frame(KEY, fits)) == MAX_DATAGRAM
     with pytest.raises(ValueError):
-        seal_room_frame(KEY, HEADER, fits + b"p")
+        seal_room_frame(KEY, fits + b"p")
     assert _reason({3: KEY}, b"") is Reason.MALFORMED
-    assert _reason({3: KEY}, b"\x01" * (OVERHEAD - 1)) is Reason.MALFORMED
+    assert _reason({3: KEY}, b"\x02" * (OVERHEAD - 1)) is Reason.MALFORMED
     assert _reason({3: KEY}, b"\x07" + b"\0" * 40) is Reason.UNKNOWN_VERSION
-    assert _reason({3: KEY}, b"\x01" * (MAX_DATAGRAM + 1)) is Reason.MALFORMED
-    # A header length pointing past the end.
-    assert _reason({3: KEY}, seal_room_frame(KEY, b"", b"")[:17] + b"\xff\xff" + b"\0" * 16) is (
-        Reason.MALFORMED
-    )
+    # Version 1 (the room's name in a clear header) is no longer read.
+    assert _reason({3: KEY}, b"\x01" + b"\0" * 40) is Reason.UNKNOWN_VERSION
+    assert _reason({3: KEY}, b"\x02" * (MAX_DATAGRAM + 1)) is Reason.MALFORMED
     with pytest.raises(CryptoError):
         RoomKey(2**32, bytes(32), 0.0)
     with pytest.raises(CryptoError):
@@ -111,32 +121,33 @@ def test_ring_keeps_current_and_previous_only() -> None:
     ring = RoomKeyRing()
     assert ring.needs_rotation(0.0)
     first = ring.rotate(0.0)
-    frame_first = ring.seal(HEADER, b"under key 0")
+    frame_first = ring.seal(b"under the first key")
     second = ring.rotate(10.0)
-    assert (first.key_id, second.key_id) == (0, 1)
+    assert first.key_id != second.key_id
     assert ring.current == second and ring.previous == first
     # A frame in flight across the rotation still opens.
-    assert ring.open(frame_first) == (0, HEADER, b"under key 0")
-    ring.rotate(20.0)
-    assert sorted(ring.keys_by_id()) == [1, 2]
+    assert ring.open(frame_first) == (first.key_id, b"under the first key")
+    third = ring.rotate(20.0, taken={first.key_id})
+    assert sorted(ring.keys_by_id()) == sorted([second.key_id, third.key_id])
     with pytest.raises(CryptoError) as info:
         ring.open(frame_first)
     assert info.value.reason is Reason.UNKNOWN_KEY
 
 
-def test_ring_install_from_tcp_orders_keys_and_refuses_conflicts() -> None:
-    k1, k2, k3 = (RoomKey(i, bytes([i]) * 32, float(i)) for i in (1, 2, 3))
+def test_ring_install_from_tcp_orders_keys_by_arrival_and_refuses_conflicts() -> None:
+    # Ids are random, so they say nothing of age: the key that came last is the newest
+    # (a leader grants its current key only, over one ordered session).
+    k1, k2, k3 = (RoomKey(i, bytes([i]) * 32, float(i)) for i in (9, 2, 5))
     ring = RoomKeyRing()
-    assert ring.install(k2)
-    assert ring.install(k3)  # newer: becomes current
-    assert not ring.install(k1)  # older than both held: ignored
-    assert not ring.install(k3)  # duplicate
+    assert ring.install(k1)
+    assert ring.install(k2)  # came later: becomes current, though its id is lower
+    assert not ring.install(k2)  # the same grant again
+    assert not ring.install(k1)  # still held (previous): nothing changes
+    assert (ring.current, ring.previous) == (k2, k1)
+    assert ring.install(k3)
     assert (ring.current, ring.previous) == (k3, k2)
     with pytest.raises(CryptoError, match="conflicts"):
-        ring.install(RoomKey(3, bytes(32), 0.0))
-    late = RoomKeyRing(k3)
-    assert late.install(k1)  # a repair after a missed rotation fills in the previous key
-    assert (late.current, late.previous) == (k3, k1)
+        ring.install(RoomKey(5, bytes(32), 0.0))
 
 
 def test_ring_rotation_rules() -> None:
@@ -148,23 +159,23 @@ def test_ring_rotation_rules() -> None:
     assert ring.needs_rotation(1000.0)
     ring._sealed = rooms.MAX_FRAMES_PER_KEY
     with pytest.raises(OverflowError):
-        ring.seal(HEADER, b"one too many")
+        ring.seal(b"one too many")
     ring.rotate(1001.0)
     assert not ring.needs_rotation(1001.0)
-    ring.seal(HEADER, b"fresh key")
+    ring.seal(b"fresh key")
     with pytest.raises(ValueError):
-        RoomKeyRing().seal(HEADER, b"no key")
+        RoomKeyRing().seal(b"no key")
 
 
 def test_signed_then_sealed_frame_stops_a_member_forging_the_leader() -> None:
     secret, keys = ClusterSecret.generate(), ServerKeys.generate()
     cert = issue_certificate(secret, 1, keys, 1000.0)
-    frame = seal_room_frame(KEY, HEADER, sign_datagram(keys.signing_key, cert, b"bob: hi"))
-    _, _, inner = open_room_frame({3: KEY}, frame)
+    frame = seal_room_frame(KEY, sign_datagram(keys.signing_key, cert, b"bob: hi"))
+    _, inner = open_room_frame({3: KEY}, frame)
     assert verify_datagram(secret.public_key, inner, 1000.0).body == b"bob: hi"
     # A member holds the room key but not a certified server key.
     member = ServerKeys.generate()
-    forged = seal_room_frame(KEY, HEADER, sign_datagram(member.signing_key, cert, b"bob: lol"))
-    _, _, inner = open_room_frame({3: KEY}, forged)
+    forged = seal_room_frame(KEY, sign_datagram(member.signing_key, cert, b"bob: lol"))
+    _, inner = open_room_frame({3: KEY}, forged)
     with pytest.raises(CryptoError):
         verify_datagram(secret.public_key, inner, 1000.0)

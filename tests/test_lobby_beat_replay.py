@@ -80,6 +80,11 @@ def test_a_replayed_lobby_beat_does_not_hold_off_the_clients_suspicion(tmp_path:
             # the rest is slack for a loaded machine.
             print(f"suspected {suspected:.2f} s after the hang, replays every 30 ms")
             assert suspected < timeout + 1.5, suspected
+            # The replays are counted where an operator looks: the client's status.
+            asked = len(alice.events)
+            alice.send("/status")
+            status = alice.wait_event("status", 10, start=asked, where=lambda e: "drops" in e)
+            assert status["drops"].get("replayed-beat", 0) >= 1, status
         finally:
             daemon.signal(signal.SIGCONT)
             listener.close()

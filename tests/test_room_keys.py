@@ -31,7 +31,6 @@ from tchat.runtime.room_keys import (
     LeaderRoomKeys,
     MemberRoomKeys,
     RoomAudience,
-    first_key_id,
 )
 from tchat.runtime.secure import ClusterTrust, WireSecurity
 
@@ -91,9 +90,31 @@ def test_a_sealed_room_frame_opens_for_a_member_and_carries_no_text_in_clear() -
     assert data[0] == KIND_ROOM and b"the secret" not in data
     assert [addr for addr, _ in leader.granted] == ["127.0.0.1:1000", "127.0.0.1:1001"]
     grant = leader.granted[0][1]
-    assert isinstance(grant, RoomKeyGrant) and grant.key_id == first_key_id(EPOCH)
+    assert isinstance(grant, RoomKeyGrant)
+    # In clear: the kind, the sealed-frame version, the key id and the nonce; nothing else.
+    assert data[1] == 2 and data[2:6] == grant.key_id.to_bytes(4, "big")
+    assert b"den" not in data[:18]
     opened = leader.member().open(data, "127.0.0.1:9")
     assert opened == frame("den", 5, "the secret")
+
+
+def test_key_ids_are_random_not_counted_nor_derived_from_the_room() -> None:
+    """A key id in clear must tell a sniffer nothing: not the room (two leaders give one
+    room unrelated ids), not how many keys came before (no counting up)."""
+    ids: dict[str, list[int]] = {}
+    for _ in range(2):
+        leader = Leader()
+        for i in range(32):
+            leader.seat(f"room{i}", "alice")
+            leader.keys.seal(frame(f"room{i}", 1))
+        for _, grant in leader.granted:
+            assert isinstance(grant, RoomKeyGrant)
+            ids.setdefault(grant.room, []).append(grant.key_id)
+    every = [key_id for pair in ids.values() for key_id in pair]
+    assert len(set(every)) == len(every) == 64, "one id names one key"
+    assert all(a != b for a, b in ids.values()), "a room's id is not a function of its name"
+    steps = {b - a for a, b in zip(sorted(every), sorted(every)[1:], strict=False)}
+    assert len(steps) > 8, "ids spread over the u32 range, not a counter"
 
 
 def test_the_sealed_overhead_fits_what_the_run_builder_leaves() -> None:
@@ -129,13 +150,15 @@ def test_the_key_rotates_when_a_member_leaves_and_not_when_one_joins() -> None:
     leader.keys.seal(frame("den", 2))
     added = leader.granted[len(carol_joins) :]
     assert [addr for addr, _ in added] == ["127.0.0.1:1002"], "only the newcomer is granted"
-    assert added[0][1].key_id == first_key_id(EPOCH)  # type: ignore[attr-defined]
+    first = carol_joins[0][1].key_id  # type: ignore[attr-defined]
+    assert added[0][1].key_id == first  # type: ignore[attr-defined]
     carol = leader.member()
     leader.seat("den", "alice", "bob")  # carol left (or was kicked)
     before = len(leader.granted)
     sealed = leader.keys.seal(frame("den", 3, "after carol"))
     rotated = leader.granted[before:]
-    assert {m.key_id for _, m in rotated} == {first_key_id(EPOCH) + 1}  # type: ignore[attr-defined]
+    assert len({m.key_id for _, m in rotated}) == 1  # type: ignore[attr-defined]
+    assert {m.key_id for _, m in rotated} != {first}  # type: ignore[attr-defined]
     assert "127.0.0.1:1002" not in {addr for addr, _ in rotated}
     drops = DropCounters()
     carol.drops = drops
@@ -151,16 +174,14 @@ def test_a_day_old_key_rotates_and_a_new_leader_starts_a_new_ring() -> None:
     leader.keys.seal(frame("den", 1))
     leader.clock.now += MAX_KEY_AGE
     leader.keys.seal(frame("den", 2))
-    assert [m.key_id for _, m in leader.granted] == [  # type: ignore[attr-defined]
-        first_key_id(EPOCH),
-        first_key_id(EPOCH) + 1,
-    ]
+    day_one, day_two = (m.key_id for _, m in leader.granted)  # type: ignore[attr-defined]
+    assert day_one != day_two
     member = leader.member()
     newer = Epoch(4, 2)
     leader.seat("den", "alice", epoch=newer)
     data = leader.keys.seal(frame("den", 3, epoch=newer))
     assert leader.granted[-1][1].epoch == newer  # type: ignore[attr-defined]
-    assert leader.granted[-1][1].key_id == first_key_id(newer)  # type: ignore[attr-defined]
+    assert leader.granted[-1][1].key_id not in (day_one, day_two)  # type: ignore[attr-defined]
     assert member.open(data, "x") is None  # held: the new leader's grant is on its way
     ready = member.install(leader.granted[-1][1])  # type: ignore[arg-type]
     assert [member.open(d, p) for d, p in ready] == [frame("den", 3, epoch=newer)]
@@ -187,21 +208,24 @@ def test_forged_tampered_replayed_and_plain_room_frames_are_refused_by_reason() 
     assert reason(bytes(tampered)) == "bad-room-tag"
     assert reason(codec.encode(frame("den", 3), None)) == "unsealed-room"
     assert reason(bytes((KIND_ROOM, 1, 2))) == "bad-room-frame"
+    assert reason(bytes((KIND_ROOM, 1)) + data[2:]) == "bad-room-frame"  # version 1: gone
     # A member holds the key but not the leader's signing key: it cannot forge a frame.
-    from tchat.crypto.rooms import seal_room_frame
-    from tchat.runtime.room_keys import room_header
+    from tchat.crypto.rooms import open_room_frame, seal_room_frame
 
     key = member.rooms["den"].ring.current
     assert key is not None
     fake = frame("den", 4, "as the leader")
     forged = bytes((KIND_ROOM,)) + seal_room_frame(
-        key, room_header(fake), b"\x01\x00" + codec.encode(fake, None) + bytes(64)
+        key, b"\x01\x00" + codec.encode(fake, None) + bytes(64)
     )
     assert reason(forged) in {"bad-signature", "bad-room-frame"}
-    # The clear header is authenticated: a frame moved to another gsn fails its tag.
-    moved = bytearray(leader.keys.seal(frame("den", 5)))
-    moved[1 + 19 + 15] ^= 1  # kind byte, sealed head, then prev u64 and gsn u64
-    assert reason(bytes(moved)) == "bad-room-tag"
+    # The room is inside, bound to the key that opened it: the leader's genuine frame of
+    # another room, sealed again under this room's key (by a member of both), is refused.
+    leader.seat("attic", "alice")
+    attic = leader.keys.seal(frame("attic", 5))
+    _, signed = open_room_frame(leader.keys.rooms["attic"].ring.keys_by_id(), attic[1:])
+    moved = bytes((KIND_ROOM,)) + seal_room_frame(key, signed)
+    assert reason(moved) == "bad-room-frame"
 
 
 def test_frames_waiting_for_a_key_are_bounded_by_bytes_and_counted() -> None:
@@ -266,8 +290,6 @@ def test_a_grant_out_of_range_is_refused_and_a_conflicting_one_restarts_the_ring
 
 
 def test_a_room_the_leader_forgot_gets_a_key_id_its_members_never_held() -> None:
-    from tchat.runtime import room_keys
-
     leader = Leader()
     leader.seat("den", "alice")
     leader.seat("attic", "alice")
@@ -276,8 +298,9 @@ def test_a_room_the_leader_forgot_gets_a_key_id_its_members_never_held() -> None
     leader.keys.seal(frame("attic", 2))
     leader.keys.seal(frame("den", 3))
     ids = [(m.room, m.key_id) for _, m in leader.granted]  # type: ignore[attr-defined]
-    base = room_keys.first_key_id(EPOCH)
-    assert ids == [("den", base), ("attic", base + 1), ("den", base + 2)]
+    assert [room for room, _ in ids] == ["den", "attic", "den"]
+    assert len({key_id for _, key_id in ids}) == 3, "den's new key is not its old id"
+    assert set(leader.keys.key_ids) >= {ids[1][1], ids[2][1]}
 
 
 def test_a_welcomed_member_is_granted_again_and_an_unchanged_room_grants_nothing() -> None:
@@ -329,3 +352,147 @@ def test_the_replay_window_takes_a_late_frame_and_refuses_one_far_behind() -> No
     with pytest.raises(DatagramRefused) as refused:
         member.open(far, "x")
     assert refused.value.reason == "replayed"
+
+
+def test_a_member_flooding_bad_signatures_costs_a_few_checks_and_blocks_only_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A member holds the room key, so it can seal frames whose signature every member
+    must check (an Ed25519 verification each). After STRIKES bad ones its source is
+    refused unverified: N forged frames cost O(STRIKES) checks, not O(N), and the
+    leader's next frame, from its own address, still opens."""
+    from tchat.crypto.rooms import open_room_frame, seal_room_frame
+    from tchat.runtime import room_keys, signature_guard
+
+    checks = 0
+    real_verify = room_keys.verify_datagram
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal checks
+        checks += 1
+        return real_verify(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(room_keys, "verify_datagram", counting)
+    leader = Leader()
+    leader.seat("den", "alice", "mallory")
+    first = leader.keys.seal(frame("den", 1))
+    drops = DropCounters()
+    member = leader.member(drops)
+    leader_addr, mallory = "127.0.0.1:5000", "127.0.0.1:6000"
+    assert member.open(first, leader_addr) is not None
+    key = member.rooms["den"].ring.current
+    assert key is not None
+    # The leader's certificate, copied: only the signature (an Ed25519 check) fails.
+    _, signed = open_room_frame({key.key_id: key}, first[1:])
+    cert_end = 3 + int.from_bytes(signed[1:3], "big")
+    n = 2000
+    reasons: dict[str, int] = {}
+    for gsn in range(2, 2 + n):
+        fake = codec.encode(frame("den", gsn, "as the leader"), None)
+        forged = bytes((KIND_ROOM,)) + seal_room_frame(key, signed[:cert_end] + fake + bytes(64))
+        with pytest.raises(DatagramRefused) as refused:
+            member.open(forged, mallory)
+        reasons[refused.value.reason] = reasons.get(refused.value.reason, 0) + 1
+    assert reasons == {
+        "bad-signature": signature_guard.STRIKES,
+        "bad-signature-source": n - signature_guard.STRIKES,
+    }
+    assert checks == 1 + signature_guard.STRIKES, checks
+    assert member.guard.blocked(mallory) and not member.guard.blocked(leader_addr)
+    assert member.open(leader.keys.seal(frame("den", 2 + n)), leader_addr) is not None
+    # Blocked for a while, then checked again (and blocked again after as many).
+    member.clock.now += signature_guard.BLOCKED_FOR  # type: ignore[attr-defined]
+    assert not member.guard.blocked(mallory)
+
+
+def test_bad_signatures_from_ever_new_sources_share_one_budget() -> None:
+    """Spoofed or many-port sources: each gets a few strikes, but sources never seen
+    signing genuinely share STRANGER_CHECKS, so their checks are bounded in total; a
+    source that signed genuinely (the leader) is still checked."""
+    from tchat.runtime import signature_guard
+    from tchat.runtime.signature_guard import SignatureGuard
+
+    clock = Clock()
+    guard = SignatureGuard(clock)
+    guard.passed("leader:1")
+    allowed = 0
+    for port in range(10_000):
+        source = f"10.0.0.9:{port}"
+        if guard.allow(source):
+            allowed += 1
+            guard.failed(source)
+    assert allowed == signature_guard.STRANGER_CHECKS[1]
+    assert guard.allow("leader:1"), "the leader is not starved by strangers"
+    assert len(guard.strikes) <= signature_guard.STRIKE_SOURCES
+    clock.now += 1.0
+    assert sum(guard.allow(f"10.0.0.8:{p}") for p in range(1000)) == int(
+        signature_guard.STRANGER_CHECKS[0]
+    )
+    # Spoofing the leader's address with bad signatures blocks that address for a while
+    # (the members repair over TCP meanwhile): what SECURITY.md says such a member gains.
+    for _ in range(signature_guard.STRIKES):
+        assert guard.allow("leader:1")
+        guard.failed("leader:1")
+    assert not guard.allow("leader:1")
+    clock.now += signature_guard.BLOCKED_FOR
+    assert guard.allow("leader:1")
+
+
+def test_a_flood_of_forged_lobby_signatures_is_bounded_too() -> None:
+    """Anyone can send the lobby group a datagram to verify (a lobby frame needs no key)."""
+    from tchat.core.messages import LobbyBeat
+    from tchat.runtime import signature_guard
+
+    leader = Leader()
+    member = leader.member()
+    reasons: dict[str, int] = {}
+    for beat in range(1, 500):
+        forged = Leader().keys.sign_lobby(LobbyBeat(EPOCH, 1, 40, 39, beat))
+        with pytest.raises(DatagramRefused) as refused:
+            member.open(forged, "127.0.0.1:6000")
+        reasons[refused.value.reason] = reasons.get(refused.value.reason, 0) + 1
+    assert reasons == {
+        "bad-signature": signature_guard.STRIKES,
+        "bad-signature-source": 499 - signature_guard.STRIKES,
+    }
+    genuine = LobbyBeat(EPOCH, 1, 41, 40, 600)
+    assert member.open(leader.keys.sign_lobby(genuine), "127.0.0.1:5000") == genuine
+
+
+def test_one_key_id_held_for_two_rooms_opens_each_under_its_own_key() -> None:
+    """Ids are random: a new leader may draw one the member still holds for another room
+    of the old epoch. Each candidate key is tried, the tag decides, the room is the key's."""
+    from tchat.crypto.rooms import RoomKey, open_room_frame, seal_room_frame
+
+    leader = Leader()
+    leader.seat("den", "alice")
+    den = leader.keys.seal(frame("den", 1))
+    member = leader.member()
+    den_id = member.rooms["den"].ring.current.key_id  # type: ignore[union-attr]
+    # A grant for "attic" under den's id (another leader's draw, as far as ids go).
+    member.install(RoomKeyGrant(EPOCH, "attic", den_id, bytes(range(32))))
+    assert member.by_id[den_id] == ["den", "attic"]
+    _, signed = open_room_frame(member.rooms["den"].ring.keys_by_id(), den[1:])
+    attic_key = RoomKey(den_id, bytes(range(32)), 0.0)
+    assert member.open(den, "127.0.0.1:5000") == frame("den", 1)
+    # The leader's genuine den frame sealed under attic's key: den's key fails its tag,
+    # attic's opens it, and it is refused as another room's frame.
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(bytes((KIND_ROOM,)) + seal_room_frame(attic_key, signed), "127.0.0.1:5000")
+    assert refused.value.reason == "bad-room-frame"
+
+
+def test_a_frame_under_a_key_the_member_dropped_is_refused_at_once() -> None:
+    leader = Leader()
+    leader.seat("den", "alice", "bob")
+    old = leader.keys.seal(frame("den", 1))
+    member = leader.member()
+    for gsn, names in ((2, ("alice",)), (3, ("alice", "bob")), (4, ("alice",))):
+        leader.seat("den", *names)  # two leaves: two rotations, the first key drops out
+        leader.keys.seal(frame("den", gsn))
+    for _, grant in leader.granted:
+        member.install(grant)  # type: ignore[arg-type]
+    assert len(member.rooms["den"].ring.keys_by_id()) == 2
+    with pytest.raises(DatagramRefused) as refused:
+        member.open(old, "127.0.0.1:5000")
+    assert refused.value.reason == "unknown-key" and not member.held

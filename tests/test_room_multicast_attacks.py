@@ -70,7 +70,8 @@ class Sniffer:
 class Room:
     """One secure server and multicast clients, all in this event loop."""
 
-    def __init__(self, tmp_path: Path, *, insecure: bool = False) -> None:
+    def __init__(self, tmp_path: Path, *, insecure: bool = False, name: str = ROOM) -> None:
+        self.name = name
         port = random.randrange(20000, 32000)
         self.base = NetOptions(
             host="127.0.0.1", discovery_port=port, multicast_port=port + 1, insecure=insecure
@@ -112,7 +113,7 @@ class Room:
 
     async def join(self, name: str) -> str:
         client = self.clients[name]
-        await asyncio.wait_for(client.acked(client.submit(JoinRoom(ROOM))), TIMEOUT)
+        await asyncio.wait_for(client.acked(client.submit(JoinRoom(self.name))), TIMEOUT)
         await until(lambda: any(isinstance(e, RoomEntered) for e in self.events[name]))
         entered = [e for e in self.events[name] if isinstance(e, RoomEntered)]
         return entered[-1].info.group
@@ -120,7 +121,7 @@ class Room:
     async def say(self, name: str, text: str) -> None:
         client = self.clients[name]
         await asyncio.wait_for(
-            client.acked(client.submit(SendChat(ROOM, None, text, False))), TIMEOUT
+            client.acked(client.submit(SendChat(self.name, None, text, False))), TIMEOUT
         )
 
     async def say_and_see(self, name: str, texts: list[str], seen_by: str = "bob") -> None:
@@ -166,6 +167,33 @@ async def test_a_lan_host_in_the_group_reads_no_text_and_cannot_forge_or_replay(
         sealer = room.server.transport.room_sealer  # type: ignore[union-attr]
         assert sealer is not None and sealer.grants == 2 and sealer.rotations == 1
         assert room.server._room_audience(ROOM) is room.server._room_audience(ROOM)
+    finally:
+        if sniffer is not None:
+            sniffer.close()
+        await room.close()
+
+
+@on_uvloop
+async def test_a_sniffer_learns_no_room_name_and_cannot_link_frames_to_it(tmp_path: Path) -> None:
+    """What is in clear is what a member needs to find its key: the key id, random, not the
+    room's name nor its sequence numbers (a sniffer could tell rooms apart and count them)."""
+    name = "war-room-of-the-board"
+    room = Room(tmp_path, name=name)
+    sniffer: Sniffer | None = None
+    try:
+        await room.start("alice", "bob")
+        group = await room.join("alice")
+        await room.join("bob")
+        sniffer = Sniffer(group)
+        texts = [f"agenda item {i}" for i in range(5)]
+        await room.say_and_see("alice", texts)
+        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        frames = [m for m in room.handled["bob"] if type(m) is RoomFrame and m.room == name]
+        gsns = {(f.prev, f.gsn) for f in frames}
+        for datagram in sniffer.heard:
+            assert name.encode() not in datagram, "the room's name is readable off the wire"
+            for prev, gsn in gsns:
+                assert prev.to_bytes(8, "big") + gsn.to_bytes(8, "big") not in datagram
     finally:
         if sniffer is not None:
             sniffer.close()
@@ -220,6 +248,94 @@ async def test_a_forged_or_replayed_room_datagram_is_not_shown_and_is_counted(
     finally:
         if sniffer is not None:
             sniffer.close()
+        await room.close()
+
+
+@on_uvloop
+async def test_a_member_flooding_forged_signatures_costs_each_member_a_few_checks(
+    tmp_path: Path,
+) -> None:
+    """A member holds the room key: it can seal frames whose signature every other member
+    must check. N of them cost a member O(STRIKES) checks, the rest are refused unverified
+    (``bad-signature-source``), and the leader's next frame is still shown."""
+    from tchat.crypto.rooms import open_room_frame, seal_room_frame
+    from tchat.runtime import signature_guard
+
+    room = Room(tmp_path)
+    sniffer: Sniffer | None = None
+    try:
+        await room.start("alice", "bob", "mallory")
+        group = await room.join("alice")
+        await room.join("bob")
+        await room.join("mallory")
+        sniffer = Sniffer(group)
+        await room.say_and_see("alice", ["before the flood"])
+        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        keys = room.clients["mallory"].transport.room_keys  # type: ignore[union-attr]
+        assert keys is not None
+        key = keys.rooms[ROOM].ring.current
+        assert key is not None
+        _, signed = open_room_frame({key.key_id: key}, sniffer.heard[-1][1:])
+        cert_end = 3 + int.from_bytes(signed[1:3], "big")
+        frames = [m for m in room.handled["bob"] if type(m) is RoomFrame and m.room == ROOM]
+        real = frames[-1]
+        before = room.drops("bob")
+        n = 400
+        for i in range(n):
+            fake = dataclasses.replace(real, gsn=real.gsn + 1 + i, prev=real.gsn + i)
+            body = signed[:cert_end] + codec.encode(fake, None) + bytes(64)
+            sniffer.inject(bytes((0xD5,)) + seal_room_frame(key, body))
+
+        def refused() -> int:
+            now = room.drops("bob")
+            return sum(now.get(r, 0) - before.get(r, 0) for r in now)
+
+        await until(lambda: refused() >= n)
+        drops = room.drops("bob")
+        checked = drops.get("bad-signature", 0) - before.get("bad-signature", 0)
+        strikes = signature_guard.STRIKES
+        assert checked <= strikes, f"{checked} signature checks for {n} forged frames"
+        assert drops.get("bad-signature-source", 0) >= n - strikes
+        # ... and bob can see it: his status (what /info shows) counts them by reason.
+        shown = dict(room.clients["bob"].status().drops)
+        assert shown.get("bad-signature-source", 0) >= n - strikes
+        await room.say_and_see("alice", ["after the flood"])
+        assert room.shown("bob").count("after the flood") == 1
+    finally:
+        if sniffer is not None:
+            sniffer.close()
+        await room.close()
+
+
+@on_uvloop
+async def test_a_blocked_leader_address_still_delivers_over_the_session(tmp_path: Path) -> None:
+    """What a member gains by spoofing the leader's address with bad signatures: that
+    address is blocked at its victims for a while. Nothing is lost: the frames refused
+    unverified come over the session instead (docs/SECURITY.md, "A member forging
+    signatures")."""
+    from tchat.runtime import signature_guard
+
+    room = Room(tmp_path)
+    try:
+        await room.start("alice", "bob")
+        await room.join("alice")
+        await room.join("bob")
+        await room.say_and_see("alice", ["before the block"])
+        leader = room.server.transport.addr  # type: ignore[union-attr]
+        # Blocked at every client of this process: a frame one of them verified would
+        # reach the others from the process's cache of opened datagrams.
+        for client in room.clients.values():
+            keys = client.transport.room_keys  # type: ignore[union-attr]
+            assert keys is not None
+            for _ in range(signature_guard.STRIKES):  # as a spoofer's bad signatures would
+                keys.guard.failed(leader)
+            assert keys.guard.blocked(leader)
+        before = room.drops("bob").get("bad-signature-source", 0)
+        texts = [f"while blocked {i}" for i in range(5)]
+        await room.say_and_see("alice", texts)
+        assert [t for t in room.shown("bob") if t.startswith("while blocked")] == texts
+        assert room.drops("bob").get("bad-signature-source", 0) > before, "refused by multicast"
+    finally:
         await room.close()
 
 

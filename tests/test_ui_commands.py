@@ -142,8 +142,25 @@ async def test_info_shows_the_session_and_the_pinned_cluster_key() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await in_general(pilot, demo)
         await type_line(pilot, "/info")
-        assert notices(screen)[-2].startswith("leader ")
-        assert notices(screen)[-1] == "cluster key not pinned yet (or --insecure)"
+        assert notices(screen)[-3].startswith("leader ")
+        assert notices(screen)[-2] == "cluster key not pinned yet (or --insecure)"
         demo.service.fingerprint = "SHA256:abc"  # type: ignore[attr-defined]
         await type_line(pilot, "/info")
-        assert notices(screen)[-1] == "cluster key SHA256:abc"
+        assert notices(screen)[-2] == "cluster key SHA256:abc"
+        assert notices(screen)[-1] == "dropped: nothing"
+
+
+async def test_info_shows_what_the_client_refused_by_reason() -> None:
+    """Forged, replayed or unopenable frames are trouble on the LAN: /info shows their
+    counters (the core's replayed-beat, the transport's bad-signature...), most first."""
+    app, demo = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await in_general(pilot, demo)
+        demo.service.drops = {"replayed-beat": 3, "bad-signature": 7, "unknown-key": 1}
+        await type_line(pilot, "/info")
+        assert notices(screen)[-1] == ("dropped: bad-signature 7, replayed-beat 3, unknown-key 1")
+        demo.service.drops = {f"reason-{i:02}": 1 for i in range(15)}
+        await type_line(pilot, "/info")
+        line = notices(screen)[-1]
+        assert "reason-11 1" in line and "reason-12" not in line
+        assert line.endswith(", 3 more of 3 other reasons")

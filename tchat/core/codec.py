@@ -44,9 +44,9 @@ HEADER_SIZE = 2  # version byte + flags byte
 # gives its other lists a half or a third of the budget.
 FRAME_BUDGET = MAX_FRAME - 8 * 1024
 # What a secure leader's sign-then-seal adds to a multicast room frame (tchat/runtime/
-# room_keys.py: kind byte, sealed header with the room and gsns, AEAD tag, the server's
-# certificate and signature: 272 bytes plus the room name, tests/test_room_keys.py). A room
-# run leaves it free, so the sealed datagram still fits one UDP datagram and MAX_FRAME.
+# room_keys.py: kind byte, sealed header (version, key id, nonce), AEAD tag, the server's
+# certificate and signature: 254 bytes, tests/test_room_keys.py). A room run leaves it
+# free, so the sealed datagram still fits one UDP datagram and MAX_FRAME.
 SEALED_ROOM_OVERHEAD = 2 * 1024
 ROOM_FRAME_BUDGET = FRAME_BUDGET - SEALED_ROOM_OVERHEAD
 # The largest entry a leader records (the largest a client can make is 19,643 bytes: see

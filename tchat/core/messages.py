@@ -31,7 +31,11 @@ from tchat.core.vclock import VectorClock
 # of MESSAGE_TYPES: an older peer never gets one (only a secure leader sends it to clients).
 # LobbyBeat.beat (its number in the leader's epoch, so a replayed beat is told apart) is
 # also 9: nothing of 9 has shipped.
-PROTOCOL_VERSION = 9
+# 10: no codec frame changed, but the sealed room datagram did (tchat/crypto/rooms.py
+# version 2: the room's name and sequence numbers moved inside the AEAD, key ids random).
+# A 9 peer would log in and then fail every room frame silently (repairing all over TCP):
+# the bump makes it refuse at the handshake instead.
+PROTOCOL_VERSION = 10
 
 MAX_NAME = 32
 MAX_ROOM = 32
@@ -712,7 +716,7 @@ class RoomKeyGrant(Message):
 
     epoch: Epoch  # the leader's: a newer epoch's keys replace every older one
     room: str
-    key_id: int  # u32 (checked by the runtime), grows with each key this leader makes
+    key_id: int  # u32 (checked by the runtime), random: it orders nothing (rooms.py)
     key: bytes = field(repr=False)  # ROOM_KEY_SIZE bytes: never in a log line
     from_server: ClassVar[bool] = True
 

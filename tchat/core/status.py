@@ -24,6 +24,10 @@ class ClientStatus:
     rtt_ms: float | None = None  # smoothed submit -> acknowledgement time, None before one
     delivery: str = ""  # "multicast" | "unicast" | "" (not known yet)
     clock: VectorClock = field(default_factory=VectorClock)
+    # (reason, count) of what this client refused since it started, by reason: the core's
+    # (replayed-beat...) and its transport's (unknown-key, bad-signature...). An attack is
+    # a user's or operator's business: /info shows them (issue 15).
+    drops: tuple[tuple[str, int], ...] = ()
 
     @property
     def serving(self) -> bool:

@@ -110,7 +110,8 @@ def _fields(message: AdminMessage) -> tuple[int, list[object]]:
 def encode(message: AdminMessage, secret: ClusterSecret | None) -> bytes:
     """The datagram of ``message``; every step but HELLO is MACed with ``secret``."""
     step, fields = _fields(message)
-    body = msgpack.packb(fields, use_bin_type=True)
+    # msgpack ships no type hints (its packb is Any to mypy); what it returns is bytes.
+    body: bytes = msgpack.packb(fields, use_bin_type=True)
     if step == HELLO:
         data = bytes((KIND_ADMIN, step)) + body
     else:

@@ -1,16 +1,18 @@
 """Room keys and the AEAD-sealed multicast frame; a ring keeps a room's current and previous key.
 
-A sealed room frame, version 1 (big-endian)::
+A sealed room frame, version 2 (big-endian)::
 
-    0    u8    version (1)
-    1    u32   key id (which room key sealed it; in clear so a receiver picks the key)
+    0    u8    version (2)
+    1    u32   key id (random: which key sealed it, in clear so a receiver finds the key)
     5    12    nonce (random)
-    17   u16   header length H
-    19   H     header (in clear, authenticated: e.g. room and sequence for gap detection)
-    ..   ..    ChaCha20-Poly1305 ciphertext of the payload, 16-byte tag at the end
+    17   ..    ChaCha20-Poly1305 ciphertext of the payload, 16-byte tag at the end
 
-The associated data is bytes 0..4 and 17..19+H (version, key id, header length, header),
-so neither the key id nor the clear header can be changed without failing the tag.
+The associated data is bytes 0..5 (version, key id): neither can be changed without failing
+the tag. Nothing else is in clear. Version 1 carried a clear header (the room's name and its
+sequence numbers, for the receiver to pick the room's keys by): a sniffer learnt every
+room's name and could count its messages. The key id is drawn at random, so it says nothing
+of the room; a receiver looks it up among the keys of all its rooms, and whatever the
+frame says of its room is inside the AEAD.
 
 Why a random 96-bit nonce is safe here: the leader is the only sealer of a room's frames
 (members send over TCP), and a key seals at most ``MAX_FRAMES_PER_KEY`` = 2**32 frames
@@ -29,8 +31,9 @@ sequence number, which the client's per-room hold-back queue already drops.
 from __future__ import annotations
 
 import os
+import secrets
 import struct
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -38,11 +41,12 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tchat.crypto.errors import CryptoError, Reason
 
-VERSION = 1
+VERSION = 2
 KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
-_HEAD = struct.Struct(">BI12sH")
+_HEAD = struct.Struct(">BI12s")  # version, key id, nonce: all a receiver sees in clear
+_AAD = struct.Struct(">BI")
 OVERHEAD = _HEAD.size + TAG_SIZE
 MAX_DATAGRAM = 65507
 MAX_KEY_ID = 2**32 - 1
@@ -52,7 +56,7 @@ MAX_KEY_AGE = 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class RoomKey:
-    """One room key: ``key_id`` (u32, grows by one per rotation), 32 key bytes, creation time."""
+    """One room key: ``key_id`` (a random u32: ``random_key_id``), 32 bytes, creation time."""
 
     key_id: int
     key: bytes = field(repr=False)
@@ -70,25 +74,41 @@ class RoomKey:
         return cls(key_id, os.urandom(KEY_SIZE), now)
 
 
-def _aad(key_id: int, header: bytes) -> bytes:
-    return struct.pack(">BIH", VERSION, key_id, len(header)) + header
+def random_key_id(taken: Container[int] = ()) -> int:
+    """A key id for a new key: random, so that it tells a sniffer nothing (not the room,
+    not how many keys came before), and not one of ``taken`` (the ids its sealer still
+    uses), so that a receiver's lookup by id finds one key, not two."""
+    for _ in range(64):  # with 2**32 ids and a few thousand taken, the first draw does
+        key_id = secrets.randbits(32)
+        if key_id not in taken:
+            return key_id
+    raise OverflowError("no free room key id")
 
 
-def seal_room_frame(room_key: RoomKey, header_bytes: bytes, plaintext: bytes) -> bytes:
-    """A sealed room datagram: ``header_bytes`` clear but authenticated, ``plaintext`` sealed."""
-    header = bytes(header_bytes)
-    size = OVERHEAD + len(header) + len(plaintext)
-    if len(header) > 0xFFFF or size > MAX_DATAGRAM:
+def key_id_of(datagram: bytes) -> int:
+    """The key id in clear of a sealed room frame (CryptoError if it has none)."""
+    if len(datagram) < OVERHEAD:
+        raise CryptoError("room frame shorter than its header and tag")
+    if datagram[0] != VERSION:
+        raise CryptoError(f"room frame version {datagram[0]} unknown", Reason.UNKNOWN_VERSION)
+    key_id: int = _AAD.unpack_from(datagram)[1]
+    return key_id
+
+
+def seal_room_frame(room_key: RoomKey, plaintext: bytes) -> bytes:
+    """A sealed room datagram: the key id and nonce in clear, ``plaintext`` sealed."""
+    size = OVERHEAD + len(plaintext)
+    if size > MAX_DATAGRAM:
         raise ValueError(f"a room frame holds at most {MAX_DATAGRAM} bytes, not {size}")
     nonce = os.urandom(NONCE_SIZE)
     sealed = ChaCha20Poly1305(room_key.key).encrypt(
-        nonce, bytes(plaintext), _aad(room_key.key_id, header)
+        nonce, bytes(plaintext), _AAD.pack(VERSION, room_key.key_id)
     )
-    return _HEAD.pack(VERSION, room_key.key_id, nonce, len(header)) + header + sealed
+    return _HEAD.pack(VERSION, room_key.key_id, nonce) + sealed
 
 
-def open_room_frame(keys_by_id: Mapping[int, RoomKey], datagram: bytes) -> tuple[int, bytes, bytes]:
-    """(key id, header, plaintext) of a genuine room frame; CryptoError with a Reason otherwise.
+def open_room_frame(keys_by_id: Mapping[int, RoomKey], datagram: bytes) -> tuple[int, bytes]:
+    """(key id, plaintext) of a genuine room frame; CryptoError with a Reason otherwise.
 
     UNKNOWN_KEY means the receiver lacks that key id: it repairs over TCP (missed rotation).
     """
@@ -97,25 +117,18 @@ def open_room_frame(keys_by_id: Mapping[int, RoomKey], datagram: bytes) -> tuple
         raise CryptoError("room frame too large")
     if not data:
         raise CryptoError("empty room frame")
-    if data[0] != VERSION:
-        raise CryptoError(f"room frame version {data[0]} unknown", Reason.UNKNOWN_VERSION)
-    if len(data) < OVERHEAD:
-        raise CryptoError("room frame shorter than its header and tag")
-    _, key_id, nonce, header_size = _HEAD.unpack_from(data)
-    body_start = _HEAD.size + header_size
-    if len(data) < body_start + TAG_SIZE:
-        raise CryptoError("room frame shorter than its header length says")
+    key_id = key_id_of(data)
     room_key = keys_by_id.get(key_id)
     if room_key is None or room_key.key_id != key_id:
         raise CryptoError(f"room key {key_id} is not known here", Reason.UNKNOWN_KEY)
-    header = data[_HEAD.size : body_start]
+    nonce = data[_AAD.size : _HEAD.size]
     try:
         plaintext = ChaCha20Poly1305(room_key.key).decrypt(
-            nonce, data[body_start:], _aad(key_id, header)
+            nonce, data[_HEAD.size :], _AAD.pack(VERSION, key_id)
         )
     except InvalidTag:
         raise CryptoError("room frame failed authentication", Reason.BAD_TAG) from None
-    return key_id, header, plaintext
+    return key_id, plaintext
 
 
 class RoomKeyRing:
@@ -140,46 +153,43 @@ class RoomKeyRing:
         """The keys to open frames with (at most two)."""
         return {k.key_id: k for k in (self._previous, self._current) if k is not None}
 
-    def rotate(self, now: float) -> RoomKey:
-        """Make and install the next key (the leader: daily, on leave, or when worn out)."""
-        next_id = 0 if self._current is None else self._current.key_id + 1
-        if next_id > MAX_KEY_ID:
-            raise OverflowError("room key ids exhausted")
-        key = RoomKey.generate(next_id, now)
+    def rotate(self, now: float, taken: Container[int] = ()) -> RoomKey:
+        """Make and install the next key (the leader: daily, on leave, or when worn out),
+        under a random id that is neither held here nor in ``taken``."""
+        held = self.keys_by_id()
+        key_id = random_key_id(_Either(held, taken))
+        key = RoomKey.generate(key_id, now)
         self.install(key)
         return key
 
     def install(self, key: RoomKey) -> bool:
-        """Take a key received over TCP; False if it is not newer than what is held (ignored).
+        """Take a key; False if it is held already (a grant sent again: ignored).
 
-        A newer key becomes current and the old current becomes previous; an older key
-        than the current one is kept as previous only if it is newer than the previous.
-        Re-sending the same id with other bytes is refused: a key id names one key.
+        Key ids are random, so they do not order keys: the newest is the one that came
+        last. A leader sends a member its current key only, over one ordered session, so
+        a key not held is newer than the ones held: it becomes current, and the current
+        one previous. Re-sending the same id with other bytes is refused: a key id names
+        one key.
         """
         for held in (self._current, self._previous):
             if held is not None and held.key_id == key.key_id:
                 if held.key != key.key:
                     raise CryptoError(f"room key {key.key_id} conflicts with the one held")
                 return False
-        if self._current is None or key.key_id > self._current.key_id:
-            self._previous, self._current = self._current, key
-            self._sealed = 0
-            return True
-        if self._previous is None or key.key_id > self._previous.key_id:
-            self._previous = key
-            return True
-        return False
+        self._previous, self._current = self._current, key
+        self._sealed = 0
+        return True
 
-    def seal(self, header_bytes: bytes, plaintext: bytes) -> bytes:
+    def seal(self, plaintext: bytes) -> bytes:
         """Seal under the current key, counting its use (see ``needs_rotation``)."""
         if self._current is None:
             raise ValueError("no room key yet")
         if self._sealed >= MAX_FRAMES_PER_KEY:
             raise OverflowError("room key worn out: rotate before sealing more")
         self._sealed += 1
-        return seal_room_frame(self._current, header_bytes, plaintext)
+        return seal_room_frame(self._current, plaintext)
 
-    def open(self, datagram: bytes) -> tuple[int, bytes, bytes]:
+    def open(self, datagram: bytes) -> tuple[int, bytes]:
         """Open with the current or previous key (CryptoError UNKNOWN_KEY: repair over TCP)."""
         return open_room_frame(self.keys_by_id(), datagram)
 
@@ -189,3 +199,14 @@ class RoomKeyRing:
             return True
         too_old = now - self._current.created_at >= MAX_KEY_AGE
         return too_old or self._sealed >= MAX_FRAMES_PER_KEY - 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class _Either:
+    """Ids taken in either of two collections (no copy of the larger one)."""
+
+    first: Container[int]
+    second: Container[int]
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self.first or key_id in self.second

@@ -105,6 +105,7 @@ class ClientService:
         self.choice: ClusterChoice | None = None  # an unpinned client's pick of a cluster
         self._closing: asyncio.Task[None] | None = None
         self.password = ""  # --password-prompt's, until a login is welcomed
+        self._earlier_drops: dict[str, int] = {}  # refusals counted before a restart
 
     @property
     def fingerprint(self) -> str:
@@ -134,7 +135,26 @@ class ClientService:
             rtt_ms=self.rtt * 1000 if self.rtt is not None else None,
             delivery=self.connection,
             clock=node.clock,
+            drops=tuple(self.drop_counts().items()),
         )
+
+    def drop_counts(self) -> dict[str, int]:
+        """What this client refused since it started, by reason (sorted): its core's
+        counters and its transport's, with those of the sessions before a restart."""
+        counts = dict(self._earlier_drops)
+        for source in self._live_drops():
+            for reason, n in source.items():
+                counts[reason] = counts.get(reason, 0) + n
+        return dict(sorted(counts.items()))
+
+    def _live_drops(self) -> list[dict[str, int]]:
+        live = []
+        node = self.node
+        if node is not None:
+            live.append(getattr(node, "counters", {}))
+        if self.transport is not None:
+            live.append(self.transport.drops.counts)
+        return live
 
     def add_listener(self, listener: ClientListener) -> None:
         """``listener(event)`` for every ClientEvent the node delivers."""
@@ -246,6 +266,7 @@ class ClientService:
 
     async def _start_over(self) -> None:
         await self.close()
+        self._earlier_drops = self.drop_counts()  # the new node and transport start at 0
         self.transport = self.groups = self.driver = None
         self.node = None
         timing = self.options.timing

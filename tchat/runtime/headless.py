@@ -402,6 +402,7 @@ class HeadlessClient:
                         "state": str(getattr(node, "state", "")),
                         "connection": self.service.connection,
                         "pending": len(getattr(node, "pending", {}) or {}),
+                        "drops": self.service.drop_counts(),
                     }
                 )
             elif command.action == "topic":

@@ -2,13 +2,17 @@
 
 A room's multicast datagram (docs/PROTOCOL.md, "Room keys") is, under a secure leader::
 
-    0xD5 | rooms.seal_room_frame(key, header, sign_datagram(server key, cert, frame))
-    header = prev u64 | gsn u64 | room (UTF-8)
+    0xD5 | rooms.seal_room_frame(key, sign_datagram(server key, cert, frame))
 
-Sign, then seal: the AEAD under the room key keeps the text from whoever is not a member,
-and the server's certified signature inside keeps a member (who holds the key) from
-forging a frame as the leader. The header is clear (a receiver picks the room's keys by
-it) and authenticated by the tag; the opened frame must agree with it.
+Sign, then seal: the AEAD under the room key keeps the text, the room's name and its
+sequence numbers from whoever is not a member, and the server's certified signature inside
+keeps a member (who holds the key) from forging a frame as the leader. Only the key id is
+in clear: random, so a sniffer cannot tell which room a frame is of, and a member finds
+the key (and so the room) by it among its rooms' keys. The opened frame must be of the
+room whose key opened it.
+
+A member holds its room's key, so it can seal frames whose signature each receiver must
+check: ``signature_guard.SignatureGuard`` stops checking a source after a few bad ones.
 
 Keys are the leader's runtime state, never replicated and never in the log: each leader
 draws fresh ones (``os.urandom``, not the deterministic core), so a new leader rotates
@@ -32,7 +36,6 @@ to the format would have to be made in two modules that must agree byte for byte
 
 from __future__ import annotations
 
-import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -42,16 +45,22 @@ from tchat.core import codec
 from tchat.core.errors import RemoteProtocolError
 from tchat.core.messages import Epoch, LobbyBeat, LobbyFrame, Message, RoomFrame, RoomKeyGrant
 from tchat.crypto.certificate import sign_datagram, verify_datagram
+from tchat.crypto.cluster import ClusterPublicKey
 from tchat.crypto.errors import CryptoError, Reason
-from tchat.crypto.rooms import MAX_KEY_ID, RoomKey, RoomKeyRing, open_room_frame
+from tchat.crypto.rooms import (
+    MAX_KEY_ID,
+    RoomKey,
+    RoomKeyRing,
+    key_id_of,
+    open_room_frame,
+)
 from tchat.runtime.connection import DropCounters
 from tchat.runtime.datagram_auth import DatagramRefused
 from tchat.runtime.secure import ClusterTrust, WireSecurity
+from tchat.runtime.signature_guard import SignatureGuard
 
 KIND_ROOM = 0xD5  # first byte of a sealed room datagram (no codec frame starts with it)
 KIND_LOBBY = 0xD6  # first byte of a signed lobby datagram: 0xD6 | sign_datagram(frame)
-_HEADER = struct.Struct(">QQ")  # prev, gsn: what gap detection needs, before the room
-_SEALED_HEAD = struct.Struct(">BI12sH")  # rooms.py's: version, key id, nonce, header length
 ROOMS_KEPT = 4096  # rooms whose keys a leader or a member keeps (LRU: a lost one rotates)
 # A frame under a key not here yet waits this long for its grant. The grant rides the
 # member's TCP session, behind whatever it had queued, while the frames come by multicast
@@ -62,13 +71,9 @@ HOLD_SECONDS = 1.0
 HOLD_MAX = 4096
 HOLD_BYTES = 2 * 1024 * 1024
 REPLAY_WINDOW = 256  # gsns remembered per room: one seen again is a replay
+RETIRED_KEPT = 1024  # key ids a member dropped lately: their late frames are refused at once
 OPENED_CACHE = 512  # datagrams opened lately in this process (many clients, one socket)
 OPENED_CACHE_BYTES = 16384
-
-
-def room_header(frame: RoomFrame) -> bytes:
-    """The clear, authenticated header of ``frame``'s sealed datagram."""
-    return _HEADER.pack(frame.prev, frame.gsn) + frame.room.encode("utf-8")
 
 
 def members_left(before: frozenset[str], now: frozenset[str]) -> bool:
@@ -77,13 +82,6 @@ def members_left(before: frozenset[str], now: frozenset[str]) -> bool:
     The hook for kicks: a kick ends a membership the way RoomLeft does (the name drops
     out of the room's member set), so it rotates the key with no wiring of its own."""
     return not before <= now
-
-
-def first_key_id(epoch: Epoch) -> int:
-    """Where a leader's key ids start: past the ids of recent epochs, so a member that
-    still holds the last leader's keys finds no id of ours among them (it waits for our
-    grant instead of failing a tag with the wrong key)."""
-    return (epoch.term % 0x10000) << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +118,11 @@ class LeaderRoomKeys:
         self.grant = grant
         self.clock = clock
         self.rooms: OrderedDict[str, _SealingRoom] = OrderedDict()
+        # Every key id our rings hold, so that a new one is unlike all of them: a member
+        # finds a key by its id across its rooms, and one id must name one key.
+        self.key_ids: dict[int, str] = {}
         self.rotations = 0
         self.grants = 0
-        self._id_epoch: Epoch | None = None
-        self._next_id = 0
 
     def seal(self, frame: RoomFrame) -> bytes:
         """``frame`` as its multicast datagram, granting the key first where it is new.
@@ -154,7 +153,7 @@ class LeaderRoomKeys:
             creds.current_cert(self.security.clock()),
             codec.encode(frame, None),
         )
-        return bytes((KIND_ROOM,)) + room.ring.seal(room_header(frame), signed)
+        return bytes((KIND_ROOM,)) + room.ring.seal(signed)
 
     def sign_lobby(self, message: LobbyFrame | LobbyBeat) -> bytes:
         """A lobby datagram, signed (not sealed: every client follows the lobby, and
@@ -176,19 +175,15 @@ class LeaderRoomKeys:
         if room is None or room.epoch != audience.epoch:
             # A new leader (or a room we forgot) starts a fresh ring: nothing of another
             # leader's keys is kept, and members take a newer epoch's key over any older.
+            if room is not None:
+                self._release(room.ring)
             room = _SealingRoom(audience.epoch, RoomKeyRing(), audience.members)
-            room.ring.install(RoomKey.generate(self._next_key_id(audience.epoch), now))
-            self.rotations += 1
+            self._rotate(name, room.ring, now)
             self.rooms[name] = room
             while len(self.rooms) > ROOMS_KEPT:
-                self.rooms.popitem(last=False)
+                self._release(self.rooms.popitem(last=False)[1].ring)
         elif members_left(room.members, audience.members) or room.ring.needs_rotation(now):
-            key_id = self._next_key_id(audience.epoch)
-            current = room.ring.current
-            if current is not None and key_id <= current.key_id:
-                room.ring = RoomKeyRing()  # ids wrapped (2**32 keys): start the ring over
-            room.ring.install(RoomKey.generate(key_id, now))
-            self.rotations += 1
+            self._rotate(name, room.ring, now)
             room.holders.clear()
         else:
             # Sessions gone since are forgotten: the table stays the size of the audience.
@@ -196,15 +191,21 @@ class LeaderRoomKeys:
         room.members = audience.members
         return room
 
-    def _next_key_id(self, epoch: Epoch) -> int:
-        """Key ids count up across all rooms of this leader's epoch: a room forgotten (LRU)
-        and sealed again gets an id its members never held, not its old first id again
-        under other bytes."""
-        if self._id_epoch != epoch:
-            self._id_epoch, self._next_id = epoch, first_key_id(epoch)
-        key_id = self._next_id
-        self._next_id = (key_id + 1) % (MAX_KEY_ID + 1)
-        return key_id
+    def _rotate(self, name: str, ring: RoomKeyRing, now: float) -> None:
+        """A new key for ``ring``, under a random id that no ring of ours holds. A key id
+        that counted up would say how many keys came before and link a room's keys to
+        each other; a random one says nothing. A room forgotten (LRU) and sealed again
+        gets a fresh id too, never its old one under other bytes."""
+        previous = ring.previous
+        key = ring.rotate(now, self.key_ids)
+        if previous is not None and self.key_ids.get(previous.key_id) == name:
+            del self.key_ids[previous.key_id]  # out of the ring: its id is free again
+        self.key_ids[key.key_id] = name
+        self.rotations += 1
+
+    def _release(self, ring: RoomKeyRing) -> None:
+        for key_id in ring.keys_by_id():
+            self.key_ids.pop(key_id, None)
 
     def forget(self, addr: str) -> None:
         """``addr`` is being welcomed (a new session, or a resume): its keys go to it again,
@@ -255,10 +256,18 @@ class MemberRoomKeys:
         self.clock = clock
         self.wall = time.time  # certificates expire by the wall clock
         self.rooms: OrderedDict[str, _OpeningRoom] = OrderedDict()
-        # (until, room, data, peer), oldest first: ``until`` only grows, so expiry and
+        # key id -> the rooms whose ring holds a key of that id: the only way from a
+        # datagram to its room. Ids are random, so two rooms (of two leaders' epochs)
+        # sharing one is rare, not impossible: each candidate is tried, the tag decides.
+        self.by_id: dict[int, list[str]] = {}
+        # Ids dropped from a ring lately: a late frame under one is refused at once, not
+        # held for a key that will not come.
+        self.retired: OrderedDict[int, None] = OrderedDict()
+        # (until, key id, data, peer), oldest first: ``until`` only grows, so expiry and
         # eviction take from the left and cost only what they drop.
-        self.held: deque[tuple[float, str, bytes, str]] = deque()
+        self.held: deque[tuple[float, int, bytes, str]] = deque()
         self.held_bytes = 0
+        self.guard = SignatureGuard(clock)
 
     # -- keys -----------------------------------------------------------------
     def install(self, grant: RoomKeyGrant) -> list[tuple[bytes, str]]:
@@ -271,42 +280,67 @@ class MemberRoomKeys:
             raise CryptoError(f"room key id {grant.key_id} is not a u32")
         room = self.rooms.get(grant.room)
         if room is None or grant.epoch > room.epoch:
+            if room is not None:
+                self._unindex(grant.room, room.ring.keys_by_id())
             room = _OpeningRoom(grant.epoch, RoomKeyRing())
             self.rooms[grant.room] = room
             while len(self.rooms) > ROOMS_KEPT:
-                self.rooms.popitem(last=False)
+                name, gone = self.rooms.popitem(last=False)
+                self._unindex(name, gone.ring.keys_by_id())
         elif grant.epoch < room.epoch:
             return []  # an old leader's key: its frames are over
         self.rooms.move_to_end(grant.room)
         key = RoomKey(grant.key_id, grant.key, self.clock())
+        before = room.ring.keys_by_id()
         try:
             room.ring.install(key)
         except CryptoError:
             room.ring = RoomKeyRing(key)
             room.seen.clear()
             room.highest = -1
-        if not any(held[1] == grant.room for held in self.held):
+        after = room.ring.keys_by_id()
+        self._unindex(grant.room, {k: v for k, v in before.items() if after.get(k) is not v})
+        for key_id in after:
+            names = self.by_id.setdefault(key_id, [])
+            if grant.room not in names:
+                names.append(grant.room)
+            self.retired.pop(key_id, None)
+        if not any(held[1] == grant.key_id for held in self.held):
             return []
-        ready = [(data, peer) for _, name, data, peer in self.held if name == grant.room]
-        self.held = deque(held for held in self.held if held[1] != grant.room)
+        ready = [(data, peer) for _, key_id, data, peer in self.held if key_id == grant.key_id]
+        self.held = deque(held for held in self.held if held[1] != grant.key_id)
         self.held_bytes = sum(len(held[2]) for held in self.held)
         return ready
+
+    def _unindex(self, name: str, keys: dict[int, RoomKey]) -> None:
+        """``name``'s ring no longer holds ``keys``: their ids lead there no more."""
+        for key_id in keys:
+            names = self.by_id.get(key_id)
+            if names is None or name not in names:
+                continue
+            names.remove(name)
+            if not names:
+                del self.by_id[key_id]
+                self.retired[key_id] = None
+                self.retired.move_to_end(key_id)
+                while len(self.retired) > RETIRED_KEPT:
+                    self.retired.popitem(last=False)
 
     def expire(self) -> None:
         """Drop held frames whose key did not come in time (their gaps repair over TCP)."""
         now = self.clock()
         held = self.held
         while held and held[0][0] <= now:
-            _, name, data, peer = held.popleft()
+            _, key_id, data, peer = held.popleft()
             self.held_bytes -= len(data)
-            self.drops.count("unknown-key", peer, f"no key in time for room {name!r}")
+            self.drops.count("unknown-key", peer, f"no room key {key_id} in time")
 
     # -- frames ---------------------------------------------------------------
     def open(self, data: bytes, peer: str) -> Message | None:
         """A multicast datagram's message; None when it waits for its key; DatagramRefused
         (with the drop reason) for anything not a genuine, fresh frame of a room we hold."""
         if data and data[0] == KIND_LOBBY:
-            return self._open_lobby(data)
+            return self._open_lobby(data, peer)
         if not data or data[0] != KIND_ROOM:
             message = self.decode(data)
             if type(message) is RoomFrame:
@@ -315,30 +349,40 @@ class MemberRoomKeys:
                 raise DatagramRefused("unsigned-lobby", f"plain {type(message).__name__}")
             return message
         sealed = data[1:]
-        if len(sealed) < _SEALED_HEAD.size:
-            raise DatagramRefused("bad-room-frame", "sealed room frame too short")
-        _, key_id, _, header_size = _SEALED_HEAD.unpack_from(sealed)
-        header = sealed[_SEALED_HEAD.size : _SEALED_HEAD.size + header_size]
-        if len(header) != header_size or header_size <= _HEADER.size:
-            raise DatagramRefused("bad-room-frame", "sealed room frame header cut short")
-        prev, gsn = _HEADER.unpack_from(header)
         try:
-            name = header[_HEADER.size :].decode("utf-8")
-        except UnicodeDecodeError:
-            raise DatagramRefused("bad-room-frame", "room name not UTF-8") from None
-        room = self.rooms.get(name)
-        keys = room.ring.keys_by_id() if room is not None else {}
-        key = keys.get(key_id)
-        if key is None or room is None:
-            self._hold(name, data, peer, key_id)
+            key_id = key_id_of(sealed)
+        except CryptoError as exc:
+            raise DatagramRefused("bad-room-frame", f"sealed room frame: {exc}") from None
+        names = self.by_id.get(key_id)
+        if not names:
+            if key_id in self.retired:
+                raise DatagramRefused("unknown-key", f"room key {key_id} is gone")
+            self._hold(key_id, data, peer)
             return None
-        frame = self._cached(data, name, key)
-        if frame is None:
-            frame = self._open(data, sealed, keys, name)
-        if frame.room != name or frame.prev != prev or frame.gsn != gsn:
-            raise DatagramRefused("bad-room-frame", "room frame disagrees with its header")
+        refusal: DatagramRefused | None = None
+        for name in tuple(names):  # one, but for a (rare) id two leaders drew alike
+            room = self.rooms[name]
+            keys = room.ring.keys_by_id()
+            try:
+                frame = self._cached(data, name, keys[key_id])
+                if frame is None:
+                    frame = self._open(data, sealed, name, keys[key_id], peer)
+            except DatagramRefused as exc:
+                if exc.reason != "bad-room-tag":
+                    raise
+                refusal = exc
+                continue
+            return self._fresh(frame, name, room)
+        assert refusal is not None
+        raise refusal
+
+    def _fresh(self, frame: RoomFrame, name: str, room: _OpeningRoom) -> RoomFrame:
+        """``frame`` opened under ``name``'s key: of that room, its epoch, not seen before."""
+        if frame.room != name:
+            raise DatagramRefused("bad-room-frame", "room frame sealed under another room's key")
         if frame.epoch != room.epoch:
             raise DatagramRefused("stale-epoch", f"room frame of epoch {frame.epoch}")
+        gsn = frame.gsn
         seen = room.seen
         if gsn in seen or gsn + REPLAY_WINDOW <= room.highest:
             raise DatagramRefused("replayed", f"room frame {gsn} of {name!r} seen already")
@@ -348,7 +392,7 @@ class MemberRoomKeys:
             seen.popitem(last=False)
         return frame
 
-    def _open_lobby(self, data: bytes) -> Message:
+    def _open_lobby(self, data: bytes, peer: str) -> Message:
         """A signed lobby frame or beat (verified once per process: see ``_verified``)."""
         found = _verified.get(data)
         if found is not None:
@@ -356,13 +400,9 @@ class MemberRoomKeys:
         pinned = self.trust.key
         if pinned is None:
             raise DatagramRefused("unknown-cluster", "no pinned cluster to verify the lobby by")
-        try:
-            body = verify_datagram(
-                pinned, data[1:], self.wall(), self.trust.certificates(pinned)
-            ).body
-        except CryptoError as exc:
-            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else "bad-lobby-frame"
-            raise DatagramRefused(reason, f"lobby frame: {exc}") from None
+        # Anyone can send the lobby group a datagram to verify, and a signed lobby frame
+        # needs no key: the guard bounds what that costs us, as for a member's room frames.
+        body = self._verified_body(pinned, data[1:], peer, "lobby frame", "bad-lobby-frame")
         try:
             message = codec.decode(body, None)
         except RemoteProtocolError as exc:
@@ -375,19 +415,15 @@ class MemberRoomKeys:
                 _verified.popitem(last=False)
         return message
 
-    def _hold(self, name: str, data: bytes, peer: str, key_id: int) -> None:
+    def _hold(self, key_id: int, data: bytes, peer: str) -> None:
         """Wait for a key we may be about to get; anyone can send such frames, so few wait."""
-        room = self.rooms.get(name)
-        current = room.ring.current if room is not None else None
-        if current is not None and key_id < current.key_id:
-            raise DatagramRefused("unknown-key", f"room key {key_id} of {name!r} is gone")
         self.expire()
         held = self.held
         while held and (len(held) >= HOLD_MAX or self.held_bytes + len(data) > HOLD_BYTES):
             _, old, old_data, old_peer = held.popleft()  # the oldest gives way (TCP repairs)
             self.held_bytes -= len(old_data)
-            self.drops.count("unknown-key", old_peer, f"held frames full, room {old!r}")
-        held.append((self.clock() + HOLD_SECONDS, name, data, peer))
+            self.drops.count("unknown-key", old_peer, f"held frames full, room key {old}")
+        held.append((self.clock() + HOLD_SECONDS, key_id, data, peer))
         self.held_bytes += len(data)
 
     def _cached(self, data: bytes, name: str, key: RoomKey) -> RoomFrame | None:
@@ -396,20 +432,20 @@ class MemberRoomKeys:
             return None
         return found[3]
 
-    def _open(self, data: bytes, sealed: bytes, keys: dict[int, RoomKey], name: str) -> RoomFrame:
+    def _open(self, data: bytes, sealed: bytes, name: str, key: RoomKey, peer: str) -> RoomFrame:
+        """The frame in a sealed datagram under ``name``'s ``key``: the tag, then the
+        signature (the caller checks that it is of that room)."""
         pinned = self.trust.key
         if pinned is None:
             raise DatagramRefused("unknown-cluster", "no pinned cluster to verify rooms by")
+        if self.guard.blocked(peer):  # not even the AEAD pass (up to 64 KiB) for its frames
+            raise DatagramRefused("bad-signature-source", "room frame: too many bad signatures")
         try:
-            key_id, _, signed = open_room_frame(keys, sealed)
-            body = verify_datagram(
-                pinned, signed, self.wall(), self.trust.certificates(pinned)
-            ).body
+            _, signed = open_room_frame({key.key_id: key}, sealed)
         except CryptoError as exc:
-            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else "bad-room-frame"
-            if exc.reason is Reason.BAD_TAG:
-                reason = "bad-room-tag"
+            reason = "bad-room-tag" if exc.reason is Reason.BAD_TAG else "bad-room-frame"
             raise DatagramRefused(reason, f"room frame: {exc}") from None
+        body = self._verified_body(pinned, signed, peer, "room frame", "bad-room-frame")
         try:
             frame = codec.decode(body, None)
         except RemoteProtocolError as exc:
@@ -417,7 +453,26 @@ class MemberRoomKeys:
         if type(frame) is not RoomFrame:
             raise DatagramRefused("bad-room-frame", f"{type(frame).__name__} sealed as a room")
         if len(data) <= OPENED_CACHE_BYTES:
-            _opened[data] = (name, key_id, keys[key_id].key, frame)
+            _opened[data] = (name, key.key_id, key.key, frame)
             while len(_opened) > OPENED_CACHE:
                 _opened.popitem(last=False)
         return frame
+
+    def _verified_body(
+        self, pinned: ClusterPublicKey, signed: bytes, peer: str, what: str, malformed: str
+    ) -> bytes:
+        """The body of a signed datagram from ``peer``, if the guard still checks that source
+        (``bad-signature-source`` otherwise) and it verifies under our cluster."""
+        guard = self.guard
+        if not guard.allow(peer):
+            raise DatagramRefused("bad-signature-source", f"{what}: too many bad signatures")
+        try:
+            body = verify_datagram(
+                pinned, signed, self.wall(), self.trust.certificates(pinned)
+            ).body
+        except CryptoError as exc:
+            guard.failed(peer)
+            reason = "bad-signature" if exc.reason is Reason.BAD_SIGNATURE else malformed
+            raise DatagramRefused(reason, f"{what}: {exc}") from None
+        guard.passed(peer)
+        return body

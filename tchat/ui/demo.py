@@ -99,6 +99,7 @@ class FakeClientService:
         self._cmid = 0
         self._rid = 0
         self._log = VectorClock()  # the simulated leader's log clock: every entry gets a new dot
+        self.drops: dict[str, int] = {}  # what the client refused, by reason (/info)
 
     def status(self) -> ClientStatus:
         node = self.node
@@ -108,6 +109,7 @@ class FakeClientService:
             leader_addr=node.leader_addr,
             epoch=str(node.epoch) if node.leader_id else "",
             pending=len(node.pending),
+            drops=tuple(sorted(self.drops.items())),
             rtt_ms=self.rtt * 1000 if self.rtt is not None else None,
             delivery="multicast" if self.multicast else "unicast",
             clock=node.clock,

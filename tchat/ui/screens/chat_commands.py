@@ -49,6 +49,19 @@ log = logging.getLogger(__name__)
 LASTLOG_MAX = 50  # lines /lastlog copies into the window
 LIST_MAX = 100  # rooms /list shows; a pattern narrows the rest
 LIST_TOPIC = 72  # characters of a topic a /list row shows
+DROPS_SHOWN = 12  # reasons /info lists (the most frequent); the rest are summed
+
+
+def dropped_line(drops: tuple[tuple[str, int], ...]) -> str:
+    """/info's line of what this client refused, by reason: forged, replayed or unopenable
+    frames are a sign of trouble on the LAN that a user should be able to see."""
+    if not drops:
+        return "dropped: nothing"
+    ranked = sorted(drops, key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{sanitize(reason)} {n}" for reason, n in ranked[:DROPS_SHOWN])
+    rest = sum(n for _, n in ranked[DROPS_SHOWN:])
+    more = f", {rest} more of {len(ranked) - DROPS_SHOWN} other reasons" if rest else ""
+    return f"dropped: {shown}{more}"
 
 
 class CommandRunner:
@@ -150,6 +163,7 @@ class CommandRunner:
         # The runtime's service knows the pinned cluster key; a UI fake may not.
         fingerprint = getattr(screen.service, "fingerprint", "")
         screen.say(f"cluster key {fingerprint or 'not pinned yet (or --insecure)'}")
+        screen.say(dropped_line(status.drops))
 
     def do_me(self, cmd: Command) -> None:
         self.send_chat(self.screen.model.active, cmd.rest, action=True)
