@@ -1,22 +1,26 @@
-"""Logins as the committed log has them: a refused login gets no Welcome, and a Welcome
-shows only committed users."""
+"""Logins and room joins as the committed log has them: a refused login gets no Welcome, a
+Welcome shows only committed users, a join of a room the account is in is answered with
+the room, and a terminal back from away does not rejoin a room its account left."""
 
 from __future__ import annotations
 
 from core_bus import Bus, key_for
-from test_core_nodes import cluster, leaders, serving, settled
+from test_core_nodes import chats, cluster, leaders, serving, settled
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import Failed, OpFailed, RoomEntered, Sent
+from tchat.core.effects import Failed, OpFailed, RoomEntered, RoomExited, Sent
 from tchat.core.messages import (
     Admit,
     Append,
+    JoinRoom,
+    LeaveRoom,
     Message,
     Operation,
     Rejected,
     Resync,
     RoomJoined,
     SendChat,
+    SessionFrame,
     UserList,
     UserOnline,
     Welcome,
@@ -61,6 +65,83 @@ def _entered(bus: Bus, client: ClientNode, room: str) -> int:
 
 def _to(bus: Bus, client: ClientNode, kind: type[Message]) -> list[Message]:
     return [m for _, dst, m in bus.sent if dst == client.config.addr and isinstance(m, kind)]
+
+
+# -- 3: a join is idempotent ---------------------------------------------------------
+def test_a_second_terminal_joining_a_room_its_account_is_in_gets_the_room() -> None:
+    """A second terminal of alice types /join #ops, which her account is in (its Welcome
+    listed it): it was refused ("you are already in room"); it is answered with the room
+    as a join would be, and the log gets no second membership."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    first, bob = serving(bus, "alice", "bob")
+    assert _answer(bus, first, JoinRoom("ops")) == ""
+    assert _answer(bus, bob, JoinRoom("ops")) == ""
+    (second,) = serving(bus, "alice")
+    assert "ops" in second.rooms  # the account's room, from its Welcome
+    shown = _entered(bus, second, "ops")
+
+    assert _answer(bus, second, JoinRoom("ops")) == ""
+    assert _entered(bus, second, "ops") == shown + 1  # the room, as a join shows it
+    assert second.rooms["ops"].members == ("alice", "bob")
+    assert _joins(leader, "ops", "alice") == 1
+    bus.submit(bob, SendChat("ops", None, "still one alice", False))
+    bus.run_until(lambda: chats(bus, first) == chats(bus, second) == ["still one alice"], 2)
+
+
+def test_two_terminals_joining_one_room_at_once_both_get_it_once() -> None:
+    """Both terminals type /join #new at the same moment: the second's join reaches the
+    leader while the first's is still being replicated. Both are answered, one entry."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    first, second = serving(bus, "alice", "alice")
+    one = bus.submit(first, JoinRoom("new"))
+    two = bus.submit(second, JoinRoom("new"))
+
+    def answered(client: ClientNode, cmid: int) -> bool:
+        return any(
+            isinstance(e, Sent | OpFailed) and e.cmid == cmid
+            for e in bus.events[client.config.addr]
+        )
+
+    bus.run_until(lambda: answered(first, one) and answered(second, two), 2)
+    failed = [
+        e for c in (first, second) for e in bus.events[c.config.addr] if isinstance(e, OpFailed)
+    ]
+    assert failed == []
+    assert _joins(leader, "new", "alice") == 1
+    assert "new" in first.rooms and "new" in second.rooms
+
+
+# -- 4: the account's membership is the truth on resume -------------------------------
+def test_a_terminal_away_while_another_left_a_room_does_not_rejoin_it() -> None:
+    """Alice's second terminal joined #ops; it misses the frame of her first terminal's
+    /leave #ops (a gap), resumes, and its Welcome no longer lists ops: it took that for the servers
+    having dropped it and joined ops again, undoing her /leave."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    first, second, bob = serving(bus, "alice", "alice", "bob")
+    for client in (second, bob):  # the terminal that is away later typed the /join
+        assert _answer(bus, client, JoinRoom("ops")) == ""
+    bus.run_until(lambda: "ops" in first.rooms, 2)
+    away = second.config.addr
+    bus.drop = lambda src, dst, m: dst == away and isinstance(m, SessionFrame)
+    assert _answer(bus, first, LeaveRoom("ops")) == ""
+    bus.run(0.1)
+    assert "ops" in second.rooms  # it missed the leave
+    bus.drop = None
+
+    def resumed() -> bool:
+        return second.state is ClientState.SERVING and "ops" not in second.rooms
+
+    bus.run_until(resumed, 5)  # its next heartbeat shows the gap: it resumes
+    bus.run(1.0)
+    assert "ops" not in second.rooms and "ops" not in first.rooms
+    assert "alice" not in leader.state.rooms["ops"].members
+    assert _joins(leader, "ops", "alice") == 1  # nobody joined it again
+    assert any(
+        isinstance(e, RoomExited) and e.room == "ops" for e in bus.events[second.config.addr]
+    )
 
 
 # -- 2: a Welcome shows committed users only -------------------------------------------

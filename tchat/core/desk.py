@@ -28,6 +28,7 @@ from tchat.core.messages import (
     Chat,
     ClientBeat,
     CreateRoom,
+    Dot,
     Entry,
     EntryBody,
     HistoryReply,
@@ -554,6 +555,15 @@ class ClientDesk:
         if existing is not None:  # a resend after failover: exactly once
             return self._ack_recorded(existing, msg)
         problem = self.refused.get(origin, "")
+        if not problem and type(msg.op) is JoinRoom:
+            joined = self._membership(session.name, msg.op.room)
+            if joined is not None:
+                # The account is in the room already (a second terminal's /join, or two
+                # terminals joining at once): answered with the join that made it a member,
+                # no second entry. Every session of the account has the room, or its
+                # stream brings it before this answer.
+                node.count("join-again")
+                return self._ack_recorded(joined, msg)
         body = None
         if not problem:
             body, problem = self.validate(session, msg, known)
@@ -602,6 +612,15 @@ class ClientDesk:
         # Recorded earlier (another epoch, or before a backup rejoined): a live backup may
         # not hold it yet.
         return lead.ack_when_held(entry, msg.client_id, msg.cmid, lead.held())
+
+    def _membership(self, name: str, room: str) -> Entry | None:
+        """The entry that made ``name`` a member of ``room`` (pending ones included), or
+        None if it is not one."""
+        record = self.lead.node.state.rooms.get(room)
+        key = record.members.get(name) if record is not None else None
+        if key is None:
+            return None
+        return self.lead.node.log.get(Dot(key[1], key[2]))
 
     def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
         self.refused[origin] = problem
