@@ -588,7 +588,7 @@ class ClientNode:
 
     def _answered(self, cmid: int, event: Sent | OpFailed) -> tuple[Submit | None, list[Effect]]:
         """Settle pending operation ``cmid`` (None if it is not pending): the user hears
-        ``event``, unless the operation was ours (a rejoin after a resume, say)."""
+        ``event``, unless the operation was ours (a rejoin after a rename, say)."""
         submitted = self.pending.pop(cmid, None)
         shown = cmid in self.inbox.joins_shown
         self.inbox.joins_shown.discard(cmid)
