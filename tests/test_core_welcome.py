@@ -14,10 +14,12 @@ from tchat.core.messages import (
     Append,
     JoinRoom,
     LeaveRoom,
+    LobbyFrame,
     Message,
     Operation,
     Rejected,
     Resync,
+    RoomFrame,
     RoomJoined,
     SendChat,
     SessionFrame,
@@ -219,6 +221,8 @@ def test_a_login_a_merge_puts_behind_an_earlier_claim_is_rejected_not_welcomed()
     bus.run(0.5)
 
     assert _to(bus, other, Welcome) == []
+    assert _to(bus, other, UserList) == _to(bus, other, SessionFrame) == []
+    assert _to(bus, other, LobbyFrame) == _to(bus, other, RoomFrame) == []
     refusals = [e.reason for e in bus.events[other.config.addr] if isinstance(e, Failed)]
     assert refusals and "alice" in refusals[0] and "another key" in refusals[0]
     assert [m for m in _to(bus, other, Rejected)]
