@@ -234,7 +234,10 @@ def test_a_member_who_went_offline_is_still_in_the_private_room_when_back() -> N
     assert "bob" in alice.rooms["p"].members
     (again,) = serving(bus, "bob")
     assert "p" in again.rooms  # back in it at login: no invitation, no /join
-    assert _answer(bus, again, JoinRoom("p")) == "you are already in room 'p'"
+    # A /join of it is answered with the room (no second membership), not refused.
+    joins = len(_leader_state(servers).rooms["p"].stretches["bob"])
+    assert _answer(bus, again, JoinRoom("p")) == ""
+    assert len(_leader_state(servers).rooms["p"].stretches["bob"]) == joins
 
 
 def test_the_next_owner_of_a_released_name_owns_none_of_its_rooms() -> None:

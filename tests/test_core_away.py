@@ -41,6 +41,8 @@ def refusals(bus: object, addr: str) -> list[str]:
 def test_an_away_reason_reaches_every_server_and_client() -> None:
     bus, servers = cluster()
     alice, bob = serving(bus, "alice", "bob")
+    # A Welcome lists committed logins only: the later one reaches bob in a lobby frame.
+    bus.run_until(lambda: "alice" in bob.users, 1)
     bus.submit(alice, SetAway(True, "lunch, back at 2"))
     bus.run_until(lambda: bob.users["alice"].status == "away", 2)
     assert bob.users["alice"].away_reason == "lunch, back at 2"

@@ -46,6 +46,7 @@ from tchat.core.effects import (
     Ready,
     Renamed,
     RoomDirectory,
+    RoomEntered,
     RoomExited,
     Send,
     Sent,
@@ -60,7 +61,6 @@ from tchat.core.messages import (
     Ack,
     ClientBeat,
     ClientHeartbeat,
-    CreateRoom,
     Discover,
     DiscoverReply,
     Dot,
@@ -72,7 +72,6 @@ from tchat.core.messages import (
     KeysRequest,
     LeaderAlive,
     LeaderSuspect,
-    LeaveRoom,
     LobbyBeat,
     LobbyFrame,
     Logout,
@@ -264,10 +263,6 @@ class ClientNode:
         self._now = now
         if isinstance(op, Logout):
             self._logging_out = True
-        elif isinstance(op, (JoinRoom, CreateRoom)):
-            self.inbox.wanted_rooms.add(op.room)
-        elif isinstance(op, LeaveRoom):
-            self.inbox.wanted_rooms.discard(op.room)
         message = self.next_submit(op, ts)
         effects: list[Effect] = []
         if isinstance(self.phase, Serving):
@@ -593,8 +588,10 @@ class ClientNode:
 
     def _answered(self, cmid: int, event: Sent | OpFailed) -> tuple[Submit | None, list[Effect]]:
         """Settle pending operation ``cmid`` (None if it is not pending): the user hears
-        ``event``, unless the operation was ours (a rejoin after a resume, say)."""
+        ``event``, unless the operation was ours (a rejoin after a rename, say)."""
         submitted = self.pending.pop(cmid, None)
+        shown = cmid in self.inbox.joins_shown
+        self.inbox.joins_shown.discard(cmid)
         if submitted is not None:
             # The leader is answering: what is still pending is queued behind this, not
             # lost. Resending it anyway, once a second while any was pending, cost a busy
@@ -605,11 +602,16 @@ class ClientNode:
             if cmid in self._automatic:
                 self._automatic.discard(cmid)
                 if isinstance(event, OpFailed) and isinstance(submitted.op, JoinRoom):
-                    # Our rejoin after a resume was refused (kicked from a private room
-                    # while we were away): the room is gone for us, and the user is told.
-                    self.inbox.wanted_rooms.discard(submitted.op.room)
+                    # Our rejoin after a rename was refused (a private room of the old
+                    # name's): the room is gone for us, and the user is told.
                     return submitted, [Deliver(RoomExited(submitted.op.room)), Deliver(event)]
             else:
+                op = submitted.op
+                info = self.rooms.get(op.room) if isinstance(op, JoinRoom) else None
+                if isinstance(event, Sent) and info is not None and not shown:
+                    # The account was in the room already (another terminal joined it):
+                    # the leader answered with that join. Shown as a join shows it.
+                    return submitted, [Deliver(RoomEntered(info)), Deliver(event)]
                 return submitted, [Deliver(event)]
         return submitted, []
 

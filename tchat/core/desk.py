@@ -28,6 +28,7 @@ from tchat.core.messages import (
     Chat,
     ClientBeat,
     CreateRoom,
+    Dot,
     Entry,
     EntryBody,
     HistoryReply,
@@ -272,6 +273,55 @@ class ClientDesk:
             for p in lead.pending
         )
 
+    def on_login_committed(self, login: UserOnline, streamed: bool, now: float) -> list[Effect]:
+        """``login`` committed: welcome its session if the fold took it, else tell the
+        session why not. The desk judged the Register on the sequencing state, but the
+        fold judges the entry where it stands in the log: a merge may have put another
+        key's claim of the name first (two identities raced for a new name on the two
+        sides of a partition), or the session may hold another name there. Such a login
+        is in nobody's user list, so its session gets no Welcome, no frame, and a refusal."""
+        lead = self.lead
+        node = lead.node
+        session = lead.streams.sessions.get(login.client_id)
+        if session is None or session.active or session.name != login.name:
+            # Welcomed already (a resume), gone, or registered under another name since
+            # (that name's own login welcomes it).
+            return []
+        if not streamed:
+            # Merged entries wait ahead of it, and the streams' view lacks them: it cannot
+            # say what the fold makes of this login. The Resync that ends that wait makes
+            # the session register again, and it is judged then, on the merged state.
+            return []
+        view = lead.streams.view
+        record = view.users.get(login.name)
+        # Only this view's own refusals matter here (nobody reads them off the view).
+        view.clashes.clear()
+        view.replaced.clear()
+        if record is not None and login.client_id in record.sessions:
+            # Its stream starts at the current heads: every frame they name must be out.
+            effects = lead.streams.flush_rooms(now)
+            return effects + self.welcome(session, session.resume_cursor, now)
+        lead.streams.detach(login.client_id)
+        node.count("login-refused")
+        if not view.holds_key(login.name, login.identity):
+            reason = f"the name {login.name!r} is taken: it belongs to another key"
+            refusal: Rejected | NameClash = Rejected(reason)
+            if session.resume_cursor is not None:
+                # A session that was serving under the name renames, as at a Register.
+                reason = (
+                    f"{login.name!r} was also registered on the other side of a network "
+                    "partition; the earlier registration keeps it"
+                )
+                refusal = NameClash(lead.epoch, login.name, reason)
+        else:
+            held = view.session_names.get(login.client_id, "")
+            reason = f"this session is logged in as {held!r}: log in again"
+            refusal = Rejected(reason)
+        return [
+            node.log_event("login-refused", f"user {login.name}: {reason}", user=login.name),
+            Send(session.addr, refusal),
+        ]
+
     def leave_old_name(self, old: str, session: Session, new: str, now: float) -> list[Effect]:
         """Log ``session`` out of ``old``, the name it held before it registered as ``new``."""
         node = self.lead.node
@@ -386,8 +436,13 @@ class ClientDesk:
             # streaming to it).
             cursor = node.state.offline_cursor.get(session.name, EMPTY_CLOCK)
         token = node.next_token()
-        # A client that does not follow the user list (Register.lobby False) gets none.
-        users = node.state.user_infos() if session.lobby else ()
+        # The committed view's users, not the sequencing state's: a login still being
+        # replicated may never commit (its leader dies) or be refused by the fold, and a
+        # client shown it would list a user who never got in. The lobby frames tell the
+        # client of it once it commits. A client that does not follow the user list
+        # (Register.lobby False) gets none.
+        view = lead.streams.view
+        users = view.user_infos() if session.lobby else ()
         snapshot, chunks = self._user_chunks(users)
         effects: list[Effect] = [Send(session.addr, chunk) for chunk in chunks]
         # Nothing before the account's first login concerns it: a message names an
@@ -434,7 +489,7 @@ class ClientDesk:
             len(rooms) - len(listed),
             # At most MAX_PEERS names (the fold's bound), 6.6 KB at worst: they fit beside
             # rooms of up to WELCOME_ROOM_BYTES, which is why those move to RoomList past it.
-            node.state.peers(session.name),
+            view.peers(session.name),
         )
         effects.append(Send(session.addr, welcome))
         return effects
@@ -498,14 +553,17 @@ class ClientDesk:
         session.reported_clock = session.reported_clock.merge(known)
         existing = node.log.by_origin(origin)
         if existing is not None:  # a resend after failover: exactly once
-            pending = lead.pending_dots.get(existing.dot)
-            if pending is not None:
-                pending.acks.append((msg.client_id, msg.cmid))
-                return []
-            # Recorded earlier (another epoch, or before a backup rejoined): a live backup
-            # may not hold it yet, and the ack promises that every one does.
-            return lead.ack_when_held(existing, msg.client_id, msg.cmid, lead.held())
+            return self._ack_recorded(existing, msg)
         problem = self.refused.get(origin, "")
+        if not problem and type(msg.op) is JoinRoom:
+            joined = self._membership(session.name, msg.op.room)
+            if joined is not None:
+                # The account is in the room already (a second terminal's /join, or two
+                # terminals joining at once): answered with the join that made it a member,
+                # no second entry. Every session of the account has the room, or its
+                # stream brings it before this answer.
+                node.count("join-again")
+                return self._ack_recorded(joined, msg)
         body = None
         if not problem:
             body, problem = self.validate(session, msg, known)
@@ -542,6 +600,27 @@ class ClientDesk:
         if type(body) is KeyRemoved:
             effects += self.drop_removed_key(body, now)
         return effects
+
+    def _ack_recorded(self, entry: Entry, msg: Submit) -> list[Effect]:
+        """Answer ``msg`` with ``entry``, already in the log: once it commits, or at once if
+        it has and every live backup holds it (the ack promises that every one does)."""
+        lead = self.lead
+        pending = lead.pending_dots.get(entry.dot)
+        if pending is not None:
+            pending.acks.append((msg.client_id, msg.cmid))
+            return []
+        # Recorded earlier (another epoch, or before a backup rejoined): a live backup may
+        # not hold it yet.
+        return lead.ack_when_held(entry, msg.client_id, msg.cmid, lead.held())
+
+    def _membership(self, name: str, room: str) -> Entry | None:
+        """The entry that made ``name`` a member of ``room`` (pending ones included), or
+        None if it is not one."""
+        record = self.lead.node.state.rooms.get(room)
+        key = record.members.get(name) if record is not None else None
+        if key is None:
+            return None
+        return self.lead.node.log.get(Dot(key[1], key[2]))
 
     def _refuse(self, origin: Origin, problem: str, msg: Submit, addr: str) -> list[Effect]:
         self.refused[origin] = problem

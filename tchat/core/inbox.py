@@ -36,6 +36,7 @@ from tchat.core.messages import (
     Chat,
     Entry,
     Epoch,
+    JoinRoom,
     LobbyFrame,
     Origin,
     RoomFrame,
@@ -141,7 +142,9 @@ class Inbox:
         self.welcome_from = 1
         self.early_frames: list[Frame] = []  # frames of the epoch before its Welcome
         self.rooms_to_rejoin: list[str] = []  # rooms to join again once welcomed
-        self.wanted_rooms: set[str] = set()  # rooms we joined and did not leave
+        # Pending /joins (cmids) whose room we were shown entering while they waited: their
+        # answer shows nothing more. Only pending cmids: bounded by what is pending.
+        self.joins_shown: set[int] = set()
 
     def parts(self, epoch: Epoch, token: int) -> WelcomeParts:
         """The Replay and RoomList chunks and Welcome of one welcome attempt received so far."""
@@ -215,18 +218,15 @@ class Inbox:
         node.users = {u.name: u for u in users}
         effects: list[Effect] = [self.users_changed()]
         old_rooms = node.rooms
+        # The account's rooms, kept by the servers across sessions, are the truth: a room
+        # we had and the Welcome does not list was left (from another of the account's
+        # terminals while we were away, or merged in from the other side of a partition)
+        # or we were kicked. Going offline or timing out leaves no room, so joining it
+        # again would undo the account's own /leave.
         node.rooms = {info.room: info for info in msg.rooms}
-        # The account's rooms, kept by the servers across sessions: ours as if joined here.
-        self.wanted_rooms.update(node.rooms)
         for room in sorted(old_rooms):
-            if room in node.rooms:
-                continue
-            effects.append(LeaveGroup(old_rooms[room].group))
-            if room in self.wanted_rooms:
-                # We never left it: the servers dropped us (a partition outlasted the client
-                # timeout on the other side). Join again instead of reporting a leave.
-                self.rooms_to_rejoin = sorted({*self.rooms_to_rejoin, room})
-            else:
+            if room not in node.rooms:
+                effects.append(LeaveGroup(old_rooms[room].group))
                 effects.append(Deliver(RoomExited(room)))
         for room in sorted(node.rooms):
             info = node.rooms[room]
@@ -234,7 +234,7 @@ class Inbox:
                 if room in old_rooms:
                     effects.append(LeaveGroup(old_rooms[room].group))
                 effects.append(JoinGroup(info.group))
-                effects.append(Deliver(RoomEntered(info)))
+                effects.append(self.entered(info))
             elif old_rooms[room].members != info.members:
                 effects.append(Deliver(MembersChanged(room, info.members)))
             if room in old_rooms and old_rooms[room].topic != info.topic:
@@ -339,7 +339,7 @@ class Inbox:
                     node.rooms[room] = frame.room
                     holdback.join(frame.room)
                     effects.append(JoinGroup(frame.room.group))
-                    effects.append(Deliver(RoomEntered(frame.room)))
+                    effects.append(self.entered(frame.room))
                     # A beat now tells the leader we are in the group: it stops sending
                     # this room's frames over our session too (ClientStreams.joined).
                     outcome.beat_now = True
@@ -358,15 +358,20 @@ class Inbox:
                     holdback.leave(room)
                     effects.append(LeaveGroup(info.group))
                     by = body.by if isinstance(body, RoomKicked) else ""
-                    # Left (from this terminal or another of the account's) or kicked:
-                    # not a room to rejoin after a failover or a relogin.
-                    self.wanted_rooms.discard(room)
                     effects.append(Deliver(RoomExited(room, by)))
                 else:
                     members = tuple(m for m in info.members if m != name)
                     node.rooms[room] = dataclasses.replace(info, members=members)
                     effects.append(Deliver(MembersChanged(room, members)))
         return effects
+
+    def entered(self, info: RoomInfo) -> Effect:
+        """We are in ``info``'s room: the user is shown it, and a /join of it still pending
+        is answered by this (its acknowledgement shows the room no second time)."""
+        for cmid, submit in self.node.pending.items():
+            if type(submit.op) is JoinRoom and submit.op.room == info.room:
+                self.joins_shown.add(cmid)
+        return Deliver(RoomEntered(info))
 
     def apply_user_change(self, entry: Entry) -> tuple[bool, list[Effect]]:
         """One lobby entry, not our own name's logout: True if the user list changed (the

@@ -178,7 +178,7 @@ class Leadership:
             del self.pending_dots[head.entry.dot]
             self._merged_pending -= head.merged
             canonical = head.entry
-            shown = False
+            shown = streamed = False
             if self._merged_pending:
                 # The log took merged entries (still being replicated) at any place in
                 # its order, ahead of this one perhaps: the streams' view does not have
@@ -197,12 +197,13 @@ class Leadership:
                 self.resync_needed = True
             else:
                 effects.extend(self.streams.publish(head.entry, now))
+                streamed = True
                 # its room frame is then the sender's acknowledgement
                 shown = self.streams.shows_sender(head.entry)
             if not shown:
                 for client_id, cmid in head.acks:
                     acks.extend(self.ack_when_held(canonical, client_id, cmid, held))
-            effects.extend(self._after_commit(head.entry, now))
+            effects.extend(self._after_commit(head.entry, streamed, now))
         effects.extend(self.streams.flush_rooms(now))
         effects.extend(acks)
         if self.held_acks:
@@ -240,16 +241,12 @@ class Leadership:
             return []
         return [Send(session.addr, Ack(self.epoch, cmid, entry.id))]
 
-    def _after_commit(self, entry: Entry, now: float) -> list[Effect]:
+    def _after_commit(self, entry: Entry, streamed: bool, now: float) -> list[Effect]:
+        """What follows ``entry``'s commit (``streamed``: the streams published it)."""
         body = entry.body
         if isinstance(body, UserOnline):
             effects = self.desk.drop_replaced() if self.node.state.replaced else []
-            session = self.streams.sessions.get(body.client_id)
-            if session is not None and not session.active:
-                cursor = session.resume_cursor
-                # Its stream starts at the current heads: every frame they name must be out.
-                effects.extend(self.streams.flush_rooms(now))
-                effects.extend(self.desk.welcome(session, cursor, now))
+            effects.extend(self.desk.on_login_committed(body, streamed, now))
             return effects
         if isinstance(body, UserOffline):
             session = self.streams.sessions.get(body.client_id)

@@ -37,7 +37,6 @@ from tchat.core.messages import (
     DiscoverReply,
     Dot,
     Epoch,
-    JoinRoom,
     Logout,
     Message,
     Operation,
@@ -98,7 +97,6 @@ class ClientService:
         self._hint_timer: asyncio.TimerHandle | None = None
         self.restarts = 0  # sessions started over after the core raised
         self._restart: asyncio.Task[None] | None = None
-        self._rejoin: list[str] = []  # rooms the failed session was in: joined again on Ready
         self._stopping = False
         self.security: WireSecurity | None = None
         self.key_changed: KeyChanged | None = None
@@ -259,7 +257,8 @@ class ClientService:
             self._emit(Failed(f"the client failed {self.restarts + 1} times since it started"))
             return
         self.restarts += 1
-        self._rejoin = sorted(getattr(node, "rooms", {}) or {})
+        # Nothing to join again: rooms are the account's, and the new session's Welcome
+        # lists them (joining the old node's rooms undid a /leave of another terminal's).
         logger.error("%s (restart %d of at most %d)", reason, self.restarts, MAX_RESTARTS)
         self._emit(ConnectionChanged(ClientState.DISCOVERING.value, reason))
         self._restart = asyncio.get_running_loop().create_task(self._start_over())
@@ -284,15 +283,6 @@ class ClientService:
             self._emit(Failed(f"cannot start the session over: {exc}"))
         finally:
             self._restart = None
-
-    def _join_again(self, rooms: list[str]) -> None:
-        if self.driver is None or self._stopping:
-            return
-        for room in rooms:
-            try:
-                self.submit(JoinRoom(room))
-            except Exception:
-                logger.exception("joining %s again failed", room)
 
     def _emit(self, event: ClientEvent) -> None:
         for listener in list(self._listeners):
@@ -373,10 +363,6 @@ class ClientService:
             self.password = ""  # this machine's key is the account's now
         elif isinstance(event, ConnectionChanged) and event.state == "discovering":
             self._watch_discovery()  # the leader is gone: looking again
-        if isinstance(event, Ready) and self._rejoin:
-            # The old session's logout (its timeout) took it out of its rooms: back in.
-            rooms, self._rejoin = self._rejoin, []
-            asyncio.get_running_loop().call_soon(self._join_again, rooms)
         if isinstance(event, Sent):
             sent_at = self._submitted.pop(event.cmid, None)
             if sent_at is not None:
