@@ -24,7 +24,7 @@ from tchat.core.messages import (
     StaleEpoch,
     SyncRequest,
 )
-from tchat.core.roles import DISCOVERY_INTERVAL, Leading, ServerRole, Syncing
+from tchat.core.roles import Leading, ServerRole, Syncing
 
 if TYPE_CHECKING:
     from tchat.core.server_context import ServerView
@@ -259,7 +259,10 @@ class Candidacy:
         effects.extend(leadership.desk.notify_clashes())
         node.next_heartbeat = now
         node.next_retry = now
-        node.next_discovery = now + DISCOVERY_INTERVAL
+        # Look around at once: a server the log no longer names (it left, and came back)
+        # hears of us only through our discovery, and it may campaign again before a
+        # whole interval passes, forcing a new round each time (sim seed 976171057).
+        node.next_discovery = now
         announce = NewLeader(node.server_id, node.config.addr, node.epoch, node.servers)
         effects.extend(Send(addr, announce) for _, addr in sorted(node.peers.items()))
         effects.extend(
