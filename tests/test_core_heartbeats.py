@@ -216,3 +216,23 @@ def test_slots_stay_balanced_as_sessions_come_and_go() -> None:
     streams.attach(Session("n1", "c1", "a1", False, bus.now))
     assert sum(len(s) for s in streams.beat_slots) == len(streams.sessions) == 50
     assert sorted(c for s in streams.beat_slots for c in s) == sorted(streams.sessions)
+
+
+def test_a_room_message_earns_each_of_many_members_one_heartbeat_in_its_own_slot() -> None:
+    """'Only when moved' holds per slot: each slot remembers the gsn it was last beaten at,
+    so every member of a room (spread over the slots) gets exactly one ClientHeartbeat
+    naming the room's new head, in its slot's step, and none in the rounds after."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    members = [bus.add_client(f"m{i:02}") for i in range(30)]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in members), 10)
+    for client in members:
+        bus.submit(client, JoinRoom("ops"))
+    bus.run_until(lambda: all("ops" in c.rooms and not c.pending for c in members), 5)
+    bus.run(2.0)  # the joins' heartbeats are out: nothing moves now
+    bus.submit(members[0], SendChat("ops", None, "hi", False))
+    per_step, when = beats_per_step(bus, leader.config.addr, 2.0)
+    assert all(chats(bus, c) == ["hi"] for c in members)
+    assert sorted(when) == sorted(c.config.addr for c in members)
+    assert all(len(times) == 1 for times in when.values()), when
+    assert max(per_step) <= len(members) // BEAT_SLOTS + 1, per_step
