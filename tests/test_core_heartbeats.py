@@ -16,6 +16,7 @@ from tchat.core.messages import (
     RoomFrame,
     SendChat,
 )
+from tchat.core.stream import BEAT_SLOTS, Session
 
 
 def from_leader(
@@ -145,3 +146,93 @@ def test_lobby_beats_are_numbered_per_epoch_and_a_new_leader_numbers_afresh() ->
     fresh = [m.beat for _, m in from_leader(bus, new.config.addr, since, LobbyBeat)]  # type: ignore[attr-defined]
     assert fresh[0] == 1 and fresh[0] < numbers[-1], (fresh, numbers)  # afresh, at 1
     assert alice.counters == {"replayed-beat": 1} and alice.state is ClientState.SERVING
+
+
+def beats_per_step(
+    bus: Bus, leader_addr: str, seconds: float
+) -> tuple[list[int], dict[str, list[float]]]:
+    """Step the bus for ``seconds``: the ClientHeartbeats the leader sent in each of its
+    steps, and when each client got one."""
+    per_step: list[int] = []
+    when: dict[str, list[float]] = {}
+    end = bus.now + seconds
+    for _ in range(200_000):
+        if bus.now >= end:
+            break
+        before = len(bus.sent)
+        assert bus.step()
+        sent = [(d, m) for s, d, m in bus.sent[before:] if s == leader_addr]
+        hearts = [d for d, m in sent if isinstance(m, ClientHeartbeat)]
+        if hearts:
+            per_step.append(len(hearts))
+            for dst in hearts:
+                when.setdefault(dst, []).append(bus.now)
+    return per_step, when
+
+
+def test_session_heartbeats_are_spread_over_the_interval_not_sent_in_one_burst() -> None:
+    """Every round the leader beat every unicast session in one step: with hundreds of
+    clients, encrypting and sending that burst stalled its loop (and theirs) and a login
+    landing in it waited (issue 15's login p99). Each session now has one of BEAT_SLOTS
+    slots and a step beats one slot; each client still hears from it once per interval."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    interval = leader.config.timing.client_heartbeat_interval
+    clients = [bus.add_client(f"u{i:02}", multicast=False) for i in range(40)]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in clients), 10)
+    bus.run(1.0)
+    per_step, when = beats_per_step(bus, leader.config.addr, 3.0)
+    assert max(per_step) <= len(clients) // BEAT_SLOTS + 1, per_step
+    addrs = {c.config.addr for c in clients}
+    assert set(when) == addrs
+    for addr in sorted(addrs):
+        times = when[addr]
+        rounds = 3.0 / interval
+        assert rounds - 1 <= len(times) <= rounds + 1, (addr, times)
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        # Once per interval, as before: client_leader_timeout (3 intervals) still holds.
+        assert max(gaps) <= interval * 1.05, (addr, gaps)
+    assert all(c.state is ClientState.SERVING for c in clients)
+
+
+def test_slots_stay_balanced_as_sessions_come_and_go() -> None:
+    """A slot is given to the emptiest slot (round-robin among equals), so logouts in one
+    slot and logins after them cannot pile most sessions into one step."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    assert leader.leadership is not None
+    streams = leader.leadership.streams
+    for i in range(50):
+        streams.attach(Session(f"n{i}", f"c{i}", f"a{i}", False, bus.now))
+    assert sorted(len(s) for s in streams.beat_slots) == [5] * BEAT_SLOTS
+    # Every session of the first slot leaves; the next ten logins refill it first.
+    gone = sorted(streams.beat_slots[0])
+    for client_id in gone:
+        streams.detach(client_id)
+    for i in range(50, 50 + len(gone)):
+        streams.attach(Session(f"n{i}", f"c{i}", f"a{i}", False, bus.now))
+    assert sorted(len(s) for s in streams.beat_slots) == [5] * BEAT_SLOTS
+    # A session attached again under its client ID replaces the old one in its slot.
+    streams.attach(Session("n1", "c1", "a1", False, bus.now))
+    assert sum(len(s) for s in streams.beat_slots) == len(streams.sessions) == 50
+    assert sorted(c for s in streams.beat_slots for c in s) == sorted(streams.sessions)
+
+
+def test_a_room_message_earns_each_of_many_members_one_heartbeat_in_its_own_slot() -> None:
+    """'Only when moved' holds per slot: each slot remembers the gsn it was last beaten at,
+    so every member of a room (spread over the slots) gets exactly one ClientHeartbeat
+    naming the room's new head, in its slot's step, and none in the rounds after."""
+    bus, servers = cluster()
+    (leader,) = leaders(servers)
+    members = [bus.add_client(f"m{i:02}") for i in range(30)]
+    bus.run_until(lambda: all(c.state is ClientState.SERVING for c in members), 10)
+    for client in members:
+        bus.submit(client, JoinRoom("ops"))
+    bus.run_until(lambda: all("ops" in c.rooms and not c.pending for c in members), 5)
+    bus.run(2.0)  # the joins' heartbeats are out: nothing moves now
+    bus.submit(members[0], SendChat("ops", None, "hi", False))
+    per_step, when = beats_per_step(bus, leader.config.addr, 2.0)
+    assert all(chats(bus, c) == ["hi"] for c in members)
+    assert sorted(when) == sorted(c.config.addr for c in members)
+    assert all(len(times) == 1 for times in when.values()), when
+    assert max(per_step) <= len(members) // BEAT_SLOTS + 1, per_step

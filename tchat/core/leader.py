@@ -38,7 +38,7 @@ from tchat.core.messages import (
     UserOnline,
 )
 from tchat.core.node_context import Pending
-from tchat.core.stream import ClientStreams
+from tchat.core.stream import BEAT_SLOTS, ClientStreams
 from tchat.core.vclock import VectorClock
 
 RETRANSMIT_BATCHES = 64  # batches resent to a lagging backup per retransmit tick, at most
@@ -80,7 +80,9 @@ class Leadership:
         self.resync_needed = False
         self._merged_pending = 0  # merged entries not committed yet
         self._sync_tokens: dict[int, tuple[int, float]] = {}  # backup -> (token, sent at)
-        self.last_client_beat = now
+        # When the next client heartbeat step is due: BEAT_SLOTS of them per
+        # client_heartbeat_interval, each beating one slot of sessions (ClientStreams)
+        self.next_client_beat = now + node.config.timing.client_heartbeat_interval / BEAT_SLOTS
         self.next_retry = now
         self.deferred: list[tuple[Submit, str, float]] = []
         # Acks of entries a live backup does not hold yet (a resent op recorded earlier, or
@@ -444,15 +446,24 @@ class Leadership:
         due = self.streams.lobby_due
         if due is not None and now >= due:
             effects.extend(self.streams.flush_lobby(now))
-        if now >= self.last_client_beat + timing.client_heartbeat_interval:
-            self.last_client_beat = now
+        if now >= self.next_client_beat:
+            # Steps on a fixed grid, so BEAT_SLOTS steps make one interval and each session
+            # (its slot beaten every BEAT_SLOTS-th step) still hears from us once per
+            # client_heartbeat_interval: a client's client_leader_timeout (3 intervals) and
+            # its probe at 2/3 of it hold as before. A late step (a stalled loop) moves the
+            # grid rather than catching up: a burst of overdue slots is the stall we avoid.
+            step = timing.client_heartbeat_interval / BEAT_SLOTS
+            self.next_client_beat += step
+            if self.next_client_beat <= now:
+                self.next_client_beat = now + step
+            round_starts = self.streams.beat_cursor == 0
             effects.extend(self.streams.heartbeats(node.server_id, now))
-            effects.extend(self.desk.expire_clients(now))
+            if round_starts:  # the round's LobbyBeat went out; expiry stays once a round
+                effects.extend(self.desk.expire_clients(now))
         return effects
 
     def next_deadline(self) -> float:
-        timing = self.node.config.timing
-        times = [self.next_retry, self.last_client_beat + timing.client_heartbeat_interval]
+        times = [self.next_retry, self.next_client_beat]
         if self.streams.lobby_due is not None:
             times.append(self.streams.lobby_due)
         if not self.serving:

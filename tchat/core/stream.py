@@ -69,6 +69,10 @@ ROOM_BATCH_TEXT = 2048  # characters of text per room frame at most (past the fi
 # Touches a frame may carry before their bytes are measured: below it they surely fit the
 # room FRAME_BUDGET leaves (a Touch is at most 140 bytes: a 32-character name and a gsn).
 TOUCHES_UNMEASURED = 16
+# Session heartbeats go out one slot per step, BEAT_SLOTS steps per round: beating every
+# unicast session in one step (each frame encoded and Noise-sealed) stalled the leader's
+# loop, and its clients', for 10-20 ms twice a second, and a login landing in it waited.
+BEAT_SLOTS = 10
 
 
 def _touch_bytes(name: str) -> int:
@@ -110,6 +114,7 @@ class Session:
     resume_cursor: VectorClock | None = None  # where a re-registering client's replay starts
     register_attempt: int = 0  # the highest Register.attempt taken from this client
     identity: bytes = b""  # the key its login proved (a placeholder: the log's record's)
+    slot: int = -1  # its heartbeat slot (ClientStreams.beat_slots), fixed while attached
 
     def cursor(self) -> VectorClock:
         return self.reported_clock.merge(self.private_clock)
@@ -135,7 +140,15 @@ class ClientStreams:
         self._lobby_rooms: set[str] = set()  # rooms with frames since the last lobby frame
         self._lobby_bytes = 0  # encoded bytes of the queued lobby entries
         self._lobby_touch_bytes = 0  # at most what the next lobby frame's touches take
-        self._beat_gsn = -1  # the gsn at the last heartbeat round
+        # client_id -> session, per heartbeat slot: a step beats one slot and reads only
+        # its sessions (no scan of every session BEAT_SLOTS times a round)
+        self.beat_slots: tuple[dict[str, Session], ...] = tuple({} for _ in range(BEAT_SLOTS))
+        self._next_slot = 0  # where the search for the emptiest slot starts (round-robin)
+        self.beat_cursor = 0  # the slot the next heartbeat step beats; 0 starts a round
+        self._slot_gsn = [-1] * BEAT_SLOTS  # the gsn when each slot was last beaten
+        # whether each slot had an active multicast session when last beaten (or since):
+        # a round sends its LobbyBeat if any has, without reading every session
+        self._slot_multicast = [False] * BEAT_SLOTS
         self._beats = 0  # LobbyBeats sent in this epoch: the last one's LobbyBeat.beat
         self._neighbours: dict[str, tuple[str, ...]] = {}
         self._room_targets: dict[str, tuple[bool, tuple[Session, ...]]] = {}
@@ -171,15 +184,35 @@ class ClientStreams:
         if old is not None:
             self._retarget(old)
             self._unname(old)
+            self._unslot(old)
         self.sessions[session.client_id] = session
         self.by_name.setdefault(session.name, []).append(session)
+        self._slot(session)
 
     def detach(self, client_id: str) -> Session | None:
         session = self.sessions.pop(client_id, None)
         if session is not None:
             self._retarget(session)
             self._unname(session)
+            self._unslot(session)
         return session
+
+    def _slot(self, session: Session) -> None:
+        """Give ``session`` the emptiest heartbeat slot, the first of equals from a
+        round-robin start: logouts bunched in one slot are refilled first, so no step
+        beats much more than its share. Deterministic (no hash of the client ID)."""
+        slots = self.beat_slots
+        start = self._next_slot
+        best = min(range(start, start + BEAT_SLOTS), key=lambda i: len(slots[i % BEAT_SLOTS]))
+        index = best % BEAT_SLOTS
+        self._next_slot = (index + 1) % BEAT_SLOTS
+        session.slot = index
+        slots[index][session.client_id] = session
+
+    def _unslot(self, session: Session) -> None:
+        slot = self.beat_slots[session.slot]
+        if slot.get(session.client_id) is session:  # by identity: a successor may hold it
+            del slot[session.client_id]
 
     def _unname(self, session: Session) -> None:
         named = self.by_name.get(session.name)
@@ -209,6 +242,8 @@ class ClientStreams:
         ``prev`` was then not the client's head."""
         session.active = True
         session.session_last = session.beat_gsn = self.gsn
+        if session.multicast and session.slot >= 0:
+            self._slot_multicast[session.slot] = True  # the next round's LobbyBeat is for it too
         self._retarget(session)
         if session.multicast and session.lobby:  # not in the lobby group before next frames
             self._fresh.setdefault(LOBBY, {})[session.name] = (now + FRESH_JOIN_GRACE, self.gsn)
@@ -586,21 +621,29 @@ class ClientStreams:
 
     # -- heartbeats --------------------------------------------------------------
     def heartbeats(self, leader_id: int, now: float) -> list[Effect]:
-        """One heartbeat round: a single LobbyBeat multicast to the lobby group, and a
-        ClientHeartbeat over the session only to clients that cannot hear the group and to
-        those whose session or rooms moved since their last one.
+        """One heartbeat step: the sessions of slot ``beat_cursor`` get a ClientHeartbeat if
+        they cannot hear the lobby group or if their session or rooms moved since their last
+        one; the step that starts a round (slot 0) also multicasts the round's single
+        LobbyBeat to the lobby group. The leader takes BEAT_SLOTS steps per
+        ``client_heartbeat_interval``, so each session is still beaten once per interval.
 
         An idle multicast client thus costs the leader nothing per round (10,000 of them
         were 20,000 frames a second before). One ClientHeartbeat per move reveals a lost
         last frame at once; if that heartbeat is lost too (a broken session), the client's
         next ClientBeat shows it behind and earns another (``ClientDesk.on_beat``), and a
         lost LobbyBeat is covered by the client's probe."""
-        effects = self.flush_lobby(now)  # heads name only frames that went out
-        moved = self.gsn != self._beat_gsn  # nothing sequenced since the last round: no head moved
-        self._beat_gsn = self.gsn
+        index = self.beat_cursor
+        self.beat_cursor = (index + 1) % BEAT_SLOTS
+        # Heads name only frames that went out. A queued lobby change has no head yet
+        # (room_last moves when its frame goes out), so only the round's step sends it
+        # early, for its LobbyBeat; the other steps leave it its LOBBY_DELAY batch.
+        effects = self.flush_lobby(now) if index == 0 else self.flush_rooms(now)
+        # Nothing sequenced since this slot's last step: no head of its sessions moved.
+        moved = self.gsn != self._slot_gsn[index]
+        self._slot_gsn[index] = self.gsn
         multicast = False
         due: list[Session] = []
-        for session in self.sessions.values():
+        for session in self.beat_slots[index].values():
             if not session.active:
                 continue
             if session.multicast:
@@ -608,7 +651,8 @@ class ClientStreams:
                 if not moved or self._head(session) <= session.beat_gsn:
                     continue
             due.append(session)
-        if multicast:
+        self._slot_multicast[index] = multicast
+        if index == 0 and any(self._slot_multicast):
             lobby_head = self.room_last.get(LOBBY, 0)
             self._beats += 1
             beat = LobbyBeat(self.epoch, leader_id, self.gsn, lobby_head, self._beats)
