@@ -13,6 +13,7 @@ from test_core_log import histories
 
 from tchat.core.archive import InMemoryArchive, LogArchive
 from tchat.core.config import ServerConfig
+from tchat.core.log import ReplicatedLog
 from tchat.core.messages import Chat, Dot, Entry, Origin, RoomJoined, UserOnline
 from tchat.core.server import ServerNode
 from tchat.core.vclock import EMPTY_CLOCK, VectorClock
@@ -126,12 +127,9 @@ def test_a_restored_log_knows_its_copies_without_asking_again() -> None:
 
 
 # -- the same answers as the archive's -----------------------------------------------------
-def check_against_archive(log_archive: LogArchive, log: object, added: list[Entry]) -> None:
+def check_against_archive(log_archive: LogArchive, log: ReplicatedLog, added: list[Entry]) -> None:
     """by_origin and is_duplicate, for everything added so far, equal the archive's answer
     (the first copy in key order)."""
-    from tchat.core.log import ReplicatedLog
-
-    assert isinstance(log, ReplicatedLog)
     for origin in {e.origin for e in added if e.origin is not None}:
         assert log.by_origin(origin) == log_archive.by_origin(origin), origin
     for e in added:
@@ -149,8 +147,6 @@ def test_copies_answer_as_the_archive_after_every_add(
     """Random causal interleavings of a few servers' entries, the same operation sequenced
     on several of them (a later copy often lands before an earlier one: a merge), a window
     from 1 entry to all of them, and a restart at the end."""
-    from tchat.core.log import ReplicatedLog
-
     _, order, _, hot = history
     reference = InMemoryArchive()  # the archive's answer, asked of a separate one
     archive = InMemoryArchive()
@@ -186,8 +182,6 @@ def test_resends_and_merges_interleaved_answer_as_the_archive(seed: int) -> None
     held: dict[int, int] = {}
     waiting = list(made)
     reference = InMemoryArchive()
-    from tchat.core.log import ReplicatedLog
-
     log = ReplicatedLog(InMemoryArchive(), hot=32)
     added: list[Entry] = []
     while waiting:
