@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_core_log import histories
+from test_core_log import causal_order, histories
 
 from tchat.core.archive import InMemoryArchive, LogArchive
 from tchat.core.config import ServerConfig
@@ -178,22 +178,10 @@ def test_resends_and_merges_interleaved_answer_as_the_archive(seed: int) -> None
         origin = Origin(f"c{rng.randrange(12)}", rng.randint(1, 40))
         body = Chat("a", "r", None, f"t{n}", False, EMPTY_CLOCK)
         made.append(Entry(Dot(side, clocks[side][side]), clocks[side], TS + n, origin, body))
-    # Receive them in a random causal order: each server's in sequence, after their deps.
-    held: dict[int, int] = {}
-    waiting = list(made)
     reference = InMemoryArchive()
     log = ReplicatedLog(InMemoryArchive(), hot=32)
     added: list[Entry] = []
-    while waiting:
-        ready = [
-            e
-            for e in waiting
-            if held.get(e.dot.server, 0) == e.dot.counter - 1
-            and all(held.get(s, 0) >= c for s, c in e.clock.items() if s != e.dot.server)
-        ]
-        pick = rng.choice(ready)
-        waiting.remove(pick)
-        held[pick.dot.server] = pick.dot.counter
+    for pick in causal_order(made, rng):  # each server's in sequence, after what they cover
         assert log.add(pick) is not None
         reference.append(pick)
         added.append(pick)
