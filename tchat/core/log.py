@@ -52,6 +52,11 @@ class ReplicatedLog:
         # client ID -> its highest operation number in the log: a new operation (the
         # common case) is known not to be here without asking the archive.
         self._high: dict[str, int] = {}
+        # client ID -> its highest operation number below the window: an older operation
+        # that is above it and not in the window (a resend of one deferred or refused, an
+        # operation the other side sequenced first) is known to be absent without asking the
+        # archive. One int per client, as ``_high``.
+        self._cold_high: dict[str, int] = {}
         self._counters: dict[int, CounterRanges] = {}  # per sequencing server
         self.clock: VectorClock = EMPTY_CLOCK
         # Told of the entries leaving the window, in key order (the node folds them into
@@ -98,7 +103,11 @@ class ReplicatedLog:
         if first is not None:
             return self.get(first[1])  # from the window, or one read by dot
         entry = self._hot_origin.get(origin)  # the only copy, if it is in the window
-        return entry if entry is not None else self.archive.by_origin(origin)
+        if entry is not None:
+            return entry
+        if origin.cmid > self._cold_high.get(origin.client_id, 0):
+            return None
+        return self.archive.by_origin(origin)
 
     def is_duplicate(self, entry: Entry) -> bool:
         """A later copy of an operation some other entry already records."""
@@ -190,6 +199,7 @@ class ReplicatedLog:
         if self._floor is not None and key < self._floor:
             if self.cold_from is None or key < self.cold_from:
                 self.cold_from = key
+            self._went_cold(entry)
             return False  # older than the window: the archive alone holds it
         at_tail = not self._keys or key > self._keys[-1]
         if at_tail:
@@ -229,10 +239,18 @@ class ReplicatedLog:
         del self._chats[:chats]
         for entry in gone:
             del self._by_dot[entry.dot]
-            if entry.origin is not None and self._hot_origin.get(entry.origin) is entry:
-                del self._hot_origin[entry.origin]
+            if entry.origin is not None:
+                if self._hot_origin.get(entry.origin) is entry:
+                    del self._hot_origin[entry.origin]
+                self._went_cold(entry)
         if self.on_evict is not None:
             self.on_evict(gone)
+
+    def _went_cold(self, entry: Entry) -> None:
+        """``entry`` is below the window from now on: only the archive holds it."""
+        origin = entry.origin
+        if origin is not None and origin.cmid > self._cold_high.get(origin.client_id, 0):
+            self._cold_high[origin.client_id] = origin.cmid
 
     # -- walking in key order ------------------------------------------------------
     def _walk(self, start: Key | None, chats: bool) -> Iterator[Entry]:
