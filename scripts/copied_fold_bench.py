@@ -38,7 +38,7 @@ def sides(copies: int, plain: int) -> tuple[list[Entry], list[Entry]]:
     return out[1], out[2]
 
 
-def run(copies: int, plain: int, repeat: int) -> tuple[float, float]:
+def run(copies: int, plain: int, repeat: int) -> tuple[int, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         first, second = sides(copies, plain)
         with SqliteStore(Path(tmp)) as store:
@@ -57,7 +57,7 @@ def run(copies: int, plain: int, repeat: int) -> tuple[float, float]:
                 for entry in window:
                     node.log.is_duplicate(entry)
                 dup = min(dup, time.thread_time() - start)
-            return fold, dup
+            return len(window), fold, dup
         finally:
             archive.close()
 
@@ -69,9 +69,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     for copies in args.copies:
-        fold, dup = run(copies, args.plain, args.repeat)
+        window, fold, dup = run(copies, args.plain, args.repeat)
         print(
-            f"copies={copies:6d} window={args.plain + 2 * copies:6d}"
+            f"copies={copies:6d} log={args.plain + 2 * copies:6d} window={window:6d}"
             f"  fold_from_floor {fold * 1e3:8.1f} ms  is_duplicate x window {dup * 1e3:8.1f} ms"
         )
 
