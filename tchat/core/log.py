@@ -163,8 +163,8 @@ class ReplicatedLog:
                     self._high[origin.client_id] = origin.cmid
                 elif origin not in self._first_copy:
                     # In key order the first copy comes first: a later one only needs to
-                    # learn which that was, once per operation.
-                    first = self.archive.by_origin(origin)
+                    # learn which that was, once per operation (from the window if there).
+                    first = self.by_origin(origin)
                     if first is not None and first.dot != entry.dot:
                         self._first_copy[origin] = (first.key, first.dot)
             self._account(entry)
