@@ -171,6 +171,26 @@ def test_the_window_is_bounded_however_the_entries_come() -> None:
 
 
 # -- the catch-up walks against a brute force -------------------------------------------
+def causal_order(entries: list[Entry], rng: random.Random) -> list[Entry]:
+    """A random order that adds an entry only after every entry its clock covers: the
+    order replicas receive a log in (senders ship in key order, merges interleave)."""
+    order: list[Entry] = []
+    held: dict[int, int] = {}
+    waiting = list(entries)
+    while waiting:
+        ready = [
+            e
+            for e in waiting
+            if held.get(e.dot.server, 0) == e.dot.counter - 1
+            and all(held.get(s, 0) >= c for s, c in e.clock.items() if s != e.dot.server)
+        ]
+        pick = rng.choice(ready)
+        waiting.remove(pick)
+        order.append(pick)
+        held[pick.dot.server] = pick.dot.counter
+    return order
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[list[Entry], list[Entry], list[VectorClock], int]:
     """Entries a few servers sequence with consistent clocks (each server's clock only
@@ -187,22 +207,7 @@ def histories(draw: st.DrawFn) -> tuple[list[Entry], list[Entry], list[VectorClo
         clocks[s] = clocks[s].increment(s)
         origin = Origin("c", rng.randint(1, 6)) if rng.random() < 0.3 else None
         entries.append(entry(s, clocks[s].as_dict(), origin, chat=rng.random() < 0.7))
-    # A random order that adds an entry only after every entry its clock covers: the
-    # order replicas receive a log in (senders ship in key order, merges interleave).
-    order: list[Entry] = []
-    held: dict[int, int] = {}
-    waiting = list(entries)
-    while waiting:
-        ready = [
-            e
-            for e in waiting
-            if held.get(e.dot.server, 0) == e.dot.counter - 1
-            and all(held.get(s, 0) >= c for s, c in e.clock.items() if s != e.dot.server)
-        ]
-        pick = rng.choice(ready)
-        waiting.remove(pick)
-        order.append(pick)
-        held[pick.dot.server] = pick.dot.counter
+    order = causal_order(entries, rng)
     probes = [EMPTY_CLOCK, *(e.clock for e in rng.sample(entries, min(5, len(entries))))]
     probes += [
         VectorClock({s: rng.randint(0, 12) for s in range(1, servers + 2) if rng.random() < 0.7})

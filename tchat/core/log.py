@@ -42,12 +42,21 @@ class ReplicatedLog:
         self._chat_keys: list[Key] = []  # the window's chat entries: catch-up reads these
         self._chats: list[Entry] = []
         self._hot_origin: dict[Origin, Entry] = {}  # first in key order within the window
-        # Operations recorded twice (only ever after a merge): the archive decides which
-        # copy is first. Empty in a log that never merged a partition's copies.
-        self._copied: set[Origin] = set()
+        # Operations recorded twice (only ever after a merge: two partitions each sequenced
+        # a resend) -> the key and dot of the copy that counts, the first in key order. A
+        # re-fold asks is_duplicate of every entry it folds: answered here, it reads nothing
+        # from the archive (it was one SQLite query per entry of such an operation). One
+        # small tuple per operation recorded twice, never dropped: bounded by the log's
+        # copies as the log is by its entries. Empty in a log that never merged copies.
+        self._first_copy: dict[Origin, tuple[Key, Dot]] = {}
         # client ID -> its highest operation number in the log: a new operation (the
         # common case) is known not to be here without asking the archive.
         self._high: dict[str, int] = {}
+        # client ID -> its highest operation number below the window: an older operation
+        # that is above it and not in the window (a resend of one deferred or refused, an
+        # operation the other side sequenced first) is known to be absent without asking the
+        # archive. One int per client, as ``_high``.
+        self._cold_high: dict[str, int] = {}
         self._counters: dict[int, CounterRanges] = {}  # per sequencing server
         self.clock: VectorClock = EMPTY_CLOCK
         # Told of the entries leaving the window, in key order (the node folds them into
@@ -90,17 +99,22 @@ class ReplicatedLog:
         """The entry that counts for this client operation (the first copy in key order)."""
         if origin.cmid > self._high.get(origin.client_id, 0):
             return None
-        entry = self._hot_origin.get(origin)
-        if entry is not None and origin not in self._copied:
+        first = self._first_copy.get(origin)
+        if first is not None:
+            return self.get(first[1])  # from the window, or one read by dot
+        entry = self._hot_origin.get(origin)  # the only copy, if it is in the window
+        if entry is not None:
             return entry
+        if origin.cmid > self._cold_high.get(origin.client_id, 0):
+            return None
         return self.archive.by_origin(origin)
 
     def is_duplicate(self, entry: Entry) -> bool:
         """A later copy of an operation some other entry already records."""
-        if not self._copied or entry.origin not in self._copied:
+        if not self._first_copy or entry.origin is None:
             return False  # the common case, asked for every entry committed
-        first = self.archive.by_origin(entry.origin)
-        return first is not None and first.dot != entry.dot
+        first = self._first_copy.get(entry.origin)
+        return first is not None and first[1] != entry.dot
 
     def entries(self) -> list[Entry]:
         """Every entry, in order, as a list: for tests and the simulator (a server's log
@@ -131,12 +145,9 @@ class ReplicatedLog:
             return None
         origin = entry.origin
         if origin is not None:
-            high = self._high.get(origin.client_id, 0)
-            if origin.cmid <= high and self.by_origin(origin) is not None:
-                # Two partitions may each have sequenced the same resent operation; the
-                # copy first in log order is the one that counts, everywhere.
-                self._copied.add(origin)
-            if origin.cmid > high:
+            if origin.cmid <= self._high.get(origin.client_id, 0):
+                self._note_copy(origin, entry)
+            else:
                 self._high[origin.client_id] = origin.cmid
         self._account(entry)
         self.archive.append(entry)
@@ -148,16 +159,31 @@ class ReplicatedLog:
         for entry in self._walk_archive(None, None, chats=False):
             origin = entry.origin
             if origin is not None:
-                high = self._high.get(origin.client_id, 0)
-                if origin.cmid <= high:
-                    first = self.archive.by_origin(origin)
-                    if first is not None and first.dot != entry.dot:
-                        self._copied.add(origin)
-                else:
+                if origin.cmid > self._high.get(origin.client_id, 0):
                     self._high[origin.client_id] = origin.cmid
+                elif origin not in self._first_copy:
+                    # In key order the first copy comes first: a later one only needs to
+                    # learn which that was, once per operation (from the window if there).
+                    first = self.by_origin(origin)
+                    if first is not None and first.dot != entry.dot:
+                        self._first_copy[origin] = (first.key, first.dot)
             self._account(entry)
             self._keep(entry)
             yield entry
+
+    def _note_copy(self, origin: Origin, entry: Entry) -> None:
+        """``entry`` (not added yet) records an operation the client sent before: if the log
+        already records it, remember which copy counts from now on."""
+        known = self._first_copy.get(origin)
+        if known is None:
+            first = self.by_origin(origin)  # from the window, else one archive read
+            if first is None:
+                return  # the operation's first copy (sequenced out of the client's order)
+            known = (first.key, first.dot)
+        # Two partitions may each have sequenced the same resent operation; the copy first
+        # in log order is the one that counts, everywhere: a merge may bring an earlier one.
+        key = entry.key
+        self._first_copy[origin] = known if known[0] < key else (key, entry.dot)
 
     def _account(self, entry: Entry) -> None:
         self._count += 1
@@ -173,6 +199,7 @@ class ReplicatedLog:
         if self._floor is not None and key < self._floor:
             if self.cold_from is None or key < self.cold_from:
                 self.cold_from = key
+            self._went_cold(entry)
             return False  # older than the window: the archive alone holds it
         at_tail = not self._keys or key > self._keys[-1]
         if at_tail:
@@ -212,10 +239,18 @@ class ReplicatedLog:
         del self._chats[:chats]
         for entry in gone:
             del self._by_dot[entry.dot]
-            if entry.origin is not None and self._hot_origin.get(entry.origin) is entry:
-                del self._hot_origin[entry.origin]
+            if entry.origin is not None:
+                if self._hot_origin.get(entry.origin) is entry:
+                    del self._hot_origin[entry.origin]
+                self._went_cold(entry)
         if self.on_evict is not None:
             self.on_evict(gone)
+
+    def _went_cold(self, entry: Entry) -> None:
+        """``entry`` is below the window from now on: only the archive holds it."""
+        origin = entry.origin
+        if origin is not None and origin.cmid > self._cold_high.get(origin.client_id, 0):
+            self._cold_high[origin.client_id] = origin.cmid
 
     # -- walking in key order ------------------------------------------------------
     def _walk(self, start: Key | None, chats: bool) -> Iterator[Entry]:
