@@ -72,6 +72,7 @@ class CatchUp:
     reported: VectorClock  # the furthest clock it has reported since
     progress_at: float  # when it last reported progress (or the window went out)
     rounds: int  # windows sent since it asked to be admitted
+    final: bool  # this window ends with the Admit that admits it
 
 
 class Leadership:
@@ -320,11 +321,9 @@ class Leadership:
         for chunk in chunks[:-1] if more else chunks:
             for entry in chunk:
                 mark = mark.merge(entry.clock)
-        replica.catchup = CatchUp(mark, clock, now, rounds)
-        replica.admitted = not more
+        replica.catchup = CatchUp(mark, clock, now, rounds, final=not more)
         if not more:
-            replica.acked_seq = self.seq
-            if rounds > 1:
+            if not replica.admitted:  # back in the view (or in it for the first time)
                 effects.append(
                     node.log_event(
                         "caught-up",
@@ -333,6 +332,8 @@ class Leadership:
                         rounds=rounds,
                     )
                 )
+            replica.acked_seq = self.seq
+        replica.admitted = not more
         last = len(chunks) - 1
         for index, chunk in enumerate(chunks):
             done = index == last and not more
@@ -343,8 +344,10 @@ class Leadership:
         """Whether a backup being caught up needs the next window now: it holds all but
         the last chunk of the one in flight, or has made no progress for a sync timeout
         (a chunk was lost with a broken session). Every other ask (a JoinRequest for each
-        chunk, an ack per heartbeat) is answered by the chunks already on their way."""
-        if catchup.mark <= clock:
+        chunk, an ack per heartbeat) is answered by the chunks already on their way; after
+        the final window, by its last Admit (its AppendAck ends the catch-up), unless that
+        is overdue too (it restarted)."""
+        if catchup.mark <= clock and not catchup.final:
             return True
         if not clock <= catchup.reported:
             catchup.reported = catchup.reported.merge(clock)
