@@ -66,13 +66,6 @@ class Settling(Protocol):
 EffectListener = Callable[[Effect], None]
 SLOW_STEP = 0.05  # seconds: one core step longer than this is logged
 SLOW_ITERATION = 0.1  # seconds: all steps + effects of one loop iteration
-# Core steps between two flushes before a leader reads no more client operations until the
-# next flush (server_service.AdmissionGate): a loop iteration that took in every Submit its
-# sockets held (1,600 of them, 170 ms, on the 8,000 msg/s bench) held up the heartbeats and
-# the backups' acks behind it, and the backups elected a new leader. 256 is batch_max; on
-# a starved CPU 256 Submits took 100-170 ms, hence the bound on their time too.
-ITERATION_STEPS = 256
-ITERATION_BUSY = 0.02  # seconds of core steps
 SLOW_COMMIT = 0.1  # seconds: one store commit
 INLINE_COMMIT = 0.001  # seconds: commits faster than this on average run inline
 COMMIT_AVG_WEIGHT = 0.2  # of the newest commit in the moving average
@@ -164,12 +157,6 @@ class NodeDriver:
         kind = type(message).__name__
         self._kinds[kind] = self._kinds.get(kind, 0) + 1
         self._run(self.node.handle, message, src, self.loop.time())
-
-    @property
-    def crowded(self) -> bool:
-        """Whether this iteration has run its share of core steps (ITERATION_STEPS, or
-        ITERATION_BUSY seconds of them)."""
-        return self._steps >= ITERATION_STEPS or self._busy >= ITERATION_BUSY
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a node command (submit, stop...) whose result is or ends with a list of effects."""

@@ -60,18 +60,10 @@ class AdmissionGate:
     committed rate at capacity; the clients' own sends wait (TCP backpressure).
     """
 
-    def __init__(
-        self,
-        backlog: Callable[[], int],
-        high: int = ADMIT_BACKLOG,
-        crowded: Callable[[], bool] | None = None,
-    ) -> None:
+    def __init__(self, backlog: Callable[[], int], high: int = ADMIT_BACKLOG) -> None:
         self.backlog = backlog
         self.high = high
         self.low = high // 2
-        # True while this loop iteration has done its share (driver.ITERATION_STEPS): the
-        # operations wait a moment in their sockets while the timers and acks go first.
-        self.crowded = crowded
         self.open = True
         self.closings = 0  # how often it closed (for logs and tests)
 
@@ -83,7 +75,7 @@ class AdmissionGate:
             logger.debug("admission closed: %d entries waiting for commit", backlog)
         elif not self.open and backlog <= self.low:
             self.open = True
-        return self.open and (self.crowded is None or not self.crowded())
+        return self.open
 
 
 class ServerService:
@@ -155,10 +147,7 @@ class ServerService:
         self.archive = SqliteArchive(self.store.path)
         self.node = ServerNode(config, durable, self.rng, self.archive)
         node = self.node
-        self.transport.admitting = AdmissionGate(
-            lambda: node.backlog,
-            crowded=lambda: self.driver is not None and self.driver.crowded,
-        )
+        self.transport.admitting = AdmissionGate(lambda: node.backlog)
         self.transport.known_server = self._is_server
         if self.security is not None:
             self.transport.room_sealer = LeaderRoomKeys(
