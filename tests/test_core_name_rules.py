@@ -164,10 +164,15 @@ def test_two_look_alikes_in_flight_at_once_cannot_both_get_in() -> None:
     bus, leader = cluster()
     # Both reach the leader before either login is committed: the first one sequenced
     # is in the fold the second is judged against.
+    # Which of them the bus hands the leader first is the network's choice: whichever it
+    # is gets in, and the other is refused for being too similar to it.
     answers = register_by_hand(bus, leader, ["carol", "Carol"])
-    assert isinstance(answers["carol"], Welcome)
-    assert isinstance(answers["Carol"], Rejected), answers
-    assert "too similar to 'carol'" in answers["Carol"].reason
+    welcomed = [name for name, answer in answers.items() if isinstance(answer, Welcome)]
+    assert len(welcomed) == 1, answers
+    (other,) = {"carol", "Carol"} - set(welcomed)
+    refusal = answers[other]
+    assert isinstance(refusal, Rejected), answers
+    assert f"too similar to {welcomed[0]!r}" in refusal.reason
 
 
 def test_a_fold_snapshot_keeps_the_look_alikes() -> None:
