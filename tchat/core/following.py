@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tchat.core.effects import (
@@ -15,7 +14,6 @@ from tchat.core.messages import (
     Admit,
     Append,
     AppendAck,
-    Entry,
     Epoch,
     Heartbeat,
     JoinRequest,
@@ -24,27 +22,9 @@ from tchat.core.messages import (
     SyncRequest,
 )
 from tchat.core.roles import ServerRole, Syncing
-from tchat.core.vclock import VectorClock
 
 if TYPE_CHECKING:
-    from tchat.core.log import ReplicatedLog
     from tchat.core.server_context import ServerView
-
-
-def causal_prefix(entries: Sequence[Entry], log: ReplicatedLog) -> int:
-    """How many of ``entries`` (in log order) can be stored in turn with every entry each
-    one's clock names already held. The leader pipelines several Admit chunks: one lost
-    (a session broken and reopened) must not let a later one in, whose clocks would make
-    our log's clock claim the lost entries, and nobody would ever send them again."""
-    have: VectorClock = log.clock
-    for index, entry in enumerate(entries):
-        if entry.dot not in log:
-            own = entry.dot.server
-            for server, counter in entry.clock.items():
-                if counter > have.get(server) + (server == own):
-                    return index
-            have = have.merge(entry.clock)
-    return len(entries)
 
 
 class Following:
@@ -158,17 +138,9 @@ class Following:
             # No JoinRequest: the Admit below answers it already.
             effects.extend(self.follow(msg.epoch, addr, now, ask_to_join=False))
         node.leader_heard = now
-        ready = causal_prefix(msg.entries, node.log)
-        added = node.merge_entries(msg.entries[:ready])
+        added = node.merge_entries(msg.entries)
         if added:
             effects.append(Persist(entries=tuple(added)))
-        if ready < len(msg.entries):
-            # An earlier chunk of the window never came: our clock tells the leader
-            # where to start again. Not admitted on a ``done`` chunk either: the batches
-            # after it would fill our clock over the hole.
-            node.count("admit-gap")
-            effects.append(Send(addr, self.join_request()))
-            return effects
         if not msg.done:
             effects.append(Send(addr, self.join_request()))
             return effects

@@ -42,10 +42,6 @@ from tchat.core.stream import BEAT_SLOTS, ClientStreams
 from tchat.core.vclock import VectorClock
 
 RETRANSMIT_BATCHES = 64  # batches resent to a lagging backup per retransmit tick, at most
-# Admit chunks in flight to a catching-up backup, at most. One a round trip (stop and wait)
-# carried ~24 KB per round, slower than a busy cluster's log grows: a backup dropped under
-# load never got back in (throughput bench at 6,000 msg/s, 2 cores).
-ADMIT_WINDOW = 8
 
 if TYPE_CHECKING:
     from tchat.core.node_context import ServerCore
@@ -61,18 +57,6 @@ class Replica:
     acked_clock: VectorClock
     last_heard: float
     admitted: bool = False
-    catchup: CatchUp | None = None  # the window of Admit chunks in flight, if any
-
-
-@dataclass(slots=True)
-class CatchUp:
-    """A window of Admit chunks sent to a backup that is not admitted yet."""
-
-    mark: VectorClock  # its clock once it holds all but the window's last chunk
-    reported: VectorClock  # the furthest clock it has reported since
-    progress_at: float  # when it last reported progress (or the window went out)
-    rounds: int  # windows sent since it asked to be admitted
-    final: bool  # this window ends with the Admit that admits it
 
 
 class Leadership:
@@ -306,53 +290,12 @@ class Leadership:
                 node.log_event("server-joined", f"server {src} joined at {addr}", server=src)
             )
         effects.extend(self.pull(src, addr, clock, now))
-        catchup = replica.catchup
-        if catchup is not None and not self._window_spent(catchup, clock, now):
-            node.count("admit-in-flight")  # its chunks are on their way: no copies
-            return effects
-        chunks, more = node.chunks(node.log.missing_for(clock), ADMIT_WINDOW)
-        rounds = 1 if catchup is None else catchup.rounds + 1
-        node.count("admit-window")
-        # The next window goes out once the backup holds all but this one's last chunk;
-        # after the final window, once it holds it all (its AppendAck for ``base_seq``
-        # ends the catch-up): until then the replies to its chunks ask for nothing new.
-        mark = clock
-        for chunk in chunks[:-1] if more else chunks:
-            for entry in chunk:
-                mark = mark.merge(entry.clock)
-        replica.catchup = CatchUp(mark, clock, now, rounds, final=not more)
+        chunk, more = node.chunk(node.log.missing_for(clock))
         if not more:
-            if not replica.admitted:  # back in the view (or in it for the first time)
-                effects.append(
-                    node.log_event(
-                        "caught-up",
-                        f"server {src} caught up in {rounds} rounds",
-                        server=src,
-                        rounds=rounds,
-                    )
-                )
+            replica.admitted = True
             replica.acked_seq = self.seq
-        replica.admitted = not more
-        last = len(chunks) - 1
-        for index, chunk in enumerate(chunks):
-            done = index == last and not more
-            effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, done)))
+        effects.append(Send(addr, Admit(node.server_id, self.epoch, self.seq, chunk, not more)))
         return effects
-
-    def _window_spent(self, catchup: CatchUp, clock: VectorClock, now: float) -> bool:
-        """Whether a backup being caught up needs the next window now: it holds all but
-        the last chunk of the one in flight, or has made no progress for a sync timeout
-        (a chunk was lost with a broken session). Every other ask (a JoinRequest for each
-        chunk, an ack per heartbeat) is answered by the chunks already on their way; after
-        the final window, by its last Admit (its AppendAck ends the catch-up), unless that
-        is overdue too (it restarted)."""
-        if catchup.mark <= clock and not catchup.final:
-            return True
-        if not clock <= catchup.reported:
-            catchup.reported = catchup.reported.merge(clock)
-            catchup.progress_at = now
-            return False
-        return now >= catchup.progress_at + self.node.config.timing.sync_timeout
 
     def server_left(self, src: int, now: float) -> list[Effect]:
         """``src`` stopped gracefully (Leaving, or a leader's hand-over): a ServerLeft entry
@@ -415,12 +358,7 @@ class Leadership:
         replica = self.replicas.get(msg.src)
         if replica is None or not replica.admitted:
             return self._admit(msg.src, addr, msg.clock, now)
-        if replica.catchup is not None:
-            if msg.epoch != self.epoch or msg.seq < replica.acked_seq:
-                # Sent before it took the final Admit (still on its way): not a lost one.
-                return self._admit(msg.src, addr, msg.clock, now)
-            replica.catchup = None  # it took the final Admit: admitted, and counted
-        elif msg.epoch == self.epoch and msg.seq < replica.acked_seq:
+        if msg.epoch == self.epoch and msg.seq < replica.acked_seq:
             # It is behind what we recorded at its (re)admission: that Admit was lost, and
             # the batches in between may be trimmed already. Readmit it from its own clock,
             # or it waits forever for a batch we never resend (sim seed 820098, 6 servers).

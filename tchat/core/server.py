@@ -182,29 +182,18 @@ class ServerNode:
 
     def chunk(self, entries: Iterator[Entry]) -> tuple[tuple[Entry, ...], bool]:
         """Take entries up to the frame budget; returns (chunk, more-remain)."""
-        chunks, more = self.chunks(entries, 1)
-        return chunks[0], more
-
-    def chunks(self, entries: Iterator[Entry], count: int) -> tuple[list[tuple[Entry, ...]], bool]:
-        """Up to ``count`` chunks (at least one, perhaps empty), each up to the frame
-        budget, in order; returns (chunks, more-remain)."""
         # Measured by the codec (each entry's bytes are made once and cached), not
         # estimated: an estimate let a chunk of multi-byte text or long clocks pass the cap.
         budget = min(self.config.sync_chunk_bytes, codec.FRAME_BUDGET)
-        chunks: list[tuple[Entry, ...]] = []
         taken: list[Entry] = []
         used = 0
         for entry in entries:
             size = codec.entry_size(entry)
             if taken and used + size > budget:
-                chunks.append(tuple(taken))
-                if len(chunks) == count:
-                    return chunks, True
-                taken, used = [], 0
+                return tuple(taken), True
             taken.append(entry)
             used += size
-        chunks.append(tuple(taken))
-        return chunks, False
+        return tuple(taken), False
 
     def merge_entries(self, entries: Iterable[Entry]) -> list[Entry]:
         """Add entries from elsewhere (the fold refolds if any landed mid-log) and learn
