@@ -20,8 +20,10 @@ from tchat.core.effects import (
     LeaveGroup,
     LogEvent,
     Multicast,
+    OpFailed,
     Persist,
     Send,
+    Sent,
 )
 from tchat.core.messages import Message, Operation
 from tchat.core.server import ServerNode
@@ -58,6 +60,12 @@ class Bus:
     _queue: list[tuple[float, int, str, str, Message]] = field(default_factory=list)
     _seq: int = 0
     _link_clear: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def split(self, a: list[str], b: list[str]) -> None:
+        """Cut every link between the addresses of ``a`` and those of ``b`` (a partition)."""
+        for x in a:
+            for y in b:
+                self.cut.add(frozenset((x, y)))
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -191,3 +199,22 @@ class Bus:
             if not self.step() or self.now >= end:
                 break
         assert predicate(), f"condition not met within {timeout}s of simulated time"
+
+
+def answer(bus: Bus, client: ClientNode, op: Operation) -> str:
+    """Submit ``op`` and wait for the leader's answer: '' when recorded, else the reason."""
+    cmid = bus.submit(client, op)
+    found: list[str] = []
+
+    def answered() -> bool:
+        for event in bus.events[client.config.addr]:
+            if isinstance(event, Sent) and event.cmid == cmid:
+                found.append("")
+                return True
+            if isinstance(event, OpFailed) and event.cmid == cmid:
+                found.append(event.reason)
+                return True
+        return False
+
+    bus.run_until(answered, 2)
+    return found[0]

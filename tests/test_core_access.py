@@ -3,11 +3,11 @@ in-memory bus (no network), and the read rule against a brute-force model."""
 
 from __future__ import annotations
 
-from core_bus import Bus, key_for
+from core_bus import Bus, answer, key_for
 from test_core_nodes import chats, cluster, leaders, serving
 
 from tchat.core.client import ClientNode, ClientState
-from tchat.core.effects import HistoryLoaded, OpFailed, RoomDirectory, RoomExited, Sent
+from tchat.core.effects import HistoryLoaded, RoomDirectory, RoomExited
 from tchat.core.fold import ClusterState
 from tchat.core.messages import (
     CreateRoom,
@@ -16,7 +16,6 @@ from tchat.core.messages import (
     KickUser,
     LeaveRoom,
     Logout,
-    Operation,
     SendChat,
     SetRoomMode,
 )
@@ -78,16 +77,16 @@ def test_a_newcomer_to_a_private_room_reads_nothing_from_before_they_joined() ->
     _room(bus, [alice], "r")
     bus.submit(alice, SendChat("r", None, "public once", False))
     bus.run_until(lambda: "public once" in chats(bus, alice), 2)
-    assert _answer(bus, alice, SetRoomMode("r", private=True)) == ""
+    assert answer(bus, alice, SetRoomMode("r", private=True)) == ""
     bus.submit(alice, SendChat("r", None, "private talk", False))
     bus.run_until(lambda: "private talk" in chats(bus, alice), 2)
-    assert _answer(bus, alice, InviteUser("r", "bob")) == ""
+    assert answer(bus, alice, InviteUser("r", "bob")) == ""
     _room(bus, [bob], "r")
     bus.submit(alice, SendChat("r", None, "welcome bob", False))
     bus.run_until(lambda: "welcome bob" in chats(bus, bob), 2)
     assert _history(bus, bob, "r") == ["welcome bob"]
     # Public again: the past from before stays with those who were there.
-    assert _answer(bus, alice, SetRoomMode("r", private=False)) == ""
+    assert answer(bus, alice, SetRoomMode("r", private=False)) == ""
     bus.submit(alice, SendChat("r", None, "open again", False))
     bus.run_until(lambda: "open again" in chats(bus, bob), 2)
     assert _history(bus, bob, "r") == ["welcome bob", "open again"]
@@ -110,25 +109,6 @@ def test_a_member_who_left_reads_no_more() -> None:
     assert _history(bus, bob, "r") == []
 
 
-def _answer(bus: Bus, client: ClientNode, op: Operation) -> str:
-    """Submit ``op`` and wait for the leader's answer: '' when recorded, else the reason."""
-    cmid = bus.submit(client, op)
-    found: list[str] = []
-
-    def answered() -> bool:
-        for event in bus.events[client.config.addr]:
-            if isinstance(event, Sent) and event.cmid == cmid:
-                found.append("")
-                return True
-            if isinstance(event, OpFailed) and event.cmid == cmid:
-                found.append(event.reason)
-                return True
-        return False
-
-    bus.run_until(answered, 2)
-    return found[0]
-
-
 def _leader_state(servers: list[ServerNode]) -> ClusterState:
     (leader,) = leaders(servers)
     return leader.state
@@ -138,20 +118,20 @@ def test_a_private_room_lets_in_only_whom_its_owner_invites() -> None:
     bus, servers = cluster(seed=7)
     bus.wire = True  # every frame through the real codec
     alice, bob, mallory = serving(bus, "alice", "bob", "mallory")
-    assert _answer(bus, alice, CreateRoom("p", private=True)) == ""
+    assert answer(bus, alice, CreateRoom("p", private=True)) == ""
     bus.run_until(lambda: "p" in alice.rooms, 2)
     record = _leader_state(servers).rooms["p"]
     assert (record.owner, record.private) == ("alice", True)
-    assert "private" in _answer(bus, mallory, JoinRoom("p"))
-    assert "owner" in _answer(bus, mallory, InviteUser("p", "mallory"))
-    assert "exists" in _answer(bus, mallory, CreateRoom("p", private=False))
-    assert _answer(bus, alice, InviteUser("p", "bob")) == ""
-    assert "invited" in _answer(bus, alice, InviteUser("p", "bob"))
-    assert _answer(bus, bob, JoinRoom("p")) == ""
+    assert "private" in answer(bus, mallory, JoinRoom("p"))
+    assert "owner" in answer(bus, mallory, InviteUser("p", "mallory"))
+    assert "exists" in answer(bus, mallory, CreateRoom("p", private=False))
+    assert answer(bus, alice, InviteUser("p", "bob")) == ""
+    assert "invited" in answer(bus, alice, InviteUser("p", "bob"))
+    assert answer(bus, bob, JoinRoom("p")) == ""
     bus.run_until(lambda: "p" in bob.rooms and "bob" in alice.rooms["p"].members, 2)
     # the invitation let bob in once: after /leave he needs another
-    assert _answer(bus, bob, LeaveRoom("p")) == ""
-    assert "private" in _answer(bus, bob, JoinRoom("p"))
+    assert answer(bus, bob, LeaveRoom("p")) == ""
+    assert "private" in answer(bus, bob, JoinRoom("p"))
     assert "p" not in mallory.rooms
     assert _history(bus, mallory, "p") == []
 
@@ -159,16 +139,16 @@ def test_a_private_room_lets_in_only_whom_its_owner_invites() -> None:
 def test_a_kicked_member_is_told_and_reads_nothing_more() -> None:
     bus, servers = cluster(seed=8)
     alice, bob, carol = serving(bus, "alice", "bob", "carol")
-    _answer(bus, alice, CreateRoom("p", private=True))
+    answer(bus, alice, CreateRoom("p", private=True))
     for name, client in (("bob", bob), ("carol", carol)):
-        assert _answer(bus, alice, InviteUser("p", name)) == ""
-        assert _answer(bus, client, JoinRoom("p")) == ""
+        assert answer(bus, alice, InviteUser("p", name)) == ""
+        assert answer(bus, client, JoinRoom("p")) == ""
     bus.run_until(lambda: len(alice.rooms["p"].members) == 3, 2)
     bus.submit(alice, SendChat("p", None, "before the kick", False))
     bus.run_until(lambda: "before the kick" in chats(bus, bob), 2)
-    assert "owner" in _answer(bus, carol, KickUser("p", "bob"))
-    assert "yourself" in _answer(bus, alice, KickUser("p", "alice"))
-    assert _answer(bus, alice, KickUser("p", "bob")) == ""
+    assert "owner" in answer(bus, carol, KickUser("p", "bob"))
+    assert "yourself" in answer(bus, alice, KickUser("p", "alice"))
+    assert answer(bus, alice, KickUser("p", "bob")) == ""
     bus.run_until(lambda: "p" not in bob.rooms, 2)
     assert RoomExited("p", "alice") in bus.events[bob.config.addr]
     bus.submit(alice, SendChat("p", None, "after the kick", False))
@@ -176,7 +156,7 @@ def test_a_kicked_member_is_told_and_reads_nothing_more() -> None:
     bus.run(0.5)
     assert "after the kick" not in chats(bus, bob)
     assert _history(bus, bob, "p") == []
-    assert "private" in _answer(bus, bob, JoinRoom("p"))
+    assert "private" in answer(bus, bob, JoinRoom("p"))
     assert "bob" not in _leader_state(servers).rooms["p"].members
 
 
@@ -185,13 +165,13 @@ def test_the_owner_of_a_public_room_makes_it_private() -> None:
     alice, bob, carol = serving(bus, "alice", "bob", "carol")
     _room(bus, [alice, bob], "r")  # made by /join: public, owned by its creator
     assert _leader_state(servers).rooms["r"].owner == "alice"
-    assert "owner" in _answer(bus, bob, SetRoomMode("r", private=True))
-    assert "public" in _answer(bus, alice, InviteUser("r", "carol"))
-    assert _answer(bus, alice, SetRoomMode("r", private=True)) == ""
-    assert "private" in _answer(bus, carol, JoinRoom("r"))
+    assert "owner" in answer(bus, bob, SetRoomMode("r", private=True))
+    assert "public" in answer(bus, alice, InviteUser("r", "carol"))
+    assert answer(bus, alice, SetRoomMode("r", private=True)) == ""
+    assert "private" in answer(bus, carol, JoinRoom("r"))
     assert "bob" in _leader_state(servers).rooms["r"].members  # members stay
-    assert _answer(bus, alice, SetRoomMode("r", private=False)) == ""
-    assert _answer(bus, carol, JoinRoom("r")) == ""
+    assert answer(bus, alice, SetRoomMode("r", private=False)) == ""
+    assert answer(bus, carol, JoinRoom("r")) == ""
 
 
 def _directory(bus: Bus, client: ClientNode) -> set[str]:
@@ -214,8 +194,8 @@ def test_the_room_directory_shows_a_private_room_only_to_its_people() -> None:
     bus, _ = cluster(seed=11)
     alice, bob, mallory = serving(bus, "alice", "bob", "mallory")
     _room(bus, [mallory], "open")
-    assert _answer(bus, alice, CreateRoom("den", private=True)) == ""
-    assert _answer(bus, alice, InviteUser("den", "bob")) == ""
+    assert answer(bus, alice, CreateRoom("den", private=True)) == ""
+    assert answer(bus, alice, InviteUser("den", "bob")) == ""
     bus.run(0.2)
     assert _directory(bus, mallory) == {"open"}
     assert _directory(bus, bob) == {"open", "den"}  # invited: may see what to /join
@@ -225,10 +205,10 @@ def test_the_room_directory_shows_a_private_room_only_to_its_people() -> None:
 def test_a_member_who_went_offline_is_still_in_the_private_room_when_back() -> None:
     bus, servers = cluster(seed=12)
     alice, bob = serving(bus, "alice", "bob")
-    assert _answer(bus, alice, CreateRoom("p", private=True)) == ""
-    assert _answer(bus, alice, InviteUser("p", "bob")) == ""
-    assert _answer(bus, bob, JoinRoom("p")) == ""
-    assert _answer(bus, bob, Logout()) == ""
+    assert answer(bus, alice, CreateRoom("p", private=True)) == ""
+    assert answer(bus, alice, InviteUser("p", "bob")) == ""
+    assert answer(bus, bob, JoinRoom("p")) == ""
+    assert answer(bus, bob, Logout()) == ""
     bus.run_until(lambda: "bob" not in _leader_state(servers).users, 2)
     assert "bob" in _leader_state(servers).rooms["p"].members  # offline is not out
     assert "bob" in alice.rooms["p"].members
@@ -236,7 +216,7 @@ def test_a_member_who_went_offline_is_still_in_the_private_room_when_back() -> N
     assert "p" in again.rooms  # back in it at login: no invitation, no /join
     # A /join of it is answered with the room (no second membership), not refused.
     joins = len(_leader_state(servers).rooms["p"].stretches["bob"])
-    assert _answer(bus, again, JoinRoom("p")) == ""
+    assert answer(bus, again, JoinRoom("p")) == ""
     assert len(_leader_state(servers).rooms["p"].stretches["bob"]) == joins
 
 
@@ -246,14 +226,14 @@ def test_the_next_owner_of_a_released_name_owns_none_of_its_rooms() -> None:
     bus, servers = cluster()
     (leader,) = leaders(servers)
     alice, bob = serving(bus, "alice", "bob")
-    assert _answer(bus, alice, CreateRoom("vault", private=True)) == ""
-    assert _answer(bus, alice, SendChat("vault", None, "the combination", False)) == ""
+    assert answer(bus, alice, CreateRoom("vault", private=True)) == ""
+    assert answer(bus, alice, SendChat("vault", None, "the combination", False)) == ""
     bus.crash(alice.config.addr)
     assert leader.leadership is not None
     bus._apply(leader.config.addr, leader.leadership.desk.release_name("alice", bus.now))
     bus.run_until(lambda: all("alice" not in s.state.claims for s in servers), 2)
     newcomer = bus.add_client("alice", identity=key_for("the new alice"))
     bus.run_until(lambda: newcomer.state is ClientState.SERVING, 3)
-    assert "private" in _answer(bus, newcomer, JoinRoom("vault"))
-    assert "owner" in _answer(bus, newcomer, InviteUser("vault", "bob"))
+    assert "private" in answer(bus, newcomer, JoinRoom("vault"))
+    assert "owner" in answer(bus, newcomer, InviteUser("vault", "bob"))
     assert {s.state.rooms["vault"].owner for s in servers} == {None}

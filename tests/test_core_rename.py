@@ -29,10 +29,16 @@ def online_as_itself(leader: ServerNode, client: ClientNode) -> bool:
     return user is not None and client.client_id in user.sessions
 
 
-def split(bus: Bus, a: list[str], b: list[str]) -> None:
-    for x in a:
-        for y in b:
-            bus.cut.add(frozenset((x, y)))
+def grow_the_majority(bus: Bus, old: ServerNode) -> ClientNode:
+    """Carol, cut off from the minority's leader ``old``, writes six notes on the majority:
+    its log grows first, so a claim made there sorts after one made on the minority."""
+    carol = bus.add_client("carol")
+    bus.cut.add(frozenset((carol.config.addr, old.config.addr)))
+    bus.run_until(lambda: carol.state is ClientState.SERVING, 3)
+    for i in range(6):
+        bus.submit(carol, SendChat(None, "carol", f"note {i}", False))
+    bus.run_until(lambda: not carol.pending, 3)
+    return carol
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -49,20 +55,15 @@ def test_a_client_renamed_on_the_other_side_before_the_merge_shows_online(seed: 
     (old,) = leaders(servers)
     minority = [old]
     majority = [s for s in servers if s is not old]
-    split(bus, [s.config.addr for s in minority], [s.config.addr for s in majority])
+    bus.split([s.config.addr for s in minority], [s.config.addr for s in majority])
     bus.run_until(lambda: settled(majority), 3)
     (new,) = leaders(majority)
     # The majority's log grows first, so its claim of "alice" sorts after the minority's.
-    carol = bus.add_client("carol")
-    bus.cut.add(frozenset((carol.config.addr, old.config.addr)))
-    bus.run_until(lambda: carol.state is ClientState.SERVING, 3)
-    for i in range(6):
-        bus.submit(carol, SendChat(None, "carol", f"note {i}", False))
-    bus.run_until(lambda: not carol.pending, 3)
+    carol = grow_the_majority(bus, old)
     left = bus.add_client("alice")
     right = bus.add_client("alice", identity=key_for("another alice"))
-    split(bus, [left.config.addr], [s.config.addr for s in majority])
-    split(bus, [right.config.addr], [s.config.addr for s in minority])
+    bus.split([left.config.addr], [s.config.addr for s in majority])
+    bus.split([right.config.addr], [s.config.addr for s in minority])
     bus.run_until(lambda: left.state is right.state is ClientState.SERVING, 3)
     assert old.state.users["alice"].sessions.keys() == {left.client_id}
     minority_clock = old.log.clock

@@ -4,8 +4,9 @@ the room, and a terminal back from away does not rejoin a room its account left.
 
 from __future__ import annotations
 
-from core_bus import Bus, key_for
+from core_bus import Bus, answer, key_for
 from test_core_nodes import chats, cluster, leaders, serving, settled
+from test_core_rename import grow_the_majority
 
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import Failed, OpFailed, RoomEntered, RoomExited, Sent
@@ -16,7 +17,6 @@ from tchat.core.messages import (
     LeaveRoom,
     LobbyFrame,
     Message,
-    Operation,
     Rejected,
     Resync,
     RoomFrame,
@@ -28,25 +28,6 @@ from tchat.core.messages import (
     Welcome,
 )
 from tchat.core.server import ServerNode
-
-
-def _answer(bus: Bus, client: ClientNode, op: Operation) -> str:
-    """Submit ``op`` and wait for the leader's answer: '' when acknowledged, else why not."""
-    cmid = bus.submit(client, op)
-    found: list[str] = []
-
-    def answered() -> bool:
-        for event in bus.events[client.config.addr]:
-            if isinstance(event, Sent) and event.cmid == cmid:
-                found.append("")
-                return True
-            if isinstance(event, OpFailed) and event.cmid == cmid:
-                found.append(event.reason)
-                return True
-        return False
-
-    bus.run_until(answered, 2)
-    return found[0]
 
 
 def _joins(server: ServerNode, room: str, name: str) -> int:
@@ -77,13 +58,13 @@ def test_a_second_terminal_joining_a_room_its_account_is_in_gets_the_room() -> N
     bus, servers = cluster()
     (leader,) = leaders(servers)
     first, bob = serving(bus, "alice", "bob")
-    assert _answer(bus, first, JoinRoom("ops")) == ""
-    assert _answer(bus, bob, JoinRoom("ops")) == ""
+    assert answer(bus, first, JoinRoom("ops")) == ""
+    assert answer(bus, bob, JoinRoom("ops")) == ""
     (second,) = serving(bus, "alice")
     assert "ops" in second.rooms  # the account's room, from its Welcome
     shown = _entered(bus, second, "ops")
 
-    assert _answer(bus, second, JoinRoom("ops")) == ""
+    assert answer(bus, second, JoinRoom("ops")) == ""
     assert _entered(bus, second, "ops") == shown + 1  # the room, as a join shows it
     assert second.rooms["ops"].members == ("alice", "bob")
     assert _joins(leader, "ops", "alice") == 1
@@ -124,11 +105,11 @@ def test_a_terminal_away_while_another_left_a_room_does_not_rejoin_it() -> None:
     (leader,) = leaders(servers)
     first, second, bob = serving(bus, "alice", "alice", "bob")
     for client in (second, bob):  # the terminal that is away later typed the /join
-        assert _answer(bus, client, JoinRoom("ops")) == ""
+        assert answer(bus, client, JoinRoom("ops")) == ""
     bus.run_until(lambda: "ops" in first.rooms, 2)
     away = second.config.addr
     bus.drop = lambda src, dst, m: dst == away and isinstance(m, SessionFrame)
-    assert _answer(bus, first, LeaveRoom("ops")) == ""
+    assert answer(bus, first, LeaveRoom("ops")) == ""
     bus.run(0.1)
     assert "ops" in second.rooms  # it missed the leave
     bus.drop = None
@@ -174,10 +155,6 @@ def test_a_welcome_lists_no_user_whose_login_is_not_committed() -> None:
 
 
 # -- 1: a login the fold refuses gets a Rejected, never a Welcome ----------------------
-def _split(bus: Bus, a: list[str], b: list[str]) -> None:
-    for x in a:
-        for y in b:
-            bus.cut.add(frozenset((x, y)))
 
 
 def test_a_login_a_merge_puts_behind_an_earlier_claim_is_rejected_not_welcomed() -> None:
@@ -191,18 +168,13 @@ def test_a_login_a_merge_puts_behind_an_earlier_claim_is_rejected_not_welcomed()
     bus.run_until(lambda: settled(servers), 5)
     (old,) = leaders(servers)
     majority = [s for s in servers if s is not old]
-    _split(bus, [old.config.addr], [s.config.addr for s in majority])
+    bus.split([old.config.addr], [s.config.addr for s in majority])
     bus.run_until(lambda: settled(majority), 3)
     (new,) = leaders(majority)
     # The majority's log grows first, so its claim of "alice" sorts after the minority's.
-    carol = bus.add_client("carol")
-    bus.cut.add(frozenset((carol.config.addr, old.config.addr)))
-    bus.run_until(lambda: carol.state is ClientState.SERVING, 3)
-    for i in range(6):
-        bus.submit(carol, SendChat(None, "carol", f"note {i}", False))
-    bus.run_until(lambda: not carol.pending, 3)
+    grow_the_majority(bus, old)
     first = bus.add_client("alice")
-    _split(bus, [first.config.addr], [s.config.addr for s in majority])
+    bus.split([first.config.addr], [s.config.addr for s in majority])
     bus.run_until(lambda: first.state is ClientState.SERVING, 3)
 
     # The majority's backup stops getting entries: the other key's login stays pending.
@@ -210,7 +182,7 @@ def test_a_login_a_merge_puts_behind_an_earlier_claim_is_rejected_not_welcomed()
     stalled = [True]
     bus.drop = lambda src, dst, m: stalled[0] and src == here and isinstance(m, Append | Admit)
     other = bus.add_client("alice", identity=key_for("another alice"))
-    _split(bus, [other.config.addr], [old.config.addr])
+    bus.split([other.config.addr], [old.config.addr])
     bus.run_until(lambda: "alice" in new.state.users, 3)
     assert new.leadership is not None and new.leadership.pending
     bus.cut = {c for c in bus.cut if old.config.addr not in c or first.config.addr in c}

@@ -83,6 +83,7 @@ class Room:
         self.clients: dict[str, ClientService] = {}
         self.events: dict[str, list[ClientEvent]] = {}
         self.handled: dict[str, list[Message]] = {}
+        self.sniffer: Sniffer | None = None  # overheard()'s, closed with the room
 
     async def start(self, *names: str) -> None:
         if not await multicast.probe("127.0.0.1"):
@@ -124,6 +125,16 @@ class Room:
             client.acked(client.submit(SendChat(self.name, None, text, False))), TIMEOUT
         )
 
+    async def overheard(self, texts: list[str], *names: str) -> Sniffer:
+        """``names`` join the room, a plain socket joins its group, and the first of them
+        says ``texts``: that socket, once it heard a datagram (closed with the room)."""
+        await self.start(*names)
+        groups = [await self.join(name) for name in names]
+        sniffer = self.sniffer = Sniffer(groups[0])
+        await self.say_and_see(names[0], texts)
+        await until(lambda: len(sniffer.heard) >= 1)
+        return sniffer
+
     async def say_and_see(self, name: str, texts: list[str], seen_by: str = "bob") -> None:
         """``name`` says ``texts`` in the room; returns once ``seen_by`` shows them all."""
         for text in texts:
@@ -141,6 +152,8 @@ class Room:
         return self.clients[name].transport.drops.snapshot()  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        if self.sniffer is not None:
+            self.sniffer.close()
         for client in self.clients.values():
             await client.close()
         for server in [self.server, *self.others]:
@@ -152,15 +165,9 @@ async def test_a_lan_host_in_the_group_reads_no_text_and_cannot_forge_or_replay(
     tmp_path: Path,
 ) -> None:
     room = Room(tmp_path)
-    sniffer: Sniffer | None = None
     try:
-        await room.start("alice", "bob")
-        group = await room.join("alice")
-        await room.join("bob")
-        sniffer = Sniffer(group)
         texts = [f"secret plans number {i}" for i in range(5)]
-        await room.say_and_see("alice", texts)
-        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        sniffer = await room.overheard(texts, "alice", "bob")
         for datagram in sniffer.heard:
             assert b"secret plans" not in datagram, "room text readable off the wire"
         # One grant per member, not per frame; an unchanged room reuses its audience.
@@ -168,8 +175,6 @@ async def test_a_lan_host_in_the_group_reads_no_text_and_cannot_forge_or_replay(
         assert sealer is not None and sealer.grants == 2 and sealer.rotations == 1
         assert room.server._room_audience(ROOM) is room.server._room_audience(ROOM)
     finally:
-        if sniffer is not None:
-            sniffer.close()
         await room.close()
 
 
@@ -179,15 +184,8 @@ async def test_a_sniffer_learns_no_room_name_and_cannot_link_frames_to_it(tmp_pa
     room's name nor its sequence numbers (a sniffer could tell rooms apart and count them)."""
     name = "war-room-of-the-board"
     room = Room(tmp_path, name=name)
-    sniffer: Sniffer | None = None
     try:
-        await room.start("alice", "bob")
-        group = await room.join("alice")
-        await room.join("bob")
-        sniffer = Sniffer(group)
-        texts = [f"agenda item {i}" for i in range(5)]
-        await room.say_and_see("alice", texts)
-        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        sniffer = await room.overheard([f"agenda item {i}" for i in range(5)], "alice", "bob")
         frames = [m for m in room.handled["bob"] if type(m) is RoomFrame and m.room == name]
         gsns = {(f.prev, f.gsn) for f in frames}
         for datagram in sniffer.heard:
@@ -195,8 +193,6 @@ async def test_a_sniffer_learns_no_room_name_and_cannot_link_frames_to_it(tmp_pa
             for prev, gsn in gsns:
                 assert prev.to_bytes(8, "big") + gsn.to_bytes(8, "big") not in datagram
     finally:
-        if sniffer is not None:
-            sniffer.close()
         await room.close()
 
 
@@ -205,15 +201,9 @@ async def test_a_forged_or_replayed_room_datagram_is_not_shown_and_is_counted(
     tmp_path: Path,
 ) -> None:
     room = Room(tmp_path)
-    sniffer: Sniffer | None = None
     try:
-        await room.start("alice", "bob")
-        group = await room.join("alice")
-        await room.join("bob")
-        sniffer = Sniffer(group)
         texts = [f"secret plans number {i}" for i in range(5)]
-        await room.say_and_see("alice", texts)
-        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        sniffer = await room.overheard(texts, "alice", "bob")
 
         # A forged frame: the next one in the chain, from a user who does not exist.
         frames = [m for m in room.handled["bob"] if type(m) is RoomFrame and m.room == ROOM]
@@ -246,8 +236,6 @@ async def test_a_forged_or_replayed_room_datagram_is_not_shown_and_is_counted(
         assert room.shown("bob")[shown_before:] == ["still talking"]
         assert room.shown("bob").count(texts[0]) == 1, "a replay was shown twice"
     finally:
-        if sniffer is not None:
-            sniffer.close()
         await room.close()
 
 
@@ -262,15 +250,8 @@ async def test_a_member_flooding_forged_signatures_costs_each_member_a_few_check
     from tchat.runtime import signature_guard
 
     room = Room(tmp_path)
-    sniffer: Sniffer | None = None
     try:
-        await room.start("alice", "bob", "mallory")
-        group = await room.join("alice")
-        await room.join("bob")
-        await room.join("mallory")
-        sniffer = Sniffer(group)
-        await room.say_and_see("alice", ["before the flood"])
-        await until(lambda: len(sniffer.heard) >= 1)  # type: ignore[union-attr]
+        sniffer = await room.overheard(["before the flood"], "alice", "bob", "mallory")
         keys = room.clients["mallory"].transport.room_keys  # type: ignore[union-attr]
         assert keys is not None
         key = keys.rooms[ROOM].ring.current
@@ -302,8 +283,6 @@ async def test_a_member_flooding_forged_signatures_costs_each_member_a_few_check
         await room.say_and_see("alice", ["after the flood"])
         assert room.shown("bob").count("after the flood") == 1
     finally:
-        if sniffer is not None:
-            sniffer.close()
         await room.close()
 
 
