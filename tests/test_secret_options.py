@@ -149,3 +149,40 @@ def test_a_server_refuses_a_phrase_that_is_no_cluster_secret(
     assert "32 bytes" in err and "tchat key new" in err
     monkeypatch.setenv("TCHAT_CLUSTER_KEY", ClusterSecret.generate().export_line())
     assert parse(["--host", "127.0.0.1"]).cluster_key is not None
+
+
+def test_a_rotation_names_its_step_by_the_other_key_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 1 gives the next secret, step 2 the previous one: which way the server's vouch
+    points (clients move their pin forward only). Both at once is no step; the other
+    secret's file obeys the same rules as the current one's."""
+    old, new = ClusterSecret.generate(), ClusterSecret.generate()
+    old_file = key_file(tmp_path / "old.key", old.export_line() + "\n", 0o600)
+    new_file = key_file(tmp_path / "new.key", new.export_line() + "\n", 0o600)
+    base = ["--host", "127.0.0.1"]
+    step1 = parse(
+        [*base, "--cluster-key-file", str(old_file), "--next-cluster-key-file", str(new_file)]
+    )
+    assert step1.other_cluster_key == new.export_line().encode()
+    assert not step1.other_key_is_previous
+    step2 = parse(
+        [*base, "--cluster-key-file", str(new_file), "--previous-cluster-key-file", str(old_file)]
+    )
+    assert step2.other_cluster_key == old.export_line().encode() and step2.other_key_is_previous
+    monkeypatch.setenv("TCHAT_PREVIOUS_CLUSTER_KEY", old.export_line())
+    from_env = parse([*base, "--cluster-key-file", str(new_file)])
+    assert from_env.other_key_is_previous and "previous" in from_env.other_key_source
+    monkeypatch.delenv("TCHAT_PREVIOUS_CLUSTER_KEY")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as both:
+        parse(
+            [*base, "--cluster-key-file", str(new_file), "--next-cluster-key-file", str(old_file),
+             "--previous-cluster-key-file", str(old_file)]
+        )  # fmt: skip
+    assert both.value.code == 2 and "not both" in capsys.readouterr().err
+    loose = key_file(tmp_path / "loose.key", old.export_line() + "\n", 0o644)
+    with pytest.raises(SystemExit):
+        parse(
+            [*base, "--cluster-key-file", str(new_file), "--previous-cluster-key-file", str(loose)]
+        )
