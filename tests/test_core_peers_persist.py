@@ -5,8 +5,7 @@ login's Welcome lists them, so a quiet conversation reopens as the account's roo
 from __future__ import annotations
 
 import pytest
-from core_bus import key_for
-from test_core_access import _answer
+from core_bus import answer, key_for
 from test_core_fold import BASE, COUNT, PORT, Log, fold, online
 from test_core_nodes import cluster, leaders, serving
 
@@ -107,10 +106,10 @@ def _ready(bus: object, client: object) -> Ready:
 def test_a_login_is_back_in_its_quiet_private_conversations() -> None:
     bus, servers = cluster(seed=31)
     alice, bob, carol = serving(bus, "alice", "bob", "carol")
-    assert _answer(bus, alice, SendChat(None, "bob", "psst", False)) == ""
-    assert _answer(bus, carol, SendChat(None, "alice", "hello alice", False)) == ""
+    assert answer(bus, alice, SendChat(None, "bob", "psst", False)) == ""
+    assert answer(bus, carol, SendChat(None, "alice", "hello alice", False)) == ""
     bus.run_until(lambda: all(s.state.peers("alice") == ("carol", "bob") for s in servers), 2)
-    assert _answer(bus, alice, Logout()) == ""
+    assert answer(bus, alice, Logout()) == ""
     bus.run_until(lambda: "alice" not in bob.users, 2)
     (back,) = serving(bus, "alice")
     assert _ready(bus, back).peers == ("carol", "bob")  # nothing replayed, still listed
@@ -121,7 +120,7 @@ def test_a_released_names_next_owner_is_in_none_of_its_conversations() -> None:
     bus, servers = cluster(seed=32)
     (leader,) = leaders(servers)
     alice, bob = serving(bus, "alice", "bob")
-    assert _answer(bus, alice, SendChat(None, "bob", "psst", False)) == ""
+    assert answer(bus, alice, SendChat(None, "bob", "psst", False)) == ""
     bus.crash(alice.config.addr)
     assert leader.leadership is not None
     bus._apply(leader.config.addr, leader.leadership.desk.release_name("alice", bus.now))

@@ -4,8 +4,8 @@ what was said meanwhile (replayed: the client counts it unread)."""
 
 from __future__ import annotations
 
-from core_bus import key_for
-from test_core_access import _answer, _history, _leader_state, _room
+from core_bus import answer, key_for
+from test_core_access import _history, _leader_state, _room
 from test_core_nodes import chats, cluster, leaders, serving
 
 from tchat.core.desk import REPLAY_PER_CONVERSATION, newest_per_conversation
@@ -31,12 +31,12 @@ def test_a_logout_keeps_the_rooms_and_the_next_login_reads_what_came_meanwhile()
     alice, bob = serving(bus, "alice", "bob")
     _room(bus, [alice, bob], "ops")
     _room(bus, [alice], "dev")
-    assert _answer(bus, alice, Logout()) == ""
+    assert answer(bus, alice, Logout()) == ""
     bus.run_until(lambda: "alice" not in bob.users, 2)
     assert sorted(_leader_state(servers).rooms_of["alice"]) == ["dev", "ops"]
     assert "alice" in bob.rooms["ops"].members  # offline, still a member
     for text in ("while you were out", "and again"):
-        assert _answer(bus, bob, SendChat("ops", None, text, False)) == ""
+        assert answer(bus, bob, SendChat("ops", None, text, False)) == ""
 
     (back,) = serving(bus, "alice")
     assert sorted(back.rooms) == ["dev", "ops"]  # from the Welcome, no /join
@@ -44,7 +44,7 @@ def test_a_logout_keeps_the_rooms_and_the_next_login_reads_what_came_meanwhile()
     assert sorted(entered) == ["dev", "ops"]
     bus.run_until(lambda: chats(bus, back) == ["while you were out", "and again"], 2)
     # Live again too: the room's stream reaches the new session.
-    assert _answer(bus, bob, SendChat("ops", None, "welcome back", False)) == ""
+    assert answer(bus, bob, SendChat("ops", None, "welcome back", False)) == ""
     bus.run_until(lambda: "welcome back" in chats(bus, back), 2)
 
 
@@ -55,7 +55,7 @@ def test_a_crashed_client_stays_in_its_rooms() -> None:
     bus.crash(alice.config.addr)
     bus.run_until(lambda: "alice" not in _leader_state(servers).users, 6)
     assert "alice" in _leader_state(servers).rooms["ops"].members
-    assert _answer(bus, bob, SendChat("ops", None, "missed it", False)) == ""
+    assert answer(bus, bob, SendChat("ops", None, "missed it", False)) == ""
     (back,) = serving(bus, "alice")
     assert "ops" in back.rooms
     bus.run_until(lambda: chats(bus, back) == ["missed it"], 2)
@@ -65,10 +65,10 @@ def test_leave_and_kick_end_membership_logout_does_not() -> None:
     bus, servers = cluster(seed=23)
     alice, bob = serving(bus, "alice", "bob")
     _room(bus, [alice, bob], "ops")
-    assert _answer(bus, alice, LeaveRoom("ops")) == ""
-    assert _answer(bus, alice, Logout()) == ""
+    assert answer(bus, alice, LeaveRoom("ops")) == ""
+    assert answer(bus, alice, Logout()) == ""
     bus.run_until(lambda: "alice" not in bob.users, 2)
-    assert _answer(bus, bob, SendChat("ops", None, "not for alice", False)) == ""
+    assert answer(bus, bob, SendChat("ops", None, "not for alice", False)) == ""
     (back,) = serving(bus, "alice")
     bus.run(0.3)
     assert "ops" not in back.rooms
@@ -79,13 +79,13 @@ def test_leave_and_kick_end_membership_logout_does_not() -> None:
 def test_an_offline_member_of_a_private_room_can_be_kicked() -> None:
     bus, servers = cluster(seed=24)
     alice, bob = serving(bus, "alice", "bob")
-    assert _answer(bus, alice, CreateRoom("den", private=True)) == ""
-    assert _answer(bus, alice, InviteUser("den", "bob")) == ""
-    assert _answer(bus, bob, JoinRoom("den")) == ""
-    assert _answer(bus, bob, Logout()) == ""
+    assert answer(bus, alice, CreateRoom("den", private=True)) == ""
+    assert answer(bus, alice, InviteUser("den", "bob")) == ""
+    assert answer(bus, bob, JoinRoom("den")) == ""
+    assert answer(bus, bob, Logout()) == ""
     bus.run_until(lambda: "bob" not in alice.users, 2)
-    assert _answer(bus, alice, KickUser("den", "bob")) == ""
-    assert _answer(bus, alice, SendChat("den", None, "after the kick", False)) == ""
+    assert answer(bus, alice, KickUser("den", "bob")) == ""
+    assert answer(bus, alice, SendChat("den", None, "after the kick", False)) == ""
     (back,) = serving(bus, "bob")
     bus.run(0.3)
     assert "den" not in back.rooms
