@@ -250,6 +250,29 @@ def test_leader_crash_fails_over_without_losing_or_repeating_anything() -> None:
     }
 
 
+def replay_at_a_dead_leader(
+    bus: Bus, client: ClientNode, captured: LobbyBeat | LobbyFrame, old: ServerNode
+) -> tuple[float, int]:
+    """Crash ``old`` (its successor's NewLeader kept from ``client``) and hand ``client``
+    ``captured`` from ``old``'s address every 30 ms, for at most four client timeouts, until
+    it follows another leader: (how long that took, how many replays came while it still
+    served ``captured``'s epoch)."""
+    leader = old.config.addr
+    bus.drop = lambda src, dst, m: dst == client.config.addr and isinstance(m, NewLeader)
+    bus.crash(leader)
+    crashed_at = bus.now
+    timeout = client.config.timing.client_leader_timeout
+    replayed = 0
+    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
+        bus.run(0.03)
+        # (once it serves a newer epoch, the old one's frames are fenced as before)
+        replayed += client.state is ClientState.SERVING and client.epoch == captured.epoch
+        bus._apply(client.config.addr, client.handle(captured, leader, bus.now))
+        if client.leader_id != old.server_id:
+            break
+    return bus.now - crashed_at, replayed
+
+
 def test_a_replayed_lobby_beat_does_not_delay_failover() -> None:
     """Issue 15: a LobbyBeat captured while the leader was alive and idle, replayed every
     30 ms after it died (from its own address: UDP sources are forged at will), must not
@@ -262,20 +285,8 @@ def test_a_replayed_lobby_beat_does_not_delay_failover() -> None:
     bus.run(1.2)  # idle rounds: the leader's beats reach the lobby group
     beats = [m for src, dst, m in bus.sent if src == leader and isinstance(m, LobbyBeat)]
     assert beats and alice.leader_id == old.server_id
-    captured = beats[-1]
-    bus.drop = lambda src, dst, m: dst == alice.config.addr and isinstance(m, NewLeader)
-    bus.crash(leader)
-    crashed_at = bus.now
+    moved_after, replayed = replay_at_a_dead_leader(bus, alice, beats[-1], old)
     timeout = alice.config.timing.client_leader_timeout
-    replayed = 0
-    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
-        bus.run(0.03)
-        # (once it serves a newer epoch, the old one's beats are fenced as before)
-        replayed += alice.state is ClientState.SERVING and alice.epoch == captured.epoch
-        bus._apply(alice.config.addr, alice.handle(captured, leader, bus.now))
-        if alice.leader_id != old.server_id:
-            break
-    moved_after = bus.now - crashed_at
     assert alice.leader_id != old.server_id, "the replayed beat kept the dead leader alive"
     # Within its usual timeout of the last genuine beat, plus discovery's round trip.
     assert moved_after < timeout + 0.2, moved_after
@@ -298,18 +309,10 @@ def test_a_replayed_lobby_frame_from_the_leaders_address_does_not_delay_failover
         if src == leader and dst == alice.config.addr and isinstance(m, LobbyFrame)
     ]
     assert frames and alice.leader_id == old.server_id
-    captured = frames[-1]
-    bus.drop = lambda src, dst, m: dst == alice.config.addr and isinstance(m, NewLeader)
-    bus.crash(leader)
-    crashed_at = bus.now
+    moved_after, _ = replay_at_a_dead_leader(bus, alice, frames[-1], old)
     timeout = alice.config.timing.client_leader_timeout
-    for _ in range(int(4 * timeout / 0.03)):  # bounded: four timeouts of replays
-        bus.run(0.03)
-        bus._apply(alice.config.addr, alice.handle(captured, leader, bus.now))
-        if alice.leader_id != old.server_id:
-            break
     assert alice.leader_id != old.server_id, "the replayed frame kept the dead leader alive"
-    assert bus.now - crashed_at < timeout + 0.2, bus.now - crashed_at
+    assert moved_after < timeout + 0.2, moved_after
 
 
 def test_graceful_stop_hands_over_before_any_timeout() -> None:

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import pytest
 from core_bus import Bus, key_for
+from test_core_nodes import leaders, settled
 
 from tchat.core.client import ClientNode, ClientState
 from tchat.core.effects import Send
 from tchat.core.messages import PasswordHashed, PasswordLogin, Register, Rejected, SendChat
-from tchat.core.server import ServerNode, ServerRole
+from tchat.core.server import ServerNode
 
 PHC = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
-
-
-def leaders(servers: list[ServerNode]) -> list[ServerNode]:
-    return [s for s in servers if s.role is ServerRole.LEADER]
-
-
-def settled(servers: list[ServerNode]) -> bool:
-    lead = leaders(servers)
-    return len(lead) == 1 and all(
-        s.role is ServerRole.BACKUP and s.epoch == lead[0].epoch for s in servers if s not in lead
-    )
 
 
 def online_as_itself(leader: ServerNode, client: ClientNode) -> bool:
